@@ -1,0 +1,104 @@
+// Package auth0 is a Vault secrets engine that owns Auth0 application client secrets:
+// it rotates them through Auth0's Management API, keeps every rotation as a version and
+// serves the current one to whatever Vault policy allows.
+package auth0
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Version is the plugin's version, set at build time with
+// -ldflags "-X github.com/vault-plugin-auth0/vault-plugin-auth0.Version=vX.Y.Z".
+// Vault requires it to equal the -version the plugin is registered with.
+var Version = "v0.0.0-dev"
+
+// Factory returns a configured instance of the backend; Vault calls it once per mount.
+func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
+	b := newBackend()
+	if err := b.Setup(ctx, conf); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+type backend struct {
+	*framework.Backend
+
+	// roleLocks serialize everything that changes one role (rotation, update, delete).
+	// Reads of creds take no lock: every change is a single storage Put of the role entry.
+	roleLocks []*locksutil.LockEntry
+
+	// conn caches the parsed config and the Management API client built from it, so that
+	// the hot path (creds) reads no config from storage. It is dropped whenever the config
+	// changes, here or, through Invalidate, on another node.
+	conn   atomic.Pointer[connection]
+	connMu sync.Mutex
+
+	// ctx outlives requests: the Management client's token source and rotations use it, so
+	// a caller that disconnects cannot abort a rotation between Auth0 and storage.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// clientFactory, when set (tests only), replaces newManagementClient.
+	clientFactory func(context.Context, *configEntry) (auth0API, error)
+}
+
+func newBackend() *backend {
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &backend{
+		roleLocks: locksutil.CreateLocks(),
+		ctx:       ctx,
+		cancel:    cancel,
+	}
+	b.Backend = &framework.Backend{
+		Help:        strings.TrimSpace(backendHelp),
+		BackendType: logical.TypeLogical,
+		PathsSpecial: &logical.Paths{
+			SealWrapStorage: []string{
+				configStoragePath,
+				roleStoragePrefix,
+			},
+		},
+		Paths: framework.PathAppend(
+			pathConfig(b),
+			pathRoles(b),
+			pathRotate(b),
+			pathCreds(b),
+			pathVersions(b),
+		),
+		Invalidate:     b.invalidate,
+		Clean:          b.clean,
+		RunningVersion: Version,
+	}
+	return b
+}
+
+func (b *backend) invalidate(_ context.Context, key string) {
+	if key == configStoragePath {
+		b.resetConnection()
+	}
+}
+
+func (b *backend) clean(context.Context) {
+	b.resetConnection()
+	b.cancel()
+}
+
+func (b *backend) roleLock(name string) *locksutil.LockEntry {
+	return locksutil.LockForKey(b.roleLocks, name)
+}
+
+const backendHelp = `
+The Auth0 secrets engine takes ownership of Auth0 application client secrets.
+
+Configure the Management API connection at "config", bind a Vault role to an Auth0
+application at "roles/<name>", rotate its secret with "rotate/<name>" and read the current
+secret at "creds/<name>". Every rotation is kept as a version ("versions/<name>").
+`

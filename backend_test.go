@@ -1,0 +1,228 @@
+package auth0
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/emulator"
+)
+
+const (
+	testMgmtID = "vault-mgmt"
+	testAppID  = "app-1"
+	testApp2ID = "app-2"
+	testAPI    = "https://api.example.test/"
+)
+
+var allScopes = []string{"read:clients", "read:client_keys", "update:client_keys"}
+
+// testEnv is a backend on in-memory storage, wired to an Auth0 emulator.
+type testEnv struct {
+	t       *testing.T
+	b       *backend
+	storage *countingStorage
+	emu     *emulator.Server
+	emuURL  string // http://127.0.0.1:port
+	logs    *syncBuffer
+}
+
+// newTestEnv starts an emulator with a management application holding scopes and two
+// applications, and a backend logging at trace level into env.logs.
+func newTestEnv(t *testing.T, scopes ...string) *testEnv {
+	t.Helper()
+	if scopes == nil {
+		scopes = allScopes
+	}
+	emu := emulator.New(emulator.Options{})
+	srv := httptest.NewServer(emu)
+	t.Cleanup(srv.Close)
+	emu.AddClient(emulator.Client{ClientID: testMgmtID, Name: "Vault", Grants: map[string][]string{"management": scopes}})
+	emu.AddClient(emulator.Client{ClientID: testAppID, Name: "App One", Grants: map[string][]string{testAPI: {}}})
+	emu.AddClient(emulator.Client{ClientID: testApp2ID, Name: "App Two", Grants: map[string][]string{testAPI: {}}})
+
+	logs := &syncBuffer{}
+	conf := logical.TestBackendConfig()
+	conf.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: logs})
+	storage := &countingStorage{Storage: &logical.InmemStorage{}}
+	conf.StorageView = storage
+	raw, err := Factory(context.Background(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := raw.(*backend)
+	t.Cleanup(func() { b.Cleanup(context.Background()) })
+	return &testEnv{t: t, b: b, storage: storage, emu: emu, emuURL: srv.URL, logs: logs}
+}
+
+// mgmtSecret is the management application's secret at the emulator.
+func (e *testEnv) mgmtSecret() string {
+	s, ok := e.emu.ClientSecret(testMgmtID)
+	if !ok {
+		e.t.Fatal("management client missing from emulator")
+	}
+	return s
+}
+
+func (e *testEnv) appSecret(id string) string {
+	s, ok := e.emu.ClientSecret(id)
+	if !ok {
+		e.t.Fatalf("client %s missing from emulator", id)
+	}
+	return s
+}
+
+// request runs one request through the backend as Vault would.
+func (e *testEnv) request(op logical.Operation, path string, data map[string]interface{}) (*logical.Response, error) {
+	e.t.Helper()
+	req := &logical.Request{
+		Operation: op,
+		Path:      path,
+		Data:      data,
+		Storage:   e.storage,
+	}
+	// Mimic Vault's routing of writes to new paths through the existence check.
+	if op == logical.UpdateOperation {
+		if check, exists, _ := e.b.HandleExistenceCheck(context.Background(), req); check && !exists {
+			req.Operation = logical.CreateOperation
+		}
+	}
+	return e.b.HandleRequest(context.Background(), req)
+}
+
+// ok runs a request that must succeed and returns its data.
+func (e *testEnv) ok(op logical.Operation, path string, data map[string]interface{}) map[string]interface{} {
+	e.t.Helper()
+	resp, err := e.request(op, path, data)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", op, path, err)
+	}
+	if resp != nil && resp.IsError() {
+		e.t.Fatalf("%s %s: %v", op, path, resp.Error())
+	}
+	if resp == nil {
+		return nil
+	}
+	return resp.Data
+}
+
+// userError runs a request that must fail with a 400-style error response and returns its
+// message.
+func (e *testEnv) userError(op logical.Operation, path string, data map[string]interface{}) string {
+	e.t.Helper()
+	resp, err := e.request(op, path, data)
+	if err != nil {
+		e.t.Fatalf("%s %s: want an error response, got internal error %v", op, path, err)
+	}
+	if resp == nil || !resp.IsError() {
+		e.t.Fatalf("%s %s: want an error response, got %#v", op, path, resp)
+	}
+	return resp.Error().Error()
+}
+
+func (e *testEnv) configure() {
+	e.t.Helper()
+	e.ok(logical.UpdateOperation, "config", map[string]interface{}{
+		"domain": e.emuURL, "client_id": testMgmtID, "client_secret": e.mgmtSecret(),
+	})
+}
+
+// configureWithRole configures the engine and creates role "app" for testAppID.
+func (e *testEnv) configureWithRole(extra map[string]interface{}) {
+	e.t.Helper()
+	e.configure()
+	data := map[string]interface{}{"client_id": testAppID}
+	for k, v := range extra {
+		data[k] = v
+	}
+	e.ok(logical.UpdateOperation, "roles/app", data)
+}
+
+// authenticates reports whether clientID/secret obtain a token at the emulator, as an
+// application using the served credentials would.
+func (e *testEnv) authenticates(clientID, secret string) bool {
+	e.t.Helper()
+	resp, err := http.PostForm(e.emuURL+"/oauth/token", url.Values{
+		"grant_type": {"client_credentials"}, "client_id": {clientID},
+		"client_secret": {secret}, "audience": {testAPI},
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// codedStatus returns the HTTP status of a logical.CodedError.
+func codedStatus(err error) (int, bool) {
+	var coded logical.HTTPCodedError
+	if errors.As(err, &coded) {
+		return coded.Code(), true
+	}
+	return 0, false
+}
+
+func wantContains(t *testing.T, got string, parts ...string) {
+	t.Helper()
+	for _, p := range parts {
+		if !strings.Contains(got, p) {
+			t.Errorf("%q does not contain %q", got, p)
+		}
+	}
+}
+
+// countingStorage counts reads so tests can hold the hot path to its storage budget, and
+// can be told to fail writes.
+type countingStorage struct {
+	logical.Storage
+	gets      atomic.Int64
+	failPuts  atomic.Int64 // fail this many next Puts
+	putsTotal atomic.Int64
+}
+
+func (s *countingStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	s.gets.Add(1)
+	return s.Storage.Get(ctx, key)
+}
+
+func (s *countingStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	s.putsTotal.Add(1)
+	if s.failPuts.Load() > 0 {
+		s.failPuts.Add(-1)
+		return errStorageDown
+	}
+	return s.Storage.Put(ctx, e)
+}
+
+type storageError string
+
+func (e storageError) Error() string { return string(e) }
+
+const errStorageDown = storageError("storage unavailable")
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

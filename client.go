@@ -1,0 +1,216 @@
+package auth0
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/auth0/go-auth0/management"
+	"github.com/hashicorp/vault/sdk/logical"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// auth0API is everything the engine asks of Auth0. It is an interface so that tests can
+// put faults between the engine and Auth0; in production it is always *managementClient.
+type auth0API interface {
+	// RotateSecret asks Auth0 for a new secret for clientID and returns it. It is never
+	// retried: once Auth0 applies a rotation the old secret is dead and the only copy of
+	// the new one is in that response, so a blind second call would lose it.
+	RotateSecret(ctx context.Context, clientID string) (string, error)
+	// ReadClient checks that clientID exists and, with withSecret, returns its current
+	// secret (which needs the read:client_keys scope).
+	ReadClient(ctx context.Context, clientID string, withSecret bool) (*clientInfo, error)
+}
+
+// errNoSecretScope means Auth0 answered a read of a client without its secret.
+var errNoSecretScope = errors.New("Auth0 returned the application without its client_secret, which it does when the Management API token lacks the read:client_keys scope")
+
+type clientInfo struct {
+	ClientID string
+	Name     string
+	Secret   string
+}
+
+// managementClient talks to Auth0 through the official SDK.
+type managementClient struct {
+	api       *management.Management
+	transport *http.Transport
+}
+
+// newManagementClient builds a Management API client from config. It does not contact
+// Auth0: the first call fetches a token (client credentials), which is then reused until
+// it expires.
+func newManagementClient(ctx context.Context, cfg *configEntry) (*managementClient, error) {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	httpClient := &http.Client{Timeout: cfg.requestTimeout(), Transport: transport}
+	// The token endpoint is reached through the same client, with the same timeout.
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, httpClient)
+
+	var opts []management.Option
+	if cfg.Scheme == "http" {
+		// Must come before the credentials option, which derives the token URL from the scheme.
+		opts = append(opts, management.WithInsecure())
+	}
+	opts = append(opts,
+		management.WithClient(httpClient),
+		// The SDK's default retries would replay rotate-secret after a lost response.
+		management.WithNoRetries(),
+		management.WithClientCredentialsAndAudience(ctx, cfg.ClientID, cfg.ClientSecret, cfg.audience()),
+		management.WithUserAgent("vault-plugin-auth0/"+Version),
+	)
+	api, err := management.New(cfg.Host, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("building the Auth0 Management API client: %w", err)
+	}
+	return &managementClient{api: api, transport: transport}, nil
+}
+
+func (c *managementClient) RotateSecret(ctx context.Context, clientID string) (string, error) {
+	client, err := c.api.Client.RotateSecret(ctx, clientID)
+	if err != nil {
+		return "", err
+	}
+	secret := client.GetClientSecret()
+	if secret == "" {
+		return "", errors.New("Auth0 answered rotate-secret without a client_secret")
+	}
+	return secret, nil
+}
+
+func (c *managementClient) ReadClient(ctx context.Context, clientID string, withSecret bool) (*clientInfo, error) {
+	fields := []string{"client_id", "name"}
+	if withSecret {
+		fields = append(fields, "client_secret")
+	}
+	client, err := c.api.Client.Read(ctx, clientID, management.IncludeFields(fields...))
+	if err != nil {
+		return nil, err
+	}
+	info := &clientInfo{ClientID: client.GetClientID(), Name: client.GetName(), Secret: client.GetClientSecret()}
+	if withSecret && info.Secret == "" {
+		// Auth0 leaves the secret out, without an error, when the token lacks the scope.
+		return nil, errNoSecretScope
+	}
+	return info, nil
+}
+
+func (c *managementClient) close() {
+	c.transport.CloseIdleConnections()
+}
+
+// verifyCredentials obtains a Management API token with cfg's credentials, proving that
+// Auth0 accepts them before anything is stored.
+func verifyCredentials(ctx context.Context, cfg *configEntry) error {
+	httpClient := &http.Client{Timeout: cfg.requestTimeout()}
+	defer httpClient.CloseIdleConnections()
+	cc := clientcredentials.Config{
+		ClientID:       cfg.ClientID,
+		ClientSecret:   cfg.ClientSecret,
+		TokenURL:       cfg.Scheme + "://" + cfg.Host + "/oauth/token",
+		EndpointParams: url.Values{"audience": {cfg.audience()}},
+	}
+	_, err := cc.Token(context.WithValue(ctx, oauth2.HTTPClient, httpClient))
+	return err
+}
+
+// connection is the config in force and the client built from it.
+type connection struct {
+	config *configEntry
+	client auth0API
+}
+
+// connection returns the cached connection, loading config from storage on first use.
+// It returns nil, nil when the engine has no config yet.
+func (b *backend) connection(ctx context.Context, s logical.Storage) (*connection, error) {
+	if c := b.conn.Load(); c != nil {
+		return c, nil
+	}
+	b.connMu.Lock()
+	defer b.connMu.Unlock()
+	if c := b.conn.Load(); c != nil {
+		return c, nil
+	}
+	cfg, err := loadConfig(ctx, s)
+	if err != nil || cfg == nil {
+		return nil, err
+	}
+	client, err := b.newClient(b.ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := &connection{config: cfg, client: client}
+	b.conn.Store(c)
+	return c, nil
+}
+
+// newClient builds the Management API client for cfg.
+func (b *backend) newClient(ctx context.Context, cfg *configEntry) (auth0API, error) {
+	if b.clientFactory != nil {
+		return b.clientFactory(ctx, cfg)
+	}
+	return newManagementClient(ctx, cfg)
+}
+
+// resetConnection drops the cached connection; the next use rebuilds it from storage.
+func (b *backend) resetConnection() {
+	b.connMu.Lock()
+	defer b.connMu.Unlock()
+	b.dropConnectionLocked()
+}
+
+// dropConnectionLocked is resetConnection for callers that hold connMu.
+func (b *backend) dropConnectionLocked() {
+	if c := b.conn.Swap(nil); c != nil {
+		if mc, ok := c.client.(*managementClient); ok {
+			mc.close()
+		}
+	}
+}
+
+// requireConnection is connection for handlers that cannot work without config.
+func (b *backend) requireConnection(ctx context.Context, s logical.Storage) (*connection, *logical.Response, error) {
+	c, err := b.connection(ctx, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	if c == nil {
+		return nil, logical.ErrorResponse("the engine is not configured yet; write the Management API credentials first: vault write <mount>/config domain=... client_id=... client_secret=..."), nil
+	}
+	return c, nil, nil
+}
+
+// auth0Failure turns an error from Auth0 into what the caller should see: a response that
+// says what to do where the operator can act (credentials, scopes, unknown application),
+// a 502 where Auth0 or the network failed. what names the operation, e.g. "rotating the
+// secret of client_id \"abc\"". Auth0's messages never contain secrets.
+func auth0Failure(what string, err error) (*logical.Response, error) {
+	var mErr management.Error
+	var tokenErr *oauth2.RetrieveError
+	switch {
+	case errors.Is(err, errNoSecretScope):
+		return logical.ErrorResponse("%s: %s; grant that scope to the Management API application in Auth0 (Applications > APIs > Auth0 Management API > Machine to Machine Applications)", what, err), nil
+	case errors.As(err, &tokenErr):
+		desc := tokenErr.ErrorDescription
+		if desc == "" {
+			desc = http.StatusText(tokenErr.Response.StatusCode)
+		}
+		return logical.ErrorResponse("%s: Auth0 refused a Management API token (%s: %s); check client_id, client_secret and audience in the engine's config and that the application is authorized for the Management API", what, tokenErr.ErrorCode, desc), nil
+	case errors.As(err, &mErr):
+		switch status := mErr.Status(); {
+		case status == http.StatusUnauthorized:
+			return logical.ErrorResponse("%s: Auth0 rejected the Management API token (%s); check the engine's config", what, mErr.Error()), nil
+		case status == http.StatusForbidden:
+			return logical.ErrorResponse("%s: Auth0 refused (%s); grant the missing scope to the Management API application in Auth0 (Applications > APIs > Auth0 Management API > Machine to Machine Applications)", what, mErr.Error()), nil
+		case status == http.StatusNotFound:
+			return logical.ErrorResponse("%s: Auth0 has no such application (%s); check the client_id", what, mErr.Error()), nil
+		case status == http.StatusTooManyRequests:
+			return nil, logical.CodedError(http.StatusTooManyRequests, fmt.Sprintf("%s: Auth0 rate limit reached (%s); try again later", what, mErr.Error()))
+		case status < 500:
+			return logical.ErrorResponse("%s: Auth0 refused the request (%s)", what, mErr.Error()), nil
+		}
+	}
+	return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %v", what, err))
+}

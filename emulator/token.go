@@ -1,0 +1,334 @@
+package emulator
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// This file implements POST /oauth/token (client credentials grant) and the
+// access tokens it issues.
+//
+// Access tokens are HS256 JWTs signed with a per-Server random key, so they
+// are verified without keeping state. Besides the usual Auth0 claims they
+// carry a sequence number (for ExpireTokens) and a millisecond expiry (so
+// sub-second TokenLifetime values used by tests are honoured exactly).
+
+// oauthError is the Authentication API error body.
+type oauthError struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description"`
+}
+
+// tokenResponse is the successful /oauth/token body.
+type tokenResponse struct {
+	AccessToken string `json:"access_token"`
+	Scope       string `json:"scope"`
+	ExpiresIn   int64  `json:"expires_in"`
+	TokenType   string `json:"token_type"`
+}
+
+// tokenClaims are the claims of an issued access token.
+type tokenClaims struct {
+	Issuer    string `json:"iss"`
+	Subject   string `json:"sub"`
+	Audience  string `json:"aud"`
+	IssuedAt  int64  `json:"iat"`
+	ExpiresAt int64  `json:"exp"`
+	Scope     string `json:"scope"`
+	GrantType string `json:"gty"`
+	AZP       string `json:"azp"`
+	ID        string `json:"jti"`
+	Seq       uint64 `json:"emu_seq"`
+	ExpiresMS int64  `json:"emu_exp_ms"`
+}
+
+// otherGrantTypes are grant types Auth0 knows but that the emulator's
+// machine-to-machine clients are not allowed to use.
+var otherGrantTypes = setOf(
+	"authorization_code",
+	"implicit",
+	"refresh_token",
+	"password",
+	"http://auth0.com/oauth/grant-type/password-realm",
+	"http://auth0.com/oauth/grant-type/passwordless/otp",
+	"http://auth0.com/oauth/grant-type/mfa-oob",
+	"http://auth0.com/oauth/grant-type/mfa-otp",
+	"http://auth0.com/oauth/grant-type/mfa-recovery-code",
+	"urn:ietf:params:oauth:grant-type:device_code",
+	"urn:ietf:params:oauth:grant-type:token-exchange",
+	"urn:ietf:params:oauth:grant-type:jwt-bearer",
+	"urn:openid:params:grant-type:ciba",
+	"urn:auth0:params:oauth:grant-type:token-exchange:federated-connection-access-token",
+)
+
+func writeOAuthError(w http.ResponseWriter, status int, code, description string) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	writeJSON(w, status, oauthError{Error: code, Description: description})
+}
+
+// tokenParams reads the request parameters from a form or JSON body.
+func tokenParams(r *http.Request) (map[string]string, bool) {
+	mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	params := map[string]string{}
+	if mediaType == "application/json" {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			return nil, false
+		}
+		var raw map[string]any
+		if err := json.Unmarshal(body, &raw); err != nil {
+			return nil, false
+		}
+		for k, v := range raw {
+			if s, ok := v.(string); ok {
+				params[k] = s
+			}
+		}
+		return params, true
+	}
+	if err := r.ParseForm(); err != nil {
+		return nil, false
+	}
+	for k, v := range r.PostForm {
+		if len(v) > 0 {
+			params[k] = v[0]
+		}
+	}
+	return params, true
+}
+
+// serveToken implements POST /oauth/token.
+func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeAPIError(w, http.StatusMethodNotAllowed, "", "")
+		return
+	}
+	params, ok := tokenParams(r)
+	if !ok {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Invalid request body")
+		return
+	}
+
+	grantType := params["grant_type"]
+	switch {
+	case grantType == "":
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Missing required parameter: grant_type")
+		return
+	case grantType != "client_credentials" && !otherGrantTypes[grantType]:
+		writeOAuthError(w, http.StatusBadRequest, "unsupported_grant_type", "Unsupported grant type: "+grantType)
+		return
+	}
+
+	// Client authentication: HTTP Basic (client_secret_basic, credentials
+	// form-urlencoded before base64 as RFC 6749 section 2.3.1 requires) or
+	// body fields (client_secret_post).
+	clientID, clientSecret := params["client_id"], params["client_secret"]
+	if user, pass, basic := r.BasicAuth(); basic {
+		u, err1 := url.QueryUnescape(user)
+		p, err2 := url.QueryUnescape(pass)
+		if err1 != nil || err2 != nil || (clientID != "" && clientID != u) {
+			writeOAuthError(w, http.StatusUnauthorized, "access_denied", "Unauthorized")
+			return
+		}
+		clientID, clientSecret = u, p
+	}
+
+	audience := params["audience"]
+	host := r.Host
+
+	s.mu.Lock()
+	rec, known := s.clients[clientID]
+	authenticated := known && clientSecret != "" &&
+		subtle.ConstantTimeCompare([]byte(rec.secret), []byte(clientSecret)) == 1
+	var granted []string
+	var hasGrant, audienceKnown bool
+	if authenticated {
+		key := audience
+		if s.isManagementAudience(audience, host) {
+			key = ManagementGrant
+			audienceKnown = true
+		} else {
+			audienceKnown = s.customAudienceKnownLocked(audience)
+		}
+		granted, hasGrant = rec.grants[key]
+		granted = append([]string(nil), granted...)
+	}
+	s.mu.Unlock()
+
+	switch {
+	case !authenticated:
+		writeOAuthError(w, http.StatusUnauthorized, "access_denied", "Unauthorized")
+		return
+	case grantType != "client_credentials":
+		writeOAuthError(w, http.StatusForbidden, "unauthorized_client",
+			"Grant type '"+grantType+"' not allowed for the client.")
+		return
+	case audience == "":
+		writeOAuthError(w, http.StatusForbidden, "access_denied",
+			"No audience parameter was provided, and no default audience has been configured")
+		return
+	case !audienceKnown:
+		writeOAuthError(w, http.StatusForbidden, "access_denied",
+			"Service not enabled within domain: "+audience)
+		return
+	case !hasGrant:
+		writeOAuthError(w, http.StatusForbidden, "access_denied",
+			`Client is not authorized to access "`+audience+`". You need to create a "client-grant" associated to this API. See: https://auth0.com/docs/api/v2#!/Client_Grants/post_client_grants`)
+		return
+	}
+
+	scopes := granted
+	if requested, ok := params["scope"]; ok {
+		scopes = narrowScopes(granted, strings.Fields(requested))
+	}
+	token, expiresIn := s.issueToken(host, clientID, audience, scopes)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	writeJSON(w, http.StatusOK, tokenResponse{
+		AccessToken: token,
+		Scope:       strings.Join(scopes, " "),
+		ExpiresIn:   expiresIn,
+		TokenType:   "Bearer",
+	})
+}
+
+// isManagementAudience reports whether aud is the Management API audience
+// for a request to host.
+func (s *Server) isManagementAudience(aud, host string) bool {
+	if s.opts.Audience != "" {
+		return aud == s.opts.Audience
+	}
+	return aud == "https://"+host+"/api/v2/" || aud == "http://"+host+"/api/v2/"
+}
+
+// customAudienceKnownLocked reports whether any client has a grant for the
+// custom API aud. s.mu must be held.
+func (s *Server) customAudienceKnownLocked(aud string) bool {
+	if aud == "" || aud == ManagementGrant {
+		return false
+	}
+	for _, c := range s.clients {
+		if _, ok := c.grants[aud]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// narrowScopes keeps the granted scopes that were requested, in grant order
+// and without duplicates.
+func narrowScopes(granted, requested []string) []string {
+	want := make(map[string]bool, len(requested))
+	for _, sc := range requested {
+		want[sc] = true
+	}
+	out := []string{}
+	for _, sc := range granted {
+		if want[sc] {
+			out = append(out, sc)
+			delete(want, sc)
+		}
+	}
+	return out
+}
+
+// issueToken mints an access token and returns it with its expires_in.
+func (s *Server) issueToken(host, clientID, audience string, scopes []string) (string, int64) {
+	s.mu.Lock()
+	s.tokenSeq++
+	seq := s.tokenSeq
+	s.stats.TokensIssued++
+	s.mu.Unlock()
+
+	now := time.Now()
+	exp := now.Add(s.opts.TokenLifetime)
+	expiresIn := int64(s.opts.TokenLifetime / time.Second)
+	if expiresIn < 1 {
+		expiresIn = 1
+	}
+	jti := make([]byte, 16)
+	_, _ = rand.Read(jti)
+	claims := tokenClaims{
+		Issuer:    "https://" + host + "/",
+		Subject:   clientID + "@clients",
+		Audience:  audience,
+		IssuedAt:  now.Unix(),
+		ExpiresAt: now.Unix() + expiresIn,
+		Scope:     strings.Join(scopes, " "),
+		GrantType: "client-credentials",
+		AZP:       clientID,
+		ID:        hex.EncodeToString(jti),
+		Seq:       seq,
+		ExpiresMS: exp.UnixMilli(),
+	}
+	header := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
+	payloadJSON, _ := json.Marshal(claims)
+	signingInput := header + "." + base64.RawURLEncoding.EncodeToString(payloadJSON)
+	return signingInput + "." + s.sign(signingInput), expiresIn
+}
+
+func (s *Server) sign(input string) string {
+	mac := hmac.New(sha256.New, s.key)
+	mac.Write([]byte(input))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// tokenState is the outcome of verifying a bearer token.
+type tokenState int
+
+const (
+	tokenValid tokenState = iota
+	tokenInvalid
+	tokenExpired
+)
+
+// verifyToken checks a bearer token presented to the Management API at host.
+func (s *Server) verifyToken(token, host string) (*tokenClaims, tokenState) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil, tokenInvalid
+	}
+	if !hmac.Equal([]byte(parts[2]), []byte(s.sign(parts[0]+"."+parts[1]))) {
+		return nil, tokenInvalid
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, tokenInvalid
+	}
+	var c tokenClaims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return nil, tokenInvalid
+	}
+	s.mu.Lock()
+	revoked := c.Seq <= s.expiredUpTo
+	s.mu.Unlock()
+	if revoked || time.Now().UnixMilli() >= c.ExpiresMS {
+		return &c, tokenExpired
+	}
+	if !s.isManagementAudience(c.Audience, host) {
+		return &c, tokenInvalid
+	}
+	return &c, tokenValid
+}
+
+// ExpireTokens makes every access token issued so far expired: using one
+// afterwards yields 401 "Expired token received for JSON Web Token
+// validation". Tokens issued later are unaffected.
+func (s *Server) ExpireTokens() {
+	s.mu.Lock()
+	s.expiredUpTo = s.tokenSeq
+	s.mu.Unlock()
+}

@@ -1,0 +1,320 @@
+package auth0
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+	"golang.org/x/oauth2"
+)
+
+const (
+	configStoragePath     = "config"
+	defaultRequestTimeout = 30 * time.Second
+)
+
+// configEntry is the Management API connection, stored seal-wrapped at "config".
+type configEntry struct {
+	// Scheme is "https", or "http" for a loopback host (a local emulator).
+	Scheme         string        `json:"scheme"`
+	Host           string        `json:"host"`
+	ClientID       string        `json:"client_id"`
+	ClientSecret   string        `json:"client_secret"`
+	Audience       string        `json:"audience,omitempty"`
+	RequestTimeout time.Duration `json:"request_timeout,omitempty"`
+}
+
+// audience is the configured audience or Auth0's default for the domain.
+func (c *configEntry) audience() string {
+	if c.Audience != "" {
+		return c.Audience
+	}
+	return "https://" + c.Host + "/api/v2/"
+}
+
+// domain is the domain as users give it: the bare host, with the scheme only for http.
+func (c *configEntry) domain() string {
+	if c.Scheme == "http" {
+		return "http://" + c.Host
+	}
+	return c.Host
+}
+
+func (c *configEntry) requestTimeout() time.Duration {
+	if c.RequestTimeout > 0 {
+		return c.RequestTimeout
+	}
+	return defaultRequestTimeout
+}
+
+func pathConfig(b *backend) []*framework.Path {
+	return []*framework.Path{
+		{
+			Pattern: "config",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: "auth0",
+			},
+			Fields: map[string]*framework.FieldSchema{
+				"domain": {
+					Type:        framework.TypeString,
+					Description: `Auth0 tenant or custom domain, e.g. "acme.eu.auth0.com" (a leading "https://" is accepted). "http://" is accepted only for loopback hosts, for a local emulator.`,
+					DisplayAttrs: &framework.DisplayAttributes{
+						Name: "Domain",
+					},
+				},
+				"client_id": {
+					Type:        framework.TypeString,
+					Description: "Client ID of the machine-to-machine application that calls the Management API.",
+				},
+				"client_secret": {
+					Type:        framework.TypeString,
+					Description: "Client secret of that application. Write-only: never returned or logged.",
+					DisplayAttrs: &framework.DisplayAttributes{
+						Sensitive: true,
+					},
+				},
+				"audience": {
+					Type:        framework.TypeString,
+					Description: `Management API audience. Defaults to "https://<domain>/api/v2/"; set it when domain is a custom domain. An empty value restores the default.`,
+				},
+				"request_timeout": {
+					Type:        framework.TypeDurationSecond,
+					Description: "Timeout of each HTTP request to Auth0 (token and Management API). Defaults to 30s.",
+					Default:     int(defaultRequestTimeout.Seconds()),
+				},
+				"verify_connection": {
+					Type:        framework.TypeBool,
+					Description: "On write, obtain a Management API token with the given credentials first; if Auth0 refuses, the write fails and nothing is stored.",
+					Default:     true,
+				},
+			},
+			ExistenceCheck: b.pathConfigExistenceCheck,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.CreateOperation: &framework.PathOperation{Callback: b.pathConfigWrite},
+				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathConfigWrite},
+				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathConfigRead},
+				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathConfigDelete},
+			},
+			HelpSynopsis:    pathConfigHelpSyn,
+			HelpDescription: pathConfigHelpDesc,
+		},
+	}
+}
+
+func loadConfig(ctx context.Context, s logical.Storage) (*configEntry, error) {
+	entry, err := s.Get(ctx, configStoragePath)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	if entry == nil {
+		return nil, nil
+	}
+	cfg := new(configEntry)
+	if err := entry.DecodeJSON(cfg); err != nil {
+		return nil, fmt.Errorf("decoding config: %w", err)
+	}
+	return cfg, nil
+}
+
+func (b *backend) pathConfigExistenceCheck(ctx context.Context, req *logical.Request, _ *framework.FieldData) (bool, error) {
+	cfg, err := loadConfig(ctx, req.Storage)
+	return cfg != nil, err
+}
+
+func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	cfg, err := loadConfig(ctx, req.Storage)
+	if err != nil || cfg == nil {
+		return nil, err
+	}
+	return &logical.Response{Data: map[string]interface{}{
+		"domain":          cfg.domain(),
+		"client_id":       cfg.ClientID,
+		"audience":        cfg.audience(),
+		"request_timeout": int64(cfg.requestTimeout().Seconds()),
+	}}, nil
+}
+
+func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	// Serializes config writes with each other and with the lazy rebuild of the client.
+	b.connMu.Lock()
+	defer b.connMu.Unlock()
+
+	cfg, err := loadConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	if cfg == nil {
+		cfg = new(configEntry)
+	}
+
+	if raw, ok := d.GetOk("domain"); ok {
+		scheme, host, err := parseDomain(raw.(string))
+		if err != nil {
+			return logical.ErrorResponse("invalid domain %q: %s", raw, err), nil
+		}
+		cfg.Scheme, cfg.Host = scheme, host
+	}
+	if raw, ok := d.GetOk("client_id"); ok {
+		cfg.ClientID = strings.TrimSpace(raw.(string))
+	}
+	if raw, ok := d.GetOk("client_secret"); ok {
+		cfg.ClientSecret = raw.(string)
+		if strings.TrimSpace(cfg.ClientSecret) == "" {
+			return logical.ErrorResponse("client_secret must not be empty"), nil
+		}
+	}
+	if raw, ok := d.GetOk("audience"); ok {
+		audience := strings.TrimSpace(raw.(string))
+		if err := validateAudience(audience); err != nil {
+			return logical.ErrorResponse("invalid audience %q: %s", audience, err), nil
+		}
+		cfg.Audience = audience
+	}
+	if raw, ok := d.GetOk("request_timeout"); ok {
+		timeout := time.Duration(raw.(int)) * time.Second
+		if timeout < time.Second || timeout > 5*time.Minute {
+			return logical.ErrorResponse("request_timeout must be between 1s and 5m, got %s", timeout), nil
+		}
+		cfg.RequestTimeout = timeout
+	}
+
+	var missing []string
+	for field, value := range map[string]string{"domain": cfg.Host, "client_id": cfg.ClientID, "client_secret": cfg.ClientSecret} {
+		if value == "" {
+			missing = append(missing, field)
+		}
+	}
+	if len(missing) > 0 {
+		return logical.ErrorResponse("missing required field(s): %s", strings.Join(sortedStrings(missing), ", ")), nil
+	}
+
+	if d.Get("verify_connection").(bool) {
+		if err := verifyCredentials(ctx, cfg); err != nil {
+			return logical.ErrorResponse("could not obtain a Management API token from %s with client_id %q: %s; nothing was stored (fix the credentials, or write with verify_connection=false to skip this check)",
+				cfg.domain(), cfg.ClientID, describeTokenError(err)), nil
+		}
+	}
+
+	entry, err := logical.StorageEntryJSON(configStoragePath, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encoding config: %w", err)
+	}
+	if err := req.Storage.Put(ctx, entry); err != nil {
+		return nil, fmt.Errorf("storing config: %w", err)
+	}
+	b.dropConnectionLocked()
+	return nil, nil
+}
+
+func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	b.connMu.Lock()
+	defer b.connMu.Unlock()
+	if err := req.Storage.Delete(ctx, configStoragePath); err != nil {
+		return nil, fmt.Errorf("deleting config: %w", err)
+	}
+	b.dropConnectionLocked()
+	return nil, nil
+}
+
+// describeTokenError says why a token request failed, from Auth0's answer when there is one.
+func describeTokenError(err error) string {
+	var tokenErr *oauth2.RetrieveError
+	if errors.As(err, &tokenErr) {
+		if tokenErr.ErrorCode != "" {
+			return fmt.Sprintf("Auth0 answered %d %s: %s", tokenErr.Response.StatusCode, tokenErr.ErrorCode, tokenErr.ErrorDescription)
+		}
+		return fmt.Sprintf("Auth0 answered %s", tokenErr.Response.Status)
+	}
+	return err.Error()
+}
+
+// dnsName is a host name as DNS allows it: dot-separated labels of letters, digits and
+// inner hyphens.
+var dnsName = regexp.MustCompile(`^(?i)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
+
+// parseDomain validates a domain as API.md defines it and returns the scheme and the host
+// (with port, if any). A leading "https://" is stripped; "http://" is allowed only for
+// loopback hosts; paths, queries, fragments, user info and other schemes are rejected.
+func parseDomain(raw string) (scheme, host string, err error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return "", "", errors.New(`domain must not be empty; give the tenant domain, e.g. "acme.eu.auth0.com"`)
+	}
+	scheme = "https"
+	rest := raw
+	if i := strings.Index(raw, "://"); i >= 0 {
+		scheme, rest = strings.ToLower(raw[:i]), raw[i+3:]
+		if scheme != "https" && scheme != "http" {
+			return "", "", fmt.Errorf("scheme %q is not supported; give the bare host, e.g. \"acme.eu.auth0.com\"", scheme)
+		}
+	}
+	if strings.ContainsAny(rest, "/?#@\\ ") {
+		return "", "", errors.New(`only a host (and optional port) is accepted, without path, query, fragment or user info, e.g. "acme.eu.auth0.com"`)
+	}
+	u, err := url.Parse(scheme + "://" + rest)
+	if err != nil || u.Host == "" {
+		return "", "", errors.New(`not a valid host; give e.g. "acme.eu.auth0.com"`)
+	}
+	hostname, port := u.Hostname(), u.Port()
+	if port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return "", "", fmt.Errorf("port %q is not a number from 1 to 65535", port)
+		}
+	} else if strings.HasSuffix(u.Host, ":") {
+		return "", "", errors.New("empty port")
+	}
+	ip := net.ParseIP(hostname)
+	if ip == nil && !dnsName.MatchString(hostname) {
+		return "", "", fmt.Errorf("%q is not a valid host name", hostname)
+	}
+	if scheme == "http" && !isLoopback(hostname, ip) {
+		return "", "", errors.New(`"http://" is accepted only for loopback hosts (127.0.0.0/8, ::1, localhost); use https`)
+	}
+	return scheme, strings.ToLower(u.Host), nil
+}
+
+func isLoopback(hostname string, ip net.IP) bool {
+	if ip != nil {
+		return ip.IsLoopback()
+	}
+	return strings.EqualFold(hostname, "localhost")
+}
+
+func validateAudience(audience string) error {
+	if audience == "" {
+		return nil
+	}
+	u, err := url.Parse(audience)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return errors.New(`give the Management API identifier as a URL, e.g. "https://acme.eu.auth0.com/api/v2/"`)
+	}
+	return nil
+}
+
+const pathConfigHelpSyn = `Configure the connection to Auth0's Management API.`
+
+const pathConfigHelpDesc = `
+The engine calls Auth0's Management API with the credentials of a machine-to-machine
+application. Grant that application these Management API scopes:
+
+  update:client_keys   rotate application secrets
+  read:clients         check that a role's application exists
+  read:client_keys     import current secrets and recover interrupted rotations
+
+By default a write first obtains a Management API token with the given credentials
+(verify_connection=true); if Auth0 refuses them the write fails and nothing is stored.
+The client_secret is write-only: it is never returned by a read and never logged.
+
+Example:
+
+  vault write auth0/config domain=acme.eu.auth0.com \
+      client_id=... client_secret=...
+`

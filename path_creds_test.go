@@ -1,0 +1,144 @@
+package auth0
+
+import (
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func TestCredsBeforeFirstRotation(t *testing.T) {
+	e := newTestEnv(t)
+	e.configureWithRole(nil)
+	msg := e.userError(logical.ReadOperation, "creds/app", nil)
+	wantContains(t, msg, `role "app" has no secret yet`, "vault write -f <mount>/rotate/app", "import_current_secret=true")
+	wantContains(t, e.userError(logical.ReadOperation, "creds/nope", nil), `role "nope" does not exist`)
+}
+
+func TestCredsServesCurrentAndPrevious(t *testing.T) {
+	e := newTestEnv(t)
+	e.configureWithRole(map[string]interface{}{"import_current_secret": true})
+	imported := e.appSecret(testAppID)
+	e.ok(logical.UpdateOperation, "rotate/app", nil)
+
+	got := e.ok(logical.ReadOperation, "creds/app", nil)
+	want := map[string]interface{}{
+		"client_id":              testAppID,
+		"client_secret":          e.appSecret(testAppID),
+		"previous_client_secret": imported,
+		"domain":                 e.emuURL,
+		"version":                2,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("creds %s mismatch (version %v)", k, got["version"])
+		}
+	}
+	if _, err := time.Parse(time.RFC3339, got["last_vault_rotation"].(string)); err != nil {
+		t.Errorf("last_vault_rotation = %v", got["last_vault_rotation"])
+	}
+	for _, absent := range []string{"ttl", "rotation_period", "rotation_schedule", "next_vault_rotation"} {
+		if _, ok := got[absent]; ok {
+			t.Errorf("unscheduled role's creds carry %s", absent)
+		}
+	}
+
+	old := e.ok(logical.ReadOperation, "creds/app", map[string]interface{}{"version": 1})
+	if old["client_secret"] != imported || old["version"] != 1 {
+		t.Fatalf("version=1 served version %v", old["version"])
+	}
+	if _, ok := old["previous_client_secret"]; ok {
+		t.Fatal("version 1 has no predecessor, yet previous_client_secret was served")
+	}
+	msg := e.userError(logical.ReadOperation, "creds/app", map[string]interface{}{"version": 7})
+	wantContains(t, msg, `role "app" has no version 7; retained versions are 1 to 2`)
+}
+
+func TestCredsOfScheduledRoleCarryTTL(t *testing.T) {
+	e := newTestEnv(t)
+	e.configureWithRole(map[string]interface{}{"rotation_period": "1h"})
+	e.ok(logical.UpdateOperation, "rotate/app", nil)
+	got := e.ok(logical.ReadOperation, "creds/app", nil)
+	if got["rotation_period"] != int64(3600) {
+		t.Fatalf("rotation_period = %v", got["rotation_period"])
+	}
+	if ttl := got["ttl"].(int64); ttl < 3590 || ttl > 3600 {
+		t.Fatalf("ttl = %d, want about 3600", ttl)
+	}
+	next, err := time.Parse(time.RFC3339, got["next_vault_rotation"].(string))
+	if err != nil || next.Sub(time.Now()) > time.Hour || next.Sub(time.Now()) < 59*time.Minute {
+		t.Fatalf("next_vault_rotation = %v", got["next_vault_rotation"])
+	}
+
+	e.ok(logical.UpdateOperation, "roles/app", map[string]interface{}{"rotation_period": 0, "rotation_schedule": "0 0 1 * *"})
+	got = e.ok(logical.ReadOperation, "creds/app", nil)
+	if got["rotation_schedule"] != "0 0 1 * *" || got["ttl"] == nil {
+		t.Fatalf("creds of a cron role = %v", got)
+	}
+}
+
+func TestSecondsUntil(t *testing.T) {
+	now := time.Date(2026, 1, 31, 23, 59, 0, 0, time.UTC)
+	cases := []struct {
+		at   time.Time
+		want int64
+	}{
+		{now.Add(time.Hour), 3600},
+		{now.Add(1500 * time.Millisecond), 2},
+		{now, 1},
+		{now.Add(-time.Hour), 1},
+	}
+	for _, tc := range cases {
+		if got := secondsUntil(tc.at, now); got != tc.want {
+			t.Errorf("secondsUntil(%v) = %d, want %d", tc.at.Sub(now), got, tc.want)
+		}
+	}
+}
+
+// The hot path reads exactly one storage entry once the config is cached, and never calls
+// Auth0.
+func TestCredsHotPathBudget(t *testing.T) {
+	e := newTestEnv(t)
+	e.configureWithRole(nil)
+	e.ok(logical.UpdateOperation, "rotate/app", nil)
+	e.ok(logical.ReadOperation, "creds/app", nil) // warms the config cache
+
+	requests := e.emu.Stats().Requests
+	gets := e.storage.gets.Load()
+	const reads = 50
+	for i := 0; i < reads; i++ {
+		e.ok(logical.ReadOperation, "creds/app", nil)
+	}
+	if got := e.storage.gets.Load() - gets; got != reads {
+		t.Fatalf("%d creds reads made %d storage reads, want %d", reads, got, reads)
+	}
+	if got := e.emu.Stats().Requests - requests; got != 0 {
+		t.Fatalf("creds reads made %d Auth0 requests", got)
+	}
+}
+
+func TestVersions(t *testing.T) {
+	e := newTestEnv(t)
+	e.configureWithRole(map[string]interface{}{"import_current_secret": true})
+	e.ok(logical.UpdateOperation, "rotate/app", nil)
+
+	got := e.ok(logical.ReadOperation, "versions/app", nil)
+	if got["current_version"] != 2 || got["oldest_version"] != 1 || got["max_versions"] != defaultMaxVersions {
+		t.Fatalf("versions = %v", got)
+	}
+	versions := got["versions"].(map[string]interface{})
+	for v, source := range map[string]string{"1": sourceImport, "2": sourceRotate} {
+		meta := versions[v].(map[string]interface{})
+		if meta["source"] != source || len(meta) != 2 {
+			t.Errorf("version %s = %v, want source %s and created_time only", v, meta, source)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, meta["created_time"].(string)); err != nil {
+			t.Errorf("created_time: %v", err)
+		}
+	}
+	empty := newTestEnv(t)
+	empty.configureWithRole(nil)
+	if got := empty.ok(logical.ReadOperation, "versions/app", nil); got["current_version"] != 0 || len(got["versions"].(map[string]interface{})) != 0 {
+		t.Fatalf("versions of a never-rotated role = %v", got)
+	}
+}

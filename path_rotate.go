@@ -1,0 +1,66 @@
+package auth0
+
+import (
+	"context"
+	"errors"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func pathRotate(b *backend) []*framework.Path {
+	return []*framework.Path{
+		{
+			Pattern: "rotate/" + framework.GenericNameRegex("name"),
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: "auth0",
+				OperationVerb:   "rotate",
+				OperationSuffix: "role",
+			},
+			Fields: map[string]*framework.FieldSchema{
+				"name": {
+					Type:        framework.TypeLowerCaseString,
+					Description: "Name of the role to rotate.",
+					Required:    true,
+				},
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{
+					Callback:                    b.pathRotateWrite,
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+				},
+			},
+			HelpSynopsis:    pathRotateHelpSyn,
+			HelpDescription: pathRotateHelpDesc,
+		},
+	}
+}
+
+func (b *backend) pathRotateWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	role, version, resp, err := b.rotateRole(ctx, req.Storage, name, sourceRotate)
+	switch {
+	case errors.Is(err, errRoleNotFound):
+		return logical.ErrorResponse("role %q does not exist; create it first: vault write <mount>/roles/%s client_id=...", name, name), nil
+	case resp != nil || err != nil:
+		return resp, err
+	}
+	data := map[string]interface{}{"version": version.Version}
+	addTime(data, "last_vault_rotation", role.LastVaultRotation)
+	addTime(data, "next_vault_rotation", role.NextVaultRotation)
+	return &logical.Response{Data: data}, nil
+}
+
+const pathRotateHelpSyn = `Rotate a role's Auth0 client secret now.`
+
+const pathRotateHelpDesc = `
+Calls Auth0's rotate-secret for the role's application and stores the new secret as the
+next version. Auth0 invalidates the old secret at once; creds/<name> serves the new one,
+with the old one as previous_client_secret while it is retained.
+
+The response carries the new version number and the rotation times, never the secret,
+so a policy may allow rotating without allowing reading:
+
+  path "auth0/rotate/myapp" { capabilities = ["update"] }
+`
