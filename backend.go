@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
@@ -48,6 +49,14 @@ type backend struct {
 
 	// clientFactory, when set (tests only), replaces newManagementClient.
 	clientFactory func(context.Context, *configEntry) (auth0API, error)
+
+	// limiter paces this mount's Management API calls; it outlives client rebuilds.
+	limiter *rateLimiter
+
+	// sched is the running scheduler, nil where this node may not write.
+	sched atomic.Pointer[scheduler]
+	// retryBase and retryCap bound the delays between retries of failed scheduled rotations.
+	retryBase, retryCap time.Duration
 }
 
 func newBackend() *backend {
@@ -56,6 +65,9 @@ func newBackend() *backend {
 		roleLocks: locksutil.CreateLocks(),
 		ctx:       ctx,
 		cancel:    cancel,
+		limiter:   newRateLimiter(defaultRateLimit),
+		retryBase: defaultRetryBase,
+		retryCap:  defaultRetryCap,
 	}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -73,6 +85,7 @@ func newBackend() *backend {
 			pathCreds(b),
 			pathVersions(b),
 		),
+		InitializeFunc: b.initialize,
 		Invalidate:     b.invalidate,
 		Clean:          b.clean,
 		RunningVersion: Version,
@@ -87,6 +100,7 @@ func (b *backend) invalidate(_ context.Context, key string) {
 }
 
 func (b *backend) clean(context.Context) {
+	b.stopScheduler()
 	b.resetConnection()
 	b.cancel()
 }

@@ -19,6 +19,7 @@ import (
 )
 
 const (
+	testRateLimit = 1000.0
 	testMgmtID = "vault-mgmt"
 	testAppID  = "app-1"
 	testApp2ID = "app-2"
@@ -61,6 +62,9 @@ func newTestEnv(t *testing.T, scopes ...string) *testEnv {
 		t.Fatal(err)
 	}
 	b := raw.(*backend)
+	if err := b.Initialize(context.Background(), &logical.InitializationRequest{Storage: storage}); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { b.Cleanup(context.Background()) })
 	return &testEnv{t: t, b: b, storage: storage, emu: emu, emuURL: srv.URL, logs: logs}
 }
@@ -134,6 +138,7 @@ func (e *testEnv) configure() {
 	e.t.Helper()
 	e.ok(logical.UpdateOperation, "config", map[string]interface{}{
 		"domain": e.emuURL, "client_id": testMgmtID, "client_secret": e.mgmtSecret(),
+		"rate_limit": testRateLimit, // the default (2/s) would slow the suite; ratelimit_test.go covers pacing
 	})
 }
 

@@ -43,9 +43,9 @@ type managementClient struct {
 // newManagementClient builds a Management API client from config. It does not contact
 // Auth0: the first call fetches a token (client credentials), which is then reused until
 // it expires.
-func newManagementClient(ctx context.Context, cfg *configEntry) (*managementClient, error) {
+func newManagementClient(ctx context.Context, cfg *configEntry, limiter *rateLimiter) (*managementClient, error) {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
-	httpClient := &http.Client{Timeout: cfg.requestTimeout(), Transport: transport}
+	httpClient := &http.Client{Timeout: cfg.requestTimeout(), Transport: &limitedTransport{base: transport, limiter: limiter}}
 	// The token endpoint is reached through the same client, with the same timeout.
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, httpClient)
 
@@ -137,6 +137,7 @@ func (b *backend) connection(ctx context.Context, s logical.Storage) (*connectio
 	if err != nil || cfg == nil {
 		return nil, err
 	}
+	b.limiter.setRate(cfg.rateLimit())
 	client, err := b.newClient(b.ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -151,7 +152,7 @@ func (b *backend) newClient(ctx context.Context, cfg *configEntry) (auth0API, er
 	if b.clientFactory != nil {
 		return b.clientFactory(ctx, cfg)
 	}
-	return newManagementClient(ctx, cfg)
+	return newManagementClient(ctx, cfg, b.limiter)
 }
 
 // resetConnection drops the cached connection; the next use rebuilds it from storage.

@@ -30,6 +30,8 @@ type configEntry struct {
 	ClientSecret   string        `json:"client_secret"`
 	Audience       string        `json:"audience,omitempty"`
 	RequestTimeout time.Duration `json:"request_timeout,omitempty"`
+	// RateLimit is the most Management API requests per second the mount makes.
+	RateLimit float64 `json:"rate_limit,omitempty"`
 }
 
 // audience is the configured audience or Auth0's default for the domain.
@@ -46,6 +48,13 @@ func (c *configEntry) domain() string {
 		return "http://" + c.Host
 	}
 	return c.Host
+}
+
+func (c *configEntry) rateLimit() float64 {
+	if c.RateLimit > 0 {
+		return c.RateLimit
+	}
+	return defaultRateLimit
 }
 
 func (c *configEntry) requestTimeout() time.Duration {
@@ -89,6 +98,11 @@ func pathConfig(b *backend) []*framework.Path {
 					Type:        framework.TypeDurationSecond,
 					Description: "Timeout of each HTTP request to Auth0 (token and Management API). Defaults to 30s.",
 					Default:     int(defaultRequestTimeout.Seconds()),
+				},
+				"rate_limit": {
+					Type:        framework.TypeFloat,
+					Description: "Most Management API requests per second this mount makes, manual and scheduled rotations together. Defaults to 2, what the smallest Auth0 plans allow. After a 429 the mount also waits as Auth0's Retry-After says.",
+					Default:     defaultRateLimit,
 				},
 				"verify_connection": {
 					Type:        framework.TypeBool,
@@ -139,6 +153,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		"client_id":       cfg.ClientID,
 		"audience":        cfg.audience(),
 		"request_timeout": int64(cfg.requestTimeout().Seconds()),
+		"rate_limit":      cfg.rateLimit(),
 	}}, nil
 }
 
@@ -184,6 +199,14 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 			return logical.ErrorResponse("request_timeout must be between 1s and 5m, got %s", timeout), nil
 		}
 		cfg.RequestTimeout = timeout
+	}
+
+	if raw, ok := d.GetOk("rate_limit"); ok {
+		limit := raw.(float64)
+		if limit < 0.01 || limit > 1000 {
+			return logical.ErrorResponse("rate_limit must be between 0.01 and 1000 requests per second, got %g", limit), nil
+		}
+		cfg.RateLimit = limit
 	}
 
 	var missing []string

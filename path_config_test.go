@@ -79,6 +79,7 @@ func TestConfigWriteAndRead(t *testing.T) {
 		"client_id":       testMgmtID,
 		"audience":        "https://" + e.emuURL[len("http://"):] + "/api/v2/",
 		"request_timeout": int64(30),
+		"rate_limit":      testRateLimit,
 	}
 	if len(got) != len(want) {
 		t.Fatalf("config read = %v, want exactly %v", got, want)
@@ -148,6 +149,7 @@ func TestConfigRejectsBadInput(t *testing.T) {
 		{"http to a public host", map[string]interface{}{"domain": "http://acme.auth0.com"}, "", []string{"only for loopback"}},
 		{"bad audience", map[string]interface{}{"audience": "not a url"}, "", []string{`invalid audience "not a url"`}},
 		{"timeout too short", map[string]interface{}{"request_timeout": "0s"}, "", []string{"request_timeout must be between 1s and 5m"}},
+		{"rate limit zero", map[string]interface{}{"rate_limit": 0}, "", []string{"rate_limit must be between 0.01 and 1000 requests per second, got 0"}},
 		{"timeout too long", map[string]interface{}{"request_timeout": "1h"}, "", []string{"request_timeout must be between 1s and 5m"}},
 		{"unreachable", map[string]interface{}{"domain": "http://127.0.0.1:1"}, "", []string{"could not obtain a Management API token from http://127.0.0.1:1", "connection refused"}},
 	}
@@ -173,8 +175,9 @@ func TestConfigWithoutVerification(t *testing.T) {
 	e.ok(logical.UpdateOperation, "config", map[string]interface{}{
 		"domain": "http://127.0.0.1:1", "client_id": "x", "client_secret": "y", "verify_connection": false,
 	})
-	if got := e.ok(logical.ReadOperation, "config", nil)["domain"]; got != "http://127.0.0.1:1" {
-		t.Fatalf("domain = %v", got)
+	got := e.ok(logical.ReadOperation, "config", nil)
+	if got["domain"] != "http://127.0.0.1:1" || got["rate_limit"] != defaultRateLimit || got["request_timeout"] != int64(30) {
+		t.Fatalf("config = %v; want the domain and the default rate_limit and request_timeout", got)
 	}
 }
 

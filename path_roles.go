@@ -215,6 +215,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if err := saveRole(ctx, req.Storage, name, role); err != nil {
 		return nil, err
 	}
+	b.schedule(name, role)
 	return nil, nil
 }
 
@@ -289,6 +290,7 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 	if err := req.Storage.Delete(ctx, roleStoragePrefix+name); err != nil {
 		return nil, fmt.Errorf("deleting role %q: %w", name, err)
 	}
+	b.schedule(name, nil)
 	return nil, nil
 }
 

@@ -17,9 +17,7 @@ var errRoleNotFound = errors.New("role not found")
 // not lose it.
 const storeAttempts = 5
 
-// rotateRole rotates the role's secret at Auth0 and stores it as the next version. Rotations
-// of one role are serialized by its lock. On an Auth0 failure the role records it and the
-// returned response or error says what happened; nothing else changes.
+// rotateRole rotates the role's secret at Auth0 now and stores it as the next version.
 func (b *backend) rotateRole(ctx context.Context, s logical.Storage, name, source string) (*roleEntry, *secretVersion, *logical.Response, error) {
 	lock := b.roleLock(name)
 	lock.Lock()
@@ -32,9 +30,21 @@ func (b *backend) rotateRole(ctx context.Context, s logical.Storage, name, sourc
 	if role == nil {
 		return nil, nil, nil, errRoleNotFound
 	}
-	conn, resp, err := b.requireConnection(ctx, s)
+	version, resp, err := b.rotateLocked(ctx, s, name, role, source)
 	if resp != nil || err != nil {
 		return nil, nil, resp, err
+	}
+	b.schedule(name, role)
+	return role, version, nil, nil
+}
+
+// rotateLocked rotates role (loaded by the caller, who holds its lock) at Auth0 and stores
+// the new secret as the next version. On an Auth0 failure the role records it and the
+// returned response or error says what happened; nothing else changes.
+func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry, source string) (*secretVersion, *logical.Response, error) {
+	conn, resp, err := b.requireConnection(ctx, s)
+	if resp != nil || err != nil {
+		return nil, resp, err
 	}
 
 	// The call runs on the backend's context, not the request's: a caller that goes away
@@ -44,7 +54,7 @@ func (b *backend) rotateRole(ctx context.Context, s logical.Storage, name, sourc
 	if err != nil {
 		resp, rerr := auth0Failure(fmt.Sprintf("rotating the secret of role %q (client_id %q)", name, role.ClientID), err)
 		b.recordFailure(ctx, s, name, role, failureMessage(resp, rerr), now)
-		return nil, nil, resp, rerr
+		return nil, resp, rerr
 	}
 
 	version := role.addVersion(secret, source, now)
@@ -54,10 +64,10 @@ func (b *backend) rotateRole(ctx context.Context, s logical.Storage, name, sourc
 	if err := b.storeRotatedRole(s, name, role); err != nil {
 		b.Logger().Error("Auth0 rotated the secret but Vault could not store it; the application's new secret is not served",
 			"role", name, "client_id", role.ClientID, "version", version.Version, "error", err)
-		return nil, nil, nil, fmt.Errorf("Auth0 rotated the secret of role %q but storing version %d failed: %w", name, version.Version, err)
+		return nil, nil, fmt.Errorf("Auth0 rotated the secret of role %q but storing version %d failed: %w", name, version.Version, err)
 	}
 	b.Logger().Info("rotated client secret", "role", name, "client_id", role.ClientID, "version", version.Version, "source", source)
-	return role, version, nil, nil
+	return version, nil, nil
 }
 
 // storeRotatedRole writes a role that holds a freshly rotated secret, retrying transient

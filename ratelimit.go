@@ -1,0 +1,103 @@
+package auth0
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// defaultRateLimit is what the smallest Auth0 plans allow the Management API.
+const defaultRateLimit = 2.0
+
+// maxRateLimitPause bounds how long one 429 can pause the mount, whatever Auth0's headers say.
+const maxRateLimitPause = 5 * time.Minute
+
+// rateLimiter paces every Management API call of a mount, manual and scheduled alike, and
+// after a 429 holds all calls until Auth0 says its window resets. It outlives client
+// rebuilds, so a config change cannot reset the pace.
+type rateLimiter struct {
+	limiter *rate.Limiter
+
+	mu           sync.Mutex
+	blockedUntil time.Time
+}
+
+func newRateLimiter(perSecond float64) *rateLimiter {
+	return &rateLimiter{limiter: rate.NewLimiter(rate.Limit(perSecond), 1)}
+}
+
+func (l *rateLimiter) setRate(perSecond float64) {
+	l.limiter.SetLimit(rate.Limit(perSecond))
+}
+
+// wait blocks until a call may be made, or ctx ends.
+func (l *rateLimiter) wait(ctx context.Context) error {
+	l.mu.Lock()
+	pause := time.Until(l.blockedUntil)
+	l.mu.Unlock()
+	if pause > 0 {
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return l.limiter.Wait(ctx)
+}
+
+// observe reads a 429's Retry-After (seconds or HTTP date) or, failing that,
+// X-RateLimit-Reset (unix seconds), and holds further calls until then.
+func (l *rateLimiter) observe(resp *http.Response, now time.Time) {
+	if resp.StatusCode != http.StatusTooManyRequests {
+		return
+	}
+	until := now.Add(time.Second)
+	if v := resp.Header.Get("Retry-After"); v != "" {
+		if secs, err := strconv.Atoi(v); err == nil {
+			until = now.Add(time.Duration(secs) * time.Second)
+		} else if at, err := http.ParseTime(v); err == nil {
+			until = at
+		}
+	} else if v := resp.Header.Get("X-RateLimit-Reset"); v != "" {
+		if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+			until = time.Unix(secs, 0)
+		}
+	}
+	if limit := now.Add(maxRateLimitPause); until.After(limit) {
+		until = limit
+	}
+	l.mu.Lock()
+	if until.After(l.blockedUntil) {
+		l.blockedUntil = until
+	}
+	l.mu.Unlock()
+}
+
+// limitedTransport applies a rateLimiter to Management API requests (/api/v2/); token
+// requests go to the Authentication API, which Auth0 limits separately.
+type limitedTransport struct {
+	base    http.RoundTripper
+	limiter *rateLimiter
+}
+
+func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !strings.HasPrefix(req.URL.Path, "/api/v2/") {
+		return t.base.RoundTrip(req)
+	}
+	// Failing here is unambiguous: the request was never sent.
+	if err := t.limiter.wait(req.Context()); err != nil {
+		return nil, err
+	}
+	resp, err := t.base.RoundTrip(req)
+	if err == nil {
+		t.limiter.observe(resp, time.Now())
+	}
+	return resp, err
+}
