@@ -106,7 +106,7 @@ func (b *backend) loadQueue(ctx context.Context, sch *scheduler) {
 			b.Logger().Error("could not load role for scheduling", "role", name, "error", err)
 		}
 	}
-	b.Logger().Info("rotation queue loaded", "roles", len(names), "scheduled", queued, "duration", time.Since(start))
+	b.Logger().Info("rotation queue loaded", "roles", len(names), "scheduled", queued, "duration", time.Since(start).String())
 }
 
 // dispatch hands due roles to the workers each tick. It pops a role only when a worker is
