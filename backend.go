@@ -85,10 +85,12 @@ func newBackend() *backend {
 			pathCreds(b),
 			pathVersions(b),
 		),
-		InitializeFunc: b.initialize,
-		Invalidate:     b.invalidate,
-		Clean:          b.clean,
-		RunningVersion: Version,
+		InitializeFunc:    b.initialize,
+		WALRollback:       b.walRollback,
+		WALRollbackMinAge: walRollbackMinAge,
+		Invalidate:        b.invalidate,
+		Clean:             b.clean,
+		RunningVersion:    Version,
 	}
 	return b
 }

@@ -191,7 +191,7 @@ func wantContains(t *testing.T, got string, parts ...string) {
 type countingStorage struct {
 	logical.Storage
 	gets      atomic.Int64
-	failPuts  atomic.Int64 // fail this many next Puts
+	failPuts  atomic.Int64 // fail this many next Puts of roles
 	putsTotal atomic.Int64
 }
 
@@ -202,7 +202,7 @@ func (s *countingStorage) Get(ctx context.Context, key string) (*logical.Storage
 
 func (s *countingStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
 	s.putsTotal.Add(1)
-	if s.failPuts.Load() > 0 {
+	if strings.HasPrefix(e.Key, roleStoragePrefix) && s.failPuts.Load() > 0 {
 		s.failPuts.Add(-1)
 		return errStorageDown
 	}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
+	"sync"
 
 	"github.com/auth0/go-auth0/management"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -34,10 +36,18 @@ type clientInfo struct {
 	Secret   string
 }
 
+// errOutcomeUnknown marks a rotate-secret call that reached Auth0 but whose answer was lost
+// (timeout, reset connection, 5xx): Auth0 may or may not have applied it.
+var errOutcomeUnknown = errors.New("the outcome of the rotation at Auth0 is unknown")
+
 // managementClient talks to Auth0 through the official SDK.
 type managementClient struct {
-	api       *management.Management
 	transport *http.Transport
+	// build makes a fresh SDK client, with a fresh token source.
+	build func() (*management.Management, error)
+
+	mu  sync.Mutex
+	api *management.Management
 }
 
 // newManagementClient builds a Management API client from config. It does not contact
@@ -49,35 +59,73 @@ func newManagementClient(ctx context.Context, cfg *configEntry, limiter *rateLim
 	// The token endpoint is reached through the same client, with the same timeout.
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, httpClient)
 
-	var opts []management.Option
-	if cfg.Scheme == "http" {
-		// Must come before the credentials option, which derives the token URL from the scheme.
-		opts = append(opts, management.WithInsecure())
+	c := &managementClient{transport: transport}
+	c.build = func() (*management.Management, error) {
+		var opts []management.Option
+		if cfg.Scheme == "http" {
+			// Must come before the credentials option, which derives the token URL from the scheme.
+			opts = append(opts, management.WithInsecure())
+		}
+		opts = append(opts,
+			management.WithClient(httpClient),
+			// The SDK's default retries would replay rotate-secret after a lost response.
+			management.WithNoRetries(),
+			management.WithClientCredentialsAndAudience(ctx, cfg.ClientID, cfg.ClientSecret, cfg.audience()),
+			management.WithUserAgent("vault-plugin-auth0/"+Version),
+		)
+		api, err := management.New(cfg.Host, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("building the Auth0 Management API client: %w", err)
+		}
+		return api, nil
 	}
-	opts = append(opts,
-		management.WithClient(httpClient),
-		// The SDK's default retries would replay rotate-secret after a lost response.
-		management.WithNoRetries(),
-		management.WithClientCredentialsAndAudience(ctx, cfg.ClientID, cfg.ClientSecret, cfg.audience()),
-		management.WithUserAgent("vault-plugin-auth0/"+Version),
-	)
-	api, err := management.New(cfg.Host, opts...)
+	api, err := c.build()
 	if err != nil {
-		return nil, fmt.Errorf("building the Auth0 Management API client: %w", err)
+		return nil, err
 	}
-	return &managementClient{api: api, transport: transport}, nil
+	c.api = api
+	return c, nil
+}
+
+// call runs fn against the API. A 401 means Auth0 no longer accepts the cached token
+// (revoked, or expired early) and that it did nothing; fn then runs once more with a fresh
+// token.
+func (c *managementClient) call(fn func(api *management.Management) error) error {
+	c.mu.Lock()
+	api := c.api
+	c.mu.Unlock()
+	err := fn(api)
+	var mErr management.Error
+	if !errors.As(err, &mErr) || mErr.Status() != http.StatusUnauthorized {
+		return err
+	}
+	fresh, berr := c.build()
+	if berr != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.api = fresh
+	c.mu.Unlock()
+	return fn(fresh)
 }
 
 func (c *managementClient) RotateSecret(ctx context.Context, clientID string) (string, error) {
-	client, err := c.api.Client.RotateSecret(ctx, clientID)
-	if err != nil {
-		return "", err
-	}
-	secret := client.GetClientSecret()
-	if secret == "" {
-		return "", errors.New("Auth0 answered rotate-secret without a client_secret")
-	}
-	return secret, nil
+	var secret string
+	err := c.call(func(api *management.Management) error {
+		sent := new(sendTracker)
+		client, err := api.Client.RotateSecret(withSendTracker(ctx, sent), clientID)
+		if err != nil {
+			if outcomeUnknown(err, sent.sent.Load()) {
+				return fmt.Errorf("%w: %w", errOutcomeUnknown, err)
+			}
+			return err
+		}
+		if secret = client.GetClientSecret(); secret == "" {
+			return fmt.Errorf("%w: Auth0 answered rotate-secret without a client_secret", errOutcomeUnknown)
+		}
+		return nil
+	})
+	return secret, err
 }
 
 func (c *managementClient) ReadClient(ctx context.Context, clientID string, withSecret bool) (*clientInfo, error) {
@@ -85,7 +133,11 @@ func (c *managementClient) ReadClient(ctx context.Context, clientID string, with
 	if withSecret {
 		fields = append(fields, "client_secret")
 	}
-	client, err := c.api.Client.Read(ctx, clientID, management.IncludeFields(fields...))
+	var client *management.Client
+	err := c.call(func(api *management.Management) (err error) {
+		client, err = api.Client.Read(ctx, clientID, management.IncludeFields(fields...))
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -95,6 +147,23 @@ func (c *managementClient) ReadClient(ctx context.Context, clientID string, with
 		return nil, errNoSecretScope
 	}
 	return info, nil
+}
+
+// outcomeUnknown tells a failed request that Auth0 may have applied from one it cannot
+// have: never sent, refused before connecting, or answered with a 4xx (429 included).
+func outcomeUnknown(err error, sent bool) bool {
+	if !sent {
+		return false
+	}
+	var mErr management.Error
+	if errors.As(err, &mErr) {
+		return mErr.Status() >= 500
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "dial" {
+		return false
+	}
+	return true
 }
 
 func (c *managementClient) close() {

@@ -27,6 +27,8 @@ type roleEntry struct {
 	LastVaultRotation time.Time        `json:"last_vault_rotation,omitempty"`
 	NextVaultRotation time.Time        `json:"next_vault_rotation,omitempty"`
 	LastFailure       *rotationFailure `json:"last_failure,omitempty"`
+	// Warning is something the operator should act on, e.g. a scope to grant.
+	Warning string `json:"warning,omitempty"`
 }
 
 // rotationFailure records why the last rotation attempt failed; cleared by a success.
@@ -158,6 +160,9 @@ func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *fra
 	}
 	addTime(data, "last_vault_rotation", role.LastVaultRotation)
 	addTime(data, "next_vault_rotation", role.NextVaultRotation)
+	if role.Warning != "" {
+		data["warning"] = role.Warning
+	}
 	if f := role.LastFailure; f != nil {
 		data["last_rotation_failure"] = map[string]interface{}{
 			"time":                 f.Time.Format(time.RFC3339),

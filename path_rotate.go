@@ -49,7 +49,14 @@ func (b *backend) pathRotateWrite(ctx context.Context, req *logical.Request, d *
 	data := map[string]interface{}{"version": version.Version}
 	addTime(data, "last_vault_rotation", role.LastVaultRotation)
 	addTime(data, "next_vault_rotation", role.NextVaultRotation)
-	return &logical.Response{Data: data}, nil
+	resp = &logical.Response{Data: data}
+	if version.Source == sourceRecovered {
+		resp.AddWarning("Auth0's answer to the rotation was lost; Vault read the new secret back from Auth0 and stored it (source \"recovered\")")
+	}
+	if role.Warning != "" {
+		resp.AddWarning(role.Warning)
+	}
+	return resp, nil
 }
 
 const pathRotateHelpSyn = `Rotate a role's Auth0 client secret now.`

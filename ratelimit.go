@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -95,9 +96,22 @@ func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if err := t.limiter.wait(req.Context()); err != nil {
 		return nil, err
 	}
+	if st, ok := req.Context().Value(sendTrackerKey{}).(*sendTracker); ok {
+		st.sent.Store(true)
+	}
 	resp, err := t.base.RoundTrip(req)
 	if err == nil {
 		t.limiter.observe(resp, time.Now())
 	}
 	return resp, err
+}
+
+// sendTracker records whether a Management API request left the process, so that a failure
+// before that point (no token, rate limit wait cancelled) is known to have changed nothing.
+type sendTracker struct{ sent atomic.Bool }
+
+type sendTrackerKey struct{}
+
+func withSendTracker(ctx context.Context, st *sendTracker) context.Context {
+	return context.WithValue(ctx, sendTrackerKey{}, st)
 }

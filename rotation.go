@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -39,51 +41,84 @@ func (b *backend) rotateRole(ctx context.Context, s logical.Storage, name, sourc
 }
 
 // rotateLocked rotates role (loaded by the caller, who holds its lock) at Auth0 and stores
-// the new secret as the next version. On an Auth0 failure the role records it and the
-// returned response or error says what happened; nothing else changes.
+// the new secret as the next version.
+//
+// Auth0 kills the old secret the moment it applies a rotation, and the only copy of the new
+// one is in its answer, so the rotation is recorded in a write-ahead log entry first. If
+// Auth0's answer is lost, the secret is read back from Auth0 at once; if that fails, or
+// storing fails, the entry stays and reconciliation (recovery.go) finishes the job later.
+// On a failure that changed nothing at Auth0 the role records it and the returned response
+// or error says what happened.
 func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry, source string) (*secretVersion, *logical.Response, error) {
 	conn, resp, err := b.requireConnection(ctx, s)
 	if resp != nil || err != nil {
 		return nil, resp, err
+	}
+	walID, err := framework.PutWAL(ctx, s, walKindRotation, &rotationWAL{Role: name, ClientID: role.ClientID})
+	if err != nil {
+		return nil, nil, fmt.Errorf("recording the rotation of role %q before calling Auth0: %w", name, err)
 	}
 
 	// The call runs on the backend's context, not the request's: a caller that goes away
 	// must not cut the exchange between Auth0's answer and our write of the new secret.
 	secret, err := conn.client.RotateSecret(b.ctx, role.ClientID)
 	now := time.Now().UTC()
+	what := fmt.Sprintf("rotating the secret of role %q (client_id %q)", name, role.ClientID)
+	switch {
+	case errors.Is(err, errOutcomeUnknown):
+		b.Logger().Warn("Auth0's answer to rotate-secret was lost; reading the application's secret back", "role", name, "client_id", role.ClientID, "error", err)
+		version, rerr := b.recoverLocked(s, name, role, conn)
+		if rerr != nil {
+			msg := fmt.Sprintf("%s: %v; reading the secret back from Auth0 failed too (%v); Vault keeps retrying until it holds the secret Auth0 accepts", what, err, rerr)
+			b.recordFailure(ctx, s, name, role, msg, now)
+			return nil, nil, logical.CodedError(http.StatusBadGateway, msg)
+		}
+		b.deleteWAL(s, walID)
+		if version != nil {
+			return version, nil, nil
+		}
+		// Auth0 had not applied it: an ordinary failure.
+	case err != nil:
+		b.deleteWAL(s, walID)
+	}
 	if err != nil {
-		resp, rerr := auth0Failure(fmt.Sprintf("rotating the secret of role %q (client_id %q)", name, role.ClientID), err)
+		resp, rerr := auth0Failure(what, err)
 		b.recordFailure(ctx, s, name, role, failureMessage(resp, rerr), now)
 		return nil, resp, rerr
 	}
 
-	version := role.addVersion(secret, source, now)
-	role.LastVaultRotation = now
-	role.NextVaultRotation = role.nextRotation(now)
-	role.LastFailure = nil
-	if err := b.storeRotatedRole(s, name, role); err != nil {
-		b.Logger().Error("Auth0 rotated the secret but Vault could not store it; the application's new secret is not served",
-			"role", name, "client_id", role.ClientID, "version", version.Version, "error", err)
-		return nil, nil, fmt.Errorf("Auth0 rotated the secret of role %q but storing version %d failed: %w", name, version.Version, err)
+	version, err := b.storeVersion(s, name, role, secret, source, now)
+	if err != nil {
+		b.Logger().Error("Auth0 rotated the secret but Vault could not store it; it will be read back from Auth0 by reconciliation",
+			"role", name, "client_id", role.ClientID, "error", err)
+		return nil, nil, fmt.Errorf("Auth0 rotated the secret of role %q but storing it failed (%w); Vault will read it back from Auth0 and store it", name, err)
 	}
+	b.deleteWAL(s, walID)
 	b.Logger().Info("rotated client secret", "role", name, "client_id", role.ClientID, "version", version.Version, "source", source)
 	return version, nil, nil
 }
 
-// storeRotatedRole writes a role that holds a freshly rotated secret, retrying transient
-// storage errors a few times. It uses the backend's context for the same reason as
-// rotateRole.
-func (b *backend) storeRotatedRole(s logical.Storage, name string, role *roleEntry) error {
+// storeVersion adds secret to role as its next version and stores the role: the one place
+// a version is stored. Transient storage errors are retried a few times, on the backend's
+// context for the same reason as the rotation itself.
+func (b *backend) storeVersion(s logical.Storage, name string, role *roleEntry, secret, source string, now time.Time) (*secretVersion, error) {
+	version := role.addVersion(secret, source, now)
+	role.LastVaultRotation = now
+	role.NextVaultRotation = role.nextRotation(now)
+	role.LastFailure = nil
+	if source != sourceRecovered {
+		role.Warning = ""
+	}
 	var err error
 	for attempt := 0; attempt < storeAttempts; attempt++ {
 		if attempt > 0 {
 			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
 		}
 		if err = saveRole(b.ctx, s, name, role); err == nil {
-			return nil
+			return version, nil
 		}
 	}
-	return err
+	return nil, err
 }
 
 // recordFailure notes a failed rotation on the role, best effort: the failure itself is

@@ -57,6 +57,7 @@ func (b *backend) startScheduler(s logical.Storage) {
 	sch.done.Add(1 + schedulerWorkers)
 	go func() {
 		defer sch.done.Done()
+		b.reconcileAll(ctx, sch.storage)
 		b.loadQueue(ctx, sch)
 		close(sch.loaded)
 		b.dispatch(ctx, sch)
