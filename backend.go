@@ -47,8 +47,14 @@ type backend struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// clientFactory, when set (tests only), replaces newManagementClient.
-	clientFactory func(context.Context, *configEntry) (auth0API, error)
+	// configMu serializes config writes, deletes and root rotations.
+	configMu sync.Mutex
+	// rootAcceptWait bounds the wait for Auth0 to accept a new root secret.
+	rootAcceptWait time.Duration
+	// rootFailures counts consecutive failed scheduled root rotations.
+	rootFailures atomic.Int64
+	// rootStepHook, when set (tests only), runs between the steps of a root rotation.
+	rootStepHook func(step string)
 
 	// limiter paces this mount's Management API calls; it outlives client rebuilds.
 	limiter *rateLimiter
@@ -68,6 +74,8 @@ func newBackend() *backend {
 		limiter:   newRateLimiter(defaultRateLimit),
 		retryBase: defaultRetryBase,
 		retryCap:  defaultRetryCap,
+
+		rootAcceptWait: rootAcceptWait,
 	}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),

@@ -15,8 +15,8 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 )
 
-// auth0API is everything the engine asks of Auth0. It is an interface so that tests can
-// put faults between the engine and Auth0; in production it is always *managementClient.
+// auth0API is everything the engine asks of Auth0, behind one small interface; the
+// implementation is *managementClient, on the official SDK.
 type auth0API interface {
 	// RotateSecret asks Auth0 for a new secret for clientID and returns it. It is never
 	// retried: once Auth0 applies a rotation the old secret is dead and the only copy of
@@ -25,7 +25,14 @@ type auth0API interface {
 	// ReadClient checks that clientID exists and, with withSecret, returns its current
 	// secret (which needs the read:client_keys scope).
 	ReadClient(ctx context.Context, clientID string, withSecret bool) (*clientInfo, error)
+	// SetClientSecret sets clientID's secret to secret (PATCH, idempotent). Like
+	// RotateSecret it reports a lost answer as errOutcomeUnknown.
+	SetClientSecret(ctx context.Context, clientID, secret string) error
+	// close releases idle connections once the client is replaced.
+	close()
 }
+
+var _ auth0API = (*managementClient)(nil)
 
 // errNoSecretScope means Auth0 answered a read of a client without its secret.
 var errNoSecretScope = errors.New("Auth0 returned the application without its client_secret, which it does when the Management API token lacks the read:client_keys scope")
@@ -111,13 +118,9 @@ func (c *managementClient) call(fn func(api *management.Management) error) error
 
 func (c *managementClient) RotateSecret(ctx context.Context, clientID string) (string, error) {
 	var secret string
-	err := c.call(func(api *management.Management) error {
-		sent := new(sendTracker)
-		client, err := api.Client.RotateSecret(withSendTracker(ctx, sent), clientID)
+	err := c.callChanging(ctx, func(ctx context.Context, api *management.Management) error {
+		client, err := api.Client.RotateSecret(ctx, clientID)
 		if err != nil {
-			if outcomeUnknown(err, sent.sent.Load()) {
-				return fmt.Errorf("%w: %w", errOutcomeUnknown, err)
-			}
 			return err
 		}
 		if secret = client.GetClientSecret(); secret == "" {
@@ -126,6 +129,26 @@ func (c *managementClient) RotateSecret(ctx context.Context, clientID string) (s
 		return nil
 	})
 	return secret, err
+}
+
+func (c *managementClient) SetClientSecret(ctx context.Context, clientID, secret string) error {
+	return c.callChanging(ctx, func(ctx context.Context, api *management.Management) error {
+		return api.Client.Update(ctx, clientID, &management.Client{ClientSecret: &secret})
+	})
+}
+
+// callChanging is call for requests that change state at Auth0: a failure after the
+// request left the process, other than an answer that says nothing was done, is
+// reported as errOutcomeUnknown.
+func (c *managementClient) callChanging(ctx context.Context, fn func(context.Context, *management.Management) error) error {
+	return c.call(func(api *management.Management) error {
+		sent := new(sendTracker)
+		err := fn(withSendTracker(ctx, sent), api)
+		if err != nil && !errors.Is(err, errOutcomeUnknown) && outcomeUnknown(err, sent.sent.Load()) {
+			return fmt.Errorf("%w: %w", errOutcomeUnknown, err)
+		}
+		return err
+	})
 }
 
 func (c *managementClient) ReadClient(ctx context.Context, clientID string, withSecret bool) (*clientInfo, error) {
@@ -218,25 +241,17 @@ func (b *backend) connection(ctx context.Context, s logical.Storage) (*connectio
 
 // newClient builds the Management API client for cfg.
 func (b *backend) newClient(ctx context.Context, cfg *configEntry) (auth0API, error) {
-	if b.clientFactory != nil {
-		return b.clientFactory(ctx, cfg)
-	}
 	return newManagementClient(ctx, cfg, b.limiter)
 }
 
 // resetConnection drops the cached connection; the next use rebuilds it from storage.
+// Callers change storage first: a rebuild racing with them then either read the old
+// config and is dropped here, or already reads the new one.
 func (b *backend) resetConnection() {
 	b.connMu.Lock()
 	defer b.connMu.Unlock()
-	b.dropConnectionLocked()
-}
-
-// dropConnectionLocked is resetConnection for callers that hold connMu.
-func (b *backend) dropConnectionLocked() {
 	if c := b.conn.Swap(nil); c != nil {
-		if mc, ok := c.client.(*managementClient); ok {
-			mc.close()
-		}
+		c.client.close()
 	}
 }
 

@@ -32,6 +32,31 @@ type configEntry struct {
 	RequestTimeout time.Duration `json:"request_timeout,omitempty"`
 	// RateLimit is the most Management API requests per second the mount makes.
 	RateLimit float64 `json:"rate_limit,omitempty"`
+
+	// PendingClientSecret is a root secret being rotated to (root_rotation.go): stored
+	// before Auth0 is told, made current once Auth0 accepts it.
+	PendingClientSecret string        `json:"pending_client_secret,omitempty"`
+	LastRootRotation    time.Time     `json:"last_root_rotation,omitempty"`
+	RootRotationPeriod  time.Duration `json:"root_rotation_period,omitempty"`
+	NextRootRotation    time.Time     `json:"next_root_rotation,omitempty"`
+}
+
+// withSecret is a copy of the config that authenticates with secret.
+func (c *configEntry) withSecret(secret string) *configEntry {
+	cp := *c
+	cp.ClientSecret = secret
+	return &cp
+}
+
+func storeConfig(ctx context.Context, s logical.Storage, cfg *configEntry) error {
+	entry, err := logical.StorageEntryJSON(configStoragePath, cfg)
+	if err != nil {
+		return fmt.Errorf("encoding config: %w", err)
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return fmt.Errorf("storing config: %w", err)
+	}
+	return nil
 }
 
 // audience is the configured audience or Auth0's default for the domain.
@@ -104,6 +129,10 @@ func pathConfig(b *backend) []*framework.Path {
 					Description: "Most Management API requests per second this mount makes, manual and scheduled rotations together. Defaults to 2, what the smallest Auth0 plans allow. After a 429 the mount also waits as Auth0's Retry-After says.",
 					Default:     defaultRateLimit,
 				},
+				"root_rotation_period": {
+					Type:        framework.TypeDurationSecond,
+					Description: fmt.Sprintf("Rotate the Management API application's own secret automatically this often (e.g. \"720h\"); 0 disables it. At least %s.", minRotationPeriod),
+				},
 				"verify_connection": {
 					Type:        framework.TypeBool,
 					Description: "On write, obtain a Management API token with the given credentials first; if Auth0 refuses, the write fails and nothing is stored.",
@@ -148,19 +177,24 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 	if err != nil || cfg == nil {
 		return nil, err
 	}
-	return &logical.Response{Data: map[string]interface{}{
-		"domain":          cfg.domain(),
-		"client_id":       cfg.ClientID,
-		"audience":        cfg.audience(),
-		"request_timeout": int64(cfg.requestTimeout().Seconds()),
-		"rate_limit":      cfg.rateLimit(),
-	}}, nil
+	data := map[string]interface{}{
+		"domain":               cfg.domain(),
+		"client_id":            cfg.ClientID,
+		"audience":             cfg.audience(),
+		"request_timeout":      int64(cfg.requestTimeout().Seconds()),
+		"rate_limit":           cfg.rateLimit(),
+		"root_rotation_period": int64(cfg.RootRotationPeriod.Seconds()),
+	}
+	addTime(data, "last_root_rotation", cfg.LastRootRotation)
+	if cfg.RootRotationPeriod > 0 {
+		addTime(data, "next_root_rotation", cfg.NextRootRotation)
+	}
+	return &logical.Response{Data: data}, nil
 }
 
 func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	// Serializes config writes with each other and with the lazy rebuild of the client.
-	b.connMu.Lock()
-	defer b.connMu.Unlock()
+	b.configMu.Lock()
+	defer b.configMu.Unlock()
 
 	cfg, err := loadConfig(ctx, req.Storage)
 	if err != nil {
@@ -185,6 +219,8 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		if strings.TrimSpace(cfg.ClientSecret) == "" {
 			return logical.ErrorResponse("client_secret must not be empty"), nil
 		}
+		// An operator-supplied secret supersedes an unfinished root rotation.
+		cfg.PendingClientSecret = ""
 	}
 	if raw, ok := d.GetOk("audience"); ok {
 		audience := strings.TrimSpace(raw.(string))
@@ -209,6 +245,22 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		cfg.RateLimit = limit
 	}
 
+	if raw, ok := d.GetOk("root_rotation_period"); ok {
+		period := time.Duration(raw.(int)) * time.Second
+		if period != 0 && period < minRotationPeriod {
+			return logical.ErrorResponse("root_rotation_period must be 0 (no automatic root rotation) or at least %s, got %s", minRotationPeriod, period), nil
+		}
+		cfg.RootRotationPeriod = period
+		cfg.NextRootRotation = time.Time{}
+		if period > 0 {
+			from := cfg.LastRootRotation
+			if from.IsZero() {
+				from = time.Now().UTC()
+			}
+			cfg.NextRootRotation = from.Add(period)
+		}
+	}
+
 	var missing []string
 	for field, value := range map[string]string{"domain": cfg.Host, "client_id": cfg.ClientID, "client_secret": cfg.ClientSecret} {
 		if value == "" {
@@ -226,24 +278,22 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		}
 	}
 
-	entry, err := logical.StorageEntryJSON(configStoragePath, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("encoding config: %w", err)
+	if err := storeConfig(ctx, req.Storage, cfg); err != nil {
+		return nil, err
 	}
-	if err := req.Storage.Put(ctx, entry); err != nil {
-		return nil, fmt.Errorf("storing config: %w", err)
-	}
-	b.dropConnectionLocked()
+	b.resetConnection()
+	b.scheduleRoot(cfg)
 	return nil, nil
 }
 
 func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	b.connMu.Lock()
-	defer b.connMu.Unlock()
+	b.configMu.Lock()
+	defer b.configMu.Unlock()
 	if err := req.Storage.Delete(ctx, configStoragePath); err != nil {
 		return nil, fmt.Errorf("deleting config: %w", err)
 	}
-	b.dropConnectionLocked()
+	b.resetConnection()
+	b.scheduleRoot(nil)
 	return nil, nil
 }
 

@@ -34,7 +34,37 @@ func pathRotate(b *backend) []*framework.Path {
 			HelpSynopsis:    pathRotateHelpSyn,
 			HelpDescription: pathRotateHelpDesc,
 		},
+		{
+			Pattern: "config/rotate-root",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: "auth0",
+				OperationVerb:   "rotate",
+				OperationSuffix: "root-credentials",
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{
+					Callback:                    b.pathRotateRootWrite,
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+				},
+			},
+			HelpSynopsis:    pathRotateRootHelpSyn,
+			HelpDescription: pathRotateRootHelpDesc,
+		},
 	}
+}
+
+func (b *backend) pathRotateRootWrite(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	cfg, resp, err := b.rotateRoot(ctx, req.Storage)
+	if resp != nil || err != nil {
+		return resp, err
+	}
+	data := map[string]interface{}{}
+	addTime(data, "last_root_rotation", cfg.LastRootRotation)
+	if cfg.RootRotationPeriod > 0 {
+		addTime(data, "next_root_rotation", cfg.NextRootRotation)
+	}
+	return &logical.Response{Data: data}, nil
 }
 
 func (b *backend) pathRotateWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -70,4 +100,19 @@ The response carries the new version number and the rotation times, never the se
 so a policy may allow rotating without allowing reading:
 
   path "auth0/rotate/myapp" { capabilities = ["update"] }
+`
+
+const pathRotateRootHelpSyn = `Rotate the Management API application's own client secret.`
+
+const pathRotateRootHelpDesc = `
+Replaces the secret of the machine-to-machine application the engine uses (config's
+client_id), so that no human holds it any more. Needs the update:client_keys scope.
+
+Vault generates the new secret, stores it as pending before telling Auth0, sets it with
+PATCH /api/v2/clients/{id}, proves it by obtaining a token with it, and only then makes
+it current and drops the old one. If Vault stops part-way, the next start (or the next
+rotate-root) tries the pending secret, then the old one, and finishes or rolls back the
+rotation; the log says which. The response carries last_root_rotation, never the secret.
+
+Set root_rotation_period on config to rotate it on a schedule.
 `

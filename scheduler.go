@@ -57,6 +57,7 @@ func (b *backend) startScheduler(s logical.Storage) {
 	sch.done.Add(1 + schedulerWorkers)
 	go func() {
 		defer sch.done.Done()
+		b.resolvePendingRoot(ctx, sch.storage)
 		b.reconcileAll(ctx, sch.storage)
 		b.loadQueue(ctx, sch)
 		close(sch.loaded)
@@ -66,7 +67,11 @@ func (b *backend) startScheduler(s logical.Storage) {
 		go func() {
 			defer sch.done.Done()
 			for name := range sch.work {
-				b.rotateScheduled(name)
+				if name == rootQueueKey {
+					b.rotateRootScheduled(sch.storage)
+				} else {
+					b.rotateScheduled(name)
+				}
 			}
 		}()
 	}
@@ -106,6 +111,9 @@ func (b *backend) loadQueue(ctx context.Context, sch *scheduler) {
 		if err != nil {
 			b.Logger().Error("could not load role for scheduling", "role", name, "error", err)
 		}
+	}
+	if cfg, err := loadConfig(ctx, sch.storage); err == nil && cfg != nil && cfg.RootRotationPeriod > 0 {
+		sch.queue.schedule(rootQueueKey, cfg.NextRootRotation)
 	}
 	b.Logger().Info("rotation queue loaded", "roles", len(names), "scheduled", queued, "duration", time.Since(start).String())
 }

@@ -36,8 +36,10 @@ func (p Phase) String() string {
 // FaultFunc is consulted for every /api/v2 request: once with BeforeApply
 // and, for requests that change state (POST rotate-secret, PATCH client) and
 // succeed, again with AfterApply. clientID is the {id} path segment of
-// /api/v2/clients/{id}[/...] requests, "" otherwise. Returning nil means
-// "behave normally". It may be called from many goroutines at once.
+// /api/v2/clients/{id}[/...] requests, "" otherwise. A successful
+// POST /oauth/token consults it too, with AfterApply and the authenticated
+// client's ID, before the token is written. Returning nil means "behave
+// normally". It may be called from many goroutines at once.
 type FaultFunc func(p Phase, r *http.Request, clientID string) *Fault
 
 // Fault describes what to do instead of (or before) behaving normally. The

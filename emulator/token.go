@@ -194,6 +194,11 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	if requested, ok := params["scope"]; ok {
 		scopes = narrowScopes(granted, strings.Fields(requested))
 	}
+	// A test can act at the moment a client has proved its credentials, e.g. to stop a
+	// process right after it verified a new secret.
+	if s.runFault(AfterApply, w, r, clientID) {
+		return
+	}
 	token, expiresIn := s.issueToken(host, clientID, audience, scopes)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")

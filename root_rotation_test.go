@@ -1,0 +1,193 @@
+package auth0
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/emulator"
+)
+
+func TestGenerateClientSecret(t *testing.T) {
+	seen := map[string]bool{}
+	for i := 0; i < 100; i++ {
+		s, err := generateClientSecret()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(s) != rootSecretLength || strings.Trim(s, rootSecretAlphabet) != "" {
+			t.Fatalf("secret %q: wrong length or alphabet", s)
+		}
+		if seen[s] {
+			t.Fatal("a secret repeated")
+		}
+		seen[s] = true
+	}
+}
+
+// storedConfig reads the config as stored.
+func (e *testEnv) storedConfig() *configEntry {
+	e.t.Helper()
+	cfg, err := loadConfig(e.t.Context(), e.storage)
+	if err != nil || cfg == nil {
+		e.t.Fatalf("config: %v, %v", cfg, err)
+	}
+	return cfg
+}
+
+// mgmtAuthenticates reports whether secret obtains a Management API token.
+func (e *testEnv) mgmtAuthenticates(secret string) bool {
+	e.t.Helper()
+	return verifyCredentials(e.t.Context(), e.storedConfig().withSecret(secret)) == nil
+}
+
+func TestRotateRoot(t *testing.T) {
+	e := newTestEnv(t)
+	e.configureWithRole(nil)
+	old := e.mgmtSecret()
+
+	got := e.ok(logical.UpdateOperation, "config/rotate-root", nil)
+	if len(got) != 1 || got["last_root_rotation"] == nil {
+		t.Fatalf("rotate-root answered %v; want only last_root_rotation", got)
+	}
+	if n := e.emu.Stats().SecretPatches[testMgmtID]; n != 1 {
+		t.Fatalf("Auth0 saw %d secret changes, want 1", n)
+	}
+	cfg := e.storedConfig()
+	if cfg.ClientSecret != e.mgmtSecret() || cfg.ClientSecret == old || cfg.PendingClientSecret != "" {
+		t.Fatal("the stored root secret is not the one Auth0 holds, or a pending one remains")
+	}
+	if e.mgmtAuthenticates(old) || !e.mgmtAuthenticates(cfg.ClientSecret) {
+		t.Fatal("the old root secret still works, or the new one does not")
+	}
+	// The mount switched to the new secret at once: roles still rotate.
+	e.ok(logical.UpdateOperation, "rotate/app", nil)
+	read := e.ok(logical.ReadOperation, "config", nil)
+	if read["last_root_rotation"] != got["last_root_rotation"] {
+		t.Fatalf("config read last_root_rotation = %v", read["last_root_rotation"])
+	}
+	if strings.Contains(e.logs.String(), cfg.ClientSecret) || strings.Contains(e.logs.String(), old) {
+		t.Fatal("a root secret appears in the logs")
+	}
+}
+
+func TestRotateRootFailures(t *testing.T) {
+	t.Run("not configured", func(t *testing.T) {
+		e := newTestEnv(t)
+		wantContains(t, e.userError(logical.UpdateOperation, "config/rotate-root", nil), "not configured yet")
+	})
+	t.Run("missing scope", func(t *testing.T) {
+		e := newTestEnv(t, "read:clients")
+		e.configure()
+		old := e.mgmtSecret()
+		msg := e.userError(logical.UpdateOperation, "config/rotate-root", nil)
+		wantContains(t, msg, "Insufficient scope", "update:client_keys")
+		if cfg := e.storedConfig(); cfg.ClientSecret != old || cfg.PendingClientSecret != "" {
+			t.Fatal("a refused root rotation changed the stored config")
+		}
+		if !e.mgmtAuthenticates(old) {
+			t.Fatal("the old secret stopped working")
+		}
+	})
+	t.Run("answer lost after Auth0 applied it", func(t *testing.T) {
+		e := newTestEnv(t)
+		e.configureWithRole(nil)
+		e.emu.SetFaults(func(p emulator.Phase, r *http.Request, _ string) *emulator.Fault {
+			if p == emulator.AfterApply && r.Method == http.MethodPatch {
+				return &emulator.Fault{Drop: true}
+			}
+			return nil
+		})
+		e.ok(logical.UpdateOperation, "config/rotate-root", nil)
+		e.emu.SetFaults(nil)
+		cfg := e.storedConfig()
+		if cfg.ClientSecret != e.mgmtSecret() || cfg.PendingClientSecret != "" {
+			t.Fatal("after a lost answer the stored root secret is not Auth0's")
+		}
+		e.ok(logical.UpdateOperation, "rotate/app", nil)
+	})
+}
+
+// A crash between any two steps leaves a config from which the next start finishes the
+// rotation, with a working engine and the old secret dead.
+func TestRotateRootCrashAtEachStep(t *testing.T) {
+	for _, step := range []string{rootStepPendingStored, rootStepPatched, rootStepVerified} {
+		t.Run(step, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.configureWithRole(nil)
+			old := e.mgmtSecret()
+			died := make(chan struct{})
+			e.b.rootStepHook = func(s string) {
+				if s == step {
+					close(died)
+					select {} // the process is gone: nothing after this point runs
+				}
+			}
+			go e.request(logical.UpdateOperation, "config/rotate-root", nil) //nolint:errcheck
+			<-died
+			if e.storedConfig().PendingClientSecret == "" {
+				t.Fatal("no pending secret stored before Auth0 was told")
+			}
+
+			b2 := restartBackend(t, e, logical.TestSystemView())
+			<-b2.sched.Load().loaded
+			cfg := e.storedConfig()
+			if cfg.PendingClientSecret != "" || cfg.ClientSecret == old {
+				t.Fatalf("after restart: pending left = %v, still the old secret = %v", cfg.PendingClientSecret != "", cfg.ClientSecret == old)
+			}
+			if cfg.ClientSecret != e.mgmtSecret() || e.mgmtAuthenticates(old) {
+				t.Fatal("the stored root secret is not the one Auth0 accepts, or the old one still works")
+			}
+			wantContains(t, e.logs.String(), "finished an interrupted root rotation")
+			// The restarted engine works with the new secret.
+			resp, err := b2.HandleRequest(t.Context(), &logical.Request{Operation: logical.UpdateOperation, Path: "rotate/app", Storage: e.storage})
+			if err != nil || resp.IsError() {
+				t.Fatalf("rotate after recovery: %v, %v", resp, err)
+			}
+		})
+	}
+}
+
+// Auth0 refuses the pending secret when it is set again: the rotation is rolled back and
+// the old secret keeps working.
+func TestResolvePendingRootRollsBack(t *testing.T) {
+	e := newTestEnv(t, "read:clients", "read:client_keys") // no update:client_keys
+	e.configure()
+	cfg := e.storedConfig()
+	cfg.PendingClientSecret = "never-set-at-auth0"
+	if err := storeConfig(t.Context(), e.storage, cfg); err != nil {
+		t.Fatal(err)
+	}
+	e.b.resolvePendingRoot(t.Context(), e.storage)
+	if got := e.storedConfig(); got.PendingClientSecret != "" || got.ClientSecret != e.mgmtSecret() {
+		t.Fatal("the rotation was not rolled back to the working secret")
+	}
+	wantContains(t, e.logs.String(), "rolled back an interrupted root rotation")
+}
+
+func TestScheduledRootRotation(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure()
+	old := e.mgmtSecret()
+	e.ok(logical.UpdateOperation, "config", map[string]interface{}{"root_rotation_period": "5s"})
+	read := e.ok(logical.ReadOperation, "config", nil)
+	if read["root_rotation_period"] != int64(5) || read["next_root_rotation"] == nil {
+		t.Fatalf("config = %v", read)
+	}
+	waitFor(t, 10*time.Second, "the scheduled root rotation", func() bool {
+		return e.emu.Stats().SecretPatches[testMgmtID] >= 1
+	})
+	waitFor(t, 5*time.Second, "the new root secret to be current", func() bool {
+		return e.storedConfig().ClientSecret == e.mgmtSecret()
+	})
+	if e.mgmtAuthenticates(old) {
+		t.Fatal("the old root secret still works")
+	}
+	e.ok(logical.UpdateOperation, "config", map[string]interface{}{"root_rotation_period": 0})
+	if _, queued := e.b.sched.Load().queue.due(rootQueueKey); queued {
+		t.Fatal("root rotation still queued after it was turned off")
+	}
+}
