@@ -1,0 +1,7 @@
+//go:build !unix
+
+package vaulttest
+
+// lockFile is a no-op where flock is unavailable; builds are then only
+// serialised within one process.
+func lockFile(string) (func(), error) { return func() {}, nil }
