@@ -75,11 +75,17 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 	if prev := role.version(served.Version - 1); prev != nil {
 		data["previous_client_secret"] = prev.Secret
 	}
-	if role.RotationPeriod > 0 {
+	switch {
+	case role.RotationPeriod > 0:
 		data["rotation_period"] = int64(role.RotationPeriod.Seconds())
-	}
-	if role.RotationSchedule != "" {
+	case role.RotationSchedule != "":
 		data["rotation_schedule"] = role.RotationSchedule
+		// Vault Agent 1.13 (consul-template 0.29) re-reads a secret without a lease at ttl
+		// only when rotation_period is present, so a schedule also reports the interval
+		// between its next two times.
+		if next := role.NextVaultRotation; !next.IsZero() {
+			data["rotation_period"] = int64(role.nextRotation(next).Sub(next).Seconds())
+		}
 	}
 	if !role.NextVaultRotation.IsZero() {
 		addTime(data, "next_vault_rotation", role.NextVaultRotation)
@@ -106,7 +112,9 @@ client can fall back to it.
 
 When the role rotates automatically, rotation_period or rotation_schedule,
 next_vault_rotation and ttl (seconds to the next rotation) are returned too, so Vault Agent
-re-renders its templates right after each scheduled rotation.
+re-renders its templates right after each scheduled rotation. For a rotation_schedule,
+rotation_period is the interval between its next two scheduled times: Vault Agent 1.13
+re-reads at ttl only when rotation_period is present.
 
 Read an older retained version with:
 

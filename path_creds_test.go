@@ -70,9 +70,11 @@ func TestCredsOfScheduledRoleCarryTTL(t *testing.T) {
 		t.Fatalf("next_vault_rotation = %v", got["next_vault_rotation"])
 	}
 
-	e.ok(logical.UpdateOperation, "roles/app", map[string]interface{}{"rotation_period": 0, "rotation_schedule": "0 0 1 * *"})
+	// A schedule reports rotation_period too, the interval between its next two times,
+	// for Vault Agent 1.13.
+	e.ok(logical.UpdateOperation, "roles/app", map[string]interface{}{"rotation_period": 0, "rotation_schedule": "0 */6 * * *"})
 	got = e.ok(logical.ReadOperation, "creds/app", nil)
-	if got["rotation_schedule"] != "0 0 1 * *" || got["ttl"] == nil {
+	if got["rotation_schedule"] != "0 */6 * * *" || got["rotation_period"] != int64(6*3600) || got["ttl"] == nil {
 		t.Fatalf("creds of a cron role = %v", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -20,9 +21,16 @@ const (
 // day-of-week); no seconds, no descriptors such as @daily, no time zone prefix.
 var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow)
 
+// parsedSchedules caches parsed schedules by spec: creds reads compute the next times of a
+// schedule on the hot path.
+var parsedSchedules sync.Map
+
 // parseSchedule parses a rotation_schedule. Schedules are always evaluated in UTC.
 func parseSchedule(spec string) (cron.Schedule, error) {
 	spec = strings.TrimSpace(spec)
+	if sched, ok := parsedSchedules.Load(spec); ok {
+		return sched.(cron.Schedule), nil
+	}
 	if strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=") {
 		return nil, errors.New("schedules are evaluated in UTC; remove the time zone prefix")
 	}
@@ -36,6 +44,7 @@ func parseSchedule(spec string) (cron.Schedule, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w; expected 5 fields (minute hour day-of-month month day-of-week), e.g. \"0 3 * * SUN\"", err)
 	}
+	parsedSchedules.Store(spec, sched)
 	return sched, nil
 }
 
