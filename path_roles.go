@@ -318,9 +318,11 @@ A role names one Auth0 application (client_id) whose client secret the engine ow
 On create the application is looked up in Auth0; an unknown client_id is refused and
 nothing is stored.
 
-A new role has no secret until it is rotated (vault write -f auth0/rotate/<name>), or,
-with import_current_secret=true, the application's current secret is stored as version 1
-without rotating.
+A new role has no secret until it is rotated (vault write -f auth0/rotate/<name>, or its
+first scheduled rotation, one rotation_period after creation), or, with
+import_current_secret=true, the application's current secret is stored as version 1
+without rotating. Creating a role never rotates: applications may still be using the
+current secret.
 
 Automatic rotation: set rotation_period (e.g. 720h) or rotation_schedule (5-field cron,
 UTC, e.g. "0 3 * * SUN", optionally with rotation_window). max_versions (default 10)
