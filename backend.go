@@ -59,6 +59,10 @@ type backend struct {
 	// limiter paces this mount's Management API calls; it outlives client rebuilds.
 	limiter *rateLimiter
 
+	// recovering maps a role name to a channel closed once the rotation a crash left in
+	// flight for it is reconciled; creds reads of that role wait for it.
+	recovering sync.Map
+
 	// sched is the running scheduler, nil where this node may not write.
 	sched atomic.Pointer[scheduler]
 	// retryBase and retryCap bound the delays between retries of failed scheduled rotations.

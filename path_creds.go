@@ -39,9 +39,11 @@ func pathCreds(b *backend) []*framework.Path {
 }
 
 // pathCredsRead is the hot path: one storage read (the role), config from memory, no
-// Auth0 call and no lock.
+// Auth0 call and no lock. Only right after a start that found this role's rotation left
+// in flight does it wait for the reconciliation.
 func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
+	b.awaitRecovery(ctx, name)
 	role, err := loadRole(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err

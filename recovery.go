@@ -29,6 +29,9 @@ type rotationWAL struct {
 	ClientID string `json:"client_id"`
 }
 
+// recoveryWait bounds how long a creds read waits for its role's reconciliation at start.
+const recoveryWait = 10 * time.Second
+
 const scopeWarning = "after an interrupted rotation Vault could not read the application's secret back from Auth0 and rotated it again to recover; grant the read:client_keys scope to the Management API application so that recovery never needs another rotation"
 
 // recoverLocked makes the role hold the secret Auth0 accepts, after a rotation whose outcome
@@ -109,28 +112,88 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 	return b.reconcile(ctx, req.Storage, w)
 }
 
-// reconcileAll finishes every rotation left in flight; the scheduler runs it at start.
-func (b *backend) reconcileAll(ctx context.Context, s logical.Storage) {
+// pendingRotation is a rotation log entry found in storage.
+type pendingRotation struct {
+	id  string
+	wal rotationWAL
+}
+
+// pendingRotations lists the rotations left in flight.
+func (b *backend) pendingRotations(ctx context.Context, s logical.Storage) ([]pendingRotation, error) {
 	ids, err := framework.ListWAL(ctx, s)
 	if err != nil {
-		b.Logger().Error("could not list rotations left in flight", "error", err)
-		return
+		return nil, fmt.Errorf("listing rotations left in flight: %w", err)
 	}
+	var pending []pendingRotation
 	for _, id := range ids {
 		entry, err := framework.GetWAL(ctx, s, id)
 		if err != nil || entry == nil || entry.Kind != walKindRotation {
 			continue
 		}
 		w, err := decodeRotationWAL(entry.Data)
-		if err == nil {
-			err = b.reconcile(ctx, s, w)
-		}
 		if err != nil {
-			b.Logger().Error("could not reconcile a rotation left in flight; will retry", "role", w.Role, "error", err)
+			b.Logger().Error("ignoring an unreadable rotation log entry", "id", id, "error", err)
 			continue
 		}
-		b.deleteWAL(s, id)
+		pending = append(pending, pendingRotation{id: id, wal: w})
 	}
+	return pending, nil
+}
+
+// holdCreds makes creds reads of the pending rotations' roles wait until they are
+// reconciled (awaitRecovery): until then the stored latest version may be a secret Auth0
+// has already replaced.
+func (b *backend) holdCreds(pending []pendingRotation) {
+	for _, p := range pending {
+		b.recovering.LoadOrStore(p.wal.Role, make(chan struct{}))
+	}
+}
+
+// releaseCreds lets creds reads of role go on, reconciled or not.
+func (b *backend) releaseCreds(role string) {
+	if ch, ok := b.recovering.LoadAndDelete(role); ok {
+		close(ch.(chan struct{}))
+	}
+}
+
+// awaitRecovery waits, for at most recoveryWait, while role has a rotation left in flight
+// by a crash that the start of this mount has not reconciled yet. For every other role it
+// is a single lookup in an empty map.
+func (b *backend) awaitRecovery(ctx context.Context, role string) {
+	ch, ok := b.recovering.Load(role)
+	if !ok {
+		return
+	}
+	t := time.NewTimer(recoveryWait)
+	defer t.Stop()
+	select {
+	case <-ch.(chan struct{}):
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// reconcilePending finishes the given rotations left in flight, deleting each entry once
+// done, and releases the creds reads that wait for them whatever the outcome.
+func (b *backend) reconcilePending(ctx context.Context, s logical.Storage, pending []pendingRotation) {
+	for _, p := range pending {
+		if err := b.reconcile(ctx, s, p.wal); err != nil {
+			b.Logger().Error("could not reconcile a rotation left in flight; will retry", "role", p.wal.Role, "error", err)
+		} else {
+			b.deleteWAL(s, p.id)
+		}
+		b.releaseCreds(p.wal.Role)
+	}
+}
+
+// reconcileAll finishes every rotation left in flight.
+func (b *backend) reconcileAll(ctx context.Context, s logical.Storage) {
+	pending, err := b.pendingRotations(ctx, s)
+	if err != nil {
+		b.Logger().Error("could not reconcile rotations left in flight", "error", err)
+		return
+	}
+	b.reconcilePending(ctx, s, pending)
 }
 
 func decodeRotationWAL(data interface{}) (rotationWAL, error) {

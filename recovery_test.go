@@ -196,7 +196,22 @@ func TestRotationInFlightAtCrashIsReconciledAtStart(t *testing.T) {
 		t.Fatalf("%d rotations recorded in flight, want 1", n)
 	}
 
+	// Reading the secret back is slow; creds must wait for it rather than serve version 1,
+	// which Auth0 has already killed.
+	e.emu.SetFaults(func(p emulator.Phase, r *http.Request, _ string) *emulator.Fault {
+		if p == emulator.BeforeApply && r.Method == http.MethodGet {
+			return &emulator.Fault{Delay: 500 * time.Millisecond}
+		}
+		return nil
+	})
 	b2 := restartBackend(t, e, logical.TestSystemView())
+	resp, err := b2.HandleRequest(t.Context(), &logical.Request{Operation: logical.ReadOperation, Path: "creds/app", Storage: e.storage})
+	if err != nil || resp.IsError() {
+		t.Fatalf("creds right after the restart: %v, %v", resp, err)
+	}
+	if resp.Data["client_secret"] != e.appSecret(testAppID) || resp.Data["version"] != 2 {
+		t.Fatalf("creds right after the restart served version %v, not the secret Auth0 holds", resp.Data["version"])
+	}
 	<-b2.sched.Load().loaded
 	role, _ := loadRole(t.Context(), e.storage, "app")
 	if latest := role.latest(); latest.Secret != e.appSecret(testAppID) || latest.Source != sourceRecovered || latest.Version != 2 {

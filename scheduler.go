@@ -34,16 +34,25 @@ type scheduler struct {
 }
 
 // initialize starts the scheduler when this node may write storage.
-func (b *backend) initialize(_ context.Context, req *logical.InitializationRequest) error {
+// Rotations left in flight by a crash are found before Initialize returns, so that creds
+// reads of their roles wait for reconciliation instead of serving a secret Auth0 may have
+// replaced; the reconciliation itself runs in the background.
+func (b *backend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
 	if !b.WriteSafeReplicationState() {
 		b.Logger().Debug("storage is read-only here (standby or secondary); scheduled rotations run elsewhere")
 		return nil
 	}
-	b.startScheduler(req.Storage)
+	pending, err := b.pendingRotations(ctx, req.Storage)
+	if err != nil {
+		// Not fatal: Vault's rollback manager reconciles the entries later.
+		b.Logger().Error("could not look for rotations left in flight", "error", err)
+	}
+	b.holdCreds(pending)
+	b.startScheduler(req.Storage, pending)
 	return nil
 }
 
-func (b *backend) startScheduler(s logical.Storage) {
+func (b *backend) startScheduler(s logical.Storage, pending []pendingRotation) {
 	ctx, stop := context.WithCancel(b.ctx)
 	sch := &scheduler{
 		queue:   newRotationQueue(),
@@ -58,7 +67,7 @@ func (b *backend) startScheduler(s logical.Storage) {
 	go func() {
 		defer sch.done.Done()
 		b.resolvePendingRoot(ctx, sch.storage)
-		b.reconcileAll(ctx, sch.storage)
+		b.reconcilePending(ctx, sch.storage, pending)
 		b.loadQueue(ctx, sch)
 		close(sch.loaded)
 		b.dispatch(ctx, sch)
