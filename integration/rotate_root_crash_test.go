@@ -1,0 +1,126 @@
+package integration
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/emulator"
+)
+
+// TestRotateRootPluginKillAtEachStep kills -9 the plugin process at each step of a root
+// rotation: after the pending secret is stored (as the PATCH arrives), after Auth0 applied
+// the PATCH, and after the new secret was verified (as Auth0 issues the token for it). Each
+// time the restarted plugin finishes the rotation: Auth0 holds a new secret, the old one is
+// refused, the new one works, and the engine rotates roles with it.
+func TestRotateRootPluginKillAtEachStep(t *testing.T) {
+	isSecretPatch := func(r *http.Request, clientID string) bool {
+		return r.Method == http.MethodPatch && clientID == mgmtClientID
+	}
+	steps := []struct {
+		name string
+		// at decides, from the emulator's hook, whether the kill happens now; patched
+		// tells whether Auth0 has applied the PATCH.
+		at func(p emulator.Phase, r *http.Request, clientID string, patched bool) bool
+	}{
+		{"after storing pending", func(p emulator.Phase, r *http.Request, id string, _ bool) bool {
+			return p == emulator.BeforeApply && isSecretPatch(r, id)
+		}},
+		{"after PATCH", func(p emulator.Phase, r *http.Request, id string, _ bool) bool {
+			return p == emulator.AfterApply && isSecretPatch(r, id)
+		}},
+		{"after verification", func(p emulator.Phase, r *http.Request, id string, patched bool) bool {
+			return p == emulator.AfterApply && patched && r.URL.Path == "/oauth/token" && id == mgmtClientID
+		}},
+	}
+	for _, step := range steps {
+		t.Run(step.name, func(t *testing.T) {
+			f := newFixture(t)
+			v, root := f.v, f.v.RootToken
+			f.configure(t)
+			app := f.addApp(t, "myapp-id", "My App")
+			f.createRole(t, "myapp", app.ClientID)
+			f.rotate(t, root, "myapp")
+			old := f.secret(t, mgmtClientID)
+
+			var patched, fired atomic.Bool
+			var once sync.Once
+			killed := make(chan error, 1)
+			f.emu.SetFaults(func(p emulator.Phase, r *http.Request, id string) *emulator.Fault {
+				if p == emulator.AfterApply && isSecretPatch(r, id) {
+					defer patched.Store(true)
+				}
+				if fired.Load() || !step.at(p, r, id, patched.Load()) {
+					return nil
+				}
+				var fault *emulator.Fault
+				once.Do(func() {
+					fired.Store(true)
+					fault = &emulator.Fault{Drop: true, Do: func() {
+						_, err := v.KillPlugins(10 * time.Second)
+						killed <- err
+					}}
+				})
+				return fault
+			})
+			resp, err := v.TryDo(root, http.MethodPut, mount+"/config/rotate-root", nil, time.Minute)
+			select {
+			case err := <-killed:
+				if err != nil {
+					t.Fatalf("killing the plugin: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("the kill never fired (rotate-root answered %v, %v)", resp, err)
+			}
+			f.emu.SetFaults(nil)
+			if err == nil && resp.Status == http.StatusOK {
+				t.Fatalf("rotate-root answered 200 although its plugin was killed: %s", resp.Raw)
+			}
+
+			// Requests to the mount restart the plugin; its start resolves the pending
+			// secret. The engine works again once a role rotates with the new one.
+			deadline := time.Now().Add(time.Minute)
+			for {
+				r, err := v.TryDo(root, http.MethodPut, mount+"/rotate/myapp", nil, 30*time.Second)
+				if err == nil && r.Status == http.StatusOK {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the engine did not work again within a minute after the kill: %v %v\n%s", r, err, lastLines(v.Logs(), 30))
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			current := f.secret(t, mgmtClientID)
+			if current == old {
+				t.Fatal("the root rotation was not finished: Auth0 still holds the old secret")
+			}
+			audience := f.emuURL + "/api/v2/"
+			if code := authenticateFor(t, f.emuURL, mgmtClientID, old, audience); code != http.StatusUnauthorized {
+				t.Errorf("the old root secret: status %d at Auth0, want 401", code)
+			}
+			if code := authenticateFor(t, f.emuURL, mgmtClientID, current, audience); code != http.StatusOK {
+				t.Errorf("the new root secret: status %d at Auth0, want 200", code)
+			}
+			if !strings.Contains(v.Logs(), "finished an interrupted root rotation") {
+				t.Errorf("the log does not say how the interrupted root rotation ended")
+			}
+			for _, s := range []string{old, current} {
+				if strings.Contains(v.Logs(), s) {
+					t.Error("a root secret appears in the server log")
+				}
+			}
+		})
+	}
+}
+
+// lastLines is the end of a log, for failure messages.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
