@@ -20,10 +20,10 @@ import (
 
 const (
 	testRateLimit = 1000.0
-	testMgmtID = "vault-mgmt"
-	testAppID  = "app-1"
-	testApp2ID = "app-2"
-	testAPI    = "https://api.example.test/"
+	testMgmtID    = "vault-mgmt"
+	testAppID     = "app-1"
+	testApp2ID    = "app-2"
+	testAPI       = "https://api.example.test/"
 )
 
 var allScopes = []string{"read:clients", "read:client_keys", "update:client_keys"}

@@ -50,6 +50,7 @@ var errOutcomeUnknown = errors.New("the outcome of the rotation at Auth0 is unkn
 // managementClient talks to Auth0 through the official SDK.
 type managementClient struct {
 	transport *http.Transport
+	limiter   *rateLimiter
 	// build makes a fresh SDK client, with a fresh token source.
 	build func() (*management.Management, error)
 
@@ -62,11 +63,11 @@ type managementClient struct {
 // it expires.
 func newManagementClient(ctx context.Context, cfg *configEntry, limiter *rateLimiter) (*managementClient, error) {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
-	httpClient := &http.Client{Timeout: cfg.requestTimeout(), Transport: &limitedTransport{base: transport, limiter: limiter}}
+	httpClient := &http.Client{Timeout: cfg.requestTimeout(), Transport: &observingTransport{base: transport, limiter: limiter}}
 	// The token endpoint is reached through the same client, with the same timeout.
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, httpClient)
 
-	c := &managementClient{transport: transport}
+	c := &managementClient{transport: transport, limiter: limiter}
 	c.build = func() (*management.Management, error) {
 		var opts []management.Option
 		if cfg.Scheme == "http" {
@@ -94,14 +95,21 @@ func newManagementClient(ctx context.Context, cfg *configEntry, limiter *rateLim
 	return c, nil
 }
 
-// call runs fn against the API. A 401 means Auth0 no longer accepts the cached token
-// (revoked, or expired early) and that it did nothing; fn then runs once more with a fresh
-// token.
-func (c *managementClient) call(fn func(api *management.Management) error) error {
+// call runs fn against the API, after waiting for the mount's rate limiter (a wait cut
+// short by ctx means nothing was sent). A 401 means Auth0 no longer accepts the cached
+// token (revoked, or expired early) and that it did nothing; fn then runs once more with a
+// fresh token.
+func (c *managementClient) call(ctx context.Context, fn func(api *management.Management) error) error {
+	attempt := func(api *management.Management) error {
+		if err := c.limiter.wait(ctx); err != nil {
+			return fmt.Errorf("waiting for the Management API rate limit: %w", err)
+		}
+		return fn(api)
+	}
 	c.mu.Lock()
 	api := c.api
 	c.mu.Unlock()
-	err := fn(api)
+	err := attempt(api)
 	var mErr management.Error
 	if !errors.As(err, &mErr) || mErr.Status() != http.StatusUnauthorized {
 		return err
@@ -113,7 +121,7 @@ func (c *managementClient) call(fn func(api *management.Management) error) error
 	c.mu.Lock()
 	c.api = fresh
 	c.mu.Unlock()
-	return fn(fresh)
+	return attempt(fresh)
 }
 
 func (c *managementClient) RotateSecret(ctx context.Context, clientID string) (string, error) {
@@ -141,7 +149,7 @@ func (c *managementClient) SetClientSecret(ctx context.Context, clientID, secret
 // request left the process, other than an answer that says nothing was done, is
 // reported as errOutcomeUnknown.
 func (c *managementClient) callChanging(ctx context.Context, fn func(context.Context, *management.Management) error) error {
-	return c.call(func(api *management.Management) error {
+	return c.call(ctx, func(api *management.Management) error {
 		sent := new(sendTracker)
 		err := fn(withSendTracker(ctx, sent), api)
 		if err != nil && !errors.Is(err, errOutcomeUnknown) && outcomeUnknown(err, sent.sent.Load()) {
@@ -157,7 +165,7 @@ func (c *managementClient) ReadClient(ctx context.Context, clientID string, with
 		fields = append(fields, "client_secret")
 	}
 	var client *management.Client
-	err := c.call(func(api *management.Management) (err error) {
+	err := c.call(ctx, func(api *management.Management) (err error) {
 		client, err = api.Client.Read(ctx, clientID, management.IncludeFields(fields...))
 		return err
 	})

@@ -81,22 +81,17 @@ func (l *rateLimiter) observe(resp *http.Response, now time.Time) {
 	l.mu.Unlock()
 }
 
-// limitedTransport applies a rateLimiter to Management API requests (/api/v2/); token
-// requests go to the Authentication API, which Auth0 limits separately.
-type limitedTransport struct {
+// observingTransport sits under the Management API client: it feeds Auth0's 429s to the
+// mount's rateLimiter and records when a request actually leaves the process. Waiting for
+// the limiter happens before the request is built (managementClient.call), so that the wait
+// does not count against the HTTP timeout.
+type observingTransport struct {
 	base    http.RoundTripper
 	limiter *rateLimiter
 }
 
-func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if !strings.HasPrefix(req.URL.Path, "/api/v2/") {
-		return t.base.RoundTrip(req)
-	}
-	// Failing here is unambiguous: the request was never sent.
-	if err := t.limiter.wait(req.Context()); err != nil {
-		return nil, err
-	}
-	if st, ok := req.Context().Value(sendTrackerKey{}).(*sendTracker); ok {
+func (t *observingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if st, ok := req.Context().Value(sendTrackerKey{}).(*sendTracker); ok && strings.HasPrefix(req.URL.Path, "/api/v2/") {
 		st.sent.Store(true)
 	}
 	resp, err := t.base.RoundTrip(req)
@@ -107,7 +102,7 @@ func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 }
 
 // sendTracker records whether a Management API request left the process, so that a failure
-// before that point (no token, rate limit wait cancelled) is known to have changed nothing.
+// before that point (no token, rate limit wait cut short) is known to have changed nothing.
 type sendTracker struct{ sent atomic.Bool }
 
 type sendTrackerKey struct{}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -13,6 +14,8 @@ const (
 	// tickInterval is how often the scheduler looks for due roles. An idle tick is one
 	// peek at the head of the queue, whatever the number of roles.
 	tickInterval = time.Second
+	// queueLoaders is how many roles are read at once when the queue is rebuilt.
+	queueLoaders = 8
 	// schedulerWorkers bounds the rotations in flight, so that a hanging Auth0 call never
 	// stalls the queue; the mount's rate limiter paces them further.
 	schedulerWorkers = 4
@@ -97,6 +100,8 @@ func (b *backend) stopScheduler() {
 
 // loadQueue queues every stored role that has a schedule, at its persisted
 // next_vault_rotation: a restart neither rotates early nor skips what fell due meanwhile.
+// Roles are read by queueLoaders goroutines at once: in Vault each read is a round trip
+// from the plugin to Vault's storage, which dominates the rebuild (BENCHMARKS.md).
 func (b *backend) loadQueue(ctx context.Context, sch *scheduler) {
 	start := time.Now()
 	names, err := sch.storage.List(ctx, roleStoragePrefix)
@@ -104,27 +109,50 @@ func (b *backend) loadQueue(ctx context.Context, sch *scheduler) {
 		b.Logger().Error("could not list roles; scheduled rotations will not run until the mount is reloaded", "error", err)
 		return
 	}
-	queued := 0
+	var queued atomic.Int64
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for i := 0; i < queueLoaders; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for name := range work {
+				if b.queueRole(ctx, sch, name) {
+					queued.Add(1)
+				}
+			}
+		}()
+	}
 	for _, name := range names {
 		if ctx.Err() != nil {
-			return
+			break
 		}
-		lock := b.roleLock(name)
-		lock.RLock()
-		role, err := loadRole(ctx, sch.storage, name)
-		if err == nil && role != nil && role.scheduled() {
-			sch.queue.schedule(name, role.NextVaultRotation)
-			queued++
-		}
-		lock.RUnlock()
-		if err != nil {
-			b.Logger().Error("could not load role for scheduling", "role", name, "error", err)
-		}
+		work <- name
 	}
+	close(work)
+	wg.Wait()
 	if cfg, err := loadConfig(ctx, sch.storage); err == nil && cfg != nil && cfg.RootRotationPeriod > 0 {
 		sch.queue.schedule(rootQueueKey, cfg.NextRootRotation)
 	}
-	b.Logger().Info("rotation queue loaded", "roles", len(names), "scheduled", queued, "duration", time.Since(start).String())
+	b.Logger().Info("rotation queue loaded", "roles", len(names), "scheduled", queued.Load(), "duration", time.Since(start).String())
+}
+
+// queueRole queues one stored role if it has a schedule. It holds the role's lock so that
+// a concurrent change to the role, which requeues it, cannot be overtaken by this older read.
+func (b *backend) queueRole(ctx context.Context, sch *scheduler, name string) bool {
+	lock := b.roleLock(name)
+	lock.RLock()
+	defer lock.RUnlock()
+	role, err := loadRole(ctx, sch.storage, name)
+	if err != nil {
+		b.Logger().Error("could not load role for scheduling", "role", name, "error", err)
+		return false
+	}
+	if role == nil || !role.scheduled() {
+		return false
+	}
+	sch.queue.schedule(name, role.NextVaultRotation)
+	return true
 }
 
 // dispatch hands due roles to the workers each tick. It pops a role only when a worker is
