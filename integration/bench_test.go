@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strings"
@@ -26,7 +25,6 @@ import (
 	"time"
 
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/emulator"
-	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/vaulttest"
 )
 
 const (
@@ -128,23 +126,13 @@ func benchRunLoad(client *http.Client, addr, token, path string, d time.Duration
 // closed-loop load. It runs the load once whatever b.N is (use -benchtime 1x): about 35 s,
 // plus starting Vault.
 func BenchmarkVaultReadLoad(b *testing.B) {
-	// Setup as newFixture does, for a testing.B: emulator on 127.0.0.1, dev server, plugin
-	// registered and mounted at auth0/.
-	emu := emulator.New(emulator.Options{})
-	srv := httptest.NewServer(emu)
-	b.Cleanup(srv.Close)
-	mgmt := emu.AddClient(emulator.Client{
-		ClientID: mgmtClientID,
-		Name:     "Vault",
-		Grants:   map[string][]string{emulator.ManagementGrant: {"read:clients", "read:client_keys", "update:client_keys"}},
-	})
+	// Emulator on 127.0.0.1, dev server, plugin registered and mounted at auth0/.
+	f := newFixture(b)
+	emu, v, emuURL, mgmt := f.emu, f.v, f.emuURL, f.mgmt
 	emu.AddClient(emulator.Client{ClientID: benchAppClientID, Name: "Bench App", Grants: map[string][]string{apiAudience: {}}})
 
-	v := vaulttest.StartDevServer(b, pluginDir)
-	v.RegisterPlugin(b, pluginDir, pluginSHA, pluginVersion)
-	v.Mount(b, mount, pluginVersion)
 	v.MustCLI(b, v.RootToken, "write", mount+"/config",
-		"domain="+srv.URL, "client_id="+mgmt.ClientID, "client_secret="+mgmt.ClientSecret)
+		"domain="+emuURL, "client_id="+mgmt.ClientID, "client_secret="+mgmt.ClientSecret)
 	v.MustCLI(b, v.RootToken, "write", mount+"/roles/"+benchRoleName, "client_id="+benchAppClientID, "rotation_period=720h")
 	v.MustCLI(b, v.RootToken, "write", "-f", mount+"/rotate/"+benchRoleName)
 
@@ -248,24 +236,15 @@ var (
 // duration=..."), and how long from the reload request until that line. It runs once
 // whatever b.N is (use -benchtime 1x).
 func BenchmarkVaultQueueRebuild(b *testing.B) {
-	emu := emulator.New(emulator.Options{})
-	srv := httptest.NewServer(emu)
-	b.Cleanup(srv.Close)
-	mgmt := emu.AddClient(emulator.Client{
-		ClientID: mgmtClientID,
-		Name:     "Vault",
-		Grants:   map[string][]string{emulator.ManagementGrant: {"read:clients", "read:client_keys", "update:client_keys"}},
-	})
+	f := newFixture(b)
+	emu, v, emuURL, mgmt := f.emu, f.v, f.emuURL, f.mgmt
 	for i := 0; i < benchRebuildRoles; i++ {
 		emu.AddClient(emulator.Client{ClientID: fmt.Sprintf("rebuild-app-%05d", i), Grants: map[string][]string{apiAudience: {}}})
 	}
 
-	v := vaulttest.StartDevServer(b, pluginDir)
-	v.RegisterPlugin(b, pluginDir, pluginSHA, pluginVersion)
-	v.Mount(b, mount, pluginVersion)
 	// rate_limit=1000: each role creation checks its client_id at Auth0 (the emulator).
 	v.MustCLI(b, v.RootToken, "write", mount+"/config",
-		"domain="+srv.URL, "client_id="+mgmt.ClientID, "client_secret="+mgmt.ClientSecret, "rate_limit=1000")
+		"domain="+emuURL, "client_id="+mgmt.ClientID, "client_secret="+mgmt.ClientSecret, "rate_limit=1000")
 
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		Proxy: nil, MaxIdleConns: benchLoadWorkers * 2, MaxIdleConnsPerHost: benchLoadWorkers * 2,

@@ -33,7 +33,7 @@ type fixture struct {
 
 // startEmulator starts the emulator on a loopback port with the management
 // application vault-mgmt.
-func startEmulator(t *testing.T) (*emulator.Server, string, emulator.Client) {
+func startEmulator(t testing.TB) (*emulator.Server, string, emulator.Client) {
 	t.Helper()
 	emu := emulator.New(emulator.Options{})
 	srv := httptest.NewServer(emu)
@@ -49,7 +49,7 @@ func startEmulator(t *testing.T) (*emulator.Server, string, emulator.Client) {
 }
 
 // newFixture starts an emulator and a Vault with the plugin mounted at auth0/.
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	emu, emuURL, mgmt := startEmulator(t)
 	v := vaulttest.StartDevServer(t, pluginDir)
