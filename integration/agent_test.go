@@ -18,12 +18,8 @@ AUTH0_CLIENT_SECRET={{ .Data.client_secret }}{{ end }}`
 // and after a rotation.
 func TestAgentRendersCurrentSecret(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	f, app := newRotatedApp(t)
 	v, root := f.v, f.v.RootToken
-	f.configure(t)
-	app := f.addApp(t, "myapp-id", "My App")
-	f.createRole(t, "myapp", app.ClientID)
-	f.rotate(t, root, "myapp")
 
 	v.WritePolicy(t, "myapp-app", `path "auth0/creds/myapp" { capabilities = ["read"] }`)
 	token := v.CreateToken(t, "myapp-app")

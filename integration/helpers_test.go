@@ -58,6 +58,18 @@ func newFixture(t testing.TB) *fixture {
 	return &fixture{emu: emu, emuURL: emuURL, mgmt: mgmt, v: v}
 }
 
+// newRotatedApp is the common start: a fixture, configured, with application "myapp-id"
+// bound to role "myapp" and rotated once (version 1).
+func newRotatedApp(t *testing.T) (*fixture, emulator.Client) {
+	t.Helper()
+	f := newFixture(t)
+	f.configure(t)
+	app := f.addApp(t, "myapp-id", "My App")
+	f.createRole(t, "myapp", app.ClientID)
+	f.rotate(t, f.v.RootToken, "myapp")
+	return f, app
+}
+
 // configure writes auth0/config for the emulator's management application.
 func (f *fixture) configure(t *testing.T) {
 	t.Helper()

@@ -38,12 +38,8 @@ func TestRotateRootPluginKillAtEachStep(t *testing.T) {
 	}
 	for _, step := range steps {
 		t.Run(step.name, func(t *testing.T) {
-			f := newFixture(t)
+			f, _ := newRotatedApp(t)
 			v, root := f.v, f.v.RootToken
-			f.configure(t)
-			app := f.addApp(t, "myapp-id", "My App")
-			f.createRole(t, "myapp", app.ClientID)
-			f.rotate(t, root, "myapp")
 			old := f.secret(t, mgmtClientID)
 
 			var patched, fired atomic.Bool
@@ -81,21 +77,24 @@ func TestRotateRootPluginKillAtEachStep(t *testing.T) {
 			}
 
 			// Requests to the mount restart the plugin; its start resolves the pending
-			// secret. The engine works again once a role rotates with the new one.
+			// secret in the background and logs it once the new secret is current (the
+			// mount's client rebuilt). A role rotation after that uses the new secret.
 			deadline := time.Now().Add(time.Minute)
+			resolved := false
 			for {
+				resolved = resolved || strings.Contains(v.Logs(), "finished an interrupted root rotation")
 				r, err := v.TryDo(root, http.MethodPut, mount+"/rotate/myapp", nil, 30*time.Second)
-				if err == nil && r.Status == http.StatusOK {
+				if resolved && err == nil && r.Status == http.StatusOK {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("the engine did not work again within a minute after the kill: %v %v\n%s", r, err, lastLines(v.Logs(), 30))
+					t.Fatalf("within a minute after the kill, the rotation was finished: %v; last role rotation: %v %v\n%s", resolved, r, err, lastLines(v.Logs(), 30))
 				}
 				time.Sleep(200 * time.Millisecond)
 			}
 			current := f.secret(t, mgmtClientID)
 			if current == old {
-				t.Fatal("the root rotation was not finished: Auth0 still holds the old secret")
+				t.Fatal("the root rotation was logged as finished but Auth0 still holds the old secret")
 			}
 			audience := f.emuURL + "/api/v2/"
 			if code := authenticateFor(t, f.emuURL, mgmtClientID, old, audience); code != http.StatusUnauthorized {
@@ -103,9 +102,6 @@ func TestRotateRootPluginKillAtEachStep(t *testing.T) {
 			}
 			if code := authenticateFor(t, f.emuURL, mgmtClientID, current, audience); code != http.StatusOK {
 				t.Errorf("the new root secret: status %d at Auth0, want 200", code)
-			}
-			if !strings.Contains(v.Logs(), "finished an interrupted root rotation") {
-				t.Errorf("the log does not say how the interrupted root rotation ended")
 			}
 			for _, s := range []string{old, current} {
 				if strings.Contains(v.Logs(), s) {

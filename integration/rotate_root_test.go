@@ -13,12 +13,8 @@ import (
 // engine keeps working with the new one.
 func TestRotateRoot(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	f, app := newRotatedApp(t)
 	v, root := f.v, f.v.RootToken
-	f.configure(t)
-	app := f.addApp(t, "myapp-id", "My App")
-	f.createRole(t, "myapp", app.ClientID)
-	f.rotate(t, root, "myapp")
 	secrets := []string{f.mgmt.ClientSecret, app.ClientSecret, f.secret(t, app.ClientID)}
 
 	answer, err := v.CLIJSON(t, root, "write", "-f", mount+"/config/rotate-root")
