@@ -186,16 +186,6 @@ func (b *backend) reconcilePending(ctx context.Context, s logical.Storage, pendi
 	}
 }
 
-// reconcileAll finishes every rotation left in flight.
-func (b *backend) reconcileAll(ctx context.Context, s logical.Storage) {
-	pending, err := b.pendingRotations(ctx, s)
-	if err != nil {
-		b.Logger().Error("could not reconcile rotations left in flight", "error", err)
-		return
-	}
-	b.reconcilePending(ctx, s, pending)
-}
-
 func decodeRotationWAL(data interface{}) (rotationWAL, error) {
 	var w rotationWAL
 	raw, err := json.Marshal(data)

@@ -232,7 +232,11 @@ func TestReconcileWithoutChangeStoresNothing(t *testing.T) {
 	if _, err := framework.PutWAL(t.Context(), e.storage, walKindRotation, &rotationWAL{Role: "gone", ClientID: "x"}); err != nil {
 		t.Fatal(err)
 	}
-	e.b.reconcileAll(t.Context(), e.storage)
+	pending, err := e.b.pendingRotations(t.Context(), e.storage)
+	if err != nil || len(pending) != 2 {
+		t.Fatalf("pending rotations = %v, %v; want 2", pending, err)
+	}
+	e.b.reconcilePending(t.Context(), e.storage, pending)
 	if n := walCount(t, e.storage); n != 0 {
 		t.Fatalf("%d entries left", n)
 	}
