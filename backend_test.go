@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -53,20 +54,29 @@ func newTestEnv(t *testing.T, scopes ...string) *testEnv {
 	emu.AddClient(emulator.Client{ClientID: testApp2ID, Name: "App Two", Grants: map[string][]string{testAPI: {}}})
 
 	logs := &syncBuffer{}
-	conf := logical.TestBackendConfig()
-	conf.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: logs})
 	storage := &countingStorage{Storage: &logical.InmemStorage{}}
-	conf.StorageView = storage
+	b := startBackend(t, storage, logical.TestSystemView(), hclog.Trace, logs)
+	return &testEnv{t: t, b: b, storage: storage, emu: emu, emuURL: srv.URL, logs: logs}
+}
+
+// startBackend builds and initializes a backend on s as Vault does when it mounts (or
+// reloads) the plugin, logging at level into out, and cleans it up when the test ends.
+func startBackend(tb testing.TB, s logical.Storage, sys logical.SystemView, level hclog.Level, out io.Writer) *backend {
+	tb.Helper()
+	conf := logical.TestBackendConfig()
+	conf.System = sys
+	conf.StorageView = s
+	conf.Logger = hclog.New(&hclog.LoggerOptions{Level: level, Output: out})
 	raw, err := Factory(context.Background(), conf)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	b := raw.(*backend)
-	if err := b.Initialize(context.Background(), &logical.InitializationRequest{Storage: storage}); err != nil {
-		t.Fatal(err)
+	if err := b.Initialize(context.Background(), &logical.InitializationRequest{Storage: s}); err != nil {
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { b.Cleanup(context.Background()) })
-	return &testEnv{t: t, b: b, storage: storage, emu: emu, emuURL: srv.URL, logs: logs}
+	tb.Cleanup(func() { b.Cleanup(context.Background()) })
+	return b
 }
 
 // mgmtSecret is the management application's secret at the emulator.

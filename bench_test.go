@@ -347,18 +347,7 @@ func (s *benchCountingStorage) Get(ctx context.Context, key string) (*logical.St
 // one, for a testing.B: logs discarded, Initialize called (the scheduler runs).
 func benchBackend(b *testing.B, s logical.Storage) *backend {
 	b.Helper()
-	conf := logical.TestBackendConfig()
-	conf.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: io.Discard})
-	conf.StorageView = s
-	raw, err := Factory(context.Background(), conf)
-	if err != nil {
-		b.Fatal(err)
-	}
-	be := raw.(*backend)
-	if err := be.Initialize(context.Background(), &logical.InitializationRequest{Storage: s}); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { be.Cleanup(context.Background()) })
+	be := startBackend(b, s, logical.TestSystemView(), hclog.Warn, io.Discard)
 	if sch := be.sched.Load(); sch != nil {
 		<-sch.loaded
 	}

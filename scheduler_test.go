@@ -1,7 +1,6 @@
 package auth0
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"testing"
@@ -156,20 +155,7 @@ func TestQueueRebuiltAfterRestart(t *testing.T) {
 // mount, with the given system view, and initializes it.
 func restartBackend(t *testing.T, e *testEnv, sys logical.SystemView) *backend {
 	t.Helper()
-	conf := logical.TestBackendConfig()
-	conf.System = sys
-	conf.StorageView = e.storage
-	conf.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: e.logs})
-	raw, err := Factory(context.Background(), conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := raw.(*backend)
-	if err := b.Initialize(context.Background(), &logical.InitializationRequest{Storage: e.storage}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Cleanup(context.Background()) })
-	return b
+	return startBackend(t, e.storage, sys, hclog.Trace, e.logs)
 }
 
 func TestNoSchedulerWhereStorageIsReadOnly(t *testing.T) {
