@@ -32,9 +32,16 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 type backend struct {
 	*framework.Backend
 
-	// roleLocks serialize everything that changes one role (rotation, update, delete).
-	// Reads of creds take no lock: every change is a single storage Put of the role entry.
+	// clock is the engine's time: real in Vault, virtual in tests.
+	clock clock
+	// jitter spreads retries (retryDelay); tests make it deterministic.
+	jitter func(n int64) int64
+
+	// roleLocks serialize everything that changes one role (its jobs, update, delete).
+	// Reads of creds take no lock: they read one entry, which every change writes whole.
 	roleLocks []*locksutil.LockEntry
+	// ownerMu makes checking and claiming an application's ownership one step.
+	ownerMu sync.Mutex
 
 	// conn caches the parsed config and the Management API client built from it, so that
 	// the hot path (creds) reads no config from storage. It is dropped whenever the config
@@ -51,8 +58,6 @@ type backend struct {
 	configMu sync.Mutex
 	// rootAcceptWait bounds the wait for Auth0 to accept a new root secret.
 	rootAcceptWait time.Duration
-	// rootFailures counts consecutive failed scheduled root rotations.
-	rootFailures atomic.Int64
 	// rootStepHook, when set (tests only), runs between the steps of a root rotation.
 	rootStepHook func(step string)
 
@@ -65,17 +70,25 @@ type backend struct {
 
 	// sched is the running scheduler, nil where this node may not write.
 	sched atomic.Pointer[scheduler]
-	// retryBase and retryCap bound the delays between retries of failed scheduled rotations.
+	// manualDispatch (tests only) starts no dispatcher: tests run due jobs with runDueNow.
+	manualDispatch bool
+	// retryBase and retryCap bound the delays between retries of failed attempts.
 	retryBase, retryCap time.Duration
 }
 
 func newBackend() *backend {
+	return newBackendWithClock(realClock{})
+}
+
+func newBackendWithClock(clk clock) *backend {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &backend{
+		clock:     clk,
+		jitter:    randomJitter,
 		roleLocks: locksutil.CreateLocks(),
 		ctx:       ctx,
 		cancel:    cancel,
-		limiter:   newRateLimiter(defaultRateLimit),
+		limiter:   newRateLimiter(defaultRateLimit, clk),
 		retryBase: defaultRetryBase,
 		retryCap:  defaultRetryCap,
 
@@ -87,7 +100,12 @@ func newBackend() *backend {
 		PathsSpecial: &logical.Paths{
 			SealWrapStorage: []string{
 				configStoragePath,
-				roleStoragePrefix,
+				credsStoragePrefix,
+				secretStoragePrefix,
+			},
+			// A write-ahead entry belongs to the cluster whose rotation wrote it.
+			LocalStorage: []string{
+				framework.WALPrefix,
 			},
 		},
 		Paths: framework.PathAppend(
@@ -113,10 +131,14 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	}
 }
 
+// clean runs when the mount is unmounted, sealed or reloaded. It cancels the backend's
+// context first: rate-limit waits end, so a request not yet sent is abandoned, and one
+// already sent is cut off and leaves its write-ahead entry for reconciliation. Then it
+// waits a bounded time for the scheduler's workers.
 func (b *backend) clean(context.Context) {
+	b.cancel()
 	b.stopScheduler()
 	b.resetConnection()
-	b.cancel()
 }
 
 func (b *backend) roleLock(name string) *locksutil.LockEntry {

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -37,6 +38,7 @@ type testEnv struct {
 	emu     *emulator.Server
 	emuURL  string // http://127.0.0.1:port
 	logs    *syncBuffer
+	clock   *fakeClock
 }
 
 // newTestEnv starts an emulator with a management application holding scopes and two
@@ -55,28 +57,61 @@ func newTestEnv(t *testing.T, scopes ...string) *testEnv {
 
 	logs := &syncBuffer{}
 	storage := &countingStorage{Storage: &logical.InmemStorage{}}
-	b := startBackend(t, storage, logical.TestSystemView(), hclog.Trace, logs)
-	return &testEnv{t: t, b: b, storage: storage, emu: emu, emuURL: srv.URL, logs: logs}
+	clk := newFakeClock(time.Now().UTC().Truncate(time.Second))
+	clk.autoAdvance = true
+	b := startBackendWithClock(t, storage, logical.TestSystemView(), hclog.Trace, logs, clk)
+	return &testEnv{t: t, b: b, storage: storage, emu: emu, emuURL: srv.URL, logs: logs, clock: clk}
 }
 
 // startBackend builds and initializes a backend on s as Vault does when it mounts (or
-// reloads) the plugin, logging at level into out, and cleans it up when the test ends.
+// reloads) the plugin, logging at level into out, and cleans it up when the test ends. It
+// runs on the real clock with its own dispatcher.
 func startBackend(tb testing.TB, s logical.Storage, sys logical.SystemView, level hclog.Level, out io.Writer) *backend {
+	tb.Helper()
+	return startBackendWithClock(tb, s, sys, level, out, nil)
+}
+
+// startBackendWithClock is startBackend on a virtual clock, when clk is not nil: then no
+// dispatcher runs, and the test runs due jobs itself (testEnv.runDue).
+func startBackendWithClock(tb testing.TB, s logical.Storage, sys logical.SystemView, level hclog.Level, out io.Writer, clk *fakeClock) *backend {
 	tb.Helper()
 	conf := logical.TestBackendConfig()
 	conf.System = sys
 	conf.StorageView = s
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Level: level, Output: out})
-	raw, err := Factory(context.Background(), conf)
-	if err != nil {
+	b := newBackend()
+	if clk != nil {
+		b = newBackendWithClock(clk)
+		b.manualDispatch = true
+		b.jitter = func(n int64) int64 { return n - 1 } // the longest delay: deterministic
+	}
+	if err := b.Setup(context.Background(), conf); err != nil {
 		tb.Fatal(err)
 	}
-	b := raw.(*backend)
 	if err := b.Initialize(context.Background(), &logical.InitializationRequest{Storage: s}); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { b.Cleanup(context.Background()) })
 	return b
+}
+
+// runDue waits until the scheduler has loaded its queue, then runs every job due at the
+// virtual clock's time, and returns how many ran.
+func (e *testEnv) runDue() int {
+	e.t.Helper()
+	sch := e.b.sched.Load()
+	if sch == nil {
+		return 0
+	}
+	<-sch.loaded
+	return e.b.runDueNow(e.t.Context())
+}
+
+// advance moves the virtual clock by d and runs what fell due.
+func (e *testEnv) advance(d time.Duration) int {
+	e.t.Helper()
+	e.clock.Advance(d)
+	return e.runDue()
 }
 
 // mgmtSecret is the management application's secret at the emulator.

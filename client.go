@@ -20,8 +20,10 @@ import (
 type auth0API interface {
 	// RotateSecret asks Auth0 for a new secret for clientID and returns it. It is never
 	// retried: once Auth0 applies a rotation the old secret is dead and the only copy of
-	// the new one is in that response, so a blind second call would lose it.
-	RotateSecret(ctx context.Context, clientID string) (string, error)
+	// the new one is in that response, so a blind second call would lose it. beforeSend,
+	// if not nil, runs after any rate-limit wait, right before the request leaves; if it
+	// fails, nothing is sent.
+	RotateSecret(ctx context.Context, clientID string, beforeSend func() error) (string, error)
 	// ReadClient checks that clientID exists and, with withSecret, returns its current
 	// secret (which needs the read:client_keys scope).
 	ReadClient(ctx context.Context, clientID string, withSecret bool) (*clientInfo, error)
@@ -61,9 +63,9 @@ type managementClient struct {
 // newManagementClient builds a Management API client from config. It does not contact
 // Auth0: the first call fetches a token (client credentials), which is then reused until
 // it expires.
-func newManagementClient(ctx context.Context, cfg *configEntry, limiter *rateLimiter) (*managementClient, error) {
+func newManagementClient(ctx context.Context, cfg *configEntry, limiter *rateLimiter, clk clock) (*managementClient, error) {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
-	httpClient := &http.Client{Timeout: cfg.requestTimeout(), Transport: &observingTransport{base: transport, limiter: limiter}}
+	httpClient := &http.Client{Timeout: cfg.requestTimeout(), Transport: &observingTransport{base: transport, limiter: limiter, clock: clk}}
 	// The token endpoint is reached through the same client, with the same timeout.
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, httpClient)
 
@@ -96,13 +98,18 @@ func newManagementClient(ctx context.Context, cfg *configEntry, limiter *rateLim
 }
 
 // call runs fn against the API, after waiting for the mount's rate limiter (a wait cut
-// short by ctx means nothing was sent). A 401 means Auth0 no longer accepts the cached
-// token (revoked, or expired early) and that it did nothing; fn then runs once more with a
-// fresh token.
-func (c *managementClient) call(ctx context.Context, fn func(api *management.Management) error) error {
+// short by ctx means nothing was sent) and then running beforeSend, if any. A 401 means
+// Auth0 no longer accepts the cached token (revoked, or expired early) and that it did
+// nothing; fn then runs once more with a fresh token.
+func (c *managementClient) call(ctx context.Context, beforeSend func() error, fn func(api *management.Management) error) error {
 	attempt := func(api *management.Management) error {
 		if err := c.limiter.wait(ctx); err != nil {
 			return fmt.Errorf("waiting for the Management API rate limit: %w", err)
+		}
+		if beforeSend != nil {
+			if err := beforeSend(); err != nil {
+				return err
+			}
 		}
 		return fn(api)
 	}
@@ -124,9 +131,9 @@ func (c *managementClient) call(ctx context.Context, fn func(api *management.Man
 	return attempt(fresh)
 }
 
-func (c *managementClient) RotateSecret(ctx context.Context, clientID string) (string, error) {
+func (c *managementClient) RotateSecret(ctx context.Context, clientID string, beforeSend func() error) (string, error) {
 	var secret string
-	err := c.callChanging(ctx, func(ctx context.Context, api *management.Management) error {
+	err := c.callChanging(ctx, beforeSend, func(ctx context.Context, api *management.Management) error {
 		client, err := api.Client.RotateSecret(ctx, clientID)
 		if err != nil {
 			return err
@@ -140,7 +147,7 @@ func (c *managementClient) RotateSecret(ctx context.Context, clientID string) (s
 }
 
 func (c *managementClient) SetClientSecret(ctx context.Context, clientID, secret string) error {
-	return c.callChanging(ctx, func(ctx context.Context, api *management.Management) error {
+	return c.callChanging(ctx, nil, func(ctx context.Context, api *management.Management) error {
 		return api.Client.Update(ctx, clientID, &management.Client{ClientSecret: &secret})
 	})
 }
@@ -148,8 +155,8 @@ func (c *managementClient) SetClientSecret(ctx context.Context, clientID, secret
 // callChanging is call for requests that change state at Auth0: a failure after the
 // request left the process, other than an answer that says nothing was done, is
 // reported as errOutcomeUnknown.
-func (c *managementClient) callChanging(ctx context.Context, fn func(context.Context, *management.Management) error) error {
-	return c.call(ctx, func(api *management.Management) error {
+func (c *managementClient) callChanging(ctx context.Context, beforeSend func() error, fn func(context.Context, *management.Management) error) error {
+	return c.call(ctx, beforeSend, func(api *management.Management) error {
 		sent := new(sendTracker)
 		err := fn(withSendTracker(ctx, sent), api)
 		if err != nil && !errors.Is(err, errOutcomeUnknown) && outcomeUnknown(err, sent.sent.Load()) {
@@ -165,7 +172,7 @@ func (c *managementClient) ReadClient(ctx context.Context, clientID string, with
 		fields = append(fields, "client_secret")
 	}
 	var client *management.Client
-	err := c.call(ctx, func(api *management.Management) (err error) {
+	err := c.call(ctx, nil, func(api *management.Management) (err error) {
 		client, err = api.Client.Read(ctx, clientID, management.IncludeFields(fields...))
 		return err
 	})
@@ -249,7 +256,7 @@ func (b *backend) connection(ctx context.Context, s logical.Storage) (*connectio
 
 // newClient builds the Management API client for cfg.
 func (b *backend) newClient(ctx context.Context, cfg *configEntry) (auth0API, error) {
-	return newManagementClient(ctx, cfg, b.limiter)
+	return newManagementClient(ctx, cfg, b.limiter, b.clock)
 }
 
 // resetConnection drops the cached connection; the next use rebuilds it from storage.
@@ -270,7 +277,7 @@ func (b *backend) requireConnection(ctx context.Context, s logical.Storage) (*co
 		return nil, nil, err
 	}
 	if c == nil {
-		return nil, logical.ErrorResponse("the engine is not configured yet; write the Management API credentials first: vault write <mount>/config domain=... client_id=... client_secret=..."), nil
+		return nil, logical.ErrorResponse(errNotConfigured), nil
 	}
 	return c, nil, nil
 }

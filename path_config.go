@@ -4,10 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -15,79 +11,6 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 	"golang.org/x/oauth2"
 )
-
-const (
-	configStoragePath     = "config"
-	defaultRequestTimeout = 30 * time.Second
-)
-
-// configEntry is the Management API connection, stored seal-wrapped at "config".
-type configEntry struct {
-	// Scheme is "https", or "http" for a loopback host (a local emulator).
-	Scheme         string        `json:"scheme"`
-	Host           string        `json:"host"`
-	ClientID       string        `json:"client_id"`
-	ClientSecret   string        `json:"client_secret"`
-	Audience       string        `json:"audience,omitempty"`
-	RequestTimeout time.Duration `json:"request_timeout,omitempty"`
-	// RateLimit is the most Management API requests per second the mount makes.
-	RateLimit float64 `json:"rate_limit,omitempty"`
-
-	// PendingClientSecret is a root secret being rotated to (root_rotation.go): stored
-	// before Auth0 is told, made current once Auth0 accepts it.
-	PendingClientSecret string        `json:"pending_client_secret,omitempty"`
-	LastRootRotation    time.Time     `json:"last_root_rotation,omitempty"`
-	RootRotationPeriod  time.Duration `json:"root_rotation_period,omitempty"`
-	NextRootRotation    time.Time     `json:"next_root_rotation,omitempty"`
-}
-
-// withSecret is a copy of the config that authenticates with secret.
-func (c *configEntry) withSecret(secret string) *configEntry {
-	cp := *c
-	cp.ClientSecret = secret
-	return &cp
-}
-
-func storeConfig(ctx context.Context, s logical.Storage, cfg *configEntry) error {
-	entry, err := logical.StorageEntryJSON(configStoragePath, cfg)
-	if err != nil {
-		return fmt.Errorf("encoding config: %w", err)
-	}
-	if err := s.Put(ctx, entry); err != nil {
-		return fmt.Errorf("storing config: %w", err)
-	}
-	return nil
-}
-
-// audience is the configured audience or Auth0's default for the domain.
-func (c *configEntry) audience() string {
-	if c.Audience != "" {
-		return c.Audience
-	}
-	return "https://" + c.Host + "/api/v2/"
-}
-
-// domain is the domain as users give it: the bare host, with the scheme only for http.
-func (c *configEntry) domain() string {
-	if c.Scheme == "http" {
-		return "http://" + c.Host
-	}
-	return c.Host
-}
-
-func (c *configEntry) rateLimit() float64 {
-	if c.RateLimit > 0 {
-		return c.RateLimit
-	}
-	return defaultRateLimit
-}
-
-func (c *configEntry) requestTimeout() time.Duration {
-	if c.RequestTimeout > 0 {
-		return c.RequestTimeout
-	}
-	return defaultRequestTimeout
-}
 
 func pathConfig(b *backend) []*framework.Path {
 	return []*framework.Path{
@@ -150,21 +73,6 @@ func pathConfig(b *backend) []*framework.Path {
 			HelpDescription: pathConfigHelpDesc,
 		},
 	}
-}
-
-func loadConfig(ctx context.Context, s logical.Storage) (*configEntry, error) {
-	entry, err := s.Get(ctx, configStoragePath)
-	if err != nil {
-		return nil, fmt.Errorf("reading config: %w", err)
-	}
-	if entry == nil {
-		return nil, nil
-	}
-	cfg := new(configEntry)
-	if err := entry.DecodeJSON(cfg); err != nil {
-		return nil, fmt.Errorf("decoding config: %w", err)
-	}
-	return cfg, nil
 }
 
 func (b *backend) pathConfigExistenceCheck(ctx context.Context, req *logical.Request, _ *framework.FieldData) (bool, error) {
@@ -255,7 +163,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		if period > 0 {
 			from := cfg.LastRootRotation
 			if from.IsZero() {
-				from = time.Now().UTC()
+				from = b.clock.Now().UTC()
 			}
 			cfg.NextRootRotation = from.Add(period)
 		}
@@ -278,8 +186,19 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		}
 	}
 
-	if err := storeConfig(ctx, req.Storage, cfg); err != nil {
+	// The Management API application must not be one a role rotates. Checked and stored
+	// under ownerMu, as role writes claim applications, so the two cannot race.
+	b.ownerMu.Lock()
+	owner, err := liveOwner(ctx, req.Storage, cfg.ClientID)
+	if err == nil && owner == "" {
+		err = storeConfig(ctx, req.Storage, cfg)
+	}
+	b.ownerMu.Unlock()
+	if err != nil {
 		return nil, err
+	}
+	if owner != "" {
+		return logical.ErrorResponse("client_id %q is the application of role %q, whose secret the engine rotates; the Management API application must be a separate application (or delete that role first); nothing was stored", cfg.ClientID, owner), nil
 	}
 	b.resetConnection()
 	b.scheduleRoot(cfg)
@@ -307,69 +226,6 @@ func describeTokenError(err error) string {
 		return fmt.Sprintf("Auth0 answered %s", tokenErr.Response.Status)
 	}
 	return err.Error()
-}
-
-// dnsName is a host name as DNS allows it: dot-separated labels of letters, digits and
-// inner hyphens.
-var dnsName = regexp.MustCompile(`^(?i)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
-
-// parseDomain validates a domain as API.md defines it and returns the scheme and the host
-// (with port, if any). A leading "https://" is stripped; "http://" is allowed only for
-// loopback hosts; paths, queries, fragments, user info and other schemes are rejected.
-func parseDomain(raw string) (scheme, host string, err error) {
-	raw = strings.TrimSpace(raw)
-	if raw == "" {
-		return "", "", errors.New(`domain must not be empty; give the tenant domain, e.g. "acme.eu.auth0.com"`)
-	}
-	scheme = "https"
-	rest := raw
-	if i := strings.Index(raw, "://"); i >= 0 {
-		scheme, rest = strings.ToLower(raw[:i]), raw[i+3:]
-		if scheme != "https" && scheme != "http" {
-			return "", "", fmt.Errorf("scheme %q is not supported; give the bare host, e.g. \"acme.eu.auth0.com\"", scheme)
-		}
-	}
-	if strings.ContainsAny(rest, "/?#@\\ ") {
-		return "", "", errors.New(`only a host (and optional port) is accepted, without path, query, fragment or user info, e.g. "acme.eu.auth0.com"`)
-	}
-	u, err := url.Parse(scheme + "://" + rest)
-	if err != nil || u.Host == "" {
-		return "", "", errors.New(`not a valid host; give e.g. "acme.eu.auth0.com"`)
-	}
-	hostname, port := u.Hostname(), u.Port()
-	if port != "" {
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return "", "", fmt.Errorf("port %q is not a number from 1 to 65535", port)
-		}
-	} else if strings.HasSuffix(u.Host, ":") {
-		return "", "", errors.New("empty port")
-	}
-	ip := net.ParseIP(hostname)
-	if ip == nil && !dnsName.MatchString(hostname) {
-		return "", "", fmt.Errorf("%q is not a valid host name", hostname)
-	}
-	if scheme == "http" && !isLoopback(hostname, ip) {
-		return "", "", errors.New(`"http://" is accepted only for loopback hosts (127.0.0.0/8, ::1, localhost); use https`)
-	}
-	return scheme, strings.ToLower(u.Host), nil
-}
-
-func isLoopback(hostname string, ip net.IP) bool {
-	if ip != nil {
-		return ip.IsLoopback()
-	}
-	return strings.EqualFold(hostname, "localhost")
-}
-
-func validateAudience(audience string) error {
-	if audience == "" {
-		return nil
-	}
-	u, err := url.Parse(audience)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return errors.New(`give the Management API identifier as a URL, e.g. "https://acme.eu.auth0.com/api/v2/"`)
-	}
-	return nil
 }
 
 const pathConfigHelpSyn = `Configure the connection to Auth0's Management API.`

@@ -2,6 +2,7 @@ package auth0
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"time"
 
@@ -38,62 +39,105 @@ func pathCreds(b *backend) []*framework.Path {
 	}
 }
 
-// pathCredsRead is the hot path: one storage read (the role), config from memory, no
-// Auth0 call and no lock. Only right after a start that found this role's rotation left
-// in flight does it wait for the reconciliation.
+// pathCredsRead is the hot path: one storage read (creds/<name>, which holds everything it
+// answers), config from memory, no Auth0 call and no lock. Only right after a start that
+// found this role's rotation left in flight does it wait for the reconciliation.
 func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	b.awaitRecovery(ctx, name)
-	role, err := loadRole(ctx, req.Storage, name)
+	creds, err := loadCreds(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}
-	if role == nil {
-		return logical.ErrorResponse("role %q does not exist", name), nil
-	}
-	latest := role.latest()
-	if latest == nil {
-		return logical.ErrorResponse("role %q has no secret yet; rotate it (vault write -f <mount>/rotate/%s) or recreate it with import_current_secret=true", name, name), nil
-	}
-	served := latest
-	if raw, ok := d.GetOk("version"); ok {
-		n := raw.(int)
-		if served = role.version(n); served == nil {
-			return logical.ErrorResponse("role %q has no version %d; retained versions are %d to %d", name, n, role.Versions[0].Version, latest.Version), nil
+	var role *roleEntry
+	if creds == nil {
+		// No such role, no secret yet, or a role in the v0.1.0 layout not upgraded yet.
+		if role, err = loadRole(ctx, req.Storage, name); err != nil {
+			return nil, err
+		}
+		if role == nil {
+			return logical.ErrorResponse("role %q does not exist", name), nil
+		}
+		if creds, err = buildCreds(ctx, req.Storage, name, role); err != nil {
+			return nil, err
+		}
+		if creds == nil {
+			return logical.ErrorResponse("role %q has no secret yet; rotate it (vault write -f <mount>/rotate/%s) or recreate it with import_current_secret=true", name, name), nil
 		}
 	}
-	conn, resp, err := b.requireConnection(ctx, req.Storage)
+	served, previous := creds.Current, creds.Previous
+	if raw, ok := d.GetOk("version"); ok && raw.(int) != served.Version {
+		var resp *logical.Response
+		if served, previous, resp, err = b.olderVersion(ctx, req.Storage, name, role, raw.(int)); resp != nil || err != nil {
+			return resp, err
+		}
+	}
+	return b.credsResponse(ctx, req.Storage, creds, served, previous)
+}
+
+// olderVersion reads retained version n and the one before it, off the hot path.
+func (b *backend) olderVersion(ctx context.Context, s logical.Storage, name string, role *roleEntry, n int) (*secretEntry, *secretEntry, *logical.Response, error) {
+	var err error
+	if role == nil {
+		if role, err = loadRole(ctx, s, name); err != nil || role == nil {
+			return nil, nil, logical.ErrorResponse("role %q does not exist", name), err
+		}
+	}
+	if role.version(n) == nil {
+		return nil, nil, logical.ErrorResponse("role %q has no version %d; retained versions are %d to %d", name, n, role.Versions[0].Version, role.currentVersion()), nil
+	}
+	served, err := loadSecret(ctx, s, name, role, n)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if served == nil {
+		return nil, nil, nil, fmt.Errorf("role %q: the secret of retained version %d is missing from storage", name, n)
+	}
+	var previous *secretEntry
+	if role.version(n-1) != nil {
+		if previous, err = loadSecret(ctx, s, name, role, n-1); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	return served, previous, nil, nil
+}
+
+// credsResponse answers a creds read serving version served of the role described by creds.
+func (b *backend) credsResponse(ctx context.Context, s logical.Storage, creds *credsEntry, served, previous *secretEntry) (*logical.Response, error) {
+	conn, resp, err := b.requireConnection(ctx, s)
 	if resp != nil || err != nil {
 		return resp, err
 	}
-
 	data := map[string]interface{}{
-		"client_id":           role.ClientID,
+		"client_id":           creds.ClientID,
 		"client_secret":       served.Secret,
 		"domain":              conn.config.domain(),
 		"version":             served.Version,
 		"last_vault_rotation": served.CreatedTime.Format(time.RFC3339),
 	}
-	if prev := role.version(served.Version - 1); prev != nil {
-		data["previous_client_secret"] = prev.Secret
+	if previous != nil {
+		data["previous_client_secret"] = previous.Secret
 	}
 	switch {
-	case role.RotationPeriod > 0:
-		data["rotation_period"] = int64(role.RotationPeriod.Seconds())
-	case role.RotationSchedule != "":
-		data["rotation_schedule"] = role.RotationSchedule
+	case creds.RotationPeriod > 0:
+		data["rotation_period"] = int64(creds.RotationPeriod.Seconds())
+	case creds.RotationSchedule != "":
+		data["rotation_schedule"] = creds.RotationSchedule
 		// Vault Agent 1.13 (consul-template 0.29) re-reads a secret without a lease at ttl
 		// only when rotation_period is present, so a schedule also reports the interval
 		// between its next two times.
-		if next := role.NextVaultRotation; !next.IsZero() {
-			data["rotation_period"] = int64(role.nextRotation(next).Sub(next).Seconds())
+		if next := creds.NextVaultRotation; !next.IsZero() {
+			sched := roleEntry{RotationSchedule: creds.RotationSchedule}
+			if after := sched.nextRotation(next); !after.IsZero() {
+				data["rotation_period"] = int64(after.Sub(next).Seconds())
+			}
 		}
 	}
-	if !role.NextVaultRotation.IsZero() {
-		addTime(data, "next_vault_rotation", role.NextVaultRotation)
-		if served == latest {
-			data["ttl"] = secondsUntil(role.NextVaultRotation, time.Now())
-		}
+	addTime(data, "next_vault_rotation", creds.NextVaultRotation)
+	// ttl points at the next change a consumer must see: the next rotation, or while
+	// rotations fail, the engine's next attempt, never sooner.
+	if next := creds.nextChange(); !next.IsZero() && served.Version == creds.Current.Version {
+		data["ttl"] = secondsUntil(next, b.clock.Now())
 	}
 	return &logical.Response{Data: data}, nil
 }

@@ -11,33 +11,6 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-const roleStoragePrefix = "roles/"
-
-// roleEntry binds a Vault name to one Auth0 application. It holds the role's definition,
-// its rotation state and its retained secret versions: one entry, written whole, so a
-// rotation is atomic and creds costs one storage read.
-type roleEntry struct {
-	ClientID         string        `json:"client_id"`
-	RotationPeriod   time.Duration `json:"rotation_period,omitempty"`
-	RotationSchedule string        `json:"rotation_schedule,omitempty"`
-	RotationWindow   time.Duration `json:"rotation_window,omitempty"`
-	MaxVersions      int           `json:"max_versions"`
-
-	Versions          []*secretVersion `json:"versions,omitempty"`
-	LastVaultRotation time.Time        `json:"last_vault_rotation,omitempty"`
-	NextVaultRotation time.Time        `json:"next_vault_rotation,omitempty"`
-	LastFailure       *rotationFailure `json:"last_failure,omitempty"`
-	// Warning is something the operator should act on, e.g. a scope to grant.
-	Warning string `json:"warning,omitempty"`
-}
-
-// rotationFailure records why the last rotation attempt failed; cleared by a success.
-type rotationFailure struct {
-	Time                time.Time `json:"time"`
-	Message             string    `json:"message"`
-	ConsecutiveFailures int       `json:"consecutive_failures"`
-}
-
 func pathRoles(b *backend) []*framework.Path {
 	return []*framework.Path{
 		{
@@ -103,32 +76,6 @@ func pathRoles(b *backend) []*framework.Path {
 	}
 }
 
-func loadRole(ctx context.Context, s logical.Storage, name string) (*roleEntry, error) {
-	entry, err := s.Get(ctx, roleStoragePrefix+name)
-	if err != nil {
-		return nil, fmt.Errorf("reading role %q: %w", name, err)
-	}
-	if entry == nil {
-		return nil, nil
-	}
-	role := new(roleEntry)
-	if err := entry.DecodeJSON(role); err != nil {
-		return nil, fmt.Errorf("decoding role %q: %w", name, err)
-	}
-	return role, nil
-}
-
-func saveRole(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
-	entry, err := logical.StorageEntryJSON(roleStoragePrefix+name, role)
-	if err != nil {
-		return fmt.Errorf("encoding role %q: %w", name, err)
-	}
-	if err := s.Put(ctx, entry); err != nil {
-		return fmt.Errorf("storing role %q: %w", name, err)
-	}
-	return nil
-}
-
 func (b *backend) pathRoleExistenceCheck(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
 	role, err := loadRole(ctx, req.Storage, d.Get("name").(string))
 	return role != nil, err
@@ -153,22 +100,24 @@ func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *fra
 		"rotation_schedule": role.RotationSchedule,
 		"rotation_window":   int64(role.RotationWindow.Seconds()),
 		"max_versions":      role.MaxVersions,
-		"current_version":   0,
-	}
-	if latest := role.latest(); latest != nil {
-		data["current_version"] = latest.Version
+		"current_version":   role.currentVersion(),
 	}
 	addTime(data, "last_vault_rotation", role.LastVaultRotation)
 	addTime(data, "next_vault_rotation", role.NextVaultRotation)
 	if role.Warning != "" {
 		data["warning"] = role.Warning
 	}
+	if role.Blocked != "" {
+		data["rotation_blocked"] = role.Blocked
+	}
 	if f := role.LastFailure; f != nil {
-		data["last_rotation_failure"] = map[string]interface{}{
+		failure := map[string]interface{}{
 			"time":                 f.Time.Format(time.RFC3339),
 			"message":              f.Message,
 			"consecutive_failures": f.ConsecutiveFailures,
 		}
+		addTime(failure, "next_attempt", role.NextAttempt)
+		data["last_rotation_failure"] = failure
 	}
 	return &logical.Response{Data: data}, nil
 }
@@ -185,28 +134,51 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	}
 	creating := role == nil
 	if creating {
-		role = &roleEntry{MaxVersions: defaultMaxVersions}
+		role = &roleEntry{Layout: roleLayout, MaxVersions: defaultMaxVersions}
+	} else if role.legacy() {
+		if err := b.upgradeRoleLocked(ctx, req.Storage, name, role); err != nil {
+			return nil, err
+		}
 	}
-	oldSchedule, oldPeriod := role.RotationSchedule, role.RotationPeriod
+	oldSchedule, oldPeriod, oldMax := role.RotationSchedule, role.RotationPeriod, role.MaxVersions
 
-	if resp := applyRoleFields(role, d, creating); resp != nil {
+	now := b.clock.Now().UTC()
+	dropped, resp := applyRoleFields(role, d, creating, now)
+	if resp != nil {
 		return resp, nil
 	}
 
-	now := time.Now().UTC()
+	var imported string
 	if creating {
 		conn, resp, err := b.requireConnection(ctx, req.Storage)
 		if resp != nil || err != nil {
 			return resp, err
+		}
+		if conn.config.ClientID == role.ClientID {
+			return logical.ErrorResponse(ownerConflict(role.ClientID, ownerConfig)), nil
 		}
 		importSecret := d.Get("import_current_secret").(bool)
 		info, err := conn.client.ReadClient(ctx, role.ClientID, importSecret)
 		if err != nil {
 			return auth0Failure(fmt.Sprintf("checking client_id %q in Auth0", role.ClientID), err)
 		}
-		if importSecret {
-			role.addVersion(info.Secret, sourceImport, now)
+		imported = info.Secret
+	}
+
+	// Ownership is checked and claimed, and the role stored, as one step, so that two
+	// writes naming one application cannot both win.
+	b.ownerMu.Lock()
+	defer b.ownerMu.Unlock()
+	owner, err := claimApplicationLocked(ctx, req.Storage, name, role.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	role.Blocked = ""
+	if owner != "" {
+		if creating {
+			return logical.ErrorResponse(ownerConflict(role.ClientID, owner)), nil
 		}
+		role.Blocked = ownerConflict(role.ClientID, owner) + "; the engine does not rotate this role: delete it, or point it at another application"
 	}
 
 	if creating || role.RotationSchedule != oldSchedule || role.RotationPeriod != oldPeriod {
@@ -215,47 +187,84 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 			from = now
 		}
 		role.NextVaultRotation = role.nextRotation(from)
+		role.NextAttempt = time.Time{}
 	}
 
-	if err := saveRole(ctx, req.Storage, name, role); err != nil {
+	if creating {
+		// Leftovers of an earlier role of this name whose delete was cut short.
+		if err := deleteRoleData(ctx, req.Storage, name); err != nil {
+			return nil, err
+		}
+	}
+	if imported != "" {
+		if _, err := b.commitVersion(req.Storage, name, role, imported, sourceImport, "", now); err != nil {
+			return nil, err
+		}
+	} else if err := b.storeRoleState(ctx, req.Storage, name, role); err != nil {
 		return nil, err
+	}
+	if role.MaxVersions != oldMax {
+		if err := b.applyMaxVersions(ctx, req.Storage, name, role, dropped); err != nil {
+			return nil, err
+		}
 	}
 	b.schedule(name, role)
 	return nil, nil
 }
 
+// applyMaxVersions brings creds and the secret entries in line with a changed max_versions:
+// creds no longer serves a previous version that is not retained, and dropped versions'
+// secrets are deleted.
+func (b *backend) applyMaxVersions(ctx context.Context, s logical.Storage, name string, role *roleEntry, dropped []*versionMeta) error {
+	creds, err := buildCreds(ctx, s, name, role)
+	if err != nil {
+		return err
+	}
+	if creds != nil {
+		if err := saveCreds(ctx, s, name, creds); err != nil {
+			return err
+		}
+	}
+	for _, v := range dropped {
+		if err := deleteKey(ctx, s, secretKey(name, v.Version)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // applyRoleFields validates the request's fields and applies them to role. It returns an
 // error response, and leaves storage untouched, on any invalid value.
-func applyRoleFields(role *roleEntry, d *framework.FieldData, creating bool) *logical.Response {
+func applyRoleFields(role *roleEntry, d *framework.FieldData, creating bool, now time.Time) ([]*versionMeta, *logical.Response) {
 	if raw, ok := d.GetOk("client_id"); ok {
 		clientID := strings.TrimSpace(raw.(string))
 		switch {
 		case clientID == "":
-			return logical.ErrorResponse("client_id must not be empty")
+			return nil, logical.ErrorResponse("client_id must not be empty")
 		case !creating && clientID != role.ClientID:
-			return logical.ErrorResponse("client_id cannot be changed (role has %q); delete the role and create it again to manage another application", role.ClientID)
+			return nil, logical.ErrorResponse("client_id cannot be changed (role has %q); delete the role and create it again to manage another application", role.ClientID)
 		}
 		role.ClientID = clientID
 	}
 	if creating && role.ClientID == "" {
-		return logical.ErrorResponse("client_id is required: the client ID of the Auth0 application whose secret this role manages")
+		return nil, logical.ErrorResponse("client_id is required: the client ID of the Auth0 application whose secret this role manages")
 	}
 	if _, ok := d.GetOk("import_current_secret"); ok && !creating {
-		return logical.ErrorResponse("import_current_secret is accepted only when the role is created")
+		return nil, logical.ErrorResponse("import_current_secret is accepted only when the role is created")
 	}
 
 	if raw, ok := d.GetOk("rotation_period"); ok {
 		period := time.Duration(raw.(int)) * time.Second
 		if period != 0 && period < minRotationPeriod {
-			return logical.ErrorResponse("rotation_period must be 0 (no automatic rotation) or at least %s, got %s", minRotationPeriod, period)
+			return nil, logical.ErrorResponse("rotation_period must be 0 (no automatic rotation) or at least %s, got %s", minRotationPeriod, period)
 		}
 		role.RotationPeriod = period
 	}
 	if raw, ok := d.GetOk("rotation_schedule"); ok {
 		spec := strings.TrimSpace(raw.(string))
 		if spec != "" {
-			if _, err := parseSchedule(spec); err != nil {
-				return logical.ErrorResponse("invalid rotation_schedule %q: %s", spec, err)
+			if err := validateSchedule(spec, now); err != nil {
+				return nil, logical.ErrorResponse("invalid rotation_schedule %q: %s", spec, err)
 			}
 		} else if _, windowGiven := d.GetOk("rotation_window"); !windowGiven {
 			role.RotationWindow = 0 // a window means nothing without a schedule
@@ -265,26 +274,25 @@ func applyRoleFields(role *roleEntry, d *framework.FieldData, creating bool) *lo
 	if raw, ok := d.GetOk("rotation_window"); ok {
 		window := time.Duration(raw.(int)) * time.Second
 		if window != 0 && window < minRotationWindow {
-			return logical.ErrorResponse("rotation_window must be 0 (no limit) or at least %s, got %s", minRotationWindow, window)
+			return nil, logical.ErrorResponse("rotation_window must be 0 (no limit) or at least %s, got %s", minRotationWindow, window)
 		}
 		role.RotationWindow = window
 	}
 	if role.RotationPeriod > 0 && role.RotationSchedule != "" {
-		return logical.ErrorResponse(`rotation_period and rotation_schedule are mutually exclusive; to switch, clear the other one in the same write (rotation_period=0 or rotation_schedule="")`)
+		return nil, logical.ErrorResponse(`rotation_period and rotation_schedule are mutually exclusive; to switch, clear the other one in the same write (rotation_period=0 or rotation_schedule="")`)
 	}
 	if role.RotationWindow > 0 && role.RotationSchedule == "" {
-		return logical.ErrorResponse("rotation_window is only valid with rotation_schedule")
+		return nil, logical.ErrorResponse("rotation_window is only valid with rotation_schedule")
 	}
 
 	if raw, ok := d.GetOk("max_versions"); ok {
 		n := raw.(int)
 		if n < 1 || n > maxMaxVersions {
-			return logical.ErrorResponse("max_versions must be between 1 and %d, got %d", maxMaxVersions, n)
+			return nil, logical.ErrorResponse("max_versions must be between 1 and %d, got %d", maxMaxVersions, n)
 		}
 		role.MaxVersions = n
-		role.trimVersions()
 	}
-	return nil
+	return role.trimVersions(), nil
 }
 
 func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -292,10 +300,23 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 	lock := b.roleLock(name)
 	lock.Lock()
 	defer lock.Unlock()
-	if err := req.Storage.Delete(ctx, roleStoragePrefix+name); err != nil {
-		return nil, fmt.Errorf("deleting role %q: %w", name, err)
+	role, err := loadRole(ctx, req.Storage, name)
+	if err != nil || role == nil {
+		return nil, err
+	}
+	// What creds serves goes first, the ownership claim last: a delete cut short leaves a
+	// role that serves nothing and can be deleted again, never an application without
+	// its owner while the role still exists.
+	if err := deleteRoleData(ctx, req.Storage, name); err != nil {
+		return nil, err
+	}
+	if err := deleteKey(ctx, req.Storage, roleKey(name)); err != nil {
+		return nil, err
 	}
 	b.schedule(name, nil)
+	if err := b.releaseApplication(ctx, req.Storage, name, role.ClientID); err != nil {
+		return nil, err
+	}
 	return nil, nil
 }
 

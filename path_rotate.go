@@ -55,7 +55,7 @@ func pathRotate(b *backend) []*framework.Path {
 }
 
 func (b *backend) pathRotateRootWrite(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	cfg, resp, err := b.rotateRoot(ctx, req.Storage)
+	cfg, resp, err := b.runRootJob(ctx, req.Storage, triggerManual)
 	if resp != nil || err != nil {
 		return resp, err
 	}
@@ -69,7 +69,7 @@ func (b *backend) pathRotateRootWrite(ctx context.Context, req *logical.Request,
 
 func (b *backend) pathRotateWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	role, version, resp, err := b.rotateRole(ctx, req.Storage, name, sourceRotate)
+	role, version, resp, err := b.runRoleJob(ctx, req.Storage, name, triggerManual)
 	switch {
 	case errors.Is(err, errRoleNotFound):
 		return logical.ErrorResponse("role %q does not exist; create it first: vault write <mount>/roles/%s client_id=...", name, name), nil

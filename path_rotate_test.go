@@ -144,7 +144,7 @@ func TestRotateFailures(t *testing.T) {
 
 func TestRotateFailureThenSuccessClearsFailure(t *testing.T) {
 	e := newTestEnv(t)
-	e.configureWithRole(nil)
+	e.configureWithRole(map[string]interface{}{"import_current_secret": true})
 	e.emu.SetFaults(func(p emulator.Phase, r *http.Request, _ string) *emulator.Fault {
 		return &emulator.Fault{Status: http.StatusInternalServerError}
 	})
@@ -159,8 +159,13 @@ func TestRotateFailureThenSuccessClearsFailure(t *testing.T) {
 	}
 	e.emu.SetFaults(nil)
 	e.ok(logical.UpdateOperation, "rotate/app", nil)
-	if got := e.ok(logical.ReadOperation, "roles/app", nil); got["last_rotation_failure"] != nil || got["current_version"] != 1 {
+	// The 500s left the outcome unknown; the success first read the secret back, found
+	// version 1 still current at Auth0, then rotated.
+	if got := e.ok(logical.ReadOperation, "roles/app", nil); got["last_rotation_failure"] != nil || got["current_version"] != 2 {
 		t.Fatalf("after a success: %v", got)
+	}
+	if n := e.emu.Stats().Rotations[testAppID]; n != 1 {
+		t.Fatalf("%d rotations applied at Auth0, want 1", n)
 	}
 }
 

@@ -52,8 +52,8 @@ func (b *backend) pathVersionsRead(ctx context.Context, req *logical.Request, d 
 		"max_versions":    role.MaxVersions,
 		"versions":        versions,
 	}
-	if latest := role.latest(); latest != nil {
-		data["current_version"] = latest.Version
+	if cur := role.current(); cur != nil {
+		data["current_version"] = cur.Version
 		data["oldest_version"] = role.Versions[0].Version
 	}
 	return &logical.Response{Data: data}, nil

@@ -64,6 +64,16 @@ func (q *rotationQueue) popDue(now time.Time) (string, bool) {
 	return it.name, true
 }
 
+// peek returns when the earliest role falls due, if any is queued.
+func (q *rotationQueue) peek() (time.Time, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, q.items[0].due), true
+}
+
 // due returns when name is due, if it is queued.
 func (q *rotationQueue) due(name string) (time.Time, bool) {
 	q.mu.Lock()

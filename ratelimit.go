@@ -18,18 +18,22 @@ const defaultRateLimit = 2.0
 // maxRateLimitPause bounds how long one 429 can pause the mount, whatever Auth0's headers say.
 const maxRateLimitPause = 5 * time.Minute
 
+// minRateLimitPause is the least a 429 pauses the mount, whatever Auth0's headers say.
+const minRateLimitPause = time.Second
+
 // rateLimiter paces every Management API call of a mount, manual and scheduled alike, and
 // after a 429 holds all calls until Auth0 says its window resets. It outlives client
 // rebuilds, so a config change cannot reset the pace.
 type rateLimiter struct {
 	limiter *rate.Limiter
+	clock   clock
 
 	mu           sync.Mutex
 	blockedUntil time.Time
 }
 
-func newRateLimiter(perSecond float64) *rateLimiter {
-	return &rateLimiter{limiter: rate.NewLimiter(rate.Limit(perSecond), 1)}
+func newRateLimiter(perSecond float64, clk clock) *rateLimiter {
+	return &rateLimiter{limiter: rate.NewLimiter(rate.Limit(perSecond), 1), clock: clk}
 }
 
 func (l *rateLimiter) setRate(perSecond float64) {
@@ -39,18 +43,18 @@ func (l *rateLimiter) setRate(perSecond float64) {
 // wait blocks until a call may be made, or ctx ends.
 func (l *rateLimiter) wait(ctx context.Context) error {
 	l.mu.Lock()
-	pause := time.Until(l.blockedUntil)
+	pause := l.blockedUntil.Sub(l.clock.Now())
 	l.mu.Unlock()
-	if pause > 0 {
-		t := time.NewTimer(pause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
+	if err := sleep(ctx, l.clock, pause); err != nil {
+		return err
 	}
-	return l.limiter.Wait(ctx)
+	now := l.clock.Now()
+	r := l.limiter.ReserveN(now, 1)
+	if err := sleep(ctx, l.clock, r.DelayFrom(now)); err != nil {
+		r.CancelAt(l.clock.Now())
+		return err
+	}
+	return nil
 }
 
 // observe reads a 429's Retry-After (seconds or HTTP date) or, failing that,
@@ -59,7 +63,7 @@ func (l *rateLimiter) observe(resp *http.Response, now time.Time) {
 	if resp.StatusCode != http.StatusTooManyRequests {
 		return
 	}
-	until := now.Add(time.Second)
+	until := now.Add(minRateLimitPause)
 	if v := resp.Header.Get("Retry-After"); v != "" {
 		if secs, err := strconv.Atoi(v); err == nil {
 			until = now.Add(time.Duration(secs) * time.Second)
@@ -70,6 +74,10 @@ func (l *rateLimiter) observe(resp *http.Response, now time.Time) {
 		if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
 			until = time.Unix(secs, 0)
 		}
+	}
+	if floor := now.Add(minRateLimitPause); until.Before(floor) {
+		// A reset of "now" (as Auth0 sends for a burst limit) still means: not yet.
+		until = floor
 	}
 	if limit := now.Add(maxRateLimitPause); until.After(limit) {
 		until = limit
@@ -88,6 +96,7 @@ func (l *rateLimiter) observe(resp *http.Response, now time.Time) {
 type observingTransport struct {
 	base    http.RoundTripper
 	limiter *rateLimiter
+	clock   clock
 }
 
 func (t *observingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -96,7 +105,7 @@ func (t *observingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	}
 	resp, err := t.base.RoundTrip(req)
 	if err == nil {
-		t.limiter.observe(resp, time.Now())
+		t.limiter.observe(resp, t.clock.Now())
 	}
 	return resp, err
 }

@@ -18,15 +18,26 @@ const walKindRotation = "rotation"
 
 // walRollbackMinAge is how old an entry must be before Vault's rollback manager (about once
 // a minute, on the active node) hands it to walRollback. A younger one may belong to a
-// rotation still in flight; that would be harmless, since reconciling takes the role's
-// lock, but pointless.
+// rotation still in flight; that is harmless, since reconciling takes the role's lock and
+// then finds the entry gone, but pointless.
 const walRollbackMinAge = 30 * time.Second
 
-// rotationWAL is written before rotate-secret is called and deleted once the outcome is
+// rotationWAL is written right before rotate-secret is sent and deleted once the outcome is
 // stored. One left behind means Auth0 may hold a secret Vault does not.
 type rotationWAL struct {
 	Role     string `json:"role"`
 	ClientID string `json:"client_id"`
+	// BaseVersion is the role's current version when the rotation started; the rotation's
+	// secret, once stored, is version BaseVersion+1.
+	BaseVersion int `json:"base_version"`
+	// Source is how the version is recorded if the answer was received and stored.
+	Source string `json:"source,omitempty"`
+}
+
+// pendingRotation is a rotation log entry found in storage.
+type pendingRotation struct {
+	id  string
+	wal rotationWAL
 }
 
 // recoveryWait bounds how long a creds read waits for its role's reconciliation at start.
@@ -34,30 +45,106 @@ const recoveryWait = 10 * time.Second
 
 const scopeWarning = "after an interrupted rotation Vault could not read the application's secret back from Auth0 and rotated it again to recover; grant the read:client_keys scope to the Management API application so that recovery never needs another rotation"
 
+// resolveRoleWALs resolves every rotation of role name left in flight. The caller holds
+// the role's lock, so no live rotation owns any entry found here.
+func (b *backend) resolveRoleWALs(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
+	pending, err := b.pendingRotations(ctx, s)
+	if err != nil {
+		return err
+	}
+	for _, p := range pending {
+		if p.wal.Role != name {
+			continue
+		}
+		if _, err := b.resolveWALLocked(ctx, s, name, role, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// resolveWALLocked decides one rotation left in flight and deletes its entry once the role
+// holds the secret Auth0 accepts. It returns the version it stored, if any. In order:
+//
+//   - the role is gone or manages another application: nothing to finish;
+//   - a version records the entry: the commit completed, only the delete was lost;
+//   - the secret entry of version BaseVersion+1 records it: Auth0 answered and Vault
+//     stored the secret, but a crash cut the commit short: the commit is finished;
+//   - otherwise Auth0 may hold a secret Vault never saw: it is read back (recoverLocked).
+func (b *backend) resolveWALLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry, p pendingRotation) (*versionMeta, error) {
+	w := p.wal
+	if role == nil || role.ClientID != w.ClientID {
+		b.deleteWAL(s, p.id)
+		return nil, nil
+	}
+	for _, v := range role.Versions {
+		if v.WALID == p.id {
+			b.deleteWAL(s, p.id)
+			return nil, nil
+		}
+	}
+	if role.currentVersion() == w.BaseVersion {
+		sec, err := loadSecret(ctx, s, name, nil, w.BaseVersion+1)
+		if err != nil {
+			return nil, err
+		}
+		if sec != nil && sec.WALID == p.id {
+			version, err := b.commitVersion(s, name, role, sec.Secret, sec.Source, p.id, sec.CreatedTime)
+			if err != nil {
+				return nil, fmt.Errorf("finishing the storage of a rotated secret: %w", err)
+			}
+			b.deleteWAL(s, p.id)
+			b.Logger().Info("finished storing a rotation a crash interrupted", "role", name, "version", version.Version)
+			return version, nil
+		}
+	}
+	conn, err := b.connection(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	if conn == nil {
+		return nil, errors.New("the engine is not configured; cannot reach Auth0")
+	}
+	version, err := b.recoverLocked(ctx, s, name, role, conn, p.id)
+	if err != nil {
+		return nil, err
+	}
+	b.deleteWAL(s, p.id)
+	return version, nil
+}
+
 // recoverLocked makes the role hold the secret Auth0 accepts, after a rotation whose outcome
-// is unknown. It reads the secret back (read:client_keys) and, if it is not the latest
-// version, stores it as a new version with source "recovered". Without that scope it
+// is unknown. It reads the secret back (read:client_keys) and, if it is not the current
+// version's, stores it as a new version with source "recovered". Without that scope it
 // rotates again and stores the result, and warns on the role. It returns the stored
-// version, or nil if the role already held Auth0's secret. The caller holds the role's lock.
-func (b *backend) recoverLocked(s logical.Storage, name string, role *roleEntry, conn *connection) (*secretVersion, error) {
-	info, err := conn.client.ReadClient(b.ctx, role.ClientID, true)
+// version, or nil if the role already held Auth0's secret.
+func (b *backend) recoverLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry, conn *connection, walID string) (*versionMeta, error) {
+	info, err := conn.client.ReadClient(ctx, role.ClientID, true)
 	var secret string
 	switch {
 	case err == nil:
-		if latest := role.latest(); latest != nil && latest.Secret == info.Secret {
-			return nil, nil
+		if n := role.currentVersion(); n > 0 {
+			cur, err := loadSecret(ctx, s, name, role, n)
+			if err != nil {
+				return nil, err
+			}
+			if cur != nil && cur.Secret == info.Secret {
+				return nil, nil
+			}
 		}
 		secret = info.Secret
 	case lacksReadClientKeys(err):
 		b.Logger().Warn("cannot read the application's secret back from Auth0 (grant read:client_keys); rotating again to recover", "role", name, "client_id", role.ClientID)
-		if secret, err = conn.client.RotateSecret(b.ctx, role.ClientID); err != nil {
+		// The entry being resolved still covers this rotation: it is deleted only once
+		// the result is stored.
+		if secret, err = conn.client.RotateSecret(ctx, role.ClientID, nil); err != nil {
 			return nil, fmt.Errorf("rotating again to recover: %w", err)
 		}
 		role.Warning = scopeWarning
 	default:
 		return nil, fmt.Errorf("reading the secret back from Auth0: %w", err)
 	}
-	version, err := b.storeVersion(s, name, role, secret, sourceRecovered, time.Now().UTC())
+	version, err := b.commitVersion(s, name, role, secret, sourceRecovered, walID, b.clock.Now())
 	if err != nil {
 		return nil, fmt.Errorf("storing the recovered secret: %w", err)
 	}
@@ -72,53 +159,32 @@ func lacksReadClientKeys(err error) bool {
 	return errors.Is(err, errNoSecretScope) || (errors.As(err, &mErr) && mErr.Status() == http.StatusForbidden)
 }
 
-// reconcile finishes a rotation left in flight by a crash or a lost answer.
-func (b *backend) reconcile(ctx context.Context, s logical.Storage, w rotationWAL) error {
-	lock := b.roleLock(w.Role)
-	lock.Lock()
-	defer lock.Unlock()
-
-	role, err := loadRole(ctx, s, w.Role)
-	if err != nil {
-		return err
-	}
-	if role == nil || role.ClientID != w.ClientID {
-		return nil // deleted, or recreated for another application: nothing to finish
-	}
-	conn, err := b.connection(ctx, s)
-	if err != nil {
-		return err
-	}
-	if conn == nil {
-		return errors.New("the engine is not configured; cannot reach Auth0")
-	}
-	if _, err := b.recoverLocked(s, w.Role, role, conn); err != nil {
-		return err
-	}
-	b.schedule(w.Role, role)
-	return nil
-}
-
 // walRollback is the framework's hook for entries Vault's rollback manager finds; returning
-// nil lets the framework delete the entry.
+// nil lets the framework delete the entry. It resolves the entry's role through the role's
+// job, like every other path that may change Auth0.
 func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind string, data interface{}) error {
 	if kind != walKindRotation {
 		return nil
+	}
+	if !b.WriteSafeReplicationState() {
+		return errors.New("rotations left in flight are resolved where storage is writable (the active node of the primary cluster)")
 	}
 	w, err := decodeRotationWAL(data)
 	if err != nil {
 		return err
 	}
-	return b.reconcile(ctx, req.Storage, w)
+	_, _, resp, err := b.runRoleJob(ctx, req.Storage, w.Role, triggerReconcile)
+	switch {
+	case errors.Is(err, errRoleNotFound):
+		return nil
+	case err == nil && resp != nil && resp.IsError():
+		return resp.Error()
+	}
+	return err
 }
 
-// pendingRotation is a rotation log entry found in storage.
-type pendingRotation struct {
-	id  string
-	wal rotationWAL
-}
-
-// pendingRotations lists the rotations left in flight.
+// pendingRotations lists the rotations left in flight. An entry that cannot be read is an
+// error (the caller retries); one that cannot be decoded is reported and skipped.
 func (b *backend) pendingRotations(ctx context.Context, s logical.Storage) ([]pendingRotation, error) {
 	ids, err := framework.ListWAL(ctx, s)
 	if err != nil {
@@ -127,7 +193,10 @@ func (b *backend) pendingRotations(ctx context.Context, s logical.Storage) ([]pe
 	var pending []pendingRotation
 	for _, id := range ids {
 		entry, err := framework.GetWAL(ctx, s, id)
-		if err != nil || entry == nil || entry.Kind != walKindRotation {
+		if err != nil {
+			return nil, fmt.Errorf("reading rotation log entry %s: %w", id, err)
+		}
+		if entry == nil || entry.Kind != walKindRotation {
 			continue
 		}
 		w, err := decodeRotationWAL(entry.Data)
@@ -141,8 +210,8 @@ func (b *backend) pendingRotations(ctx context.Context, s logical.Storage) ([]pe
 }
 
 // holdCreds makes creds reads of the pending rotations' roles wait until they are
-// reconciled (awaitRecovery): until then the stored latest version may be a secret Auth0
-// has already replaced.
+// reconciled (awaitRecovery): until then what creds would serve may be a secret Auth0 has
+// already replaced.
 func (b *backend) holdCreds(pending []pendingRotation) {
 	for _, p := range pending {
 		b.recovering.LoadOrStore(p.wal.Role, make(chan struct{}))
@@ -164,25 +233,44 @@ func (b *backend) awaitRecovery(ctx context.Context, role string) {
 	if !ok {
 		return
 	}
-	t := time.NewTimer(recoveryWait)
-	defer t.Stop()
+	// Real time, not the engine's clock: this bounds how long a request waits for work in
+	// progress, it decides nothing.
+	timer := time.NewTimer(recoveryWait)
+	defer timer.Stop()
 	select {
 	case <-ch.(chan struct{}):
-	case <-t.C:
+	case <-timer.C:
 	case <-ctx.Done():
 	}
 }
 
-// reconcilePending finishes the given rotations left in flight, deleting each entry once
-// done, and releases the creds reads that wait for them whatever the outcome.
+// reconcilePending resolves the roles of the given rotations left in flight, each through
+// its role's job, and releases the creds reads that wait for them whatever the outcome: a
+// failure is recorded on the role, and its next job resolves the entry first.
 func (b *backend) reconcilePending(ctx context.Context, s logical.Storage, pending []pendingRotation) {
+	gone := make(map[string]bool)
+	done := make(map[string]bool)
 	for _, p := range pending {
-		if err := b.reconcile(ctx, s, p.wal); err != nil {
-			b.Logger().Error("could not reconcile a rotation left in flight; will retry", "role", p.wal.Role, "error", err)
-		} else {
+		role := p.wal.Role
+		switch {
+		case gone[role]:
 			b.deleteWAL(s, p.id)
+			continue
+		case done[role]:
+			continue
 		}
-		b.releaseCreds(p.wal.Role)
+		done[role] = true
+		_, _, resp, err := b.runRoleJob(ctx, s, role, triggerReconcile)
+		switch {
+		case errors.Is(err, errRoleNotFound):
+			gone[role] = true
+			b.deleteWAL(s, p.id)
+		case err != nil:
+			b.Logger().Error("could not reconcile a rotation left in flight; will retry", "role", role, "error", err)
+		case resp != nil && resp.IsError():
+			b.Logger().Error("could not reconcile a rotation left in flight; will retry", "role", role, "error", resp.Error())
+		}
+		b.releaseCreds(role)
 	}
 }
 
@@ -201,10 +289,12 @@ func decodeRotationWAL(data interface{}) (rotationWAL, error) {
 	return w, nil
 }
 
-// deleteWAL removes a finished rotation's entry. Failing is harmless: reconciling an entry
-// whose rotation was stored finds nothing to do.
+// deleteWAL removes a finished rotation's entry. Failing is harmless: resolving an entry
+// whose rotation was stored finds the version that records it and does nothing more.
 func (b *backend) deleteWAL(s logical.Storage, id string) {
-	if err := framework.DeleteWAL(b.ctx, s, id); err != nil {
-		b.Logger().Warn("could not delete a finished rotation's log entry; reconciliation will find nothing to do", "error", err)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(b.ctx), commitTimeout)
+	defer cancel()
+	if err := framework.DeleteWAL(ctx, s, id); err != nil {
+		b.Logger().Warn("could not delete a finished rotation's log entry; resolving it later finds nothing to do", "error", err)
 	}
 }

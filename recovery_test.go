@@ -213,9 +213,9 @@ func TestRotationInFlightAtCrashIsReconciledAtStart(t *testing.T) {
 		t.Fatalf("creds right after the restart served version %v, not the secret Auth0 holds", resp.Data["version"])
 	}
 	<-b2.sched.Load().loaded
-	role, _ := loadRole(t.Context(), e.storage, "app")
-	if latest := role.latest(); latest.Secret != e.appSecret(testAppID) || latest.Source != sourceRecovered || latest.Version != 2 {
-		t.Fatalf("after restart the role holds version %d (%s), not Auth0's secret", latest.Version, latest.Source)
+	creds, _ := loadCreds(t.Context(), e.storage, "app")
+	if cur := creds.Current; cur.Secret != e.appSecret(testAppID) || cur.Source != sourceRecovered || cur.Version != 2 {
+		t.Fatalf("after restart the role holds version %d (%s), not Auth0's secret", cur.Version, cur.Source)
 	}
 	if n := walCount(t, e.storage); n != 0 {
 		t.Fatalf("%d rotations still in flight", n)

@@ -42,34 +42,80 @@ func generateClientSecret() (string, error) {
 	return string(buf), nil
 }
 
-// rotateRoot replaces the Management API application's own secret, safe by construction:
-// the new secret is generated here and stored as pending before Auth0 is touched, set with
-// an idempotent PATCH, proven by obtaining a token with it, and only then made current. A
-// crash at any point leaves a config from which resolvePendingRoot finishes the rotation.
-func (b *backend) rotateRoot(ctx context.Context, s logical.Storage) (*configEntry, *logical.Response, error) {
+// runRootJob is the one path every rotation of the root credentials takes, manual,
+// scheduled or reconciling, as runRoleJob is for roles: under configMu it resolves a root
+// rotation left unfinished, rotates when asked or due, records a failure (time, message,
+// count) on the config with the next attempt after backoff, and requeues the root job.
+func (b *backend) runRootJob(ctx context.Context, s logical.Storage, trigger string) (*configEntry, *logical.Response, error) {
 	b.configMu.Lock()
 	defer b.configMu.Unlock()
 
 	cfg, err := loadConfig(ctx, s)
 	if err != nil {
+		if trigger != triggerManual {
+			b.retryUnreadable(rootQueueKey, err)
+		}
 		return nil, nil, err
 	}
 	if cfg == nil {
-		return nil, logical.ErrorResponse("the engine is not configured yet; write the Management API credentials first: vault write <mount>/config domain=... client_id=... client_secret=..."), nil
+		b.scheduleRoot(nil)
+		return nil, logical.ErrorResponse(errNotConfigured), nil
 	}
-	if cfg.PendingClientSecret != "" {
-		if cfg, err = b.resolvePendingRootLocked(ctx, s, cfg); err != nil {
-			return nil, nil, fmt.Errorf("an earlier root rotation is unfinished and could not be resolved: %w", err)
-		}
+	defer func() { b.scheduleRoot(cfg) }()
+	now := b.clock.Now()
+	pending := cfg.PendingClientSecret != ""
+	notDue := func() bool {
+		due := cfg.rootDue(now)
+		return due.IsZero() || due.After(now)
+	}
+	switch {
+	case trigger == triggerReconcile && !pending:
+		return cfg, nil, nil
+	case trigger == triggerScheduled && !pending && notDue():
+		return cfg, nil, nil
 	}
 
+	if pending {
+		if err := b.resolvePendingRootLocked(ctx, s, cfg); err != nil {
+			resp, rerr := rootFailure("an earlier root rotation was unfinished", err)
+			return b.failRoot(ctx, s, cfg, resp, rerr)
+		}
+		if trigger == triggerReconcile || trigger == triggerScheduled && notDue() {
+			return cfg, nil, nil
+		}
+	}
+	if resp, err := b.rotateRootLocked(ctx, s, cfg); resp != nil || err != nil {
+		return b.failRoot(ctx, s, cfg, resp, err)
+	}
+	return cfg, nil, nil
+}
+
+// failRoot records a failed root rotation on the config, best effort.
+func (b *backend) failRoot(ctx context.Context, s logical.Storage, cfg *configEntry, resp *logical.Response, err error) (*configEntry, *logical.Response, error) {
+	msg := failureMessage(resp, err)
+	cfg.RootFailures.fail(msg, b.clock.Now(), b.backoff)
+	if serr := storeConfig(ctx, s, cfg); serr != nil {
+		b.Logger().Warn("could not record the root rotation failure", "error", serr)
+	}
+	b.Logger().Warn("root rotation failed", "consecutive_failures", cfg.RootFailures.LastFailure.ConsecutiveFailures,
+		"next_attempt", cfg.RootFailures.NextAttempt.Format(time.RFC3339), "error", msg)
+	return cfg, resp, err
+}
+
+// rotateRootLocked replaces the Management API application's own secret, safe by
+// construction: the new secret is generated here and stored as pending before Auth0 is
+// touched, set with an idempotent PATCH, proven by obtaining a token with it, and only then
+// made current. A crash at any point leaves a config from which resolvePendingRootLocked
+// finishes or rolls back the rotation. The caller holds configMu.
+func (b *backend) rotateRootLocked(ctx context.Context, s logical.Storage, cfg *configEntry) (*logical.Response, error) {
 	secret, err := generateClientSecret()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	cfg.PendingClientSecret = secret
 	if err := storeConfig(b.ctx, s, cfg); err != nil {
-		return nil, nil, fmt.Errorf("storing the pending root secret: %w", err)
+		cfg.PendingClientSecret = ""
+		return nil, fmt.Errorf("storing the pending root secret: %w", err)
 	}
 	b.rootStep(rootStepPendingStored)
 
@@ -77,86 +123,85 @@ func (b *backend) rotateRoot(ctx context.Context, s logical.Storage) (*configEnt
 		if errors.Is(err, errOutcomeUnknown) {
 			// Auth0 may or may not have applied it; resolving sets it again if needed.
 			b.Logger().Warn("Auth0's answer to the root secret change was lost; resolving", "error", err)
-			if cfg, err = b.resolvePendingRootLocked(ctx, s, cfg); err != nil {
-				return nil, nil, fmt.Errorf("rotating the root credentials: Auth0's answer was lost and the outcome could not be resolved yet (Vault retries at start and on the next rotate-root): %w", err)
+			if err := b.resolvePendingRootLocked(ctx, s, cfg); err != nil {
+				return rootFailure("rotating the root credentials: Auth0's answer was lost", err)
 			}
-			return cfg, nil, nil
+			return nil, nil
 		}
 		cfg.PendingClientSecret = ""
 		if serr := storeConfig(b.ctx, s, cfg); serr != nil {
 			b.Logger().Warn("could not clear the pending root secret; it will be resolved at the next start", "error", serr)
 		}
-		resp, rerr := auth0Failure(fmt.Sprintf("setting a new secret on the Management API application %q", cfg.ClientID), err)
-		return nil, resp, rerr
+		return auth0Failure(fmt.Sprintf("setting a new secret on the Management API application %q (nothing changed; the current secret stays in use)", cfg.ClientID), err)
 	}
 	b.rootStep(rootStepPatched)
 
 	if err := b.waitRootAccepted(cfg, secret); err != nil {
-		return nil, nil, fmt.Errorf("Auth0 took the new root secret but does not accept it yet (%w); it is kept as pending and made current at the next start or rotate-root", err)
+		return nil, fmt.Errorf("Auth0 took the new root secret but does not accept it yet (%w); it is kept as pending and made current once Auth0 accepts it", err)
 	}
 	b.rootStep(rootStepVerified)
 
 	if err := b.promotePendingRoot(s, cfg); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	b.Logger().Info("rotated the Management API application's secret", "client_id", cfg.ClientID)
-	return cfg, nil, nil
+	return nil, nil
 }
 
-// resolvePendingRoot finishes or rolls back a root rotation a crash interrupted; the
-// scheduler runs it at start, before anything else talks to Auth0.
-func (b *backend) resolvePendingRoot(ctx context.Context, s logical.Storage) {
-	b.configMu.Lock()
-	defer b.configMu.Unlock()
-	cfg, err := loadConfig(ctx, s)
-	if err != nil || cfg == nil || cfg.PendingClientSecret == "" {
-		return
+// errRootRolledBack marks a root rotation that ended with the pending secret dropped
+// because Auth0 refused it: the rotation failed, and the current secret stays in use.
+var errRootRolledBack = errors.New("the root rotation was rolled back: Auth0 refused the new secret, and the current one stays in use")
+
+// rootFailure turns a failed root resolution into what the caller sees: a rollback is an
+// error response that says so, anything else an error with context.
+func rootFailure(what string, err error) (*logical.Response, error) {
+	if errors.Is(err, errRootRolledBack) {
+		return logical.ErrorResponse("%s: %s", what, err), nil
 	}
-	if _, err := b.resolvePendingRootLocked(ctx, s, cfg); err != nil {
-		b.Logger().Error("could not resolve an interrupted root rotation; will retry at the next start or rotate-root", "error", err)
-	}
+	return nil, fmt.Errorf("%s and could not be resolved yet (Vault retries with backoff): %w", what, err)
 }
 
 // resolvePendingRootLocked decides an unfinished root rotation, and says which way in the
 // log. If the pending secret works, the rotation is finished. If the current one still
 // works, the pending secret is set again (the PATCH is idempotent) and the rotation
-// finished; if Auth0 refuses that, it is rolled back. If neither works yet, nothing
-// changes and an error is returned. The caller holds configMu.
-func (b *backend) resolvePendingRootLocked(ctx context.Context, s logical.Storage, cfg *configEntry) (*configEntry, error) {
+// finished; if Auth0 refuses that, it is rolled back and errRootRolledBack returned. If
+// neither works yet, nothing changes and an error is returned. The caller holds configMu.
+func (b *backend) resolvePendingRootLocked(ctx context.Context, s logical.Storage, cfg *configEntry) error {
 	pending := cfg.PendingClientSecret
 	err := verifyCredentials(ctx, cfg.withSecret(pending))
 	if err == nil {
 		if err := b.promotePendingRoot(s, cfg); err != nil {
-			return nil, err
+			return err
 		}
 		b.Logger().Info("finished an interrupted root rotation: Auth0 accepts the new secret", "client_id", cfg.ClientID)
-		return cfg, nil
+		return nil
 	}
 	if !credentialsRejected(err) {
-		return nil, fmt.Errorf("checking the pending root secret: %w", err)
+		return fmt.Errorf("checking the pending root secret: %w", err)
 	}
 	if err := verifyCredentials(ctx, cfg); err != nil {
-		return nil, fmt.Errorf("Auth0 accepts neither the pending nor the current root secret (%s); if Auth0 is still propagating a change this resolves by itself, otherwise write config with a working client_secret", describeTokenError(err))
+		return fmt.Errorf("Auth0 accepts neither the pending nor the current root secret (%s); if Auth0 is still propagating a change this resolves by itself, otherwise write config with a working client_secret", describeTokenError(err))
 	}
 	if err := b.setRootSecret(cfg); err != nil {
 		if errors.Is(err, errOutcomeUnknown) {
-			return nil, fmt.Errorf("setting the pending root secret again: %w", err)
+			return fmt.Errorf("setting the pending root secret again: %w", err)
 		}
 		cfg.PendingClientSecret = ""
 		if serr := storeConfig(b.ctx, s, cfg); serr != nil {
-			return nil, fmt.Errorf("rolling back the root rotation: %w", serr)
+			cfg.PendingClientSecret = pending
+			return fmt.Errorf("rolling back the root rotation: %w", serr)
 		}
-		b.Logger().Warn("rolled back an interrupted root rotation: Auth0 refused the new secret and still accepts the current one", "client_id", cfg.ClientID, "error", err)
-		return cfg, nil
+		b.Logger().Warn("rolled back a root rotation: Auth0 refused the new secret and still accepts the current one", "client_id", cfg.ClientID, "error", err)
+		return fmt.Errorf("%w (%v)", errRootRolledBack, err)
 	}
 	if err := b.waitRootAccepted(cfg, pending); err != nil {
-		return nil, fmt.Errorf("the pending root secret was set again but Auth0 does not accept it yet: %w", err)
+		return fmt.Errorf("the pending root secret was set again but Auth0 does not accept it yet: %w", err)
 	}
 	if err := b.promotePendingRoot(s, cfg); err != nil {
-		return nil, err
+		return err
 	}
 	b.Logger().Info("finished an interrupted root rotation: set the new secret again and Auth0 accepts it", "client_id", cfg.ClientID)
-	return cfg, nil
+	return nil
 }
 
 // setRootSecret PATCHes the pending secret onto the Management API application, using the
@@ -174,31 +219,35 @@ func (b *backend) setRootSecret(cfg *configEntry) error {
 
 // waitRootAccepted polls until Auth0 issues a token for secret, for up to rootAcceptWait.
 func (b *backend) waitRootAccepted(cfg *configEntry, secret string) error {
-	deadline := time.Now().Add(b.rootAcceptWait)
+	deadline := b.clock.Now().Add(b.rootAcceptWait)
 	for {
 		err := verifyCredentials(b.ctx, cfg.withSecret(secret))
-		if err == nil || time.Now().After(deadline) {
+		if err == nil || !b.clock.Now().Before(deadline) {
 			return err
 		}
-		time.Sleep(time.Second)
+		if serr := sleep(b.ctx, b.clock, time.Second); serr != nil {
+			return err
+		}
 	}
 }
 
 // promotePendingRoot makes the pending secret current, drops the old one, and switches the
 // mount's client to it at once (other nodes follow through Invalidate).
 func (b *backend) promotePendingRoot(s logical.Storage, cfg *configEntry) error {
-	now := time.Now().UTC()
-	cfg.ClientSecret = cfg.PendingClientSecret
-	cfg.PendingClientSecret = ""
-	cfg.LastRootRotation = now
-	if cfg.RootRotationPeriod > 0 {
-		cfg.NextRootRotation = now.Add(cfg.RootRotationPeriod)
+	now := b.clock.Now().UTC()
+	next := *cfg
+	next.ClientSecret = cfg.PendingClientSecret
+	next.PendingClientSecret = ""
+	next.LastRootRotation = now
+	next.RootFailures.succeed()
+	if next.RootRotationPeriod > 0 {
+		next.NextRootRotation = now.Add(next.RootRotationPeriod)
 	}
-	if err := storeConfig(b.ctx, s, cfg); err != nil {
-		return fmt.Errorf("storing the new root secret (Auth0 already accepts it; it stays pending and is made current at the next start): %w", err)
+	if err := storeConfig(b.ctx, s, &next); err != nil {
+		return fmt.Errorf("storing the new root secret (Auth0 already accepts it; it stays pending and is made current once storage works): %w", err)
 	}
+	*cfg = next
 	b.resetConnection()
-	b.scheduleRoot(cfg)
 	return nil
 }
 
@@ -215,32 +264,16 @@ func (b *backend) rootStep(step string) {
 	}
 }
 
-// scheduleRoot queues the periodic root rotation, or takes it out of the queue.
+// scheduleRoot queues the root job at the time the config says, or takes it out.
 func (b *backend) scheduleRoot(cfg *configEntry) {
 	sch := b.sched.Load()
 	if sch == nil {
 		return
 	}
-	if cfg == nil || cfg.RootRotationPeriod == 0 {
-		sch.queue.remove(rootQueueKey)
-		return
+	var due time.Time
+	if cfg != nil {
+		due = cfg.rootDue(b.clock.Now())
+		sch.clearUnreadable(rootQueueKey)
 	}
-	sch.queue.schedule(rootQueueKey, cfg.NextRootRotation)
-}
-
-// rotateRootScheduled runs a due periodic root rotation; failures retry with backoff.
-func (b *backend) rotateRootScheduled(s logical.Storage) {
-	sch := b.sched.Load()
-	if sch == nil {
-		return
-	}
-	_, resp, err := b.rotateRoot(b.ctx, s)
-	if resp == nil && err == nil {
-		b.rootFailures.Store(0)
-		return
-	}
-	failures := int(b.rootFailures.Add(1))
-	delay := retryDelay(failures, b.retryBase, b.retryCap)
-	b.Logger().Warn("scheduled root rotation failed; will retry", "consecutive_failures", failures, "retry_in", delay, "error", failureMessage(resp, err))
-	sch.queue.schedule(rootQueueKey, time.Now().Add(delay))
+	sch.enqueue(rootQueueKey, due)
 }

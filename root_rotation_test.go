@@ -161,11 +161,19 @@ func TestResolvePendingRootRollsBack(t *testing.T) {
 	if err := storeConfig(t.Context(), e.storage, cfg); err != nil {
 		t.Fatal(err)
 	}
-	e.b.resolvePendingRoot(t.Context(), e.storage)
-	if got := e.storedConfig(); got.PendingClientSecret != "" || got.ClientSecret != e.mgmtSecret() {
+	_, resp, err := e.b.runRootJob(t.Context(), e.storage, triggerReconcile)
+	if err != nil || resp == nil || !resp.IsError() {
+		t.Fatalf("a rolled-back root rotation answered %v, %v; want an error response", resp, err)
+	}
+	wantContains(t, resp.Error().Error(), "rolled back", "current one stays in use")
+	got := e.storedConfig()
+	if got.PendingClientSecret != "" || got.ClientSecret != e.mgmtSecret() {
 		t.Fatal("the rotation was not rolled back to the working secret")
 	}
-	wantContains(t, e.logs.String(), "rolled back an interrupted root rotation")
+	if got.RootFailures.LastFailure == nil || got.RootFailures.NextAttempt.IsZero() {
+		t.Fatalf("the rollback was not recorded as a failure with a next attempt: %+v", got.RootFailures)
+	}
+	wantContains(t, e.logs.String(), "rolled back a root rotation")
 }
 
 func TestScheduledRootRotation(t *testing.T) {
@@ -177,12 +185,15 @@ func TestScheduledRootRotation(t *testing.T) {
 	if read["root_rotation_period"] != int64(5) || read["next_root_rotation"] == nil {
 		t.Fatalf("config = %v", read)
 	}
-	waitFor(t, 10*time.Second, "the scheduled root rotation", func() bool {
-		return e.emu.Stats().SecretPatches[testMgmtID] >= 1
-	})
-	waitFor(t, 5*time.Second, "the new root secret to be current", func() bool {
-		return e.storedConfig().ClientSecret == e.mgmtSecret()
-	})
+	if n := e.advance(4 * time.Second); n != 0 || e.emu.Stats().SecretPatches[testMgmtID] != 0 {
+		t.Fatal("the root rotated before its period")
+	}
+	if n := e.advance(time.Second); n != 1 || e.emu.Stats().SecretPatches[testMgmtID] != 1 {
+		t.Fatalf("%d jobs ran, %d root secret changes at Auth0; want the scheduled root rotation", n, e.emu.Stats().SecretPatches[testMgmtID])
+	}
+	if e.storedConfig().ClientSecret != e.mgmtSecret() {
+		t.Fatal("the new root secret is not current")
+	}
 	if e.mgmtAuthenticates(old) {
 		t.Fatal("the old root secret still works")
 	}

@@ -11,128 +11,372 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// errRoleNotFound is returned by rotateRole for a role that does not exist (any more).
+// What set a job going. The first two are also the source recorded on a version.
+const (
+	triggerManual    = sourceRotate    // auth0/rotate/:name
+	triggerScheduled = sourceScheduled // the role fell due in the queue
+	// triggerReconcile finishes rotations left in flight and changes nothing else.
+	triggerReconcile = "reconcile"
+)
+
+// errRoleNotFound is returned by a role job for a role that does not exist (any more).
 var errRoleNotFound = errors.New("role not found")
 
-// storeAttempts bounds how often a rotated secret's write is retried: once Auth0 has
-// applied a rotation the new secret exists nowhere else, so a transient storage error must
-// not lose it.
-const storeAttempts = 5
+const (
+	// storeAttempts bounds how often a rotated secret's write is retried: once Auth0 has
+	// applied a rotation the new secret exists nowhere else, so a transient storage error
+	// must not lose it.
+	storeAttempts = 5
+	// commitTimeout bounds a commit after Auth0 answered. It runs on a context that the
+	// mount's shutdown does not cancel, so that shutdown cannot cut it in half.
+	commitTimeout = 10 * time.Second
+)
 
-// rotateRole rotates the role's secret at Auth0 now and stores it as the next version.
-func (b *backend) rotateRole(ctx context.Context, s logical.Storage, name, source string) (*roleEntry, *secretVersion, *logical.Response, error) {
+// runRoleJob is the one path every rotation of a role takes, whatever set it going: a
+// manual rotate, the schedule, a retry, or reconciliation. Under the role's lock it
+//
+//  1. skips a scheduled job that is not due (any more);
+//  2. checks that the role owns its application;
+//  3. resolves any rotation of the role left in flight, so that at most one Auth0
+//     change per role is ever unresolved;
+//  4. rotates at Auth0, writing the write-ahead entry right before the request leaves;
+//  5. stores the outcome, or records the failure with its time, message and count,
+//     and sets the next attempt after a capped exponential backoff.
+//
+// Whatever happens, the role is requeued at the time its stored state says.
+func (b *backend) runRoleJob(ctx context.Context, s logical.Storage, name, trigger string) (*roleEntry, *versionMeta, *logical.Response, error) {
 	lock := b.roleLock(name)
 	lock.Lock()
 	defer lock.Unlock()
 
 	role, err := loadRole(ctx, s, name)
 	if err != nil {
+		if trigger != triggerManual {
+			b.retryUnreadable(name, err)
+		}
 		return nil, nil, nil, err
 	}
 	if role == nil {
+		b.schedule(name, nil)
 		return nil, nil, nil, errRoleNotFound
 	}
-	version, resp, err := b.rotateLocked(ctx, s, name, role, source)
-	if resp != nil || err != nil {
-		return nil, nil, resp, err
-	}
-	b.schedule(name, role)
-	return role, version, nil, nil
+	j := &roleJob{b: b, s: s, name: name, role: role, trigger: trigger, now: b.clock.Now()}
+	version, resp, err := j.run(ctx)
+	b.schedule(name, j.role)
+	return j.role, version, resp, err
 }
 
-// rotateLocked rotates role (loaded by the caller, who holds its lock) at Auth0 and stores
-// the new secret as the next version.
-//
-// Auth0 kills the old secret the moment it applies a rotation, and the only copy of the new
-// one is in its answer, so the rotation is recorded in a write-ahead log entry first. If
-// Auth0's answer is lost, the secret is read back from Auth0 at once; if that fails, or
-// storing fails, the entry stays and reconciliation (recovery.go) finishes the job later.
-// On a failure that changed nothing at Auth0 the role records it and the returned response
-// or error says what happened.
-func (b *backend) rotateLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry, source string) (*secretVersion, *logical.Response, error) {
-	conn, resp, err := b.requireConnection(ctx, s)
-	if resp != nil || err != nil {
+// roleJob is one run of runRoleJob; its methods run under the role's lock.
+type roleJob struct {
+	b       *backend
+	s       logical.Storage
+	name    string
+	role    *roleEntry
+	trigger string
+	now     time.Time
+}
+
+func (j *roleJob) run(ctx context.Context) (*versionMeta, *logical.Response, error) {
+	b, role := j.b, j.role
+	if role.legacy() {
+		if err := b.upgradeRoleLocked(ctx, j.s, j.name, role); err != nil {
+			return j.fail(ctx, nil, fmt.Errorf("moving role %q to the current storage layout: %w", j.name, err))
+		}
+	}
+	if j.trigger == triggerScheduled {
+		due := role.dueTime(j.now)
+		switch {
+		case due.IsZero() || due.After(j.now):
+			return nil, nil, nil
+		case role.missedWindow(j.now):
+			missed := role.NextVaultRotation
+			role.NextVaultRotation = role.nextRotation(j.now)
+			role.NextAttempt = time.Time{}
+			if err := b.storeRoleState(ctx, j.s, j.name, role); err != nil {
+				return j.fail(ctx, nil, err)
+			}
+			b.Logger().Warn("rotation window missed; waiting for the next scheduled time", "role", j.name, "missed", missed, "next", role.NextVaultRotation)
+			return nil, nil, nil
+		}
+	}
+	if resp, err := j.checkOwner(ctx); resp != nil || err != nil {
 		return nil, resp, err
 	}
-	walID, err := framework.PutWAL(ctx, s, walKindRotation, &rotationWAL{Role: name, ClientID: role.ClientID})
-	if err != nil {
-		return nil, nil, fmt.Errorf("recording the rotation of role %q before calling Auth0: %w", name, err)
+	if err := b.resolveRoleWALs(ctx, j.s, j.name, role); err != nil {
+		return j.fail(ctx, nil, fmt.Errorf("finishing an earlier rotation of role %q that was left in flight (no new rotation starts until it is resolved): %w", j.name, err))
 	}
+	if j.trigger == triggerReconcile {
+		return nil, nil, nil
+	}
+	if j.trigger == triggerScheduled && role.dueTime(j.now).After(j.now) {
+		return nil, nil, nil // resolving stored the rotation that was due
+	}
+	conn, err := b.connection(ctx, j.s)
+	if err != nil {
+		return j.fail(ctx, nil, err)
+	}
+	if conn == nil {
+		return j.fail(ctx, logical.ErrorResponse(errNotConfigured), nil)
+	}
+	return j.rotate(conn)
+}
 
+const errNotConfigured = "the engine is not configured yet; write the Management API credentials first: vault write <mount>/config domain=... client_id=... client_secret=..."
+
+// checkOwner refuses to touch an application that is the mount's own Management API
+// application or that another role owns; such a role is marked blocked until its
+// operator acts.
+func (j *roleJob) checkOwner(ctx context.Context) (*logical.Response, error) {
+	owner, err := j.b.claimApplication(ctx, j.s, j.name, j.role.ClientID)
+	if err != nil {
+		_, resp, err := j.fail(ctx, nil, err)
+		return resp, err
+	}
+	if owner == "" {
+		if j.role.Blocked != "" && j.role.scheduleProblem(j.now) == "" {
+			j.role.Blocked = "" // the conflict is gone (the other role was deleted)
+			if err := j.b.storeRoleState(ctx, j.s, j.name, j.role); err != nil {
+				_, resp, err := j.fail(ctx, nil, err)
+				return resp, err
+			}
+		}
+		return nil, nil
+	}
+	msg := ownerConflict(j.role.ClientID, owner) + "; the engine does not rotate this role: delete it, or point it at another application"
+	if j.role.Blocked != msg {
+		j.role.Blocked = msg
+		if err := j.b.storeRoleState(ctx, j.s, j.name, j.role); err != nil {
+			j.b.Logger().Warn("could not record on the role why it is blocked", "role", j.name, "error", err)
+		}
+		j.b.Logger().Error("role not rotated: its application belongs to another owner", "role", j.name, "client_id", j.role.ClientID, "owner", owner)
+	}
+	return logical.ErrorResponse("role %q: %s", j.name, msg), nil
+}
+
+// rotate calls Auth0's rotate-secret and stores the outcome.
+//
+// Auth0 kills the old secret the moment it applies a rotation, and the only copy of the new
+// one is in its answer, so the rotation is recorded in a write-ahead entry first, after any
+// rate-limit wait, right before the request leaves. If Auth0's answer is lost, the secret
+// is read back at once; if that fails, or storing fails, the entry stays and the next job
+// of the role (or Vault's rollback manager) resolves it before anything else.
+func (j *roleJob) rotate(conn *connection) (*versionMeta, *logical.Response, error) {
+	b, role := j.b, j.role
+	wal := rotationWAL{Role: j.name, ClientID: role.ClientID, BaseVersion: role.currentVersion(), Source: j.trigger}
+	var walID string
+	writeWAL := func() error {
+		if walID != "" {
+			return nil // a retry after a refused token: the same rotation
+		}
+		id, err := framework.PutWAL(b.ctx, j.s, walKindRotation, &wal)
+		if err != nil {
+			return fmt.Errorf("recording the rotation before calling Auth0: %w", err)
+		}
+		walID = id
+		return nil
+	}
 	// The call runs on the backend's context, not the request's: a caller that goes away
 	// must not cut the exchange between Auth0's answer and our write of the new secret.
-	secret, err := conn.client.RotateSecret(b.ctx, role.ClientID)
-	now := time.Now().UTC()
-	what := fmt.Sprintf("rotating the secret of role %q (client_id %q)", name, role.ClientID)
+	secret, err := conn.client.RotateSecret(b.ctx, role.ClientID, writeWAL)
+	what := fmt.Sprintf("rotating the secret of role %q (client_id %q)", j.name, role.ClientID)
 	switch {
+	case err == nil:
+	case walID == "":
+		resp, rerr := auth0Failure(what, err)
+		return j.fail(b.ctx, resp, rerr)
 	case errors.Is(err, errOutcomeUnknown):
-		b.Logger().Warn("Auth0's answer to rotate-secret was lost; reading the application's secret back", "role", name, "client_id", role.ClientID, "error", err)
-		version, rerr := b.recoverLocked(s, name, role, conn)
+		b.Logger().Warn("Auth0's answer to rotate-secret was lost; reading the application's secret back", "role", j.name, "client_id", role.ClientID, "error", err)
+		version, rerr := b.resolveWALLocked(b.ctx, j.s, j.name, role, pendingRotation{id: walID, wal: wal})
 		if rerr != nil {
 			msg := fmt.Sprintf("%s: %v; reading the secret back from Auth0 failed too (%v); Vault keeps retrying until it holds the secret Auth0 accepts", what, err, rerr)
-			b.recordFailure(ctx, s, name, role, msg, now)
-			return nil, nil, logical.CodedError(http.StatusBadGateway, msg)
+			return j.fail(b.ctx, nil, logical.CodedError(http.StatusBadGateway, msg))
 		}
-		b.deleteWAL(s, walID)
 		if version != nil {
 			return version, nil, nil
 		}
 		// Auth0 had not applied it: an ordinary failure.
-	case err != nil:
-		b.deleteWAL(s, walID)
-	}
-	if err != nil {
 		resp, rerr := auth0Failure(what, err)
-		b.recordFailure(ctx, s, name, role, failureMessage(resp, rerr), now)
-		return nil, resp, rerr
+		return j.fail(b.ctx, resp, rerr)
+	default:
+		b.deleteWAL(j.s, walID)
+		resp, rerr := auth0Failure(what, err)
+		return j.fail(b.ctx, resp, rerr)
 	}
 
-	version, err := b.storeVersion(s, name, role, secret, source, now)
+	version, err := b.commitVersion(j.s, j.name, role, secret, j.trigger, walID, b.clock.Now())
 	if err != nil {
-		b.Logger().Error("Auth0 rotated the secret but Vault could not store it; it will be read back from Auth0 by reconciliation",
-			"role", name, "client_id", role.ClientID, "error", err)
-		return nil, nil, fmt.Errorf("Auth0 rotated the secret of role %q but storing it failed (%w); Vault will read it back from Auth0 and store it", name, err)
+		b.Logger().Error("Auth0 rotated the secret but Vault could not store it; it will be read back from Auth0 before the role rotates again",
+			"role", j.name, "client_id", role.ClientID, "error", err)
+		return j.fail(b.ctx, nil, fmt.Errorf("Auth0 rotated the secret of role %q but storing it failed (%w); Vault will read it back from Auth0 and store it", j.name, err))
 	}
-	b.deleteWAL(s, walID)
-	b.Logger().Info("rotated client secret", "role", name, "client_id", role.ClientID, "version", version.Version, "source", source)
+	b.deleteWAL(j.s, walID)
+	b.Logger().Info("rotated client secret", "role", j.name, "client_id", role.ClientID, "version", version.Version, "source", j.trigger)
 	return version, nil, nil
 }
 
-// storeVersion adds secret to role as its next version and stores the role: the one place
-// a version is stored. Transient storage errors are retried a few times, on the backend's
-// context for the same reason as the rotation itself.
-func (b *backend) storeVersion(s logical.Storage, name string, role *roleEntry, secret, source string, now time.Time) (*secretVersion, error) {
-	version := role.addVersion(secret, source, now)
-	role.LastVaultRotation = now
-	role.NextVaultRotation = role.nextRotation(now)
-	role.LastFailure = nil
-	if source != sourceRecovered {
-		role.Warning = ""
+// fail records a failed attempt on the role: time, message, consecutive count and the next
+// attempt after backoff. Recording is best effort (storage may be what failed); the
+// backoff holds in memory all the same, since the role is requeued from j.role.
+func (j *roleJob) fail(ctx context.Context, resp *logical.Response, err error) (*versionMeta, *logical.Response, error) {
+	msg := failureMessage(resp, err)
+	j.role.fail(msg, j.b.clock.Now(), j.b.backoff)
+	if serr := j.b.storeRoleState(ctx, j.s, j.name, j.role); serr != nil {
+		j.b.Logger().Warn("could not record the rotation failure on the role", "role", j.name, "error", serr)
 	}
+	j.b.Logger().Warn("rotation failed", "role", j.name, "client_id", j.role.ClientID, "trigger", j.trigger,
+		"consecutive_failures", j.role.LastFailure.ConsecutiveFailures, "next_attempt", j.role.NextAttempt.Format(time.RFC3339), "error", msg)
+	return nil, resp, err
+}
+
+// backoff is the delay before the next attempt after failures consecutive failures.
+func (b *backend) backoff(failures int) time.Duration {
+	return retryDelay(failures, b.retryBase, b.retryCap, b.jitter)
+}
+
+// commitVersion stores secret as the role's next version: the secret entry first (the
+// durable record of what Auth0 answered, tied to the rotation's write-ahead entry walID),
+// then what creds serves, then the role entry, which is the commit point. Every step is
+// idempotent, so the sequence is retried whole on a storage error; on success role is
+// updated in place.
+func (b *backend) commitVersion(s logical.Storage, name string, role *roleEntry, secret, source, walID string, now time.Time) (*versionMeta, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(b.ctx), commitTimeout)
+	defer cancel()
+
+	next := role.clone()
+	meta, dropped := next.addVersion(source, walID, now)
+	if source != sourceImport { // an imported secret was not rotated by Vault
+		next.LastVaultRotation = now.UTC()
+	}
+	next.NextVaultRotation = next.nextRotation(now)
+	next.succeed()
+	if source != sourceRecovered {
+		next.Warning = ""
+	}
+	creds := &credsEntry{Current: &secretEntry{Version: meta.Version, Secret: secret, CreatedTime: meta.CreatedTime, Source: source, WALID: walID}}
+	next.credsMeta(creds)
+
 	var err error
 	for attempt := 0; attempt < storeAttempts; attempt++ {
 		if attempt > 0 {
-			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+			if err := sleep(ctx, b.clock, time.Duration(attempt)*200*time.Millisecond); err != nil {
+				break
+			}
 		}
-		if err = saveRole(b.ctx, s, name, role); err == nil {
-			return version, nil
+		if err = writeVersion(ctx, s, name, role, next, creds); err == nil {
+			break
 		}
 	}
-	return nil, err
+	if err != nil {
+		return nil, err
+	}
+	*role = *next
+	for _, v := range dropped {
+		if err := deleteKey(ctx, s, secretKey(name, v.Version)); err != nil {
+			b.Logger().Warn("could not delete the secret of a version max_versions dropped", "role", name, "version", v.Version, "error", err)
+		}
+	}
+	return meta, nil
 }
 
-// recordFailure notes a failed rotation on the role, best effort: the failure itself is
-// what the caller reports.
-func (b *backend) recordFailure(ctx context.Context, s logical.Storage, name string, role *roleEntry, msg string, now time.Time) {
-	failures := 1
-	if role.LastFailure != nil {
-		failures = role.LastFailure.ConsecutiveFailures + 1
+// writeVersion is one attempt of commitVersion's writes.
+func writeVersion(ctx context.Context, s logical.Storage, name string, old, next *roleEntry, creds *credsEntry) error {
+	if err := saveSecret(ctx, s, name, creds.Current); err != nil {
+		return err
 	}
-	role.LastFailure = &rotationFailure{Time: now, Message: msg, ConsecutiveFailures: failures}
+	if prev := creds.Current.Version - 1; creds.Previous == nil && next.version(prev) != nil {
+		sec, err := loadSecret(ctx, s, name, old, prev)
+		if err != nil {
+			return err
+		}
+		creds.Previous = sec
+	}
+	if err := saveCreds(ctx, s, name, creds); err != nil {
+		return err
+	}
+	return saveRole(ctx, s, name, next)
+}
+
+// storeRoleState stores a change to the role's definition or state (not a new version),
+// and keeps what creds serves in step with it.
+func (b *backend) storeRoleState(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
 	if err := saveRole(ctx, s, name, role); err != nil {
-		b.Logger().Warn("could not record the rotation failure on the role", "role", name, "error", err)
+		return err
 	}
-	b.Logger().Warn("rotation failed", "role", name, "client_id", role.ClientID, "consecutive_failures", failures, "error", msg)
+	creds, err := loadCreds(ctx, s, name)
+	if err != nil || creds == nil {
+		return err
+	}
+	role.credsMeta(creds)
+	return saveCreds(ctx, s, name, creds)
+}
+
+// claimApplication makes role name the owner of clientID on this mount, unless the
+// application is the mount's own Management API application ("config") or another
+// existing role owns it: then it returns that owner. A claim whose role is gone or now
+// manages another application is stale and taken over. ownerMu makes check and claim one
+// step, so two concurrent writes cannot both win.
+func (b *backend) claimApplication(ctx context.Context, s logical.Storage, name, clientID string) (string, error) {
+	b.ownerMu.Lock()
+	defer b.ownerMu.Unlock()
+	return claimApplicationLocked(ctx, s, name, clientID)
+}
+
+// claimApplicationLocked is claimApplication for a caller that holds ownerMu, as a role
+// write does until the role is stored: a claim counts only while its role exists, so the
+// claim and the new role must appear as one step.
+func claimApplicationLocked(ctx context.Context, s logical.Storage, name, clientID string) (string, error) {
+	cfg, err := loadConfig(ctx, s)
+	if err != nil {
+		return "", err
+	}
+	if cfg != nil && cfg.ClientID == clientID {
+		return ownerConfig, nil
+	}
+	owner, err := liveOwner(ctx, s, clientID)
+	switch {
+	case err != nil || owner == name:
+		return "", err
+	case owner != "":
+		return owner, nil
+	}
+	return "", saveOwner(ctx, s, clientID, name)
+}
+
+// liveOwner is the role that owns clientID, "" if none does: a claim whose role is gone or
+// now manages another application (a delete cut short) does not count. The caller holds
+// ownerMu.
+func liveOwner(ctx context.Context, s logical.Storage, clientID string) (string, error) {
+	owner, err := loadOwner(ctx, s, clientID)
+	if err != nil || owner == "" {
+		return "", err
+	}
+	role, err := loadRole(ctx, s, owner)
+	if err != nil || role == nil || role.ClientID != clientID {
+		return "", err
+	}
+	return owner, nil
+}
+
+// releaseApplication drops role name's claim on clientID, if it holds it.
+func (b *backend) releaseApplication(ctx context.Context, s logical.Storage, name, clientID string) error {
+	b.ownerMu.Lock()
+	defer b.ownerMu.Unlock()
+	owner, err := loadOwner(ctx, s, clientID)
+	if err != nil || owner != name {
+		return err
+	}
+	return deleteKey(ctx, s, ownerKey(clientID))
+}
+
+// ownerConfig is claimApplication's answer for the mount's own Management API application.
+const ownerConfig = "config"
+
+// ownerConflict says who owns clientID.
+func ownerConflict(clientID, owner string) string {
+	if owner == ownerConfig {
+		return fmt.Sprintf("client_id %q is the mount's own Management API application (config); rotating it would cut the engine off from Auth0 (use config/rotate-root for it)", clientID)
+	}
+	return fmt.Sprintf("client_id %q is already managed by role %q; one Auth0 application belongs to at most one role per mount", clientID, owner)
 }
 
 // failureMessage is the text of whichever of resp and err describes a failure.

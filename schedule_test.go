@@ -105,7 +105,7 @@ func TestRetryDelay(t *testing.T) {
 	for _, tc := range cases {
 		seen := map[time.Duration]bool{}
 		for i := 0; i < 200; i++ {
-			d := retryDelay(tc.failures, base, limit)
+			d := retryDelay(tc.failures, base, limit, randomJitter)
 			if d < tc.full/2 || d > tc.full {
 				t.Fatalf("retryDelay(%d) = %v, want within [%v, %v]", tc.failures, d, tc.full/2, tc.full)
 			}
@@ -134,7 +134,7 @@ func TestRateLimiterObservesAuth0Headers(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			l := newRateLimiter(2)
+			l := newRateLimiter(2, realClock{})
 			resp := &http.Response{StatusCode: tc.status, Header: http.Header{}}
 			for k, v := range tc.headers {
 				resp.Header.Set(k, v)

@@ -2,38 +2,72 @@ package auth0
 
 import (
 	"context"
-	"math/rand/v2"
+	"errors"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
 const (
-	// tickInterval is how often the scheduler looks for due roles. An idle tick is one
-	// peek at the head of the queue, whatever the number of roles.
-	tickInterval = time.Second
+	// maxIdleWait bounds how long the dispatcher sleeps without looking at the queue, so
+	// that a jump of the wall clock is noticed.
+	maxIdleWait = time.Minute
 	// queueLoaders is how many roles are read at once when the queue is rebuilt.
 	queueLoaders = 8
 	// schedulerWorkers bounds the rotations in flight, so that a hanging Auth0 call never
 	// stalls the queue; the mount's rate limiter paces them further.
 	schedulerWorkers = 4
-	// Retry delays after failed scheduled rotations: exponential from retryBase, capped.
+	// Retry delays after failed attempts: exponential from retryBase, capped.
 	defaultRetryBase = 10 * time.Second
 	defaultRetryCap  = time.Hour
+	// stopWait bounds how long Clean waits for workers: their Auth0 calls are cancelled,
+	// and a commit in progress takes at most commitTimeout.
+	stopWait = 3 * time.Second
 )
 
-// scheduler rotates roles when they fall due. It runs only where the mount may write (the
+// scheduler runs jobs when they fall due. It runs only where the mount may write (the
 // active node of a primary cluster, or a local mount), starting in Initialize, which Vault
 // calls again on a new active node after a leadership change, and stopping in Clean.
 type scheduler struct {
 	queue   *rotationQueue
 	storage logical.Storage
+	wake    chan struct{} // pokes the dispatcher when the queue changes
 	work    chan string
 	stop    context.CancelFunc
 	done    sync.WaitGroup
 	loaded  chan struct{} // closed once every stored role has been queued
+
+	mu sync.Mutex
+	// unreadable counts consecutive failures to read a due role, for its backoff.
+	unreadable map[string]int
+}
+
+// noteUnreadable counts one more failure to read name and returns the count.
+func (sch *scheduler) noteUnreadable(name string) int {
+	sch.mu.Lock()
+	defer sch.mu.Unlock()
+	sch.unreadable[name]++
+	return sch.unreadable[name]
+}
+
+func (sch *scheduler) clearUnreadable(name string) {
+	sch.mu.Lock()
+	defer sch.mu.Unlock()
+	delete(sch.unreadable, name)
+}
+
+// enqueue sets when name falls due; a zero time takes it out of the queue.
+func (sch *scheduler) enqueue(name string, due time.Time) {
+	if due.IsZero() {
+		sch.queue.remove(name)
+	} else {
+		sch.queue.schedule(name, due)
+	}
+	select {
+	case sch.wake <- struct{}{}:
+	default:
+	}
 }
 
 // initialize starts the scheduler when this node may write storage.
@@ -47,78 +81,198 @@ func (b *backend) initialize(ctx context.Context, req *logical.InitializationReq
 	}
 	pending, err := b.pendingRotations(ctx, req.Storage)
 	if err != nil {
-		// Not fatal: Vault's rollback manager reconciles the entries later.
-		b.Logger().Error("could not look for rotations left in flight", "error", err)
+		b.Logger().Error("could not look for rotations left in flight; retrying in the background", "error", err)
 	}
 	b.holdCreds(pending)
-	b.startScheduler(req.Storage, pending)
+	b.startScheduler(req.Storage, pending, err == nil)
 	return nil
 }
 
-func (b *backend) startScheduler(s logical.Storage, pending []pendingRotation) {
+func (b *backend) startScheduler(s logical.Storage, pending []pendingRotation, pendingListed bool) {
 	ctx, stop := context.WithCancel(b.ctx)
 	sch := &scheduler{
 		queue:   newRotationQueue(),
 		storage: s,
+		wake:    make(chan struct{}, 1),
 		work:    make(chan string),
 		stop:    stop,
 		loaded:  make(chan struct{}),
+
+		unreadable: make(map[string]int),
 	}
 	b.sched.Store(sch)
 
-	sch.done.Add(1 + schedulerWorkers)
+	sch.done.Add(1)
 	go func() {
 		defer sch.done.Done()
-		b.resolvePendingRoot(ctx, sch.storage)
-		b.reconcilePending(ctx, sch.storage, pending)
-		b.loadQueue(ctx, sch)
+		b.startup(ctx, sch, pending, pendingListed)
 		close(sch.loaded)
+		if b.manualDispatch {
+			close(sch.work)
+			return
+		}
 		b.dispatch(ctx, sch)
 	}()
+	if b.manualDispatch {
+		return
+	}
+	sch.done.Add(schedulerWorkers)
 	for i := 0; i < schedulerWorkers; i++ {
 		go func() {
 			defer sch.done.Done()
 			for name := range sch.work {
-				if name == rootQueueKey {
-					b.rotateRootScheduled(sch.storage)
-				} else {
-					b.rotateScheduled(name)
-				}
+				b.runDue(ctx, sch, name)
 			}
 		}()
 	}
 }
 
-// stopScheduler stops dispatching, then waits for rotations in flight to finish: they are
-// not cut off, since Auth0 may already have replaced the secret.
-func (b *backend) stopScheduler() {
-	if sch := b.sched.Swap(nil); sch != nil {
-		sch.stop()
-		sch.done.Wait()
+// startup brings the mount to a state where the queue holds every stored role: it
+// finishes what a crash left in flight, then loads the queue. Every step is retried with
+// backoff until it succeeds or the mount stops.
+func (b *backend) startup(ctx context.Context, sch *scheduler, pending []pendingRotation, pendingListed bool) {
+	if !pendingListed {
+		err := b.retryUntil(ctx, "listing rotations left in flight", func() (err error) {
+			pending, err = b.pendingRotations(ctx, sch.storage)
+			return err
+		})
+		if err != nil {
+			return
+		}
+		b.holdCreds(pending)
+	}
+	if _, _, err := b.runRootJob(ctx, sch.storage, triggerReconcile); err != nil {
+		b.Logger().Error("could not resolve an interrupted root rotation; will retry", "error", err)
+	}
+	b.reconcilePending(ctx, sch.storage, pending)
+	b.loadQueue(ctx, sch)
+}
+
+// runDue runs the job of a key the queue says is due.
+func (b *backend) runDue(ctx context.Context, sch *scheduler, name string) {
+	if name == rootQueueKey {
+		if _, resp, err := b.runRootJob(ctx, sch.storage, triggerScheduled); err != nil || resp != nil {
+			b.Logger().Warn("scheduled root rotation failed", "error", failureMessage(resp, err))
+		}
+		return
+	}
+	_, _, resp, err := b.runRoleJob(ctx, sch.storage, name, triggerScheduled)
+	if err != nil && !errors.Is(err, errRoleNotFound) || resp != nil && resp.IsError() {
+		b.Logger().Warn("scheduled rotation failed", "role", name, "error", failureMessage(resp, err))
 	}
 }
 
-// loadQueue queues every stored role that has a schedule, at its persisted
-// next_vault_rotation: a restart neither rotates early nor skips what fell due meanwhile.
+// runDueNow runs, one after the other on the caller's goroutine, every job due at the
+// clock's current time, and returns how many ran. Tests drive a scheduler with
+// manualDispatch this way, deterministically.
+func (b *backend) runDueNow(ctx context.Context) int {
+	sch := b.sched.Load()
+	if sch == nil {
+		return 0
+	}
+	n := 0
+	for {
+		name, ok := sch.queue.popDue(b.clock.Now())
+		if !ok {
+			return n
+		}
+		b.runDue(ctx, sch, name)
+		n++
+	}
+}
+
+// stopScheduler stops dispatching and waits, at most stopWait, for the workers: Clean
+// cancels their Auth0 calls first, so a request not yet sent is abandoned and one already
+// sent leaves its write-ahead entry for reconciliation.
+func (b *backend) stopScheduler() {
+	sch := b.sched.Swap(nil)
+	if sch == nil {
+		return
+	}
+	sch.stop()
+	stopped := make(chan struct{})
+	go func() {
+		sch.done.Wait()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(stopWait):
+		b.Logger().Warn("scheduler workers still busy at shutdown; their rotations are resolved at the next start")
+	}
+}
+
+// retryUntil runs fn until it succeeds, waiting with backoff between attempts and logging
+// each failure, or until ctx ends.
+func (b *backend) retryUntil(ctx context.Context, what string, fn func() error) error {
+	for failures := 1; ; failures++ {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		delay := b.backoff(failures)
+		b.Logger().Error("startup step failed; retrying", "step", what, "error", err, "consecutive_failures", failures, "retry_in", delay.String())
+		if err := sleep(ctx, b.clock, delay); err != nil {
+			return err
+		}
+	}
+}
+
+// loadQueue queues every stored role that has a schedule, at its persisted due time: a
+// restart neither rotates early nor skips what fell due meanwhile. Listing and every
+// role that cannot be read are retried with backoff until the queue holds them all.
 // Roles are read by queueLoaders goroutines at once: in Vault each read is a round trip
 // from the plugin to Vault's storage, which dominates the rebuild (BENCHMARKS.md).
 func (b *backend) loadQueue(ctx context.Context, sch *scheduler) {
 	start := time.Now()
-	names, err := sch.storage.List(ctx, roleStoragePrefix)
-	if err != nil {
-		b.Logger().Error("could not list roles; scheduled rotations will not run until the mount is reloaded", "error", err)
+	var names []string
+	if err := b.retryUntil(ctx, "listing roles", func() (err error) {
+		names, err = sch.storage.List(ctx, roleStoragePrefix)
+		return err
+	}); err != nil {
 		return
 	}
-	var queued atomic.Int64
+	remaining := names
+	for failures := 1; len(remaining) > 0; failures++ {
+		remaining = b.queueRoles(ctx, sch, remaining)
+		if len(remaining) == 0 || ctx.Err() != nil {
+			break
+		}
+		delay := b.backoff(failures)
+		b.Logger().Error("some roles could not be read for scheduling; retrying", "count", len(remaining), "first", remaining[0], "retry_in", delay.String())
+		if sleep(ctx, b.clock, delay) != nil {
+			return
+		}
+	}
+	if err := b.retryUntil(ctx, "reading config for the root rotation schedule", func() error {
+		cfg, err := loadConfig(ctx, sch.storage)
+		if err == nil {
+			b.scheduleRoot(cfg)
+		}
+		return err
+	}); err != nil {
+		return
+	}
+	b.Logger().Info("rotation queue loaded", "roles", len(names), "queued", sch.queue.len(), "duration", time.Since(start).String())
+}
+
+// queueRoles queues the named roles, queueLoaders at a time, and returns those that could
+// not be read.
+func (b *backend) queueRoles(ctx context.Context, sch *scheduler, names []string) []string {
 	work := make(chan string)
+	var mu sync.Mutex
+	var failed []string
 	var wg sync.WaitGroup
 	for i := 0; i < queueLoaders; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for name := range work {
-				if b.queueRole(ctx, sch, name) {
-					queued.Add(1)
+				if err := b.queueRole(ctx, sch, name); err != nil {
+					b.Logger().Error("could not read role for scheduling", "role", name, "error", err)
+					mu.Lock()
+					failed = append(failed, name)
+					mu.Unlock()
 				}
 			}
 		}()
@@ -131,55 +285,73 @@ func (b *backend) loadQueue(ctx context.Context, sch *scheduler) {
 	}
 	close(work)
 	wg.Wait()
-	if cfg, err := loadConfig(ctx, sch.storage); err == nil && cfg != nil && cfg.RootRotationPeriod > 0 {
-		sch.queue.schedule(rootQueueKey, cfg.NextRootRotation)
-	}
-	b.Logger().Info("rotation queue loaded", "roles", len(names), "scheduled", queued.Load(), "duration", time.Since(start).String())
+	return failed
 }
 
-// queueRole queues one stored role if it has a schedule. It holds the role's lock so that
-// a concurrent change to the role, which requeues it, cannot be overtaken by this older read.
-func (b *backend) queueRole(ctx context.Context, sch *scheduler, name string) bool {
+// queueRole queues one stored role, upgrading it from an older layout first. A role whose
+// schedule cannot produce a due time is marked blocked and reported, never queued. It
+// holds the role's lock so that a concurrent change to the role, which requeues it, cannot
+// be overtaken by this older read.
+func (b *backend) queueRole(ctx context.Context, sch *scheduler, name string) error {
 	lock := b.roleLock(name)
-	lock.RLock()
-	defer lock.RUnlock()
+	lock.Lock()
+	defer lock.Unlock()
 	role, err := loadRole(ctx, sch.storage, name)
-	if err != nil {
-		b.Logger().Error("could not load role for scheduling", "role", name, "error", err)
-		return false
+	if err != nil || role == nil {
+		return err
 	}
-	if role == nil || !role.scheduled() {
-		return false
+	if role.legacy() {
+		if err := b.upgradeRoleLocked(ctx, sch.storage, name, role); err != nil {
+			return err
+		}
 	}
-	sch.queue.schedule(name, role.NextVaultRotation)
-	return true
+	if problem := role.scheduleProblem(b.clock.Now()); problem != "" && role.Blocked == "" {
+		role.Blocked = problem
+		b.Logger().Error("role not rotated until its operator acts", "role", name, "reason", problem)
+		if err := b.storeRoleState(ctx, sch.storage, name, role); err != nil {
+			return err
+		}
+	}
+	sch.enqueue(name, role.dueTime(b.clock.Now()))
+	return nil
 }
 
-// dispatch hands due roles to the workers each tick. It pops a role only when a worker is
-// free to take it, so a burst of due roles stays ordered in the queue and is worked off
-// at the pace of the workers and the rate limiter.
+// dispatch hands due jobs to the workers. It sleeps until the head of the queue falls due
+// or the queue changes, and pops a job only when a worker is free to take it, so a burst
+// of due roles stays ordered in the queue and is worked off at the pace of the workers and
+// the rate limiter.
 func (b *backend) dispatch(ctx context.Context, sch *scheduler) {
 	defer close(sch.work)
-	ticker := time.NewTicker(tickInterval)
-	defer ticker.Stop()
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		}
 		for {
-			name, ok := sch.queue.popDue(time.Now())
+			name, ok := sch.queue.popDue(b.clock.Now())
 			if !ok {
 				break
 			}
 			select {
 			case sch.work <- name:
 			case <-ctx.Done():
-				sch.queue.schedule(name, time.Now())
+				sch.queue.schedule(name, b.clock.Now())
 				return
 			}
 		}
+		var timer <-chan time.Time
+		stopTimer := func() bool { return false }
+		if next, ok := sch.queue.peek(); ok {
+			wait := next.Sub(b.clock.Now())
+			if wait > maxIdleWait {
+				wait = maxIdleWait
+			}
+			timer, stopTimer = b.clock.NewTimer(wait)
+		}
+		select {
+		case <-ctx.Done():
+			stopTimer()
+			return
+		case <-sch.wake:
+		case <-timer:
+		}
+		stopTimer()
 	}
 }
 
@@ -190,78 +362,24 @@ func (b *backend) schedule(name string, role *roleEntry) {
 	if sch == nil {
 		return
 	}
-	if role == nil || !role.scheduled() {
-		sch.queue.remove(name)
-		return
+	var due time.Time
+	if role != nil {
+		due = role.dueTime(b.clock.Now())
+		sch.clearUnreadable(name)
 	}
-	sch.queue.schedule(name, role.NextVaultRotation)
+	sch.enqueue(name, due)
 }
 
-// rotateScheduled rotates a role that the queue says is due, after checking its stored
-// state: the role may have been deleted, rescheduled or rotated by hand since it was queued.
-func (b *backend) rotateScheduled(name string) {
+// retryUnreadable requeues a role whose entry could not be read when its job ran, after
+// a backoff that grows with each consecutive failure (kept in memory: the failure cannot
+// be recorded on a role that cannot be read).
+func (b *backend) retryUnreadable(name string, err error) {
 	sch := b.sched.Load()
 	if sch == nil {
 		return
 	}
-	lock := b.roleLock(name)
-	lock.Lock()
-	defer lock.Unlock()
-
-	role, err := loadRole(b.ctx, sch.storage, name)
-	if err != nil {
-		b.Logger().Error("could not load a due role; retrying", "role", name, "error", err)
-		sch.queue.schedule(name, time.Now().Add(b.retryBase))
-		return
-	}
-	now := time.Now()
-	switch {
-	case role == nil || !role.scheduled():
-		sch.queue.remove(name)
-		return
-	case role.NextVaultRotation.After(now):
-		sch.queue.schedule(name, role.NextVaultRotation)
-		return
-	case role.missedWindow(now):
-		missed := role.NextVaultRotation
-		role.NextVaultRotation = role.nextRotation(now)
-		if err := saveRole(b.ctx, sch.storage, name, role); err != nil {
-			b.Logger().Error("could not store the next rotation time", "role", name, "error", err)
-		}
-		b.Logger().Warn("rotation window missed; waiting for the next scheduled time", "role", name, "missed", missed, "next", role.NextVaultRotation)
-		sch.queue.schedule(name, role.NextVaultRotation)
-		return
-	}
-
-	if _, resp, err := b.rotateLocked(b.ctx, sch.storage, name, role, sourceScheduled); resp != nil || err != nil {
-		failures := 1
-		if role.LastFailure != nil {
-			failures = role.LastFailure.ConsecutiveFailures
-		}
-		delay := retryDelay(failures, b.retryBase, b.retryCap)
-		b.Logger().Warn("scheduled rotation failed; will retry", "role", name, "consecutive_failures", failures, "retry_in", delay)
-		sch.queue.schedule(name, now.Add(delay))
-		return
-	}
-	sch.queue.schedule(name, role.NextVaultRotation)
-}
-
-// missedWindow reports whether a schedule's rotation window has passed for the due time.
-func (r *roleEntry) missedWindow(now time.Time) bool {
-	return r.RotationSchedule != "" && r.RotationWindow > 0 && now.After(r.NextVaultRotation.Add(r.RotationWindow))
-}
-
-// retryDelay is the wait before retry number failures (1, 2, …): base doubled per failure,
-// capped, with jitter so that roles failing together do not retry together. The result
-// lies in [d/2, d], d being the capped exponential delay.
-func retryDelay(failures int, base, limit time.Duration) time.Duration {
-	d := base
-	for i := 1; i < failures && d < limit; i++ {
-		d *= 2
-	}
-	if d > limit {
-		d = limit
-	}
-	half := d / 2
-	return half + time.Duration(rand.Int64N(int64(half)+1))
+	failures := sch.noteUnreadable(name)
+	delay := b.backoff(failures)
+	b.Logger().Error("could not read a due role; retrying", "role", name, "error", err, "retry_in", delay.String())
+	sch.enqueue(name, b.clock.Now().Add(delay))
 }

@@ -3,6 +3,7 @@ package auth0
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,7 +45,8 @@ func TestRotationQueue(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor polls cond until it holds or the deadline passes. Only for work done by other
+// goroutines that the test cannot drive itself (never to let a scheduler run).
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -52,25 +54,41 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// storedRole reads a role as stored.
+func (e *testEnv) storedRole(name string) *roleEntry {
+	e.t.Helper()
+	role, err := loadRole(e.t.Context(), e.storage, name)
+	if err != nil || role == nil {
+		e.t.Fatalf("role %s: %v, %v", name, role, err)
+	}
+	return role
+}
+
+// setDue stores a new due time for role name and requeues it, as if time had passed.
+func (e *testEnv) setDue(name string, due time.Time) {
+	e.t.Helper()
+	role := e.storedRole(name)
+	role.NextVaultRotation = due
+	if err := saveRole(e.t.Context(), e.storage, name, role); err != nil {
+		e.t.Fatal(err)
+	}
+	e.b.schedule(name, role)
 }
 
 func TestScheduledRotation(t *testing.T) {
 	e := newTestEnv(t)
 	e.configureWithRole(map[string]interface{}{"rotation_period": "5s"})
-	created := time.Now()
 
-	waitFor(t, 10*time.Second, "the first scheduled rotation", func() bool {
-		return e.emu.Stats().Rotations[testAppID] >= 1
-	})
-	if elapsed := time.Since(created); elapsed < 4*time.Second {
-		t.Fatalf("rotated %v after creation, before the 5s period", elapsed)
+	if n := e.advance(4 * time.Second); n != 0 || e.emu.Stats().Rotations[testAppID] != 0 {
+		t.Fatalf("rotated before the 5s period (%d jobs)", n)
 	}
-	waitFor(t, 5*time.Second, "the version to be stored", func() bool {
-		role, _ := loadRole(t.Context(), e.storage, "app")
-		return role.latest() != nil
-	})
+	if n := e.advance(time.Second); n != 1 || e.emu.Stats().Rotations[testAppID] != 1 {
+		t.Fatalf("%d jobs, %d Auth0 rotations at the period; want 1", n, e.emu.Stats().Rotations[testAppID])
+	}
 	creds := e.ok(logical.ReadOperation, "creds/app", nil)
 	if creds["client_secret"] != e.appSecret(testAppID) || !e.authenticates(testAppID, creds["client_secret"].(string)) {
 		t.Fatal("creds do not serve the secret the scheduled rotation produced")
@@ -83,6 +101,17 @@ func TestScheduledRotation(t *testing.T) {
 	last, _ := time.Parse(time.RFC3339, creds["last_vault_rotation"].(string))
 	if d := next.Sub(last); d != 5*time.Second {
 		t.Fatalf("next - last = %v, want the 5s period", d)
+	}
+	if creds["ttl"] != int64(5) {
+		t.Fatalf("ttl = %v, want 5", creds["ttl"])
+	}
+
+	// A virtual day: exactly one rotation per period.
+	for i := 0; i < 24*60*12; i++ {
+		e.advance(5 * time.Second)
+	}
+	if n := e.emu.Stats().Rotations[testAppID]; n != 1+24*60*12 {
+		t.Fatalf("%d Auth0 rotations in a virtual day at a 5s period, want %d", n, 1+24*60*12)
 	}
 
 	// Turning the schedule off takes the role out of the queue.
@@ -100,20 +129,28 @@ func TestManualRotationAndDeleteUpdateQueue(t *testing.T) {
 	if !ok {
 		t.Fatal("a scheduled role was not queued on create")
 	}
-	time.Sleep(1100 * time.Millisecond)
+	e.clock.Advance(time.Minute)
 	e.ok(logical.UpdateOperation, "rotate/app", nil)
 	second, _ := q.due("app")
-	if !second.After(first) {
-		t.Fatalf("a manual rotation did not push the next rotation back: %v -> %v", first, second)
+	if !second.Equal(first.Add(time.Minute)) {
+		t.Fatalf("a manual rotation a minute later did not push the next rotation back a minute: %v -> %v", first, second)
 	}
-	role, _ := loadRole(t.Context(), e.storage, "app")
-	if !second.Equal(role.NextVaultRotation) {
+	if role := e.storedRole("app"); !second.Equal(role.NextVaultRotation) {
 		t.Fatalf("queue says %v, storage says %v", second, role.NextVaultRotation)
 	}
 	e.ok(logical.DeleteOperation, "roles/app", nil)
 	if _, ok := q.due("app"); ok {
 		t.Fatal("a deleted role is still queued")
 	}
+}
+
+// restartBackend builds a new backend on e's storage and clock, as Vault does when it
+// reloads the mount, with the given system view, and initializes it.
+func restartBackend(t *testing.T, e *testEnv, sys logical.SystemView) *backend {
+	t.Helper()
+	b := startBackendWithClock(t, e.storage, sys, hclog.Trace, e.logs, e.clock)
+	e.b = b
+	return b
 }
 
 // After a restart the queue is rebuilt from storage at the persisted times: nothing rotates
@@ -123,13 +160,14 @@ func TestQueueRebuiltAfterRestart(t *testing.T) {
 	e.configure()
 	e.ok(logical.UpdateOperation, "roles/later", map[string]interface{}{"client_id": testAppID, "rotation_period": "1h"})
 	e.ok(logical.UpdateOperation, "roles/overdue", map[string]interface{}{"client_id": testApp2ID, "rotation_period": "1h"})
-	e.ok(logical.UpdateOperation, "roles/manual", map[string]interface{}{"client_id": testApp2ID})
-	later, _ := loadRole(t.Context(), e.storage, "later")
+	e.emu.AddClient(emulator.Client{ClientID: "app-3", Grants: map[string][]string{testAPI: {}}})
+	e.ok(logical.UpdateOperation, "roles/manual", map[string]interface{}{"client_id": "app-3"})
+	later := e.storedRole("later")
 
 	// Vault goes down; while it is, "overdue" falls due.
 	e.b.Cleanup(t.Context())
-	overdue, _ := loadRole(t.Context(), e.storage, "overdue")
-	overdue.NextVaultRotation = time.Now().Add(-time.Minute)
+	overdue := e.storedRole("overdue")
+	overdue.NextVaultRotation = e.clock.Now().Add(-time.Minute)
 	if err := saveRole(t.Context(), e.storage, "overdue", overdue); err != nil {
 		t.Fatal(err)
 	}
@@ -143,19 +181,12 @@ func TestQueueRebuiltAfterRestart(t *testing.T) {
 	if _, ok := sch.queue.due("manual"); ok {
 		t.Fatal("a role without a schedule was queued")
 	}
-	waitFor(t, 5*time.Second, "the overdue role to rotate", func() bool {
-		return e.emu.Stats().Rotations[testApp2ID] == 1
-	})
+	if n := e.runDue(); n != 1 || e.emu.Stats().Rotations[testApp2ID] != 1 {
+		t.Fatalf("%d jobs ran; want the overdue role rotated", n)
+	}
 	if e.emu.Stats().Rotations[testAppID] != 0 {
 		t.Fatal("a role that was not due rotated after the restart")
 	}
-}
-
-// restartBackend builds a new backend on e's storage, as Vault does when it reloads the
-// mount, with the given system view, and initializes it.
-func restartBackend(t *testing.T, e *testEnv, sys logical.SystemView) *backend {
-	t.Helper()
-	return startBackend(t, e.storage, sys, hclog.Trace, e.logs)
 }
 
 func TestNoSchedulerWhereStorageIsReadOnly(t *testing.T) {
@@ -175,85 +206,90 @@ func TestNoSchedulerWhereStorageIsReadOnly(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newTestEnv(t)
 			e.configureWithRole(map[string]interface{}{"rotation_period": "5s"})
-			role, _ := loadRole(t.Context(), e.storage, "app")
-			role.NextVaultRotation = time.Now().Add(-time.Minute) // overdue
-			if err := saveRole(t.Context(), e.storage, "app", role); err != nil {
-				t.Fatal(err)
-			}
 			e.b.Cleanup(t.Context())
+			e.setDue("app", e.clock.Now().Add(-time.Minute)) // overdue
 
 			sys := logical.StaticSystemView{ReplicationStateVal: tc.state, LocalMountVal: tc.local}
 			b := restartBackend(t, e, sys)
 			if running := b.sched.Load() != nil; running != tc.running {
 				t.Fatalf("scheduler running = %v, want %v", running, tc.running)
 			}
+			e.advance(time.Hour)
+			want := 0
 			if tc.running {
-				waitFor(t, 5*time.Second, "the overdue rotation", func() bool { return e.emu.Stats().Rotations[testAppID] == 1 })
-				return
+				want = 1
 			}
-			time.Sleep(2 * tickInterval)
-			if n := e.emu.Stats().Rotations[testAppID]; n != 0 {
-				t.Fatalf("%d rotations where storage is read-only", n)
+			if n := e.emu.Stats().Rotations[testAppID]; n != want {
+				t.Fatalf("%d rotations, want %d", n, want)
 			}
 		})
 	}
 }
 
+// Failed scheduled rotations are recorded with their count and retried after a growing
+// delay, persisted as the role's next attempt; creds tell consumers to come back then,
+// not every second.
 func TestScheduledFailuresBackOffAndRecover(t *testing.T) {
 	e := newTestEnv(t)
-	e.b.retryBase = 200 * time.Millisecond
 	e.emu.SetFaults(func(p emulator.Phase, r *http.Request, _ string) *emulator.Fault {
 		if p == emulator.BeforeApply && r.Method == http.MethodPost {
 			return &emulator.Fault{Status: http.StatusServiceUnavailable}
 		}
 		return nil
 	})
-	e.configureWithRole(map[string]interface{}{"rotation_period": "5s"})
-	role, _ := loadRole(t.Context(), e.storage, "app")
-	role.NextVaultRotation = time.Now()
-	_ = saveRole(t.Context(), e.storage, "app", role)
-	e.b.schedule("app", role)
+	e.configureWithRole(map[string]interface{}{"import_current_secret": true, "rotation_period": "5s"})
+	requests := func() int { return e.emu.Stats().Requests }
 
-	var failures []time.Time
-	waitFor(t, 15*time.Second, "three failed attempts", func() bool {
-		r, _ := loadRole(t.Context(), e.storage, "app")
-		if f := r.LastFailure; f != nil && (len(failures) == 0 || f.ConsecutiveFailures > len(failures)) {
-			failures = append(failures, time.Now())
+	e.advance(5 * time.Second)
+	var gaps []time.Duration
+	last := e.clock.Now()
+	for len(gaps) < 6 {
+		before := requests()
+		e.advance(time.Second)
+		if requests() > before {
+			// Rounded: each Management API call also waits 1ms for the test's rate limit.
+			gaps = append(gaps, e.clock.Now().Sub(last).Round(time.Second))
+			last = e.clock.Now()
 		}
-		return len(failures) >= 3
-	})
-	got := e.ok(logical.ReadOperation, "roles/app", nil)["last_rotation_failure"].(map[string]interface{})
-	wantContains(t, got["message"].(string), "503")
-	if got["consecutive_failures"].(int) < 3 {
-		t.Fatalf("consecutive_failures = %v", got["consecutive_failures"])
 	}
-	wantContains(t, e.logs.String(), "scheduled rotation failed; will retry")
+	// The test jitter picks the longest delay: base, then doubling, capped.
+	want := []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second, 80 * time.Second, 160 * time.Second, 320 * time.Second}
+	if fmt.Sprint(gaps) != fmt.Sprint(want) {
+		t.Fatalf("attempts %v apart, want %v", gaps, want)
+	}
+	role := e.ok(logical.ReadOperation, "roles/app", nil)
+	failure := role["last_rotation_failure"].(map[string]interface{})
+	wantContains(t, failure["message"].(string), "503")
+	if failure["consecutive_failures"] != 7 {
+		t.Fatalf("consecutive_failures = %v, want 7", failure["consecutive_failures"])
+	}
+	stored := e.storedRole("app")
+	if failure["next_attempt"] != stored.NextAttempt.Format(time.RFC3339) || !stored.NextAttempt.Equal(e.clock.Now().Add(640*time.Second)) {
+		t.Fatalf("next_attempt = %v, stored %v; want now + 640s", failure["next_attempt"], stored.NextAttempt)
+	}
+	creds := e.ok(logical.ReadOperation, "creds/app", nil)
+	if creds["ttl"] != int64(640) {
+		t.Fatalf("creds ttl while failing = %v, want 640 (the next attempt), not 1", creds["ttl"])
+	}
+	wantContains(t, e.logs.String(), "rotation failed", "consecutive_failures=7")
 
 	e.emu.SetFaults(nil)
-	waitFor(t, 15*time.Second, "recovery", func() bool {
-		r, _ := loadRole(t.Context(), e.storage, "app")
-		return r.LastFailure == nil && r.latest() != nil
-	})
-	if v := e.ok(logical.ReadOperation, "creds/app", nil); v["client_secret"] != e.appSecret(testAppID) {
-		t.Fatal("after recovery creds do not serve Auth0's secret")
+	e.advance(640 * time.Second)
+	if r := e.storedRole("app"); r.LastFailure != nil || r.currentVersion() != 2 || !r.NextAttempt.IsZero() {
+		t.Fatalf("after recovery: failure %v, version %d", r.LastFailure, r.currentVersion())
+	}
+	if v := e.ok(logical.ReadOperation, "creds/app", nil); v["client_secret"] != e.appSecret(testAppID) || v["ttl"] != int64(5) {
+		t.Fatalf("after recovery creds serve %v (ttl %v), not Auth0's secret", v["version"], v["ttl"])
 	}
 }
 
 func TestMissedWindowWaitsForNextTime(t *testing.T) {
 	e := newTestEnv(t)
 	e.configureWithRole(map[string]interface{}{"rotation_schedule": "0 3 * * *", "rotation_window": "1h"})
-	role, _ := loadRole(t.Context(), e.storage, "app")
-	missed := time.Now().Add(-2 * time.Hour).Truncate(time.Minute)
-	role.NextVaultRotation = missed
-	_ = saveRole(t.Context(), e.storage, "app", role)
-	e.b.schedule("app", role)
-
-	waitFor(t, 5*time.Second, "the missed window to be handled", func() bool {
-		r, _ := loadRole(t.Context(), e.storage, "app")
-		return r.NextVaultRotation.After(time.Now())
-	})
-	r, _ := loadRole(t.Context(), e.storage, "app")
-	if r.NextVaultRotation.Hour() != 3 || r.NextVaultRotation.Minute() != 0 {
+	e.setDue("app", e.clock.Now().Add(-2*time.Hour).Truncate(time.Minute))
+	e.runDue()
+	r := e.storedRole("app")
+	if r.NextVaultRotation.Hour() != 3 || r.NextVaultRotation.Minute() != 0 || !r.NextVaultRotation.After(e.clock.Now()) {
 		t.Fatalf("next = %v, want the next 03:00 UTC", r.NextVaultRotation)
 	}
 	if n := e.emu.Stats().Rotations[testAppID]; n != 0 {
@@ -262,10 +298,10 @@ func TestMissedWindowWaitsForNextTime(t *testing.T) {
 	wantContains(t, e.logs.String(), "rotation window missed")
 }
 
-// Due roles are worked off at the mount's rate limit, without provoking 429s.
+// Due roles are worked off at the mount's rate limit: consecutive Management API requests
+// are at least 1/rate_limit apart in the engine's time.
 func TestScheduledBurstRespectsRateLimit(t *testing.T) {
 	e := newTestEnv(t)
-	e.emu.SetRateLimit(5)
 	e.configure()
 	e.ok(logical.UpdateOperation, "config", map[string]interface{}{"rate_limit": 4})
 	const roles = 12
@@ -274,22 +310,22 @@ func TestScheduledBurstRespectsRateLimit(t *testing.T) {
 		e.emu.AddClient(emulator.Client{ClientID: id, Grants: map[string][]string{testAPI: {}}})
 		e.ok(logical.UpdateOperation, "roles/"+id, map[string]interface{}{"client_id": id, "rotation_period": "1h"})
 	}
-	now := time.Now()
-	for i := 0; i < roles; i++ {
-		name := fmt.Sprintf("burst-%d", i)
-		role, _ := loadRole(t.Context(), e.storage, name)
-		role.NextVaultRotation = now
-		_ = saveRole(t.Context(), e.storage, name, role)
-		e.b.schedule(name, role)
-	}
-	waitFor(t, 20*time.Second, "every due role to rotate", func() bool {
-		total := 0
-		for _, n := range e.emu.Stats().Rotations {
-			total += n
+	var sent []time.Time
+	e.emu.SetFaults(func(p emulator.Phase, r *http.Request, _ string) *emulator.Fault {
+		if p == emulator.BeforeApply && strings.HasSuffix(r.URL.Path, "/rotate-secret") {
+			sent = append(sent, e.clock.Now())
 		}
-		return total == roles
+		return nil
 	})
-	if n := e.emu.Stats().RateLimited; n != 0 {
-		t.Fatalf("Auth0 answered %d requests with 429", n)
+	if n := e.advance(time.Hour); n != roles {
+		t.Fatalf("%d jobs ran, want %d", n, roles)
+	}
+	if len(sent) != roles {
+		t.Fatalf("%d rotations sent, want %d", len(sent), roles)
+	}
+	for i := 1; i < len(sent); i++ {
+		if gap := sent[i].Sub(sent[i-1]); gap < 250*time.Millisecond {
+			t.Fatalf("requests %d and %d were %v apart, less than 1/rate_limit", i-1, i, gap)
+		}
 	}
 }

@@ -1,0 +1,82 @@
+package auth0
+
+import (
+	"sort"
+	"sync"
+	"time"
+)
+
+// fakeClock is a virtual clock. Time moves only when Advance is called, or, with
+// autoAdvance, when something waits on it: a wait then jumps the clock to its end at once.
+// autoAdvance suits code that runs on the test's goroutine (runDueNow); Advance suits
+// tests that let background goroutines wait on timers.
+type fakeClock struct {
+	mu          sync.Mutex
+	now         time.Time
+	timers      []*fakeTimer
+	autoAdvance bool
+}
+
+type fakeTimer struct {
+	at      time.Time
+	ch      chan time.Time
+	stopped bool
+}
+
+func newFakeClock(start time.Time) *fakeClock {
+	return &fakeClock{now: start}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) NewTimer(d time.Duration) (<-chan time.Time, func() bool) {
+	c.mu.Lock()
+	t := &fakeTimer{at: c.now.Add(d), ch: make(chan time.Time, 1)}
+	c.timers = append(c.timers, t)
+	auto := c.autoAdvance
+	c.mu.Unlock()
+	if d <= 0 {
+		c.Advance(0)
+	} else if auto {
+		c.Advance(d)
+	}
+	stop := func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		was := !t.stopped
+		t.stopped = true
+		return was
+	}
+	return t.ch, stop
+}
+
+// Advance moves the clock forward by d and fires every timer due by then.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	sort.Slice(c.timers, func(i, j int) bool { return c.timers[i].at.Before(c.timers[j].at) })
+	kept := c.timers[:0]
+	for _, t := range c.timers {
+		switch {
+		case t.stopped:
+		case !t.at.After(c.now):
+			t.stopped = true
+			t.ch <- c.now
+		default:
+			kept = append(kept, t)
+		}
+	}
+	c.timers = kept
+}
+
+// Set moves the clock to t (forward only).
+func (c *fakeClock) Set(t time.Time) {
+	if d := t.Sub(c.Now()); d > 0 {
+		c.Advance(d)
+	}
+}

@@ -1,0 +1,63 @@
+package auth0
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// upgradeRoleLocked moves a role written by v0.1.0 (layout 0: every secret inside the role
+// entry) to the current layout: each secret into its own entry, what creds serves into
+// creds/<name>, the application claimed for the role; then the role entry is rewritten
+// without secrets, which is the commit point. A crash before it leaves the old entry, and
+// the upgrade runs again from the start: every step is idempotent. A role that turns out
+// to share its application with another, or with the mount's config, or whose stored
+// schedule cannot fire, is marked blocked and reported, never rotated. The caller holds the
+// role's lock.
+func (b *backend) upgradeRoleLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
+	for _, v := range role.Versions {
+		if v.LegacySecret == "" {
+			continue
+		}
+		sec := &secretEntry{Version: v.Version, Secret: v.LegacySecret, CreatedTime: v.CreatedTime, Source: v.Source}
+		if err := saveSecret(ctx, s, name, sec); err != nil {
+			return err
+		}
+	}
+	creds, err := buildCreds(ctx, s, name, role)
+	if err != nil {
+		return err
+	}
+	if creds != nil {
+		if err := saveCreds(ctx, s, name, creds); err != nil {
+			return err
+		}
+	}
+	owner, err := b.claimApplication(ctx, s, name, role.ClientID)
+	if err != nil {
+		return err
+	}
+
+	next := role.clone()
+	next.Layout = roleLayout
+	for i, v := range next.Versions {
+		cp := *v
+		cp.LegacySecret = ""
+		next.Versions[i] = &cp
+	}
+	if owner != "" {
+		next.Blocked = ownerConflict(role.ClientID, owner) + "; the engine does not rotate this role: delete it, or point it at another application"
+	} else if problem := next.scheduleProblem(b.clock.Now()); problem != "" {
+		next.Blocked = problem
+	}
+	if err := saveRole(ctx, s, name, next); err != nil {
+		return err
+	}
+	*role = *next
+	if role.Blocked != "" {
+		b.Logger().Error("role not rotated until its operator acts", "role", name, "client_id", role.ClientID, "reason", role.Blocked)
+	}
+	b.Logger().Info("moved role to the current storage layout", "role", name, "layout", fmt.Sprint(roleLayout), "versions", len(role.Versions))
+	return nil
+}
