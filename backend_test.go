@@ -232,22 +232,49 @@ func wantContains(t *testing.T, got string, parts ...string) {
 }
 
 // countingStorage counts reads so tests can hold the hot path to its storage budget, and
-// can be told to fail writes.
+// can be told to fail operations.
 type countingStorage struct {
 	logical.Storage
 	gets      atomic.Int64
-	failPuts  atomic.Int64 // fail this many next Puts of roles
 	putsTotal atomic.Int64
+	// failPuts fails this many next Puts of keys under failPrefix (default roles/).
+	failPuts   atomic.Int64
+	failPrefix atomic.Pointer[string]
+	// failGets and failLists fail this many next Gets of keys under failGetPrefix, and
+	// Lists of any prefix.
+	failGets      atomic.Int64
+	failGetPrefix atomic.Pointer[string]
+	failLists     atomic.Int64
+}
+
+// failPutsUnder makes the next n Puts of keys under prefix fail.
+func (s *countingStorage) failPutsUnder(prefix string, n int64) {
+	s.failPrefix.Store(&prefix)
+	s.failPuts.Store(n)
 }
 
 func (s *countingStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
 	s.gets.Add(1)
+	if p := s.failGetPrefix.Load(); p != nil && strings.HasPrefix(key, *p) && s.failGets.Add(-1) >= 0 {
+		return nil, errStorageDown
+	}
 	return s.Storage.Get(ctx, key)
+}
+
+func (s *countingStorage) List(ctx context.Context, prefix string) ([]string, error) {
+	if s.failLists.Add(-1) >= 0 {
+		return nil, errStorageDown
+	}
+	return s.Storage.List(ctx, prefix)
 }
 
 func (s *countingStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
 	s.putsTotal.Add(1)
-	if strings.HasPrefix(e.Key, roleStoragePrefix) && s.failPuts.Load() > 0 {
+	prefix := roleStoragePrefix
+	if p := s.failPrefix.Load(); p != nil {
+		prefix = *p
+	}
+	if strings.HasPrefix(e.Key, prefix) && s.failPuts.Load() > 0 {
 		s.failPuts.Add(-1)
 		return errStorageDown
 	}

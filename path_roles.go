@@ -181,7 +181,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 		role.Blocked = ownerConflict(role.ClientID, owner) + "; the engine does not rotate this role: delete it, or point it at another application"
 	}
 
-	if creating || role.RotationSchedule != oldSchedule || role.RotationPeriod != oldPeriod {
+	if creating || role.RotationSchedule != oldSchedule || role.RotationPeriod != oldPeriod || role.scheduleProblem(now) != "" {
 		from := role.LastVaultRotation
 		if from.IsZero() || role.RotationSchedule != "" {
 			from = now
@@ -204,33 +204,12 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 		return nil, err
 	}
 	if role.MaxVersions != oldMax {
-		if err := b.applyMaxVersions(ctx, req.Storage, name, role, dropped); err != nil {
+		if err := applyMaxVersions(ctx, req.Storage, name, role, dropped); err != nil {
 			return nil, err
 		}
 	}
 	b.schedule(name, role)
 	return nil, nil
-}
-
-// applyMaxVersions brings creds and the secret entries in line with a changed max_versions:
-// creds no longer serves a previous version that is not retained, and dropped versions'
-// secrets are deleted.
-func (b *backend) applyMaxVersions(ctx context.Context, s logical.Storage, name string, role *roleEntry, dropped []*versionMeta) error {
-	creds, err := buildCreds(ctx, s, name, role)
-	if err != nil {
-		return err
-	}
-	if creds != nil {
-		if err := saveCreds(ctx, s, name, creds); err != nil {
-			return err
-		}
-	}
-	for _, v := range dropped {
-		if err := deleteKey(ctx, s, secretKey(name, v.Version)); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // applyRoleFields validates the request's fields and applies them to role. It returns an

@@ -1,6 +1,9 @@
 package auth0
 
 import (
+	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -108,6 +111,9 @@ func TestRoleRejectsBadInput(t *testing.T) {
 		{"max_versions zero", map[string]interface{}{"client_id": testAppID, "max_versions": 0}, "max_versions must be between 1 and 100, got 0"},
 		{"max_versions too many", map[string]interface{}{"client_id": testAppID, "max_versions": 101}, "max_versions must be between 1 and 100, got 101"},
 		{"unknown application", map[string]interface{}{"client_id": "no-such-app"}, `checking client_id "no-such-app" in Auth0: Auth0 has no such application`},
+		{"schedule that never fires", map[string]interface{}{"client_id": testAppID, "rotation_schedule": "0 0 30 2 *"}, `invalid rotation_schedule "0 0 30 2 *": it never fires`},
+		{"schedule on the 31st of a 30-day month", map[string]interface{}{"client_id": testAppID, "rotation_schedule": "0 0 31 4,6,9,11 *"}, "never fires"},
+		{"the Management API application", map[string]interface{}{"client_id": testMgmtID}, `client_id "vault-mgmt" is the mount's own Management API application`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -152,4 +158,61 @@ func TestRoleImportNeedsReadClientKeys(t *testing.T) {
 	}
 	// Without import, read:clients is enough.
 	e.ok(logical.UpdateOperation, "roles/app", map[string]interface{}{"client_id": testAppID})
+}
+
+// One application per role on a mount: a second role naming it, a config naming a role's
+// application, and concurrent creates are refused, naming the owner; a delete frees it.
+func TestOwnership(t *testing.T) {
+	e := newTestEnv(t)
+	e.configureWithRole(nil)
+	wantContains(t, e.userError(logical.UpdateOperation, "roles/second", map[string]interface{}{"client_id": testAppID}),
+		`client_id "app-1" is already managed by role "app"`)
+	if role, _ := loadRole(t.Context(), e.storage, "second"); role != nil {
+		t.Fatal("the refused role was stored")
+	}
+	wantContains(t, e.userError(logical.UpdateOperation, "config", map[string]interface{}{"client_id": testAppID, "verify_connection": false}),
+		`client_id "app-1" is the application of role "app"`, "nothing was stored")
+	if cfg := e.storedConfig(); cfg.ClientID != testMgmtID {
+		t.Fatalf("config client_id = %q after a refused write", cfg.ClientID)
+	}
+	// An update of the owner itself is fine.
+	e.ok(logical.UpdateOperation, "roles/app", map[string]interface{}{"rotation_period": "1h"})
+
+	e.ok(logical.DeleteOperation, "roles/app", nil)
+	e.ok(logical.UpdateOperation, "roles/second", map[string]interface{}{"client_id": testAppID})
+	if owner, _ := loadOwner(t.Context(), e.storage, testAppID); owner != "second" {
+		t.Fatalf("owner after delete and create = %q", owner)
+	}
+}
+
+func TestOwnershipUnderConcurrentCreates(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure()
+	const writers = 16
+	var wg sync.WaitGroup
+	results := make([]error, writers)
+	for i := 0; i < writers; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			resp, err := e.request(logical.UpdateOperation, fmt.Sprintf("roles/r%d", i), map[string]interface{}{"client_id": testAppID})
+			if err == nil && resp != nil && resp.IsError() {
+				err = resp.Error()
+			}
+			results[i] = err
+		}(i)
+	}
+	wg.Wait()
+	var winners []string
+	for i, err := range results {
+		if err == nil {
+			winners = append(winners, fmt.Sprintf("r%d", i))
+		} else if !strings.Contains(err.Error(), "is already managed by role") {
+			t.Fatalf("r%d: %v", i, err)
+		}
+	}
+	names, _ := e.storage.List(t.Context(), roleStoragePrefix)
+	if len(winners) != 1 || len(names) != 1 || names[0] != winners[0] {
+		t.Fatalf("winners %v, stored roles %v; want exactly one", winners, names)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -327,5 +328,101 @@ func TestScheduledBurstRespectsRateLimit(t *testing.T) {
 		if gap := sent[i].Sub(sent[i-1]); gap < 250*time.Millisecond {
 			t.Fatalf("requests %d and %d were %v apart, less than 1/rate_limit", i-1, i, gap)
 		}
+	}
+}
+
+// Clean returns promptly whatever the workers do: a scheduled rotation parked in the rate
+// limiter (a 429 asked for five minutes) is abandoned, and nothing reached Auth0.
+func TestCleanReturnsWhileWorkersWait(t *testing.T) {
+	e := newTestEnv(t)
+	e.configureWithRole(map[string]interface{}{"rotation_period": "1h"})
+	e.b.Cleanup(t.Context())
+	// A backend on the real clock with its dispatcher, as in Vault.
+	b := startBackend(t, e.storage, logical.TestSystemView(), hclog.Trace, e.logs)
+	<-b.sched.Load().loaded
+	b.limiter.observe(&http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"300"}}}, time.Now())
+	role := e.storedRole("app")
+	role.NextVaultRotation = time.Now()
+	if err := saveRole(t.Context(), e.storage, "app", role); err != nil {
+		t.Fatal(err)
+	}
+	b.schedule("app", role)
+	waitFor(t, 5*time.Second, "the job to leave the queue", func() bool { return b.sched.Load().queue.len() == 0 })
+
+	cleaned := make(chan struct{})
+	go func() {
+		b.Cleanup(t.Context())
+		close(cleaned)
+	}()
+	select {
+	case <-cleaned:
+	case <-time.After(stopWait + 5*time.Second):
+		t.Fatal("Clean did not return while a worker waited in the rate limiter")
+	}
+	if n := e.emu.Stats().Rotations[testAppID]; n != 0 || walCount(t, e.storage) != 0 {
+		t.Fatalf("%d rotations, %d entries: an abandoned wait must send nothing and record nothing in flight", n, walCount(t, e.storage))
+	}
+}
+
+// Errors at start (listing roles, reading a role, reading config, listing rotations left in
+// flight) are retried with backoff until the queue holds every stored role.
+func TestStartErrorsAreRetried(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure()
+	e.ok(logical.UpdateOperation, "config", map[string]interface{}{"root_rotation_period": "24h"})
+	e.configureWithRole(map[string]interface{}{"rotation_period": "1h"})
+	e.ok(logical.UpdateOperation, "roles/two", map[string]interface{}{"client_id": testApp2ID, "rotation_period": "2h"})
+	e.b.Cleanup(t.Context())
+
+	e.storage.failLists.Store(3) // the rotations in flight, then roles, twice
+	prefix := roleKey("two")
+	e.storage.failGetPrefix.Store(&prefix)
+	e.storage.failGets.Store(4)
+	e.clock.autoAdvance = false
+	b := restartBackend(t, e, logical.TestSystemView())
+	sch := b.sched.Load()
+	for i := 0; i < 100; i++ {
+		select {
+		case <-sch.loaded:
+			i = 100
+		default:
+			e.clock.Advance(time.Minute) // lets the backoff waits pass
+			time.Sleep(time.Millisecond)
+		}
+	}
+	<-sch.loaded
+	for _, key := range []string{"app", "two", rootQueueKey} {
+		if _, ok := sch.queue.due(key); !ok {
+			t.Fatalf("%s is not queued after start errors", key)
+		}
+	}
+	wantContains(t, e.logs.String(), "startup step failed; retrying", "could not read role for scheduling")
+}
+
+// Write-ahead entries are local storage, and reconciliation calls Auth0 only where
+// storage is writable.
+func TestWriteAheadEntriesAreLocalAndGuarded(t *testing.T) {
+	e := newTestEnv(t)
+	local := e.b.PathsSpecial.LocalStorage
+	if len(local) != 1 || local[0] != framework.WALPrefix {
+		t.Fatalf("local storage paths = %v, want %s", local, framework.WALPrefix)
+	}
+	e.configureWithRole(map[string]interface{}{"import_current_secret": true})
+	if _, err := framework.PutWAL(t.Context(), e.storage, walKindRotation, &rotationWAL{Role: "app", ClientID: testAppID, BaseVersion: 1}); err != nil {
+		t.Fatal(err)
+	}
+	e.b.Cleanup(t.Context())
+	sys := logical.StaticSystemView{ReplicationStateVal: consts.ReplicationPerformanceStandby}
+	b := restartBackend(t, e, sys)
+	requests := e.emu.Stats().Requests
+	resp, err := b.HandleRequest(t.Context(), &logical.Request{
+		Operation: logical.RollbackOperation, Storage: e.storage, Data: map[string]interface{}{"immediate": true},
+	})
+	if err != nil || resp == nil || !resp.IsError() {
+		t.Fatalf("rollback on a performance standby answered %v, %v; want an error", resp, err)
+	}
+	wantContains(t, resp.Error().Error(), "where storage is writable")
+	if n := e.emu.Stats().Requests - requests; n != 0 || walCount(t, e.storage) != 1 {
+		t.Fatalf("%d Auth0 requests, %d entries left; want none and the entry kept", n, walCount(t, e.storage))
 	}
 }
