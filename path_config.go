@@ -29,7 +29,7 @@ func pathConfig(b *backend) []*framework.Path {
 				},
 				"client_id": {
 					Type:        framework.TypeString,
-					Description: "Client ID of the machine-to-machine application that calls the Management API.",
+					Description: "Client ID of the machine-to-machine application that calls the Management API. It must not be the application of any role of this mount.",
 				},
 				"client_secret": {
 					Type:        framework.TypeString,
@@ -96,6 +96,9 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 	addTime(data, "last_root_rotation", cfg.LastRootRotation)
 	if cfg.RootRotationPeriod > 0 {
 		addTime(data, "next_root_rotation", cfg.NextRootRotation)
+	}
+	if f := cfg.RootFailures.LastFailure; f != nil {
+		data["last_root_rotation_failure"] = failureData(f, cfg.RootFailures.NextAttempt)
 	}
 	return &logical.Response{Data: data}, nil
 }
@@ -241,6 +244,12 @@ application. Grant that application these Management API scopes:
 By default a write first obtains a Management API token with the given credentials
 (verify_connection=true); if Auth0 refuses them the write fails and nothing is stored.
 The client_secret is write-only: it is never returned by a read and never logged.
+
+client_id must be an application of its own: a write naming the application of one of
+this mount's roles is refused (rotating it from a role would cut the engine off). Read
+shows last_root_rotation, next_root_rotation when root_rotation_period is set, and
+last_root_rotation_failure (time, message, consecutive_failures, next_attempt) while root
+rotations fail.
 
 Example:
 

@@ -158,7 +158,8 @@ client can fall back to it.
 
 When the role rotates automatically, rotation_period or rotation_schedule,
 next_vault_rotation and ttl (seconds to the next rotation) are returned too, so Vault Agent
-re-renders its templates right after each scheduled rotation. For a rotation_schedule,
+re-renders its templates right after each scheduled rotation. While rotations fail, ttl
+counts to the engine's next attempt instead, so clients do not re-read every second. For a rotation_schedule,
 rotation_period is the interval between its next two scheduled times: Vault Agent 1.13
 re-reads at ttl only when rotation_period is present.
 

@@ -111,13 +111,7 @@ func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *fra
 		data["rotation_blocked"] = role.Blocked
 	}
 	if f := role.LastFailure; f != nil {
-		failure := map[string]interface{}{
-			"time":                 f.Time.Format(time.RFC3339),
-			"message":              f.Message,
-			"consecutive_failures": f.ConsecutiveFailures,
-		}
-		addTime(failure, "next_attempt", role.NextAttempt)
-		data["last_rotation_failure"] = failure
+		data["last_rotation_failure"] = failureData(f, role.NextAttempt)
 	}
 	return &logical.Response{Data: data}, nil
 }
@@ -299,6 +293,17 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 	return nil, nil
 }
 
+// failureData is how a read shows a recorded failure.
+func failureData(f *rotationFailure, nextAttempt time.Time) map[string]interface{} {
+	data := map[string]interface{}{
+		"time":                 f.Time.Format(time.RFC3339),
+		"message":              f.Message,
+		"consecutive_failures": f.ConsecutiveFailures,
+	}
+	addTime(data, "next_attempt", nextAttempt)
+	return data
+}
+
 // addTime sets data[key] to t in RFC 3339, unless t is zero.
 func addTime(data map[string]interface{}, key string, t time.Time) {
 	if !t.IsZero() {
@@ -324,13 +329,27 @@ import_current_secret=true, the application's current secret is stored as versio
 without rotating. Creating a role never rotates: applications may still be using the
 current secret.
 
+One application belongs to at most one role of a mount, and never to the mount's own
+Management API application (config's client_id): a write naming such a client_id is
+refused with the owner's name. Deleting a role frees its application.
+
 Automatic rotation: set rotation_period (e.g. 720h) or rotation_schedule (5-field cron,
-UTC, e.g. "0 3 * * SUN", optionally with rotation_window). max_versions (default 10)
-bounds how many versions are retained.
+UTC, e.g. "0 3 * * SUN", optionally with rotation_window). A schedule must fire within
+the next five years; one that never does (e.g. "0 0 30 2 *") is refused. max_versions
+(default 10) bounds how many versions are retained.
 
 Reading a role shows its settings, current_version, last_vault_rotation,
-next_vault_rotation and the last rotation failure, never a secret. Deleting a role removes
-it and all its versions from Vault; it never changes anything in Auth0.
+next_vault_rotation, never a secret, and when something needs attention:
+
+  last_rotation_failure  the last failed attempt (time, message, consecutive_failures)
+                         and next_attempt: retries back off from 10s, doubling, to 1h
+  rotation_blocked       why the engine does not rotate this role until its operator acts
+                         (its application belongs to another role, or a schedule stored by
+                         an older build never fires)
+  warning                e.g. a scope to grant
+
+Deleting a role removes it and all its versions from Vault; it never changes anything in
+Auth0.
 `
 
 const pathRolesListHelpSyn = `List the roles.`

@@ -96,6 +96,10 @@ Calls Auth0's rotate-secret for the role's application and stores the new secret
 next version. Auth0 invalidates the old secret at once; creds/<name> serves the new one,
 with the old one as previous_client_secret while it is retained.
 
+If an earlier rotation of the role was left unresolved (its answer was lost, or Vault
+could not store the new secret), it is resolved first: no second Auth0 change starts while
+one is unresolved. A failure is recorded on the role (last_rotation_failure).
+
 The response carries the new version number and the rotation times, never the secret,
 so a policy may allow rotating without allowing reading:
 
@@ -112,7 +116,9 @@ Vault generates the new secret, stores it as pending before telling Auth0, sets 
 PATCH /api/v2/clients/{id}, proves it by obtaining a token with it, and only then makes
 it current and drops the old one. If Vault stops part-way, the next start (or the next
 rotate-root) tries the pending secret, then the old one, and finishes or rolls back the
-rotation; the log says which. The response carries last_root_rotation, never the secret.
+rotation; the log says which. A rotation that ends in a rollback answers an error that
+says so and is recorded on config (last_root_rotation_failure). The response carries
+last_root_rotation, never the secret.
 
 Set root_rotation_period on config to rotate it on a schedule.
 `
