@@ -491,18 +491,21 @@ func deleteRoleData(ctx context.Context, s logical.Storage, name string) error {
 	return nil
 }
 
+// rewriteCreds writes what creds serves anew from the role and its secret entries.
+func rewriteCreds(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
+	creds, err := buildCreds(ctx, s, name, role)
+	if err != nil || creds == nil {
+		return err
+	}
+	return saveCreds(ctx, s, name, creds)
+}
+
 // applyMaxVersions brings creds and the secret entries in line with a changed max_versions:
 // creds no longer serves a previous version that is not retained, and dropped versions'
 // secrets are deleted.
 func applyMaxVersions(ctx context.Context, s logical.Storage, name string, role *roleEntry, dropped []*versionMeta) error {
-	creds, err := buildCreds(ctx, s, name, role)
-	if err != nil {
+	if err := rewriteCreds(ctx, s, name, role); err != nil {
 		return err
-	}
-	if creds != nil {
-		if err := saveCreds(ctx, s, name, creds); err != nil {
-			return err
-		}
 	}
 	for _, v := range dropped {
 		if err := deleteKey(ctx, s, secretKey(name, v.Version)); err != nil {

@@ -25,14 +25,8 @@ func (b *backend) upgradeRoleLocked(ctx context.Context, s logical.Storage, name
 			return err
 		}
 	}
-	creds, err := buildCreds(ctx, s, name, role)
-	if err != nil {
+	if err := rewriteCreds(ctx, s, name, role); err != nil {
 		return err
-	}
-	if creds != nil {
-		if err := saveCreds(ctx, s, name, creds); err != nil {
-			return err
-		}
 	}
 	owner, err := b.claimApplication(ctx, s, name, role.ClientID)
 	if err != nil {
