@@ -381,16 +381,15 @@ func TestStartErrorsAreRetried(t *testing.T) {
 	e.clock.autoAdvance = false
 	b := restartBackend(t, e, logical.TestSystemView())
 	sch := b.sched.Load()
-	for i := 0; i < 100; i++ {
+	// The start runs in the background; its backoff waits pass as the virtual clock moves.
+	for loaded := false; !loaded; {
 		select {
 		case <-sch.loaded:
-			i = 100
-		default:
-			e.clock.Advance(time.Minute) // lets the backoff waits pass
-			time.Sleep(time.Millisecond)
+			loaded = true
+		case <-time.After(time.Millisecond):
+			e.clock.Advance(time.Minute)
 		}
 	}
-	<-sch.loaded
 	for _, key := range []string{"app", "two", rootQueueKey} {
 		if _, ok := sch.queue.due(key); !ok {
 			t.Fatalf("%s is not queued after start errors", key)
