@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"time"
 
 	"github.com/auth0/go-auth0/management"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -53,6 +54,10 @@ var errOutcomeUnknown = errors.New("the outcome of the rotation at Auth0 is unkn
 type managementClient struct {
 	transport *http.Transport
 	limiter   *rateLimiter
+	clock     clock
+	// propagatedBy is when Auth0 accepts the client's secret everywhere: until then, a
+	// token refused for it is asked for again (Auth0 documents up to 30 s after a change).
+	propagatedBy time.Time
 	// build makes a fresh SDK client, with a fresh token source.
 	build func() (*management.Management, error)
 
@@ -69,7 +74,10 @@ func newManagementClient(ctx context.Context, cfg *configEntry, limiter *rateLim
 	// The token endpoint is reached through the same client, with the same timeout.
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, httpClient)
 
-	c := &managementClient{transport: transport, limiter: limiter}
+	c := &managementClient{transport: transport, limiter: limiter, clock: clk}
+	if !cfg.LastRootRotation.IsZero() {
+		c.propagatedBy = cfg.LastRootRotation.Add(rootAcceptWait)
+	}
 	c.build = func() (*management.Management, error) {
 		var opts []management.Option
 		if cfg.Scheme == "http" {
@@ -117,18 +125,34 @@ func (c *managementClient) call(ctx context.Context, beforeSend func() error, fn
 	api := c.api
 	c.mu.Unlock()
 	err := attempt(api)
-	var mErr management.Error
-	if !errors.As(err, &mErr) || mErr.Status() != http.StatusUnauthorized {
-		return err
+	for retried := false; ; retried = true {
+		var mErr management.Error
+		switch {
+		case errors.As(err, &mErr) && mErr.Status() == http.StatusUnauthorized && !retried:
+			// The API refused the cached token: once more with a fresh one.
+		case tokenRefused(err) && c.clock.Now().Before(c.propagatedBy):
+			// The secret was just rotated and Auth0 may not accept it everywhere yet.
+			if serr := sleep(ctx, c.clock, time.Second); serr != nil {
+				return err
+			}
+		default:
+			return err
+		}
+		fresh, berr := c.build()
+		if berr != nil {
+			return err
+		}
+		c.mu.Lock()
+		c.api = fresh
+		c.mu.Unlock()
+		err = attempt(fresh)
 	}
-	fresh, berr := c.build()
-	if berr != nil {
-		return err
-	}
-	c.mu.Lock()
-	c.api = fresh
-	c.mu.Unlock()
-	return attempt(fresh)
+}
+
+// tokenRefused reports whether err is Auth0's token endpoint refusing the credentials.
+func tokenRefused(err error) bool {
+	var tokenErr *oauth2.RetrieveError
+	return errors.As(err, &tokenErr) && tokenErr.Response != nil && tokenErr.Response.StatusCode == http.StatusUnauthorized
 }
 
 func (c *managementClient) RotateSecret(ctx context.Context, clientID string, beforeSend func() error) (string, error) {
@@ -218,6 +242,9 @@ func verifyCredentials(ctx context.Context, cfg *configEntry) error {
 		ClientSecret:   cfg.ClientSecret,
 		TokenURL:       cfg.Scheme + "://" + cfg.Host + "/oauth/token",
 		EndpointParams: url.Values{"audience": {cfg.audience()}},
+		// One request per check: auto-detection would try Basic, then the body, on every
+		// refusal, doubling what a polling verification costs against Auth0's limits.
+		AuthStyle: oauth2.AuthStyleInParams,
 	}
 	_, err := cc.Token(context.WithValue(ctx, oauth2.HTTPClient, httpClient))
 	return err

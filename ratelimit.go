@@ -57,6 +57,14 @@ func (l *rateLimiter) wait(ctx context.Context) error {
 	return nil
 }
 
+// pausedUntil is when the mount may call Auth0 again after a 429; in the past when it may
+// now.
+func (l *rateLimiter) pausedUntil() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.blockedUntil
+}
+
 // observe reads a 429's Retry-After (seconds or HTTP date) or, failing that,
 // X-RateLimit-Reset (unix seconds), and holds further calls until then.
 func (l *rateLimiter) observe(resp *http.Response, now time.Time) {

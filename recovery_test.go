@@ -50,7 +50,9 @@ func TestRotateFaults(t *testing.T) {
 		wantWarning   bool
 	}{
 		{name: "500 before applying", faults: rotateFault(emulator.BeforeApply, emulator.Fault{Status: 500}), wantCode: http.StatusBadGateway},
-		{name: "429 with Retry-After", faults: rotateFault(emulator.BeforeApply, emulator.Fault{Status: 429, RetryAfter: 1}), wantCode: http.StatusTooManyRequests},
+		// A short pause is waited out inside the request: nothing was applied.
+		{name: "429 with a short Retry-After", faults: rotateFault(emulator.BeforeApply, emulator.Fault{Status: 429, RetryAfter: 2}), wantOK: true, wantRotations: 1, wantVersions: 2, wantSource: sourceRotate},
+		{name: "429 with a long Retry-After", faults: rotateFault(emulator.BeforeApply, emulator.Fault{Status: 429, RetryAfter: 60}), wantCode: http.StatusTooManyRequests},
 		{name: "connection refused", wantCode: http.StatusBadGateway},
 		{name: "applied, then 500", faults: rotateFault(emulator.AfterApply, emulator.Fault{Status: 500}), wantOK: true, wantRotations: 1, wantVersions: 2, wantSource: sourceRecovered},
 		{name: "applied, then connection dropped", faults: rotateFault(emulator.AfterApply, emulator.Fault{Drop: true}), wantOK: true, wantRotations: 1, wantVersions: 2, wantSource: sourceRecovered},
@@ -115,6 +117,9 @@ func TestRotateFaults(t *testing.T) {
 				case tc.wantCode != 0:
 					if code, ok := codedStatus(err); !ok || code != tc.wantCode {
 						t.Fatalf("want a %d, got %v, %v", tc.wantCode, resp, err)
+					}
+					if tc.wantCode == http.StatusTooManyRequests {
+						wantContains(t, err.Error(), "nothing was changed; try again after")
 					}
 				}
 				if creds["client_secret"] != v1 || role["current_version"] != 1 {

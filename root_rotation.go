@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -251,10 +252,16 @@ func (b *backend) promotePendingRoot(s logical.Storage, cfg *configEntry) error 
 	return nil
 }
 
-// credentialsRejected tells Auth0 refusing the credentials from not reaching Auth0.
+// credentialsRejected tells Auth0 refusing the credentials (401, or 400 invalid_client)
+// from everything else: not reaching Auth0, its limits (429, or a 500 "Global limit has
+// been reached"), or a missing grant (403), none of which says the secret is wrong.
 func credentialsRejected(err error) bool {
 	var tokenErr *oauth2.RetrieveError
-	return errors.As(err, &tokenErr) && tokenErr.Response != nil && tokenErr.Response.StatusCode < 500
+	if !errors.As(err, &tokenErr) || tokenErr.Response == nil {
+		return false
+	}
+	status := tokenErr.Response.StatusCode
+	return status == http.StatusUnauthorized || status == http.StatusBadRequest && tokenErr.ErrorCode == "invalid_client"
 }
 
 // rootStep is a test hook between the steps of a root rotation.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/auth0/go-auth0/management"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -18,6 +19,20 @@ const (
 	// triggerReconcile finishes rotations left in flight and changes nothing else.
 	triggerReconcile = "reconcile"
 )
+
+const (
+	// maxInlineRateLimitWait is the longest 429 pause a manual rotation waits out inside
+	// its request; a longer one is answered with a 429 saying when to try again.
+	maxInlineRateLimitWait = 10 * time.Second
+	// maxRateLimitedTries bounds a manual rotation's attempts through short 429 pauses.
+	maxRateLimitedTries = 3
+)
+
+// rateLimited reports whether err is Auth0's 429, which says nothing was applied.
+func rateLimited(err error) bool {
+	var mErr management.Error
+	return errors.As(err, &mErr) && mErr.Status() == http.StatusTooManyRequests
+}
 
 // errRoleNotFound is returned by a role job for a role that does not exist (any more).
 var errRoleNotFound = errors.New("role not found")
@@ -178,9 +193,25 @@ func (j *roleJob) rotate(conn *connection) (*versionMeta, *logical.Response, err
 	// The call runs on the backend's context, not the request's: a caller that goes away
 	// must not cut the exchange between Auth0's answer and our write of the new secret.
 	secret, err := conn.client.RotateSecret(b.ctx, role.ClientID, writeWAL)
+	// A 429 applied nothing. A manual rotation waits out a short pause itself (the mount's
+	// limiter holds the next attempt until Auth0's reset), rather than failing its caller.
+	for tries := 1; rateLimited(err) && j.trigger == triggerManual && tries < maxRateLimitedTries; tries++ {
+		if b.limiter.pausedUntil().Sub(b.clock.Now()) > maxInlineRateLimitWait {
+			break
+		}
+		b.deleteWAL(j.s, walID)
+		walID = ""
+		secret, err = conn.client.RotateSecret(b.ctx, role.ClientID, writeWAL)
+	}
 	what := fmt.Sprintf("rotating the secret of role %q (client_id %q)", j.name, role.ClientID)
 	switch {
 	case err == nil:
+	case rateLimited(err):
+		if walID != "" {
+			b.deleteWAL(j.s, walID)
+		}
+		msg := fmt.Sprintf("%s: Auth0 rate limit reached (%v); nothing was changed; try again after %s", what, err, b.limiter.pausedUntil().UTC().Format(time.RFC3339))
+		return j.fail(b.ctx, nil, logical.CodedError(http.StatusTooManyRequests, msg))
 	case walID == "":
 		resp, rerr := auth0Failure(what, err)
 		return j.fail(b.ctx, resp, rerr)
