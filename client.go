@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,8 +38,9 @@ type auth0API interface {
 
 var _ auth0API = (*managementClient)(nil)
 
-// errNoSecretScope means Auth0 answered a read of a client without its secret.
-var errNoSecretScope = errors.New("Auth0 returned the application without its client_secret, which it does when the Management API token lacks the read:client_keys scope")
+// errNoSecretScope means Auth0 would not return a client's secret: the Management API
+// token lacks a scope that grants reading it.
+var errNoSecretScope = errors.New("Auth0 does not return the application's client_secret to this Management API application: it needs the read:client_keys scope (read:client_credentials also grants it)")
 
 type clientInfo struct {
 	ClientID string
@@ -200,12 +202,17 @@ func (c *managementClient) ReadClient(ctx context.Context, clientID string, with
 		client, err = api.Client.Read(ctx, clientID, management.IncludeFields(fields...))
 		return err
 	})
-	if err != nil {
+	var mErr management.Error
+	switch {
+	case withSecret && errors.As(err, &mErr) && mErr.Status() == http.StatusForbidden && strings.Contains(mErr.Error(), "client_secret"):
+		// Auth0: 403 "You cannot read the following fields: client_secret".
+		return nil, fmt.Errorf("%w (%v)", errNoSecretScope, err)
+	case err != nil:
 		return nil, err
 	}
 	info := &clientInfo{ClientID: client.GetClientID(), Name: client.GetName(), Secret: client.GetClientSecret()}
 	if withSecret && info.Secret == "" {
-		// Auth0 leaves the secret out, without an error, when the token lacks the scope.
+		// Some tenants leave the field out rather than refuse.
 		return nil, errNoSecretScope
 	}
 	return info, nil

@@ -152,7 +152,7 @@ func TestRoleImportNeedsReadClientKeys(t *testing.T) {
 	e := newTestEnv(t, "read:clients", "update:client_keys")
 	e.configure()
 	msg := e.userError(logical.UpdateOperation, "roles/app", map[string]interface{}{"client_id": testAppID, "import_current_secret": true})
-	wantContains(t, msg, "without its client_secret", "read:client_keys", "grant that scope")
+	wantContains(t, msg, "does not return the application's client_secret", "read:client_keys", "grant that scope")
 	if role, _ := loadRole(t.Context(), e.storage, "app"); role != nil {
 		t.Fatal("role stored after a failed import")
 	}

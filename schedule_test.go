@@ -130,6 +130,9 @@ func TestRateLimiterObservesAuth0Headers(t *testing.T) {
 		{"Retry-After date", 429, map[string]string{"Retry-After": now.Add(9 * time.Second).Format(http.TimeFormat)}, now.Add(9 * time.Second)},
 		{"X-RateLimit-Reset", 429, map[string]string{"X-RateLimit-Reset": strconv.FormatInt(now.Unix()+30, 10)}, now.Add(30 * time.Second)},
 		{"no headers", 429, nil, now.Add(time.Second)},
+		// Auth0's burst limit: no Retry-After, and a reset of the current second.
+		{"reset now, no Retry-After", 429, map[string]string{"X-RateLimit-Reset": strconv.FormatInt(now.Unix(), 10)}, now.Add(minRateLimitPause)},
+		{"reset in the past", 429, map[string]string{"X-RateLimit-Reset": strconv.FormatInt(now.Unix()-5, 10)}, now.Add(minRateLimitPause)},
 		{"absurd wait is capped", 429, map[string]string{"Retry-After": "86400"}, now.Add(maxRateLimitPause)},
 	}
 	for _, tc := range cases {
