@@ -195,7 +195,7 @@ func TestUnresolvedRotationBlocksNewOnes(t *testing.T) {
 	e := newTestEnv(t)
 	e.configureWithRole(map[string]interface{}{"import_current_secret": true})
 	e.emu.SetFaults(func(p emulator.Phase, r *http.Request, _ string) *emulator.Fault {
-		if p == emulator.AfterApply && r.Method == http.MethodPost || p == emulator.BeforeApply && r.Method == http.MethodGet {
+		if p == emulator.AfterApply && strings.HasSuffix(r.URL.Path, "/rotate-secret") || p == emulator.BeforeApply && r.Method == http.MethodGet {
 			return &emulator.Fault{Status: http.StatusInternalServerError}
 		}
 		return nil

@@ -3,6 +3,7 @@ package auth0
 import (
 	"context"
 	"errors"
+	"sort"
 	"sync"
 	"time"
 
@@ -261,19 +262,23 @@ func (b *backend) loadQueue(ctx context.Context, sch *scheduler) {
 func (b *backend) queueRoles(ctx context.Context, sch *scheduler, names []string) []string {
 	work := make(chan string)
 	var mu sync.Mutex
-	var failed []string
+	var failed, legacy []string
 	var wg sync.WaitGroup
 	for i := 0; i < queueLoaders; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for name := range work {
-				if err := b.queueRole(ctx, sch, name); err != nil {
+				err := b.queueRole(ctx, sch, name, false)
+				mu.Lock()
+				switch {
+				case errors.Is(err, errLegacyLayout):
+					legacy = append(legacy, name)
+				case err != nil:
 					b.Logger().Error("could not read role for scheduling", "role", name, "error", err)
-					mu.Lock()
 					failed = append(failed, name)
-					mu.Unlock()
 				}
+				mu.Unlock()
 			}
 		}()
 	}
@@ -285,14 +290,27 @@ func (b *backend) queueRoles(ctx context.Context, sch *scheduler, names []string
 	}
 	close(work)
 	wg.Wait()
+	// Roles in v0.1.0's layout are upgraded one by one, by name, so that where v0.1.0 let
+	// two roles share an application the first by name owns it, on every start alike.
+	sort.Strings(legacy)
+	for _, name := range legacy {
+		if err := b.queueRole(ctx, sch, name, true); err != nil {
+			b.Logger().Error("could not upgrade role for scheduling", "role", name, "error", err)
+			failed = append(failed, name)
+		}
+	}
 	return failed
 }
 
-// queueRole queues one stored role, upgrading it from an older layout first. A role whose
-// schedule cannot produce a due time is marked blocked and reported, never queued. It
-// holds the role's lock so that a concurrent change to the role, which requeues it, cannot
-// be overtaken by this older read.
-func (b *backend) queueRole(ctx context.Context, sch *scheduler, name string) error {
+// errLegacyLayout is queueRole's answer for a role in v0.1.0's layout that it may not
+// upgrade yet.
+var errLegacyLayout = errors.New("role in v0.1.0's storage layout")
+
+// queueRole queues one stored role, upgrading it from an older layout first when upgrade
+// is set (else it returns errLegacyLayout). A role whose schedule cannot produce a due time
+// is marked blocked and reported, never queued. It holds the role's lock so that a
+// concurrent change to the role, which requeues it, cannot be overtaken by this older read.
+func (b *backend) queueRole(ctx context.Context, sch *scheduler, name string, upgrade bool) error {
 	lock := b.roleLock(name)
 	lock.Lock()
 	defer lock.Unlock()
@@ -301,6 +319,9 @@ func (b *backend) queueRole(ctx context.Context, sch *scheduler, name string) er
 		return err
 	}
 	if role.legacy() {
+		if !upgrade {
+			return errLegacyLayout
+		}
 		if err := b.upgradeRoleLocked(ctx, sch.storage, name, role); err != nil {
 			return err
 		}

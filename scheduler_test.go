@@ -233,7 +233,7 @@ func TestNoSchedulerWhereStorageIsReadOnly(t *testing.T) {
 func TestScheduledFailuresBackOffAndRecover(t *testing.T) {
 	e := newTestEnv(t)
 	e.emu.SetFaults(func(p emulator.Phase, r *http.Request, _ string) *emulator.Fault {
-		if p == emulator.BeforeApply && r.Method == http.MethodPost {
+		if p == emulator.BeforeApply && strings.HasSuffix(r.URL.Path, "/rotate-secret") {
 			return &emulator.Fault{Status: http.StatusServiceUnavailable}
 		}
 		return nil
