@@ -23,6 +23,10 @@ import (
 // The engine must then find the secret Auth0 holds (the write-ahead log entry
 // written before the call says a rotation was in flight) and serve it.
 //
+// TestCrashPluginKillInCommit (commit_crash_test.go) kills the plugin a
+// little later instead: the answer goes out, and the kill lands somewhere in
+// the engine's multi-entry commit of the new secret (or before or after it).
+//
 // They are not parallel: Go runs them alone, before the parallel tests, so
 // that their timing does not depend on the other tests' load.
 
@@ -47,8 +51,13 @@ func crashIterations(t *testing.T) int {
 // application.
 type rotation struct {
 	secret  string // the secret Auth0 issued
-	crashed bool   // the fault crashed something here and dropped the answer
-	crash   error  // what the crash function returned
+	crashed bool   // the fault crashed something here: see answered
+	// answered: the crash was armed with armAfterAnswer, so the answer was
+	// sent and the crash came delay after it; otherwise (arm) the crash came
+	// before the answer, which was dropped.
+	answered bool
+	delay    time.Duration
+	crash    error // what the crash function returned
 }
 
 // ledger watches the emulator: it records every rotate-secret applied to one
@@ -62,6 +71,10 @@ type ledger struct {
 	rotations []rotation
 	crash     func() error  // armed crash, nil when disarmed
 	fired     chan struct{} // closed when the armed crash has run
+	// afterAnswer: the armed crash lets the answer go and runs delay after
+	// it (armAfterAnswer), instead of running before it and dropping it.
+	afterAnswer bool
+	delay       time.Duration
 }
 
 func newLedger(emu *emulator.Server, clientID string) *ledger {
@@ -74,9 +87,22 @@ func newLedger(emu *emulator.Server, clientID string) *ledger {
 // applied it, then drop the connection. The returned channel is closed once
 // crash has returned.
 func (l *ledger) arm(crash func() error) <-chan struct{} {
+	return l.armMode(crash, false, 0)
+}
+
+// armAfterAnswer makes the next rotate-secret of the application be answered
+// normally, and run crash, from another goroutine, delay after the emulator
+// started writing the answer (delay 0: at once, racing the answer). The
+// returned channel is closed once crash has returned.
+func (l *ledger) armAfterAnswer(delay time.Duration, crash func() error) <-chan struct{} {
+	return l.armMode(crash, true, delay)
+}
+
+func (l *ledger) armMode(crash func() error, afterAnswer bool, delay time.Duration) <-chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.crash = crash
+	l.afterAnswer, l.delay = afterAnswer, delay
 	l.fired = make(chan struct{})
 	return l.fired
 }
@@ -94,18 +120,31 @@ func (l *ledger) fault(p emulator.Phase, r *http.Request, clientID string) *emul
 		return nil
 	}
 	crash, fired, i := l.crash, l.fired, len(l.rotations)-1
+	afterAnswer, delay := l.afterAnswer, l.delay
 	l.crash = nil
 	l.rotations[i].crashed = true
-	return &emulator.Fault{
-		Do: func() {
-			err := crash()
-			l.mu.Lock()
-			l.rotations[i].crash = err
-			l.mu.Unlock()
-			close(fired)
-		},
-		Drop: true,
+	l.rotations[i].answered = afterAnswer
+	l.rotations[i].delay = delay
+	run := func() {
+		err := crash()
+		l.mu.Lock()
+		l.rotations[i].crash = err
+		l.mu.Unlock()
+		close(fired)
 	}
+	if afterAnswer {
+		// Do returns at once and the emulator writes the answer; the crash
+		// follows on its own.
+		return &emulator.Fault{Do: func() {
+			go func() {
+				if delay > 0 {
+					time.Sleep(delay)
+				}
+				run()
+			}()
+		}}
+	}
+	return &emulator.Fault{Do: run, Drop: true}
 }
 
 // snapshot returns a copy of the rotations so far.
@@ -213,6 +252,11 @@ type accounting struct {
 //     "recovered", unless allowSuperseded and a later rotation replaced its
 //     secret at Auth0 before the engine could read it back (Vault itself
 //     retries a request whose plugin died, see TestCrashPluginKill);
+//   - a rotation answered before a crash (armAfterAnswer) is stored with
+//     source normalSource if the engine had stored the secret before it died
+//     (the commit completed, or was finished from storage at restart), or
+//     "recovered" if it died before (read back from Auth0); the same
+//     allowSuperseded exception applies;
 //   - the newest version holds the secret Auth0 holds now.
 func checkAgainstLedger(t *testing.T, versions []version, baseline int, rotations []rotation, auth0Secret, normalSource string, allowSuperseded bool) accounting {
 	t.Helper()
@@ -242,7 +286,9 @@ func checkAgainstLedger(t *testing.T, versions []version, baseline int, rotation
 		if next < len(versions) && versions[next].secret == r.secret {
 			v := versions[next]
 			switch {
-			case r.crashed && v.source != "recovered":
+			case r.crashed && r.answered && v.source != "recovered" && v.source != normalSource:
+				t.Errorf("rotation %d (answered, then crashed %v later) is version %d with source %q, want %s or recovered", i+1, r.delay, v.n, v.source, normalSource)
+			case r.crashed && !r.answered && v.source != "recovered":
 				t.Errorf("rotation %d (answer lost) is version %d with source %q, want recovered", i+1, v.n, v.source)
 			case !r.crashed && v.source != normalSource:
 				t.Errorf("rotation %d (answered) is version %d with source %q, want %s", i+1, v.n, v.source, normalSource)
@@ -258,13 +304,17 @@ func checkAgainstLedger(t *testing.T, versions []version, baseline int, rotation
 			t.Errorf("rotation %d is stored as version %d, out of Auth0's order (%s)", i+1, n, describe(versions))
 			continue
 		}
+		what := "answer lost"
+		if r.answered {
+			what = fmt.Sprintf("answered, then crashed %v later", r.delay)
+		}
 		switch {
 		case !r.crashed:
 			t.Errorf("rotation %d of %d was answered but is not stored: a secret was lost (versions %s)", i+1, len(rotations), describe(versions))
 		case i == len(rotations)-1:
-			t.Errorf("rotation %d of %d (answer lost) is the last one and is not stored: Vault does not hold Auth0's secret (versions %s)", i+1, len(rotations), describe(versions))
+			t.Errorf("rotation %d of %d (%s) is the last one and is not stored: Vault does not hold Auth0's secret (versions %s)", i+1, len(rotations), what, describe(versions))
 		case !allowSuperseded:
-			t.Errorf("rotation %d of %d (answer lost) is not stored although nothing may rotate before it is recovered (versions %s)", i+1, len(rotations), describe(versions))
+			t.Errorf("rotation %d of %d (%s) is not stored although nothing may rotate before it is recovered (versions %s)", i+1, len(rotations), what, describe(versions))
 		default:
 			acc.superseded++
 		}
