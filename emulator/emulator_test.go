@@ -180,11 +180,21 @@ func TestTokenEndpoint(t *testing.T) {
 		{"basic auth url-encoded credentials", ccForm("", "", f.aud),
 			[]string{url.QueryEscape("id:with space"), url.QueryEscape(special)}, 200, "", "read:clients"},
 		{"basic auth and matching client_id", ccForm(adminID, "", f.aud), []string{adminID, adminSecret}, 200, "", strings.Join(allScopes, " ")},
-		{"scope narrowed", func() url.Values {
+		{"scope narrowed to a granted subset", func() url.Values {
 			v := ccForm(adminID, adminSecret, f.aud)
-			v.Set("scope", "read:clients delete:clients update:client_keys")
+			v.Set("scope", "update:client_keys read:clients read:clients")
 			return v
 		}(), nil, 200, "", "read:clients update:client_keys"},
+		{"ungranted scope refused, not narrowed", func() url.Values {
+			v := ccForm(adminID, adminSecret, f.aud)
+			v.Set("scope", "read:clients delete:clients update:client_keys create:users delete:clients")
+			return v
+		}(), nil, 403, `{"error":"access_denied","error_description":"Client has not been granted scopes: delete:clients create:users"}`, ""},
+		{"ungranted scope with basic auth", func() url.Values {
+			v := ccForm("", "", customAud)
+			v.Set("scope", "write:orders")
+			return v
+		}(), []string{customID, otherSecret}, 403, `{"error":"access_denied","error_description":"Client has not been granted scopes: write:orders"}`, ""},
 		{"custom API", ccForm(customID, otherSecret, customAud), nil, 200, "", "read:orders"},
 		{"bad secret", ccForm(adminID, "wrong", f.aud), nil, 401, unauthorized, ""},
 		{"bad basic secret", ccForm("", "", f.aud), []string{adminID, "wrong"}, 401, unauthorized, ""},
@@ -231,8 +241,16 @@ func TestTokenEndpoint(t *testing.T) {
 			}
 		})
 	}
-	if got := f.srv.Stats().TokensIssued; got != 6 {
-		t.Errorf("TokensIssued = %d, want 6", got)
+	st := f.srv.Stats()
+	if st.TokensIssued != 6 {
+		t.Errorf("TokensIssued = %d, want 6", st.TokensIssued)
+	}
+	// Every request counts, by the client_id it presented.
+	want := map[string]int{adminID: 14, "id:with space": 1, customID: 3, "nobody": 1}
+	for id, n := range want {
+		if st.TokenRequests[id] != n {
+			t.Errorf("TokenRequests[%q] = %d, want %d (all: %v)", id, st.TokenRequests[id], n, st.TokenRequests)
+		}
 	}
 }
 
@@ -351,7 +369,10 @@ func TestScopesAndNotFound(t *testing.T) {
 		{"patch needs update scope", "PATCH", client, "reader", `{"name":"x"}`, 403, insufficient("update:clients,update:client_keys")},
 		{"patch secret needs update:client_keys", "PATCH", client, "updater", `{"client_secret":"abc"}`, 403, insufficient("update:client_keys")},
 		{"scope checked before existence", "GET", missing, "keys", "", 403, insufficient("read:clients,read:client_keys")},
-		{"get unknown client", "GET", missing, "reader", "", 404, noClient},
+		{"secret scope checked before existence", "GET", missing, "reader", "", 403,
+			`{"statusCode":403,"error":"Forbidden","message":"You cannot read the following fields: client_secret","errorCode":"insufficient_scope"}`},
+		{"get unknown client", "GET", missing + "?fields=client_id", "reader", "", 404, noClient},
+		{"get unknown client with secret", "GET", missing, "admin", "", 404, noClient},
 		{"rotate unknown client", "POST", missing + "/rotate-secret", "admin", "", 404, noClient},
 		{"patch unknown client", "PATCH", missing, "admin", `{"name":"x"}`, 404, noClient},
 		{"unknown path", "GET", "/api/v2/users", "admin", "", 404, notFound},
@@ -378,66 +399,101 @@ func TestScopesAndNotFound(t *testing.T) {
 	}
 }
 
+// cannotReadSecret is Auth0's answer to a read of client_secret without a
+// scope that grants it.
+const cannotReadSecret = `{"statusCode":403,"error":"Forbidden","message":"You cannot read the following fields: client_secret","errorCode":"insufficient_scope"}`
+
 func TestGetClientFields(t *testing.T) {
 	f := newFixture(t, emulator.Options{})
-	admin := f.token(adminID, adminSecret)
-	reader := f.token(readerID, otherSecret)
+	const credsID, keysOnlyID = "credsReaderClientID0000000000000", "keysReaderClientID00000000000000"
+	f.srv.AddClient(emulator.Client{ClientID: credsID, ClientSecret: otherSecret,
+		Grants: map[string][]string{"management": {"read:clients", "read:client_credentials"}}})
+	f.srv.AddClient(emulator.Client{ClientID: keysOnlyID, ClientSecret: otherSecret,
+		Grants: map[string][]string{"management": {"read:client_keys"}}})
+	tok := map[string]string{
+		"admin":    f.token(adminID, adminSecret),
+		"reader":   f.token(readerID, otherSecret),
+		"creds":    f.token(credsID, otherSecret),
+		"keysOnly": f.token(keysOnlyID, otherSecret),
+		"updater":  f.token(updaterID, otherSecret),
+	}
 	base := "/api/v2/clients/" + targetID
 
-	full := func(t *testing.T, body string) {
-		m := decodeObject(t, body)
+	full := func(t *testing.T, m map[string]any, body string, wantSecret bool) {
+		t.Helper()
 		if m["client_id"] != targetID || m["name"] != "target" || m["app_type"] != "non_interactive" {
 			t.Fatalf("unexpected client %s", body)
 		}
+		if _, has := m["client_secret"]; has != wantSecret || (wantSecret && m["client_secret"] != "target-secret") {
+			t.Fatalf("client_secret present = %v, want %v: %s", has, wantSecret, body)
+		}
+	}
+	withSecret := func(t *testing.T, m map[string]any, body string) { full(t, m, body, true) }
+	withoutSecret := func(t *testing.T, m map[string]any, body string) { full(t, m, body, false) }
+	exactly := func(want string) func(t *testing.T, m map[string]any, body string) {
+		return func(t *testing.T, m map[string]any, body string) {
+			if body != want {
+				t.Fatalf("body = %s, want %s", body, want)
+			}
+		}
 	}
 	tests := []struct {
-		name, query, tok string
-		check            func(t *testing.T, m map[string]any, body string)
+		name, query, who string
+		wantStatus       int
+		check            func(t *testing.T, m map[string]any, body string) // for 200
+		wantBody         string                                            // for errors
 	}{
-		{"all with read:client_keys", "", admin, func(t *testing.T, m map[string]any, body string) {
-			full(t, body)
-			if m["client_secret"] != "target-secret" {
-				t.Fatalf("client_secret missing: %s", body)
-			}
-		}},
-		{"all with read:clients only", "", reader, func(t *testing.T, m map[string]any, body string) {
-			full(t, body)
-			if _, ok := m["client_secret"]; ok {
-				t.Fatalf("client_secret leaked: %s", body)
-			}
-		}},
-		{"include fields", "?fields=client_id%2Cclient_secret&include_fields=true", admin, func(t *testing.T, m map[string]any, body string) {
-			if got := strings.Join(keys(m), ","); got != "client_id,client_secret" {
-				t.Fatalf("keys = %s", got)
-			}
-		}},
-		{"include fields default true", "?fields=name", admin, func(t *testing.T, m map[string]any, body string) {
-			if body != `{"name":"target"}` {
-				t.Fatalf("body = %s", body)
-			}
-		}},
-		{"include secret without read:client_keys", "?fields=client_id,client_secret&include_fields=true", reader, func(t *testing.T, m map[string]any, body string) {
-			if body != `{"client_id":"`+targetID+`"}` {
-				t.Fatalf("body = %s", body)
-			}
-		}},
-		{"exclude fields", "?fields=client_secret,name&include_fields=false", admin, func(t *testing.T, m map[string]any, body string) {
-			_, s := m["client_secret"]
-			_, n := m["name"]
-			if s || n || m["client_id"] != targetID || m["app_type"] != "non_interactive" {
-				t.Fatalf("body = %s", body)
-			}
-		}},
+		// Every field, the secret included.
+		{"all with read:client_keys", "", "admin", 200, withSecret, ""},
+		{"all with read:client_keys only", "", "keysOnly", 200, withSecret, ""},
+		{"all with read:client_credentials", "", "creds", 200, withSecret, ""},
+		{"all with read:clients only", "", "reader", 403, nil, cannotReadSecret},
+		{"all, include_fields=false without fields", "?include_fields=false", "reader", 403, nil, cannotReadSecret},
+		// fields listing the secret.
+		{"include secret", "?fields=client_id%2Cclient_secret&include_fields=true", "admin", 200,
+			exactly(`{"client_id":"` + targetID + `","client_secret":"target-secret"}`), ""},
+		{"include secret with read:client_credentials", "?fields=client_secret", "creds", 200,
+			exactly(`{"client_secret":"target-secret"}`), ""},
+		{"include secret with read:clients only", "?fields=client_id,client_secret&include_fields=true", "reader", 403, nil, cannotReadSecret},
+		{"include secret among spaces", "?fields=name,%20client_secret%20", "reader", 403, nil, cannotReadSecret},
+		// fields not asking for the secret.
+		{"include other fields default true", "?fields=name", "reader", 200, exactly(`{"name":"target"}`), ""},
+		{"include other fields", "?fields=client_id,name&include_fields=true", "reader", 200,
+			exactly(`{"client_id":"` + targetID + `","name":"target"}`), ""},
+		{"exclude secret", "?fields=client_secret&include_fields=false", "reader", 200, withoutSecret, ""},
+		{"exclude secret and name", "?fields=client_secret,name&include_fields=false", "admin", 200,
+			func(t *testing.T, m map[string]any, body string) {
+				_, s := m["client_secret"]
+				_, n := m["name"]
+				if s || n || m["client_id"] != targetID || m["app_type"] != "non_interactive" {
+					t.Fatalf("body = %s", body)
+				}
+			}, ""},
+		// Excluding other fields leaves the secret in.
+		{"exclude other fields", "?fields=name&include_fields=false", "reader", 403, nil, cannotReadSecret},
+		{"exclude other fields with read:client_keys", "?fields=name&include_fields=false", "admin", 200,
+			func(t *testing.T, m map[string]any, body string) {
+				if _, n := m["name"]; n || m["client_secret"] != "target-secret" {
+					t.Fatalf("body = %s", body)
+				}
+			}, ""},
+		// The endpoint's own scope comes first.
+		{"no read scope at all", "?fields=client_id", "updater", 403, nil,
+			`{"statusCode":403,"error":"Forbidden","message":"Insufficient scope, expected any of: read:clients,read:client_keys","errorCode":"insufficient_scope"}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, body := f.api(http.MethodGet, base+tc.query, tc.tok, nil, "")
+			resp, body := f.api(http.MethodGet, base+tc.query, tok[tc.who], nil, "")
+			if tc.wantStatus != 200 {
+				expect(t, resp.StatusCode, body, tc.wantStatus, tc.wantBody)
+				return
+			}
 			expect(t, resp.StatusCode, body, 200, "")
 			tc.check(t, decodeObject(t, body), body)
 		})
 	}
 	t.Run("bad include_fields", func(t *testing.T) {
-		resp, body := f.api(http.MethodGet, base+"?fields=name&include_fields=maybe", admin, nil, "")
+		resp, body := f.api(http.MethodGet, base+"?fields=name&include_fields=maybe", tok["admin"], nil, "")
 		if resp.StatusCode != 400 || decodeObject(t, body)["errorCode"] != "invalid_query_string" {
 			t.Fatalf("got %d %s", resp.StatusCode, body)
 		}
@@ -562,60 +618,6 @@ func TestPatchClient(t *testing.T) {
 	if s, _ := f.srv.ClientSecret(targetID); s != newSecret {
 		t.Fatalf("secret changed by rejected patches")
 	}
-}
-
-// alignToSecond sleeps until just after the start of the next second so a
-// handful of requests fall into the same rate-limit window.
-func alignToSecond() {
-	now := time.Now()
-	time.Sleep(now.Truncate(time.Second).Add(time.Second + 20*time.Millisecond).Sub(now))
-}
-
-func TestRateLimit(t *testing.T) {
-	f := newFixture(t, emulator.Options{RateLimit: 2})
-	tok := f.token(adminID, adminSecret)
-	path := "/api/v2/clients/" + targetID
-
-	alignToSecond()
-	window := time.Now().Unix()
-	for i, wantRemaining := range []string{"1", "0"} {
-		resp, body := f.api(http.MethodGet, path, tok, nil, "")
-		expect(t, resp.StatusCode, body, 200, "")
-		if resp.Header.Get("X-RateLimit-Limit") != "2" || resp.Header.Get("X-RateLimit-Remaining") != wantRemaining ||
-			resp.Header.Get("X-RateLimit-Reset") != strconv.FormatInt(window+1, 10) {
-			t.Fatalf("request %d: headers %v", i, resp.Header)
-		}
-	}
-	// The token endpoint is not limited.
-	f.token(adminID, adminSecret)
-
-	resp, body := f.api(http.MethodGet, path, tok, nil, "")
-	expect(t, resp.StatusCode, body, 429,
-		`{"statusCode":429,"error":"Too Many Requests","message":"Global limit has been reached","errorCode":"too_many_requests"}`)
-	h := resp.Header
-	if h.Get("X-RateLimit-Limit") != "2" || h.Get("X-RateLimit-Remaining") != "0" ||
-		h.Get("X-RateLimit-Reset") != strconv.FormatInt(window+1, 10) || h.Get("Retry-After") != "1" {
-		t.Fatalf("429 headers %v", h)
-	}
-	// Unauthenticated requests are limited too (the limiter runs first).
-	resp, body = f.api(http.MethodGet, path, "", nil, "")
-	expect(t, resp.StatusCode, body, 429, "")
-
-	f.srv.SetRateLimit(0)
-	resp, body = f.api(http.MethodGet, path, tok, nil, "")
-	expect(t, resp.StatusCode, body, 200, "")
-	if resp.Header.Get("X-RateLimit-Limit") != "" {
-		t.Fatalf("rate-limit headers without a limit: %v", resp.Header)
-	}
-	if st := f.srv.Stats(); st.RateLimited != 2 || st.Requests != 5 {
-		t.Fatalf("stats = %+v", st)
-	}
-
-	// A new window admits requests again.
-	f.srv.SetRateLimit(1)
-	alignToSecond()
-	resp, body = f.api(http.MethodGet, path, tok, nil, "")
-	expect(t, resp.StatusCode, body, 200, "")
 }
 
 func TestFaults(t *testing.T) {

@@ -6,8 +6,8 @@ import (
 	"time"
 )
 
-// This file holds the fault-injection hook and the rate limiter, both of
-// which apply to /api/v2 requests only.
+// This file holds the fault-injection hook, consulted for /api/v2 and
+// /oauth/token requests.
 
 // Phase tells a FaultFunc at which point of a request it is consulted.
 type Phase int
@@ -17,8 +17,9 @@ const (
 	// changed or checked yet (not even authentication or the rate limit).
 	BeforeApply Phase = iota
 	// AfterApply: a state-changing request (POST rotate-secret, PATCH
-	// client) has been applied and committed; the response is not written
-	// yet.
+	// client) has been applied and committed, or a POST /oauth/token has
+	// authenticated its client and is about to issue a token; the response
+	// is not written yet.
 	AfterApply
 )
 
@@ -33,25 +34,46 @@ func (p Phase) String() string {
 	return "Phase(" + strconv.Itoa(int(p)) + ")"
 }
 
-// FaultFunc is consulted for every /api/v2 request: once with BeforeApply
-// and, for requests that change state (POST rotate-secret, PATCH client) and
-// succeed, again with AfterApply. clientID is the {id} path segment of
-// /api/v2/clients/{id}[/...] requests, "" otherwise. A successful
-// POST /oauth/token consults it too, with AfterApply and the authenticated
-// client's ID, before the token is written. Returning nil means "behave
-// normally". It may be called from many goroutines at once.
+// FaultFunc is consulted for every request to /api/v2 and /oauth/token:
+//
+//   - /api/v2: once with BeforeApply and, for requests that change state
+//     (POST rotate-secret, PATCH client) and succeed, again with AfterApply.
+//     clientID is the {id} path segment of /api/v2/clients/{id}[/...]
+//     requests, "" otherwise.
+//   - /oauth/token: once with BeforeApply (before the rate limit, method and
+//     client authentication are checked) and, when the client has
+//     authenticated and is granted the token, again with AfterApply just
+//     before the token is written. clientID is the client_id as presented
+//     (body field or HTTP Basic user), not yet authenticated, at
+//     BeforeApply, and the authenticated client at AfterApply.
+//
+// Note that a hook that answers every BeforeApply POST also answers token
+// requests; match r.URL.Path to aim at one endpoint. Returning nil means
+// "behave normally". It may be called from many goroutines at once.
 type FaultFunc func(p Phase, r *http.Request, clientID string) *Fault
 
 // Fault describes what to do instead of (or before) behaving normally. The
 // fields act in this order: Do, Delay, Drop, Status.
 type Fault struct {
-	// Status > 0: answer with this status and an Auth0-style JSON error body.
+	// Status > 0: answer with this status and an Auth0-style JSON error
+	// body: at /api/v2 the Management API shape
+	// {"statusCode","error","message"[,"errorCode"]}, at /oauth/token the
+	// OAuth shape {"error","error_description"}.
 	Status int
-	// Message is the message of that body; default: Auth0's message for 429,
-	// the HTTP reason phrase otherwise.
+	// Message is the message (error_description at /oauth/token) of that
+	// body. Default: Auth0's "Global limit has been reached" for 429 (and
+	// for 500 at /oauth/token, which is what Auth0 answers when a global
+	// limit trips there), the HTTP reason phrase otherwise.
 	Message string
-	// RetryAfter, with Status 429: the Retry-After seconds; the
-	// X-RateLimit-* headers are sent too.
+	// Error is the OAuth "error" code of a fault at /oauth/token. Default by
+	// status: 400 "invalid_request", 401, 403 and 500 "access_denied", 429
+	// "too_many_requests", other 5xx "server_error", other 4xx
+	// "invalid_request". Ignored at /api/v2.
+	Error string
+	// RetryAfter, with Status 429: send Retry-After with these seconds and
+	// x-ratelimit-reset that far ahead. Without it the 429 carries only the
+	// x-ratelimit-* headers, reset being the current second, as Auth0's
+	// burst-limit 429s do.
 	RetryAfter int
 	// Drop: hijack the connection and close it without any response. Where
 	// the connection cannot be hijacked (HTTP/2, or a ResponseWriter without
@@ -72,18 +94,19 @@ func (s *Server) SetFaults(f FaultFunc) {
 	s.mu.Unlock()
 }
 
-// SetRateLimit changes the /api/v2 rate limit (requests per second, 0 =
-// unlimited). It takes effect immediately.
-func (s *Server) SetRateLimit(perSecond int) {
-	s.mu.Lock()
-	s.limiter.limit = perSecond
-	s.mu.Unlock()
-}
+// endpoint tells runFault which API a request belongs to, for the error
+// body shape and the rate-limit bucket.
+type endpoint int
+
+const (
+	endpointManagement endpoint = iota
+	endpointToken
+)
 
 // runFault consults the fault hook and carries out the fault it returns.
 // It reports whether the response has been dealt with (an error written or
 // the connection dropped), in which case the caller must stop.
-func (s *Server) runFault(p Phase, w http.ResponseWriter, r *http.Request, clientID string) bool {
+func (s *Server) runFault(p Phase, w http.ResponseWriter, r *http.Request, clientID string, ep endpoint) bool {
 	s.mu.Lock()
 	hook := s.faults
 	s.mu.Unlock()
@@ -109,35 +132,74 @@ func (s *Server) runFault(p Phase, w http.ResponseWriter, r *http.Request, clien
 		dropConnection(w)
 		return true
 	}
-	if f.Status > 0 {
-		if f.Status == http.StatusTooManyRequests {
-			s.mu.Lock()
-			s.stats.RateLimited++
-			limit := s.limiter.limit
-			s.mu.Unlock()
-			retry := f.RetryAfter
-			if retry <= 0 {
-				retry = 1
-			}
-			if limit <= 0 {
-				limit = 1
-			}
-			h := w.Header()
-			h.Set("X-RateLimit-Limit", strconv.Itoa(limit))
-			h.Set("X-RateLimit-Remaining", "0")
-			h.Set("X-RateLimit-Reset", strconv.FormatInt(time.Now().Unix()+int64(retry), 10))
-			h.Set("Retry-After", strconv.Itoa(retry))
-			msg := f.Message
-			if msg == "" {
-				msg = globalLimitMessage
-			}
-			writeAPIError(w, http.StatusTooManyRequests, msg, "too_many_requests")
-			return true
+	if f.Status <= 0 {
+		return false
+	}
+	b := &s.apiBucket
+	if ep == endpointToken {
+		b = &s.tokenBucket
+	}
+	if f.Status == http.StatusTooManyRequests {
+		now := s.now()
+		s.mu.Lock()
+		s.stats.RateLimited++
+		limit := b.burst
+		s.mu.Unlock()
+		if limit <= 0 {
+			limit = 1
 		}
-		writeAPIError(w, f.Status, f.Message, "")
+		st := rateState{limit: limit, remaining: 0, reset: now.Unix()}
+		if f.RetryAfter > 0 {
+			st.reset = now.Unix() + int64(f.RetryAfter)
+			w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
+		}
+		setRateHeaders(w, st)
+	} else if p == BeforeApply {
+		// AfterApply responses already carry the headers of the request's
+		// own take.
+		s.peekHeaders(w, b)
+	}
+	if ep == endpointToken {
+		code, msg := f.Error, f.Message
+		if code == "" {
+			code = oauthErrorCode(f.Status)
+		}
+		if msg == "" {
+			switch f.Status {
+			case http.StatusTooManyRequests, http.StatusInternalServerError:
+				msg = globalLimitMessage
+			default:
+				msg = http.StatusText(f.Status)
+			}
+		}
+		writeOAuthError(w, f.Status, code, msg)
 		return true
 	}
-	return false
+	if f.Status == http.StatusTooManyRequests {
+		msg := f.Message
+		if msg == "" {
+			msg = globalLimitMessage
+		}
+		writeAPIError(w, f.Status, msg, "too_many_requests")
+		return true
+	}
+	writeAPIError(w, f.Status, f.Message, "")
+	return true
+}
+
+// oauthErrorCode is the default OAuth error code of a fault status at
+// /oauth/token.
+func oauthErrorCode(status int) string {
+	switch {
+	case status == http.StatusUnauthorized || status == http.StatusForbidden || status == http.StatusInternalServerError:
+		return "access_denied"
+	case status == http.StatusTooManyRequests:
+		return "too_many_requests"
+	case status >= 500:
+		return "server_error"
+	default:
+		return "invalid_request"
+	}
 }
 
 // dropConnection closes the client connection without writing a response.
@@ -153,54 +215,3 @@ func dropConnection(w http.ResponseWriter) {
 }
 
 const globalLimitMessage = "Global limit has been reached"
-
-// rateLimiter counts requests in fixed one-second windows. Guarded by
-// Server.mu.
-type rateLimiter struct {
-	limit  int
-	window int64 // unix second of the current window
-	count  int
-}
-
-// rateLimit applies the limiter to an /api/v2 request. When a limit is set
-// it adds the X-RateLimit-* headers; over the limit it writes Auth0's 429
-// (with Retry-After) and returns false.
-func (s *Server) rateLimit(w http.ResponseWriter) bool {
-	now := time.Now()
-	sec := now.Unix()
-	s.mu.Lock()
-	l := &s.limiter
-	if l.limit <= 0 {
-		s.mu.Unlock()
-		return true
-	}
-	if l.window != sec {
-		l.window, l.count = sec, 0
-	}
-	allowed := l.count < l.limit
-	if allowed {
-		l.count++
-	} else {
-		s.stats.RateLimited++
-	}
-	limit, remaining := l.limit, l.limit-l.count
-	s.mu.Unlock()
-
-	reset := sec + 1
-	h := w.Header()
-	h.Set("X-RateLimit-Limit", strconv.Itoa(limit))
-	h.Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
-	h.Set("X-RateLimit-Reset", strconv.FormatInt(reset, 10))
-	if allowed {
-		return true
-	}
-	// Whole seconds until the window ends, rounded up: always 1 with
-	// one-second windows.
-	retry := int((time.Unix(reset, 0).Sub(now) + time.Second - 1) / time.Second)
-	if retry < 1 {
-		retry = 1
-	}
-	h.Set("Retry-After", strconv.Itoa(retry))
-	writeAPIError(w, http.StatusTooManyRequests, globalLimitMessage, "too_many_requests")
-	return false
-}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/auth0/go-auth0"
 	"github.com/auth0/go-auth0/management"
+	"golang.org/x/oauth2"
 
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/emulator"
 )
@@ -117,5 +119,73 @@ func TestGoAuth0RotateOwnSecret(t *testing.T) {
 	var mErr management.Error
 	if !errors.As(err, &mErr) || mErr.Status() != http.StatusUnauthorized {
 		t.Fatalf("Read with expired token: %v", err)
+	}
+}
+
+// TestGoAuth0SecretReadScope: without read:client_keys a read of the secret
+// fails with Auth0's 403, so the SDK returns an error rather than a client
+// without its secret.
+func TestGoAuth0SecretReadScope(t *testing.T) {
+	f := newFixture(t, emulator.Options{})
+	ctx := context.Background()
+	m := newManagement(t, f, readerID, otherSecret, true)
+
+	for name, opts := range map[string][]management.RequestOption{
+		"IncludeFields(client_secret)": {management.IncludeFields("client_id", "client_secret")},
+		"all fields":                   nil,
+	} {
+		_, err := m.Client.Read(ctx, targetID, opts...)
+		var mErr management.Error
+		if !errors.As(err, &mErr) || mErr.Status() != http.StatusForbidden ||
+			!strings.Contains(err.Error(), "You cannot read the following fields: client_secret") {
+			t.Fatalf("Read with %s: %v", name, err)
+		}
+	}
+	c, err := m.Client.Read(ctx, targetID, management.ExcludeFields("client_secret"))
+	if err != nil || c.ClientSecret != nil || c.GetName() != "target" {
+		t.Fatalf("Read excluding the secret: %v, %v", c, err)
+	}
+}
+
+// TestGoAuth0TokenEndpointErrors: the token endpoint's OAuth-shaped errors
+// reach the SDK's caller as oauth2.RetrieveError.
+func TestGoAuth0TokenEndpointErrors(t *testing.T) {
+	tests := []struct {
+		name      string
+		opts      emulator.Options
+		fault     *emulator.Fault
+		wantCode  string
+		wantDesc  string
+		wantHTTP  int
+		wantStats func(st emulator.Stats) bool
+	}{
+		{"global limit as 500", emulator.Options{}, &emulator.Fault{Status: 500}, "access_denied", "Global limit has been reached", 500, nil},
+		{"token rate limit", emulator.Options{TokenRateLimit: 1}, nil, "too_many_requests", "Global limit has been reached", 429,
+			func(st emulator.Stats) bool {
+				return st.RateLimited >= 1 && st.TokenRequests[adminID] == st.RateLimited+1
+			}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, tc.opts)
+			if tc.fault != nil {
+				f.srv.SetFaults(func(p emulator.Phase, r *http.Request, _ string) *emulator.Fault {
+					if p == emulator.BeforeApply && r.URL.Path == "/oauth/token" {
+						return tc.fault
+					}
+					return nil
+				})
+			} else {
+				f.token(adminID, adminSecret) // use up the bucket
+			}
+			_, err := newManagement(t, f, adminID, adminSecret, true).Client.Read(context.Background(), targetID)
+			var rErr *oauth2.RetrieveError
+			if !errors.As(err, &rErr) || rErr.ErrorCode != tc.wantCode || rErr.ErrorDescription != tc.wantDesc || rErr.Response.StatusCode != tc.wantHTTP {
+				t.Fatalf("Read: %v", err)
+			}
+			if tc.wantStats != nil && !tc.wantStats(f.srv.Stats()) {
+				t.Fatalf("stats = %+v", f.srv.Stats())
+			}
+		})
 	}
 }

@@ -20,6 +20,7 @@ import (
 const (
 	scopeReadClients      = "read:clients"
 	scopeReadClientKeys   = "read:client_keys"
+	scopeReadClientCreds  = "read:client_credentials"
 	scopeUpdateClients    = "update:clients"
 	scopeUpdateClientKeys = "update:client_keys"
 	scopeUpdateClientCred = "update:client_credentials"
@@ -73,7 +74,7 @@ func (s *Server) serveManagement(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 
 	kind, clientID := matchRoute(r.URL)
-	if s.runFault(BeforeApply, w, r, clientID) {
+	if s.runFault(BeforeApply, w, r, clientID, endpointManagement) {
 		return
 	}
 	if !s.rateLimit(w) {
@@ -175,6 +176,14 @@ func (s *Server) renderLocked(rec *clientRecord, withSecret bool) map[string]jso
 	out["client_id"] = mustJSON(rec.id)
 	out["name"] = mustJSON(rec.name)
 	out["tenant"] = mustJSON(s.tenant)
+	// Auth0 always reports jwt_configuration.secret_encoded, also after a
+	// PATCH that set jwt_configuration without it (go-auth0's recorded
+	// TestClient_Update).
+	var jwtConf map[string]json.RawMessage
+	if json.Unmarshal(out["jwt_configuration"], &jwtConf) == nil && jwtConf != nil && jwtConf["secret_encoded"] == nil {
+		jwtConf["secret_encoded"] = json.RawMessage(`false`)
+		out["jwt_configuration"] = mustJSON(jwtConf)
+	}
 	if withSecret {
 		out["client_secret"] = mustJSON(rec.secret)
 	}
@@ -189,9 +198,14 @@ func mustJSON(v any) json.RawMessage {
 	return b
 }
 
-// getClient implements GET /api/v2/clients/{id}. client_secret is only
-// returned to tokens with read:client_keys. The fields / include_fields query
-// parameters select or exclude properties.
+// getClient implements GET /api/v2/clients/{id}. The fields / include_fields
+// query parameters select (include_fields=true, the default) or exclude
+// (include_fields=false) properties; without fields every property is
+// returned. Like Auth0, a request whose result would contain client_secret
+// (no fields; fields listing it; include_fields=false with fields not listing
+// it) is refused with 403 insufficient_scope unless the token has
+// read:client_keys or read:client_credentials; the secret is never silently
+// left out.
 func (s *Server) getClient(w http.ResponseWriter, r *http.Request, scopes []string, id string) {
 	if !requireScope(w, scopes, scopeReadClients, scopeReadClientKeys) {
 		return
@@ -215,11 +229,22 @@ func (s *Server) getClient(w http.ResponseWriter, r *http.Request, scopes []stri
 		}
 	}
 
+	listed := make(map[string]bool, len(fields))
+	for _, f := range fields {
+		listed[f] = true
+	}
+	wantsSecret := len(fields) == 0 || listed["client_secret"] == include
+	canReadSecret := hasAnyScope(scopes, scopeReadClientKeys, scopeReadClientCreds)
+	if wantsSecret && !canReadSecret {
+		writeAPIError(w, http.StatusForbidden, "You cannot read the following fields: client_secret", "insufficient_scope")
+		return
+	}
+
 	s.mu.Lock()
 	rec, ok := s.clients[id]
 	var obj map[string]json.RawMessage
 	if ok {
-		obj = s.renderLocked(rec, hasAnyScope(scopes, scopeReadClientKeys))
+		obj = s.renderLocked(rec, canReadSecret)
 	}
 	s.mu.Unlock()
 	if !ok {
@@ -228,10 +253,6 @@ func (s *Server) getClient(w http.ResponseWriter, r *http.Request, scopes []stri
 	}
 
 	if len(fields) > 0 {
-		listed := make(map[string]bool, len(fields))
-		for _, f := range fields {
-			listed[f] = true
-		}
 		for k := range obj {
 			if listed[k] != include {
 				delete(obj, k)
@@ -243,7 +264,9 @@ func (s *Server) getClient(w http.ResponseWriter, r *http.Request, scopes []stri
 
 // rotateSecret implements POST /api/v2/clients/{id}/rotate-secret. The
 // endpoint takes no payload; an empty body, "null" or any valid JSON is
-// accepted and ignored.
+// accepted and ignored. With Options.PropagationDelay the replaced secret
+// keeps working, at random, for that long (see propagation.go); so does one
+// replaced by PATCH.
 func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request, scopes []string, id string) {
 	if !requireScope(w, scopes, scopeUpdateClientKeys) {
 		return
@@ -262,7 +285,7 @@ func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request, scopes []s
 	rec, ok := s.clients[id]
 	var obj map[string]json.RawMessage
 	if ok {
-		rec.secret = randomSecret()
+		s.replaceSecretLocked(rec, randomSecret())
 		s.stats.Rotations[id]++
 		obj = s.renderLocked(rec, true)
 	}
@@ -271,7 +294,7 @@ func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request, scopes []s
 		writeNoClient(w)
 		return
 	}
-	if s.runFault(AfterApply, w, r, id) {
+	if s.runFault(AfterApply, w, r, id, endpointManagement) {
 		return
 	}
 	writeJSON(w, http.StatusOK, obj)
@@ -429,7 +452,7 @@ func (s *Server) patchClient(w http.ResponseWriter, r *http.Request, scopes []st
 				var secret string
 				_ = json.Unmarshal(raw, &secret)
 				if secret != rec.secret {
-					rec.secret = secret
+					s.replaceSecretLocked(rec, secret)
 					s.stats.SecretPatches[id]++
 				}
 			default:
@@ -447,7 +470,7 @@ func (s *Server) patchClient(w http.ResponseWriter, r *http.Request, scopes []st
 		writeNoClient(w)
 		return
 	}
-	if s.runFault(AfterApply, w, r, id) {
+	if s.runFault(AfterApply, w, r, id, endpointManagement) {
 		return
 	}
 	writeJSON(w, http.StatusOK, obj)

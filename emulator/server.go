@@ -1,36 +1,94 @@
 // Package emulator implements an in-process emulator of the parts of the Auth0
 // Authentication and Management APIs that a client-secret rotation engine
-// uses:
+// uses, kept as strict as real Auth0 wherever the engine's real-world code
+// paths depend on it:
 //
-//   - POST /oauth/token (client credentials grant, form or JSON body, client
-//     authentication by body fields or HTTP Basic),
-//   - GET /api/v2/clients/{id},
-//   - PATCH /api/v2/clients/{id},
-//   - POST /api/v2/clients/{id}/rotate-secret.
+//   - POST /oauth/token: the client credentials grant, form or JSON body,
+//     client authentication by body fields (client_secret_post) or HTTP
+//     Basic (client_secret_basic). Errors are OAuth-shaped
+//     ({"error","error_description"}) with Auth0's codes and texts. A
+//     requested scope the client was not granted is refused with 403
+//     access_denied "Client has not been granted scopes: ..." (a subset of
+//     the grant narrows the token). An optional token-bucket rate limit
+//     (Options.TokenRateLimit) answers 429 too_many_requests.
+//   - GET /api/v2/clients/{id} (read:clients or read:client_keys), with the
+//     fields / include_fields query parameters. Reading client_secret (which
+//     a GET without fields does) needs read:client_keys or
+//     read:client_credentials; without it Auth0 answers 403
+//     insufficient_scope "You cannot read the following fields:
+//     client_secret", and so does the emulator.
+//   - PATCH /api/v2/clients/{id} (update:clients or update:client_keys;
+//     client_secret needs update:client_keys), with Auth0's payload
+//     validation errors.
+//   - POST /api/v2/clients/{id}/rotate-secret (update:client_keys).
+//   - Bearer access tokens: HS256 JWTs with Auth0's claims, checked for
+//     signature, audience and expiry (401s as Auth0 words them).
+//   - Secret propagation (Options.PropagationDelay): after a rotation or a
+//     PATCH of client_secret, for that long each token request randomly sees
+//     the old or the new secret, as Auth0 warns ("up to 30 seconds").
+//   - Rate limits: a token bucket per tenant for /api/v2 (Options.RateLimit,
+//     RatePerSecond/Burst or a Plan preset), with x-ratelimit-limit,
+//     x-ratelimit-remaining and x-ratelimit-reset on every /api/v2 response
+//     and Auth0's 429 body, without Retry-After (see ratelimit.go).
 //
-// Status codes and error bodies follow what Auth0 documents and returns. On
-// top of that, tests can inject faults (errors, dropped connections, delays,
-// callbacks) before or after a state change, impose a rate limit, expire every
-// issued access token, and read counters.
+// On top of that, tests can inject faults (errors, dropped connections,
+// delays, callbacks) before or after a state change, at /api/v2 and
+// /oauth/token alike, expire every issued access token, drive the clock
+// (Options.Now) and read counters.
+//
+// Anything else under /api/v2 is a JSON 404, a wrong method a 405.
 //
 // A *Server is an http.Handler and is safe for concurrent use. It never logs.
 package emulator
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
+	mrand "math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 )
 
-// Options configures a Server. The zero value is usable.
+// Options configures a Server. The zero value is usable: no rate limits, no
+// propagation delay.
 type Options struct {
-	// RateLimit is the maximum number of /api/v2 requests per second, counted
-	// in fixed one-second windows; 0 means unlimited. /oauth/token is never
-	// limited.
+	// RateLimit is the /api/v2 limit in requests per second, as a token
+	// bucket refilled at that rate with a burst of the same size; 0 means
+	// unlimited (unless RatePerSecond or Plan is set).
 	RateLimit int
+	// RatePerSecond and Burst set the /api/v2 token bucket explicitly:
+	// RatePerSecond > 0 takes precedence over RateLimit and Plan; its burst
+	// defaults to the rate rounded up. Burst > 0 overrides the burst of
+	// whichever of RatePerSecond, RateLimit or Plan applies; on its own it
+	// limits nothing.
+	RatePerSecond float64
+	Burst         int
+	// Plan selects a preset /api/v2 bucket when neither RatePerSecond nor
+	// RateLimit is set: "free" (burst 2, 2/s), "essentials" or
+	// "professional" (burst 10, 150 per minute = 2.5/s), "enterprise" (burst
+	// 50, 16/s); see PlanLimits. New panics on an unknown name.
+	Plan string
+	// TokenRateLimit limits POST /oauth/token to this many requests per
+	// second (token bucket, burst = the rate rounded up); 0 means unlimited.
+	// Over it the endpoint answers 429 {"error":"too_many_requests",
+	// "error_description":"Global limit has been reached"}.
+	TokenRateLimit float64
+	// PropagationDelay is how long, after a rotate-secret or a PATCH that
+	// changes client_secret, the previous secret stays half-alive: during it
+	// each /oauth/token request authenticated with the old or the new secret
+	// randomly sees the old or the new state (so either secret fails about
+	// half the time); afterwards only the new secret works. 0 (the default)
+	// means the new secret is the only one at once. Auth0 documents up to 30
+	// seconds.
+	PropagationDelay time.Duration
+	// Seed seeds the randomness of PropagationDelay; 0 means a random seed.
+	Seed uint64
+	// Now is the clock of the rate limiters and of PropagationDelay; nil
+	// means time.Now. (Access-token expiry and fault delays use real time.)
+	Now func() time.Time
 	// TokenLifetime is the lifetime of issued access tokens; 0 means 24h.
 	TokenLifetime time.Duration
 	// Audience is the Management API audience. If empty, the audience is
@@ -59,9 +117,12 @@ type Client struct {
 
 // Stats holds counters since the Server was created.
 type Stats struct {
-	Requests      int            // /api/v2 requests received
-	TokensIssued  int            // successful /oauth/token responses
-	RateLimited   int            // 429s served by the rate limiter or by faults
+	Requests     int // /api/v2 requests received
+	TokensIssued int // successful /oauth/token responses
+	// TokenRequests counts every /oauth/token request, successful or not, by
+	// the client_id it presented (body field or HTTP Basic user; "" if none).
+	TokenRequests map[string]int
+	RateLimited   int            // 429s served by the rate limiters or by faults, /api/v2 and /oauth/token
 	Rotations     map[string]int // clientID -> rotate-secret applied
 	SecretPatches map[string]int // clientID -> client_secret changed by PATCH
 }
@@ -72,10 +133,13 @@ type Server struct {
 	tenant string
 	key    []byte // HMAC key signing access tokens
 
-	mu      sync.Mutex
-	clients map[string]*clientRecord
-	faults  FaultFunc
-	limiter rateLimiter
+	mu          sync.Mutex
+	clients     map[string]*clientRecord
+	faults      FaultFunc
+	apiBucket   bucket // /api/v2, per tenant
+	tokenBucket bucket // /oauth/token
+	propagation time.Duration
+	rng         *mrand.Rand
 	// Tokens carry a sequence number; ExpireTokens marks every token with a
 	// sequence number <= expiredUpTo as expired.
 	tokenSeq    uint64
@@ -92,6 +156,9 @@ type clientRecord struct {
 	// attrs holds every other client property as raw JSON (defaults plus
 	// whatever PATCH set).
 	attrs map[string]json.RawMessage
+	// previous holds the secrets replaced less than the propagation delay
+	// ago, oldest first (see propagation.go).
+	previous []replacedSecret
 }
 
 // New returns a Server configured by opts.
@@ -113,12 +180,34 @@ func New(opts Options) *Server {
 		key:     key,
 		clients: make(map[string]*clientRecord),
 		stats: Stats{
+			TokenRequests: make(map[string]int),
 			Rotations:     make(map[string]int),
 			SecretPatches: make(map[string]int),
 		},
+		propagation: opts.PropagationDelay,
 	}
-	s.limiter.limit = opts.RateLimit
+	s.apiBucket.set(apiLimits(opts))
+	if opts.TokenRateLimit > 0 {
+		s.tokenBucket.set(burstFor(opts.TokenRateLimit), opts.TokenRateLimit)
+	}
+	seed := opts.Seed
+	if seed == 0 {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			panic("emulator: crypto/rand failed: " + err.Error())
+		}
+		seed = binary.LittleEndian.Uint64(b[:])
+	}
+	s.rng = mrand.New(mrand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	return s
+}
+
+// now is the Server's clock (Options.Now, default time.Now).
+func (s *Server) now() time.Time {
+	if s.opts.Now != nil {
+		return s.opts.Now()
+	}
+	return time.Now()
 }
 
 // ServeHTTP dispatches to the token endpoint or the Management API; anything
@@ -177,6 +266,10 @@ func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stats
+	st.TokenRequests = make(map[string]int, len(s.stats.TokenRequests))
+	for k, v := range s.stats.TokenRequests {
+		st.TokenRequests[k] = v
+	}
 	st.Rotations = make(map[string]int, len(s.stats.Rotations))
 	for k, v := range s.stats.Rotations {
 		st.Rotations[k] = v
@@ -222,6 +315,12 @@ func defaultAttrs() map[string]json.RawMessage {
 		"cross_origin_authentication":         json.RawMessage(`false`),
 		"custom_login_page_on":                json.RawMessage(`true`),
 		"client_metadata":                     json.RawMessage(`{}`),
+		// Auth0 reports the tenant's signing certificate and the default
+		// refresh token policy for every client (see go-auth0's recorded
+		// client responses). The certificate is a placeholder: the emulator
+		// signs nothing with it.
+		"signing_keys":  json.RawMessage(`[{"cert":"-----BEGIN CERTIFICATE-----\r\nZW11bGF0b3I=\r\n-----END CERTIFICATE-----\r\n","pkcs7":"-----BEGIN PKCS7-----\r\nZW11bGF0b3I=\r\n-----END PKCS7-----\r\n","subject":"deprecated"}]`),
+		"refresh_token": json.RawMessage(`{"rotation_type":"non-rotating","expiration_type":"non-expiring","leeway":0,"token_lifetime":2592000,"infinite_token_lifetime":true,"infinite_idle_token_lifetime":true,"idle_token_lifetime":1296000}`),
 	}
 }
 

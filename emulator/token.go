@@ -4,7 +4,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -109,15 +108,43 @@ func tokenParams(r *http.Request) (map[string]string, bool) {
 	return params, true
 }
 
-// serveToken implements POST /oauth/token.
+// presentedClientID is the client_id a token request presents: the HTTP
+// Basic user (form-decoded where possible) or the client_id parameter.
+func presentedClientID(r *http.Request, params map[string]string) string {
+	if user, _, basic := r.BasicAuth(); basic {
+		if u, err := url.QueryUnescape(user); err == nil {
+			return u
+		}
+		return user
+	}
+	return params["client_id"]
+}
+
+// serveToken implements POST /oauth/token: counting, BeforeApply faults, the
+// rate limiter, then the grant.
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
+	var params map[string]string
+	paramsOK := false
+	if r.Method == http.MethodPost {
+		params, paramsOK = tokenParams(r)
+	}
+	presented := presentedClientID(r, params)
+	s.mu.Lock()
+	s.stats.TokenRequests[presented]++
+	s.mu.Unlock()
+
+	if s.runFault(BeforeApply, w, r, presented, endpointToken) {
+		return
+	}
+	if !s.tokenRateLimit(w) {
+		return
+	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		writeAPIError(w, http.StatusMethodNotAllowed, "", "")
 		return
 	}
-	params, ok := tokenParams(r)
-	if !ok {
+	if !paramsOK {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Invalid request body")
 		return
 	}
@@ -148,11 +175,11 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 
 	audience := params["audience"]
 	host := r.Host
+	now := s.now()
 
 	s.mu.Lock()
 	rec, known := s.clients[clientID]
-	authenticated := known && clientSecret != "" &&
-		subtle.ConstantTimeCompare([]byte(rec.secret), []byte(clientSecret)) == 1
+	authenticated := known && s.secretAcceptedLocked(rec, clientSecret, now)
 	var granted []string
 	var hasGrant, audienceKnown bool
 	if authenticated {
@@ -192,11 +219,17 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 
 	scopes := granted
 	if requested, ok := params["scope"]; ok {
-		scopes = narrowScopes(granted, strings.Fields(requested))
+		want := strings.Fields(requested)
+		if missing := ungrantedScopes(granted, want); len(missing) > 0 {
+			writeOAuthError(w, http.StatusForbidden, "access_denied",
+				"Client has not been granted scopes: "+strings.Join(missing, " "))
+			return
+		}
+		scopes = narrowScopes(granted, want)
 	}
 	// A test can act at the moment a client has proved its credentials, e.g. to stop a
 	// process right after it verified a new secret.
-	if s.runFault(AfterApply, w, r, clientID) {
+	if s.runFault(AfterApply, w, r, clientID, endpointToken) {
 		return
 	}
 	token, expiresIn := s.issueToken(host, clientID, audience, scopes)
@@ -208,6 +241,23 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		ExpiresIn:   expiresIn,
 		TokenType:   "Bearer",
 	})
+}
+
+// ungrantedScopes lists the requested scopes that are not granted, in
+// request order and without duplicates.
+func ungrantedScopes(granted, requested []string) []string {
+	have := make(map[string]bool, len(granted))
+	for _, sc := range granted {
+		have[sc] = true
+	}
+	var out []string
+	for _, sc := range requested {
+		if !have[sc] {
+			out = append(out, sc)
+			have[sc] = true
+		}
+	}
+	return out
 }
 
 // isManagementAudience reports whether aud is the Management API audience
@@ -233,8 +283,8 @@ func (s *Server) customAudienceKnownLocked(aud string) bool {
 	return false
 }
 
-// narrowScopes keeps the granted scopes that were requested, in grant order
-// and without duplicates.
+// narrowScopes keeps the granted scopes that were requested (all of them are
+// granted by then), in grant order and without duplicates.
 func narrowScopes(granted, requested []string) []string {
 	want := make(map[string]bool, len(requested))
 	for _, sc := range requested {

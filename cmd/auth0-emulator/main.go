@@ -2,6 +2,13 @@
 // emulator) on a local address, for development and integration tests.
 //
 //	auth0-emulator -addr 127.0.0.1:8091 -rate-limit 10 -seed clients.json
+//	auth0-emulator -plan free -token-rate-limit 5 -propagation-delay 30s -seed clients.json
+//
+// -plan sets the /api/v2 token bucket to an Auth0 plan's ("free": burst 2,
+// 2/s; "essentials", "professional": burst 10, 2.5/s; "enterprise": burst
+// 50, 16/s); -rate-limit, when set, takes precedence. -propagation-delay
+// makes a replaced secret keep working at random, half the time, for that
+// long after a rotation, as Auth0 may; -random-seed makes that repeatable.
 //
 // The seed file looks like:
 //
@@ -44,13 +51,33 @@ func main() {
 
 func run() error {
 	addr := flag.String("addr", "127.0.0.1:8091", "listen address")
-	rateLimit := flag.Int("rate-limit", 0, "max /api/v2 requests per second (0 = unlimited)")
+	rateLimit := flag.Int("rate-limit", 0, "max /api/v2 requests per second, burst the same (0 = unlimited, or -plan)")
+	plan := flag.String("plan", "", `Auth0 plan whose /api/v2 rate limit to apply: "free", "essentials", "professional" or "enterprise"`)
+	tokenRateLimit := flag.Float64("token-rate-limit", 0, "max /oauth/token requests per second (0 = unlimited)")
+	propagation := flag.Duration("propagation-delay", 0, "how long after a secret change the old and new secrets both work at random, e.g. 30s (0 = switch at once)")
+	randomSeed := flag.Uint64("random-seed", 0, "seed of the -propagation-delay randomness (0 = random)")
 	seed := flag.String("seed", "", "JSON file with the clients to create")
 	lifetime := flag.Duration("token-lifetime", 24*time.Hour, "access token lifetime")
 	audience := flag.String("audience", "", `Management API audience (default "https://<Host>/api/v2/")`)
 	flag.Parse()
+	if *plan != "" {
+		if _, _, ok := emulator.PlanLimits(*plan); !ok {
+			return fmt.Errorf(`unknown -plan %q (want "free", "essentials", "professional" or "enterprise")`, *plan)
+		}
+	}
+	if *rateLimit < 0 || *tokenRateLimit < 0 || *propagation < 0 {
+		return errors.New("-rate-limit, -token-rate-limit and -propagation-delay must not be negative")
+	}
 
-	srv := emulator.New(emulator.Options{RateLimit: *rateLimit, TokenLifetime: *lifetime, Audience: *audience})
+	srv := emulator.New(emulator.Options{
+		RateLimit:        *rateLimit,
+		Plan:             *plan,
+		TokenRateLimit:   *tokenRateLimit,
+		PropagationDelay: *propagation,
+		Seed:             *randomSeed,
+		TokenLifetime:    *lifetime,
+		Audience:         *audience,
+	})
 	n := 0
 	if *seed != "" {
 		raw, err := os.ReadFile(*seed)
