@@ -48,7 +48,10 @@ func newTestEnv(t *testing.T, scopes ...string) *testEnv {
 	if scopes == nil {
 		scopes = allScopes
 	}
-	emu := emulator.New(emulator.Options{})
+	// The emulator keeps the engine's virtual time for its rate limits and propagation.
+	clk := newFakeClock(time.Now().UTC().Truncate(time.Second))
+	clk.autoAdvance = true
+	emu := emulator.New(emulator.Options{Now: clk.Now, Seed: 1})
 	srv := httptest.NewServer(emu)
 	t.Cleanup(srv.Close)
 	emu.AddClient(emulator.Client{ClientID: testMgmtID, Name: "Vault", Grants: map[string][]string{"management": scopes}})
@@ -57,8 +60,6 @@ func newTestEnv(t *testing.T, scopes ...string) *testEnv {
 
 	logs := &syncBuffer{}
 	storage := &countingStorage{Storage: &logical.InmemStorage{}}
-	clk := newFakeClock(time.Now().UTC().Truncate(time.Second))
-	clk.autoAdvance = true
 	b := startBackendWithClock(t, storage, logical.TestSystemView(), hclog.Trace, logs, clk)
 	return &testEnv{t: t, b: b, storage: storage, emu: emu, emuURL: srv.URL, logs: logs, clock: clk}
 }

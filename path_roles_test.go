@@ -148,6 +148,21 @@ func TestRoleImportCurrentSecret(t *testing.T) {
 	}
 }
 
+// Auth0 answers a read of client_secret with 403 unless the token has read:client_keys or
+// read:client_credentials.
+func TestRoleImportScopes(t *testing.T) {
+	for _, scope := range []string{"read:client_keys", "read:client_credentials"} {
+		t.Run(scope, func(t *testing.T) {
+			e := newTestEnv(t, "read:clients", "update:client_keys", scope)
+			e.configure()
+			e.ok(logical.UpdateOperation, "roles/app", map[string]interface{}{"client_id": testAppID, "import_current_secret": true})
+			if creds := e.ok(logical.ReadOperation, "creds/app", nil); creds["client_secret"] != e.appSecret(testAppID) {
+				t.Fatal("the imported secret is not Auth0's")
+			}
+		})
+	}
+}
+
 func TestRoleImportNeedsReadClientKeys(t *testing.T) {
 	e := newTestEnv(t, "read:clients", "update:client_keys")
 	e.configure()

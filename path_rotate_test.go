@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -244,5 +245,50 @@ func TestConcurrentRotationsSerialize(t *testing.T) {
 		if works := e.authenticates(testAppID, secret); works != (v == n) {
 			t.Fatalf("version %d authenticates = %v", v, works)
 		}
+	}
+}
+
+// Auth0's burst limit answers 429 with no Retry-After and a reset of the current second.
+// Manual rotations wait a sane minimum and retry inside their requests: all succeed, each
+// exactly once at Auth0.
+func TestRotateThroughBurstLimit(t *testing.T) {
+	e := newTestEnv(t)
+	e.configureWithRole(nil)
+	e.emu.SetRateLimitBucket(2, 2) // Auth0's free plan
+	for i := 1; i <= 6; i++ {
+		if got := e.ok(logical.UpdateOperation, "rotate/app", nil); got["version"] != i {
+			t.Fatalf("rotation %d answered version %v", i, got["version"])
+		}
+	}
+	st := e.emu.Stats()
+	if st.Rotations[testAppID] != 6 || st.RateLimited == 0 {
+		t.Fatalf("%d rotations, %d answered 429; want 6 and some 429s", st.Rotations[testAppID], st.RateLimited)
+	}
+}
+
+// With Auth0's propagation window on, an immediate rotation is stored at once; the new
+// secret is accepted everywhere once the window has passed, and the old one no more.
+func TestRotateDuringPropagation(t *testing.T) {
+	e := newTestEnv(t)
+	e.configureWithRole(map[string]interface{}{"import_current_secret": true})
+	e.emu.SetPropagationDelay(30 * time.Second)
+	start := e.clock.Now()
+	e.ok(logical.UpdateOperation, "rotate/app", nil)
+	creds := e.ok(logical.ReadOperation, "creds/app", nil)
+	current, previous := creds["client_secret"].(string), creds["previous_client_secret"].(string)
+	accepted := map[string]int{}
+	for i := 0; i < 40; i++ {
+		for _, s := range []string{current, previous} {
+			if e.authenticates(testAppID, s) {
+				accepted[s]++
+			}
+		}
+	}
+	if accepted[current] == 0 || accepted[previous] == 0 {
+		t.Fatalf("inside the window: current accepted %d/40, previous %d/40; want both sometimes", accepted[current], accepted[previous])
+	}
+	e.clock.Set(start.Add(31 * time.Second))
+	if !e.authenticates(testAppID, current) || e.authenticates(testAppID, previous) {
+		t.Fatal("after the window the current secret is refused, or the previous one accepted")
 	}
 }

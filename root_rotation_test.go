@@ -202,3 +202,63 @@ func TestScheduledRootRotation(t *testing.T) {
 		t.Fatal("root rotation still queued after it was turned off")
 	}
 }
+
+// Auth0 may take up to 30 s to accept a new secret everywhere; during that window each
+// token request sees the old or the new secret at random. Root rotation proves the new
+// secret before making it current, and the mount keeps working right after it.
+func TestRotateRootDuringPropagation(t *testing.T) {
+	e := newTestEnv(t)
+	e.configureWithRole(nil)
+	e.emu.SetPropagationDelay(30 * time.Second)
+	old := e.mgmtSecret()
+	start := e.clock.Now()
+	e.ok(logical.UpdateOperation, "config/rotate-root", nil)
+	cfg := e.storedConfig()
+	if cfg.ClientSecret != e.mgmtSecret() || cfg.ClientSecret == old {
+		t.Fatal("the stored root secret is not Auth0's new one")
+	}
+	// Right after, inside the window: role rotations still work (a refused token is asked
+	// for again until Auth0 accepts the new secret).
+	for i := 0; i < 5; i++ {
+		e.ok(logical.UpdateOperation, "rotate/app", nil)
+	}
+	e.clock.Set(start.Add(31 * time.Second))
+	if e.mgmtAuthenticates(old) || !e.mgmtAuthenticates(cfg.ClientSecret) {
+		t.Fatal("after the window the old root secret works, or the new one does not")
+	}
+	if n := e.emu.Stats().SecretPatches[testMgmtID]; n != 1 {
+		t.Fatalf("%d root secret changes at Auth0, want 1", n)
+	}
+}
+
+// Auth0's token endpoint is limited or failing (429, or 500 "Global limit has been
+// reached") for the first seconds of the new root secret's verification: verification
+// keeps polling, one token request per poll, and the rotation completes; neither answer
+// counts as a refusal.
+func TestRotateRootWhileTokenEndpointIsLimited(t *testing.T) {
+	for _, status := range []int{http.StatusTooManyRequests, http.StatusInternalServerError} {
+		t.Run(http.StatusText(status), func(t *testing.T) {
+			e := newTestEnv(t)
+			e.configureWithRole(nil)
+			limitedUntil := e.clock.Now().Add(3500 * time.Millisecond)
+			limited := 0
+			e.emu.SetFaults(func(p emulator.Phase, r *http.Request, clientID string) *emulator.Fault {
+				if p == emulator.BeforeApply && r.URL.Path == "/oauth/token" && e.emu.Stats().SecretPatches[testMgmtID] == 1 && e.clock.Now().Before(limitedUntil) {
+					limited++
+					return &emulator.Fault{Status: status}
+				}
+				return nil
+			})
+			before := e.emu.Stats().TokenRequests[testMgmtID]
+			e.ok(logical.UpdateOperation, "config/rotate-root", nil)
+			if cfg := e.storedConfig(); cfg.ClientSecret != e.mgmtSecret() || cfg.PendingClientSecret != "" {
+				t.Fatal("the rotation did not complete")
+			}
+			// Polls a second apart: 4 limited, then one accepted; plus the token of the client
+			// that sent the PATCH. Never two requests for one poll.
+			if n := e.emu.Stats().TokenRequests[testMgmtID] - before; limited != 4 || n != 6 {
+				t.Fatalf("%d limited token requests, %d in all; want 4 and 6", limited, n)
+			}
+		})
+	}
+}
