@@ -65,7 +65,7 @@ func benchRole(r *rand.Rand, now time.Time) *roleEntry {
 		MaxVersions:    defaultMaxVersions,
 	}
 	for v := benchVersions; v >= 1; v-- {
-		role.addVersion(sourceScheduled, "", last.Add(-time.Duration(v-1)*benchRotationPeriod))
+		role.addVersion(versionMeta{Source: sourceScheduled}, last.Add(-time.Duration(v-1)*benchRotationPeriod))
 	}
 	role.LastVaultRotation = last
 	role.NextVaultRotation = role.nextRotation(last)

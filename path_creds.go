@@ -118,6 +118,11 @@ func (b *backend) credsResponse(ctx context.Context, s logical.Storage, creds *c
 	if previous != nil {
 		data["previous_client_secret"] = previous.Secret
 	}
+	if next := creds.Next; next != nil && served.Version == creds.Current.Version {
+		data["next_client_secret"] = next.Secret
+		data["next_version"] = next.Version
+		addTime(data, "next_switch_time", creds.NextSwitchTime)
+	}
 	switch {
 	case creds.RotationPeriod > 0:
 		data["rotation_period"] = int64(creds.RotationPeriod.Seconds())
@@ -162,6 +167,18 @@ re-renders its templates right after each scheduled rotation. While rotations fa
 counts to the engine's next attempt instead, so clients do not re-read every second. For a rotation_schedule,
 rotation_period is the interval between its next two scheduled times: Vault Agent 1.13
 re-reads at ttl only when rotation_period is present.
+
+For a role with rotation_strategy=staged, while a next secret is staged (from
+stage_period before each rotation until the switch) next_client_secret, next_version and
+next_switch_time are returned too, and ttl counts to the next change a consumer must see:
+the publication of the next secret, then the switch. Two ways to consume it with zero
+downtime:
+
+  (a) an application that authenticates with client_secret: on a 401 from Auth0, retry
+      with next_client_secret, then with previous_client_secret (Auth0 may take up to 30
+      seconds to accept a new secret everywhere);
+  (b) an application that only verifies HS256 ID tokens signed with the secret: accept a
+      signature by client_secret, previous_client_secret or next_client_secret.
 
 Read an older retained version with:
 

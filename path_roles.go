@@ -45,6 +45,18 @@ func pathRoles(b *backend) []*framework.Path {
 					Type:        framework.TypeInt,
 					Description: fmt.Sprintf("How many secret versions are retained, oldest removed first. Default %d, at most %d.", defaultMaxVersions, maxMaxVersions),
 				},
+				"rotation_strategy": {
+					Type:        framework.TypeString,
+					Description: `How a rotation changes the secret at Auth0. "immediate" (default): Auth0's rotate-secret; the old secret stops working at once. "staged": Vault generates the next secret, publishes it as next_client_secret for stage_period, then sets it on Auth0 (zero downtime for consumers that fall back to next_client_secret). A role with a staged secret changes strategy only after it switched or was cancelled.`,
+				},
+				"stage_period": {
+					Type:        framework.TypeDurationSecond,
+					Description: fmt.Sprintf("Staged roles: how long the next secret is published before it becomes current. Default %s; shorter than rotation_period (and than the interval between rotation_schedule's times).", defaultStagePeriod),
+				},
+				"password_policy": {
+					Type:        framework.TypeString,
+					Description: "Staged roles: name of a Vault password policy (sys/policies/password) that generates the secrets. Default: 64 characters of [A-Za-z0-9_-] from crypto/rand, as Auth0 generates them. An empty value restores the default.",
+				},
 				"import_current_secret": {
 					Type:        framework.TypeBool,
 					Description: "Only on create: store the application's current Auth0 secret as version 1 instead of waiting for the first rotation (needs the read:client_keys scope).",
@@ -110,6 +122,16 @@ func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *fra
 	if role.Blocked != "" {
 		data["rotation_blocked"] = role.Blocked
 	}
+	data["rotation_strategy"] = strategyImmediate
+	if role.isStaged() {
+		data["rotation_strategy"] = strategyStaged
+		data["stage_period"] = int64(role.stagePeriod().Seconds())
+		data["password_policy"] = role.PasswordPolicy
+	}
+	if st := role.Staged; st != nil {
+		data["next_version"] = st.Version
+		addTime(data, "next_switch_time", st.SwitchTime)
+	}
 	if f := role.LastFailure; f != nil {
 		data["last_rotation_failure"] = failureData(f, role.NextAttempt)
 	}
@@ -140,6 +162,12 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	dropped, resp := applyRoleFields(role, d, creating, now)
 	if resp != nil {
 		return resp, nil
+	}
+
+	if raw, ok := d.GetOk("password_policy"); ok && raw.(string) != "" {
+		if _, err := b.generateSecret(ctx, role.PasswordPolicy); err != nil {
+			return logical.ErrorResponse("password_policy %q cannot generate a secret (%v); create it first (vault write sys/policies/password/%s policy=@policy.hcl) or leave password_policy empty", role.PasswordPolicy, err, role.PasswordPolicy), nil
+		}
 	}
 
 	var imported string
@@ -265,7 +293,72 @@ func applyRoleFields(role *roleEntry, d *framework.FieldData, creating bool, now
 		}
 		role.MaxVersions = n
 	}
+	if resp := applyStrategyFields(role, d, now); resp != nil {
+		return nil, resp
+	}
 	return role.trimVersions(), nil
+}
+
+// applyStrategyFields validates and applies rotation_strategy, stage_period and
+// password_policy (whose policy the caller checks exists).
+func applyStrategyFields(role *roleEntry, d *framework.FieldData, now time.Time) *logical.Response {
+	if raw, ok := d.GetOk("rotation_strategy"); ok {
+		strategy := strings.ToLower(strings.TrimSpace(raw.(string)))
+		switch strategy {
+		case "", strategyImmediate:
+			strategy = ""
+		case strategyStaged:
+		default:
+			return logical.ErrorResponse("rotation_strategy must be %q or %q, got %q", strategyImmediate, strategyStaged, raw)
+		}
+		if strategy != role.RotationStrategy && role.Staged != nil {
+			return logical.ErrorResponse("the role has a staged secret (version %d, switching at %s); finish it first (vault write <mount>/rotate/<name> switch_now=true) or cancel it (cancel_staged=true), then change rotation_strategy",
+				role.Staged.Version, role.Staged.SwitchTime.Format(time.RFC3339))
+		}
+		role.RotationStrategy = strategy
+	}
+	if raw, ok := d.GetOk("stage_period"); ok {
+		period := time.Duration(raw.(int)) * time.Second
+		if period < minRotationPeriod && period != 0 {
+			return logical.ErrorResponse("stage_period must be at least %s, got %s", minRotationPeriod, period)
+		}
+		role.StagePeriod = period
+	}
+	if raw, ok := d.GetOk("password_policy"); ok {
+		role.PasswordPolicy = strings.TrimSpace(raw.(string))
+	}
+	if !role.isStaged() {
+		if role.StagePeriod != 0 && fieldSet(d, "stage_period") || role.PasswordPolicy != "" && fieldSet(d, "password_policy") {
+			return logical.ErrorResponse("stage_period and password_policy apply only with rotation_strategy=staged")
+		}
+		role.StagePeriod, role.PasswordPolicy = 0, "" // left from a staged past
+		return nil
+	}
+	stage := role.stagePeriod()
+	if role.RotationPeriod > 0 && stage >= role.RotationPeriod {
+		return logical.ErrorResponse("stage_period (%s%s) must be shorter than rotation_period (%s): the next secret is published stage_period before each rotation; set a shorter stage_period",
+			stage, defaultNote(role.StagePeriod), role.RotationPeriod)
+	}
+	if role.RotationSchedule != "" {
+		if gap := role.shortestScheduleGap(now); gap > 0 && stage >= gap {
+			return logical.ErrorResponse("stage_period (%s%s) must be shorter than the shortest interval between rotation_schedule's times (%s); set a shorter stage_period",
+				stage, defaultNote(role.StagePeriod), gap)
+		}
+	}
+	return nil
+}
+
+func fieldSet(d *framework.FieldData, name string) bool {
+	_, ok := d.GetOk(name)
+	return ok
+}
+
+// defaultNote marks a stage_period that was not set.
+func defaultNote(set time.Duration) string {
+	if set == 0 {
+		return ", the default"
+	}
+	return ""
 }
 
 func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

@@ -60,6 +60,11 @@ const (
 //
 // Whatever happens, the role is requeued at the time its stored state says.
 func (b *backend) runRoleJob(ctx context.Context, s logical.Storage, name, trigger string) (*roleEntry, *versionMeta, *logical.Response, error) {
+	return b.runRoleJobWith(ctx, s, name, trigger, rotateOptions{})
+}
+
+// runRoleJobWith is runRoleJob with a manual rotate's options.
+func (b *backend) runRoleJobWith(ctx context.Context, s logical.Storage, name, trigger string, opts rotateOptions) (*roleEntry, *versionMeta, *logical.Response, error) {
 	lock := b.roleLock(name)
 	lock.Lock()
 	defer lock.Unlock()
@@ -75,7 +80,7 @@ func (b *backend) runRoleJob(ctx context.Context, s logical.Storage, name, trigg
 		b.schedule(name, nil)
 		return nil, nil, nil, errRoleNotFound
 	}
-	j := &roleJob{b: b, s: s, name: name, role: role, trigger: trigger, now: b.clock.Now()}
+	j := &roleJob{b: b, s: s, name: name, role: role, trigger: trigger, opts: opts, now: b.clock.Now()}
 	version, resp, err := j.run(ctx)
 	b.schedule(name, j.role)
 	return j.role, version, resp, err
@@ -88,6 +93,7 @@ type roleJob struct {
 	name    string
 	role    *roleEntry
 	trigger string
+	opts    rotateOptions
 	now     time.Time
 }
 
@@ -98,12 +104,15 @@ func (j *roleJob) run(ctx context.Context) (*versionMeta, *logical.Response, err
 			return j.fail(ctx, nil, fmt.Errorf("moving role %q to the current storage layout: %w", j.name, err))
 		}
 	}
+	if (j.opts.switchNow || j.opts.cancelStaged) && !role.isStaged() && role.Staged == nil {
+		return nil, logical.ErrorResponse("switch_now and cancel_staged apply only to roles with rotation_strategy=staged; role %q rotates immediately", j.name), nil
+	}
 	if j.trigger == triggerScheduled {
 		due := role.dueTime(j.now)
 		switch {
 		case due.IsZero() || due.After(j.now):
 			return nil, nil, nil
-		case role.missedWindow(j.now):
+		case role.Staged == nil && role.missedWindow(j.now): // a published secret switches late rather than never
 			missed := role.NextVaultRotation
 			role.NextVaultRotation = role.nextRotation(j.now)
 			role.NextAttempt = time.Time{}
@@ -125,6 +134,9 @@ func (j *roleJob) run(ctx context.Context) (*versionMeta, *logical.Response, err
 	}
 	if j.trigger == triggerScheduled && role.dueTime(j.now).After(j.now) {
 		return nil, nil, nil // resolving stored the rotation that was due
+	}
+	if role.isStaged() || role.Staged != nil {
+		return j.runStaged(ctx)
 	}
 	conn, err := b.connection(ctx, j.s)
 	if err != nil {
@@ -270,11 +282,20 @@ func (b *backend) backoff(failures int) time.Duration {
 // idempotent, so the sequence is retried whole on a storage error; on success role is
 // updated in place.
 func (b *backend) commitVersion(s logical.Storage, name string, role *roleEntry, secret, source, walID string, now time.Time) (*versionMeta, error) {
+	return b.commit(s, name, role, secret, versionMeta{Source: source, WALID: walID}, now)
+}
+
+// commit is commitVersion for a version described by info (its source, write-ahead entry
+// and, for a staged secret, when it was staged and how the switch was checked). It also
+// ends the role's staged state: a committed version is no longer next.
+func (b *backend) commit(s logical.Storage, name string, role *roleEntry, secret string, info versionMeta, now time.Time) (*versionMeta, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(b.ctx), commitTimeout)
 	defer cancel()
+	source, walID := info.Source, info.WALID
 
 	next := role.clone()
-	meta, dropped := next.addVersion(source, walID, now)
+	next.Staged = nil
+	meta, dropped := next.addVersion(info, now)
 	if source != sourceImport { // an imported secret was not rotated by Vault
 		next.LastVaultRotation = now.UTC()
 	}

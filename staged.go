@@ -1,0 +1,213 @@
+package auth0
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	"golang.org/x/oauth2"
+)
+
+// The staged strategy (rotation_strategy=staged) makes a rotation cost consumers nothing.
+// Auth0 holds one secret per application, so there is no overlap at Auth0; instead Vault
+// chooses the next secret itself and publishes it (creds' next_client_secret) for
+// stage_period before it sets it on Auth0 with PATCH /api/v2/clients/{id}. A consumer
+// that falls back to next_client_secret on a 401 never sees an outage.
+//
+// It is crash-safe by construction: the secret is stored before Auth0 hears of it, so the
+// PATCH is idempotent, and any failure or crash between storing and committing is resolved
+// by PATCHing the same secret again. No write-ahead entry and no read-back are needed.
+
+// rotateOptions are a manual rotate's requests for a staged role.
+type rotateOptions struct {
+	switchNow    bool // stage if needed, and switch now
+	cancelStaged bool // discard the staged secret
+}
+
+// runStaged is the part of a role's job (runRoleJob) that the staged strategy runs, under
+// the role's lock: cancel, stage, or switch, as the trigger and the time say.
+func (j *roleJob) runStaged(ctx context.Context) (*versionMeta, *logical.Response, error) {
+	b, role := j.b, j.role
+	if j.opts.cancelStaged {
+		if role.Staged == nil {
+			return nil, nil, nil
+		}
+		if err := b.cancelStagedLocked(ctx, j.s, j.name, role, j.now); err != nil {
+			return j.fail(ctx, nil, err)
+		}
+		return nil, nil, nil
+	}
+	if role.Staged == nil {
+		switchAt := later(role.NextVaultRotation, j.now.Add(role.stagePeriod()))
+		if j.trigger == triggerManual {
+			switchAt = j.now.Add(role.stagePeriod())
+		}
+		if j.opts.switchNow {
+			switchAt = j.now
+		}
+		if err := b.stageLocked(ctx, j.s, j.name, role, switchAt, j.now); err != nil {
+			return j.fail(ctx, nil, err)
+		}
+	}
+	if j.now.Before(role.Staged.SwitchTime) && !j.opts.switchNow {
+		return nil, nil, nil // published; it switches at its time
+	}
+	conn, err := b.connection(ctx, j.s)
+	if err != nil {
+		return j.fail(ctx, nil, err)
+	}
+	if conn == nil {
+		return j.fail(ctx, logical.ErrorResponse(errNotConfigured), nil)
+	}
+	version, resp, err := b.switchStagedLocked(ctx, j.s, j.name, role, conn)
+	if resp != nil || err != nil {
+		return j.fail(ctx, resp, err)
+	}
+	return version, nil, nil
+}
+
+// stageLocked generates the role's next secret and publishes it, to switch at switchAt:
+// the secret entry first, then creds (next_client_secret), then the role, whose staged
+// state is the commit point. Nothing changes at Auth0.
+func (b *backend) stageLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry, switchAt, now time.Time) error {
+	secret, err := b.generateSecret(ctx, role.PasswordPolicy)
+	if err != nil {
+		return err
+	}
+	next := role.clone()
+	next.Staged = &stagedSecret{Version: role.currentVersion() + 1, StagedTime: now.UTC(), SwitchTime: switchAt.UTC()}
+	next.succeed()
+	sec := &secretEntry{Version: next.Staged.Version, Secret: secret, CreatedTime: now.UTC(), Source: sourceStaged}
+	if err := saveSecret(ctx, s, name, sec); err != nil {
+		return err
+	}
+	if creds, err := loadCreds(ctx, s, name); err != nil {
+		return err
+	} else if creds != nil {
+		creds.Next = sec
+		next.credsMeta(creds)
+		if err := saveCreds(ctx, s, name, creds); err != nil {
+			return err
+		}
+	}
+	if err := saveRole(ctx, s, name, next); err != nil {
+		return err
+	}
+	*role = *next
+	b.Logger().Info("staged the next client secret", "role", name, "client_id", role.ClientID, "next_version", sec.Version, "switch_time", role.Staged.SwitchTime.Format(time.RFC3339))
+	return nil
+}
+
+// switchStagedLocked sets the staged secret on Auth0 (PATCH, idempotent: a retry after
+// any failure sends the same secret), checks it where the scopes allow, and makes it the
+// current version.
+func (b *backend) switchStagedLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry, conn *connection) (*versionMeta, *logical.Response, error) {
+	staged := role.Staged
+	sec, err := loadSecret(ctx, s, name, nil, staged.Version)
+	if err != nil {
+		return nil, nil, err
+	}
+	if sec == nil || sec.Source != sourceStaged {
+		// Storage lost the staged secret; it never reached Auth0 unless a PATCH went out,
+		// which can only have sent this very entry: stage anew.
+		if err := b.cancelStagedLocked(ctx, s, name, role, b.clock.Now()); err != nil {
+			return nil, nil, err
+		}
+		return nil, nil, fmt.Errorf("role %q: the staged secret (version %d) is missing from storage; it was discarded and a new one is staged at the next attempt", name, staged.Version)
+	}
+	what := fmt.Sprintf("setting the staged secret of role %q (client_id %q, version %d) on Auth0", name, role.ClientID, staged.Version)
+	if err := conn.client.SetClientSecret(b.ctx, role.ClientID, sec.Secret); err != nil {
+		if errors.Is(err, errOutcomeUnknown) {
+			b.Logger().Warn("Auth0's answer to the staged secret's PATCH was lost; the same secret is set again at the next attempt", "role", name, "error", err)
+		}
+		resp, rerr := auth0Failure(what, err)
+		return nil, resp, rerr
+	}
+	verified, err := b.verifySwitch(conn, role.ClientID, sec.Secret)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	version, err := b.commit(s, name, role, sec.Secret, versionMeta{Source: sourceStaged, StagedTime: staged.StagedTime, Verified: verified}, b.clock.Now())
+	if err != nil {
+		return nil, nil, fmt.Errorf("Auth0 holds the staged secret of role %q but storing the switch failed (%w); the same secret is set again and stored at the next attempt", name, err)
+	}
+	b.Logger().Info("switched to the staged client secret", "role", name, "client_id", role.ClientID, "version", version.Version, "verified", verified)
+	return version, nil, nil
+}
+
+// verifySwitch checks that Auth0 holds secret for clientID after a PATCH it accepted: by
+// reading it back when the Management API application may (read:client_keys), else by
+// authenticating with it at /oauth/token, polling through Auth0's propagation window. It
+// says which check was made; an error only when a check shows Auth0 holds another secret.
+func (b *backend) verifySwitch(conn *connection, clientID, secret string) (string, error) {
+	info, err := conn.client.ReadClient(b.ctx, clientID, true)
+	switch {
+	case err == nil && info.Secret == secret:
+		return verifiedReadBack, nil
+	case err == nil:
+		return "", errors.New("after the PATCH Auth0 holds another secret (something else changed it); the staged secret is set again at the next attempt")
+	case !lacksReadClientKeys(err):
+		b.Logger().Warn("could not read the switched secret back; trying a token instead", "client_id", clientID, "error", err)
+	}
+	app := conn.config.withSecret(secret)
+	app.ClientID = clientID
+	deadline := b.clock.Now().Add(b.rootAcceptWait)
+	for {
+		err := verifyCredentials(b.ctx, app)
+		var tokenErr *oauth2.RetrieveError
+		switch {
+		case err == nil:
+			return verifiedToken, nil
+		case errors.As(err, &tokenErr) && tokenErr.Response != nil && tokenErr.Response.StatusCode == http.StatusForbidden:
+			if tokenErr.ErrorCode == "unauthorized_client" {
+				return verifiedNone, nil // no client-credentials grant: the secret cannot be exercised
+			}
+			return verifiedToken, nil // authenticated; only the audience is not granted
+		case !credentialsRejected(err):
+			b.Logger().Warn("could not check the switched secret at /oauth/token", "client_id", clientID, "error", err)
+			return verifiedNone, nil
+		case !b.clock.Now().Before(deadline):
+			return "", fmt.Errorf("Auth0 accepted the PATCH but still refuses the secret at /oauth/token after %s", b.rootAcceptWait)
+		}
+		if err := sleep(b.ctx, b.clock, time.Second); err != nil {
+			return verifiedNone, nil
+		}
+	}
+}
+
+// cancelStagedLocked discards the staged secret, which never reached Auth0 (or, if a
+// PATCH did go out, was answered with a failure), and records the cancellation.
+func (b *backend) cancelStagedLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry, now time.Time) error {
+	staged := role.Staged
+	next := role.clone()
+	next.Staged = nil
+	next.Cancelled = append(next.Cancelled, &cancelledStage{Version: staged.Version, StagedTime: staged.StagedTime, CancelledTime: now.UTC()})
+	if n := len(next.Cancelled) - maxCancelledStages; n > 0 {
+		next.Cancelled = append([]*cancelledStage(nil), next.Cancelled[n:]...)
+	}
+	if err := b.storeRoleState(ctx, s, name, next); err != nil {
+		return err
+	}
+	*role = *next
+	if err := deleteKey(ctx, s, secretKey(name, staged.Version)); err != nil {
+		b.Logger().Warn("could not delete a cancelled staged secret", "role", name, "error", err)
+	}
+	b.Logger().Info("cancelled the staged client secret", "role", name, "next_version", staged.Version)
+	return nil
+}
+
+// generateSecret makes a new client secret: from the role's Vault password policy if it
+// names one, else 64 characters of Auth0's own alphabet from crypto/rand.
+func (b *backend) generateSecret(ctx context.Context, policy string) (string, error) {
+	if policy == "" {
+		return generateClientSecret()
+	}
+	secret, err := b.System().GeneratePasswordFromPolicy(ctx, policy)
+	if err != nil {
+		return "", fmt.Errorf("generating a secret from password policy %q: %w", policy, err)
+	}
+	return secret, nil
+}
