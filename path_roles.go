@@ -422,6 +422,14 @@ import_current_secret=true, the application's current secret is stored as versio
 without rotating. Creating a role never rotates: applications may still be using the
 current secret.
 
+Rotation strategy: "immediate" (default) calls Auth0's rotate-secret; the old secret
+stops working at once, so consumers fail until they re-read. "staged" gives zero downtime:
+stage_period (default 24h) before each rotation Vault generates the next secret (from
+password_policy, a Vault password policy, if set) and publishes it in creds as
+next_client_secret; at the rotation it sets it on Auth0 (PATCH, needs
+update:client_keys) and makes it current. Consumers that fall back to next_client_secret
+(see creds) never fail.
+
 One application belongs to at most one role of a mount, and never to the mount's own
 Management API application (config's client_id): a write naming such a client_id is
 refused with the owner's name. Deleting a role frees its application.
