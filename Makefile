@@ -32,7 +32,7 @@ $(BIN)/vault: tools/vault/go.mod tools/vault/go.sum
 	cd tools/vault && go build -o $@ github.com/hashicorp/vault
 
 .PHONY: dev
-dev: build vault ## Start Vault dev server + Auth0 emulator with the plugin mounted at auth0/ (Ctrl-C stops)
+dev: build vault ## Start Vault dev server + Auth0 emulator (AUTH0_PLAN=free|essentials|professional|enterprise|"", PROPAGATION_DELAY=30s) with the plugin at auth0/ (Ctrl-C stops)
 	VERSION=$(VERSION) ./scripts/dev.sh
 
 .PHONY: test

@@ -10,6 +10,11 @@ state=$root/.dev
 version=${VERSION:?VERSION must be set (make dev sets it)}
 vault_port=${VAULT_PORT:-8200}
 emulator_port=${EMULATOR_PORT:-8091}
+# Auth0 plan whose Management API rate limits the emulator applies (free, essentials,
+# professional, enterprise); empty: unlimited. PROPAGATION_DELAY (e.g. 30s) makes a new
+# secret take effect as slowly as Auth0 says it may.
+plan=${AUTH0_PLAN:-free}
+propagation=${PROPAGATION_DELAY:-0s}
 export VAULT_ADDR=http://127.0.0.1:$vault_port VAULT_TOKEN=root
 
 random_secret() { head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 64; }
@@ -29,7 +34,8 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-"$bin/auth0-emulator" -addr "127.0.0.1:$emulator_port" -seed "$state/seed.json" >"$state/emulator.log" 2>&1 &
+"$bin/auth0-emulator" -addr "127.0.0.1:$emulator_port" -seed "$state/seed.json" \
+  ${plan:+-plan "$plan"} -propagation-delay "$propagation" >"$state/emulator.log" 2>&1 &
 pids+=($!)
 "$bin/vault" server -dev -dev-root-token-id=root -dev-listen-address="127.0.0.1:$vault_port" \
   -dev-plugin-dir="$bin/plugins" >"$state/vault.log" 2>&1 &
