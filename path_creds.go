@@ -175,8 +175,9 @@ the publication of the next secret, then the switch. Two ways to consume it with
 downtime:
 
   (a) an application that authenticates with client_secret: on a 401 from Auth0, retry
-      with next_client_secret, then with previous_client_secret (Auth0 may take up to 30
-      seconds to accept a new secret everywhere);
+      with next_client_secret, then with previous_client_secret, and keep cycling through
+      them for a while: Auth0 may take up to 30 seconds to accept a new secret
+      everywhere, answering for the old or the new one from request to request;
   (b) an application that only verifies HS256 ID tokens signed with the secret: accept a
       signature by client_secret, previous_client_secret or next_client_secret.
 
