@@ -2,6 +2,8 @@ package auth0
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +34,16 @@ type rotationWAL struct {
 	BaseVersion int `json:"base_version"`
 	// Source is how the version is recorded if the answer was received and stored.
 	Source string `json:"source,omitempty"`
+	// PriorSecretHash is the SHA-256 of the secret Auth0 held before the rotation, for a
+	// role that held none yet: reading the secret back after a lost answer then tells
+	// whether Auth0 applied the rotation. Never the secret itself.
+	PriorSecretHash string `json:"prior_secret_hash,omitempty"`
+}
+
+// secretHash is how a write-ahead entry refers to a secret without holding it.
+func secretHash(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
 }
 
 // pendingRotation is a rotation log entry found in storage.
@@ -105,7 +117,7 @@ func (b *backend) resolveWALLocked(ctx context.Context, s logical.Storage, name 
 	if conn == nil {
 		return nil, errors.New("the engine is not configured; cannot reach Auth0")
 	}
-	version, err := b.recoverLocked(ctx, s, name, role, conn, p.id)
+	version, err := b.recoverLocked(ctx, s, name, role, conn, p.id, w.PriorSecretHash)
 	if err != nil {
 		return nil, err
 	}
@@ -118,11 +130,14 @@ func (b *backend) resolveWALLocked(ctx context.Context, s logical.Storage, name 
 // version's, stores it as a new version with source "recovered". Without that scope it
 // rotates again and stores the result, and warns on the role. It returns the stored
 // version, or nil if the role already held Auth0's secret.
-func (b *backend) recoverLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry, conn *connection, walID string) (*versionMeta, error) {
+func (b *backend) recoverLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry, conn *connection, walID, priorHash string) (*versionMeta, error) {
 	info, err := conn.client.ReadClient(ctx, role.ClientID, true)
 	var secret string
 	switch {
 	case err == nil:
+		if priorHash != "" && role.currentVersion() == 0 && secretHash(info.Secret) == priorHash {
+			return nil, nil // Auth0 still holds the secret it held before: nothing applied
+		}
 		if n := role.currentVersion(); n > 0 {
 			cur, err := loadSecret(ctx, s, name, role, n)
 			if err != nil {

@@ -190,6 +190,19 @@ func (j *roleJob) checkOwner(ctx context.Context) (*logical.Response, error) {
 func (j *roleJob) rotate(conn *connection) (*versionMeta, *logical.Response, error) {
 	b, role := j.b, j.role
 	wal := rotationWAL{Role: j.name, ClientID: role.ClientID, BaseVersion: role.currentVersion(), Source: j.trigger}
+	if role.currentVersion() == 0 {
+		// Vault knows no secret of this application to tell, after a lost answer, whether
+		// the rotation applied: remember a hash of the one Auth0 holds now. Without the
+		// scope to read it, recovery rotates once more anyway (recoverLocked).
+		info, err := conn.client.ReadClient(b.ctx, role.ClientID, true)
+		switch {
+		case err == nil:
+			wal.PriorSecretHash = secretHash(info.Secret)
+		case !lacksReadClientKeys(err):
+			resp, rerr := auth0Failure(fmt.Sprintf("reading the current secret of role %q (client_id %q) before its first rotation", j.name, role.ClientID), err)
+			return j.fail(b.ctx, resp, rerr)
+		}
+	}
 	var walID string
 	writeWAL := func() error {
 		if walID != "" {

@@ -253,3 +253,25 @@ func TestCommitCutShortIsFinishedFromStorage(t *testing.T) {
 		})
 	}
 }
+
+// The first rotation of a role that holds no secret yet fails with an unknown outcome
+// (a 503: Auth0 may or may not have applied it). Vault remembered a hash of the secret
+// Auth0 held before, so reading back tells that nothing was applied: no version is stored
+// for a rotation that did not happen. (Before: the unchanged secret was stored as version
+// 1, "recovered", without any Auth0 rotation.)
+func TestFirstRotationWithUnknownOutcomeStoresNothingUnapplied(t *testing.T) {
+	e := newTestEnv(t)
+	e.configureWithRole(nil)
+	e.emu.SetFaults(rotateFault(emulator.BeforeApply, emulator.Fault{Status: http.StatusServiceUnavailable}))
+	if _, err := e.request(logical.UpdateOperation, "rotate/app", nil); err == nil {
+		t.Fatal("rotate succeeded against a failing Auth0")
+	}
+	if v := e.storedRole("app").currentVersion(); v != 0 || walCount(t, e.storage) != 0 {
+		t.Fatalf("version %d stored, %d entries left, for a rotation Auth0 did not apply", v, walCount(t, e.storage))
+	}
+	got := e.ok(logical.UpdateOperation, "rotate/app", nil)
+	v := e.ok(logical.ReadOperation, "versions/app", nil)["versions"].(map[string]interface{})
+	if got["version"] != 1 || v["1"].(map[string]interface{})["source"] != sourceRotate || e.emu.Stats().Rotations[testAppID] != 1 {
+		t.Fatalf("then: version %v, versions %v", got["version"], v)
+	}
+}
