@@ -59,6 +59,13 @@ func TestRotateFaults(t *testing.T) {
 		{name: "applied, then hang past the timeout", faults: rotateFault(emulator.AfterApply, emulator.Fault{Delay: 3 * time.Second}), wantOK: true, wantRotations: 1, wantVersions: 2, wantSource: sourceRecovered},
 		{name: "token expired mid-run", expireTokens: true, wantOK: true, wantRotations: 1, wantVersions: 2, wantSource: sourceRotate},
 		{
+			// Auth0 lets read:client_credentials read client_secret too.
+			name:   "applied, then 500, with read:client_credentials instead of read:client_keys",
+			scopes: []string{"read:clients", "read:client_credentials", "update:client_keys"},
+			faults: rotateFault(emulator.AfterApply, emulator.Fault{Status: 500}),
+			wantOK: true, wantRotations: 1, wantVersions: 2, wantSource: sourceRecovered,
+		},
+		{
 			name:   "applied, then 500, without read:client_keys",
 			scopes: []string{"read:clients", "update:client_keys"},
 			faults: rotateFault(emulator.AfterApply, emulator.Fault{Status: 500}),
