@@ -1,0 +1,1106 @@
+package auth0
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"hash"
+	"hash/fnv"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/emulator"
+)
+
+var (
+	simSeed  = flag.Uint64("sim.seed", 0, "seed of TestSimulation; 0 derives one from the time and prints it")
+	simDays  = flag.Int("sim.days", 3, "virtual days TestSimulation runs (a soak: -sim.days=30 or more)")
+	simRoles = flag.Int("sim.roles", 12, "roles TestSimulation manages, each with its own Auth0 application")
+	simTrace = flag.Bool("sim.trace", false, "log every step of TestSimulation")
+)
+
+// TestSimulation is a deterministic simulation of the engine, in the spirit of
+// FoundationDB's and TigerBeetle's: one seed drives every choice of a run of -sim.days
+// virtual days over -sim.roles roles (rotation_period or rotation_schedule, with and
+// without rotation_window, import_current_secret, small max_versions, some without a
+// schedule). Each step is one of: advance the virtual clock (seconds to hours, or exactly
+// to the next due role) and run what fell due; a manual rotate of a random role; arm an
+// Auth0 fault for the next matching request (rotate-secret: 500/503 or 429 with
+// Retry-After before applying; 500, a dropped connection, or an answer slower than the 1s
+// request_timeout after applying; reading a client back: 500/503/429); make the next K
+// storage writes or deletes under a prefix (roles/, creds/, secrets/, wal/, any) fail;
+// crash at the Nth storage operation of a manual rotate, a scheduler run or a rollback
+// (every later operation fails; the crashing write may or may not have reached storage)
+// and start a new backend on the same storage and clock; a clean restart; Vault's rollback
+// manager (walRollback); a config write (rate_limit); a role write (max_versions or
+// schedule). Everything runs on the test's goroutine on a virtual clock whose waits jump
+// time, so a seed replays the run exactly; the seed is logged at the start and in every
+// failure, with the command that replays it.
+//
+// After every step, reading storage directly, it checks:
+//
+//  1. Exactly once. Every rotation write-ahead entry names an existing role and its
+//     application. At most one entry per role is unresolved (the engine has not tried to
+//     delete it; one whose delete failed after it was resolved stays behind, stale), and
+//     it starts from the role's current version, or from the one before if the current
+//     version records its ID. With no unresolved entry for the role, the Auth0 rotations
+//     of its application equal the versions rotation created (current_version, less 1 if
+//     the secret was imported; a "recovered" version is the outcome of one rotation);
+//     with one, they equal that number or one more. The emulator's own count agrees.
+//     Auth0 never rotates an application no role manages, nor another role's application
+//     during a manual rotate. The role never carries the warning that recovery had to
+//     rotate again (the simulation grants read:client_keys), is never blocked, and owns
+//     its application.
+//  2. Schedule. Every Auth0 rotation that was not a manual rotate is of a role with a
+//     schedule and happens no earlier than the role's due time stored before the step (the
+//     later of next_vault_rotation and next_attempt), and no earlier than its schedule
+//     allows after the previous Auth0 rotation of the application (or the role's
+//     creation), unless a failure was recorded on the role in between.
+//  3. Versions. Version numbers are consecutive, at most max_versions are retained, only
+//     version 1 may be imported, and every retained version has its secret entry (same
+//     number and write-ahead ID). creds/<name> holds nothing before the first version;
+//     then it holds the current version with its secret entry's secret, as previous the
+//     version before if it is retained and nothing if it is not; while a rotation is
+//     unresolved it may instead hold the next version, whose secret entry records that
+//     rotation. A creds read through the backend, as an application reads it, serves what
+//     creds/<name> holds; with no unresolved rotation that is the secret Auth0 holds.
+//  4. No secret in the logs: the engine's log (trace level) never contains a secret the
+//     emulator issued (the management application's or any application's, ever).
+//  5. At the end, with faults cleared, the clock is run forward (with rollbacks, and
+//     manual rotates of unscheduled roles left failing) until no write-ahead entry is left
+//     and no role records a failure; then 1 to 4 hold, and every role with a version
+//     serves, at creds/<name>, the secret Auth0 holds, which obtains a token at the
+//     emulator.
+//
+// Run a soak with: go test -run TestSimulation -sim.days=30 -v .
+func TestSimulation(t *testing.T) {
+	seed := *simSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed=%d; replay: go test -run TestSimulation -sim.seed=%d -sim.days=%d -sim.roles=%d .", seed, seed, *simDays, *simRoles)
+	start := time.Now()
+	s := newSim(t, seed, *simDays, *simRoles)
+	s.run()
+	t.Logf("seed=%d: %d steps, %s virtual, %s real; %s", seed, s.step, s.clock.Now().Sub(s.start).Round(time.Minute), time.Since(start).Round(time.Millisecond), s.summary())
+}
+
+// sim is one simulation run.
+type sim struct {
+	t      *testing.T
+	ctx    context.Context
+	seed   uint64
+	days   int
+	nRoles int
+	rng    *rand.Rand
+	start  time.Time
+	clock  *fakeClock
+	base   *logical.InmemStorage
+	plan   *simStoragePlan
+	store  *simStorage
+	b      *backend
+	emu    *emulator.Server
+	emuURL string
+	logs   *simLog
+
+	roles    []*simRole
+	byName   map[string]*simRole
+	byClient map[string]*simRole
+
+	// Touched by the emulator's fault hook, which runs on the server's goroutines.
+	mu        sync.Mutex
+	planned   []simFault
+	manual    string // client ID a manual rotate is running for
+	events    []simRotation
+	rotations map[string]int // client ID -> Auth0 rotations seen
+	problems  []string       // found by the hook, reported on the test goroutine
+
+	step      int
+	history   []string
+	digest    hash.Hash64
+	counts    map[string]int
+	exempted  int // schedule checks passed only thanks to a recorded failure
+	realDelay int // faults that cost real time
+}
+
+type simRole struct {
+	name, clientID string
+	imported       bool
+	// last is the time of the last Auth0 rotation of the role's application, or of the
+	// role's creation before any.
+	last time.Time
+	// failedSince: a failure was seen recorded on the role since last.
+	failedSince bool
+	// pre is the role as stored before the current step.
+	pre *roleEntry
+}
+
+type simRotation struct {
+	client string
+	at     time.Time
+	manual string // client ID of the manual rotate running, if any
+}
+
+type simFault struct {
+	kind  string // "rotate" or "read"
+	phase emulator.Phase
+	fault emulator.Fault
+	desc  string
+}
+
+func newSim(t *testing.T, seed uint64, days, roles int) *sim {
+	s := &sim{
+		t:         t,
+		ctx:       context.Background(),
+		seed:      seed,
+		days:      days,
+		nRoles:    roles,
+		rng:       rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		base:      &logical.InmemStorage{},
+		plan:      &simStoragePlan{walSeq: map[string]int{}, deleteTried: map[string]bool{}},
+		byName:    map[string]*simRole{},
+		byClient:  map[string]*simRole{},
+		rotations: map[string]int{},
+		digest:    fnv.New64a(),
+		counts:    map[string]int{},
+	}
+	s.logs = &simLog{secrets: map[string]bool{}}
+	s.emu = emulator.New(emulator.Options{})
+	srv := httptest.NewServer(s.emu)
+	t.Cleanup(srv.Close)
+	s.emuURL = srv.URL
+	mgmt := s.emu.AddClient(emulator.Client{ClientID: testMgmtID, Name: "Vault", Grants: map[string][]string{emulator.ManagementGrant: allScopes}})
+	s.logs.addSecret(mgmt.ClientSecret)
+	s.emu.SetFaults(s.hook)
+
+	// A fixed start (not the wall clock), so that cron schedules replay.
+	s.start = time.Date(2030, 1, 7, 0, 0, 0, 0, time.UTC).Add(time.Duration(s.rng.IntN(24*60)) * time.Minute)
+	s.clock = newFakeClock(s.start)
+	s.clock.autoAdvance = true
+	s.store = &simStorage{inner: s.base, plan: s.plan}
+	s.b = startBackendWithClock(t, s.store, logical.TestSystemView(), hclog.Trace, s.logs, s.clock)
+	<-s.b.sched.Load().loaded
+
+	s.mustOK("config", map[string]interface{}{
+		"domain": s.emuURL, "client_id": testMgmtID, "client_secret": mgmt.ClientSecret,
+		"rate_limit": 1000, "request_timeout": "1s",
+	})
+	for i := 0; i < roles; i++ {
+		r := &simRole{name: fmt.Sprintf("r%02d", i), clientID: fmt.Sprintf("sim-app-%02d", i)}
+		app := s.emu.AddClient(emulator.Client{ClientID: r.clientID, Grants: map[string][]string{testAPI: {}}})
+		s.logs.addSecret(app.ClientSecret)
+		data := s.randomSchedule(i)
+		data["client_id"] = r.clientID
+		if s.rng.IntN(2) == 0 {
+			r.imported = true
+			data["import_current_secret"] = true
+		}
+		if s.rng.IntN(2) == 0 {
+			data["max_versions"] = 1 + s.rng.IntN(5)
+		}
+		r.last = s.clock.Now()
+		s.mustOK("roles/"+r.name, data)
+		s.roles = append(s.roles, r)
+		s.byName[r.name] = r
+		s.byClient[r.clientID] = r
+	}
+	s.check()
+	return s
+}
+
+func (s *sim) replayCommand() string {
+	return fmt.Sprintf("go test -run TestSimulation -sim.seed=%d -sim.days=%d -sim.roles=%d .", s.seed, s.days, s.nRoles)
+}
+
+// fail stops the run with the seed, the command that replays it and the last steps.
+func (s *sim) fail(format string, args ...interface{}) {
+	s.t.Helper()
+	s.t.Fatalf("seed=%d: step %d at %s: %s\nreplay: %s (add -sim.trace -v to log every step)\nlast steps:\n%s", s.seed, s.step,
+		s.clock.Now().Format(time.RFC3339Nano), fmt.Sprintf(format, args...), s.replayCommand(), strings.Join(s.history, "\n"))
+}
+
+func (s *sim) run() {
+	end := s.start.Add(time.Duration(s.days) * 24 * time.Hour)
+	for s.clock.Now().Before(end) {
+		s.step++
+		if s.step > 200*24*s.days+1000 {
+			s.fail("the run does not advance its clock")
+		}
+		desc := s.randomStep()
+		s.record(desc)
+		s.check()
+	}
+	s.converge()
+	s.finalCheck()
+}
+
+// record keeps the step for failure reports and folds it into the run's digest.
+func (s *sim) record(desc string) {
+	line := fmt.Sprintf("  %4d %s %s", s.step, s.clock.Now().Format("01-02T15:04:05.000"), desc)
+	s.history = append(s.history, line)
+	if len(s.history) > 40 {
+		s.history = s.history[1:]
+	}
+	if *simTrace {
+		s.t.Log(line)
+	}
+	// The digest leaves out what differs between identical runs: secrets, write-ahead
+	// IDs and the emulator's port, which error messages may quote.
+	kind, _, _ := strings.Cut(desc, ":")
+	fmt.Fprintf(s.digest, "%d %s %s|", s.step, s.clock.Now().Format(time.RFC3339Nano), kind)
+}
+
+func (s *sim) summary() string {
+	keys := make([]string, 0, len(s.counts))
+	for k := range s.counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, s.counts[k]))
+	}
+	total := 0
+	for _, n := range s.rotations {
+		total += n
+	}
+	return fmt.Sprintf("%d Auth0 rotations, %d schedule checks passed on a recorded failure, %d slow answers; %s; digest=%016x",
+		total, s.exempted, s.realDelay, strings.Join(parts, " "), s.digest.Sum64())
+}
+
+// Steps.
+
+func (s *sim) randomStep() string {
+	switch w := s.rng.IntN(100); {
+	case w < 42:
+		return s.stepAdvance()
+	case w < 54:
+		return s.stepRotate(s.roles[s.rng.IntN(len(s.roles))])
+	case w < 68:
+		return s.stepAuth0Fault()
+	case w < 76:
+		return s.stepStorageFault()
+	case w < 84:
+		return s.stepCrash()
+	case w < 87:
+		s.counts["restart"]++
+		s.restart()
+		return "restart: clean"
+	case w < 91:
+		return s.stepRollback()
+	case w < 94:
+		return s.stepConfig()
+	default:
+		return s.stepRoleUpdate()
+	}
+}
+
+func (s *sim) stepAdvance() string {
+	var d time.Duration
+	switch w := s.rng.IntN(100); {
+	case w < 15:
+		return s.stepAdvanceToDue()
+	case w < 35:
+		d = time.Duration(1+s.rng.IntN(120)) * time.Second
+	case w < 90:
+		d = time.Duration(1+s.rng.IntN(60)) * time.Minute
+	default:
+		d = time.Duration(60+s.rng.IntN(300)) * time.Minute
+	}
+	s.clock.Advance(d)
+	n := s.runDue()
+	s.counts["advance"]++
+	return fmt.Sprintf("advance: %s, %d jobs", d, n)
+}
+
+// stepAdvanceToDue moves the clock exactly to when the first queued role falls due.
+func (s *sim) stepAdvanceToDue() string {
+	d := time.Duration(0)
+	if due, ok := s.b.sched.Load().queue.peek(); ok && due.After(s.clock.Now()) {
+		d = due.Sub(s.clock.Now())
+	}
+	s.clock.Advance(d)
+	n := s.runDue()
+	s.counts["advance"]++
+	return fmt.Sprintf("advance: to the next due role (%s), %d jobs", d, n)
+}
+
+func (s *sim) runDue() int {
+	sch := s.b.sched.Load()
+	if sch == nil {
+		s.fail("no scheduler running")
+	}
+	<-sch.loaded
+	return s.b.runDueNow(s.ctx)
+}
+
+func (s *sim) stepRotate(r *simRole) string {
+	s.mu.Lock()
+	s.manual = r.clientID
+	s.mu.Unlock()
+	resp, err := s.request(logical.UpdateOperation, "rotate/"+r.name, nil)
+	s.mu.Lock()
+	s.manual = ""
+	s.mu.Unlock()
+	s.counts["rotate"]++
+	if err == nil && resp != nil && !resp.IsError() {
+		version, _ := resp.Data["version"].(int)
+		if !s.store.isCrashed() {
+			if role := s.storedRole(r.name); role.currentVersion() != version {
+				s.fail("rotate/%s answered version %d, but the role's current version is %d", r.name, version, role.currentVersion())
+			}
+		}
+		s.counts["rotate ok"]++
+		return fmt.Sprintf("rotate: %s -> version %d", r.name, version)
+	}
+	return fmt.Sprintf("rotate: %s -> %s", r.name, outcome(resp, err))
+}
+
+func (s *sim) stepAuth0Fault() string {
+	rotate := func(p emulator.Phase, f emulator.Fault, desc string) simFault {
+		return simFault{kind: "rotate", phase: p, fault: f, desc: desc}
+	}
+	var f simFault
+	switch w := s.rng.IntN(100); {
+	case w < 18:
+		f = rotate(emulator.BeforeApply, emulator.Fault{Status: 500}, "rotate-secret 500 before applying")
+	case w < 26:
+		f = rotate(emulator.BeforeApply, emulator.Fault{Status: 503}, "rotate-secret 503 before applying")
+	case w < 40:
+		retry := 1 + s.rng.IntN(30)
+		f = rotate(emulator.BeforeApply, emulator.Fault{Status: 429, RetryAfter: retry}, fmt.Sprintf("rotate-secret 429 (Retry-After %ds)", retry))
+	case w < 58:
+		f = rotate(emulator.AfterApply, emulator.Fault{Status: 500}, "rotate-secret applied, then 500")
+	case w < 76:
+		f = rotate(emulator.AfterApply, emulator.Fault{Drop: true}, "rotate-secret applied, then the connection dropped")
+	case w < 80:
+		// Real time: the answer comes after the 1s request_timeout. Rare, to stay fast.
+		f = rotate(emulator.AfterApply, emulator.Fault{Delay: 1500 * time.Millisecond}, "rotate-secret applied, answer slower than request_timeout")
+	case w < 90:
+		f = simFault{kind: "read", phase: emulator.BeforeApply, fault: emulator.Fault{Status: 500}, desc: "read client 500"}
+	case w < 95:
+		f = simFault{kind: "read", phase: emulator.BeforeApply, fault: emulator.Fault{Status: 503}, desc: "read client 503"}
+	default:
+		retry := 1 + s.rng.IntN(10)
+		f = simFault{kind: "read", phase: emulator.BeforeApply, fault: emulator.Fault{Status: 429, RetryAfter: retry}, desc: fmt.Sprintf("read client 429 (Retry-After %ds)", retry)}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.planned) >= 4 {
+		return "auth0 fault: none armed, 4 still pending"
+	}
+	s.planned = append(s.planned, f)
+	s.counts["auth0 fault"]++
+	return "auth0 fault: next " + f.desc
+}
+
+func (s *sim) stepStorageFault() string {
+	prefixes := []string{"", roleStoragePrefix, credsStoragePrefix, secretStoragePrefix, framework.WALPrefix}
+	op, prefix := "put", prefixes[s.rng.IntN(len(prefixes))]
+	if s.rng.IntN(5) == 0 {
+		op, prefix = "delete", []string{framework.WALPrefix, secretStoragePrefix, ""}[s.rng.IntN(3)]
+	}
+	n := 1 + s.rng.IntN(6)
+	s.plan.setFailures(op, prefix, n)
+	s.counts["storage fault"]++
+	return fmt.Sprintf("storage fault: the next %d %ss under %q fail", n, op, prefix)
+}
+
+// stepCrash kills the backend at a storage operation of an action: that operation and
+// every later one fail, the crashing write reaching storage or not, and a new backend
+// starts on the same storage and clock, as after a crash of the plugin process.
+func (s *sim) stepCrash() string {
+	at := 1 + s.rng.IntN(20)
+	torn := s.rng.IntN(2) == 0
+	s.store.armCrash(at, torn)
+	var action string
+	switch w := s.rng.IntN(10); {
+	case w < 5:
+		action = s.stepRotate(s.roles[s.rng.IntN(len(s.roles))])
+	case w < 9:
+		action = s.stepAdvanceToDue()
+	default:
+		action = s.stepRollback()
+	}
+	crashed, ops := s.store.disarmCrash()
+	if !crashed {
+		return fmt.Sprintf("crash: not reached (armed at op %d, %d ops) during %s", at, ops, action)
+	}
+	s.counts["crash"]++
+	s.restart()
+	return fmt.Sprintf("crash: at storage op %d (write reached storage: %v) during %s; restarted", at, torn, action)
+}
+
+// restart abandons the backend and starts a new one on the same storage and clock, as
+// Vault does when the plugin process is restarted.
+func (s *sim) restart() {
+	s.b.Cleanup(s.ctx)
+	s.store = &simStorage{inner: s.base, plan: s.plan}
+	s.b = startBackendWithClock(s.t, s.store, logical.TestSystemView(), hclog.Trace, s.logs, s.clock)
+	<-s.b.sched.Load().loaded
+}
+
+// stepRollback is Vault's rollback manager handing the write-ahead entries to the backend
+// ("immediate": old enough, whatever the real time).
+func (s *sim) stepRollback() string {
+	resp, err := s.b.HandleRequest(s.ctx, &logical.Request{
+		Operation: logical.RollbackOperation, Storage: s.store, Data: map[string]interface{}{"immediate": true},
+	})
+	s.counts["rollback"]++
+	return "rollback: " + outcome(resp, err)
+}
+
+func (s *sim) stepConfig() string {
+	rate := []float64{1000, 1000, 100, 10}[s.rng.IntN(4)]
+	resp, err := s.request(logical.UpdateOperation, "config", map[string]interface{}{"rate_limit": rate, "request_timeout": "1s"})
+	s.counts["config"]++
+	return fmt.Sprintf("config: rate_limit %g -> %s", rate, outcome(resp, err))
+}
+
+func (s *sim) stepRoleUpdate() string {
+	i := s.rng.IntN(len(s.roles))
+	r := s.roles[i]
+	var data map[string]interface{}
+	if s.rng.IntN(2) == 0 {
+		data = map[string]interface{}{"max_versions": 1 + s.rng.IntN(5)}
+	} else {
+		data = s.randomSchedule(i)
+	}
+	resp, err := s.request(logical.UpdateOperation, "roles/"+r.name, data)
+	s.counts["role write"]++
+	return fmt.Sprintf("role write: %s %v -> %s", r.name, data, outcome(resp, err))
+}
+
+// randomSchedule picks a role's schedule. Cron roles get distinct minutes, so that no two
+// roles fall due at the same instant (the queue would order them arbitrarily).
+func (s *sim) randomSchedule(i int) map[string]interface{} {
+	switch w := s.rng.IntN(100); {
+	case w < 45:
+		period := []string{"1h", "90m", "2h", "3h", "4h", "6h", "8h", "12h"}[s.rng.IntN(8)]
+		return map[string]interface{}{"rotation_period": period, "rotation_schedule": ""}
+	case w < 85:
+		hours := []string{"*", "*/2", "*/3", "*/6", "0,12"}[s.rng.IntN(5)]
+		window := []string{"0", "0", "1h"}[s.rng.IntN(3)]
+		spec := fmt.Sprintf("%d %s * * *", (7*i+3)%60, hours)
+		return map[string]interface{}{"rotation_schedule": spec, "rotation_period": 0, "rotation_window": window}
+	default:
+		return map[string]interface{}{"rotation_period": 0, "rotation_schedule": ""}
+	}
+}
+
+// request runs one request through the backend as Vault routes it.
+func (s *sim) request(op logical.Operation, path string, data map[string]interface{}) (*logical.Response, error) {
+	req := &logical.Request{Operation: op, Path: path, Data: data, Storage: s.store}
+	if op == logical.UpdateOperation {
+		if check, exists, _ := s.b.HandleExistenceCheck(s.ctx, req); check && !exists {
+			req.Operation = logical.CreateOperation
+		}
+	}
+	return s.b.HandleRequest(s.ctx, req)
+}
+
+func (s *sim) mustOK(path string, data map[string]interface{}) {
+	s.t.Helper()
+	resp, err := s.request(logical.UpdateOperation, path, data)
+	if err != nil || resp != nil && resp.IsError() {
+		s.fail("write %s: %s", path, outcome(resp, err))
+	}
+}
+
+func outcome(resp *logical.Response, err error) string {
+	switch {
+	case err != nil:
+		code, _ := codedStatus(err)
+		return fmt.Sprintf("error %d: %s", code, err)
+	case resp != nil && resp.IsError():
+		return "refused: " + resp.Error().Error()
+	}
+	return "ok"
+}
+
+// hook is the emulator's fault hook: it records every applied rotate-secret and serves
+// the armed faults, each to the next request it matches.
+func (s *sim) hook(p emulator.Phase, r *http.Request, clientID string) *emulator.Fault {
+	if !strings.HasPrefix(r.URL.Path, "/api/v2/") {
+		return nil // token requests
+	}
+	kind := "other"
+	switch {
+	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/rotate-secret"):
+		kind = "rotate"
+	case r.Method == http.MethodGet:
+		kind = "read"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if kind == "rotate" && p == emulator.AfterApply {
+		// The hook runs outside the emulator's lock, after the rotation was applied.
+		secret, _ := s.emu.ClientSecret(clientID)
+		s.logs.addSecret(secret)
+		s.rotations[clientID]++
+		s.events = append(s.events, simRotation{client: clientID, at: s.clock.Now(), manual: s.manual})
+	}
+	if kind == "other" {
+		s.problems = append(s.problems, fmt.Sprintf("unexpected Management API request %s %s", r.Method, r.URL.Path))
+	}
+	for i, f := range s.planned {
+		if f.kind == kind && f.phase == p {
+			s.planned = append(s.planned[:i:i], s.planned[i+1:]...)
+			if f.fault.Delay > 0 {
+				s.realDelay++
+			}
+			fault := f.fault
+			return &fault
+		}
+	}
+	return nil
+}
+
+// Invariants.
+
+func (s *sim) storedRole(name string) *roleEntry {
+	role, err := loadRole(s.ctx, s.base, name)
+	if err != nil || role == nil {
+		s.fail("role %s: %v, %v", name, role, err)
+	}
+	return role
+}
+
+// pendingByRole reads the write-ahead entries from storage, by role.
+func (s *sim) pendingByRole() map[string][]pendingRotation {
+	ids, err := framework.ListWAL(s.ctx, s.base)
+	if err != nil {
+		s.fail("listing write-ahead entries: %v", err)
+	}
+	out := map[string][]pendingRotation{}
+	for _, id := range ids {
+		entry, err := framework.GetWAL(s.ctx, s.base, id)
+		if err != nil || entry == nil {
+			s.fail("write-ahead entry %s: %v, %v", id, entry, err)
+		}
+		if entry.Kind != walKindRotation {
+			s.fail("write-ahead entry %s of kind %q", id, entry.Kind)
+		}
+		w, err := decodeRotationWAL(entry.Data)
+		if err != nil {
+			s.fail("write-ahead entry %s: %v", id, err)
+		}
+		if s.byName[w.Role] == nil {
+			s.fail("write-ahead entry %s for role %q, which does not exist", id, w.Role)
+		}
+		out[w.Role] = append(out[w.Role], pendingRotation{id: id, wal: w})
+	}
+	return out
+}
+
+// check verifies invariants 1 to 4 (see TestSimulation) and keeps each role as stored for
+// the next step's schedule check.
+func (s *sim) check() {
+	s.t.Helper()
+	s.mu.Lock()
+	events, problems := s.events, s.problems
+	s.events, s.problems = nil, nil
+	rotations := make(map[string]int, len(s.rotations))
+	for k, v := range s.rotations {
+		rotations[k] = v
+	}
+	s.mu.Unlock()
+	if len(problems) > 0 {
+		s.fail("%s", strings.Join(problems, "; "))
+	}
+	if leak := s.logs.leak(); leak != "" {
+		s.fail("invariant 4: the log contains a secret the emulator issued: ...%s...", leak)
+	}
+
+	// 2. Schedule, and the part of 1 about whose application rotates.
+	for _, ev := range events {
+		r := s.byClient[ev.client]
+		if r == nil {
+			s.fail("invariant 1: Auth0 rotated %s, which no role manages", ev.client)
+		}
+		if ev.manual != "" {
+			if ev.manual != ev.client {
+				s.fail("invariant 1: a manual rotate of %s's application also rotated %s (role %s)", s.byClient[ev.manual].name, ev.client, r.name)
+			}
+			r.last, r.failedSince = ev.at, false
+			continue
+		}
+		pre := r.pre
+		if !pre.scheduled() {
+			s.fail("invariant 2: role %s has no schedule, yet its application was rotated at %s without a manual rotate", r.name, ev.at.Format(time.RFC3339Nano))
+		}
+		if due := later(pre.NextVaultRotation, pre.NextAttempt); ev.at.Before(due) {
+			s.fail("invariant 2: role %s rotated at %s, before its stored due time %s (next_vault_rotation %s, next_attempt %s)",
+				r.name, ev.at.Format(time.RFC3339Nano), due.Format(time.RFC3339Nano), pre.NextVaultRotation.Format(time.RFC3339Nano), pre.NextAttempt.Format(time.RFC3339Nano))
+		}
+		if gate := pre.nextRotation(r.last); ev.at.Before(gate) {
+			if !r.failedSince {
+				s.fail("invariant 2: role %s rotated at %s, but its schedule (period %s, schedule %q) allows the next rotation after the one at %s only from %s, and no failure was recorded in between",
+					r.name, ev.at.Format(time.RFC3339Nano), pre.RotationPeriod, pre.RotationSchedule, r.last.Format(time.RFC3339Nano), gate.Format(time.RFC3339Nano))
+			}
+			s.exempted++
+		}
+		r.last, r.failedSince = ev.at, false
+	}
+
+	stats := s.emu.Stats()
+	pending := s.pendingByRole()
+	crashed := s.store.isCrashed()
+	for _, r := range s.roles {
+		role := s.storedRole(r.name)
+		var wals []pendingRotation // unresolved: the engine never tried to delete them
+		for _, p := range pending[r.name] {
+			if p.wal.ClientID != r.clientID {
+				s.fail("invariant 1: role %s has a write-ahead entry for application %s", r.name, p.wal.ClientID)
+			}
+			if !s.plan.finished(p.id) {
+				wals = append(wals, p)
+			}
+		}
+		s.checkRole(r, role, wals, rotations[r.clientID], stats.Rotations[r.clientID], crashed)
+		if role.LastFailure != nil {
+			r.failedSince = true
+		}
+		r.pre = role
+		fmt.Fprintf(s.digest, "%s:%d/%d/%d/%v;", r.name, role.currentVersion(), len(wals), rotations[r.clientID], role.LastFailure != nil)
+	}
+}
+
+func (s *sim) checkRole(r *simRole, role *roleEntry, wals []pendingRotation, rotations, emuRotations int, crashed bool) {
+	s.t.Helper()
+	ctx := s.ctx
+	cur := role.currentVersion()
+
+	// 1. Exactly once.
+	if rotations != emuRotations {
+		s.fail("harness: saw %d rotations of %s, the emulator counts %d", rotations, r.clientID, emuRotations)
+	}
+	if role.Warning != "" || role.Blocked != "" {
+		s.fail("invariant 1: role %s: warning %q, blocked %q", r.name, role.Warning, role.Blocked)
+	}
+	if role.ClientID != r.clientID {
+		s.fail("role %s manages %s, want %s", r.name, role.ClientID, r.clientID)
+	}
+	made := cur
+	if r.imported {
+		made--
+	}
+	switch len(wals) {
+	case 0:
+		if rotations != made {
+			s.fail("invariant 1: role %s: Auth0 rotated its application %d times, but %d versions come from rotations (current version %d, imported %v) and no rotation is in flight; versions %s",
+				r.name, rotations, made, cur, r.imported, describeVersions(role))
+		}
+	case 1:
+		if rotations != made && rotations != made+1 {
+			s.fail("invariant 1: role %s: Auth0 rotated its application %d times, %d versions come from rotations (current version %d, imported %v), one rotation in flight; versions %s",
+				r.name, rotations, made, cur, r.imported, describeVersions(role))
+		}
+		w := wals[0]
+		committed := cur == w.wal.BaseVersion+1 && role.current().WALID == w.id
+		if w.wal.ClientID != r.clientID || (w.wal.BaseVersion != cur && !committed) {
+			s.fail("invariant 1: role %s at version %d has a rotation in flight for %s from version %d", r.name, cur, w.wal.ClientID, w.wal.BaseVersion)
+		}
+	default:
+		s.fail("invariant 1: role %s has %d rotations in flight, at most one is allowed", r.name, len(wals))
+	}
+
+	// 3. Versions.
+	if len(role.Versions) > role.MaxVersions {
+		s.fail("invariant 3: role %s retains %d versions, max_versions is %d", r.name, len(role.Versions), role.MaxVersions)
+	}
+	secrets := map[int]*secretEntry{}
+	for i, v := range role.Versions {
+		if i > 0 && v.Version != role.Versions[i-1].Version+1 {
+			s.fail("invariant 3: role %s: versions not consecutive: %s", r.name, describeVersions(role))
+		}
+		switch v.Source {
+		case sourceImport:
+			if v.Version != 1 || !r.imported {
+				s.fail("invariant 3: role %s: version %d has source import", r.name, v.Version)
+			}
+		case sourceRotate, sourceScheduled, sourceRecovered:
+		default:
+			s.fail("invariant 3: role %s: version %d has source %q", r.name, v.Version, v.Source)
+		}
+		sec, err := loadSecret(ctx, s.base, r.name, role, v.Version)
+		if err != nil || sec == nil || sec.Version != v.Version || sec.Secret == "" || sec.WALID != v.WALID {
+			s.fail("invariant 3: role %s: retained version %d (wal %q) has secret entry %+v, %v", r.name, v.Version, v.WALID, redact(sec), err)
+		}
+		secrets[v.Version] = sec
+	}
+	creds, err := loadCreds(ctx, s.base, r.name)
+	if err != nil {
+		s.fail("creds/%s: %v", r.name, err)
+	}
+	inFlight := len(wals) > 0
+	switch {
+	case creds == nil:
+		if cur > 0 {
+			s.fail("invariant 3: role %s has version %d but creds/%s holds nothing", r.name, cur, r.name)
+		}
+	case creds.Current.Version == cur && cur > 0:
+		if creds.Current.Secret != secrets[cur].Secret {
+			s.fail("invariant 3: creds/%s holds version %d with another secret than its secret entry", r.name, cur)
+		}
+		prev := secrets[cur-1]
+		switch {
+		case prev != nil && (creds.Previous == nil || creds.Previous.Version != cur-1 || creds.Previous.Secret != prev.Secret):
+			s.fail("invariant 3: creds/%s does not hold retained version %d as previous (holds %+v)", r.name, cur-1, redact(creds.Previous))
+		case prev == nil && creds.Previous != nil:
+			s.fail("invariant 3: creds/%s holds version %d as previous, which the role does not retain (versions %s)", r.name, creds.Previous.Version, describeVersions(role))
+		}
+	case inFlight && creds.Current.Version == cur+1:
+		sec, err := loadSecret(ctx, s.base, r.name, nil, cur+1)
+		if err != nil || sec == nil || sec.Secret != creds.Current.Secret || sec.WALID != wals[0].id {
+			s.fail("invariant 3: creds/%s holds version %d ahead of the role (version %d), but no secret entry of the rotation in flight matches it", r.name, cur+1, cur)
+		}
+	default:
+		s.fail("invariant 3: creds/%s holds version %d, the role's current version is %d (rotation in flight: %v)", r.name, creds.Current.Version, cur, inFlight)
+	}
+	if owner, err := loadOwner(ctx, s.base, r.clientID); err != nil || owner != r.name {
+		s.fail("invariant 3: %s is owned by %q (%v), want role %s", r.clientID, owner, err, r.name)
+	}
+
+	// What an application reads, through the backend.
+	if crashed || creds == nil {
+		return
+	}
+	resp, err := s.request(logical.ReadOperation, "creds/"+r.name, nil)
+	if err != nil || resp == nil || resp.IsError() {
+		s.fail("invariant 3: reading creds/%s: %s", r.name, outcome(resp, err))
+	}
+	if resp.Data["client_secret"] != creds.Current.Secret || resp.Data["version"] != creds.Current.Version {
+		s.fail("invariant 3: creds/%s served version %v, storage holds version %d", r.name, resp.Data["version"], creds.Current.Version)
+	}
+	if !inFlight {
+		if auth0, _ := s.emu.ClientSecret(r.clientID); auth0 != creds.Current.Secret {
+			s.fail("invariant 1: no rotation of role %s is in flight, yet creds/%s serves version %d, which is not the secret Auth0 holds; versions %s", r.name, r.name, creds.Current.Version, describeVersions(role))
+		}
+	}
+}
+
+func describeVersions(role *roleEntry) string {
+	var parts []string
+	for _, v := range role.Versions {
+		parts = append(parts, fmt.Sprintf("%d:%s@%s", v.Version, v.Source, v.CreatedTime.Format("01-02T15:04:05.000")))
+	}
+	failure := ""
+	if f := role.LastFailure; f != nil {
+		failure = fmt.Sprintf(", last failure %q x%d", f.Message, f.ConsecutiveFailures)
+	}
+	return "[" + strings.Join(parts, " ") + "]" + failure
+}
+
+// redact describes a secret entry without its secret.
+func redact(sec *secretEntry) string {
+	if sec == nil {
+		return "<nil>"
+	}
+	return fmt.Sprintf("{version %d source %s wal %q secret set %v}", sec.Version, sec.Source, sec.WALID, sec.Secret != "")
+}
+
+// converge clears every fault and runs the clock forward until nothing is in flight and
+// no role records a failure (invariant 5), checking after each round.
+func (s *sim) converge() {
+	s.mu.Lock()
+	s.planned = nil
+	s.mu.Unlock()
+	s.plan.setFailures("", "", 0)
+	for round := 0; ; round++ {
+		pending := s.pendingByRole()
+		var unsettled []string
+		for _, r := range s.roles {
+			if len(pending[r.name]) > 0 || r.pre.LastFailure != nil {
+				unsettled = append(unsettled, r.name)
+			}
+		}
+		if len(unsettled) == 0 {
+			return
+		}
+		if round == 200 {
+			s.fail("invariant 5: with faults cleared, roles %v still have a rotation in flight or a failure after %d rounds", unsettled, round)
+		}
+		s.step++
+		rollback := s.stepRollback()
+		var rotated []string
+		for _, r := range s.roles {
+			if !r.pre.scheduled() && (r.pre.LastFailure != nil || len(pending[r.name]) > 0) {
+				rotated = append(rotated, s.stepRotate(r))
+			}
+		}
+		s.clock.Advance(30 * time.Minute)
+		n := s.runDue()
+		s.record(fmt.Sprintf("settle: unsettled %v; %s; %v; advance 30m, %d jobs", unsettled, rollback, rotated, n))
+		s.check()
+	}
+}
+
+// finalCheck: every role with a version serves the secret Auth0 holds, and it obtains a
+// token (invariant 5).
+func (s *sim) finalCheck() {
+	for _, r := range s.roles {
+		role := s.storedRole(r.name)
+		if role.currentVersion() == 0 {
+			continue
+		}
+		resp, err := s.request(logical.ReadOperation, "creds/"+r.name, nil)
+		if err != nil || resp == nil || resp.IsError() {
+			s.fail("invariant 5: reading creds/%s: %s", r.name, outcome(resp, err))
+		}
+		secret, _ := resp.Data["client_secret"].(string)
+		if auth0, _ := s.emu.ClientSecret(r.clientID); secret != auth0 {
+			s.fail("invariant 5: creds/%s serves version %v, not the secret Auth0 holds", r.name, resp.Data["version"])
+		}
+		if !s.authenticates(r.clientID, secret) {
+			s.fail("invariant 5: the secret creds/%s serves does not obtain a token", r.name)
+		}
+	}
+	if leak := s.logs.leak(); leak != "" {
+		s.fail("invariant 4: the log contains a secret the emulator issued: ...%s...", leak)
+	}
+}
+
+func (s *sim) authenticates(clientID, secret string) bool {
+	resp, err := http.PostForm(s.emuURL+"/oauth/token", url.Values{
+		"grant_type": {"client_credentials"}, "client_id": {clientID},
+		"client_secret": {secret}, "audience": {testAPI},
+	})
+	if err != nil {
+		s.fail("token request: %v", err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// simLog is the engine's log: it finds any secret the emulator issued as it is written.
+// Emulator secrets are 64 characters of [A-Za-z0-9_-], so each line's runs of those
+// characters are looked up, rather than every secret searched for.
+type simLog struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	secrets map[string]bool
+	leaked  string
+}
+
+func (l *simLog) addSecret(secret string) {
+	if secret == "" {
+		return
+	}
+	l.mu.Lock()
+	l.secrets[secret] = true
+	l.mu.Unlock()
+}
+
+func (l *simLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.leaked == "" {
+		l.leaked = findSecret(p, l.secrets)
+	}
+	return l.buf.Write(p)
+}
+
+func (l *simLog) leak() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.leaked == "" {
+		// Also secrets issued after a line that held them was written.
+		l.leaked = findSecret(l.buf.Bytes(), l.secrets)
+	}
+	if l.leaked != "" {
+		return l.leaked[:8] // enough to recognise it, not the secret
+	}
+	return ""
+}
+
+func findSecret(p []byte, secrets map[string]bool) string {
+	const n = 64
+	inAlphabet := func(c byte) bool {
+		return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+	}
+	for i := 0; i < len(p); {
+		if !inAlphabet(p[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(p) && inAlphabet(p[j]) {
+			j++
+		}
+		for k := i; k+n <= j; k++ {
+			if secrets[string(p[k:k+n])] {
+				return string(p[k : k+n])
+			}
+		}
+		i = j
+	}
+	return ""
+}
+
+// simStorage is the backend's storage: it fails writes as the storage plan says, and
+// crashes at an armed operation. It lists write-ahead entries in the order they were
+// written, not by their random IDs, so that a run replays: the engine must not depend on
+// that order, and Vault's storage would give another.
+type simStorage struct {
+	inner logical.Storage
+	plan  *simStoragePlan
+
+	mu      sync.Mutex
+	ops     int
+	crashAt int // 0: not armed
+	torn    bool
+	crashed bool
+}
+
+var _ logical.Storage = (*simStorage)(nil)
+
+const errSimCrash = storageError("simulated crash: the process is gone")
+
+func (s *simStorage) armCrash(after int, torn bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.crashAt, s.torn, s.ops = after, torn, 0
+}
+
+func (s *simStorage) disarmCrash() (crashed bool, ops int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.crashAt = 0
+	return s.crashed, s.ops
+}
+
+func (s *simStorage) isCrashed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.crashed
+}
+
+// gate decides an operation: whether it reaches storage, and what it returns.
+func (s *simStorage) gate(op, key string) (apply bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.crashed {
+		return false, errSimCrash
+	}
+	s.ops++
+	if s.crashAt > 0 && s.ops >= s.crashAt {
+		s.crashed = true
+		return s.torn && (op == "put" || op == "delete"), errSimCrash
+	}
+	if s.plan.fails(op, key) {
+		return false, errStorageDown
+	}
+	return true, nil
+}
+
+func (s *simStorage) List(ctx context.Context, prefix string) ([]string, error) {
+	if _, err := s.gate("list", prefix); err != nil {
+		return nil, err
+	}
+	keys, err := s.inner.List(ctx, prefix)
+	if err == nil && prefix == framework.WALPrefix {
+		s.plan.orderWAL(keys)
+	}
+	return keys, err
+}
+
+func (s *simStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if _, err := s.gate("get", key); err != nil {
+		return nil, err
+	}
+	return s.inner.Get(ctx, key)
+}
+
+func (s *simStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	apply, err := s.gate("put", e.Key)
+	if apply {
+		if strings.HasPrefix(e.Key, framework.WALPrefix) {
+			s.plan.noteWAL(strings.TrimPrefix(e.Key, framework.WALPrefix))
+		}
+		if perr := s.inner.Put(ctx, e); perr != nil {
+			return perr
+		}
+	}
+	return err
+}
+
+func (s *simStorage) Delete(ctx context.Context, key string) error {
+	apply, err := s.gate("delete", key)
+	if id, ok := strings.CutPrefix(key, framework.WALPrefix); ok && (apply || err == errStorageDown) {
+		s.plan.noteDelete(id)
+	}
+	if apply {
+		if derr := s.inner.Delete(ctx, key); derr != nil {
+			return derr
+		}
+	}
+	return err
+}
+
+// simStoragePlan is shared by the storages of successive backends: the storage failures
+// to come, and the order write-ahead entries were written in.
+type simStoragePlan struct {
+	mu         sync.Mutex
+	failOp     string
+	failPrefix string
+	failLeft   int
+	walSeq     map[string]int
+	// deleteTried holds the write-ahead entries the engine tried to delete, that is
+	// found finished; one whose delete failed stays in storage, stale but harmless.
+	deleteTried map[string]bool
+}
+
+func (p *simStoragePlan) noteDelete(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.deleteTried[id] = true
+}
+
+func (p *simStoragePlan) finished(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.deleteTried[id]
+}
+
+func (p *simStoragePlan) setFailures(op, prefix string, n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failOp, p.failPrefix, p.failLeft = op, prefix, n
+}
+
+func (p *simStoragePlan) fails(op, key string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.failLeft > 0 && op == p.failOp && strings.HasPrefix(key, p.failPrefix) {
+		p.failLeft--
+		return true
+	}
+	return false
+}
+
+func (p *simStoragePlan) noteWAL(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.walSeq[id]; !ok {
+		p.walSeq[id] = len(p.walSeq) + 1
+	}
+}
+
+func (p *simStoragePlan) orderWAL(ids []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	sort.SliceStable(ids, func(i, j int) bool { return p.walSeq[ids[i]] < p.walSeq[ids[j]] })
+}
