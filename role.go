@@ -257,6 +257,11 @@ func (r *roleEntry) clone() *roleEntry {
 		f := *r.LastFailure
 		cp.LastFailure = &f
 	}
+	if r.Staged != nil {
+		st := *r.Staged
+		cp.Staged = &st
+	}
+	cp.Cancelled = append([]*cancelledStage(nil), r.Cancelled...)
 	return &cp
 }
 

@@ -330,3 +330,32 @@ func TestStagedNotOnStandby(t *testing.T) {
 		t.Fatal("a standby staged a secret")
 	}
 }
+
+// switch_now on a secret published for later: the plugin dies after Auth0 took the PATCH.
+// The switch is recorded as started before the PATCH goes out, so after the restart the
+// role is due at once and the switch is finished, rather than waiting for the old switch
+// time while Auth0 already holds the new secret; and it can no longer be cancelled.
+// (Found by the staged crash test on a real Vault.)
+func TestStagedSwitchNowSurvivesACrash(t *testing.T) {
+	e := newTestEnv(t)
+	e.configureStaged(map[string]interface{}{"rotation_period": 0, "stage_period": "1h"})
+	e.ok(logical.UpdateOperation, "rotate/app", nil)
+	staged := e.ok(logical.ReadOperation, "creds/app", nil)["next_client_secret"]
+	e.emu.SetFaults(patchFault(emulator.AfterApply, emulator.Fault{Do: func() { e.storage.failPutsUnder("", 1<<30) }, Drop: true}))
+	if _, err := e.request(logical.UpdateOperation, "rotate/app", map[string]interface{}{"switch_now": true}); err == nil {
+		t.Fatal("switch_now succeeded although its answer was lost")
+	}
+	e.b.Cleanup(t.Context()) // the plugin dies
+	e.emu.SetFaults(nil)
+	e.storage.failPuts.Store(0)
+	if e.appSecret(testAppID) != staged {
+		t.Fatal("Auth0 did not take the staged secret")
+	}
+	restartBackend(t, e, logical.TestSystemView())
+	wantContains(t, e.userError(logical.UpdateOperation, "rotate/app", map[string]interface{}{"cancel_staged": true}), "can only be finished")
+	e.advance(time.Second)
+	creds := e.ok(logical.ReadOperation, "creds/app", nil)
+	if creds["client_secret"] != staged || creds["version"] != 2 || creds["next_client_secret"] != nil {
+		t.Fatalf("a second after the restart: %v", redactCreds(creds))
+	}
+}
