@@ -156,7 +156,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 			return nil, err
 		}
 	}
-	oldSchedule, oldPeriod, oldMax := role.RotationSchedule, role.RotationPeriod, role.MaxVersions
+	oldSchedule, oldPeriod := role.RotationSchedule, role.RotationPeriod
 
 	now := b.clock.Now().UTC()
 	dropped, resp := applyRoleFields(role, d, creating, now)
@@ -225,10 +225,8 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	} else if err := b.storeRoleState(ctx, req.Storage, name, role); err != nil {
 		return nil, err
 	}
-	if role.MaxVersions != oldMax {
-		if err := applyMaxVersions(ctx, req.Storage, name, role, dropped); err != nil {
-			return nil, err
-		}
+	if len(dropped) > 0 {
+		b.pruneSecrets(ctx, req.Storage, name, role)
 	}
 	b.schedule(name, role)
 	return nil, nil

@@ -231,3 +231,27 @@ func TestOwnershipUnderConcurrentCreates(t *testing.T) {
 		t.Fatalf("winners %v, stored roles %v; want exactly one", winners, names)
 	}
 }
+
+// A role write that lowers max_versions fails half-way (storing what creds serves): the
+// role entry, written last, is unchanged, so creds never serve a previous version the role
+// no longer retains. (Found by the simulation.)
+func TestRoleWriteFailingHalfWayLeavesNoStaleCreds(t *testing.T) {
+	e := newTestEnv(t)
+	e.configureWithRole(map[string]interface{}{"import_current_secret": true})
+	e.ok(logical.UpdateOperation, "rotate/app", nil)
+	e.storage.failPutsUnder(credsStoragePrefix, 1)
+	if _, err := e.request(logical.UpdateOperation, "roles/app", map[string]interface{}{"max_versions": 1}); err == nil {
+		t.Fatal("the role write succeeded with storage failing")
+	}
+	if role := e.storedRole("app"); role.MaxVersions != defaultMaxVersions || len(role.Versions) != 2 {
+		t.Fatalf("the failed write changed the role: max_versions %d, %d versions", role.MaxVersions, len(role.Versions))
+	}
+	e.ok(logical.UpdateOperation, "roles/app", map[string]interface{}{"max_versions": 1})
+	creds := e.ok(logical.ReadOperation, "creds/app", nil)
+	if _, ok := creds["previous_client_secret"]; ok || len(e.storedRole("app").Versions) != 1 {
+		t.Fatal("creds serve a previous version that max_versions=1 does not retain")
+	}
+	if sec, _ := loadSecret(t.Context(), e.storage, "app", nil, 1); sec != nil {
+		t.Fatal("the dropped version's secret is still stored")
+	}
+}

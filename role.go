@@ -621,21 +621,6 @@ func rewriteCreds(ctx context.Context, s logical.Storage, name string, role *rol
 	return saveCreds(ctx, s, name, creds)
 }
 
-// applyMaxVersions brings creds and the secret entries in line with a changed max_versions:
-// creds no longer serves a previous version that is not retained, and dropped versions'
-// secrets are deleted.
-func applyMaxVersions(ctx context.Context, s logical.Storage, name string, role *roleEntry, dropped []*versionMeta) error {
-	if err := rewriteCreds(ctx, s, name, role); err != nil {
-		return err
-	}
-	for _, v := range dropped {
-		if err := deleteKey(ctx, s, secretKey(name, v.Version)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func loadOwner(ctx context.Context, s logical.Storage, clientID string) (string, error) {
 	var o ownerEntry
 	found, err := getJSON(ctx, s, ownerKey(clientID), &o)

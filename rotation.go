@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/auth0/go-auth0/management"
@@ -335,12 +336,30 @@ func (b *backend) commit(s logical.Storage, name string, role *roleEntry, secret
 		return nil, err
 	}
 	*role = *next
-	for _, v := range dropped {
-		if err := deleteKey(ctx, s, secretKey(name, v.Version)); err != nil {
-			b.Logger().Warn("could not delete the secret of a version max_versions dropped", "role", name, "version", v.Version, "error", err)
-		}
+	if len(dropped) > 0 {
+		b.pruneSecrets(ctx, s, name, role)
 	}
 	return meta, nil
+}
+
+// pruneSecrets deletes the secret entries of a role that it no longer retains: those
+// max_versions dropped, including any an earlier prune failed to delete. Best effort, after
+// the role entry that drops them is stored: a left-over entry is never served.
+func (b *backend) pruneSecrets(ctx context.Context, s logical.Storage, name string, role *roleEntry) {
+	keys, err := s.List(ctx, secretsDir(name))
+	if err != nil {
+		b.Logger().Warn("could not list a role's secrets to delete those it no longer retains", "role", name, "error", err)
+		return
+	}
+	for _, k := range keys {
+		n, err := strconv.Atoi(k)
+		if err != nil || role.version(n) != nil || role.Staged != nil && role.Staged.Version == n || n > role.currentVersion() {
+			continue
+		}
+		if err := deleteKey(ctx, s, secretsDir(name)+k); err != nil {
+			b.Logger().Warn("could not delete the secret of a version the role no longer retains", "role", name, "version", n, "error", err)
+		}
+	}
 }
 
 // writeVersion is one attempt of commitVersion's writes.
@@ -363,16 +382,24 @@ func writeVersion(ctx context.Context, s logical.Storage, name string, old, next
 
 // storeRoleState stores a change to the role's definition or state (not a new version),
 // and keeps what creds serves in step with it.
+// What creds serves is written first and the role entry last, as in a commit: a failure
+// in between leaves the old role, never a creds entry behind it (serving a previous
+// version the role no longer retains, say).
 func (b *backend) storeRoleState(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
-	if err := saveRole(ctx, s, name, role); err != nil {
-		return err
-	}
 	creds, err := loadCreds(ctx, s, name)
-	if err != nil || creds == nil {
+	if err != nil {
 		return err
 	}
-	role.credsMeta(creds)
-	return saveCreds(ctx, s, name, creds)
+	if creds != nil {
+		role.credsMeta(creds)
+		if creds.Previous != nil && role.version(creds.Previous.Version) == nil {
+			creds.Previous = nil // max_versions no longer retains it
+		}
+		if err := saveCreds(ctx, s, name, creds); err != nil {
+			return err
+		}
+	}
+	return saveRole(ctx, s, name, role)
 }
 
 // claimApplication makes role name the owner of clientID on this mount, unless the
