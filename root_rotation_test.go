@@ -262,3 +262,45 @@ func TestRotateRootWhileTokenEndpointIsLimited(t *testing.T) {
 		})
 	}
 }
+
+// rotate-root whose PATCH answer is lost, and whose resolution is refused by Auth0 and
+// rolled back, answers an error saying so (before: 200), records the failure, and the
+// root schedule goes on with backoff (before: it stopped for good).
+func TestRotateRootEndingInRollbackFails(t *testing.T) {
+	e := newTestEnv(t)
+	e.configureWithRole(nil)
+	e.ok(logical.UpdateOperation, "config", map[string]interface{}{"root_rotation_period": "24h"})
+	old := e.mgmtSecret()
+	patches := 0
+	e.emu.SetFaults(func(p emulator.Phase, r *http.Request, clientID string) *emulator.Fault {
+		if p != emulator.BeforeApply || r.Method != http.MethodPatch || clientID != testMgmtID {
+			return nil
+		}
+		patches++
+		if patches == 1 {
+			return &emulator.Fault{Drop: true} // lost: Vault cannot know it was not applied
+		}
+		return &emulator.Fault{Status: http.StatusForbidden}
+	})
+	wantContains(t, e.userError(logical.UpdateOperation, "config/rotate-root", nil), "rolled back", "current one stays in use")
+	cfg := e.storedConfig()
+	if cfg.ClientSecret != old || cfg.PendingClientSecret != "" || e.mgmtSecret() != old {
+		t.Fatal("the rollback did not keep the working secret")
+	}
+	f := cfg.RootFailures
+	if f.LastFailure == nil || f.LastFailure.ConsecutiveFailures != 1 || !f.NextAttempt.After(e.clock.Now()) {
+		t.Fatalf("root failure = %+v", f)
+	}
+	if due, ok := e.b.sched.Load().queue.due(rootQueueKey); !ok || !due.Equal(cfg.NextRootRotation) {
+		t.Fatalf("root queued at %v (%v), want its schedule %v", due, ok, cfg.NextRootRotation)
+	}
+	read := e.ok(logical.ReadOperation, "config", nil)
+	if read["last_root_rotation_failure"] == nil {
+		t.Fatal("config read does not show the root rotation failure")
+	}
+	e.emu.SetFaults(nil)
+	e.ok(logical.UpdateOperation, "config/rotate-root", nil)
+	if e.storedConfig().RootFailures.LastFailure != nil {
+		t.Fatal("a successful root rotation did not clear the failure")
+	}
+}
