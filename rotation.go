@@ -386,20 +386,30 @@ func writeVersion(ctx context.Context, s logical.Storage, name string, old, next
 // in between leaves the old role, never a creds entry behind it (serving a previous
 // version the role no longer retains, say).
 func (b *backend) storeRoleState(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
-	creds, err := loadCreds(ctx, s, name)
+	old, err := loadCreds(ctx, s, name)
 	if err != nil {
 		return err
 	}
-	if creds != nil {
-		role.credsMeta(creds)
+	if old != nil {
+		creds := *old
+		role.credsMeta(&creds)
 		if creds.Previous != nil && role.version(creds.Previous.Version) == nil {
 			creds.Previous = nil // max_versions no longer retains it
 		}
-		if err := saveCreds(ctx, s, name, creds); err != nil {
+		if err := saveCreds(ctx, s, name, &creds); err != nil {
 			return err
 		}
 	}
-	return saveRole(ctx, s, name, role)
+	if err := saveRole(ctx, s, name, role); err != nil {
+		if old != nil {
+			// Put creds back as they were, so that the failed change is not half-stored.
+			if rerr := saveCreds(ctx, s, name, old); rerr != nil {
+				b.Logger().Warn("could not restore creds after a failed role write; the next write of the role repairs them", "role", name, "error", rerr)
+			}
+		}
+		return err
+	}
+	return nil
 }
 
 // claimApplication makes role name the owner of clientID on this mount, unless the
