@@ -396,6 +396,12 @@ func (b *backend) storeRoleState(ctx context.Context, s logical.Storage, name st
 		if creds.Previous != nil && role.version(creds.Previous.Version) == nil {
 			creds.Previous = nil // max_versions no longer retains it
 		}
+		if st := role.Staged; st != nil && (creds.Next == nil || creds.Next.Version != st.Version) {
+			// Publish the staged secret again, should an interrupted write have lost it.
+			if creds.Next, err = loadSecret(ctx, s, name, nil, st.Version); err != nil {
+				return err
+			}
+		}
 		if err := saveCreds(ctx, s, name, &creds); err != nil {
 			return err
 		}

@@ -35,19 +35,23 @@ var (
 // FoundationDB's and TigerBeetle's: one seed drives every choice of a run of -sim.days
 // virtual days over -sim.roles roles (rotation_period or rotation_schedule, with and
 // without rotation_window, import_current_secret, small max_versions, some without a
-// schedule). Each step is one of: advance the virtual clock (seconds to hours, or exactly
-// to the next due role) and run what fell due; a manual rotate of a random role; arm an
-// Auth0 fault for the next matching request (rotate-secret: 500/503 or 429 with
-// Retry-After before applying; 500, a dropped connection, or an answer slower than the 1s
-// request_timeout after applying; reading a client back: 500/503/429); make the next K
-// storage writes or deletes under a prefix (roles/, creds/, secrets/, wal/, any) fail;
-// crash at the Nth storage operation of a manual rotate, a scheduler run or a rollback
-// (every later operation fails; the crashing write may or may not have reached storage)
-// and start a new backend on the same storage and clock; a clean restart; Vault's rollback
-// manager (walRollback); a config write (rate_limit); a role write (max_versions or
-// schedule). Everything runs on the test's goroutine on a virtual clock whose waits jump
-// time, so a seed replays the run exactly; the seed is logged at the start and in every
-// failure, with the command that replays it.
+// schedule; about a third with rotation_strategy=staged and a stage_period shorter than
+// any period or schedule interval they get). Each step is one of: advance the virtual
+// clock (seconds to hours, or exactly to the next due role) and run what fell due; a
+// manual rotate of a random role (of a staged role: with no option, switch_now=true or
+// cancel_staged=true); arm an Auth0 fault for the next matching request (rotate-secret,
+// and a staged switch's PATCH of client_secret: 500/503 or 429 with Retry-After before
+// applying; 500, a dropped connection, or an answer slower than the 1s request_timeout
+// after applying; reading a client back, any or a staged switch's verification read:
+// 500/503/429); make the next K storage writes or deletes under a prefix (roles/, creds/,
+// secrets/, wal/, any) fail; crash at the Nth storage operation of a manual rotate, a
+// scheduler run or a rollback (every later operation fails; the crashing write may or may
+// not have reached storage) and start a new backend on the same storage and clock; a clean
+// restart; Vault's rollback manager (walRollback); a config write (rate_limit); a role
+// write (max_versions, schedule, or a staged role's stage_period). Everything runs on the
+// test's goroutine on a virtual clock whose waits jump time, so a seed replays the run
+// exactly; the seed is logged at the start and in every failure, with the command that
+// replays it.
 //
 // After every step, reading storage directly, it checks:
 //
@@ -62,27 +66,60 @@ var (
 //     Auth0 never rotates an application no role manages, nor another role's application
 //     during a manual rotate. The role never carries the warning that recovery had to
 //     rotate again (the simulation grants read:client_keys), is never blocked, and owns
-//     its application.
-//  2. Schedule. Every Auth0 rotation that was not a manual rotate is of a role with a
+//     its application. Staged roles have no write-ahead entry and no rotate-secret at all;
+//     6, 7 and 10 check them instead.
+//  2. Schedule. Every Auth0 rotate-secret that was not a manual rotate is of a role with a
 //     schedule and happens no earlier than the role's due time stored before the step (the
 //     later of next_vault_rotation and next_attempt), and no earlier than its schedule
 //     allows after the previous Auth0 rotation of the application (or the role's
-//     creation), unless a failure was recorded on the role in between.
+//     creation), unless a failure was recorded on the role in between. (Staged roles'
+//     PATCHes are no rotate-secret; 11 checks their schedule.)
 //  3. Versions. Version numbers are consecutive, at most max_versions are retained, only
 //     version 1 may be imported, and every retained version has its secret entry (same
 //     number and write-ahead ID). creds/<name> holds nothing before the first version;
 //     then it holds the current version with its secret entry's secret, as previous the
 //     version before if it is retained and nothing if it is not; while a rotation is
 //     unresolved it may instead hold the next version, whose secret entry records that
-//     rotation. A creds read through the backend, as an application reads it, serves what
-//     creds/<name> holds; with no unresolved rotation that is the secret Auth0 holds.
+//     rotation (for a staged role: while its staged secret is switching, that staged
+//     version, a commit cut short between creds and the role). A creds read through the
+//     backend, as an application reads it, serves what creds/<name> holds; with no
+//     unresolved rotation (and for an immediate role) that is the secret Auth0 holds.
 //  4. No secret in the logs: the engine's log (trace level) never contains a secret the
-//     emulator issued (the management application's or any application's, ever).
+//     emulator issued (the management application's or any application's, ever) or that
+//     Vault generated for a staged role.
 //  5. At the end, with faults cleared, the clock is run forward (with rollbacks, and
-//     manual rotates of unscheduled roles left failing) until no write-ahead entry is left
-//     and no role records a failure; then 1 to 4 hold, and every role with a version
-//     serves, at creds/<name>, the secret Auth0 holds, which obtains a token at the
-//     emulator.
+//     manual rotates of unscheduled roles left failing) until no write-ahead entry is left,
+//     no role records a failure and no staged secret is past its switch time; then 1 to 4
+//     and 6 to 11 hold, and every role with a version serves, at creds/<name>, the secret
+//     Auth0 holds, which obtains a token at the emulator.
+//
+// Staged roles (rotation_strategy=staged) are also checked by:
+//
+//  6. Only PATCHes (a). Auth0 never sees rotate-secret for a staged role's application,
+//     and PATCHes client_secret only of staged roles' applications.
+//  7. Only known secrets (b). Auth0 only ever holds secrets Vault stored first: the secret
+//     every PATCH sets (read from the emulator in the fault hook, after it applied) is, at
+//     that moment, the secret entry of the role's stored staged version.
+//  8. Zero downtime (c). While creds/<name> serves a secret, Auth0 holds its current
+//     secret or the role's staged one, and a consumer that reads creds/<name> through the
+//     backend and tries client_secret, else next_client_secret, else
+//     previous_client_secret finds the secret Auth0 holds.
+//  9. Staged versions (d). Versions stay consecutive; a staged version's number is the
+//     current one plus 1, its secret entry (source "staged") exists, and creds/<name>
+//     publishes it as next; a version made by a switch has source "staged", a staged time
+//     and a verification recorded; only staged roles have staged versions. (A next that
+//     creds/<name> still publishes after its stage was cut short or cancelled, with no
+//     stage on the role, is tolerated and counted as "stale next".)
+//  10. One secret per switch (e). No two PATCHes of a role set different secrets unless a
+//     switch committed (the current version grew) or a stage was cancelled in between;
+//     Auth0's changes of the application's secret (the emulator's SecretPatches) equal
+//     the versions switches made, plus one while Auth0 holds the staged secret before the
+//     switch committed.
+//  11. Staged schedule (f). A secret staged other than by a manual rotate of the role is of
+//     a role with a schedule, published no earlier than next_vault_rotation − stage_period
+//     (nor than a next_attempt stored before the step), to switch no earlier than
+//     next_vault_rotation and than stage_period after its publication; a PATCH other than
+//     by a manual rotate goes out no earlier than the stored switch_time and next_attempt.
 //
 // Run a soak with: go test -run TestSimulation -sim.days=30 -v .
 func TestSimulation(t *testing.T) {
@@ -120,12 +157,18 @@ type sim struct {
 	byClient map[string]*simRole
 
 	// Touched by the emulator's fault hook, which runs on the server's goroutines.
-	mu        sync.Mutex
-	planned   []simFault
-	manual    string // client ID a manual rotate is running for
-	events    []simRotation
-	rotations map[string]int // client ID -> Auth0 rotations seen
-	problems  []string       // found by the hook, reported on the test goroutine
+	mu         sync.Mutex
+	planned    []simFault
+	manual     string // client ID a manual rotate is running for
+	events     []simRotation
+	rotations  map[string]int // client ID -> Auth0 rotations seen
+	patches    []simPatch     // PATCHes of client_secret Auth0 applied, since the last check
+	patchCount int
+	stagedApps map[string]string // client ID -> name of the staged role that manages it
+	problems   []string          // found by the hook, reported on the test goroutine
+
+	// rotated holds the roles a manual rotate ran for during the step.
+	rotated map[string]bool
 
 	step      int
 	history   []string
@@ -138,6 +181,7 @@ type sim struct {
 type simRole struct {
 	name, clientID string
 	imported       bool
+	staged         bool // rotation_strategy=staged
 	// last is the time of the last Auth0 rotation of the role's application, or of the
 	// role's creation before any.
 	last time.Time
@@ -145,6 +189,11 @@ type simRole struct {
 	failedSince bool
 	// pre is the role as stored before the current step.
 	pre *roleEntry
+
+	// The last PATCH of a staged role's application: its secret, and the role's current
+	// version and last cancelled stage as stored when it went out (invariant 10).
+	lastPatch, lastPatchCancel string
+	lastPatchCur               int
 }
 
 type simRotation struct {
@@ -153,8 +202,20 @@ type simRotation struct {
 	manual string // client ID of the manual rotate running, if any
 }
 
+// simPatch is a PATCH of an application's client_secret that Auth0 applied, seen by the
+// fault hook with the role and its staged secret as stored at that moment.
+type simPatch struct {
+	client, role string
+	secret       string // what Auth0 holds after it
+	at           time.Time
+	manual       string // client ID of the manual rotate running, if any
+	stored       *roleEntry
+	staged       *secretEntry // the secret entry of stored.Staged, if any
+	err          error
+}
+
 type simFault struct {
-	kind  string // "rotate" or "read"
+	kind  string // "rotate", "patch", "read" (any client read) or "verify" (a staged role's)
 	phase emulator.Phase
 	fault emulator.Fault
 	desc  string
@@ -162,19 +223,21 @@ type simFault struct {
 
 func newSim(t *testing.T, seed uint64, days, roles int) *sim {
 	s := &sim{
-		t:         t,
-		ctx:       context.Background(),
-		seed:      seed,
-		days:      days,
-		nRoles:    roles,
-		rng:       rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		base:      &logical.InmemStorage{},
-		plan:      &simStoragePlan{walSeq: map[string]int{}, deleteTried: map[string]bool{}},
-		byName:    map[string]*simRole{},
-		byClient:  map[string]*simRole{},
-		rotations: map[string]int{},
-		digest:    fnv.New64a(),
-		counts:    map[string]int{},
+		t:          t,
+		ctx:        context.Background(),
+		seed:       seed,
+		days:       days,
+		nRoles:     roles,
+		rng:        rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		base:       &logical.InmemStorage{},
+		plan:       &simStoragePlan{walSeq: map[string]int{}, deleteTried: map[string]bool{}},
+		byName:     map[string]*simRole{},
+		byClient:   map[string]*simRole{},
+		rotations:  map[string]int{},
+		rotated:    map[string]bool{},
+		stagedApps: map[string]string{},
+		digest:     fnv.New64a(),
+		counts:     map[string]int{},
 	}
 	s.logs = &simLog{secrets: map[string]bool{}}
 	s.emu = emulator.New(emulator.Options{})
@@ -199,10 +262,18 @@ func newSim(t *testing.T, seed uint64, days, roles int) *sim {
 	})
 	for i := 0; i < roles; i++ {
 		r := &simRole{name: fmt.Sprintf("r%02d", i), clientID: fmt.Sprintf("sim-app-%02d", i)}
+		r.staged = s.rng.IntN(3) == 0
 		app := s.emu.AddClient(emulator.Client{ClientID: r.clientID, Grants: map[string][]string{testAPI: {}}})
 		s.logs.addSecret(app.ClientSecret)
 		data := s.randomSchedule(i)
 		data["client_id"] = r.clientID
+		if r.staged {
+			data["rotation_strategy"] = strategyStaged
+			data["stage_period"] = s.randomStagePeriod()
+			s.mu.Lock()
+			s.stagedApps[r.clientID] = r.name
+			s.mu.Unlock()
+		}
 		if s.rng.IntN(2) == 0 {
 			r.imported = true
 			data["import_current_secret"] = true
@@ -276,8 +347,12 @@ func (s *sim) summary() string {
 	for _, n := range s.rotations {
 		total += n
 	}
-	return fmt.Sprintf("%d Auth0 rotations, %d schedule checks passed on a recorded failure, %d slow answers; %s; digest=%016x",
-		total, s.exempted, s.realDelay, strings.Join(parts, " "), s.digest.Sum64())
+	staged := 0
+	for _, r := range s.roles {
+		staged += btoi(r.staged)
+	}
+	return fmt.Sprintf("%d Auth0 rotations, %d PATCHes of %d staged roles, %d schedule checks passed on a recorded failure, %d slow answers; %s; digest=%016x",
+		total, s.patchCount, staged, s.exempted, s.realDelay, strings.Join(parts, " "), s.digest.Sum64())
 }
 
 // Steps.
@@ -287,7 +362,7 @@ func (s *sim) randomStep() string {
 	case w < 42:
 		return s.stepAdvance()
 	case w < 54:
-		return s.stepRotate(s.roles[s.rng.IntN(len(s.roles))])
+		return s.stepRotate(s.roles[s.rng.IntN(len(s.roles))], true)
 	case w < 68:
 		return s.stepAuth0Fault()
 	case w < 76:
@@ -346,29 +421,93 @@ func (s *sim) runDue() int {
 	return s.b.runDueNow(s.ctx)
 }
 
-func (s *sim) stepRotate(r *simRole) string {
+// stepRotate rotates r by hand; a staged role, with options, randomly gets none,
+// switch_now=true or cancel_staged=true.
+func (s *sim) stepRotate(r *simRole, options bool) string {
+	var data map[string]interface{}
+	opt := ""
+	if r.staged && options {
+		// Cancels are likelier while a secret is staged, when they have something to do.
+		cancel := 15
+		if r.pre != nil && r.pre.Staged != nil {
+			cancel = 40
+		}
+		switch w := s.rng.IntN(100); {
+		case w < 25:
+			opt = "switch_now"
+		case w < 25+cancel:
+			opt = "cancel_staged"
+		}
+		if opt != "" {
+			data = map[string]interface{}{opt: true}
+		}
+	}
+	name := r.name
+	if opt != "" {
+		name += " " + opt
+	}
 	s.mu.Lock()
 	s.manual = r.clientID
 	s.mu.Unlock()
-	resp, err := s.request(logical.UpdateOperation, "rotate/"+r.name, nil)
+	s.rotated[r.name] = true
+	resp, err := s.request(logical.UpdateOperation, "rotate/"+r.name, data)
 	s.mu.Lock()
 	s.manual = ""
 	s.mu.Unlock()
 	s.counts["rotate"]++
 	if err == nil && resp != nil && !resp.IsError() {
 		version, _ := resp.Data["version"].(int)
+		next, staged := resp.Data["next_version"].(int)
+		cancelled, isCancel := resp.Data["cancelled_version"].(int)
 		if !s.store.isCrashed() {
-			if role := s.storedRole(r.name); role.currentVersion() != version {
-				s.fail("rotate/%s answered version %d, but the role's current version is %d", r.name, version, role.currentVersion())
+			role := s.storedRole(r.name)
+			if role.currentVersion() != version {
+				s.fail("rotate/%s answered version %d, but the role's current version is %d", name, version, role.currentVersion())
+			}
+			switch {
+			case staged && (role.Staged == nil || role.Staged.Version != next):
+				s.fail("rotate/%s answered next_version %d, but the role stores staged %+v", name, next, role.Staged)
+			case !staged && role.Staged != nil && opt != "cancel_staged":
+				s.fail("rotate/%s answered no next_version, but the role stores staged version %d", name, role.Staged.Version)
+			case opt == "cancel_staged" && role.Staged != nil:
+				s.fail("rotate/%s succeeded, but the role still stores staged version %d", name, role.Staged.Version)
 			}
 		}
 		s.counts["rotate ok"]++
-		return fmt.Sprintf("rotate: %s -> version %d", r.name, version)
+		if opt != "" {
+			s.counts[opt+" ok"]++
+		}
+		switch {
+		case staged:
+			return fmt.Sprintf("rotate: %s -> version %d, next version %d", name, version, next)
+		case isCancel:
+			s.counts["cancelled"]++
+			return fmt.Sprintf("rotate: %s -> version %d, cancelled version %d", name, version, cancelled)
+		}
+		return fmt.Sprintf("rotate: %s -> version %d", name, version)
 	}
-	return fmt.Sprintf("rotate: %s -> %s", r.name, outcome(resp, err))
+	return fmt.Sprintf("rotate: %s -> %s", name, outcome(resp, err))
 }
 
 func (s *sim) stepAuth0Fault() string {
+	var f simFault
+	if len(s.stagedApps) > 0 && s.rng.IntN(3) == 0 {
+		f = s.stagedFault()
+	} else {
+		f = s.immediateFault()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.planned) >= 4 {
+		return "auth0 fault: none armed, 4 still pending"
+	}
+	s.planned = append(s.planned, f)
+	s.counts["auth0 fault"]++
+	return "auth0 fault: next " + f.desc
+}
+
+// immediateFault is a fault for rotate-secret, or for any read of a client.
+func (s *sim) immediateFault() simFault {
 	rotate := func(p emulator.Phase, f emulator.Fault, desc string) simFault {
 		return simFault{kind: "rotate", phase: p, fault: f, desc: desc}
 	}
@@ -396,14 +535,40 @@ func (s *sim) stepAuth0Fault() string {
 		retry := 1 + s.rng.IntN(10)
 		f = simFault{kind: "read", phase: emulator.BeforeApply, fault: emulator.Fault{Status: 429, RetryAfter: retry}, desc: fmt.Sprintf("read client 429 (Retry-After %ds)", retry)}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.planned) >= 4 {
-		return "auth0 fault: none armed, 4 still pending"
+	return f
+}
+
+// stagedFault is a fault for a staged switch: its PATCH, or its verification read.
+func (s *sim) stagedFault() simFault {
+	patch := func(p emulator.Phase, f emulator.Fault, desc string) simFault {
+		return simFault{kind: "patch", phase: p, fault: f, desc: desc}
 	}
-	s.planned = append(s.planned, f)
-	s.counts["auth0 fault"]++
-	return "auth0 fault: next " + f.desc
+	verify := func(f emulator.Fault, desc string) simFault {
+		return simFault{kind: "verify", phase: emulator.BeforeApply, fault: f, desc: desc}
+	}
+	switch w := s.rng.IntN(100); {
+	case w < 14:
+		return patch(emulator.BeforeApply, emulator.Fault{Status: 500}, "PATCH client_secret 500 before applying")
+	case w < 22:
+		return patch(emulator.BeforeApply, emulator.Fault{Status: 503}, "PATCH client_secret 503 before applying")
+	case w < 34:
+		retry := 1 + s.rng.IntN(30)
+		return patch(emulator.BeforeApply, emulator.Fault{Status: 429, RetryAfter: retry}, fmt.Sprintf("PATCH client_secret 429 (Retry-After %ds)", retry))
+	case w < 52:
+		return patch(emulator.AfterApply, emulator.Fault{Status: 500}, "PATCH client_secret applied, then 500")
+	case w < 70:
+		return patch(emulator.AfterApply, emulator.Fault{Drop: true}, "PATCH client_secret applied, then the connection dropped")
+	case w < 74:
+		// Real time, as for rotate-secret: rare.
+		return patch(emulator.AfterApply, emulator.Fault{Delay: 1500 * time.Millisecond}, "PATCH client_secret applied, answer slower than request_timeout")
+	case w < 86:
+		return verify(emulator.Fault{Status: 500}, "verification read 500")
+	case w < 94:
+		return verify(emulator.Fault{Status: 503}, "verification read 503")
+	default:
+		retry := 1 + s.rng.IntN(10)
+		return verify(emulator.Fault{Status: 429, RetryAfter: retry}, fmt.Sprintf("verification read 429 (Retry-After %ds)", retry))
+	}
 }
 
 func (s *sim) stepStorageFault() string {
@@ -428,7 +593,7 @@ func (s *sim) stepCrash() string {
 	var action string
 	switch w := s.rng.IntN(10); {
 	case w < 5:
-		action = s.stepRotate(s.roles[s.rng.IntN(len(s.roles))])
+		action = s.stepRotate(s.roles[s.rng.IntN(len(s.roles))], true)
 	case w < 9:
 		action = s.stepAdvanceToDue()
 	default:
@@ -473,9 +638,12 @@ func (s *sim) stepRoleUpdate() string {
 	i := s.rng.IntN(len(s.roles))
 	r := s.roles[i]
 	var data map[string]interface{}
-	if s.rng.IntN(2) == 0 {
+	switch w := s.rng.IntN(100); {
+	case r.staged && w < 20:
+		data = map[string]interface{}{"stage_period": s.randomStagePeriod()}
+	case w < 60:
 		data = map[string]interface{}{"max_versions": 1 + s.rng.IntN(5)}
-	} else {
+	default:
 		data = s.randomSchedule(i)
 	}
 	resp, err := s.request(logical.UpdateOperation, "roles/"+r.name, data)
@@ -498,6 +666,12 @@ func (s *sim) randomSchedule(i int) map[string]interface{} {
 	default:
 		return map[string]interface{}{"rotation_period": 0, "rotation_schedule": ""}
 	}
+}
+
+// randomStagePeriod is a staged role's stage_period: shorter than an hour, the shortest
+// period or schedule interval randomSchedule gives.
+func (s *sim) randomStagePeriod() string {
+	return []string{"30s", "5m", "10m", "20m", "30m", "45m", "59m"}[s.rng.IntN(7)]
 }
 
 // request runs one request through the backend as Vault routes it.
@@ -530,33 +704,51 @@ func outcome(resp *logical.Response, err error) string {
 	return "ok"
 }
 
-// hook is the emulator's fault hook: it records every applied rotate-secret and serves
-// the armed faults, each to the next request it matches.
+// hook is the emulator's fault hook: it records every applied rotate-secret and PATCH of
+// a client_secret, and serves the armed faults, each to the next request it matches.
 func (s *sim) hook(p emulator.Phase, r *http.Request, clientID string) *emulator.Fault {
 	if !strings.HasPrefix(r.URL.Path, "/api/v2/") {
 		return nil // token requests
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	kind := "other"
 	switch {
 	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/rotate-secret"):
 		kind = "rotate"
+	case r.Method == http.MethodPatch:
+		kind = "patch"
+	case r.Method == http.MethodGet && s.stagedApps[clientID] != "":
+		kind = "verify"
 	case r.Method == http.MethodGet:
 		kind = "read"
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if kind == "rotate" && p == emulator.AfterApply {
+	switch {
+	case kind == "rotate" && p == emulator.AfterApply:
 		// The hook runs outside the emulator's lock, after the rotation was applied.
 		secret, _ := s.emu.ClientSecret(clientID)
 		s.logs.addSecret(secret)
 		s.rotations[clientID]++
 		s.events = append(s.events, simRotation{client: clientID, at: s.clock.Now(), manual: s.manual})
-	}
-	if kind == "other" {
+	case kind == "patch" && p == emulator.AfterApply:
+		// The engine waits for this answer: storage holds what it held when the PATCH
+		// left (invariants 7, 10, 11).
+		secret, _ := s.emu.ClientSecret(clientID)
+		s.logs.addSecret(secret)
+		s.patchCount++
+		ev := simPatch{client: clientID, role: s.stagedApps[clientID], secret: secret, at: s.clock.Now(), manual: s.manual}
+		if ev.role != "" {
+			ev.stored, ev.err = loadRole(s.ctx, s.base, ev.role)
+			if ev.err == nil && ev.stored != nil && ev.stored.Staged != nil {
+				ev.staged, ev.err = loadSecret(s.ctx, s.base, ev.role, nil, ev.stored.Staged.Version)
+			}
+		}
+		s.patches = append(s.patches, ev)
+	case kind == "other":
 		s.problems = append(s.problems, fmt.Sprintf("unexpected Management API request %s %s", r.Method, r.URL.Path))
 	}
 	for i, f := range s.planned {
-		if f.kind == kind && f.phase == p {
+		if (f.kind == kind || f.kind == "read" && kind == "verify") && f.phase == p {
 			s.planned = append(s.planned[:i:i], s.planned[i+1:]...)
 			if f.fault.Delay > 0 {
 				s.realDelay++
@@ -610,8 +802,8 @@ func (s *sim) pendingByRole() map[string][]pendingRotation {
 func (s *sim) check() {
 	s.t.Helper()
 	s.mu.Lock()
-	events, problems := s.events, s.problems
-	s.events, s.problems = nil, nil
+	events, problems, patches := s.events, s.problems, s.patches
+	s.events, s.problems, s.patches = nil, nil, nil
 	rotations := make(map[string]int, len(s.rotations))
 	for k, v := range s.rotations {
 		rotations[k] = v
@@ -629,6 +821,9 @@ func (s *sim) check() {
 		r := s.byClient[ev.client]
 		if r == nil {
 			s.fail("invariant 1: Auth0 rotated %s, which no role manages", ev.client)
+		}
+		if r.staged {
+			s.fail("invariant 6: Auth0 rotated (rotate-secret) the application of staged role %s at %s", r.name, ev.at.Format(time.RFC3339Nano))
 		}
 		if ev.manual != "" {
 			if ev.manual != ev.client {
@@ -654,6 +849,9 @@ func (s *sim) check() {
 		}
 		r.last, r.failedSince = ev.at, false
 	}
+	for _, ev := range patches {
+		s.checkPatch(ev)
+	}
 
 	stats := s.emu.Stats()
 	pending := s.pendingByRole()
@@ -662,6 +860,9 @@ func (s *sim) check() {
 		role := s.storedRole(r.name)
 		var wals []pendingRotation // unresolved: the engine never tried to delete them
 		for _, p := range pending[r.name] {
+			if r.staged {
+				s.fail("invariant 6: staged role %s has a write-ahead entry (for %s from version %d)", r.name, p.wal.ClientID, p.wal.BaseVersion)
+			}
 			if p.wal.ClientID != r.clientID {
 				s.fail("invariant 1: role %s has a write-ahead entry for application %s", r.name, p.wal.ClientID)
 			}
@@ -669,16 +870,112 @@ func (s *sim) check() {
 				wals = append(wals, p)
 			}
 		}
-		s.checkRole(r, role, wals, rotations[r.clientID], stats.Rotations[r.clientID], crashed)
+		s.checkRole(r, role, wals, rotations[r.clientID], stats.Rotations[r.clientID], stats.SecretPatches[r.clientID], crashed)
+		s.checkStaging(r, r.pre, role)
+		if r.pre != nil {
+			for _, v := range role.Versions {
+				if v.Version > r.pre.currentVersion() && v.Source == sourceStaged {
+					s.counts["switch verified "+v.Verified]++
+				}
+			}
+		}
 		if role.LastFailure != nil {
 			r.failedSince = true
 		}
 		r.pre = role
-		fmt.Fprintf(s.digest, "%s:%d/%d/%d/%v;", r.name, role.currentVersion(), len(wals), rotations[r.clientID], role.LastFailure != nil)
+		fmt.Fprintf(s.digest, "%s:%d/%d/%d/%d/%v/%v;", r.name, role.currentVersion(), len(wals), rotations[r.clientID], stats.SecretPatches[r.clientID], role.LastFailure != nil, role.Staged != nil)
+	}
+	clear(s.rotated)
+}
+
+// checkPatch checks a PATCH of a client_secret that Auth0 applied, against storage as it
+// was when the PATCH went out (invariants 6, 7, 10 and 11).
+func (s *sim) checkPatch(ev simPatch) {
+	s.t.Helper()
+	r := s.byClient[ev.client]
+	switch {
+	case r == nil:
+		s.fail("invariant 6: Auth0 applied a PATCH of the client_secret of %s, which no role manages", ev.client)
+	case !r.staged:
+		s.fail("invariant 6: Auth0 applied a PATCH of the client_secret of %s, whose role %s is not staged", ev.client, r.name)
+	case ev.manual != "" && ev.manual != ev.client:
+		s.fail("invariant 6: a manual rotate of %s's application PATCHed %s (role %s)", s.byClient[ev.manual].name, ev.client, r.name)
+	case ev.err != nil:
+		s.fail("reading role %s in the fault hook: %v", r.name, ev.err)
+	}
+	s.counts["patch"]++
+	role := ev.stored
+	at := ev.at.Format(time.RFC3339Nano)
+
+	// 7. Only known secrets.
+	switch {
+	case role == nil || role.Staged == nil:
+		s.fail("invariant 7: Auth0 took a PATCH of role %s's secret at %s, but the role stores no staged secret (role %+v)", r.name, at, role)
+	case ev.staged == nil || ev.staged.Secret != ev.secret:
+		s.fail("invariant 7: Auth0 took a PATCH of role %s's secret at %s that is not the secret entry of its staged version %d (entry %s)", r.name, at, role.Staged.Version, redact(ev.staged))
+	case role.Staged.Version != role.currentVersion()+1:
+		s.fail("invariant 9: role %s PATCHed staged version %d at %s, its current version is %d", r.name, role.Staged.Version, at, role.currentVersion())
+	}
+
+	// 10. One secret per switch.
+	cancel := lastCancel(role)
+	if r.lastPatch != "" && ev.secret != r.lastPatch && role.currentVersion() <= r.lastPatchCur && cancel == r.lastPatchCancel {
+		s.fail("invariant 10: role %s PATCHed another secret at %s (staged version %d) than its last PATCH, with no switch committed (current version %d then and now) and no stage cancelled in between",
+			r.name, at, role.Staged.Version, r.lastPatchCur)
+	}
+	if ev.secret != r.lastPatch {
+		s.counts["patch new secret"]++
+	}
+	r.lastPatch, r.lastPatchCur, r.lastPatchCancel = ev.secret, role.currentVersion(), cancel
+
+	// 11. Staged schedule: the switch.
+	if due := later(role.Staged.SwitchTime, role.NextAttempt); ev.manual == "" && ev.at.Before(due) {
+		s.fail("invariant 11: role %s PATCHed its staged secret at %s without a manual rotate, before its stored due time %s (switch_time %s, next_attempt %s)",
+			r.name, at, due.Format(time.RFC3339Nano), role.Staged.SwitchTime.Format(time.RFC3339Nano), role.NextAttempt.Format(time.RFC3339Nano))
 	}
 }
 
-func (s *sim) checkRole(r *simRole, role *roleEntry, wals []pendingRotation, rotations, emuRotations int, crashed bool) {
+// lastCancel identifies the role's last cancelled stage, "" if none.
+func lastCancel(role *roleEntry) string {
+	if role == nil || len(role.Cancelled) == 0 {
+		return ""
+	}
+	c := role.Cancelled[len(role.Cancelled)-1]
+	return fmt.Sprintf("%d@%s", c.Version, c.CancelledTime.Format(time.RFC3339Nano))
+}
+
+// checkStaging checks a secret staged during the step, pre being the role as stored before
+// it and role after it (invariant 11: the publication).
+func (s *sim) checkStaging(r *simRole, pre, role *roleEntry) {
+	s.t.Helper()
+	st := role.Staged
+	if st == nil || pre == nil || pre.Staged != nil && pre.Staged.Version == st.Version && pre.Staged.StagedTime.Equal(st.StagedTime) {
+		return
+	}
+	s.counts["stage"]++
+	if s.rotated[r.name] {
+		return // a manual rotate stages at once
+	}
+	at := st.StagedTime.Format(time.RFC3339Nano)
+	if !role.scheduled() {
+		s.fail("invariant 11: role %s has no schedule, yet a secret (version %d) was staged at %s without a manual rotate", r.name, st.Version, at)
+	}
+	stage := role.stagePeriod()
+	due := role.NextVaultRotation.Add(-stage)
+	if pre.currentVersion() == role.currentVersion() {
+		due = later(due, pre.NextAttempt)
+	}
+	if st.StagedTime.Before(due) {
+		s.fail("invariant 11: role %s staged version %d at %s, before its due time %s (next_vault_rotation %s, stage_period %s, next_attempt stored before %s)",
+			r.name, st.Version, at, due.Format(time.RFC3339Nano), role.NextVaultRotation.Format(time.RFC3339Nano), stage, pre.NextAttempt.Format(time.RFC3339Nano))
+	}
+	if st.SwitchTime.Before(role.NextVaultRotation) || st.SwitchTime.Before(st.StagedTime.Add(stage)) {
+		s.fail("invariant 11: role %s staged version %d at %s to switch at %s: before next_vault_rotation %s, or less than stage_period %s after publication",
+			r.name, st.Version, at, st.SwitchTime.Format(time.RFC3339Nano), role.NextVaultRotation.Format(time.RFC3339Nano), stage)
+	}
+}
+
+func (s *sim) checkRole(r *simRole, role *roleEntry, wals []pendingRotation, rotations, emuRotations, emuPatches int, crashed bool) {
 	s.t.Helper()
 	ctx := s.ctx
 	cur := role.currentVersion()
@@ -697,13 +994,15 @@ func (s *sim) checkRole(r *simRole, role *roleEntry, wals []pendingRotation, rot
 	if r.imported {
 		made--
 	}
-	switch len(wals) {
-	case 0:
+	switch {
+	case r.staged:
+		// 6 (the write-ahead entries and rotate-secret were checked by the caller), 7, 10.
+	case len(wals) == 0:
 		if rotations != made {
 			s.fail("invariant 1: role %s: Auth0 rotated its application %d times, but %d versions come from rotations (current version %d, imported %v) and no rotation is in flight; versions %s",
 				r.name, rotations, made, cur, r.imported, describeVersions(role))
 		}
-	case 1:
+	case len(wals) == 1:
 		if rotations != made && rotations != made+1 {
 			s.fail("invariant 1: role %s: Auth0 rotated its application %d times, %d versions come from rotations (current version %d, imported %v), one rotation in flight; versions %s",
 				r.name, rotations, made, cur, r.imported, describeVersions(role))
@@ -732,6 +1031,14 @@ func (s *sim) checkRole(r *simRole, role *roleEntry, wals []pendingRotation, rot
 				s.fail("invariant 3: role %s: version %d has source import", r.name, v.Version)
 			}
 		case sourceRotate, sourceScheduled, sourceRecovered:
+			if r.staged {
+				s.fail("invariant 9: staged role %s: version %d has source %q", r.name, v.Version, v.Source)
+			}
+		case sourceStaged:
+			if !r.staged || v.Verified == "" || v.StagedTime.IsZero() || v.WALID != "" {
+				s.fail("invariant 9: role %s (staged %v): version %d has source staged, verified %q, staged at %s, write-ahead entry %q",
+					r.name, r.staged, v.Version, v.Verified, v.StagedTime.Format(time.RFC3339Nano), v.WALID)
+			}
 		default:
 			s.fail("invariant 3: role %s: version %d has source %q", r.name, v.Version, v.Source)
 		}
@@ -740,6 +1047,22 @@ func (s *sim) checkRole(r *simRole, role *roleEntry, wals []pendingRotation, rot
 			s.fail("invariant 3: role %s: retained version %d (wal %q) has secret entry %+v, %v", r.name, v.Version, v.WALID, redact(sec), err)
 		}
 		secrets[v.Version] = sec
+	}
+	// 9. Staged versions.
+	var staged *secretEntry
+	if st := role.Staged; st != nil {
+		if !r.staged {
+			s.fail("invariant 9: role %s is not staged, yet it stores staged version %d", r.name, st.Version)
+		}
+		if st.Version != cur+1 {
+			s.fail("invariant 9: role %s stages version %d, its current version is %d", r.name, st.Version, cur)
+		}
+		var err error
+		staged, err = loadSecret(ctx, s.base, r.name, nil, st.Version)
+		if err != nil || staged == nil || staged.Version != st.Version || staged.Source != sourceStaged || staged.Secret == "" {
+			s.fail("invariant 9: role %s: staged version %d has secret entry %s, %v", r.name, st.Version, redact(staged), err)
+		}
+		s.logs.addSecret(staged.Secret)
 	}
 	creds, err := loadCreds(ctx, s.base, r.name)
 	if err != nil {
@@ -762,6 +1085,22 @@ func (s *sim) checkRole(r *simRole, role *roleEntry, wals []pendingRotation, rot
 		case prev == nil && creds.Previous != nil:
 			s.fail("invariant 3: creds/%s holds version %d as previous, which the role does not retain (versions %s)", r.name, creds.Previous.Version, describeVersions(role))
 		}
+		switch next := creds.Next; {
+		case staged != nil && (next == nil || next.Version != staged.Version || next.Secret != staged.Secret):
+			s.fail("invariant 9: role %s stages version %d, but creds/%s does not publish it as next (holds %s)", r.name, staged.Version, r.name, redact(next))
+		case staged == nil && next != nil:
+			if next.Version != cur+1 || next.Source != sourceStaged || !r.staged {
+				s.fail("invariant 9: role %s stages nothing, and creds/%s publishes as next %s", r.name, r.name, redact(next))
+			}
+			s.counts["stale next"]++
+		}
+	case staged != nil && creds.Current.Version == cur+1:
+		// A switch whose commit was cut short between creds and the role: Auth0 took the
+		// staged secret before creds was written (8 checks that it holds it).
+		if creds.Current.Secret != staged.Secret {
+			s.fail("invariant 3: creds/%s holds version %d ahead of the role (version %d), but not its staged secret", r.name, cur+1, cur)
+		}
+		s.counts["creds ahead of a switch"]++
 	case inFlight && creds.Current.Version == cur+1:
 		sec, err := loadSecret(ctx, s.base, r.name, nil, cur+1)
 		if err != nil || sec == nil || sec.Secret != creds.Current.Secret || sec.WALID != wals[0].id {
@@ -772,6 +1111,14 @@ func (s *sim) checkRole(r *simRole, role *roleEntry, wals []pendingRotation, rot
 	}
 	if owner, err := loadOwner(ctx, s.base, r.clientID); err != nil || owner != r.name {
 		s.fail("invariant 3: %s is owned by %q (%v), want role %s", r.clientID, owner, err, r.name)
+	}
+
+	// 10. One secret per switch: Auth0's changes of the secret.
+	auth0, _ := s.emu.ClientSecret(r.clientID)
+	holdsStaged := staged != nil && auth0 == staged.Secret
+	if want := made + btoi(holdsStaged); r.staged && emuPatches != want || !r.staged && emuPatches != 0 {
+		s.fail("invariant 10: Auth0 changed the secret of role %s (staged %v) %d times by PATCH, want %d (current version %d, imported %v, Auth0 holds the staged secret: %v); versions %s",
+			r.name, r.staged, emuPatches, want, cur, r.imported, holdsStaged, describeVersions(role))
 	}
 
 	// What an application reads, through the backend.
@@ -785,11 +1132,40 @@ func (s *sim) checkRole(r *simRole, role *roleEntry, wals []pendingRotation, rot
 	if resp.Data["client_secret"] != creds.Current.Secret || resp.Data["version"] != creds.Current.Version {
 		s.fail("invariant 3: creds/%s served version %v, storage holds version %d", r.name, resp.Data["version"], creds.Current.Version)
 	}
-	if !inFlight {
-		if auth0, _ := s.emu.ClientSecret(r.clientID); auth0 != creds.Current.Secret {
+	if !r.staged {
+		if !inFlight && auth0 != creds.Current.Secret {
 			s.fail("invariant 1: no rotation of role %s is in flight, yet creds/%s serves version %d, which is not the secret Auth0 holds; versions %s", r.name, r.name, creds.Current.Version, describeVersions(role))
 		}
+		return
 	}
+
+	// 8. Zero downtime.
+	if next, _ := resp.Data["next_client_secret"].(string); creds.Next != nil && next != creds.Next.Secret || creds.Next == nil && next != "" {
+		s.fail("invariant 8: creds/%s served another next_client_secret than storage holds", r.name)
+	}
+	if auth0 != creds.Current.Secret && !holdsStaged {
+		s.fail("invariant 8: Auth0 holds neither the current secret (version %d) of staged role %s nor its staged one (%+v); versions %s", creds.Current.Version, r.name, role.Staged, describeVersions(role))
+	}
+	found := ""
+	for _, k := range []string{"client_secret", "next_client_secret", "previous_client_secret"} {
+		if secret, _ := resp.Data[k].(string); secret != "" && secret == auth0 {
+			found = k
+			break
+		}
+	}
+	if found == "" {
+		s.fail("invariant 8: a consumer of creds/%s (version %v, next version %v) finds no secret Auth0 holds; role stages %+v; versions %s",
+			r.name, resp.Data["version"], resp.Data["next_version"], role.Staged, describeVersions(role))
+	}
+	s.counts["consumer uses "+found]++
+
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func describeVersions(role *roleEntry) string {
@@ -812,8 +1188,9 @@ func redact(sec *secretEntry) string {
 	return fmt.Sprintf("{version %d source %s wal %q secret set %v}", sec.Version, sec.Source, sec.WALID, sec.Secret != "")
 }
 
-// converge clears every fault and runs the clock forward until nothing is in flight and
-// no role records a failure (invariant 5), checking after each round.
+// converge clears every fault and runs the clock forward until nothing is in flight, no
+// role records a failure and no staged secret is past its switch time (invariant 5),
+// checking after each round.
 func (s *sim) converge() {
 	s.mu.Lock()
 	s.planned = nil
@@ -823,7 +1200,8 @@ func (s *sim) converge() {
 		pending := s.pendingByRole()
 		var unsettled []string
 		for _, r := range s.roles {
-			if len(pending[r.name]) > 0 || r.pre.LastFailure != nil {
+			switching := r.pre.Staged != nil && !s.clock.Now().Before(r.pre.Staged.SwitchTime)
+			if len(pending[r.name]) > 0 || r.pre.LastFailure != nil || switching {
 				unsettled = append(unsettled, r.name)
 			}
 		}
@@ -838,7 +1216,7 @@ func (s *sim) converge() {
 		var rotated []string
 		for _, r := range s.roles {
 			if !r.pre.scheduled() && (r.pre.LastFailure != nil || len(pending[r.name]) > 0) {
-				rotated = append(rotated, s.stepRotate(r))
+				rotated = append(rotated, s.stepRotate(r, false))
 			}
 		}
 		s.clock.Advance(30 * time.Minute)

@@ -204,10 +204,20 @@ func (b *backend) cancelStagedLocked(ctx context.Context, s logical.Storage, nam
 	if n := len(next.Cancelled) - maxCancelledStages; n > 0 {
 		next.Cancelled = append([]*cancelledStage(nil), next.Cancelled[n:]...)
 	}
-	if err := b.storeRoleState(ctx, s, name, next); err != nil {
+	// The role first: once it no longer stages the secret, nothing will set it on Auth0;
+	// creds still publishing it for a moment (or after a crash, until the role's next
+	// write) costs a consumer at most a refused try.
+	if err := saveRole(ctx, s, name, next); err != nil {
 		return err
 	}
 	*role = *next
+	if creds, err := loadCreds(ctx, s, name); err == nil && creds != nil {
+		role.credsMeta(creds)
+		err = saveCreds(ctx, s, name, creds)
+		if err != nil {
+			b.Logger().Warn("could not withdraw a cancelled staged secret from creds; the role's next write does", "role", name, "error", err)
+		}
+	}
 	if err := deleteKey(ctx, s, secretKey(name, staged.Version)); err != nil {
 		b.Logger().Warn("could not delete a cancelled staged secret", "role", name, "error", err)
 	}
