@@ -76,6 +76,12 @@ func startBackend(tb testing.TB, s logical.Storage, sys logical.SystemView, leve
 // dispatcher runs, and the test runs due jobs itself (testEnv.runDue).
 func startBackendWithClock(tb testing.TB, s logical.Storage, sys logical.SystemView, level hclog.Level, out io.Writer, clk *fakeClock) *backend {
 	tb.Helper()
+	return buildBackend(tb, s, sys, level, out, clk, clk != nil)
+}
+
+// buildBackend is startBackendWithClock, with the dispatcher running or not (manual).
+func buildBackend(tb testing.TB, s logical.Storage, sys logical.SystemView, level hclog.Level, out io.Writer, clk *fakeClock, manual bool) *backend {
+	tb.Helper()
 	conf := logical.TestBackendConfig()
 	conf.System = sys
 	conf.StorageView = s
@@ -83,7 +89,7 @@ func startBackendWithClock(tb testing.TB, s logical.Storage, sys logical.SystemV
 	b := newBackend()
 	if clk != nil {
 		b = newBackendWithClock(clk)
-		b.manualDispatch = true
+		b.manualDispatch = manual
 		b.jitter = func(n int64) int64 { return n - 1 } // the longest delay: deterministic
 	}
 	if err := b.Setup(context.Background(), conf); err != nil {
@@ -246,6 +252,8 @@ type countingStorage struct {
 	failGets      atomic.Int64
 	failGetPrefix atomic.Pointer[string]
 	failLists     atomic.Int64
+	// onGet, if set, is called with the key of every Get.
+	onGet atomic.Pointer[func(key string)]
 }
 
 // failPutsUnder makes the next n Puts of keys under prefix fail.
@@ -256,6 +264,9 @@ func (s *countingStorage) failPutsUnder(prefix string, n int64) {
 
 func (s *countingStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
 	s.gets.Add(1)
+	if f := s.onGet.Load(); f != nil {
+		(*f)(key)
+	}
 	if p := s.failGetPrefix.Load(); p != nil && strings.HasPrefix(key, *p) && s.failGets.Add(-1) >= 0 {
 		return nil, errStorageDown
 	}

@@ -15,6 +15,8 @@ type fakeClock struct {
 	now         time.Time
 	timers      []*fakeTimer
 	autoAdvance bool
+	// added is signalled whenever a timer is registered (awaitTimer).
+	added *sync.Cond
 }
 
 type fakeTimer struct {
@@ -24,7 +26,24 @@ type fakeTimer struct {
 }
 
 func newFakeClock(start time.Time) *fakeClock {
-	return &fakeClock{now: start}
+	c := &fakeClock{now: start}
+	c.added = sync.NewCond(&c.mu)
+	return c
+}
+
+// awaitTimer blocks until some goroutine waits on a timer at least d from now: how a
+// test knows that a background goroutine reached a wait on the virtual clock.
+func (c *fakeClock) awaitTimer(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		for _, t := range c.timers {
+			if !t.stopped && !t.at.Before(c.now.Add(d)) {
+				return
+			}
+		}
+		c.added.Wait()
+	}
 }
 
 func (c *fakeClock) Now() time.Time {
@@ -38,6 +57,7 @@ func (c *fakeClock) NewTimer(d time.Duration) (<-chan time.Time, func() bool) {
 	t := &fakeTimer{at: c.now.Add(d), ch: make(chan time.Time, 1)}
 	c.timers = append(c.timers, t)
 	auto := c.autoAdvance
+	c.added.Broadcast()
 	c.mu.Unlock()
 	if d <= 0 {
 		c.Advance(0)

@@ -3,6 +3,7 @@ package auth0
 import (
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -122,11 +123,7 @@ func TestWriteAheadEntryComesAfterRateLimitWait(t *testing.T) {
 		defer close(done)
 		e.ok(logical.UpdateOperation, "rotate/app", nil)
 	}()
-	waitFor(t, 5*time.Second, "the rotation to wait in the rate limiter", func() bool {
-		e.clock.mu.Lock()
-		defer e.clock.mu.Unlock()
-		return len(e.clock.timers) > 0
-	})
+	e.clock.awaitTimer(time.Minute) // the rotation waits in the rate limiter
 	if n := walCount(t, e.storage); n != 0 {
 		t.Fatalf("%d write-ahead entries while the rotation waits for the rate limit", n)
 	}
@@ -159,7 +156,14 @@ func TestRollbackOfLiveRotationDoesNothing(t *testing.T) {
 	if n := walCount(t, e.storage); n != 1 {
 		t.Fatalf("%d entries while the rotation is in flight, want 1", n)
 	}
-	gets := e.storage.gets.Load()
+	walRead := make(chan struct{})
+	var once sync.Once
+	hook := func(key string) {
+		if strings.HasPrefix(key, framework.WALPrefix) {
+			once.Do(func() { close(walRead) })
+		}
+	}
+	e.storage.onGet.Store(&hook)
 	rolledBack := make(chan error)
 	go func() {
 		resp, err := e.b.HandleRequest(t.Context(), &logical.Request{
@@ -172,7 +176,7 @@ func TestRollbackOfLiveRotationDoesNothing(t *testing.T) {
 	}()
 	// The rollback manager has read the entry (it is old enough to reconcile) while the
 	// rotation that wrote it is still waiting for Auth0's answer.
-	waitFor(t, 5*time.Second, "the rollback to read the entry", func() bool { return e.storage.gets.Load() > gets })
+	<-walRead
 	close(release)
 	<-done
 	if err := <-rolledBack; err != nil {

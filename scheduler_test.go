@@ -46,19 +46,6 @@ func TestRotationQueue(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes. Only for work done by other
-// goroutines that the test cannot drive itself (never to let a scheduler run).
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // storedRole reads a role as stored.
 func (e *testEnv) storedRole(name string) *roleEntry {
 	e.t.Helper()
@@ -337,17 +324,18 @@ func TestCleanReturnsWhileWorkersWait(t *testing.T) {
 	e := newTestEnv(t)
 	e.configureWithRole(map[string]interface{}{"rotation_period": "1h"})
 	e.b.Cleanup(t.Context())
-	// A backend on the real clock with its dispatcher, as in Vault.
-	b := startBackend(t, e.storage, logical.TestSystemView(), hclog.Trace, e.logs)
+	// A backend with its dispatcher and workers, as in Vault, on the virtual clock.
+	e.clock.autoAdvance = false
+	b := buildBackend(t, e.storage, logical.TestSystemView(), hclog.Trace, e.logs, e.clock, false)
 	<-b.sched.Load().loaded
-	b.limiter.observe(&http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"300"}}}, time.Now())
+	b.limiter.observe(&http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"300"}}}, e.clock.Now())
 	role := e.storedRole("app")
-	role.NextVaultRotation = time.Now()
+	role.NextVaultRotation = e.clock.Now() // due: a worker takes it and waits in the limiter
 	if err := saveRole(t.Context(), e.storage, "app", role); err != nil {
 		t.Fatal(err)
 	}
 	b.schedule("app", role)
-	waitFor(t, 5*time.Second, "the job to leave the queue", func() bool { return b.sched.Load().queue.len() == 0 })
+	e.clock.awaitTimer(2 * time.Minute)
 
 	cleaned := make(chan struct{})
 	go func() {
@@ -356,7 +344,7 @@ func TestCleanReturnsWhileWorkersWait(t *testing.T) {
 	}()
 	select {
 	case <-cleaned:
-	case <-time.After(stopWait + 5*time.Second):
+	case <-time.After(stopWait + 5*time.Second): // a bound on a hang, not a timing
 		t.Fatal("Clean did not return while a worker waited in the rate limiter")
 	}
 	if n := e.emu.Stats().Rotations[testAppID]; n != 0 || walCount(t, e.storage) != 0 {
