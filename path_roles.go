@@ -200,7 +200,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 		if creating {
 			return logical.ErrorResponse(ownerConflict(role.ClientID, owner)), nil
 		}
-		role.Blocked = ownerConflict(role.ClientID, owner) + "; the engine does not rotate this role: delete it, or point it at another application"
+		role.Blocked = ownerBlocked(role.ClientID, owner)
 	}
 
 	if creating || role.RotationSchedule != oldSchedule || role.RotationPeriod != oldPeriod || role.scheduleProblem(now) != "" {

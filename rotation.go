@@ -170,7 +170,7 @@ func (j *roleJob) checkOwner(ctx context.Context) (*logical.Response, error) {
 		}
 		return nil, nil
 	}
-	msg := ownerConflict(j.role.ClientID, owner) + "; the engine does not rotate this role: delete it, or point it at another application"
+	msg := ownerBlocked(j.role.ClientID, owner)
 	if j.role.Blocked != msg {
 		j.role.Blocked = msg
 		if err := j.b.storeRoleState(ctx, j.s, j.name, j.role); err != nil {
@@ -478,6 +478,11 @@ func (b *backend) releaseApplication(ctx context.Context, s logical.Storage, nam
 
 // ownerConfig is claimApplication's answer for the mount's own Management API application.
 const ownerConfig = "config"
+
+// ownerBlocked is why a role whose application has another owner is not rotated.
+func ownerBlocked(clientID, owner string) string {
+	return ownerConflict(clientID, owner) + "; the engine does not rotate this role: delete it, or point it at another application"
+}
 
 // ownerConflict says who owns clientID.
 func ownerConflict(clientID, owner string) string {

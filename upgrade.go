@@ -41,7 +41,7 @@ func (b *backend) upgradeRoleLocked(ctx context.Context, s logical.Storage, name
 		next.Versions[i] = &cp
 	}
 	if owner != "" {
-		next.Blocked = ownerConflict(role.ClientID, owner) + "; the engine does not rotate this role: delete it, or point it at another application"
+		next.Blocked = ownerBlocked(role.ClientID, owner)
 	} else if problem := next.scheduleProblem(b.clock.Now()); problem != "" {
 		next.Blocked = problem
 	}
