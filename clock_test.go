@@ -74,6 +74,13 @@ func (c *fakeClock) NewTimer(d time.Duration) (<-chan time.Time, func() bool) {
 	return t.ch, stop
 }
 
+// setAutoAdvance turns autoAdvance on or off.
+func (c *fakeClock) setAutoAdvance(on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.autoAdvance = on
+}
+
 // Advance moves the clock forward by d and fires every timer due by then.
 func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()

@@ -3,6 +3,7 @@ package auth0
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -220,10 +221,13 @@ func (b *backend) retryUntil(ctx context.Context, what string, fn func() error) 
 }
 
 // loadQueue queues every stored role that has a schedule, at its persisted due time: a
-// restart neither rotates early nor skips what fell due meanwhile. Listing and every
-// role that cannot be read are retried with backoff until the queue holds them all.
-// Roles are read by queueLoaders goroutines at once: in Vault each read is a round trip
-// from the plugin to Vault's storage, which dominates the rebuild (BENCHMARKS.md).
+// restart neither rotates early nor skips what fell due meanwhile. Listing is retried with
+// backoff until it succeeds. A role that cannot be read is queued for a retry with backoff
+// instead, like a due role whose read fails: one unreadable entry (a storage error, or a
+// stray file a crash left in Vault's file backend) must not hold back the schedules of
+// every other role. Roles are read by queueLoaders goroutines at once: in Vault each read
+// is a round trip from the plugin to Vault's storage, which dominates the rebuild
+// (BENCHMARKS.md).
 func (b *backend) loadQueue(ctx context.Context, sch *scheduler) {
 	start := time.Now()
 	var names []string
@@ -233,17 +237,12 @@ func (b *backend) loadQueue(ctx context.Context, sch *scheduler) {
 	}); err != nil {
 		return
 	}
-	remaining := names
-	for failures := 1; len(remaining) > 0; failures++ {
-		remaining = b.queueRoles(ctx, sch, remaining)
-		if len(remaining) == 0 || ctx.Err() != nil {
-			break
-		}
-		delay := b.backoff(failures)
-		b.Logger().Error("some roles could not be read for scheduling; retrying", "count", len(remaining), "first", remaining[0], "retry_in", delay.String())
-		if sleep(ctx, b.clock, delay) != nil {
-			return
-		}
+	failed := b.queueRoles(ctx, sch, names)
+	if ctx.Err() != nil {
+		return
+	}
+	for _, f := range failed {
+		b.retryUnreadableIn(sch, f.name, f.err)
 	}
 	if err := b.retryUntil(ctx, "reading config for the root rotation schedule", func() error {
 		cfg, err := loadConfig(ctx, sch.storage)
@@ -254,15 +253,22 @@ func (b *backend) loadQueue(ctx context.Context, sch *scheduler) {
 	}); err != nil {
 		return
 	}
-	b.Logger().Info("rotation queue loaded", "roles", len(names), "queued", sch.queue.len(), "duration", time.Since(start).String())
+	b.Logger().Info("rotation queue loaded", "roles", len(names), "queued", sch.queue.len(), "unreadable", len(failed), "duration", time.Since(start).String())
+}
+
+// roleReadFailure is a role queueRoles could not read, with why.
+type roleReadFailure struct {
+	name string
+	err  error
 }
 
 // queueRoles queues the named roles, queueLoaders at a time, and returns those that could
 // not be read.
-func (b *backend) queueRoles(ctx context.Context, sch *scheduler, names []string) []string {
+func (b *backend) queueRoles(ctx context.Context, sch *scheduler, names []string) []roleReadFailure {
 	work := make(chan string)
 	var mu sync.Mutex
-	var failed, legacy []string
+	var failed []roleReadFailure
+	var legacy []string
 	var wg sync.WaitGroup
 	for i := 0; i < queueLoaders; i++ {
 		wg.Add(1)
@@ -275,8 +281,7 @@ func (b *backend) queueRoles(ctx context.Context, sch *scheduler, names []string
 				case errors.Is(err, errLegacyLayout):
 					legacy = append(legacy, name)
 				case err != nil:
-					b.Logger().Error("could not read role for scheduling", "role", name, "error", err)
-					failed = append(failed, name)
+					failed = append(failed, roleReadFailure{name, err})
 				}
 				mu.Unlock()
 			}
@@ -295,8 +300,7 @@ func (b *backend) queueRoles(ctx context.Context, sch *scheduler, names []string
 	sort.Strings(legacy)
 	for _, name := range legacy {
 		if err := b.queueRole(ctx, sch, name, true); err != nil {
-			b.Logger().Error("could not upgrade role for scheduling", "role", name, "error", err)
-			failed = append(failed, name)
+			failed = append(failed, roleReadFailure{name, fmt.Errorf("upgrading from v0.1.0's layout: %w", err)})
 		}
 	}
 	return failed
@@ -395,12 +399,14 @@ func (b *backend) schedule(name string, role *roleEntry) {
 // a backoff that grows with each consecutive failure (kept in memory: the failure cannot
 // be recorded on a role that cannot be read).
 func (b *backend) retryUnreadable(name string, err error) {
-	sch := b.sched.Load()
-	if sch == nil {
-		return
+	if sch := b.sched.Load(); sch != nil {
+		b.retryUnreadableIn(sch, name, err)
 	}
+}
+
+func (b *backend) retryUnreadableIn(sch *scheduler, name string, err error) {
 	failures := sch.noteUnreadable(name)
 	delay := b.backoff(failures)
-	b.Logger().Error("could not read a due role; retrying", "role", name, "error", err, "retry_in", delay.String())
+	b.Logger().Error("could not read stored state; its scheduled rotations wait until it can be read", "job", name, "error", err, "consecutive_failures", failures, "retry_in", delay.String())
 	sch.enqueue(name, b.clock.Now().Add(delay))
 }

@@ -352,8 +352,9 @@ func TestCleanReturnsWhileWorkersWait(t *testing.T) {
 	}
 }
 
-// Errors at start (listing roles, reading a role, reading config, listing rotations left in
-// flight) are retried with backoff until the queue holds every stored role.
+// Errors at start (listing roles, reading config, listing rotations left in flight) are
+// retried with backoff until they succeed; a role that cannot be read is queued for a
+// retry, and once read it is queued at its own due time.
 func TestStartErrorsAreRetried(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure()
@@ -365,9 +366,10 @@ func TestStartErrorsAreRetried(t *testing.T) {
 	e.storage.failLists.Store(3) // the rotations in flight, then roles, twice
 	prefix := roleKey("two")
 	e.storage.failGetPrefix.Store(&prefix)
-	e.storage.failGets.Store(4)
+	e.storage.failGets.Store(2)
 	e.clock.autoAdvance = false
 	b := restartBackend(t, e, logical.TestSystemView())
+	e.b = b
 	sch := b.sched.Load()
 	// The start runs in the background; its backoff waits pass as the virtual clock moves.
 	for loaded := false; !loaded; {
@@ -383,7 +385,69 @@ func TestStartErrorsAreRetried(t *testing.T) {
 			t.Fatalf("%s is not queued after start errors", key)
 		}
 	}
-	wantContains(t, e.logs.String(), "startup step failed; retrying", "could not read role for scheduling")
+	// The retries of "two" come due before its schedule; the second one reads it.
+	for i := 0; i < 2; i++ {
+		retry, _ := sch.queue.due("two")
+		e.clock.Set(retry)
+		e.runDue()
+	}
+	if due, _ := sch.queue.due("two"); !due.Equal(e.storedRole("two").NextVaultRotation) {
+		t.Fatalf("two queued at %v once readable, want its next_vault_rotation %v", due, e.storedRole("two").NextVaultRotation)
+	}
+	if n := e.emu.Stats().Rotations[testApp2ID]; n != 0 {
+		t.Fatalf("%d rotations of two's application; reading it late must not rotate it early", n)
+	}
+	wantContains(t, e.logs.String(), "startup step failed; retrying", "could not read stored state")
+}
+
+// A role that can never be read (here: every read of it fails; in Vault, for example, a
+// stray entry a crash left behind in the file backend) does not hold back the schedules of
+// the other roles, nor the root's: they rotate when due, and the unreadable one is retried
+// with a growing backoff.
+func TestUnreadableRoleDoesNotBlockOthers(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure()
+	e.ok(logical.UpdateOperation, "config", map[string]interface{}{"root_rotation_period": "2h"})
+	e.configureWithRole(map[string]interface{}{"rotation_period": "1h"})
+	e.ok(logical.UpdateOperation, "roles/two", map[string]interface{}{"client_id": testApp2ID, "rotation_period": "1h"})
+	e.b.Cleanup(t.Context())
+
+	prefix := roleKey("two")
+	e.storage.failGetPrefix.Store(&prefix)
+	e.storage.failGets.Store(1 << 30)
+	e.clock.autoAdvance = false
+	b := restartBackend(t, e, logical.TestSystemView())
+	e.b = b
+	sch := b.sched.Load()
+	for waited := 0; ; waited++ {
+		if waited == 1000 {
+			t.Fatal("the queue never finished loading while one role could not be read")
+		}
+		select {
+		case <-sch.loaded:
+		case <-time.After(time.Millisecond):
+			e.clock.Advance(time.Minute)
+			continue
+		}
+		break
+	}
+	e.clock.setAutoAdvance(true) // the rotations below run on this goroutine
+	start := e.clock.Now()
+	for e.clock.Now().Sub(start) < 3*time.Hour {
+		e.advance(time.Minute)
+	}
+	if n := e.emu.Stats().Rotations[testAppID]; n < 2 {
+		t.Fatalf("app rotated %d times in 3h with a 1h period while role two was unreadable", n)
+	}
+	if n := e.emu.Stats().Rotations[testApp2ID]; n != 0 {
+		t.Fatalf("two's application rotated %d times though its role could not be read", n)
+	}
+	if n := e.emu.Stats().SecretPatches[testMgmtID]; n < 1 {
+		t.Fatalf("the root rotated %d times in 3h with a 2h period while role two was unreadable", n)
+	}
+	if got := strings.Count(e.logs.String(), "could not read stored state"); got < 3 || got > 12 {
+		t.Fatalf("%d failed reads of two logged in 3h; want a retry with a growing backoff", got)
+	}
 }
 
 // Write-ahead entries are local storage, and reconciliation calls Auth0 only where
