@@ -74,6 +74,26 @@ type backend struct {
 	manualDispatch bool
 	// retryBase and retryCap bound the delays between retries of failed attempts.
 	retryBase, retryCap time.Duration
+
+	// generateKey makes private_key_jwt key pairs (PKCS #8 and PKIX PEM).
+	generateKey func(bits int) (privatePEM, publicPEM string, err error)
+	// mountTag identifies this mount in the names of the Auth0 credentials it registers.
+	mountTag string
+}
+
+// Setup is framework.Backend's, and also takes the mount's identity from conf.
+func (b *backend) Setup(ctx context.Context, conf *logical.BackendConfig) error {
+	b.mountTag = mountTag(conf.BackendUUID)
+	return b.Backend.Setup(ctx, conf)
+}
+
+// mountTag is the first 8 characters of the mount's UUID ("mount" when Vault gives none).
+func mountTag(uuid string) string {
+	uuid = strings.ReplaceAll(uuid, "-", "")
+	if len(uuid) < 8 {
+		return "mount"
+	}
+	return uuid[:8]
 }
 
 func newBackend() *backend {
@@ -93,6 +113,7 @@ func newBackendWithClock(clk clock) *backend {
 		retryCap:  defaultRetryCap,
 
 		rootAcceptWait: rootAcceptWait,
+		generateKey:    generateRSAKey,
 	}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),

@@ -82,6 +82,11 @@ func (c *configEntry) audience() string {
 	return "https://" + c.Host + "/api/v2/"
 }
 
+// assertionAudience is the aud of client assertions: Auth0 takes "https://<domain>/".
+func (c *configEntry) assertionAudience() string {
+	return "https://" + c.Host + "/"
+}
+
 // domain is the domain as users give it: the bare host, with the scheme only for http.
 func (c *configEntry) domain() string {
 	if c.Scheme == "http" {

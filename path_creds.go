@@ -110,13 +110,21 @@ func (b *backend) credsResponse(ctx context.Context, s logical.Storage, creds *c
 	}
 	data := map[string]interface{}{
 		"client_id":           creds.ClientID,
-		"client_secret":       served.Secret,
 		"domain":              conn.config.domain(),
 		"version":             served.Version,
 		"last_vault_rotation": served.CreatedTime.Format(time.RFC3339),
 	}
-	if previous != nil {
-		data["previous_client_secret"] = previous.Secret
+	if creds.CredentialType == credentialPrivateKeyJWT {
+		data["private_key"], data["key_id"], data["kid"], data["algorithm"] = served.PrivateKey, served.KeyID, served.KID, served.Algorithm
+		if previous != nil && served.Version == creds.Current.Version {
+			data["previous_private_key"], data["previous_key_id"], data["previous_kid"] = previous.PrivateKey, previous.KeyID, previous.KID
+			addTime(data, "overlap_until", creds.OverlapUntil)
+		}
+	} else {
+		data["client_secret"] = served.Secret
+		if previous != nil {
+			data["previous_client_secret"] = previous.Secret
+		}
 	}
 	if next := creds.Next; next != nil && served.Version == creds.Current.Version {
 		data["next_client_secret"] = next.Secret
@@ -153,7 +161,7 @@ func secondsUntil(t, now time.Time) int64 {
 	return int64(math.Max(1, math.Ceil(t.Sub(now).Seconds())))
 }
 
-const pathCredsHelpSyn = `Read a role's current Auth0 client secret.`
+const pathCredsHelpSyn = `Read a role's current Auth0 client secret, or private_key_jwt key.`
 
 const pathCredsHelpDesc = `
 Returns what an application needs to call Auth0: client_id, client_secret and domain,
@@ -180,6 +188,13 @@ downtime:
       everywhere, answering for the old or the new one from request to request;
   (b) an application that only verifies HS256 ID tokens signed with the secret: accept a
       signature by client_secret, previous_client_secret or next_client_secret.
+
+For a role with credential_type=private_key_jwt, no client_secret: private_key (PEM,
+PKCS #8), key_id (the Auth0 credential id), kid (put it in the assertion's header) and
+algorithm; while the previous key is still attached at Auth0, previous_private_key,
+previous_key_id, previous_kid and overlap_until too. An application signs its client
+assertions (iss = sub = client_id, aud = "https://<domain>/", a unique jti, exp at most
+5 minutes ahead) with private_key; either key works until overlap_until.
 
 Read an older retained version with:
 

@@ -3,6 +3,7 @@ package auth0
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -56,6 +57,26 @@ func pathRoles(b *backend) []*framework.Path {
 				"password_policy": {
 					Type:        framework.TypeString,
 					Description: "Staged roles: name of a Vault password policy (sys/policies/password) that generates the secrets. Default: 64 characters of [A-Za-z0-9_-] from crypto/rand, as Auth0 generates them. An empty value restores the default.",
+				},
+				"credential_type": {
+					Type:        framework.TypeString,
+					Description: `What the role rotates: "client_secret" (default) or "private_key_jwt": an RSA key pair Vault generates, whose public key it registers and attaches at Auth0 next to the current one, and whose previous key it detaches only overlap_period later (zero downtime). Set on create; it cannot change once the role has a version.`,
+				},
+				"key_bits": {
+					Type:        framework.TypeInt,
+					Description: "private_key_jwt roles: RSA key size, 2048 (default), 3072 or 4096.",
+				},
+				"algorithm": {
+					Type:        framework.TypeString,
+					Description: `private_key_jwt roles: signing algorithm registered with the key, "RS256" (default), "RS384" or "PS256".`,
+				},
+				"overlap_period": {
+					Type:        framework.TypeDurationSecond,
+					Description: fmt.Sprintf("private_key_jwt roles: how long the previous key stays attached at Auth0 after a new one is published. Default %s; 0 detaches it at once; shorter than rotation_period (the next key is made only once the previous one is detached).", defaultOverlapPeriod),
+				},
+				"allow_auth_method_change": {
+					Type:        framework.TypeBool,
+					Description: "private_key_jwt roles: allow Vault to switch an application that still authenticates with a client secret to private_key_jwt at its first rotation. One-way: Auth0 then refuses the client secret. Default false: such an application is refused.",
 				},
 				"import_current_secret": {
 					Type:        framework.TypeBool,
@@ -132,6 +153,24 @@ func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *fra
 		data["next_version"] = st.Version
 		addTime(data, "next_switch_time", st.SwitchTime)
 	}
+	data["credential_type"] = credentialTypeName(role.CredentialType)
+	if role.usesKeys() {
+		data["key_bits"] = role.keyBits()
+		data["algorithm"] = role.keyAlgorithm()
+		data["overlap_period"] = int64(role.overlapPeriod().Seconds())
+		data["allow_auth_method_change"] = role.AllowAuthMethodChange
+		if cur := role.current(); cur != nil {
+			data["key_id"] = cur.KeyID
+			data["kid"] = cur.KID
+		}
+		if ov := role.Overlap; ov != nil {
+			data["previous_key_ids"] = ov.CredentialIDs
+			addTime(data, "overlap_until", ov.Until)
+		}
+		if pk := role.PendingKey; pk != nil {
+			data["pending_version"] = pk.Version
+		}
+	}
 	if f := role.LastFailure; f != nil {
 		data["last_rotation_failure"] = failureData(f, role.NextAttempt)
 	}
@@ -185,6 +224,17 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 			return auth0Failure(fmt.Sprintf("checking client_id %q in Auth0", role.ClientID), err)
 		}
 		imported = info.Secret
+		if role.usesKeys() && !role.AllowAuthMethodChange {
+			if api, err := keyAPIOf(conn); err == nil {
+				methods, err := api.AuthMethods(ctx, role.ClientID)
+				if err != nil {
+					return auth0Failure(fmt.Sprintf("checking how client_id %q authenticates", role.ClientID), err)
+				}
+				if methods.usesSecret() {
+					return logical.ErrorResponse(authMethodRefusal(role.ClientID, methods.SecretMethod)), nil
+				}
+			}
+		}
 	}
 
 	// Ownership is checked and claimed, and the role stored, as one step, so that two
@@ -294,6 +344,9 @@ func applyRoleFields(role *roleEntry, d *framework.FieldData, creating bool, now
 	if resp := applyStrategyFields(role, d, now); resp != nil {
 		return nil, resp
 	}
+	if resp := applyKeyFields(role, d, creating, now); resp != nil {
+		return nil, resp
+	}
 	return role.trimVersions(), nil
 }
 
@@ -344,6 +397,79 @@ func applyStrategyFields(role *roleEntry, d *framework.FieldData, now time.Time)
 		}
 	}
 	return nil
+}
+
+// applyKeyFields validates and applies credential_type and the private_key_jwt settings.
+func applyKeyFields(role *roleEntry, d *framework.FieldData, creating bool, now time.Time) *logical.Response {
+	if raw, ok := d.GetOk("credential_type"); ok {
+		ct := strings.ToLower(strings.TrimSpace(raw.(string)))
+		switch ct {
+		case "", credentialClientSecret:
+			ct = ""
+		case credentialPrivateKeyJWT:
+		default:
+			return logical.ErrorResponse("credential_type must be %q or %q, got %q", credentialClientSecret, credentialPrivateKeyJWT, raw)
+		}
+		if ct != role.CredentialType && (len(role.Versions) > 0 || role.PendingKey != nil || role.Staged != nil) {
+			return logical.ErrorResponse("credential_type cannot change once the role has a version; create another role for the application's %s (delete this one first: one application belongs to one role)", credentialTypeName(ct))
+		}
+		role.CredentialType = ct
+		if ct == credentialPrivateKeyJWT && creating && !fieldSet(d, "overlap_period") {
+			role.OverlapPeriod = defaultOverlapPeriod
+		}
+	}
+	keyFields := []string{"key_bits", "algorithm", "overlap_period", "allow_auth_method_change"}
+	if !role.usesKeys() {
+		for _, f := range keyFields {
+			if fieldSet(d, f) {
+				return logical.ErrorResponse("%s applies only with credential_type=private_key_jwt", f)
+			}
+		}
+		return nil
+	}
+	if role.isStaged() || d.Get("import_current_secret").(bool) {
+		return logical.ErrorResponse("private_key_jwt roles rotate keys with their own overlap: rotation_strategy=staged, password_policy and import_current_secret do not apply")
+	}
+	if raw, ok := d.GetOk("key_bits"); ok {
+		if !slices.Contains(keyBitSizes, raw.(int)) {
+			return logical.ErrorResponse("key_bits must be 2048, 3072 or 4096, got %d", raw.(int))
+		}
+		role.KeyBits = raw.(int)
+	}
+	if raw, ok := d.GetOk("algorithm"); ok {
+		alg := strings.ToUpper(strings.TrimSpace(raw.(string)))
+		if !slices.Contains(keyAlgorithms, alg) {
+			return logical.ErrorResponse("algorithm must be RS256, RS384 or PS256 (what Auth0 accepts for private_key_jwt), got %q", raw)
+		}
+		role.Algorithm = alg
+	}
+	if raw, ok := d.GetOk("overlap_period"); ok {
+		period := time.Duration(raw.(int)) * time.Second
+		if period < 0 {
+			return logical.ErrorResponse("overlap_period must not be negative")
+		}
+		role.OverlapPeriod = period
+	}
+	if raw, ok := d.GetOk("allow_auth_method_change"); ok {
+		role.AllowAuthMethodChange = raw.(bool)
+	}
+	overlap := role.overlapPeriod()
+	if role.RotationPeriod > 0 && overlap >= role.RotationPeriod {
+		return logical.ErrorResponse("overlap_period (%s) must be shorter than rotation_period (%s): Auth0 keeps two keys per application, so the next key is made only once the previous one is detached", overlap, role.RotationPeriod)
+	}
+	if role.RotationSchedule != "" {
+		if gap := role.shortestScheduleGap(now); gap > 0 && overlap >= gap {
+			return logical.ErrorResponse("overlap_period (%s) must be shorter than the shortest interval between rotation_schedule's times (%s)", overlap, gap)
+		}
+	}
+	return nil
+}
+
+func credentialTypeName(ct string) string {
+	if ct == "" {
+		return credentialClientSecret
+	}
+	return ct
 }
 
 func fieldSet(d *framework.FieldData, name string) bool {

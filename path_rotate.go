@@ -31,6 +31,10 @@ func pathRotate(b *backend) []*framework.Path {
 					Type:        framework.TypeBool,
 					Description: "Staged roles: discard the staged next secret. It never reached Auth0, so cancelling changes nothing there.",
 				},
+				"end_overlap": {
+					Type:        framework.TypeBool,
+					Description: "private_key_jwt roles: detach and delete the previous key now, before overlap_period ends, then rotate. Applications still signing with the previous key fail from then on.",
+				},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{
@@ -77,7 +81,7 @@ func (b *backend) pathRotateRootWrite(ctx context.Context, req *logical.Request,
 
 func (b *backend) pathRotateWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	opts := rotateOptions{switchNow: d.Get("switch_now").(bool), cancelStaged: d.Get("cancel_staged").(bool)}
+	opts := rotateOptions{switchNow: d.Get("switch_now").(bool), cancelStaged: d.Get("cancel_staged").(bool), endOverlap: d.Get("end_overlap").(bool)}
 	if opts.switchNow && opts.cancelStaged {
 		return logical.ErrorResponse("switch_now and cancel_staged exclude each other"), nil
 	}
@@ -103,6 +107,13 @@ func (b *backend) pathRotateWrite(ctx context.Context, req *logical.Request, d *
 		return resp, nil
 	}
 	data := map[string]interface{}{"version": version.Version}
+	if version.KeyID != "" {
+		data["key_id"], data["kid"] = version.KeyID, version.KID
+		if ov := role.Overlap; ov != nil {
+			data["previous_key_ids"] = ov.CredentialIDs
+			addTime(data, "overlap_until", ov.Until)
+		}
+	}
 	addTime(data, "last_vault_rotation", role.LastVaultRotation)
 	addTime(data, "next_vault_rotation", role.NextVaultRotation)
 	resp = &logical.Response{Data: data}
@@ -124,6 +135,13 @@ stage_period; if one is staged already, changes nothing. It answers next_version
 next_switch_time, never a secret. switch_now=true stages if needed and switches now
 (PATCH of client_secret at Auth0); cancel_staged=true discards the staged secret, which
 never reached Auth0.
+
+For a private_key_jwt role: generates a new RSA key pair, registers its public key at
+Auth0 and attaches it next to the current key, proves Auth0 accepts it, and makes it the
+current version; the previous key stays attached until overlap_until (overlap_period),
+then Vault detaches and deletes it. While it is attached a rotation is refused, since
+Auth0 keeps two keys per application, unless end_overlap=true detaches it first. The
+response carries version, key_id, kid and overlap_until, never the private key.
 
 For an immediate role (the default), calls Auth0's rotate-secret for the role's application and stores the new secret as the
 next version. Auth0 invalidates the old secret at once; creds/<name> serves the new one,

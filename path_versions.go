@@ -50,6 +50,9 @@ func (b *backend) pathVersionsRead(ctx context.Context, req *logical.Request, d 
 			meta["switched_time"] = v.CreatedTime.Format(time.RFC3339Nano)
 			meta["verified"] = v.Verified
 		}
+		if v.KeyID != "" {
+			meta["key_id"], meta["kid"], meta["algorithm"] = v.KeyID, v.KID, v.Algorithm
+		}
 		versions[strconv.Itoa(v.Version)] = meta
 	}
 	data := map[string]interface{}{

@@ -111,6 +111,19 @@ type roleEntry struct {
 	// Blocked says why the engine will not rotate this role until the operator acts (a
 	// schedule that never fires, an application another role owns); empty otherwise.
 	Blocked string `json:"blocked,omitempty"`
+
+	// CredentialType is what the role rotates: "" (client_secret) or private_key_jwt, whose
+	// settings and rotation state follow (keys.go).
+	CredentialType        string        `json:"credential_type,omitempty"`
+	KeyBits               int           `json:"key_bits,omitempty"`
+	Algorithm             string        `json:"algorithm,omitempty"`
+	OverlapPeriod         time.Duration `json:"overlap_period,omitempty"`
+	AllowAuthMethodChange bool          `json:"allow_auth_method_change,omitempty"`
+	// PendingKey is a key rotation under way: its private key is stored, Auth0 may or may
+	// not hold its public key yet.
+	PendingKey *pendingKey `json:"pending_key,omitempty"`
+	// Overlap is the previous key generation, still attached at Auth0 until Until.
+	Overlap *keyOverlap `json:"overlap,omitempty"`
 }
 
 // versionMeta describes one retained version; its secret is in secrets/<name>/<n>.
@@ -126,6 +139,10 @@ type versionMeta struct {
 	Verified   string    `json:"verified,omitempty"`
 	// LegacySecret is where layout 0 kept the secret; empty once upgraded.
 	LegacySecret string `json:"secret,omitempty"`
+	// KeyID, KID and Algorithm describe a private_key_jwt version's Auth0 credential.
+	KeyID     string `json:"key_id,omitempty"`
+	KID       string `json:"kid,omitempty"`
+	Algorithm string `json:"algorithm,omitempty"`
 }
 
 // stagedSecret is a role's published next secret.
@@ -151,6 +168,11 @@ type secretEntry struct {
 	// WALID ties the secret to the rotation that produced it: reconciliation finds a
 	// secret Auth0 returned and Vault stored before a crash cut the commit short.
 	WALID string `json:"wal_id,omitempty"`
+	// PrivateKey (PKCS #8 PEM) and its Auth0 credential, for private_key_jwt versions.
+	PrivateKey string `json:"private_key,omitempty"`
+	KeyID      string `json:"key_id,omitempty"`
+	KID        string `json:"kid,omitempty"`
+	Algorithm  string `json:"algorithm,omitempty"`
 }
 
 // credsEntry is what creds/<name> serves, kept whole in one entry so that the hot path
@@ -169,6 +191,10 @@ type credsEntry struct {
 	// Next is the staged secret, switched onto Auth0 at NextSwitchTime.
 	Next           *secretEntry `json:"next,omitempty"`
 	NextSwitchTime time.Time    `json:"next_switch_time,omitempty"`
+	// CredentialType is the role's; for private_key_jwt, Previous is the previous key while
+	// it stays attached, until OverlapUntil.
+	CredentialType string    `json:"credential_type,omitempty"`
+	OverlapUntil   time.Time `json:"overlap_until,omitempty"`
 }
 
 // ownerEntry records which role owns an Auth0 application on this mount.
@@ -262,6 +288,15 @@ func (r *roleEntry) clone() *roleEntry {
 		cp.Staged = &st
 	}
 	cp.Cancelled = append([]*cancelledStage(nil), r.Cancelled...)
+	if r.PendingKey != nil {
+		pk := *r.PendingKey
+		cp.PendingKey = &pk
+	}
+	if r.Overlap != nil {
+		ov := *r.Overlap
+		ov.CredentialIDs = append([]string(nil), r.Overlap.CredentialIDs...)
+		cp.Overlap = &ov
+	}
 	return &cp
 }
 
@@ -301,6 +336,15 @@ func (r *roleEntry) credsMeta(c *credsEntry) {
 	if r.isStaged() {
 		c.StagePeriod = r.stagePeriod()
 	}
+	c.CredentialType = r.CredentialType
+	c.OverlapUntil = time.Time{}
+	if r.usesKeys() {
+		if r.Overlap == nil {
+			c.Previous = nil // detached at Auth0: no longer a key to fall back to
+		} else {
+			c.OverlapUntil = r.Overlap.Until
+		}
+	}
 	c.NextSwitchTime = time.Time{}
 	if r.Staged != nil {
 		c.NextSwitchTime = r.Staged.SwitchTime
@@ -331,6 +375,9 @@ func (c *credsEntry) nextChange() time.Time {
 	case c.Strategy == strategyStaged:
 		// Consumers must see the next secret when it is published.
 		return later(c.NextVaultRotation.Add(-c.StagePeriod), c.NextAttempt)
+	case c.CredentialType == credentialPrivateKeyJWT:
+		// A new key is not made while the previous one is still attached.
+		return later(later(c.NextVaultRotation, c.OverlapUntil), c.NextAttempt)
 	}
 	return later(c.NextVaultRotation, c.NextAttempt)
 }
@@ -357,6 +404,13 @@ func (r *roleEntry) dueTime(now time.Time) time.Time {
 	case r.Staged != nil:
 		// A staged secret switches at its time, scheduled role or not.
 		return later(r.Staged.SwitchTime, r.NextAttempt)
+	case r.PendingKey != nil:
+		// A key rotation under way is finished at once (or at the next attempt).
+		return later(r.PendingKey.Started, r.NextAttempt)
+	case r.Overlap != nil:
+		// The previous key is detached at the end of the overlap, scheduled role or not;
+		// the next rotation waits for it (keys.go).
+		return later(r.Overlap.Until, r.NextAttempt)
 	case !r.scheduled() || !plausibleDue(r.NextVaultRotation, now):
 		return time.Time{}
 	case r.isStaged():
@@ -581,7 +635,7 @@ func buildCreds(ctx context.Context, s logical.Storage, name string, role *roleE
 	if c.Current == nil {
 		return nil, fmt.Errorf("role %q: the secret of its current version %d is missing from storage", name, cur.Version)
 	}
-	if role.version(cur.Version-1) != nil {
+	if role.version(cur.Version-1) != nil && (!role.usesKeys() || role.Overlap != nil && role.Overlap.Version == cur.Version-1) {
 		if c.Previous, err = loadSecret(ctx, s, name, role, cur.Version-1); err != nil {
 			return nil, err
 		}

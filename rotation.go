@@ -113,7 +113,7 @@ func (j *roleJob) run(ctx context.Context) (*versionMeta, *logical.Response, err
 		switch {
 		case due.IsZero() || due.After(j.now):
 			return nil, nil, nil
-		case role.Staged == nil && role.missedWindow(j.now): // a published secret switches late rather than never
+		case role.Staged == nil && role.PendingKey == nil && role.Overlap == nil && role.missedWindow(j.now): // a published secret switches late rather than never
 			missed := role.NextVaultRotation
 			role.NextVaultRotation = role.nextRotation(j.now)
 			role.NextAttempt = time.Time{}
@@ -126,6 +126,12 @@ func (j *roleJob) run(ctx context.Context) (*versionMeta, *logical.Response, err
 	}
 	if resp, err := j.checkOwner(ctx); resp != nil || err != nil {
 		return nil, resp, err
+	}
+	if role.usesKeys() {
+		return j.runKeys(ctx)
+	}
+	if j.opts.endOverlap {
+		return nil, logical.ErrorResponse("end_overlap applies only to roles with credential_type=private_key_jwt"), nil
 	}
 	if err := b.resolveRoleWALs(ctx, j.s, j.name, role); err != nil {
 		return j.fail(ctx, nil, fmt.Errorf("finishing an earlier rotation of role %q that was left in flight (no new rotation starts until it is resolved): %w", j.name, err))
@@ -367,7 +373,7 @@ func writeVersion(ctx context.Context, s logical.Storage, name string, old, next
 	if err := saveSecret(ctx, s, name, creds.Current); err != nil {
 		return err
 	}
-	if prev := creds.Current.Version - 1; creds.Previous == nil && next.version(prev) != nil {
+	if prev := creds.Current.Version - 1; creds.Previous == nil && next.version(prev) != nil && (!next.usesKeys() || next.Overlap != nil && next.Overlap.Version == prev) {
 		sec, err := loadSecret(ctx, s, name, old, prev)
 		if err != nil {
 			return err

@@ -25,6 +25,7 @@ import (
 type rotateOptions struct {
 	switchNow    bool // stage if needed, and switch now
 	cancelStaged bool // discard the staged secret
+	endOverlap   bool // private_key_jwt: detach the previous key now
 }
 
 // runStaged is the part of a role's job (runRoleJob) that the staged strategy runs, under

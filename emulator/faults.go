@@ -17,9 +17,9 @@ const (
 	// changed or checked yet (not even authentication or the rate limit).
 	BeforeApply Phase = iota
 	// AfterApply: a state-changing request (POST rotate-secret, PATCH
-	// client) has been applied and committed, or a POST /oauth/token has
-	// authenticated its client and is about to issue a token; the response
-	// is not written yet.
+	// client, POST, PATCH or DELETE of a client credential) has been applied
+	// and committed, or a POST /oauth/token has authenticated its client
+	// and is about to issue a token; the response is not written yet.
 	AfterApply
 )
 
@@ -37,15 +37,16 @@ func (p Phase) String() string {
 // FaultFunc is consulted for every request to /api/v2 and /oauth/token:
 //
 //   - /api/v2: once with BeforeApply and, for requests that change state
-//     (POST rotate-secret, PATCH client) and succeed, again with AfterApply.
-//     clientID is the {id} path segment of /api/v2/clients/{id}[/...]
-//     requests, "" otherwise.
+//     (POST rotate-secret, PATCH client, POST/PATCH/DELETE of credentials)
+//     and succeed, again with AfterApply. clientID is the {id} path segment
+//     of /api/v2/clients/{id}[/...] requests, "" otherwise.
 //   - /oauth/token: once with BeforeApply (before the rate limit, method and
 //     client authentication are checked) and, when the client has
 //     authenticated and is granted the token, again with AfterApply just
 //     before the token is written. clientID is the client_id as presented
-//     (body field or HTTP Basic user), not yet authenticated, at
-//     BeforeApply, and the authenticated client at AfterApply.
+//     (body field, HTTP Basic user, or the sub of a client assertion), not
+//     yet authenticated, at BeforeApply, and the authenticated client at
+//     AfterApply.
 //
 // Note that a hook that answers every BeforeApply POST also answers token
 // requests; match r.URL.Path to aim at one endpoint. Returning nil means

@@ -33,37 +33,49 @@ const (
 	routeNone         routeKind = iota
 	routeClient                 // /api/v2/clients/{id}
 	routeRotateSecret           // /api/v2/clients/{id}/rotate-secret
+	routeCredentials            // /api/v2/clients/{id}/credentials
+	routeCredential             // /api/v2/clients/{id}/credentials/{credential_id}
 )
 
-// matchRoute maps a request path to an endpoint and its client ID. Path
-// segments are unescaped one by one so that IDs containing an escaped "/"
-// survive.
-func matchRoute(u *url.URL) (routeKind, string) {
+// matchRoute maps a request path to an endpoint, its client ID and, for
+// routeCredential, its credential ID. Path segments are unescaped one by one
+// so that IDs containing an escaped "/" survive.
+func matchRoute(u *url.URL) (kind routeKind, clientID, credID string) {
 	rest, ok := strings.CutPrefix(u.EscapedPath(), "/api/v2/")
 	if !ok {
-		return routeNone, ""
+		return routeNone, "", ""
 	}
 	segs := strings.Split(rest, "/")
-	if len(segs) < 2 || len(segs) > 3 || segs[0] != "clients" || segs[1] == "" {
-		return routeNone, ""
+	if len(segs) < 2 || len(segs) > 4 || segs[0] != "clients" || segs[1] == "" {
+		return routeNone, "", ""
 	}
 	id, err := url.PathUnescape(segs[1])
 	if err != nil {
-		return routeNone, ""
+		return routeNone, "", ""
 	}
-	if len(segs) == 2 {
-		return routeClient, id
+	switch {
+	case len(segs) == 2:
+		return routeClient, id, ""
+	case len(segs) == 3 && segs[2] == "rotate-secret":
+		return routeRotateSecret, id, ""
+	case len(segs) == 3 && segs[2] == "credentials":
+		return routeCredentials, id, ""
+	case len(segs) == 4 && segs[2] == "credentials" && segs[3] != "":
+		cred, err := url.PathUnescape(segs[3])
+		if err != nil {
+			return routeNone, "", ""
+		}
+		return routeCredential, id, cred
 	}
-	if segs[2] == "rotate-secret" {
-		return routeRotateSecret, id
-	}
-	return routeNone, ""
+	return routeNone, "", ""
 }
 
 // allowedMethods lists the methods each endpoint accepts.
 var allowedMethods = map[routeKind][]string{
 	routeClient:       {http.MethodGet, http.MethodPatch},
 	routeRotateSecret: {http.MethodPost},
+	routeCredentials:  {http.MethodGet, http.MethodPost},
+	routeCredential:   {http.MethodGet, http.MethodPatch, http.MethodDelete},
 }
 
 // serveManagement handles every /api/v2 request: counting, BeforeApply
@@ -73,7 +85,7 @@ func (s *Server) serveManagement(w http.ResponseWriter, r *http.Request) {
 	s.stats.Requests++
 	s.mu.Unlock()
 
-	kind, clientID := matchRoute(r.URL)
+	kind, clientID, credID := matchRoute(r.URL)
 	if s.runFault(BeforeApply, w, r, clientID, endpointManagement) {
 		return
 	}
@@ -103,6 +115,16 @@ func (s *Server) serveManagement(w http.ResponseWriter, r *http.Request) {
 		s.patchClient(w, r, scopes, clientID)
 	case kind == routeRotateSecret:
 		s.rotateSecret(w, r, scopes, clientID)
+	case kind == routeCredentials && r.Method == http.MethodGet:
+		s.listCredentials(w, scopes, clientID)
+	case kind == routeCredentials && r.Method == http.MethodPost:
+		s.createCredential(w, r, scopes, clientID)
+	case kind == routeCredential && r.Method == http.MethodGet:
+		s.getCredential(w, scopes, clientID, credID)
+	case kind == routeCredential && r.Method == http.MethodPatch:
+		s.patchCredential(w, r, scopes, clientID, credID)
+	case kind == routeCredential && r.Method == http.MethodDelete:
+		s.deleteCredential(w, r, scopes, clientID, credID)
 	}
 }
 
@@ -183,6 +205,16 @@ func (s *Server) renderLocked(rec *clientRecord, withSecret bool) map[string]jso
 	if json.Unmarshal(out["jwt_configuration"], &jwtConf) == nil && jwtConf != nil && jwtConf["secret_encoded"] == nil {
 		jwtConf["secret_encoded"] = json.RawMessage(`false`)
 		out["jwt_configuration"] = mustJSON(jwtConf)
+	}
+	if len(rec.attached) > 0 {
+		// On private_key_jwt: the credentials by id, no
+		// token_endpoint_auth_method, and the secret hidden ("The
+		// client_secret parameter will be hidden once the Private Key JWT
+		// configuration is complete", Auth0 guide "Configure Private Key
+		// JWT Authentication").
+		out["client_authentication_methods"] = renderAuthMethods(rec.attached)
+		out["token_endpoint_auth_method"] = json.RawMessage(`null`)
+		withSecret = false
 	}
 	if withSecret {
 		out["client_secret"] = mustJSON(rec.secret)
@@ -283,15 +315,24 @@ func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request, scopes []s
 
 	s.mu.Lock()
 	rec, ok := s.clients[id]
+	pkj := ok && len(rec.attached) > 0
 	var obj map[string]json.RawMessage
-	if ok {
+	if ok && !pkj {
 		s.replaceSecretLocked(rec, randomSecret())
 		s.stats.Rotations[id]++
 		obj = s.renderLocked(rec, true)
 	}
 	s.mu.Unlock()
-	if !ok {
+	switch {
+	case !ok:
 		writeNoClient(w)
+		return
+	case pkj:
+		// "This endpoint cannot be used with clients configured with
+		// Private Key JWT authentication method" (Management API
+		// reference, "Rotate a client secret").
+		writeAPIError(w, http.StatusBadRequest,
+			"This endpoint cannot be used with clients configured with Private Key JWT authentication method", "operation_not_supported")
 		return
 	}
 	if s.runFault(AfterApply, w, r, id, endpointManagement) {
@@ -331,9 +372,11 @@ var updatableProperties = setOf(
 // propertyDescriptions are the schema descriptions Auth0 appends to payload
 // validation messages.
 var propertyDescriptions = map[string]string{
-	"name":          "The name of the client. Must contain at least one character. Does not allow '<' or '>'.",
-	"description":   "Free text description of the purpose of the Client. (Max character length: <code>140</code>)",
-	"client_secret": "The secret used to sign tokens for the client",
+	"name":                          "The name of the client. Must contain at least one character. Does not allow '<' or '>'.",
+	"description":                   "Free text description of the purpose of the Client. (Max character length: <code>140</code>)",
+	"client_secret":                 "The secret used to sign tokens for the client",
+	"token_endpoint_auth_method":    "Defines the requested authentication method for the token endpoint. Possible values are 'none' (public client without a client secret), 'client_secret_post' (client uses HTTP POST parameters) or 'client_secret_basic' (client uses HTTP Basic)",
+	"client_authentication_methods": "Defines client authentication methods.",
 }
 
 // payloadError writes Auth0's 400 for a request body that fails schema
@@ -392,7 +435,15 @@ func validateStringProperty(w http.ResponseWriter, key string, raw json.RawMessa
 // needs update:client_keys (client_authentication_methods needs
 // update:client_credentials); other properties need update:clients or
 // update:client_keys. A null value unsets an optional property. The response
-// is the updated client, including client_secret.
+// is the updated client, including client_secret unless the client is on
+// private_key_jwt.
+//
+// client_authentication_methods attaches 1 to MaxCredentials of the
+// client's own unexpired credentials, by id, to private_key_jwt (null
+// detaches them). token_endpoint_auth_method and private_key_jwt exclude
+// each other: the PATCH that enables private_key_jwt must set
+// token_endpoint_auth_method to null, and the one that disables it must set
+// a token_endpoint_auth_method (authmethods.go).
 func (s *Server) patchClient(w http.ResponseWriter, r *http.Request, scopes []string, id string) {
 	if !requireScope(w, scopes, scopeUpdateClients, scopeUpdateClientKeys) {
 		return
@@ -432,20 +483,58 @@ func (s *Server) patchClient(w http.ResponseWriter, r *http.Request, scopes []st
 			return
 		}
 	}
+	methodsRaw, setsMethods := patch["client_authentication_methods"]
+	var newAttached []string
+	if setsMethods {
+		ids, refusal := parseAuthMethods(methodsRaw)
+		if refusal != nil {
+			refusal.write(w)
+			return
+		}
+		newAttached = ids
+	}
+	teamRaw, setsTEAM := patch["token_endpoint_auth_method"]
+	if setsTEAM {
+		if refusal := validateTokenEndpointAuthMethod(teamRaw); refusal != nil {
+			refusal.write(w)
+			return
+		}
+	}
 	if _, ok := patch["client_secret"]; ok && !requireScope(w, scopes, scopeUpdateClientKeys) {
 		return
 	}
-	if _, ok := patch["client_authentication_methods"]; ok && !requireScope(w, scopes, scopeUpdateClientCred) {
+	if setsMethods && !requireScope(w, scopes, scopeUpdateClientCred) {
 		return
 	}
 
 	s.mu.Lock()
 	rec, ok := s.clients[id]
 	var obj map[string]json.RawMessage
-	if ok {
+	var refusal *authMethodError
+	if ok && (setsMethods || setsTEAM) {
+		// A client has either a token_endpoint_auth_method (its secret) or
+		// private_key_jwt credentials, never both and never neither.
+		hasTEAM := rec.hasTokenEndpointAuthMethod()
+		if setsTEAM {
+			hasTEAM = jsonType(teamRaw) != "null"
+		}
+		attached := rec.attached
+		if setsMethods {
+			attached = newAttached
+			refusal = checkAttachableLocked(rec, newAttached, s.now())
+		}
+		if refusal == nil {
+			refusal = checkExclusive(hasTEAM, len(attached) > 0)
+		}
+	}
+	if ok && refusal == nil {
 		for _, k := range keys {
 			raw := patch[k]
 			switch k {
+			case "client_authentication_methods":
+				if s.setAttachedLocked(rec, newAttached, true) {
+					s.stats.AuthMethodPatches[id]++
+				}
 			case "name":
 				_ = json.Unmarshal(raw, &rec.name)
 			case "client_secret":
@@ -466,8 +555,12 @@ func (s *Server) patchClient(w http.ResponseWriter, r *http.Request, scopes []st
 		obj = s.renderLocked(rec, true)
 	}
 	s.mu.Unlock()
-	if !ok {
+	switch {
+	case !ok:
 		writeNoClient(w)
+		return
+	case refusal != nil:
+		refusal.write(w)
 		return
 	}
 	if s.runFault(AfterApply, w, r, id, endpointManagement) {

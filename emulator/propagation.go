@@ -15,6 +15,10 @@ import (
 // uniformly, among the current secret and those still propagating (one
 // replaced secret: old or new, half the time each), and authenticates
 // against that state only.
+//
+// A change of the credentials attached to private_key_jwt (including a
+// switch to or from it) propagates the same way, with the same delay and
+// randomness: see visibleAttachedLocked in authmethods.go.
 
 // replacedSecret is a secret that another replaced at a given time.
 type replacedSecret struct {

@@ -20,12 +20,32 @@
 //   - PATCH /api/v2/clients/{id} (update:clients or update:client_keys;
 //     client_secret needs update:client_keys), with Auth0's payload
 //     validation errors.
-//   - POST /api/v2/clients/{id}/rotate-secret (update:client_keys).
+//   - POST /api/v2/clients/{id}/rotate-secret (update:client_keys); refused
+//     for a client on private_key_jwt, as Auth0 documents.
+//   - The client credentials of private_key_jwt: POST, GET
+//     /api/v2/clients/{id}/credentials and GET, PATCH (expires_at only),
+//     DELETE /api/v2/clients/{id}/credentials/{credential_id}
+//     ({create,read,update,delete}:client_credentials): RSA public keys of
+//     at least 2048 bits, RS256/RS384/PS256, kid = RFC 7638 thumbprint, at
+//     most two per client, none uploaded twice, an attached one not
+//     deletable (credentials.go).
+//   - PATCH of client_authentication_methods (update:client_credentials
+//     too): 1 or 2 of the client's unexpired credentials attached to
+//     private_key_jwt, exclusive with token_endpoint_auth_method, which the
+//     same PATCH must set to null; a client on private_key_jwt reports no
+//     client_secret (authmethods.go).
+//   - Client assertions at /oauth/token (client_assertion_type
+//     jwt-bearer): alg of the credential, kid optional, RS256/RS384/PS256
+//     signature, iss = sub = client_id, aud "https://{domain}/", exp within
+//     5 minutes, one-time jti; 401 invalid_client otherwise. While a client
+//     is on private_key_jwt its secret is refused (assertion.go).
 //   - Bearer access tokens: HS256 JWTs with Auth0's claims, checked for
 //     signature, audience and expiry (401s as Auth0 words them).
 //   - Secret propagation (Options.PropagationDelay): after a rotation or a
 //     PATCH of client_secret, for that long each token request randomly sees
-//     the old or the new secret, as Auth0 warns ("up to 30 seconds").
+//     the old or the new secret, as Auth0 warns ("up to 30 seconds"); so
+//     with a PATCH that changes the credentials attached to private_key_jwt
+//     (or switches to or from it): the previous or the new set.
 //   - Rate limits: a token bucket per tenant for /api/v2 (Options.RateLimit,
 //     RatePerSecond/Burst or a Plan preset), with x-ratelimit-limit,
 //     x-ratelimit-remaining and x-ratelimit-reset on every /api/v2 response
@@ -45,6 +65,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
+	"maps"
 	mrand "math/rand/v2"
 	"net/http"
 	"strings"
@@ -82,11 +103,15 @@ type Options struct {
 	// randomly sees the old or the new state (so either secret fails about
 	// half the time); afterwards only the new secret works. 0 (the default)
 	// means the new secret is the only one at once. Auth0 documents up to 30
-	// seconds.
+	// seconds. A PATCH that changes the credentials attached to
+	// private_key_jwt, or switches a client to or from it, propagates the
+	// same way: each token request sees the previous or the new set (the
+	// previous "set" of a client that was on its secret being the secret).
 	PropagationDelay time.Duration
 	// Seed seeds the randomness of PropagationDelay; 0 means a random seed.
 	Seed uint64
-	// Now is the clock of the rate limiters and of PropagationDelay; nil
+	// Now is the clock of the rate limiters, of PropagationDelay, of
+	// credential expiry and timestamps and of client assertion checks; nil
 	// means time.Now. (Access-token expiry and fault delays use real time.)
 	Now func() time.Time
 	// TokenLifetime is the lifetime of issued access tokens; 0 means 24h.
@@ -120,11 +145,24 @@ type Stats struct {
 	Requests     int // /api/v2 requests received
 	TokensIssued int // successful /oauth/token responses
 	// TokenRequests counts every /oauth/token request, successful or not, by
-	// the client_id it presented (body field or HTTP Basic user; "" if none).
+	// the client_id it presented (body field, HTTP Basic user or, failing
+	// both, the sub of its client assertion; "" if none).
 	TokenRequests map[string]int
 	RateLimited   int            // 429s served by the rate limiters or by faults, /api/v2 and /oauth/token
 	Rotations     map[string]int // clientID -> rotate-secret applied
 	SecretPatches map[string]int // clientID -> client_secret changed by PATCH
+	// AssertionLogins counts, per client, the tokens issued to a client that
+	// authenticated with a private_key_jwt client assertion.
+	AssertionLogins map[string]int
+	// CredentialsCreated and CredentialsDeleted count, per client, the
+	// credentials created (POST .../credentials) and deleted (DELETE
+	// .../credentials/{id}) through the Management API.
+	CredentialsCreated map[string]int
+	CredentialsDeleted map[string]int
+	// AuthMethodPatches counts, per client, the PATCHes that changed its
+	// attached private_key_jwt credentials (including switching to or from
+	// private_key_jwt).
+	AuthMethodPatches map[string]int
 }
 
 // Server is the emulator. Create it with New.
@@ -145,6 +183,9 @@ type Server struct {
 	tokenSeq    uint64
 	expiredUpTo uint64
 	stats       Stats
+	// usedAssertions maps client ID + "\x00" + jti of the client assertions
+	// accepted so far to their expiry, for refusing replays (assertion.go).
+	usedAssertions map[string]time.Time
 }
 
 // clientRecord is the stored state of one client.
@@ -159,6 +200,15 @@ type clientRecord struct {
 	// previous holds the secrets replaced less than the propagation delay
 	// ago, oldest first (see propagation.go).
 	previous []replacedSecret
+	// creds are the client's credentials, oldest first (credentials.go).
+	creds []*credential
+	// attached are the IDs of the credentials attached to the client's
+	// private_key_jwt method; nil while the client authenticates with its
+	// secret (authmethods.go).
+	attached []string
+	// previousAuth holds the attached sets replaced less than the
+	// propagation delay ago, oldest first.
+	previousAuth []replacedAuth
 }
 
 // New returns a Server configured by opts.
@@ -183,8 +233,14 @@ func New(opts Options) *Server {
 			TokenRequests: make(map[string]int),
 			Rotations:     make(map[string]int),
 			SecretPatches: make(map[string]int),
+
+			AssertionLogins:    make(map[string]int),
+			CredentialsCreated: make(map[string]int),
+			CredentialsDeleted: make(map[string]int),
+			AuthMethodPatches:  make(map[string]int),
 		},
-		propagation: opts.PropagationDelay,
+		propagation:    opts.PropagationDelay,
+		usedAssertions: make(map[string]time.Time),
 	}
 	s.apiBucket.set(apiLimits(opts))
 	if opts.TokenRateLimit > 0 {
@@ -266,18 +322,13 @@ func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stats
-	st.TokenRequests = make(map[string]int, len(s.stats.TokenRequests))
-	for k, v := range s.stats.TokenRequests {
-		st.TokenRequests[k] = v
-	}
-	st.Rotations = make(map[string]int, len(s.stats.Rotations))
-	for k, v := range s.stats.Rotations {
-		st.Rotations[k] = v
-	}
-	st.SecretPatches = make(map[string]int, len(s.stats.SecretPatches))
-	for k, v := range s.stats.SecretPatches {
-		st.SecretPatches[k] = v
-	}
+	st.TokenRequests = maps.Clone(s.stats.TokenRequests)
+	st.Rotations = maps.Clone(s.stats.Rotations)
+	st.SecretPatches = maps.Clone(s.stats.SecretPatches)
+	st.AssertionLogins = maps.Clone(s.stats.AssertionLogins)
+	st.CredentialsCreated = maps.Clone(s.stats.CredentialsCreated)
+	st.CredentialsDeleted = maps.Clone(s.stats.CredentialsDeleted)
+	st.AuthMethodPatches = maps.Clone(s.stats.AuthMethodPatches)
 	return st
 }
 

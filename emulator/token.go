@@ -16,7 +16,8 @@ import (
 )
 
 // This file implements POST /oauth/token (client credentials grant) and the
-// access tokens it issues.
+// access tokens it issues. Client assertions (private_key_jwt) are verified
+// in assertion.go.
 //
 // Access tokens are HS256 JWTs signed with a per-Server random key, so they
 // are verified without keeping state. Besides the usual Auth0 claims they
@@ -109,7 +110,8 @@ func tokenParams(r *http.Request) (map[string]string, bool) {
 }
 
 // presentedClientID is the client_id a token request presents: the HTTP
-// Basic user (form-decoded where possible) or the client_id parameter.
+// Basic user (form-decoded where possible), the client_id parameter, or the
+// sub of its client assertion (unverified).
 func presentedClientID(r *http.Request, params map[string]string) string {
 	if user, _, basic := r.BasicAuth(); basic {
 		if u, err := url.QueryUnescape(user); err == nil {
@@ -117,7 +119,13 @@ func presentedClientID(r *http.Request, params map[string]string) string {
 		}
 		return user
 	}
-	return params["client_id"]
+	if id := params["client_id"]; id != "" {
+		return id
+	}
+	if a := params["client_assertion"]; a != "" {
+		return assertionIssuer(a)
+	}
+	return ""
 }
 
 // serveToken implements POST /oauth/token: counting, BeforeApply faults, the
@@ -159,9 +167,31 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// Client authentication: HTTP Basic (client_secret_basic, credentials
-	// form-urlencoded before base64 as RFC 6749 section 2.3.1 requires) or
-	// body fields (client_secret_post).
+	// Client authentication: a client assertion (private_key_jwt, RFC 7523),
+	// HTTP Basic (client_secret_basic, credentials form-urlencoded before
+	// base64 as RFC 6749 section 2.3.1 requires) or body fields
+	// (client_secret_post). A request may use only one of them (RFC 6749
+	// section 2.3).
+	assertionType, assertion := params["client_assertion_type"], params["client_assertion"]
+	byAssertion := assertionType != "" || assertion != ""
+	_, _, basic := r.BasicAuth()
+	switch {
+	case !byAssertion:
+	case assertionType == "":
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Missing required parameter: client_assertion_type")
+		return
+	case assertion == "":
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "Missing required parameter: client_assertion")
+		return
+	case assertionType != ClientAssertionType:
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request",
+			"Invalid client_assertion_type: only "+ClientAssertionType+" is supported")
+		return
+	case basic || params["client_secret"] != "":
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request",
+			"Only one client authentication method may be used: send client_assertion without client_secret or HTTP Basic credentials")
+		return
+	}
 	clientID, clientSecret := params["client_id"], params["client_secret"]
 	if user, pass, basic := r.BasicAuth(); basic {
 		u, err1 := url.QueryUnescape(user)
@@ -178,8 +208,20 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 
 	s.mu.Lock()
-	rec, known := s.clients[clientID]
-	authenticated := known && s.secretAcceptedLocked(rec, clientSecret, now)
+	var rec *clientRecord
+	var known, authenticated bool
+	var assertionRefusal string
+	if byAssertion {
+		clientID, assertionRefusal = s.verifyAssertionLocked(assertion, clientID, host, now)
+		rec, known = s.clients[clientID]
+		authenticated = assertionRefusal == "" && known
+	} else {
+		rec, known = s.clients[clientID]
+		// While a client is on private_key_jwt (as this request sees it:
+		// a change may still be propagating), its secret is refused.
+		authenticated = known && len(s.visibleAttachedLocked(rec, now)) == 0 &&
+			s.secretAcceptedLocked(rec, clientSecret, now)
+	}
 	var granted []string
 	var hasGrant, audienceKnown bool
 	if authenticated {
@@ -196,6 +238,9 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 
 	switch {
+	case byAssertion && !authenticated:
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", assertionRefusal)
+		return
 	case !authenticated:
 		writeOAuthError(w, http.StatusUnauthorized, "access_denied", "Unauthorized")
 		return
@@ -231,6 +276,11 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	// process right after it verified a new secret.
 	if s.runFault(AfterApply, w, r, clientID, endpointToken) {
 		return
+	}
+	if byAssertion {
+		s.mu.Lock()
+		s.stats.AssertionLogins[clientID]++
+		s.mu.Unlock()
 	}
 	token, expiresIn := s.issueToken(host, clientID, audience, scopes)
 	w.Header().Set("Cache-Control", "no-store")

@@ -24,8 +24,11 @@ mgmt_secret=$(random_secret)
 cat > "$state/seed.json" <<JSON
 {"clients":[
   {"client_id":"vault-mgmt","client_secret":"$mgmt_secret","name":"Vault (Management API)",
-   "grants":{"management":["read:clients","read:client_keys","update:client_keys"]}},
+   "grants":{"management":["read:clients","read:client_keys","update:client_keys","update:clients",
+     "create:client_credentials","read:client_credentials","update:client_credentials","delete:client_credentials"]}},
   {"client_id":"myapp-client-id","client_secret":"$(random_secret)","name":"My App",
+   "grants":{"https://api.example.test/":[]}},
+  {"client_id":"mykeyapp-client-id","client_secret":"$(random_secret)","name":"My Key App",
    "grants":{"https://api.example.test/":[]}}
 ]}
 JSON
@@ -52,6 +55,10 @@ sha=$(sha256sum "$bin/plugins/vault-plugin-auth0" | cut -d' ' -f1)
 "$bin/vault" secrets enable -path=auth0 -plugin-version="$version" vault-plugin-auth0 >/dev/null
 "$bin/vault" write auth0/config domain="http://127.0.0.1:$emulator_port" client_id=vault-mgmt client_secret="$mgmt_secret" >/dev/null
 "$bin/vault" write auth0/roles/myapp client_id=myapp-client-id >/dev/null
+# A private_key_jwt role: its first rotation switches the application from its secret to
+# a Vault-generated key (allow_auth_method_change), later ones overlap for overlap_period.
+"$bin/vault" write auth0/roles/mykeyapp client_id=mykeyapp-client-id credential_type=private_key_jwt \
+  allow_auth_method_change=true overlap_period=10m >/dev/null
 
 cat <<MSG
 

@@ -14,6 +14,15 @@
 //
 //	{"clients":[{"client_id":"...","client_secret":"...","name":"...",
 //	  "grants":{"management":["read:clients","read:client_keys","update:client_keys"]}}]}
+//
+// A client may also be seeded with private_key_jwt credentials (at most two;
+// the PEM of an RSA public key or certificate of at least 2048 bits, alg
+// RS256, RS384 or PS256, expires_at RFC 3339, all but pem optional) and, with
+// "private_key_jwt": true, be on private_key_jwt with all of them attached:
+//
+//	{"clients":[{"client_id":"...","name":"...","grants":{...},
+//	  "credentials":[{"name":"key 1","pem":"-----BEGIN PUBLIC KEY-----\n...","alg":"RS256"}],
+//	  "private_key_jwt":true}]}
 package main
 
 import (
@@ -39,6 +48,13 @@ type seedFile struct {
 		ClientSecret string              `json:"client_secret"`
 		Name         string              `json:"name"`
 		Grants       map[string][]string `json:"grants"`
+		Credentials  []struct {
+			Name      string    `json:"name"`
+			PEM       string    `json:"pem"`
+			Alg       string    `json:"alg"`
+			ExpiresAt time.Time `json:"expires_at"`
+		} `json:"credentials"`
+		PrivateKeyJWT bool `json:"private_key_jwt"`
 	} `json:"clients"`
 }
 
@@ -91,7 +107,22 @@ func run() error {
 			return fmt.Errorf("seed %s: %w", *seed, err)
 		}
 		for _, c := range sf.Clients {
-			srv.AddClient(emulator.Client{ClientID: c.ClientID, ClientSecret: c.ClientSecret, Name: c.Name, Grants: c.Grants})
+			added := srv.AddClient(emulator.Client{ClientID: c.ClientID, ClientSecret: c.ClientSecret, Name: c.Name, Grants: c.Grants})
+			var ids []string
+			for i, cr := range c.Credentials {
+				info, err := srv.AddCredential(added.ClientID, emulator.CredentialSpec{
+					Name: cr.Name, PEM: cr.PEM, Algorithm: cr.Alg, ExpiresAt: cr.ExpiresAt,
+				})
+				if err != nil {
+					return fmt.Errorf("seed %s: client %s: credential %d: %w", *seed, added.ClientID, i, err)
+				}
+				ids = append(ids, info.ID)
+			}
+			if c.PrivateKeyJWT {
+				if err := srv.AttachCredentials(added.ClientID, ids...); err != nil {
+					return fmt.Errorf("seed %s: client %s: %w", *seed, added.ClientID, err)
+				}
+			}
 		}
 		n = len(sf.Clients)
 	}

@@ -1,0 +1,540 @@
+package auth0
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	"golang.org/x/oauth2"
+)
+
+// private_key_jwt roles (credential_type=private_key_jwt) rotate an RSA key pair instead
+// of a client secret. Auth0 keeps up to two credentials per application, and both may be
+// attached to its private_key_jwt method at once, so a rotation overlaps for real: the new
+// key is registered and attached next to the current one, served by creds, and the old
+// key is detached and deleted only overlap_period later.
+//
+// The private key is generated here and never leaves Vault. A rotation is crash-safe by
+// construction:
+//
+//  1. the private key is stored, and the role records it as pending (PendingKey), before
+//     Auth0 hears of it;
+//  2. its public key is registered under a name that identifies the mount, the role and
+//     the version, so a credential whose creation answer was lost is found by listing;
+//  3. it is attached next to the keys attached now (PATCH, idempotent);
+//  4. Vault proves Auth0 accepts it (a client assertion exchanged at /oauth/token);
+//  5. it becomes the current version, and the keys attached before it become the
+//     overlap (Overlap), detached and deleted at its end (PATCH, then DELETE; both
+//     idempotent).
+//
+// A job that finds a pending key finishes it from step 2; one that finds an ended overlap
+// finishes step 5. Credentials of this role that Vault holds no key for (left by an
+// interrupted run) are deleted before a new key is registered.
+
+// Credential types (credential_type).
+const (
+	credentialClientSecret  = "client_secret"
+	credentialPrivateKeyJWT = "private_key_jwt"
+
+	defaultKeyBits       = 2048
+	defaultOverlapPeriod = 24 * time.Hour
+	// maxAttachedCredentials is Auth0's limit of credentials per application.
+	maxAttachedCredentials = 2
+	// verifyAssertionTTL is the lifetime of the assertions that prove a new key.
+	verifyAssertionTTL = time.Minute
+)
+
+// pendingKey is a key rotation under way; its private key is in secrets/<name>/<Version>.
+type pendingKey struct {
+	Version int `json:"version"`
+	// Name is the credential's name at Auth0 (credentialName): how a credential whose
+	// creation answer was lost is found.
+	Name string `json:"name"`
+	// CredentialID and KID are Auth0's, once known.
+	CredentialID string    `json:"credential_id,omitempty"`
+	KID          string    `json:"kid,omitempty"`
+	Started      time.Time `json:"started"`
+	Source       string    `json:"source"`
+	// Keep are the credentials attached when the rotation started: they stay attached
+	// next to the new key, for the overlap.
+	Keep []string `json:"keep,omitempty"`
+}
+
+// keyOverlap is the key generation a rotation replaced, still attached until Until.
+type keyOverlap struct {
+	// Version is the role's version of the previous key; 0 when the keys were not Vault's
+	// (an application already on private_key_jwt when the role took it over).
+	Version       int       `json:"version,omitempty"`
+	CredentialIDs []string  `json:"credential_ids"`
+	Until         time.Time `json:"until"`
+}
+
+// usesKeys reports whether the role rotates a private_key_jwt key pair.
+func (r *roleEntry) usesKeys() bool { return r.CredentialType == credentialPrivateKeyJWT }
+
+func (r *roleEntry) keyBits() int {
+	if r.KeyBits > 0 {
+		return r.KeyBits
+	}
+	return defaultKeyBits
+}
+
+func (r *roleEntry) keyAlgorithm() string {
+	if r.Algorithm != "" {
+		return r.Algorithm
+	}
+	return algRS256
+}
+
+// overlapPeriod is how long the previous key stays attached; a role write sets the default
+// explicitly, so that 0 (detach at once) stays expressible.
+func (r *roleEntry) overlapPeriod() time.Duration { return r.OverlapPeriod }
+
+// credentialName names the Auth0 credential of version n of role name on this mount.
+func (b *backend) credentialName(name string, n int) string {
+	return b.credentialPrefix(name) + strconv.Itoa(n)
+}
+
+func (b *backend) credentialPrefix(name string) string {
+	return "vault/" + b.mountTag + "/" + name + "/v"
+}
+
+// ownCredential reports whether cred was registered by role name of this mount.
+func (b *backend) ownCredential(name string, cred credentialInfo) bool {
+	rest, ok := strings.CutPrefix(cred.Name, b.credentialPrefix(name))
+	if !ok {
+		return false
+	}
+	_, err := strconv.Atoi(rest)
+	return err == nil
+}
+
+// keyAPIOf is the connection's client as a keyAPI.
+func keyAPIOf(conn *connection) (keyAPI, error) {
+	api, ok := conn.client.(keyAPI)
+	if !ok {
+		return nil, errors.New("the Management API client cannot manage credentials")
+	}
+	return api, nil
+}
+
+// runKeys is the part of a role's job (runRoleJob) that private_key_jwt roles run, under
+// the role's lock: finish a rotation under way, end an overlap that is over, rotate.
+func (j *roleJob) runKeys(ctx context.Context) (*versionMeta, *logical.Response, error) {
+	b, role := j.b, j.role
+	conn, err := b.connection(ctx, j.s)
+	if err != nil {
+		return j.fail(ctx, nil, err)
+	}
+	if conn == nil {
+		return j.fail(ctx, logical.ErrorResponse(errNotConfigured), nil)
+	}
+	api, err := keyAPIOf(conn)
+	if err != nil {
+		return j.fail(ctx, nil, err)
+	}
+	if role.PendingKey != nil {
+		// A rotation under way is finished first; for a manual rotate it is the rotation.
+		return j.finishKey(ctx, conn, api)
+	}
+	if ov := role.Overlap; ov != nil {
+		switch {
+		case !j.now.Before(ov.Until) || j.opts.endOverlap:
+			if err := j.endOverlap(ctx, api); err != nil {
+				resp, rerr := auth0Failure(fmt.Sprintf("detaching the previous key of role %q (client_id %q)", j.name, role.ClientID), err)
+				return j.fail(ctx, resp, rerr)
+			}
+		case j.trigger == triggerManual:
+			return nil, logical.ErrorResponse("role %q: the previous key (credentials %s) stays attached at Auth0 until %s (overlap_period), and Auth0 allows %d keys per application; rotate after that, or pass end_overlap=true to detach it now (applications still signing with it then fail)",
+				j.name, strings.Join(ov.CredentialIDs, ", "), ov.Until.Format(time.RFC3339), maxAttachedCredentials), nil
+		default:
+			return nil, nil, nil
+		}
+	}
+	switch {
+	case j.trigger == triggerReconcile:
+		return nil, nil, nil
+	case j.trigger == triggerScheduled && role.dueTime(j.now).After(j.now):
+		return nil, nil, nil // the job ended an overlap; the rotation is not due yet
+	case j.trigger == triggerScheduled && role.missedWindow(j.now):
+		return j.skipMissedWindow(ctx)
+	}
+	return j.startKey(ctx, conn, api)
+}
+
+// startKey begins a key rotation: checks the application, generates and stores the key
+// pair as pending, then finishes it.
+func (j *roleJob) startKey(ctx context.Context, conn *connection, api keyAPI) (*versionMeta, *logical.Response, error) {
+	b, role := j.b, j.role
+	what := fmt.Sprintf("rotating the key of role %q (client_id %q)", j.name, role.ClientID)
+	methods, err := api.AuthMethods(b.ctx, role.ClientID)
+	if err != nil {
+		resp, rerr := auth0Failure(what, err)
+		return j.fail(ctx, resp, rerr)
+	}
+	if methods.usesSecret() && !role.AllowAuthMethodChange {
+		return j.fail(ctx, logical.ErrorResponse("%s: %s", what, authMethodRefusal(role.ClientID, methods.SecretMethod)), nil)
+	}
+	stored, err := api.ListCredentials(b.ctx, role.ClientID)
+	if err != nil {
+		resp, rerr := auth0Failure(what, err)
+		return j.fail(ctx, resp, rerr)
+	}
+	// Credentials this role registered that are neither attached nor current were left
+	// by an interrupted run; they count against Auth0's limit, and Vault holds no key for
+	// them (or no longer serves it).
+	current := ""
+	if cur := role.current(); cur != nil {
+		current = cur.KeyID
+	}
+	var kept []credentialInfo
+	for _, cred := range stored {
+		if b.ownCredential(j.name, cred) && cred.ID != current && !slices.Contains(methods.Attached, cred.ID) {
+			if err := api.DeleteCredential(b.ctx, role.ClientID, cred.ID); err != nil {
+				resp, rerr := auth0Failure(fmt.Sprintf("%s: deleting credential %s, which an interrupted rotation left behind", what, cred.ID), err)
+				return j.fail(ctx, resp, rerr)
+			}
+			b.Logger().Info("deleted a credential an interrupted rotation left behind", "role", j.name, "client_id", role.ClientID, "credential_id", cred.ID)
+			continue
+		}
+		kept = append(kept, cred)
+	}
+	if len(kept) >= maxAttachedCredentials || len(methods.Attached) >= maxAttachedCredentials {
+		names := make([]string, 0, len(kept))
+		for _, cred := range kept {
+			names = append(names, fmt.Sprintf("%s (%q)", cred.ID, cred.Name))
+		}
+		return j.fail(ctx, logical.ErrorResponse("%s: the application already has %d credentials at Auth0 (%s), Auth0's limit; delete the one that is not in use (Auth0 Dashboard > Applications > Credentials) so that Vault can register the next key",
+			what, len(kept), strings.Join(names, ", ")), nil)
+	}
+
+	privatePEM, _, err := b.generateKey(role.keyBits())
+	if err != nil {
+		return j.fail(ctx, nil, err)
+	}
+	v := role.currentVersion() + 1
+	pk := &pendingKey{Version: v, Name: b.credentialName(j.name, v), Started: j.now.UTC(), Source: j.trigger, Keep: methods.Attached}
+	sec := &secretEntry{Version: v, PrivateKey: privatePEM, Algorithm: role.keyAlgorithm(), CreatedTime: j.now.UTC(), Source: j.trigger}
+	if err := saveSecret(ctx, j.s, j.name, sec); err != nil {
+		return j.fail(ctx, nil, err)
+	}
+	next := role.clone()
+	next.PendingKey = pk
+	if err := b.storeRoleState(ctx, j.s, j.name, next); err != nil {
+		return j.fail(ctx, nil, err)
+	}
+	*role = *next
+	return j.finishKey(ctx, conn, api)
+}
+
+// authMethodRefusal says why a role will not switch an application off its client secret.
+func authMethodRefusal(clientID, method string) string {
+	return fmt.Sprintf("application %q authenticates with a client secret (token_endpoint_auth_method %q); switching it to private_key_jwt disables that secret at Auth0, a one-way cutover. Set allow_auth_method_change=true on the role to let Vault switch it (its first key is attached in the same change)", clientID, method)
+}
+
+// finishKey takes a pending key from wherever a run stopped to the current version.
+func (j *roleJob) finishKey(ctx context.Context, conn *connection, api keyAPI) (*versionMeta, *logical.Response, error) {
+	b, role := j.b, j.role
+	pk := role.PendingKey
+	what := fmt.Sprintf("rotating the key of role %q (client_id %q, version %d)", j.name, role.ClientID, pk.Version)
+	sec, err := loadSecret(ctx, j.s, j.name, nil, pk.Version)
+	if err != nil {
+		return j.fail(ctx, nil, err)
+	}
+	stored, err := api.ListCredentials(b.ctx, role.ClientID)
+	if err != nil {
+		resp, rerr := auth0Failure(what, err)
+		return j.fail(ctx, resp, rerr)
+	}
+	found := findCredential(stored, pk)
+	if sec == nil || sec.PrivateKey == "" {
+		// Storage lost the pending key: Auth0 must not keep a key Vault does not hold.
+		cause := fmt.Errorf("%s: the pending private key is missing from storage; it is discarded, and a new key is made at the next attempt", what)
+		if err := j.dropPendingKey(ctx, api, found); err != nil {
+			cause = fmt.Errorf("%w (discarding it failed: %w)", cause, err)
+		}
+		return j.fail(ctx, nil, cause)
+	}
+	publicPEM, err := publicKeyPEM(sec.PrivateKey)
+	if err != nil {
+		cause := fmt.Errorf("%s: %w; the pending key is discarded", what, err)
+		if err := j.dropPendingKey(ctx, api, found); err != nil {
+			cause = fmt.Errorf("%w (discarding it failed: %w)", cause, err)
+		}
+		return j.fail(ctx, nil, cause)
+	}
+	if found == nil {
+		created, err := api.CreateCredential(b.ctx, role.ClientID, pk.Name, publicPEM, sec.Algorithm)
+		switch {
+		case errors.Is(err, errOutcomeUnknown):
+			b.Logger().Warn("Auth0's answer to a credential's creation was lost; looking for it by name", "role", j.name, "client_id", role.ClientID, "name", pk.Name, "error", err)
+			if stored, lerr := api.ListCredentials(b.ctx, role.ClientID); lerr == nil {
+				found = findCredential(stored, pk)
+			}
+			if found == nil {
+				resp, rerr := auth0Failure(what, err)
+				return j.fail(ctx, resp, rerr) // pending stays: the next attempt looks again
+			}
+		case err != nil:
+			// Auth0 refused the key (a 4xx): nothing was registered.
+			resp, rerr := auth0Failure(what+": registering the public key", err)
+			if status := statusOf(err); status >= 400 && status < 500 && status != http.StatusTooManyRequests && status != http.StatusUnauthorized {
+				if derr := j.dropPendingKey(ctx, api, nil); derr != nil {
+					b.Logger().Warn("could not discard a key Auth0 refused; the next attempt registers it again", "role", j.name, "error", derr)
+				}
+			}
+			return j.fail(ctx, resp, rerr)
+		default:
+			found = &created
+		}
+	}
+	if pk.CredentialID != found.ID || pk.KID != found.KID {
+		next := role.clone()
+		next.PendingKey.CredentialID, next.PendingKey.KID = found.ID, found.KID
+		if err := b.storeRoleState(ctx, j.s, j.name, next); err != nil {
+			return j.fail(ctx, nil, err)
+		}
+		*role = *next
+		pk = role.PendingKey
+	}
+
+	methods, err := api.AuthMethods(b.ctx, role.ClientID)
+	if err != nil {
+		resp, rerr := auth0Failure(what, err)
+		return j.fail(ctx, resp, rerr)
+	}
+	// Keep what was attached when the rotation started and still exists.
+	var keep []string
+	for _, id := range pk.Keep {
+		if id != pk.CredentialID && slices.ContainsFunc(stored, func(c credentialInfo) bool { return c.ID == id }) {
+			keep = append(keep, id)
+		}
+	}
+	attach := append(slices.Clone(keep), pk.CredentialID)
+	if !sameSet(methods.Attached, attach) {
+		if methods.usesSecret() && !role.AllowAuthMethodChange {
+			return j.fail(ctx, logical.ErrorResponse("%s: %s", what, authMethodRefusal(role.ClientID, methods.SecretMethod)), nil)
+		}
+		if err := api.AttachCredentials(b.ctx, role.ClientID, attach, methods.usesSecret()); err != nil {
+			resp, rerr := auth0Failure(what+": attaching the new key", err)
+			return j.fail(ctx, resp, rerr)
+		}
+		if methods.usesSecret() {
+			b.Logger().Warn("switched the application from its client secret to private_key_jwt (allow_auth_method_change)", "role", j.name, "client_id", role.ClientID)
+		}
+	}
+	if err := b.verifyKey(conn, role.ClientID, sec.PrivateKey, sec.Algorithm, pk.KID); err != nil {
+		return j.fail(ctx, nil, fmt.Errorf("%s: %w", what, err))
+	}
+	version, err := b.commitKey(j.s, j.name, role, sec, keep, b.clock.Now())
+	if err != nil {
+		return j.fail(ctx, nil, fmt.Errorf("%s: Auth0 holds the new key but storing it failed (%w); it is stored at the next attempt", what, err))
+	}
+	b.Logger().Info("rotated key", "role", j.name, "client_id", role.ClientID, "version", version.Version, "credential_id", version.KeyID, "kid", version.KID, "source", version.Source)
+	if role.Overlap != nil && role.overlapPeriod() == 0 {
+		if err := j.endOverlap(ctx, api); err != nil {
+			b.Logger().Warn("could not detach the previous key at once (overlap_period=0); the role's next job does", "role", j.name, "error", err)
+		}
+	}
+	return version, nil, nil
+}
+
+// findCredential is the credential of the pending key among stored, or nil.
+func findCredential(stored []credentialInfo, pk *pendingKey) *credentialInfo {
+	for i := range stored {
+		if pk.CredentialID != "" && stored[i].ID == pk.CredentialID || pk.CredentialID == "" && stored[i].Name == pk.Name {
+			return &stored[i]
+		}
+	}
+	return nil
+}
+
+// dropPendingKey abandons a pending key: deletes its credential at Auth0 if it exists
+// (detaching it first), then the pending state and its secret entry.
+func (j *roleJob) dropPendingKey(ctx context.Context, api keyAPI, cred *credentialInfo) error {
+	b, role := j.b, j.role
+	if cred != nil {
+		methods, err := api.AuthMethods(b.ctx, role.ClientID)
+		if err != nil {
+			return err
+		}
+		if slices.Contains(methods.Attached, cred.ID) {
+			rest := slices.DeleteFunc(slices.Clone(methods.Attached), func(id string) bool { return id == cred.ID })
+			if len(rest) == 0 {
+				return fmt.Errorf("its credential %s is the only key attached at Auth0 and stays until a new key replaces it", cred.ID)
+			}
+			if err := api.AttachCredentials(b.ctx, role.ClientID, rest, false); err != nil {
+				return err
+			}
+		}
+		if err := api.DeleteCredential(b.ctx, role.ClientID, cred.ID); err != nil {
+			return err
+		}
+	}
+	version := role.PendingKey.Version
+	next := role.clone()
+	next.PendingKey = nil
+	if err := b.storeRoleState(ctx, j.s, j.name, next); err != nil {
+		return err
+	}
+	*role = *next
+	if err := deleteKey(ctx, j.s, secretKey(j.name, version)); err != nil {
+		b.Logger().Warn("could not delete an abandoned pending key", "role", j.name, "error", err)
+	}
+	return nil
+}
+
+// endOverlap detaches the previous keys and deletes them, then records that the overlap
+// is over. Both Auth0 calls are idempotent, so an interrupted run is simply run again.
+func (j *roleJob) endOverlap(ctx context.Context, api keyAPI) error {
+	b, role := j.b, j.role
+	ov, cur := role.Overlap, role.current()
+	if cur != nil && cur.KeyID != "" {
+		methods, err := api.AuthMethods(b.ctx, role.ClientID)
+		if err != nil {
+			return err
+		}
+		if !sameSet(methods.Attached, []string{cur.KeyID}) {
+			if err := api.AttachCredentials(b.ctx, role.ClientID, []string{cur.KeyID}, false); err != nil {
+				return err
+			}
+		}
+		for _, id := range ov.CredentialIDs {
+			if id == cur.KeyID {
+				continue
+			}
+			if err := api.DeleteCredential(b.ctx, role.ClientID, id); err != nil {
+				return err
+			}
+		}
+	}
+	next := role.clone()
+	next.Overlap = nil
+	next.succeed()
+	if err := b.storeRoleState(ctx, j.s, j.name, next); err != nil {
+		return err
+	}
+	*role = *next
+	b.Logger().Info("detached and deleted the previous key", "role", j.name, "client_id", role.ClientID, "credential_ids", strings.Join(ov.CredentialIDs, ","), "previous_version", ov.Version)
+	return nil
+}
+
+// skipMissedWindow moves a role whose rotation window passed to its next scheduled time.
+func (j *roleJob) skipMissedWindow(ctx context.Context) (*versionMeta, *logical.Response, error) {
+	role := j.role
+	missed := role.NextVaultRotation
+	role.NextVaultRotation = role.nextRotation(j.now)
+	role.NextAttempt = time.Time{}
+	if err := j.b.storeRoleState(ctx, j.s, j.name, role); err != nil {
+		return j.fail(ctx, nil, err)
+	}
+	j.b.Logger().Warn("rotation window missed; waiting for the next scheduled time", "role", j.name, "missed", missed, "next", role.NextVaultRotation)
+	return nil, nil, nil
+}
+
+// verifyKey proves that Auth0 accepts the key: it exchanges a client assertion signed with
+// it at /oauth/token, polling through Auth0's propagation window. A 403 (authenticated,
+// audience not granted) counts as accepted.
+func (b *backend) verifyKey(conn *connection, clientID, privatePEM, alg, kid string) error {
+	deadline := b.clock.Now().Add(b.rootAcceptWait)
+	for {
+		assertion, err := signAssertion(privatePEM, alg, kid, clientID, conn.config.assertionAudience(), b.clock.Now(), verifyAssertionTTL)
+		if err != nil {
+			return err
+		}
+		err = verifyAssertion(b.ctx, conn.config, clientID, assertion)
+		var tokenErr *oauth2.RetrieveError
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &tokenErr) && tokenErr.Response != nil && tokenErr.Response.StatusCode == http.StatusForbidden:
+			return nil
+		case !errors.As(err, &tokenErr) || tokenErr.Response == nil || tokenErr.Response.StatusCode != http.StatusUnauthorized:
+			return fmt.Errorf("could not check the new key at /oauth/token: %w", err)
+		case !b.clock.Now().Before(deadline):
+			return fmt.Errorf("Auth0 attached the new key but still refuses assertions signed with it after %s", b.rootAcceptWait)
+		}
+		if err := sleep(b.ctx, b.clock, time.Second); err != nil {
+			return err
+		}
+	}
+}
+
+// commitKey stores a registered, attached and verified key as the role's next version,
+// the keys attached before it as the overlap: the secret entry (now with its credential),
+// then creds, then the role (the commit point), retried whole on a storage error.
+func (b *backend) commitKey(s logical.Storage, name string, role *roleEntry, sec *secretEntry, keep []string, now time.Time) (*versionMeta, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(b.ctx), commitTimeout)
+	defer cancel()
+	pk := role.PendingKey
+	if pk.Version != role.currentVersion()+1 {
+		return nil, fmt.Errorf("the pending key is version %d but the role is at version %d", pk.Version, role.currentVersion())
+	}
+	next := role.clone()
+	next.PendingKey = nil
+	meta, dropped := next.addVersion(versionMeta{Source: pk.Source, KeyID: pk.CredentialID, KID: pk.KID, Algorithm: sec.Algorithm}, now)
+	next.LastVaultRotation = now.UTC()
+	next.NextVaultRotation = next.nextRotation(now)
+	next.succeed()
+	next.Warning = ""
+	next.Overlap = nil
+	if len(keep) > 0 {
+		ov := &keyOverlap{CredentialIDs: keep, Until: now.Add(role.overlapPeriod()).UTC()}
+		if cur := role.current(); cur != nil && slices.Contains(keep, cur.KeyID) && next.version(cur.Version) != nil {
+			ov.Version = cur.Version
+		}
+		next.Overlap = ov
+	}
+	cur := *sec
+	cur.Version, cur.CreatedTime, cur.Source = meta.Version, meta.CreatedTime, pk.Source
+	cur.KeyID, cur.KID = pk.CredentialID, pk.KID
+	creds := &credsEntry{Current: &cur}
+	next.credsMeta(creds)
+	var err error
+	for attempt := 0; attempt < storeAttempts; attempt++ {
+		if attempt > 0 {
+			if err := sleep(ctx, b.clock, time.Duration(attempt)*200*time.Millisecond); err != nil {
+				break
+			}
+		}
+		if err = writeVersion(ctx, s, name, role, next, creds); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	*role = *next
+	if len(dropped) > 0 {
+		b.pruneSecrets(ctx, s, name, role)
+	}
+	return meta, nil
+}
+
+// sameSet reports whether a and b hold the same ids.
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, id := range a {
+		if !slices.Contains(b, id) {
+			return false
+		}
+	}
+	return true
+}
+
+// statusOf is the HTTP status of a Management API error, 0 if err is not one.
+func statusOf(err error) int {
+	var mErr interface{ Status() int }
+	if errors.As(err, &mErr) {
+		return mErr.Status()
+	}
+	return 0
+}
