@@ -554,6 +554,16 @@ next_client_secret; at the rotation it sets it on Auth0 (PATCH, needs
 update:client_keys) and makes it current. Consumers that fall back to next_client_secret
 (see creds) never fail.
 
+Credential type: "client_secret" (default) rotates the application's secret.
+"private_key_jwt" rotates an RSA key pair (key_bits, algorithm) that Vault generates:
+each rotation registers the new public key at Auth0 and attaches it next to the current
+one, and the previous key stays attached for overlap_period (default 24h) before Vault
+detaches and deletes it, so applications that re-read creds within overlap_period never
+fail. An application that still authenticates with its client secret is switched to
+private_key_jwt at the first rotation only with allow_auth_method_change=true: one-way,
+Auth0 refuses the secret from then on. Needs the create:, read:, update: and
+delete:client_credentials and update:clients scopes.
+
 One application belongs to at most one role of a mount, and never to the mount's own
 Management API application (config's client_id): a write naming such a client_id is
 refused with the owner's name. Deleting a role frees its application.
