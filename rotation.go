@@ -106,7 +106,11 @@ func (j *roleJob) run(ctx context.Context) (*versionMeta, *logical.Response, err
 		}
 	}
 	if (j.opts.switchNow || j.opts.cancelStaged) && !role.isStaged() && role.Staged == nil {
-		return nil, logical.ErrorResponse("switch_now and cancel_staged apply only to roles with rotation_strategy=staged; role %q rotates immediately", j.name), nil
+		how := "immediately"
+		if role.usesKeys() {
+			how = "private_key_jwt keys (end_overlap=true is its option)"
+		}
+		return nil, logical.ErrorResponse("switch_now and cancel_staged apply only to roles with rotation_strategy=staged; role %q rotates %s", j.name, how), nil
 	}
 	if j.trigger == triggerScheduled {
 		due := role.dueTime(j.now)
