@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -304,15 +305,17 @@ func TestKeyRotationFaultsSearch(t *testing.T) {
 		step := keyFaultSteps[rng.IntN(len(keyFaultSteps))]
 		phase := emulator.Phase(rng.IntN(2))
 		kind := rng.IntN(3)
-		fired := false
+		var fired atomic.Bool
 		e.emu.SetFaults(func(p emulator.Phase, r *http.Request, id string) *emulator.Fault {
-			if fired || p != phase || id != testAppID || r.Method != step.method || !strings.HasSuffix(r.URL.Path, step.suffix) || step.suffix == "" && strings.HasSuffix(r.URL.Path, "/credentials") {
+			if fired.Load() || p != phase || id != testAppID || r.Method != step.method || !strings.HasSuffix(r.URL.Path, step.suffix) || step.suffix == "" && strings.HasSuffix(r.URL.Path, "/credentials") {
 				return nil
 			}
 			if step.method == http.MethodDelete && !strings.Contains(r.URL.Path, "/credentials/") {
 				return nil
 			}
-			fired = true
+			if !fired.CompareAndSwap(false, true) {
+				return nil
+			}
 			switch kind {
 			case 0:
 				return &emulator.Fault{Drop: true}
@@ -325,7 +328,7 @@ func TestKeyRotationFaultsSearch(t *testing.T) {
 			e.storage.failPutsUnder([]string{secretStoragePrefix, credsStoragePrefix, roleStoragePrefix}[rng.IntN(3)], 1)
 		}
 		e.advance(time.Duration(1+rng.IntN(70)) * time.Minute)
-		if fired {
+		if fired.Load() {
 			firedTotal++
 		}
 		e.emu.SetFaults(nil)
@@ -375,16 +378,15 @@ func TestKeyRotationFaultsSearch(t *testing.T) {
 // with it.
 func TestKeyCreationAnswerLost(t *testing.T) {
 	e := newKeyEnv(t, nil)
-	drop := true
+	var dropped atomic.Bool
 	e.emu.SetFaults(func(p emulator.Phase, r *http.Request, id string) *emulator.Fault {
-		if drop && p == emulator.AfterApply && r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/credentials") {
-			drop = false
+		if p == emulator.AfterApply && r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/credentials") && dropped.CompareAndSwap(false, true) {
 			return &emulator.Fault{Drop: true}
 		}
 		return nil
 	})
 	e.ok(logical.UpdateOperation, "rotate/app", nil)
-	if drop {
+	if !dropped.Load() {
 		t.Fatal("the fault never fired")
 	}
 	role := e.storedRole("app")
