@@ -79,6 +79,8 @@ type backend struct {
 	generateKey func(bits int) (privatePEM, publicPEM string, err error)
 	// mountTag identifies this mount in the names of the Auth0 credentials it registers.
 	mountTag string
+	// tokens caches the access tokens token/ minted, in memory only.
+	tokens *tokenCache
 }
 
 // Setup is framework.Backend's, and also takes the mount's identity from conf.
@@ -114,6 +116,7 @@ func newBackendWithClock(clk clock) *backend {
 
 		rootAcceptWait: rootAcceptWait,
 		generateKey:    generateRSAKey,
+		tokens:         newTokenCache(),
 	}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -135,6 +138,7 @@ func newBackendWithClock(clk clock) *backend {
 			pathRotate(b),
 			pathCreds(b),
 			pathVersions(b),
+			pathToken(b),
 		),
 		InitializeFunc:    b.initialize,
 		WALRollback:       b.walRollback,
@@ -147,8 +151,13 @@ func newBackendWithClock(clk clock) *backend {
 }
 
 func (b *backend) invalidate(_ context.Context, key string) {
-	if key == configStoragePath {
+	switch {
+	case key == configStoragePath:
 		b.resetConnection()
+	case strings.HasPrefix(key, roleStoragePrefix):
+		b.tokens.dropRole(strings.TrimPrefix(key, roleStoragePrefix))
+	case strings.HasPrefix(key, credsStoragePrefix):
+		b.tokens.dropRole(strings.TrimPrefix(key, credsStoragePrefix))
 	}
 }
 

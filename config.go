@@ -30,6 +30,9 @@ type configEntry struct {
 	RequestTimeout time.Duration `json:"request_timeout,omitempty"`
 	// RateLimit is the most Management API requests per second the mount makes.
 	RateLimit float64 `json:"rate_limit,omitempty"`
+	// TokenRefreshFraction is the part of an access token's lifetime after which token/
+	// asks Auth0 for a new one (tokens.go); 0 means defaultTokenRefreshFraction.
+	TokenRefreshFraction float64 `json:"token_refresh_fraction,omitempty"`
 
 	// PendingClientSecret is a root secret being rotated to (root_rotation.go): stored
 	// before Auth0 is told, made current once Auth0 accepts it.
@@ -100,6 +103,18 @@ func (c *configEntry) rateLimit() float64 {
 		return c.RateLimit
 	}
 	return defaultRateLimit
+}
+
+func (c *configEntry) tokenRefreshFraction() float64 {
+	if c.TokenRefreshFraction > 0 {
+		return c.TokenRefreshFraction
+	}
+	return defaultTokenRefreshFraction
+}
+
+// tokenURL is the tenant's token endpoint.
+func (c *configEntry) tokenURL() string {
+	return c.Scheme + "://" + c.Host + "/oauth/token"
 }
 
 func (c *configEntry) requestTimeout() time.Duration {

@@ -511,6 +511,7 @@ func (b *backend) commitKey(s logical.Storage, name string, role *roleEntry, sec
 		return nil, err
 	}
 	*role = *next
+	b.tokens.dropRole(name)
 	if len(dropped) > 0 {
 		b.pruneSecrets(ctx, s, name, role)
 	}

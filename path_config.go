@@ -52,6 +52,11 @@ func pathConfig(b *backend) []*framework.Path {
 					Description: "Most Management API requests per second this mount makes, manual and scheduled rotations together. Defaults to 2, what the smallest Auth0 plans allow. After a 429 the mount also waits as Auth0's Retry-After says.",
 					Default:     defaultRateLimit,
 				},
+				"token_refresh_fraction": {
+					Type:        framework.TypeFloat,
+					Description: "token/<name>: the part of an access token's lifetime after which Vault asks Auth0 for a new one instead of serving the cached one; between 0.1 and 1, default 0.67 (refresh after two thirds).",
+					Default:     defaultTokenRefreshFraction,
+				},
 				"root_rotation_period": {
 					Type:        framework.TypeDurationSecond,
 					Description: fmt.Sprintf("Rotate the Management API application's own secret automatically this often (e.g. \"720h\"); 0 disables it. At least %s.", minRotationPeriod),
@@ -86,12 +91,13 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		return nil, err
 	}
 	data := map[string]interface{}{
-		"domain":               cfg.domain(),
-		"client_id":            cfg.ClientID,
-		"audience":             cfg.audience(),
-		"request_timeout":      int64(cfg.requestTimeout().Seconds()),
-		"rate_limit":           cfg.rateLimit(),
-		"root_rotation_period": int64(cfg.RootRotationPeriod.Seconds()),
+		"domain":                 cfg.domain(),
+		"client_id":              cfg.ClientID,
+		"audience":               cfg.audience(),
+		"request_timeout":        int64(cfg.requestTimeout().Seconds()),
+		"rate_limit":             cfg.rateLimit(),
+		"root_rotation_period":   int64(cfg.RootRotationPeriod.Seconds()),
+		"token_refresh_fraction": cfg.tokenRefreshFraction(),
 	}
 	addTime(data, "last_root_rotation", cfg.LastRootRotation)
 	if cfg.RootRotationPeriod > 0 {
@@ -154,6 +160,14 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 			return logical.ErrorResponse("rate_limit must be between 0.01 and 1000 requests per second, got %g", limit), nil
 		}
 		cfg.RateLimit = limit
+	}
+
+	if raw, ok := d.GetOk("token_refresh_fraction"); ok {
+		f := raw.(float64)
+		if f < 0.1 || f > 1 {
+			return logical.ErrorResponse("token_refresh_fraction must be between 0.1 and 1 (the part of a token's lifetime after which it is refreshed), got %g", f), nil
+		}
+		cfg.TokenRefreshFraction = f
 	}
 
 	if raw, ok := d.GetOk("root_rotation_period"); ok {

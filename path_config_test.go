@@ -75,12 +75,13 @@ func TestConfigWriteAndRead(t *testing.T) {
 
 	got := e.ok(logical.ReadOperation, "config", nil)
 	want := map[string]interface{}{
-		"domain":               e.emuURL,
-		"client_id":            testMgmtID,
-		"audience":             "https://" + e.emuURL[len("http://"):] + "/api/v2/",
-		"request_timeout":      int64(30),
-		"rate_limit":           testRateLimit,
-		"root_rotation_period": int64(0),
+		"domain":                 e.emuURL,
+		"client_id":              testMgmtID,
+		"audience":               "https://" + e.emuURL[len("http://"):] + "/api/v2/",
+		"request_timeout":        int64(30),
+		"rate_limit":             testRateLimit,
+		"root_rotation_period":   int64(0),
+		"token_refresh_fraction": defaultTokenRefreshFraction,
 	}
 	if len(got) != len(want) {
 		t.Fatalf("config read = %v, want exactly %v", got, want)

@@ -78,6 +78,22 @@ func pathRoles(b *backend) []*framework.Path {
 					Type:        framework.TypeBool,
 					Description: "private_key_jwt roles: allow Vault to switch an application that still authenticates with a client secret to private_key_jwt at its first rotation. One-way: Auth0 then refuses the client secret. Default false: such an application is refused.",
 				},
+				"token_audiences": {
+					Type:        framework.TypeCommaStringSlice,
+					Description: "APIs (audience identifiers) token/<name> may mint access tokens for; the first is the default. Empty: token/<name> is refused.",
+				},
+				"token_scopes": {
+					Type:        framework.TypeCommaStringSlice,
+					Description: "Scopes token/<name> requests; empty: whatever Auth0 grants the application for the audience.",
+				},
+				"allow_assertions": {
+					Type:        framework.TypeBool,
+					Description: "private_key_jwt roles: allow assertion/<name> to sign client assertions with the role's key. Default false.",
+				},
+				"assertion_ttl": {
+					Type:        framework.TypeDurationSecond,
+					Description: fmt.Sprintf("Lifetime of the client assertions assertion/<name> signs. Default %s, between %s and %s.", defaultAssertionTTL, minAssertionTTL, maxAssertionTTL),
+				},
 				"import_current_secret": {
 					Type:        framework.TypeBool,
 					Description: "Only on create: store the application's current Auth0 secret as version 1 instead of waiting for the first rotation (needs the read:client_keys scope).",
@@ -169,6 +185,27 @@ func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *fra
 		}
 		if pk := role.PendingKey; pk != nil {
 			data["pending_version"] = pk.Version
+		}
+	}
+	if len(role.TokenAudiences) > 0 {
+		data["token_audiences"] = role.TokenAudiences
+		data["token_scopes"] = role.TokenScopes
+		st := b.tokens.statsOf(d.Get("name").(string))
+		data["token_cache"] = map[string]interface{}{
+			"hits":                 st.hits.Load(),
+			"misses":               st.misses.Load(),
+			"auth0_token_requests": st.requests.Load(),
+			"auth0_token_failures": st.failures.Load(),
+		}
+	}
+	if role.usesKeys() {
+		data["allow_assertions"] = role.AllowAssertions
+		if role.AllowAssertions {
+			ttl := role.AssertionTTL
+			if ttl == 0 {
+				ttl = defaultAssertionTTL
+			}
+			data["assertion_ttl"] = int64(ttl.Seconds())
 		}
 	}
 	if f := role.LastFailure; f != nil {
@@ -278,6 +315,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if len(dropped) > 0 {
 		b.pruneSecrets(ctx, req.Storage, name, role)
 	}
+	b.tokens.dropRole(name) // audiences or scopes may have changed
 	b.schedule(name, role)
 	return nil, nil
 }
@@ -345,6 +383,9 @@ func applyRoleFields(role *roleEntry, d *framework.FieldData, creating bool, now
 		return nil, resp
 	}
 	if resp := applyKeyFields(role, d, creating, now); resp != nil {
+		return nil, resp
+	}
+	if resp := applyTokenFields(role, d); resp != nil {
 		return nil, resp
 	}
 	return role.trimVersions(), nil
@@ -465,6 +506,42 @@ func applyKeyFields(role *roleEntry, d *framework.FieldData, creating bool, now 
 	return nil
 }
 
+// applyTokenFields validates and applies the fields of token/ and assertion/.
+func applyTokenFields(role *roleEntry, d *framework.FieldData) *logical.Response {
+	clean := func(list []string) []string {
+		var out []string
+		for _, v := range list {
+			if v = strings.TrimSpace(v); v != "" && !slices.Contains(out, v) {
+				out = append(out, v)
+			}
+		}
+		return out
+	}
+	if raw, ok := d.GetOk("token_audiences"); ok {
+		role.TokenAudiences = clean(raw.([]string))
+	}
+	if raw, ok := d.GetOk("token_scopes"); ok {
+		role.TokenScopes = clean(raw.([]string))
+	}
+	if raw, ok := d.GetOk("allow_assertions"); ok {
+		role.AllowAssertions = raw.(bool)
+	}
+	if raw, ok := d.GetOk("assertion_ttl"); ok {
+		ttl := time.Duration(raw.(int)) * time.Second
+		if ttl < minAssertionTTL || ttl > maxAssertionTTL {
+			return logical.ErrorResponse("assertion_ttl must be between %s and %s (Auth0 refuses assertions valid longer than 5 minutes), got %s", minAssertionTTL, maxAssertionTTL, ttl)
+		}
+		role.AssertionTTL = ttl
+	}
+	if role.AllowAssertions && !role.usesKeys() {
+		return logical.ErrorResponse("allow_assertions applies only with credential_type=private_key_jwt: a client secret cannot sign an assertion")
+	}
+	if role.AssertionTTL != 0 && !role.AllowAssertions && fieldSet(d, "assertion_ttl") {
+		return logical.ErrorResponse("assertion_ttl applies only with allow_assertions=true")
+	}
+	return nil
+}
+
 func credentialTypeName(ct string) string {
 	if ct == "" {
 		return credentialClientSecret
@@ -504,6 +581,7 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 		return nil, err
 	}
 	b.schedule(name, nil)
+	b.tokens.dropRole(name)
 	if err := b.releaseApplication(ctx, req.Storage, name, role.ClientID); err != nil {
 		return nil, err
 	}

@@ -124,6 +124,12 @@ type roleEntry struct {
 	PendingKey *pendingKey `json:"pending_key,omitempty"`
 	// Overlap is the previous key generation, still attached at Auth0 until Until.
 	Overlap *keyOverlap `json:"overlap,omitempty"`
+
+	// Short-lived credentials (tokens.go, path_token.go).
+	TokenAudiences  []string      `json:"token_audiences,omitempty"`
+	TokenScopes     []string      `json:"token_scopes,omitempty"`
+	AllowAssertions bool          `json:"allow_assertions,omitempty"`
+	AssertionTTL    time.Duration `json:"assertion_ttl,omitempty"`
 }
 
 // versionMeta describes one retained version; its secret is in secrets/<name>/<n>.
@@ -195,6 +201,11 @@ type credsEntry struct {
 	// it stays attached, until OverlapUntil.
 	CredentialType string    `json:"credential_type,omitempty"`
 	OverlapUntil   time.Time `json:"overlap_until,omitempty"`
+	// What token/ and assertion/ need, so that they too read this entry only.
+	TokenAudiences  []string      `json:"token_audiences,omitempty"`
+	TokenScopes     []string      `json:"token_scopes,omitempty"`
+	AllowAssertions bool          `json:"allow_assertions,omitempty"`
+	AssertionTTL    time.Duration `json:"assertion_ttl,omitempty"`
 }
 
 // ownerEntry records which role owns an Auth0 application on this mount.
@@ -288,6 +299,8 @@ func (r *roleEntry) clone() *roleEntry {
 		cp.Staged = &st
 	}
 	cp.Cancelled = append([]*cancelledStage(nil), r.Cancelled...)
+	cp.TokenAudiences = append([]string(nil), r.TokenAudiences...)
+	cp.TokenScopes = append([]string(nil), r.TokenScopes...)
 	if r.PendingKey != nil {
 		pk := *r.PendingKey
 		cp.PendingKey = &pk
@@ -337,6 +350,8 @@ func (r *roleEntry) credsMeta(c *credsEntry) {
 		c.StagePeriod = r.stagePeriod()
 	}
 	c.CredentialType = r.CredentialType
+	c.TokenAudiences, c.TokenScopes = r.TokenAudiences, r.TokenScopes
+	c.AllowAssertions, c.AssertionTTL = r.AllowAssertions, r.AssertionTTL
 	c.OverlapUntil = time.Time{}
 	if r.usesKeys() {
 		if r.Overlap == nil {

@@ -346,6 +346,7 @@ func (b *backend) commit(s logical.Storage, name string, role *roleEntry, secret
 		return nil, err
 	}
 	*role = *next
+	b.tokens.dropRole(name)
 	if len(dropped) > 0 {
 		b.pruneSecrets(ctx, s, name, role)
 	}

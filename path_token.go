@@ -1,0 +1,180 @@
+package auth0
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const (
+	defaultAssertionTTL = time.Minute
+	maxAssertionTTL     = 5 * time.Minute
+	minAssertionTTL     = 10 * time.Second
+)
+
+func pathToken(b *backend) []*framework.Path {
+	return []*framework.Path{
+		{
+			Pattern: "token/" + framework.GenericNameRegex("name"),
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: "auth0",
+				OperationVerb:   "read",
+				OperationSuffix: "access-token",
+			},
+			Fields: map[string]*framework.FieldSchema{
+				"name": {Type: framework.TypeLowerCaseString, Description: "Name of the role.", Required: true},
+				"audience": {
+					Type:        framework.TypeString,
+					Description: "API audience to mint the token for: one of the role's token_audiences. Default: the first of them.",
+				},
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation: &framework.PathOperation{Callback: b.pathTokenRead},
+			},
+			HelpSynopsis:    pathTokenHelpSyn,
+			HelpDescription: pathTokenHelpDesc,
+		},
+		{
+			Pattern: "assertion/" + framework.GenericNameRegex("name"),
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: "auth0",
+				OperationVerb:   "read",
+				OperationSuffix: "client-assertion",
+			},
+			Fields: map[string]*framework.FieldSchema{
+				"name": {Type: framework.TypeLowerCaseString, Description: "Name of the role.", Required: true},
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation: &framework.PathOperation{Callback: b.pathAssertionRead},
+			},
+			HelpSynopsis:    pathAssertionHelpSyn,
+			HelpDescription: pathAssertionHelpDesc,
+		},
+	}
+}
+
+func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	audience := d.Get("audience").(string)
+	// The audience is checked against the role before anything is asked of Auth0; a cached
+	// token was checked when it was cached (a role write drops the role's tokens).
+	if tok := b.tokens.get(tokenKey{name, audience}); tok == nil || !b.clock.Now().Before(tok.RefreshAt) {
+		creds, err := loadCreds(ctx, req.Storage, name)
+		if err != nil {
+			return nil, err
+		}
+		if resp := tokenAllowed(name, creds, audience); resp != nil {
+			if creds == nil {
+				if role, err := loadRole(ctx, req.Storage, name); err != nil || role != nil && len(role.TokenAudiences) > 0 {
+					return logical.ErrorResponse("role %q has no credential yet; rotate it first (vault write -f <mount>/rotate/%s)", name, name), err
+				}
+			}
+			return resp, nil
+		}
+	}
+	tok, resp, err := b.token(ctx, req.Storage, name, audience)
+	if resp != nil || err != nil {
+		return resp, err
+	}
+	now := b.clock.Now()
+	data := map[string]interface{}{
+		"access_token": tok.AccessToken,
+		"token_type":   tok.TokenType,
+		"expires_in":   secondsUntil(tok.ExpiresAt, now),
+		"expires_at":   tok.ExpiresAt.UTC().Format(time.RFC3339),
+		"scope":        tok.Scope,
+		"audience":     tok.Audience,
+		// Vault Agent re-renders at ttl, when Vault would refresh the token; Agent 1.13
+		// honours ttl only when rotation_period is present, so it is given too.
+		"ttl":             secondsUntil(tok.RefreshAt, now),
+		"rotation_period": int64(tok.RefreshAt.Sub(tok.ObtainedAt).Seconds()),
+	}
+	return &logical.Response{Data: data}, nil
+}
+
+// tokenAllowed says why token/ refuses a request for audience, nil when it may proceed.
+func tokenAllowed(name string, creds *credsEntry, audience string) *logical.Response {
+	switch {
+	case creds == nil:
+		return logical.ErrorResponse("role %q does not exist or has no token_audiences", name)
+	case len(creds.TokenAudiences) == 0:
+		return logical.ErrorResponse("role %q mints no access tokens: set token_audiences on it (the APIs its application may call)", name)
+	case audience != "" && !slices.Contains(creds.TokenAudiences, audience):
+		return logical.ErrorResponse("role %q may not mint tokens for audience %q; its token_audiences are %v", name, audience, creds.TokenAudiences)
+	}
+	return nil
+}
+
+func (b *backend) pathAssertionRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	creds, err := loadCreds(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case creds == nil:
+		role, err := loadRole(ctx, req.Storage, name)
+		if err != nil || role == nil {
+			return logical.ErrorResponse("role %q does not exist", name), err
+		}
+		if role.usesKeys() && role.AllowAssertions {
+			return logical.ErrorResponse("role %q has no key yet; rotate it first (vault write -f <mount>/rotate/%s)", name, name), nil
+		}
+		return logical.ErrorResponse("role %q signs no client assertions: that needs credential_type=private_key_jwt and allow_assertions=true", name), nil
+	case creds.CredentialType != credentialPrivateKeyJWT || !creds.AllowAssertions:
+		return logical.ErrorResponse("role %q signs no client assertions: that needs credential_type=private_key_jwt and allow_assertions=true", name), nil
+	}
+	conn, resp, err := b.requireConnection(ctx, req.Storage)
+	if resp != nil || err != nil {
+		return resp, err
+	}
+	ttl := creds.AssertionTTL
+	if ttl <= 0 {
+		ttl = defaultAssertionTTL
+	}
+	now := b.clock.Now()
+	assertion, err := signAssertion(creds.Current.PrivateKey, creds.Current.Algorithm, creds.Current.KID, creds.ClientID, conn.config.assertionAudience(), now, ttl)
+	if err != nil {
+		return nil, err
+	}
+	return &logical.Response{Data: map[string]interface{}{
+		"client_id":             creds.ClientID,
+		"client_assertion":      assertion,
+		"client_assertion_type": clientAssertionType,
+		"expires_at":            now.Add(ttl).UTC().Format(time.RFC3339),
+	}}, nil
+}
+
+const pathTokenHelpSyn = `Mint an Auth0 access token with a role's credential, which stays in Vault.`
+
+const pathTokenHelpDesc = `
+Exchanges the role's current credential (its client secret, or for a private_key_jwt role
+a client assertion signed with its key) at the tenant's /oauth/token (client-credentials
+grant) and answers access_token, token_type, expires_in, expires_at, scope and audience.
+The role's token_audiences list the APIs it may mint for (the first is the default;
+audience= picks another); token_scopes, if set, are requested. An audience the role does
+not list is refused without asking Auth0.
+
+Tokens are cached in memory per role and audience and served until
+token_refresh_fraction (config, default 0.67) of their lifetime has passed; concurrent
+reads of a missing or stale token share one Auth0 request, and a rotation of the role
+drops its tokens. ttl counts to that refresh, so Vault Agent re-renders a template before
+the token expires. Reading the role shows the cache's hits, misses and Auth0 requests.
+
+The strongest posture for an application that only calls APIs: a policy that allows
+token/<its role> and not creds/<its role>, so the credential never leaves Vault.
+`
+
+const pathAssertionHelpSyn = `Sign a short-lived client assertion with a private_key_jwt role's key.`
+
+const pathAssertionHelpDesc = `
+For a role with credential_type=private_key_jwt and allow_assertions=true: a freshly signed
+client assertion (JWT: iss = sub = client_id, aud = "https://<domain>/", a unique jti,
+exp = now + assertion_ttl, default 60s, at most 5m) that the application presents at
+Auth0 as client_assertion with client_assertion_type
+"urn:ietf:params:oauth:client-assertion-type:jwt-bearer", e.g. in an authorization-code
+exchange. The private key stays in Vault.
+`

@@ -1,0 +1,324 @@
+package auth0
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+	"golang.org/x/sync/singleflight"
+)
+
+// token/<name> mints access tokens with a role's credential, so that an application that
+// only needs tokens never holds the credential. Tokens are cached per role and audience,
+// in memory only: a hit reads no storage and calls nobody; a miss, or a token past
+// token_refresh_fraction of its lifetime, asks Auth0 once for all concurrent readers.
+
+const (
+	defaultTokenRefreshFraction = 0.67
+	// tokenAcceptWindow is how long after a credential changed a refusal of it is taken
+	// for Auth0's propagation (up to 30 s documented) and retried.
+	tokenAcceptWindow = 30 * time.Second
+	// minTokenPause bounds the wait after a 429 at /oauth/token that says no longer.
+	minTokenPause = time.Second
+)
+
+// cachedToken is an access token as Auth0 issued it.
+type cachedToken struct {
+	AccessToken string
+	TokenType   string
+	Scope       string
+	Audience    string
+	ObtainedAt  time.Time
+	ExpiresAt   time.Time
+	RefreshAt   time.Time
+}
+
+// tokenKey identifies a cache entry; audience "" is the role's default.
+type tokenKey struct{ role, audience string }
+
+// tokenStats counts, per role on this node, what token/ cost Auth0.
+type tokenStats struct {
+	hits, misses, requests, failures atomic.Int64
+}
+
+// tokenCache holds the tokens of every role of the mount.
+type tokenCache struct {
+	mu      sync.Mutex
+	entries map[tokenKey]*cachedToken
+	// gen counts drops per role: a fetch started before a drop does not store its token.
+	gen   map[string]uint64
+	stats map[string]*tokenStats
+	// pausedUntil holds token requests back after Auth0 answered 429.
+	pausedUntil time.Time
+	flight      singleflight.Group
+}
+
+func newTokenCache() *tokenCache {
+	return &tokenCache{entries: map[tokenKey]*cachedToken{}, gen: map[string]uint64{}, stats: map[string]*tokenStats{}}
+}
+
+func (c *tokenCache) get(k tokenKey) *cachedToken {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.entries[k]
+}
+
+func (c *tokenCache) statsOf(role string) *tokenStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.stats[role]
+	if st == nil {
+		st = new(tokenStats)
+		c.stats[role] = st
+	}
+	return st
+}
+
+func (c *tokenCache) generation(role string) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen[role]
+}
+
+// put stores tok unless the role's tokens were dropped since gen was read.
+func (c *tokenCache) put(k tokenKey, gen uint64, tok *cachedToken) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen[k.role] == gen {
+		c.entries[k] = tok
+	}
+}
+
+// dropRole forgets the role's tokens: after a rotation, a role change or delete, or an
+// invalidation from another node.
+func (c *tokenCache) dropRole(role string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen[role]++
+	for k := range c.entries {
+		if k.role == role {
+			delete(c.entries, k)
+		}
+	}
+}
+
+func (c *tokenCache) pause(until time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if until.After(c.pausedUntil) {
+		c.pausedUntil = until
+	}
+}
+
+func (c *tokenCache) paused() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pausedUntil
+}
+
+// tokenRequest is what token/ needs to ask Auth0 for a token, read from creds/<name>.
+type tokenRequest struct {
+	role     string
+	creds    *credsEntry
+	audience string
+}
+
+// token answers a token read: the cached token when fresh, else one from Auth0.
+func (b *backend) token(ctx context.Context, s logical.Storage, name, audience string) (*cachedToken, *logical.Response, error) {
+	key := tokenKey{name, audience}
+	now := b.clock.Now()
+	st := b.tokens.statsOf(name)
+	cached := b.tokens.get(key)
+	if cached != nil && now.Before(cached.RefreshAt) {
+		st.hits.Add(1)
+		return cached, nil, nil
+	}
+	st.misses.Add(1)
+	gen := b.tokens.generation(name)
+	v, err, _ := b.tokens.flight.Do(name+"\x00"+audience, func() (any, error) {
+		if tok := b.tokens.get(key); tok != nil && b.clock.Now().Before(tok.RefreshAt) {
+			return tok, nil // a concurrent fetch just stored it
+		}
+		tok, err := b.fetchToken(s, name, audience)
+		if err != nil {
+			return nil, err
+		}
+		b.tokens.put(key, gen, tok)
+		return tok, nil
+	})
+	if err != nil {
+		if cached != nil && now.Before(cached.ExpiresAt) {
+			// Auth0 refused or failed the refresh, but the token in hand is still valid.
+			b.Logger().Warn("could not refresh an access token; serving the cached one until it expires", "role", name, "audience", cached.Audience, "expires_at", cached.ExpiresAt.Format(time.RFC3339), "error", err)
+			return cached, nil, nil
+		}
+		var er errorResponse
+		if errors.As(err, &er) {
+			return nil, er.Response, nil
+		}
+		return nil, nil, err
+	}
+	return v.(*cachedToken), nil, nil
+}
+
+// errorResponse lets a fetch in a singleflight group return a user-facing response.
+type errorResponse struct{ *logical.Response }
+
+func (e errorResponse) Error() string { return failureMessage(e.Response, nil) }
+
+// fetchToken asks Auth0 for an access token with the role's current credential. It runs
+// on the backend's context: concurrent readers share it, and one going away must not
+// cancel it for the others.
+func (b *backend) fetchToken(s logical.Storage, name, audience string) (*cachedToken, error) {
+	ctx := b.ctx
+	conn, resp, err := b.requireConnection(ctx, s)
+	if resp != nil {
+		return nil, errorResponse{resp}
+	}
+	if err != nil {
+		return nil, err
+	}
+	creds, err := loadCreds(ctx, s, name)
+	if err != nil {
+		return nil, err
+	}
+	if creds == nil {
+		return nil, errorResponse{logical.ErrorResponse("role %q has no credential yet; rotate it first (vault write -f <mount>/rotate/%s)", name, name)}
+	}
+	if audience == "" {
+		audience = creds.TokenAudiences[0]
+	}
+	st := b.tokens.statsOf(name)
+	for {
+		if until := b.tokens.paused(); b.clock.Now().Before(until) {
+			return nil, logical.CodedError(http.StatusTooManyRequests, fmt.Sprintf("Auth0's /oauth/token answered 429 (rate limit); Vault asks again after %s", until.UTC().Format(time.RFC3339)))
+		}
+		st.requests.Add(1)
+		tok, err := b.requestToken(ctx, conn.config, creds, audience)
+		if err == nil {
+			return tok, nil
+		}
+		st.failures.Add(1)
+		var tokenErr *oauth2.RetrieveError
+		if !errors.As(err, &tokenErr) || tokenErr.Response == nil {
+			return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("requesting an access token for role %q from Auth0: %v", name, err))
+		}
+		desc := tokenErr.ErrorDescription
+		if desc == "" {
+			desc = http.StatusText(tokenErr.Response.StatusCode)
+		}
+		what := fmt.Sprintf("Auth0 refused an access token for role %q (client_id %q, audience %q): %s: %s", name, creds.ClientID, audience, tokenErr.ErrorCode, desc)
+		switch status := tokenErr.Response.StatusCode; {
+		case status == http.StatusUnauthorized && b.clock.Now().Before(creds.Current.CreatedTime.Add(tokenAcceptWindow)):
+			// A credential a moment old: Auth0 may not accept it everywhere yet.
+			if err := sleep(ctx, b.clock, time.Second); err != nil {
+				return nil, err
+			}
+			continue
+		case status == http.StatusUnauthorized:
+			return nil, logical.CodedError(http.StatusBadGateway, what+"; the credential Vault holds no longer works: was it changed outside Vault? Rotate the role (vault write -f <mount>/rotate/"+name+")")
+		case status == http.StatusTooManyRequests:
+			until := b.clock.Now().Add(retryAfter(tokenErr.Response.Header, b.clock.Now()))
+			b.tokens.pause(until)
+			msg := what + "; Vault asks again after " + until.UTC().Format(time.RFC3339)
+			if strings.Contains(strings.ToLower(desc), "quota") {
+				msg = what + "; the tenant's machine-to-machine token quota is exhausted: raise it in Auth0 or wait for it to reset"
+			}
+			return nil, logical.CodedError(http.StatusTooManyRequests, msg)
+		case status == http.StatusForbidden:
+			return nil, errorResponse{logical.ErrorResponse("%s; authorize the application for that API (and scopes) in Auth0 (Applications > APIs > Machine to Machine Applications)", what)}
+		case status < 500:
+			return nil, errorResponse{logical.ErrorResponse("%s", what)}
+		default:
+			return nil, logical.CodedError(http.StatusBadGateway, what)
+		}
+	}
+}
+
+// retryAfter reads how long Auth0 asks to wait after a 429: Retry-After, else
+// x-ratelimit-reset, at least minTokenPause.
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	d := minTokenPause
+	if secs, err := strconv.Atoi(h.Get("Retry-After")); err == nil && time.Duration(secs)*time.Second > d {
+		d = time.Duration(secs) * time.Second
+	} else if reset, err := strconv.ParseInt(h.Get("X-Ratelimit-Reset"), 10, 64); err == nil {
+		if until := time.Unix(reset, 0).Sub(now); until > d {
+			d = until
+		}
+	}
+	return d
+}
+
+// requestToken makes one client-credentials request with the credential creds serve.
+func (b *backend) requestToken(ctx context.Context, cfg *configEntry, creds *credsEntry, audience string) (*cachedToken, error) {
+	params := url.Values{"audience": {audience}}
+	if len(creds.TokenScopes) > 0 {
+		params.Set("scope", strings.Join(creds.TokenScopes, " "))
+	}
+	cc := clientcredentials.Config{
+		ClientID:       creds.ClientID,
+		TokenURL:       cfg.tokenURL(),
+		EndpointParams: params,
+		AuthStyle:      oauth2.AuthStyleInParams,
+	}
+	if creds.CredentialType == credentialPrivateKeyJWT {
+		assertion, err := signAssertion(creds.Current.PrivateKey, creds.Current.Algorithm, creds.Current.KID, creds.ClientID, cfg.assertionAudience(), b.clock.Now(), verifyAssertionTTL)
+		if err != nil {
+			return nil, err
+		}
+		params.Set("client_assertion_type", clientAssertionType)
+		params.Set("client_assertion", assertion)
+	} else {
+		cc.ClientSecret = creds.Current.Secret
+	}
+	httpClient := &http.Client{Timeout: cfg.requestTimeout()}
+	defer httpClient.CloseIdleConnections()
+	now := b.clock.Now()
+	tok, err := cc.Token(context.WithValue(ctx, oauth2.HTTPClient, httpClient))
+	if err != nil {
+		return nil, err
+	}
+	// expires_in, read as Auth0 sent it: oauth2's Expiry is computed on the wall clock.
+	lifetime := time.Duration(numberOf(tok.Extra("expires_in"))) * time.Second
+	if lifetime <= 0 {
+		lifetime = time.Until(tok.Expiry)
+	}
+	scope, _ := tok.Extra("scope").(string)
+	frac := cfg.tokenRefreshFraction()
+	return &cachedToken{
+		AccessToken: tok.AccessToken,
+		TokenType:   tok.TokenType,
+		Scope:       scope,
+		Audience:    audience,
+		ObtainedAt:  now,
+		ExpiresAt:   now.Add(lifetime),
+		RefreshAt:   now.Add(time.Duration(math.Floor(float64(lifetime) * frac))),
+	}, nil
+}
+
+// numberOf reads a JSON number that oauth2 may hand over as float64, json.Number or string.
+func numberOf(v any) float64 {
+	switch n := v.(type) {
+	case float64:
+		return n
+	case json.Number:
+		f, _ := n.Float64()
+		return f
+	case string:
+		f, _ := strconv.ParseFloat(n, 64)
+		return f
+	}
+	return 0
+}
