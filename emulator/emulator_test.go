@@ -857,3 +857,35 @@ func TestConfiguredAudience(t *testing.T) {
 	resp, got := f.api(http.MethodGet, "/api/v2/clients/"+targetID, tok, nil, "")
 	expect(t, resp.StatusCode, got, 200, "")
 }
+
+// ValidateAccessToken accepts what the tenant issued for the audience, and nothing else.
+func TestValidateAccessToken(t *testing.T) {
+	srv := emulator.New(emulator.Options{TokenLifetime: time.Hour})
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	srv.AddClient(emulator.Client{ClientID: "c", ClientSecret: "s", Grants: map[string][]string{"https://api.test/": {}}})
+	resp, err := http.PostForm(hs.URL+"/oauth/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {"c"}, "client_secret": {"s"}, "audience": {"https://api.test/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if err := srv.ValidateAccessToken(body.AccessToken, "https://api.test/"); err != nil {
+		t.Fatalf("a token the tenant issued was refused: %v", err)
+	}
+	if srv.ValidateAccessToken(body.AccessToken, "https://other.test/") == nil {
+		t.Fatal("a token for another audience was accepted")
+	}
+	if srv.ValidateAccessToken(body.AccessToken+"x", "https://api.test/") == nil {
+		t.Fatal("a forged token was accepted")
+	}
+	srv.ExpireTokens()
+	if srv.ValidateAccessToken(body.AccessToken, "https://api.test/") == nil {
+		t.Fatal("an expired token was accepted")
+	}
+}
