@@ -81,6 +81,8 @@ type backend struct {
 	mountTag string
 	// tokens caches the access tokens token/ minted, in memory only.
 	tokens *tokenCache
+	// credsCache caches decoded creds entries for the read path (creds_cache.go).
+	credsCache *credsCache
 }
 
 // Setup is framework.Backend's, and also takes the mount's identity from conf.
@@ -117,6 +119,7 @@ func newBackendWithClock(clk clock) *backend {
 		rootAcceptWait: rootAcceptWait,
 		generateKey:    generateRSAKey,
 		tokens:         newTokenCache(),
+		credsCache:     newCredsCache(defaultCredsCacheSize),
 	}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -157,7 +160,9 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	case strings.HasPrefix(key, roleStoragePrefix):
 		b.tokens.dropRole(strings.TrimPrefix(key, roleStoragePrefix))
 	case strings.HasPrefix(key, credsStoragePrefix):
-		b.tokens.dropRole(strings.TrimPrefix(key, credsStoragePrefix))
+		name := strings.TrimPrefix(key, credsStoragePrefix)
+		b.credsCache.invalidate(name)
+		b.tokens.dropRole(name)
 	}
 }
 

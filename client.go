@@ -279,6 +279,7 @@ func (b *backend) connection(ctx context.Context, s logical.Storage) (*connectio
 		return nil, err
 	}
 	b.limiter.setRate(cfg.rateLimit())
+	b.credsCache.resize(cfg.credsCacheSize())
 	client, err := b.newClient(b.ctx, cfg)
 	if err != nil {
 		return nil, err

@@ -33,6 +33,9 @@ type configEntry struct {
 	// TokenRefreshFraction is the part of an access token's lifetime after which token/
 	// asks Auth0 for a new one (tokens.go); 0 means defaultTokenRefreshFraction.
 	TokenRefreshFraction float64 `json:"token_refresh_fraction,omitempty"`
+	// CredsCacheSize bounds the creds read cache (creds_cache.go); nil means the default,
+	// 0 disables it.
+	CredsCacheSize *int `json:"creds_cache_size,omitempty"`
 
 	// PendingClientSecret is a root secret being rotated to (root_rotation.go): stored
 	// before Auth0 is told, made current once Auth0 accepts it.
@@ -103,6 +106,13 @@ func (c *configEntry) rateLimit() float64 {
 		return c.RateLimit
 	}
 	return defaultRateLimit
+}
+
+func (c *configEntry) credsCacheSize() int {
+	if c.CredsCacheSize != nil {
+		return *c.CredsCacheSize
+	}
+	return defaultCredsCacheSize
 }
 
 func (c *configEntry) tokenRefreshFraction() float64 {

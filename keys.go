@@ -503,7 +503,7 @@ func (b *backend) commitKey(s logical.Storage, name string, role *roleEntry, sec
 				break
 			}
 		}
-		if err = writeVersion(ctx, s, name, role, next, creds); err == nil {
+		if err = b.writeVersion(ctx, s, name, role, next, creds); err == nil {
 			break
 		}
 	}

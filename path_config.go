@@ -52,6 +52,11 @@ func pathConfig(b *backend) []*framework.Path {
 					Description: "Most Management API requests per second this mount makes, manual and scheduled rotations together. Defaults to 2, what the smallest Auth0 plans allow. After a 429 the mount also waits as Auth0's Retry-After says.",
 					Default:     defaultRateLimit,
 				},
+				"creds_cache_size": {
+					Type:        framework.TypeInt,
+					Description: fmt.Sprintf("How many roles' creds entries each Vault node keeps decoded in memory, so creds/ reads need no storage round trip (least recently filled evicted first). Default %d; 0 disables the cache; at most %d.", defaultCredsCacheSize, maxCredsCacheSize),
+					Default:     defaultCredsCacheSize,
+				},
 				"token_refresh_fraction": {
 					Type:        framework.TypeFloat,
 					Description: "token/<name>: the part of an access token's lifetime after which Vault asks Auth0 for a new one instead of serving the cached one; between 0.1 and 1, default 0.67 (refresh after two thirds).",
@@ -98,6 +103,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		"rate_limit":             cfg.rateLimit(),
 		"root_rotation_period":   int64(cfg.RootRotationPeriod.Seconds()),
 		"token_refresh_fraction": cfg.tokenRefreshFraction(),
+		"creds_cache_size":       cfg.credsCacheSize(),
 	}
 	addTime(data, "last_root_rotation", cfg.LastRootRotation)
 	if cfg.RootRotationPeriod > 0 {
@@ -160,6 +166,14 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 			return logical.ErrorResponse("rate_limit must be between 0.01 and 1000 requests per second, got %g", limit), nil
 		}
 		cfg.RateLimit = limit
+	}
+
+	if raw, ok := d.GetOk("creds_cache_size"); ok {
+		n := raw.(int)
+		if n < 0 || n > maxCredsCacheSize {
+			return logical.ErrorResponse("creds_cache_size must be between 0 (no cache) and %d, got %d", maxCredsCacheSize, n), nil
+		}
+		cfg.CredsCacheSize = &n
 	}
 
 	if raw, ok := d.GetOk("token_refresh_fraction"); ok {

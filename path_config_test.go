@@ -82,6 +82,7 @@ func TestConfigWriteAndRead(t *testing.T) {
 		"rate_limit":             testRateLimit,
 		"root_rotation_period":   int64(0),
 		"token_refresh_fraction": defaultTokenRefreshFraction,
+		"creds_cache_size":       defaultCredsCacheSize,
 	}
 	if len(got) != len(want) {
 		t.Fatalf("config read = %v, want exactly %v", got, want)

@@ -45,7 +45,7 @@ func pathCreds(b *backend) []*framework.Path {
 func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	b.awaitRecovery(ctx, name)
-	creds, err := loadCreds(ctx, req.Storage, name)
+	creds, err := b.loadCredsCached(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}

@@ -97,22 +97,35 @@ func TestSecondsUntil(t *testing.T) {
 	}
 }
 
-// The hot path reads exactly one storage entry once the config is cached, and never calls
-// Auth0.
+// The hot path reads one storage entry on a cache miss and none on a hit, once the
+// config is cached; with the cache disabled, exactly one per read. It never calls Auth0.
 func TestCredsHotPathBudget(t *testing.T) {
 	e := newTestEnv(t)
 	e.configureWithRole(nil)
 	e.ok(logical.UpdateOperation, "rotate/app", nil)
+	e.ok(logical.ReadOperation, "config", nil)
 	e.ok(logical.ReadOperation, "creds/app", nil) // warms the config cache
 
-	requests := e.emu.Stats().Requests
-	gets := e.storage.gets.Load()
 	const reads = 50
-	for i := 0; i < reads; i++ {
-		e.ok(logical.ReadOperation, "creds/app", nil)
+	readsCost := func() int64 {
+		gets := e.storage.gets.Load()
+		for i := 0; i < reads; i++ {
+			e.ok(logical.ReadOperation, "creds/app", nil)
+		}
+		return e.storage.gets.Load() - gets
 	}
-	if got := e.storage.gets.Load() - gets; got != reads {
-		t.Fatalf("%d creds reads made %d storage reads, want %d", reads, got, reads)
+	if got := readsCost(); got != 0 {
+		t.Fatalf("%d cached creds reads made %d storage reads, want 0", reads, got)
+	}
+	e.ok(logical.UpdateOperation, "rotate/app", nil) // drops the entry
+	if got := readsCost(); got != 1 {
+		t.Fatalf("%d creds reads after a rotation made %d storage reads, want 1", reads, got)
+	}
+	e.ok(logical.UpdateOperation, "config", map[string]interface{}{"creds_cache_size": 0})
+	e.ok(logical.ReadOperation, "creds/app", nil)
+	requests := e.emu.Stats().Requests
+	if got := readsCost(); got != reads {
+		t.Fatalf("%d uncached creds reads made %d storage reads, want %d", reads, got, reads)
 	}
 	if got := e.emu.Stats().Requests - requests; got != 0 {
 		t.Fatalf("creds reads made %d Auth0 requests", got)

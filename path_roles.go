@@ -301,7 +301,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 
 	if creating {
 		// Leftovers of an earlier role of this name whose delete was cut short.
-		if err := deleteRoleData(ctx, req.Storage, name); err != nil {
+		if err := b.deleteRoleData(ctx, req.Storage, name); err != nil {
 			return nil, err
 		}
 	}
@@ -574,7 +574,7 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 	// What creds serves goes first, the ownership claim last: a delete cut short leaves a
 	// role that serves nothing and can be deleted again, never an application without
 	// its owner while the role still exists.
-	if err := deleteRoleData(ctx, req.Storage, name); err != nil {
+	if err := b.deleteRoleData(ctx, req.Storage, name); err != nil {
 		return nil, err
 	}
 	if err := deleteKey(ctx, req.Storage, roleKey(name)); err != nil {

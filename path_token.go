@@ -62,7 +62,7 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *fr
 	// The audience is checked against the role before anything is asked of Auth0; a cached
 	// token was checked when it was cached (a role write drops the role's tokens).
 	if tok := b.tokens.get(tokenKey{name, audience}); tok == nil || !b.clock.Now().Before(tok.RefreshAt) {
-		creds, err := loadCreds(ctx, req.Storage, name)
+		creds, err := b.loadCredsCached(ctx, req.Storage, name)
 		if err != nil {
 			return nil, err
 		}
@@ -110,7 +110,7 @@ func tokenAllowed(name string, creds *credsEntry, audience string) *logical.Resp
 
 func (b *backend) pathAssertionRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	creds, err := loadCreds(ctx, req.Storage, name)
+	creds, err := b.loadCredsCached(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}

@@ -665,8 +665,10 @@ func buildCreds(ctx context.Context, s logical.Storage, name string, role *roleE
 
 // deleteRoleData removes everything stored for a role name except its metadata and
 // ownership claim: what creds serves, then every version's secret.
-func deleteRoleData(ctx context.Context, s logical.Storage, name string) error {
-	if err := deleteKey(ctx, s, credsKey(name)); err != nil {
+func (b *backend) deleteRoleData(ctx context.Context, s logical.Storage, name string) error {
+	err := deleteKey(ctx, s, credsKey(name))
+	b.credsCache.invalidate(name)
+	if err != nil {
 		return err
 	}
 	keys, err := s.List(ctx, secretsDir(name))
@@ -682,12 +684,12 @@ func deleteRoleData(ctx context.Context, s logical.Storage, name string) error {
 }
 
 // rewriteCreds writes what creds serves anew from the role and its secret entries.
-func rewriteCreds(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
+func (b *backend) rewriteCreds(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
 	creds, err := buildCreds(ctx, s, name, role)
 	if err != nil || creds == nil {
 		return err
 	}
-	return saveCreds(ctx, s, name, creds)
+	return b.putCreds(ctx, s, name, creds)
 }
 
 func loadOwner(ctx context.Context, s logical.Storage, clientID string) (string, error) {

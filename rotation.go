@@ -338,7 +338,7 @@ func (b *backend) commit(s logical.Storage, name string, role *roleEntry, secret
 				break
 			}
 		}
-		if err = writeVersion(ctx, s, name, role, next, creds); err == nil {
+		if err = b.writeVersion(ctx, s, name, role, next, creds); err == nil {
 			break
 		}
 	}
@@ -374,7 +374,7 @@ func (b *backend) pruneSecrets(ctx context.Context, s logical.Storage, name stri
 }
 
 // writeVersion is one attempt of commitVersion's writes.
-func writeVersion(ctx context.Context, s logical.Storage, name string, old, next *roleEntry, creds *credsEntry) error {
+func (b *backend) writeVersion(ctx context.Context, s logical.Storage, name string, old, next *roleEntry, creds *credsEntry) error {
 	if err := saveSecret(ctx, s, name, creds.Current); err != nil {
 		return err
 	}
@@ -385,7 +385,7 @@ func writeVersion(ctx context.Context, s logical.Storage, name string, old, next
 		}
 		creds.Previous = sec
 	}
-	if err := saveCreds(ctx, s, name, creds); err != nil {
+	if err := b.putCreds(ctx, s, name, creds); err != nil {
 		return err
 	}
 	return saveRole(ctx, s, name, next)
@@ -413,14 +413,14 @@ func (b *backend) storeRoleState(ctx context.Context, s logical.Storage, name st
 				return err
 			}
 		}
-		if err := saveCreds(ctx, s, name, &creds); err != nil {
+		if err := b.putCreds(ctx, s, name, &creds); err != nil {
 			return err
 		}
 	}
 	if err := saveRole(ctx, s, name, role); err != nil {
 		if old != nil {
 			// Put creds back as they were, so that the failed change is not half-stored.
-			if rerr := saveCreds(ctx, s, name, old); rerr != nil {
+			if rerr := b.putCreds(ctx, s, name, old); rerr != nil {
 				b.Logger().Warn("could not restore creds after a failed role write; the next write of the role repairs them", "role", name, "error", rerr)
 			}
 		}

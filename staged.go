@@ -106,7 +106,7 @@ func (b *backend) stageLocked(ctx context.Context, s logical.Storage, name strin
 	} else if creds != nil {
 		creds.Next = sec
 		next.credsMeta(creds)
-		if err := saveCreds(ctx, s, name, creds); err != nil {
+		if err := b.putCreds(ctx, s, name, creds); err != nil {
 			return err
 		}
 	}
@@ -214,7 +214,7 @@ func (b *backend) cancelStagedLocked(ctx context.Context, s logical.Storage, nam
 	*role = *next
 	if creds, err := loadCreds(ctx, s, name); err == nil && creds != nil {
 		role.credsMeta(creds)
-		err = saveCreds(ctx, s, name, creds)
+		err = b.putCreds(ctx, s, name, creds)
 		if err != nil {
 			b.Logger().Warn("could not withdraw a cancelled staged secret from creds; the role's next write does", "role", name, "error", err)
 		}

@@ -190,7 +190,7 @@ func (b *backend) fetchToken(s logical.Storage, name, audience string) (*cachedT
 	if err != nil {
 		return nil, err
 	}
-	creds, err := loadCreds(ctx, s, name)
+	creds, err := b.loadCredsCached(ctx, s, name)
 	if err != nil {
 		return nil, err
 	}

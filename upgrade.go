@@ -25,7 +25,7 @@ func (b *backend) upgradeRoleLocked(ctx context.Context, s logical.Storage, name
 			return err
 		}
 	}
-	if err := rewriteCreds(ctx, s, name, role); err != nil {
+	if err := b.rewriteCreds(ctx, s, name, role); err != nil {
 		return err
 	}
 	owner, err := b.claimApplication(ctx, s, name, role.ClientID)
