@@ -41,8 +41,14 @@ test: vault ## Run every test: unit tests and integration tests against a real V
 	go test -count=1 -timeout 40m ./...
 
 .PHONY: bench
-bench: vault ## Run the benchmarks (Go benchmarks and a load run against a real Vault)
+bench: vault bench-plugins ## Run the benchmarks (Go benchmarks and a load run against a real Vault)
 	./scripts/bench.sh
+
+.PHONY: bench-plugins
+bench-plugins: $(BIN)/bench-plugins/vault-plugin-secrets-kv ## Build the benchmarks' reference plugins (HashiCorp KV v0.25.0, external) into bin/bench-plugins/
+
+$(BIN)/bench-plugins/vault-plugin-secrets-kv: tools/kv/go.mod tools/kv/go.sum tools/kv/main.go
+	cd tools/kv && go build -o $@ .
 
 .PHONY: clean
 clean: ## Remove built binaries (keeps the cached bin/vault)

@@ -16,6 +16,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -25,12 +28,13 @@ import (
 	"time"
 
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/emulator"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/vaulttest"
 )
 
 const (
 	// benchLoadWorkers is the number of concurrent clients, each sending its next request as soon
 	// as the previous one is answered (a closed loop).
-	benchLoadWorkers = 8
+	benchLoadWorkers = 16
 	// benchLoadRound is one measured stretch of load on one path; each path gets two rounds,
 	// interleaved ABBA so that drift (a warming server, a noisy neighbour) hits both alike.
 	benchLoadRound = 5 * time.Second
@@ -121,31 +125,80 @@ func benchRunLoad(client *http.Client, addr, token, path string, d time.Duration
 	return res
 }
 
-// BenchmarkVaultReadLoad measures reads of auth0/creds/<role> from a real Vault against
-// reads of a KV v2 secret of the same content, and of auth0/roles/<role>, under the same
-// closed-loop load. It runs the load once whatever b.N is (use -benchtime 1x): about 35 s,
-// plus starting Vault.
+// BenchmarkVaultReadLoad measures reads of auth0/creds/<role> from a real Vault against the
+// references that bound it, all on one server, under the same closed-loop load, in one
+// run, paths interleaved (ABC…CBA) so that drift hits all alike:
+//
+//   - noop: a plugin that answers a constant creds-shaped map without touching storage
+//     (internal/noopplugin): the ceiling of any external plugin;
+//   - kvext: HashiCorp's KV v2 built as an external plugin (vault-plugin-secrets-kv
+//     v0.25.0, tools/kv), holding the same fields;
+//   - kv: Vault's built-in KV v2 (secret/ in dev mode), the same fields;
+//   - roles: auth0/roles/<role>, the same plugin reading one storage entry per request;
+//   - creds100: creds of a role retaining 100 versions.
+//
+// It runs the load once whatever b.N is (use -benchtime 1x): about 70 s, plus setting up.
 func BenchmarkVaultReadLoad(b *testing.B) {
-	// Emulator on 127.0.0.1, dev server, plugin registered and mounted at auth0/.
-	f := newFixture(b)
-	emu, v, emuURL, mgmt := f.emu, f.v, f.emuURL, f.mgmt
-	emu.AddClient(emulator.Client{ClientID: benchAppClientID, Name: "Bench App", Grants: map[string][]string{apiAudience: {}}})
+	root, err := vaulttest.FindRepoRoot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	// One plugin directory holding the engine, the no-op plugin and the external KV.
+	dir := b.TempDir()
+	if _, err := vaulttest.BuildPluginInto(dir, pluginVersion); err != nil {
+		b.Fatal(err)
+	}
+	if out, err := exec.Command("go", "build", "-C", root, "-o", filepath.Join(dir, "noop-plugin"), "./internal/noopplugin").CombinedOutput(); err != nil {
+		b.Fatalf("building the no-op plugin: %v\n%s", err, out)
+	}
+	kvBin := filepath.Join(root, "bin", "bench-plugins", "vault-plugin-secrets-kv")
+	if err := copyFile(kvBin, filepath.Join(dir, "kv-external")); err != nil {
+		b.Fatalf("the external KV plugin (make bench-plugins builds it): %v", err)
+	}
+	emu, emuURL, mgmt := startEmulator(b)
+	v := vaulttest.StartDevServer(b, dir)
+	sha, err := vaulttest.FileSHA256(filepath.Join(dir, vaulttest.PluginName))
+	if err != nil {
+		b.Fatal(err)
+	}
+	v.RegisterPlugin(b, dir, sha, pluginVersion)
+	v.Mount(b, mount, pluginVersion)
+	// tools/kv serves KV in its version 2 mode by itself: Vault 1.13 takes the version=2
+	// mount option only for the built-in kv type.
+	for _, p := range []struct{ name, mountPath string }{{"noop-plugin", "noop"}, {"kv-external", "kvext"}} {
+		sum, err := vaulttest.FileSHA256(filepath.Join(dir, p.name))
+		if err != nil {
+			b.Fatal(err)
+		}
+		v.MustCLI(b, v.RootToken, "plugin", "register", "-sha256="+sum, "-command="+p.name, "secret", p.name)
+		v.MustCLI(b, v.RootToken, "secrets", "enable", "-path="+p.mountPath, p.name)
+	}
 
+	emu.AddClient(emulator.Client{ClientID: benchAppClientID, Name: "Bench App", Grants: map[string][]string{apiAudience: {}}})
+	emu.AddClient(emulator.Client{ClientID: benchAppClientID + "-100", Name: "Bench App 100", Grants: map[string][]string{apiAudience: {}}})
 	v.MustCLI(b, v.RootToken, "write", mount+"/config",
-		"domain="+emuURL, "client_id="+mgmt.ClientID, "client_secret="+mgmt.ClientSecret)
+		"domain="+emuURL, "client_id="+mgmt.ClientID, "client_secret="+mgmt.ClientSecret, "rate_limit=1000")
 	v.MustCLI(b, v.RootToken, "write", mount+"/roles/"+benchRoleName, "client_id="+benchAppClientID, "rotation_period=720h")
 	v.MustCLI(b, v.RootToken, "write", "-f", mount+"/rotate/"+benchRoleName)
+	v.MustCLI(b, v.RootToken, "write", "-f", mount+"/rotate/"+benchRoleName) // previous_client_secret too
+	v.MustCLI(b, v.RootToken, "write", mount+"/roles/"+benchRoleName+"100", "client_id="+benchAppClientID+"-100", "rotation_period=720h", "max_versions=100")
+	for i := 0; i < 100; i++ {
+		if r := v.Do(b, v.RootToken, http.MethodPut, mount+"/rotate/"+benchRoleName+"100", nil); r.Status/100 != 2 {
+			b.Fatalf("rotation %d of %s100: %d %v", i, benchRoleName, r.Status, r.Errors)
+		}
+	}
 
 	credsPath := mount + "/creds/" + benchRoleName
 	status, creds, errs := v.Request(b, v.RootToken, http.MethodGet, credsPath, nil)
 	if status != http.StatusOK || creds["client_secret"] == nil {
 		b.Fatalf("GET %s: %d %v %v", credsPath, status, creds, errs)
 	}
-	// The reference: the same fields, stored in KV v2.
-	if status, _, errs := v.Request(b, v.RootToken, http.MethodPut, benchKVPath, map[string]any{"data": creds}); status != http.StatusOK {
-		b.Fatalf("PUT %s: %d %v", benchKVPath, status, errs)
+	// The KV references hold the same fields.
+	for _, p := range []string{benchKVPath, "kvext/data/bench-creds"} {
+		if status, _, errs := v.Request(b, v.RootToken, http.MethodPut, p, map[string]any{"data": creds}); status != http.StatusOK {
+			b.Fatalf("PUT %s: %d %v", p, status, errs)
+		}
 	}
-	rolePath := mount + "/roles/" + benchRoleName
 
 	client := &http.Client{
 		Timeout: 30 * time.Second,
@@ -157,12 +210,13 @@ func BenchmarkVaultReadLoad(b *testing.B) {
 	}
 	defer client.CloseIdleConnections()
 
-	// kv is the reference; roles (the same plugin, the same single storage read, no
-	// secret) separates what the plugin round trip costs from what creds itself costs.
 	targets := []struct{ name, path string }{
+		{"noop", "noop/creds/" + benchRoleName},
+		{"kvext", "kvext/data/bench-creds"},
 		{"kv", benchKVPath},
-		{"roles", rolePath},
+		{"roles", mount + "/roles/" + benchRoleName},
 		{"creds", credsPath},
+		{"creds100", mount + "/creds/" + benchRoleName + "100"},
 	}
 	results := map[string]*benchLoadResult{}
 	bodies := map[string]int{}
@@ -172,7 +226,11 @@ func BenchmarkVaultReadLoad(b *testing.B) {
 		benchRunLoad(client, v.Addr, v.RootToken, tg.path, benchLoadWarmup)
 	}
 	order := append(slices.Clone(targets), targets...)
-	slices.Reverse(order[len(targets):]) // kv roles creds creds roles kv
+	slices.Reverse(order[len(targets):])
+	var names []string
+	for _, tg := range order {
+		names = append(names, tg.name)
+	}
 	b.ResetTimer()
 	for _, tg := range order {
 		results[tg.name].add(benchRunLoad(client, v.Addr, v.RootToken, tg.path, benchLoadRound))
@@ -184,7 +242,6 @@ func BenchmarkVaultReadLoad(b *testing.B) {
 			b.Errorf("%s: %d requests, %d errors", tg.name, r.requests, r.errors)
 		}
 	}
-	c, r, k := results["creds"], results["roles"], results["kv"]
 	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 	for _, tg := range targets {
 		res := results[tg.name]
@@ -192,28 +249,35 @@ func BenchmarkVaultReadLoad(b *testing.B) {
 		b.ReportMetric(us(res.percentile(50)), tg.name+"-p50-us")
 		b.ReportMetric(us(res.percentile(99)), tg.name+"-p99-us")
 	}
-	b.ReportMetric(c.perSecond()/k.perSecond(), "creds/kv-req/s")
-	b.ReportMetric(c.perSecond()/r.perSecond(), "creds/roles-req/s")
+	c := results["creds"]
+	b.ReportMetric(c.perSecond()/results["noop"].perSecond(), "creds/noop-req/s")
+	b.ReportMetric(results["creds100"].perSecond()/c.perSecond(), "creds100/creds-req/s")
 
-	b.Logf("%d workers, closed loop, 2 rounds of %v per path (order kv roles creds creds roles kv), root token, Vault at %s",
-		benchLoadWorkers, benchLoadRound, v.Addr)
-	b.Logf("%-6s %9s %9s %10s %10s %10s   body", "path", "requests", "req/s", "p50", "p99", "max")
+	b.Logf("%d workers, closed loop, 2 rounds of %v per path (order %s), root token, Vault at %s",
+		benchLoadWorkers, benchLoadRound, strings.Join(names, " "), v.Addr)
+	b.Logf("%-9s %9s %9s %10s %10s %10s   body", "path", "requests", "req/s", "p50", "p99", "max")
 	for _, tg := range targets {
 		res := results[tg.name]
-		b.Logf("%-6s %9d %9.0f %10v %10v %10v   %d B", tg.name, res.requests, res.perSecond(),
+		b.Logf("%-9s %9d %9.0f %10v %10v %10v   %d B", tg.name, res.requests, res.perSecond(),
 			res.percentile(50).Round(time.Microsecond), res.percentile(99).Round(time.Microsecond),
 			res.percentile(100).Round(time.Microsecond), bodies[tg.name])
 	}
-	for _, ref := range []*benchLoadResult{k, r} {
-		name := "kv"
-		if ref == r {
-			name = "roles"
-		}
-		b.Logf("ratio creds/%s: throughput x%.3f, p50 x%.3f, p99 x%.3f", name,
-			c.perSecond()/ref.perSecond(),
-			float64(c.percentile(50))/float64(ref.percentile(50)),
-			float64(c.percentile(99))/float64(ref.percentile(99)))
+	for _, pair := range [][2]string{{"creds", "noop"}, {"creds", "kvext"}, {"creds", "kv"}, {"creds", "roles"}, {"creds100", "creds"}} {
+		x, ref := results[pair[0]], results[pair[1]]
+		b.Logf("ratio %s/%s: throughput x%.3f, p50 x%.3f, p99 x%.3f", pair[0], pair[1],
+			x.perSecond()/ref.perSecond(),
+			float64(x.percentile(50))/float64(ref.percentile(50)),
+			float64(x.percentile(99))/float64(ref.percentile(99)))
 	}
+}
+
+// copyFile copies an executable.
+func copyFile(src, dst string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, data, 0o755)
 }
 
 const (
@@ -227,7 +291,7 @@ const (
 // benchLogField one key=value of it (Vault re-orders a plugin's fields).
 var (
 	benchQueueLoaded = regexp.MustCompile(`rotation queue loaded:[^\n]*`)
-	benchLogField    = regexp.MustCompile(`\b(duration|roles|scheduled)=(\S+)`)
+	benchLogField    = regexp.MustCompile(`\b(duration|roles|queued)=(\S+)`)
 )
 
 // BenchmarkVaultQueueRebuild creates 10,000 scheduled roles in a real Vault, reloads the
@@ -320,8 +384,8 @@ func BenchmarkVaultQueueRebuild(b *testing.B) {
 	if err != nil {
 		b.Fatalf("log line %q: %v", line, err)
 	}
-	if want := fmt.Sprint(benchRebuildRoles); fields["roles"] != want || fields["scheduled"] != want {
-		b.Errorf("the rebuild saw roles=%s scheduled=%s, want %s", fields["roles"], fields["scheduled"], want)
+	if want := fmt.Sprint(benchRebuildRoles); fields["roles"] != want || fields["queued"] != want {
+		b.Errorf("the rebuild saw roles=%s queued=%s, want %s", fields["roles"], fields["queued"], want)
 	}
 	b.ReportMetric(d.Seconds()*1e3, "ms-loadQueue")
 	b.ReportMetric(float64(d.Microseconds())/benchRebuildRoles, "us/role")

@@ -137,10 +137,13 @@ END {
   L = "BenchmarkVaultReadLoad"
   if (med(L, "creds-req/s") < 0) print "   real Vault: not run"
   else {
-    printf "   real Vault, 8 clients: %-6s %8s req/s  p50 %8s us  p99 %8s us\n", "kv", num(med(L, "kv-req/s"), "%.0f"), num(med(L, "kv-p50-us"), "%.0f"), num(med(L, "kv-p99-us"), "%.0f")
-    printf "   %22s %-6s %8s req/s  p50 %8s us  p99 %8s us\n", "", "roles", num(med(L, "roles-req/s"), "%.0f"), num(med(L, "roles-p50-us"), "%.0f"), num(med(L, "roles-p99-us"), "%.0f")
-    printf "   %22s %-6s %8s req/s  p50 %8s us  p99 %8s us\n", "", "creds", num(med(L, "creds-req/s"), "%.0f"), num(med(L, "creds-p50-us"), "%.0f"), num(med(L, "creds-p99-us"), "%.0f")
-    printf "   creds vs kv: throughput %s, p50 %s, p99 %s; creds vs roles: throughput %s\n", ratio(med(L, "creds-req/s"), med(L, "kv-req/s")), ratio(med(L, "creds-p50-us"), med(L, "kv-p50-us")), ratio(med(L, "creds-p99-us"), med(L, "kv-p99-us")), ratio(med(L, "creds-req/s"), med(L, "roles-req/s"))
+    print "   real Vault, 16 clients, one run, paths interleaved:"
+    split("noop kvext kv roles creds creds100", P, " ")
+    for (i = 1; i <= 6; i++)
+      printf "     %-9s %8s req/s  p50 %8s us  p99 %8s us\n", P[i], num(med(L, P[i] "-req/s"), "%.0f"), num(med(L, P[i] "-p50-us"), "%.0f"), num(med(L, P[i] "-p99-us"), "%.0f")
+    c = med(L, "creds-req/s")
+    printf "   creds vs noop plugin %s (target >= x0.95), vs external KV %s, vs built-in KV %s, vs roles %s\n", ratio(c, med(L, "noop-req/s")), ratio(c, med(L, "kvext-req/s")), ratio(c, med(L, "kv-req/s")), ratio(c, med(L, "roles-req/s"))
+    printf "   creds at 100 versions vs creds at 3: %s (target >= x0.95)\n", ratio(med(L, "creds100-req/s"), c)
   }
 }' "$out")
 
