@@ -103,14 +103,19 @@ func benchStorage(b *testing.B, n int) *benchStored {
 		if err := saveRole(ctx, s.storage, name, role); err != nil {
 			b.Fatal(err)
 		}
+		if err := s.storage.Put(ctx, &logical.StorageEntry{Key: dueIndexKey(name, role.dueTime(now))}); err != nil {
+			b.Fatal(err)
+		}
 		s.names[i], s.dues[i] = name, role.NextVaultRotation
 	}
 	benchStoredCache[n] = s
 	return s
 }
 
-// BenchmarkQueueRebuild measures the queue rebuild at start (loadQueue) over n stored roles,
-// against its parts measured alone: listing, reading and decoding the roles without a queue
+// BenchmarkQueueRebuild measures the queue rebuild at start over n stored roles: from the
+// due index (loadQueue, after which the scheduler dispatches), and with the pass that reads
+// every role to correct it (loadQueue+verifyQueue), against the parts of that pass measured
+// alone: listing, reading and decoding the roles without a queue
 // (storage-list-get-decode), finding and read-locking each role's lock (roleLock-only), and
 // the n schedule calls without storage (rotationQueue-schedule); and the same n pushes into
 // sdk/queue (sdkqueue-push) as the reference for the queue.
@@ -126,10 +131,25 @@ func BenchmarkQueueRebuild(b *testing.B) {
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
-					sch := &scheduler{queue: newRotationQueue(), storage: st.storage}
+					sch := &scheduler{queue: newRotationQueue(), storage: st.storage, index: map[string]string{}, unreadable: map[string]int{}}
 					be.loadQueue(ctx, sch)
 					if got := sch.queue.len(); got != n {
 						b.Fatalf("loadQueue queued %d roles, want %d", got, n)
+					}
+				}
+			})
+
+			b.Run("loadQueue+verifyQueue", func(b *testing.B) {
+				be := newBackend()
+				defer be.cancel()
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					sch := &scheduler{queue: newRotationQueue(), storage: st.storage, index: map[string]string{}, unreadable: map[string]int{}}
+					be.loadQueue(ctx, sch)
+					be.verifyQueue(ctx, sch)
+					if got := sch.queue.len(); got != n {
+						b.Fatalf("verifyQueue queued %d roles, want %d", got, n)
 					}
 				}
 			})

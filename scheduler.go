@@ -43,6 +43,10 @@ type scheduler struct {
 	mu sync.Mutex
 	// unreadable counts consecutive failures to read a due role, for its backoff.
 	unreadable map[string]int
+
+	// index mirrors the due index in storage (due_index.go): role name to its key.
+	indexMu sync.Mutex
+	index   map[string]string
 }
 
 // noteUnreadable counts one more failure to read name and returns the count.
@@ -101,6 +105,7 @@ func (b *backend) startScheduler(s logical.Storage, pending []pendingRotation, p
 		loaded:  make(chan struct{}),
 
 		unreadable: make(map[string]int),
+		index:      make(map[string]string),
 	}
 	b.sched.Store(sch)
 
@@ -108,12 +113,20 @@ func (b *backend) startScheduler(s logical.Storage, pending []pendingRotation, p
 	go func() {
 		defer sch.done.Done()
 		b.startup(ctx, sch, pending, pendingListed)
+		if !b.manualDispatch {
+			// Dispatch from the queue the due index gave, while every role is read to
+			// correct it.
+			sch.done.Add(1)
+			go func() {
+				defer sch.done.Done()
+				b.dispatch(ctx, sch)
+			}()
+		}
+		b.verifyQueue(ctx, sch)
 		close(sch.loaded)
 		if b.manualDispatch {
 			close(sch.work)
-			return
 		}
-		b.dispatch(ctx, sch)
 	}()
 	if b.manualDispatch {
 		return
@@ -129,9 +142,9 @@ func (b *backend) startScheduler(s logical.Storage, pending []pendingRotation, p
 	}
 }
 
-// startup brings the mount to a state where the queue holds every stored role: it
-// finishes what a crash left in flight, then loads the queue. Every step is retried with
-// backoff until it succeeds or the mount stops.
+// startup brings the mount to a state where the scheduler may dispatch: it finishes what
+// a crash left in flight, then loads the queue from the due index (verifyQueue then reads
+// every role). Every step is retried with backoff until it succeeds or the mount stops.
 func (b *backend) startup(ctx context.Context, sch *scheduler, pending []pendingRotation, pendingListed bool) {
 	if !pendingListed {
 		err := b.retryUntil(ctx, "listing rotations left in flight", func() (err error) {
@@ -220,15 +233,44 @@ func (b *backend) retryUntil(ctx context.Context, what string, fn func() error) 
 	}
 }
 
-// loadQueue queues every stored role that has a schedule, at its persisted due time: a
-// restart neither rotates early nor skips what fell due meanwhile. Listing is retried with
-// backoff until it succeeds. A role that cannot be read is queued for a retry with backoff
-// instead, like a due role whose read fails: one unreadable entry (a storage error, or a
-// stray file a crash left in Vault's file backend) must not hold back the schedules of
-// every other role. Roles are read by queueLoaders goroutines at once: in Vault each read
-// is a round trip from the plugin to Vault's storage, which dominates the rebuild
-// (BENCHMARKS.md).
+// loadQueue queues every role of the due index (due_index.go) at its indexed time, and
+// the root rotation: one LIST and one read, however many roles. verifyQueue corrects it.
 func (b *backend) loadQueue(ctx context.Context, sch *scheduler) {
+	start := time.Now()
+	due, current, stale, err := loadDueIndex(ctx, sch.storage)
+	if err != nil {
+		b.Logger().Warn("could not list the due index; the queue is built from the roles alone", "error", err)
+	}
+	sch.indexMu.Lock()
+	for name, t := range due {
+		sch.enqueue(name, t)
+		sch.index[name] = current[name]
+	}
+	sch.indexMu.Unlock()
+	for _, k := range stale {
+		if err := sch.storage.Delete(ctx, dueIndexPrefix+k); err != nil {
+			b.Logger().Warn("could not delete a stale due index entry", "key", k, "error", err)
+		}
+	}
+	if err := b.retryUntil(ctx, "reading config for the root rotation schedule", func() error {
+		cfg, err := loadConfig(ctx, sch.storage)
+		if err == nil {
+			b.scheduleRoot(cfg)
+		}
+		return err
+	}); err != nil {
+		return
+	}
+	b.Logger().Info("rotation queue loaded", "source", "due index", "roles", len(due), "queued", sch.queue.len(), "duration", time.Since(start).String())
+}
+
+// verifyQueue reads every stored role and queues it at the due time its entry says,
+// correcting what the due index got wrong (and the index with it). Listing is retried with
+// backoff until it succeeds. A role that cannot be read is queued for a retry with
+// backoff instead, like a due role whose read fails: one unreadable entry (a storage
+// error, or a stray file a crash left in Vault's file backend) must not hold back the
+// other roles. Roles are read by queueLoaders goroutines at once.
+func (b *backend) verifyQueue(ctx context.Context, sch *scheduler) {
 	start := time.Now()
 	var names []string
 	if err := b.retryUntil(ctx, "listing roles", func() (err error) {
@@ -244,16 +286,23 @@ func (b *backend) loadQueue(ctx context.Context, sch *scheduler) {
 	for _, f := range failed {
 		b.retryUnreadableIn(sch, f.name, f.err)
 	}
-	if err := b.retryUntil(ctx, "reading config for the root rotation schedule", func() error {
-		cfg, err := loadConfig(ctx, sch.storage)
-		if err == nil {
-			b.scheduleRoot(cfg)
-		}
-		return err
-	}); err != nil {
-		return
+	// Index entries of roles that no longer exist (a delete whose index update failed).
+	exists := make(map[string]bool, len(names))
+	for _, n := range names {
+		exists[n] = true
 	}
-	b.Logger().Info("rotation queue loaded", "roles", len(names), "queued", sch.queue.len(), "unreadable", len(failed), "duration", time.Since(start).String())
+	sch.indexMu.Lock()
+	var gone []string
+	for name := range sch.index {
+		if !exists[name] {
+			gone = append(gone, name)
+		}
+	}
+	sch.indexMu.Unlock()
+	for _, name := range gone {
+		b.dropIfGone(ctx, sch, name)
+	}
+	b.Logger().Info("rotation queue verified against every role", "roles", len(names), "queued", sch.queue.len(), "unreadable", len(failed), "duration", time.Since(start).String())
 }
 
 // roleReadFailure is a role queueRoles could not read, with why.
@@ -337,7 +386,9 @@ func (b *backend) queueRole(ctx context.Context, sch *scheduler, name string, up
 			return err
 		}
 	}
-	sch.enqueue(name, role.dueTime(b.clock.Now()))
+	due := role.dueTime(b.clock.Now())
+	sch.enqueue(name, due)
+	b.indexDue(sch, name, due)
 	return nil
 }
 
@@ -393,6 +444,7 @@ func (b *backend) schedule(name string, role *roleEntry) {
 		sch.clearUnreadable(name)
 	}
 	sch.enqueue(name, due)
+	b.indexDue(sch, name, due)
 }
 
 // retryUnreadable requeues a role whose entry could not be read when its job ran, after

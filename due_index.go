@@ -1,0 +1,122 @@
+package auth0
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// The due index lets a start rebuild the rotation queue from one LIST instead of one read
+// per role: in Vault every read is a round trip from the plugin back into Vault, so at
+// 10,000 roles the reads dominate the rebuild (BENCHMARKS.md). For each queued role it
+// keeps an empty entry whose key carries the due time:
+//
+//	due/<name>:<unix seconds>
+//
+// (role names cannot contain ':'). It is a hint, never the truth: the scheduler keeps it in
+// step whenever it queues a role, but a crash between a role's write and its index update
+// can leave it stale, so after loading the queue from it the start reads every role anyway,
+// in the background while the scheduler already dispatches, and corrects both the queue and
+// the index. A stale entry costs at most a job that finds its role not due (too early) or a
+// rotation late by the time that pass takes (seconds at 10,000 roles); a role missing from
+// the index is queued by the pass.
+const dueIndexPrefix = "due/"
+
+func dueIndexKey(name string, due time.Time) string {
+	return dueIndexPrefix + name + ":" + strconv.FormatInt(due.Unix(), 10)
+}
+
+// parseDueIndexKey splits an index key (without the prefix) into name and due time.
+func parseDueIndexKey(key string) (string, time.Time, bool) {
+	i := strings.LastIndexByte(key, ':')
+	if i <= 0 {
+		return "", time.Time{}, false
+	}
+	secs, err := strconv.ParseInt(key[i+1:], 10, 64)
+	if err != nil {
+		return "", time.Time{}, false
+	}
+	return key[:i], time.Unix(secs, 0).UTC(), true
+}
+
+// loadDueIndex lists the index and returns the due time of every role in it; where a crash
+// left two entries for one role, the earlier wins (an early job only finds the role not
+// due) and the others are returned as stale keys to delete.
+func loadDueIndex(ctx context.Context, s logical.Storage) (map[string]time.Time, map[string]string, []string, error) {
+	keys, err := s.List(ctx, dueIndexPrefix)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	due := make(map[string]time.Time, len(keys))
+	current := make(map[string]string, len(keys))
+	var stale []string
+	for _, k := range keys {
+		name, t, ok := parseDueIndexKey(k)
+		if !ok {
+			stale = append(stale, k)
+			continue
+		}
+		if prev, seen := due[name]; seen {
+			if !t.Before(prev) {
+				stale = append(stale, k)
+				continue
+			}
+			stale = append(stale, current[name])
+		}
+		due[name], current[name] = t, k
+	}
+	return due, current, stale, nil
+}
+
+// dropIfGone takes a role that the index has but the role list had not out of the queue
+// and the index, if it still does not exist once its lock is held (it may have been
+// created since the list).
+func (b *backend) dropIfGone(ctx context.Context, sch *scheduler, name string) {
+	lock := b.roleLock(name)
+	lock.Lock()
+	defer lock.Unlock()
+	role, err := loadRole(ctx, sch.storage, name)
+	if err != nil || role != nil {
+		return
+	}
+	sch.queue.remove(name)
+	b.indexDue(sch, name, time.Time{})
+}
+
+// indexDue records name's due time in the index (zero: not queued), if it changed: the
+// new entry first, then the old one goes. Best effort: a failure is logged, and the next
+// change or start repairs it.
+func (b *backend) indexDue(sch *scheduler, name string, due time.Time) {
+	if name == rootQueueKey {
+		return
+	}
+	sch.indexMu.Lock()
+	defer sch.indexMu.Unlock()
+	old := sch.index[name]
+	var key string
+	if !due.IsZero() {
+		key = strings.TrimPrefix(dueIndexKey(name, due), dueIndexPrefix)
+	}
+	if key == old {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(b.ctx), commitTimeout)
+	defer cancel()
+	if key != "" {
+		if err := sch.storage.Put(ctx, &logical.StorageEntry{Key: dueIndexPrefix + key}); err != nil {
+			b.Logger().Warn("could not update the due index (the next start reads the role instead)", "role", name, "error", err)
+			return
+		}
+		sch.index[name] = key
+	} else {
+		delete(sch.index, name)
+	}
+	if old != "" {
+		if err := sch.storage.Delete(ctx, dueIndexPrefix+old); err != nil {
+			b.Logger().Warn("could not delete an old due index entry (the next start does)", "role", name, "error", err)
+		}
+	}
+}
