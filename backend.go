@@ -83,6 +83,8 @@ type backend struct {
 	tokens *tokenCache
 	// credsCache caches decoded creds entries for the read path (creds_cache.go).
 	credsCache *credsCache
+	// rotating maps a role name to a channel closed when its running job ends (tokens.go).
+	rotating sync.Map
 }
 
 // Setup is framework.Backend's, and also takes the mount's identity from conf.

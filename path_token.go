@@ -61,6 +61,7 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *fr
 	audience := d.Get("audience").(string)
 	// The audience is checked against the role before anything is asked of Auth0; a cached
 	// token was checked when it was cached (a role write drops the role's tokens).
+	// Tokens are cached under the canonical audience: "" for the role's default.
 	if tok := b.tokens.get(tokenKey{name, audience}); tok == nil || !b.clock.Now().Before(tok.RefreshAt) {
 		creds, err := b.loadCredsCached(ctx, req.Storage, name)
 		if err != nil {
@@ -73,6 +74,9 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *fr
 				}
 			}
 			return resp, nil
+		}
+		if audience == creds.TokenAudiences[0] {
+			audience = ""
 		}
 	}
 	tok, resp, err := b.token(ctx, req.Storage, name, audience)

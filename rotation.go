@@ -69,6 +69,7 @@ func (b *backend) runRoleJobWith(ctx context.Context, s logical.Storage, name, t
 	lock := b.roleLock(name)
 	lock.Lock()
 	defer lock.Unlock()
+	defer b.markRotating(name)()
 
 	role, err := loadRole(ctx, s, name)
 	if err != nil {

@@ -128,14 +128,8 @@ func (c *tokenCache) paused() time.Time {
 	return c.pausedUntil
 }
 
-// tokenRequest is what token/ needs to ask Auth0 for a token, read from creds/<name>.
-type tokenRequest struct {
-	role     string
-	creds    *credsEntry
-	audience string
-}
-
-// token answers a token read: the cached token when fresh, else one from Auth0.
+// token answers a token read: the cached token when fresh, else one from Auth0. audience
+// is canonical: "" for the role's default (its first token_audiences entry).
 func (b *backend) token(ctx context.Context, s logical.Storage, name, audience string) (*cachedToken, *logical.Response, error) {
 	key := tokenKey{name, audience}
 	now := b.clock.Now()
@@ -147,7 +141,10 @@ func (b *backend) token(ctx context.Context, s logical.Storage, name, audience s
 	}
 	st.misses.Add(1)
 	gen := b.tokens.generation(name)
-	v, err, _ := b.tokens.flight.Do(name+"\x00"+audience, func() (any, error) {
+	// The generation is part of the flight: a read that comes after a rotation dropped the
+	// role's tokens starts its own fetch, with the new credential, rather than wait on one
+	// that started with the old.
+	v, err, _ := b.tokens.flight.Do(name+"\x00"+audience+"\x00"+strconv.FormatUint(gen, 10), func() (any, error) {
 		if tok := b.tokens.get(key); tok != nil && b.clock.Now().Before(tok.RefreshAt) {
 			return tok, nil // a concurrent fetch just stored it
 		}
@@ -171,6 +168,35 @@ func (b *backend) token(ctx context.Context, s logical.Storage, name, audience s
 		return nil, nil, err
 	}
 	return v.(*cachedToken), nil, nil
+}
+
+// markRotating records that a job of role name runs, until the returned func is called:
+// token/ waits for it when Auth0 refuses the credential it holds.
+func (b *backend) markRotating(name string) func() {
+	done := make(chan struct{})
+	b.rotating.Store(name, done)
+	return func() {
+		b.rotating.CompareAndDelete(name, done)
+		close(done)
+	}
+}
+
+// awaitRotation waits for a job of role name running on this node to end, and reports
+// whether there was one. The wait is for another goroutine, not for time to pass; the real
+// timer only bounds a hang.
+func (b *backend) awaitRotation(ctx context.Context, name string) bool {
+	v, ok := b.rotating.Load(name)
+	if !ok {
+		return false
+	}
+	bound := time.NewTimer(tokenAcceptWindow)
+	defer bound.Stop()
+	select {
+	case <-v.(chan struct{}):
+	case <-bound.C:
+	case <-ctx.Done():
+	}
+	return true
 }
 
 // errorResponse lets a fetch in a singleflight group return a user-facing response.
@@ -201,7 +227,7 @@ func (b *backend) fetchToken(s logical.Storage, name, audience string) (*cachedT
 		audience = creds.TokenAudiences[0]
 	}
 	st := b.tokens.statsOf(name)
-	for {
+	for waited := false; ; {
 		if until := b.tokens.paused(); b.clock.Now().Before(until) {
 			return nil, logical.CodedError(http.StatusTooManyRequests, fmt.Sprintf("Auth0's /oauth/token answered 429 (rate limit); Vault asks again after %s", until.UTC().Format(time.RFC3339)))
 		}
@@ -220,6 +246,17 @@ func (b *backend) fetchToken(s logical.Storage, name, audience string) (*cachedT
 			desc = http.StatusText(tokenErr.Response.StatusCode)
 		}
 		what := fmt.Sprintf("Auth0 refused an access token for role %q (client_id %q, audience %q): %s: %s", name, creds.ClientID, audience, tokenErr.ErrorCode, desc)
+		if tokenErr.Response.StatusCode == http.StatusUnauthorized {
+			// A rotation of the role may be under way: Auth0 may already have replaced
+			// the credential this request used. Wait for it, then use what it stored.
+			if !waited {
+				waited = b.awaitRotation(ctx, name)
+			}
+			if fresh, err := b.loadCredsCached(ctx, s, name); err == nil && fresh != nil && fresh.Current.Version != creds.Current.Version {
+				creds = fresh
+				continue
+			}
+		}
 		switch status := tokenErr.Response.StatusCode; {
 		case status == http.StatusUnauthorized && b.clock.Now().Before(creds.Current.CreatedTime.Add(tokenAcceptWindow)):
 			// A credential a moment old: Auth0 may not accept it everywhere yet.
@@ -228,7 +265,7 @@ func (b *backend) fetchToken(s logical.Storage, name, audience string) (*cachedT
 			}
 			continue
 		case status == http.StatusUnauthorized:
-			return nil, logical.CodedError(http.StatusBadGateway, what+"; the credential Vault holds no longer works: was it changed outside Vault? Rotate the role (vault write -f <mount>/rotate/"+name+")")
+			return nil, logical.CodedError(http.StatusBadGateway, what+"; Auth0 no longer accepts the credential Vault holds (version "+strconv.Itoa(creds.Current.Version)+"). If the role is being rotated on another node, the next read uses the new one; otherwise it was changed outside Vault: rotate the role (vault write -f <mount>/rotate/"+name+")")
 		case status == http.StatusTooManyRequests:
 			until := b.clock.Now().Add(retryAfter(tokenErr.Response.Header, b.clock.Now()))
 			b.tokens.pause(until)

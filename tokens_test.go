@@ -1,8 +1,10 @@
 package auth0
 
 import (
+	"context"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,8 +53,12 @@ func TestTokenMintedAndCached(t *testing.T) {
 			t.Fatal("a cached read answered another token")
 		}
 	}
+	// Naming the default audience is the same token.
+	if named := e.ok(logical.ReadOperation, "token/app", map[string]interface{}{"audience": testAPI}); named["access_token"] != data["access_token"] {
+		t.Fatal("the default audience named explicitly answered another token")
+	}
 	if n := e.tokenRequests(testAppID) - before; n != 1 {
-		t.Fatalf("%d Auth0 token requests for 101 reads; want 1", n)
+		t.Fatalf("%d Auth0 token requests for 102 reads; want 1", n)
 	}
 	other := e.ok(logical.ReadOperation, "token/app", map[string]interface{}{"audience": testAPI2})
 	if other["audience"] != testAPI2 || other["access_token"] == data["access_token"] {
@@ -70,7 +76,7 @@ func TestTokenMintedAndCached(t *testing.T) {
 		t.Fatalf("%d Auth0 token requests; want 3 (two audiences, one refresh)", n)
 	}
 	stats := e.ok(logical.ReadOperation, "roles/app", nil)["token_cache"].(map[string]interface{})
-	if stats["hits"] != int64(101) || stats["misses"] != int64(3) || stats["auth0_token_requests"] != int64(3) {
+	if stats["hits"] != int64(102) || stats["misses"] != int64(3) || stats["auth0_token_requests"] != int64(3) {
 		t.Fatalf("token_cache %v", stats)
 	}
 	if strings.Contains(e.logs.String(), data["access_token"].(string)) {
@@ -227,4 +233,53 @@ func TestAssertionRefused(t *testing.T) {
 	e := newTokenEnv(t, nil)
 	wantContains(t, e.userError(logical.ReadOperation, "assertion/app", nil), "credential_type=private_key_jwt and allow_assertions=true")
 	wantContains(t, e.userError(logical.UpdateOperation, "roles/app", map[string]interface{}{"allow_assertions": true}), "a client secret cannot sign")
+}
+
+// A token read while a rotation is under way (Auth0 already holds the new secret, Vault
+// not yet) waits for the rotation and then uses the new secret; a read that comes after
+// the rotation committed does not wait on a fetch that started with the old one.
+func TestTokenReadDuringRotation(t *testing.T) {
+	e := newTokenEnv(t, nil)
+	e.b.tokens.dropRole("app")
+	type result struct {
+		token string
+		err   error
+	}
+	read := func(out chan<- result) {
+		resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "token/app", Storage: e.storage})
+		if err == nil && resp.IsError() {
+			err = resp.Error()
+		}
+		r := result{err: err}
+		if err == nil {
+			r.token, _ = resp.Data["access_token"].(string)
+		}
+		out <- r
+	}
+	during := make(chan result, 1)
+	var fired atomic.Bool
+	e.emu.SetFaults(func(p emulator.Phase, r *http.Request, id string) *emulator.Fault {
+		if p == emulator.AfterApply && strings.HasSuffix(r.URL.Path, "/rotate-secret") && fired.CompareAndSwap(false, true) {
+			// Auth0 applied the rotation; its answer has not reached Vault yet.
+			return &emulator.Fault{Do: func() {
+				go read(during)
+				// Let the read reach Auth0 and be refused before the answer goes out.
+				for e.emu.Stats().TokenRequests[testAppID] < 1 {
+					runtime.Gosched()
+				}
+			}}
+		}
+		return nil
+	})
+	e.ok(logical.UpdateOperation, "rotate/app", nil)
+	e.emu.SetFaults(nil)
+	after := make(chan result, 1)
+	go read(after)
+	for name, ch := range map[string]chan result{"during": during, "after": after} {
+		r := <-ch
+		if r.err != nil {
+			t.Fatalf("the read %s the rotation failed: %v", name, r.err)
+		}
+	}
+	wantContains(t, e.logs.String(), "rotated client secret")
 }
