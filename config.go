@@ -33,6 +33,10 @@ type configEntry struct {
 	// TokenRefreshFraction is the part of an access token's lifetime after which token/
 	// asks Auth0 for a new one (tokens.go); 0 means defaultTokenRefreshFraction.
 	TokenRefreshFraction float64 `json:"token_refresh_fraction,omitempty"`
+	// PropagationWait is how long Auth0 may take to apply a credential change everywhere;
+	// nil means defaultPropagationWait. A new private_key_jwt key is served only this long
+	// after it is attached (keys.go).
+	PropagationWait *time.Duration `json:"propagation_wait,omitempty"`
 	// CredsCacheSize bounds the creds read cache (creds_cache.go); nil means the default,
 	// 0 disables it.
 	CredsCacheSize *int `json:"creds_cache_size,omitempty"`
@@ -106,6 +110,13 @@ func (c *configEntry) rateLimit() float64 {
 		return c.RateLimit
 	}
 	return defaultRateLimit
+}
+
+func (c *configEntry) propagationWait() time.Duration {
+	if c.PropagationWait != nil {
+		return *c.PropagationWait
+	}
+	return defaultPropagationWait
 }
 
 func (c *configEntry) credsCacheSize() int {

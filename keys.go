@@ -48,6 +48,9 @@ const (
 	maxAttachedCredentials = 2
 	// verifyAssertionTTL is the lifetime of the assertions that prove a new key.
 	verifyAssertionTTL = time.Minute
+	// defaultPropagationWait is how long after attaching a key it is served: Auth0
+	// documents up to 30 seconds for a credential change to apply everywhere.
+	defaultPropagationWait = 30 * time.Second
 )
 
 // pendingKey is a key rotation under way; its private key is in secrets/<name>/<Version>.
@@ -64,6 +67,10 @@ type pendingKey struct {
 	// Keep are the credentials attached when the rotation started: they stay attached
 	// next to the new key, for the overlap.
 	Keep []string `json:"keep,omitempty"`
+	// AttachedAt is when Auth0 accepted the attachment of the new key; it is served from
+	// PublishAt, once Auth0 has had propagation_wait to apply it everywhere.
+	AttachedAt time.Time `json:"attached_at,omitempty"`
+	PublishAt  time.Time `json:"publish_at,omitempty"`
 }
 
 // keyOverlap is the key generation a rotation replaced, still attached until Until.
@@ -157,11 +164,11 @@ func (j *roleJob) runKeys(ctx context.Context) (*versionMeta, *logical.Response,
 			return nil, nil, nil
 		}
 	}
-	switch {
+	switch due := role.dueTime(j.now); {
 	case j.trigger == triggerReconcile:
 		return nil, nil, nil
-	case j.trigger == triggerScheduled && role.dueTime(j.now).After(j.now):
-		return nil, nil, nil // the job ended an overlap; the rotation is not due yet
+	case j.trigger == triggerScheduled && (due.IsZero() || due.After(j.now)):
+		return nil, nil, nil // the job ended an overlap; no rotation is due (or ever, unscheduled)
 	case j.trigger == triggerScheduled && role.missedWindow(j.now):
 		return j.skipMissedWindow(ctx)
 	}
@@ -328,6 +335,23 @@ func (j *roleJob) finishKey(ctx context.Context, conn *connection, api keyAPI) (
 		if methods.usesSecret() {
 			b.Logger().Warn("switched the application from its client secret to private_key_jwt (allow_auth_method_change)", "role", j.name, "client_id", role.ClientID)
 		}
+	}
+	if pk.AttachedAt.IsZero() {
+		// Auth0 holds the key now; it is served once Auth0 has applied the change
+		// everywhere. Until then the current key is served, and keeps working.
+		next := role.clone()
+		next.PendingKey.AttachedAt = b.clock.Now().UTC()
+		next.PendingKey.PublishAt = next.PendingKey.AttachedAt.Add(conn.config.propagationWait())
+		next.succeed()
+		if err := b.storeRoleState(ctx, j.s, j.name, next); err != nil {
+			return j.fail(ctx, nil, err)
+		}
+		*role = *next
+		pk = role.PendingKey
+	}
+	if b.clock.Now().Before(pk.PublishAt) {
+		b.Logger().Info("attached the new key; it is served once Auth0 has applied the change everywhere", "role", j.name, "client_id", role.ClientID, "version", pk.Version, "publish_at", pk.PublishAt.Format(time.RFC3339))
+		return nil, nil, nil // the scheduler comes back at PublishAt
 	}
 	if err := b.verifyKey(conn, role.ClientID, sec.PrivateKey, sec.Algorithm, pk.KID); err != nil {
 		return j.fail(ctx, nil, fmt.Errorf("%s: %w", what, err))

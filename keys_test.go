@@ -28,6 +28,9 @@ func newKeyEnv(t *testing.T, extra map[string]interface{}) *testEnv {
 	t.Helper()
 	e := newTestEnv(t, keyScopes...)
 	e.configure()
+	// Most tests publish a key as soon as it is attached; TestKeyPublishedAfterPropagation
+	// covers the wait.
+	e.ok(logical.UpdateOperation, "config", map[string]interface{}{"propagation_wait": 0})
 	data := map[string]interface{}{"client_id": testAppID, "credential_type": "private_key_jwt", "allow_auth_method_change": true}
 	for k, v := range extra {
 		data[k] = v
@@ -398,4 +401,60 @@ func TestKeyCreationAnswerLost(t *testing.T) {
 		t.Fatalf("%d credentials created; the lost one must be adopted", n)
 	}
 	wantContains(t, e.logs.String(), "looking for it by name")
+}
+
+// A role without a schedule rotates only when asked: the end of an overlap detaches the
+// previous key and starts nothing.
+func TestKeyUnscheduledRoleRotatesOnlyWhenAsked(t *testing.T) {
+	e := newKeyEnv(t, map[string]interface{}{"overlap_period": "10m"})
+	e.ok(logical.UpdateOperation, "rotate/app", nil)
+	e.ok(logical.UpdateOperation, "rotate/app", nil)
+	for i := 0; i < 48; i++ {
+		e.advance(time.Hour)
+	}
+	role := e.storedRole("app")
+	if role.currentVersion() != 2 || role.Overlap != nil || role.PendingKey != nil {
+		t.Fatalf("after 48h: version %d, overlap %+v, pending %+v; want version 2 and nothing under way", role.currentVersion(), role.Overlap, role.PendingKey)
+	}
+	if n := e.emu.Stats().CredentialsCreated[testAppID]; n != 2 {
+		t.Fatalf("%d credentials created; an unscheduled role must make only the 2 asked for", n)
+	}
+}
+
+// Auth0 may take a while to apply a change of the attached keys everywhere (the emulator:
+// each login sees the old or the new set at random for 30 s). A new key is served only
+// propagation_wait after it was attached, so an application that only ever signs with the
+// key creds serve never fails; with propagation_wait=0 the same application fails.
+func TestKeyPublishedAfterPropagation(t *testing.T) {
+	run := func(t *testing.T, wait string) (logins, failures int) {
+		e := newKeyEnv(t, map[string]interface{}{"rotation_period": "10m", "overlap_period": "2m"})
+		e.ok(logical.UpdateOperation, "config", map[string]interface{}{"propagation_wait": wait})
+		e.ok(logical.UpdateOperation, "rotate/app", map[string]interface{}{})
+		e.advance(30 * time.Second) // the first key: the cut-over
+		e.emu.SetPropagationDelay(30 * time.Second)
+		e.advance(time.Minute)
+		start := e.clock.Now()
+		for e.clock.Now().Sub(start) < 35*time.Minute {
+			e.advance(2 * time.Second)
+			cur, _, _ := e.servedKeys()
+			logins++
+			if !e.keyLogsIn(testAppID, cur.privatePEM, cur.kid, cur.alg) {
+				failures++
+			}
+		}
+		if v := e.storedRole("app").currentVersion(); v < 4 {
+			t.Fatalf("version %d after 35m of 10m rotations", v)
+		}
+		return logins, failures
+	}
+	logins, failures := run(t, "30s")
+	if failures != 0 {
+		t.Fatalf("%d of %d logins with the served key failed with propagation_wait=30s", failures, logins)
+	}
+	t.Logf("propagation_wait=30s: 0 of %d logins with the served key failed over 3 rotations", logins)
+	logins, failures = run(t, "0s")
+	if failures == 0 {
+		t.Fatalf("0 of %d logins failed with propagation_wait=0: the test does not see propagation", logins)
+	}
+	t.Logf("propagation_wait=0: %d of %d logins failed", failures, logins)
 }

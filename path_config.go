@@ -52,6 +52,11 @@ func pathConfig(b *backend) []*framework.Path {
 					Description: "Most Management API requests per second this mount makes, manual and scheduled rotations together. Defaults to 2, what the smallest Auth0 plans allow. After a 429 the mount also waits as Auth0's Retry-After says.",
 					Default:     defaultRateLimit,
 				},
+				"propagation_wait": {
+					Type:        framework.TypeDurationSecond,
+					Description: "How long Auth0 may take to apply a credential change everywhere (it documents up to 30 seconds): a new private_key_jwt key is attached at Auth0 this long before creds serve it, while the current key keeps working. Default 30s; at most 5m.",
+					Default:     int(defaultPropagationWait.Seconds()),
+				},
 				"creds_cache_size": {
 					Type:        framework.TypeInt,
 					Description: fmt.Sprintf("How many roles' creds entries each Vault node keeps decoded in memory, so creds/ reads need no storage round trip (least recently filled evicted first). Default %d; 0 disables the cache; at most %d.", defaultCredsCacheSize, maxCredsCacheSize),
@@ -104,6 +109,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		"root_rotation_period":   int64(cfg.RootRotationPeriod.Seconds()),
 		"token_refresh_fraction": cfg.tokenRefreshFraction(),
 		"creds_cache_size":       cfg.credsCacheSize(),
+		"propagation_wait":       int64(cfg.propagationWait().Seconds()),
 	}
 	addTime(data, "last_root_rotation", cfg.LastRootRotation)
 	if cfg.RootRotationPeriod > 0 {
@@ -166,6 +172,14 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 			return logical.ErrorResponse("rate_limit must be between 0.01 and 1000 requests per second, got %g", limit), nil
 		}
 		cfg.RateLimit = limit
+	}
+
+	if raw, ok := d.GetOk("propagation_wait"); ok {
+		wait := time.Duration(raw.(int)) * time.Second
+		if wait < 0 || wait > 5*time.Minute {
+			return logical.ErrorResponse("propagation_wait must be between 0 and 5m, got %s", wait), nil
+		}
+		cfg.PropagationWait = &wait
 	}
 
 	if raw, ok := d.GetOk("creds_cache_size"); ok {

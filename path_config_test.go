@@ -83,6 +83,7 @@ func TestConfigWriteAndRead(t *testing.T) {
 		"root_rotation_period":   int64(0),
 		"token_refresh_fraction": defaultTokenRefreshFraction,
 		"creds_cache_size":       defaultCredsCacheSize,
+		"propagation_wait":       int64(30),
 	}
 	if len(got) != len(want) {
 		t.Fatalf("config read = %v, want exactly %v", got, want)

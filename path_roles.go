@@ -185,6 +185,7 @@ func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *fra
 		}
 		if pk := role.PendingKey; pk != nil {
 			data["pending_version"] = pk.Version
+			addTime(data, "pending_publish_time", pk.PublishAt)
 		}
 	}
 	if len(role.TokenAudiences) > 0 {

@@ -93,9 +93,16 @@ func (b *backend) pathRotateWrite(ctx context.Context, req *logical.Request, d *
 		return resp, err
 	}
 	if version == nil {
-		// A staged role that published (or kept, or cancelled) its next secret.
+		// A staged role that published (or kept, or cancelled) its next secret, or a key
+		// role whose new key is attached and waits for Auth0's propagation.
 		data := map[string]interface{}{"version": role.currentVersion()}
 		resp = &logical.Response{Data: data}
+		if pk := role.PendingKey; pk != nil {
+			data["pending_version"] = pk.Version
+			data["key_id"], data["kid"] = pk.CredentialID, pk.KID
+			addTime(data, "publish_time", pk.PublishAt)
+			return resp, nil
+		}
 		if st := role.Staged; st != nil {
 			data["next_version"] = st.Version
 			addTime(data, "next_switch_time", st.SwitchTime)

@@ -420,8 +420,9 @@ func (r *roleEntry) dueTime(now time.Time) time.Time {
 		// A staged secret switches at its time, scheduled role or not.
 		return later(r.Staged.SwitchTime, r.NextAttempt)
 	case r.PendingKey != nil:
-		// A key rotation under way is finished at once (or at the next attempt).
-		return later(r.PendingKey.Started, r.NextAttempt)
+		// A key rotation under way is finished at once (or at the next attempt), or, once
+		// its key is attached, when it may be published.
+		return later(later(r.PendingKey.Started, r.PendingKey.PublishAt), r.NextAttempt)
 	case r.Overlap != nil:
 		// The previous key is detached at the end of the overlap, scheduled role or not;
 		// the next rotation waits for it (keys.go).
