@@ -53,7 +53,10 @@ done
 sha=$(sha256sum "$bin/plugins/vault-plugin-auth0" | cut -d' ' -f1)
 "$bin/vault" plugin register -sha256="$sha" -version="$version" -command=vault-plugin-auth0 secret vault-plugin-auth0 >/dev/null
 "$bin/vault" secrets enable -path=auth0 -plugin-version="$version" vault-plugin-auth0 >/dev/null
-"$bin/vault" write auth0/config domain="http://127.0.0.1:$emulator_port" client_id=vault-mgmt client_secret="$mgmt_secret" >/dev/null
+# propagation_wait matches the emulator's delay: a new private_key_jwt key is served once
+# Auth0 (here, the emulator) applies it everywhere.
+"$bin/vault" write auth0/config domain="http://127.0.0.1:$emulator_port" client_id=vault-mgmt client_secret="$mgmt_secret" \
+  propagation_wait="$propagation" >/dev/null
 "$bin/vault" write auth0/roles/myapp client_id=myapp-client-id >/dev/null
 # A private_key_jwt role: its first rotation switches the application from its secret to
 # a Vault-generated key (allow_auth_method_change), later ones overlap for overlap_period.
