@@ -14,6 +14,7 @@ package auth0
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -560,5 +561,59 @@ func BenchmarkDueBurst(b *testing.B) {
 		firstDone.Seconds(), halfDone.Seconds(), st.Requests, st.RateLimited)
 	if distinct < benchBurstRoles || stored < benchBurstRoles {
 		b.Errorf("within %v only %d of %d roles were rotated at Auth0 and %d stored", benchBurstTimeout, distinct, benchBurstRoles, stored)
+	}
+}
+
+// BenchmarkCredsCacheMemory measures the heap the creds read cache holds at 100,000 roles:
+// entries decoded from JSON as loadCreds decodes them (a scheduled client_secret role with
+// its current and previous secrets), filled through the cache as reads fill it; with the
+// cache sized for every role, and with the default bound (10,000), which holds the rest
+// out. B/role is per role read, entries is what the cache kept.
+func BenchmarkCredsCacheMemory(b *testing.B) {
+	const n = 100_000
+	now := time.Now().UTC()
+	raw := make([][]byte, n)
+	for i := range raw {
+		e := credsEntry{
+			ClientID: fmt.Sprintf("client-%08d-abcdefghijklmnopqrstu", i), RotationPeriod: 720 * time.Hour, NextVaultRotation: now,
+			Current:  &secretEntry{Version: 2, Secret: fmt.Sprintf("%064d", i), CreatedTime: now, Source: sourceScheduled, WALID: fmt.Sprintf("%036d", i)},
+			Previous: &secretEntry{Version: 1, Secret: fmt.Sprintf("%063dp", i), CreatedTime: now, Source: sourceRotate, WALID: fmt.Sprintf("%035dp", i)},
+		}
+		var err error
+		if raw[i], err = json.Marshal(e); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, size := range []int{n, defaultCredsCacheSize} {
+		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
+			var total uint64
+			held := 0
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				before := benchHeapInUse()
+				b.StartTimer()
+				c := newCredsCache(size)
+				for j := 0; j < n; j++ {
+					e := new(credsEntry)
+					if err := json.Unmarshal(raw[j], e); err != nil {
+						b.Fatal(err)
+					}
+					name := benchRoleName(j)
+					_, gen := c.get(name)
+					c.fill(name, e, gen)
+				}
+				b.StopTimer()
+				after := benchHeapInUse()
+				held = c.len()
+				runtime.KeepAlive(c)
+				if after > before {
+					total += after - before
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(total)/float64(b.N)/float64(n), "B/role")
+			b.ReportMetric(float64(total)/float64(b.N)/float64(max(held, 1)), "B/entry")
+			b.ReportMetric(float64(held), "entries")
+		})
 	}
 }

@@ -58,6 +58,8 @@ run() {
 # takes about a second).
 run go test -run '^$' -bench '^Benchmark(QueueRebuild|QueueMemory)$' -benchmem \
   -benchtime 5x -count "$count" -timeout 30m .
+# The creds read cache's memory at 100,000 roles, unbounded and at the default bound.
+run go test -run '^$' -bench '^BenchmarkCredsCacheMemory$' -benchtime 1x -count "$count" -timeout 30m .
 # Idle tick and the creds hot path in-process: nanoseconds to microseconds, time-based.
 run go test -run '^$' -bench '^Benchmark(IdleTick|CredsRead)$' -benchmem \
   -benchtime 1s -count "$count" -timeout 30m .
@@ -67,7 +69,7 @@ if [[ $skip_burst != 1 ]]; then
 fi
 # Against a real Vault dev server, once each: the read load (~35 s), and the queue rebuild
 # after a plugin reload with 10,000 roles (~25 s, mostly creating the roles).
-run go test -run '^$' -bench '^Benchmark(VaultReadLoad|VaultQueueRebuild)$' -benchtime 1x -count 1 -timeout 30m ./integration
+run go test -run '^$' -bench '^Benchmark(VaultReadLoad|VaultQueueRebuild|VaultTokenLoad)$' -benchtime 1x -count 1 -timeout 30m ./integration
 
 # Summary: medians over the repetitions, and the ratios against each reference.
 summary=$(awk '
@@ -144,6 +146,16 @@ END {
     c = med(L, "creds-req/s")
     printf "   creds vs noop plugin %s (target >= x0.95), vs external KV %s, vs built-in KV %s, vs roles %s\n", ratio(c, med(L, "noop-req/s")), ratio(c, med(L, "kvext-req/s")), ratio(c, med(L, "kv-req/s")), ratio(c, med(L, "roles-req/s"))
     printf "   creds at 100 versions vs creds at 3: %s (target >= x0.95)\n", ratio(med(L, "creds100-req/s"), c)
+  }
+  C = "BenchmarkCredsCacheMemory/size="
+  printf "   creds cache at 100k roles: %s B/entry; sized for all: %s B/role; default bound 10k: %s B/role (%s entries)\n", num(med(C "100000", "B/entry"), "%.0f"), num(med(C "100000", "B/role"), "%.0f"), num(med(C "10000", "B/role"), "%.1f"), num(med(C "10000", "entries"), "%.0f")
+  print ""
+  print "6. token/: what the cache saves Auth0, and its latency"
+  K = "BenchmarkVaultTokenLoad"
+  if (med(K, "token-req/s") < 0) print "   not run"
+  else {
+    printf "   10,000 reads by 50 readers: %s /oauth/token requests asking Auth0 directly, %s through token/\n", num(med(K, "auth0-token-requests-direct"), "%.0f"), num(med(K, "auth0-token-requests-via-vault"), "%.0f")
+    printf "   token/ (hit) %s req/s p50 %s us; creds/ %s req/s p50 %s us; token/creds throughput %s\n", num(med(K, "token-req/s"), "%.0f"), num(med(K, "token-p50-us"), "%.0f"), num(med(K, "creds-req/s"), "%.0f"), num(med(K, "creds-p50-us"), "%.0f"), ratio(med(K, "token-req/s"), med(K, "creds-req/s"))
   }
 }' "$out")
 
