@@ -144,6 +144,7 @@ func newBackendWithClock(clk clock) *backend {
 			pathCreds(b),
 			pathVersions(b),
 			pathToken(b),
+			pathStatus(b),
 		),
 		InitializeFunc:    b.initialize,
 		WALRollback:       b.walRollback,

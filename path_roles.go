@@ -130,12 +130,43 @@ func (b *backend) pathRoleExistenceCheck(ctx context.Context, req *logical.Reque
 	return role != nil, err
 }
 
+// pathRoleList lists the roles with, for vault list -detailed, each one's application,
+// strategy, credential type, version, next rotation and failure, if any: one read per role.
 func (b *backend) pathRoleList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	names, err := req.Storage.List(ctx, roleStoragePrefix)
 	if err != nil {
 		return nil, fmt.Errorf("listing roles: %w", err)
 	}
-	return logical.ListResponse(names), nil
+	info := make(map[string]interface{}, len(names))
+	for _, name := range names {
+		role, err := loadRole(ctx, req.Storage, name)
+		if err != nil {
+			info[name] = map[string]interface{}{"error": err.Error()}
+			continue
+		}
+		if role == nil {
+			continue
+		}
+		strategy := strategyImmediate
+		if role.isStaged() {
+			strategy = strategyStaged
+		}
+		entry := map[string]interface{}{
+			"client_id":         role.ClientID,
+			"rotation_strategy": strategy,
+			"credential_type":   credentialTypeName(role.CredentialType),
+			"current_version":   role.currentVersion(),
+		}
+		addTime(entry, "next_vault_rotation", role.NextVaultRotation)
+		if f := role.LastFailure; f != nil {
+			entry["last_rotation_failure"] = failureData(f, role.NextAttempt)
+		}
+		if role.Blocked != "" {
+			entry["rotation_blocked"] = role.Blocked
+		}
+		info[name] = entry
+	}
+	return logical.ListResponseWithInfo(names, info), nil
 }
 
 func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -596,6 +627,7 @@ func failureData(f *rotationFailure, nextAttempt time.Time) map[string]interface
 		"message":              f.Message,
 		"consecutive_failures": f.ConsecutiveFailures,
 	}
+	addTime(data, "since", f.Since)
 	addTime(data, "next_attempt", nextAttempt)
 	return data
 }

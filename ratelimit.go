@@ -30,6 +30,10 @@ type rateLimiter struct {
 
 	mu           sync.Mutex
 	blockedUntil time.Time
+
+	// lastSuccess is when Auth0 last answered the mount's client without an error (unix
+	// nanoseconds; 0: never since the mount started), for auth0/status.
+	lastSuccess atomic.Int64
 }
 
 func newRateLimiter(perSecond float64, clk clock) *rateLimiter {
@@ -114,6 +118,9 @@ func (t *observingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	resp, err := t.base.RoundTrip(req)
 	if err == nil {
 		t.limiter.observe(resp, t.clock.Now())
+		if resp.StatusCode < 400 {
+			t.limiter.lastSuccess.Store(t.clock.Now().UnixNano())
+		}
 	}
 	return resp, err
 }

@@ -218,6 +218,8 @@ type rotationFailure struct {
 	Time                time.Time `json:"time"`
 	Message             string    `json:"message"`
 	ConsecutiveFailures int       `json:"consecutive_failures"`
+	// Since is the first failure of the current run of failures.
+	Since time.Time `json:"since,omitempty"`
 }
 
 // failureState is what a rotation target (a role, or the root credentials) records about
@@ -229,11 +231,14 @@ type failureState struct {
 
 // fail records a failure at now and sets the next attempt after the backoff delay.
 func (f *failureState) fail(msg string, now time.Time, backoff func(failures int) time.Duration) {
-	failures := 1
-	if f.LastFailure != nil {
-		failures = f.LastFailure.ConsecutiveFailures + 1
+	failures, since := 1, now.UTC()
+	if last := f.LastFailure; last != nil {
+		failures, since = last.ConsecutiveFailures+1, last.Since
+		if since.IsZero() { // recorded by an older build
+			since = last.Time
+		}
 	}
-	f.LastFailure = &rotationFailure{Time: now.UTC(), Message: msg, ConsecutiveFailures: failures}
+	f.LastFailure = &rotationFailure{Time: now.UTC(), Message: msg, ConsecutiveFailures: failures, Since: since}
 	f.NextAttempt = now.Add(backoff(failures)).UTC()
 }
 

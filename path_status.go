@@ -1,0 +1,137 @@
+package auth0
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// overdueGrace is how late a due role may be before auth0/status calls it overdue: the
+// dispatcher, the rate limiter and the workers take a moment.
+const overdueGrace = time.Minute
+
+func pathStatus(b *backend) []*framework.Path {
+	return []*framework.Path{{
+		Pattern: "status$",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: "auth0",
+			OperationVerb:   "read",
+			OperationSuffix: "status",
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{Callback: b.pathStatusRead},
+		},
+		HelpSynopsis:    pathStatusHelpSyn,
+		HelpDescription: pathStatusHelpDesc,
+	}}
+}
+
+// pathStatusRead summarizes the mount for alerting. It reads every role (one storage read
+// each) and the write-ahead entries: meant for a monitoring poll, not the hot path.
+func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	now := b.clock.Now()
+	names, err := req.Storage.List(ctx, roleStoragePrefix)
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	failing := []interface{}{}
+	overdue := []interface{}{}
+	blocked := []interface{}{}
+	inFlight := []interface{}{}
+	unreadable := []string{}
+	for _, name := range names {
+		role, err := loadRole(ctx, req.Storage, name)
+		if err != nil {
+			unreadable = append(unreadable, name)
+			continue
+		}
+		if role == nil {
+			continue
+		}
+		if f := role.LastFailure; f != nil {
+			entry := failureData(f, role.NextAttempt)
+			entry["role"] = name
+			failing = append(failing, entry)
+		}
+		if role.Blocked != "" {
+			blocked = append(blocked, map[string]interface{}{"role": name, "reason": role.Blocked})
+		}
+		if due := role.dueTime(now); !due.IsZero() && now.Sub(due) > overdueGrace {
+			overdue = append(overdue, map[string]interface{}{
+				"role": name, "due": due.UTC().Format(time.RFC3339), "overdue_seconds": int64(now.Sub(due).Seconds()),
+			})
+		}
+		switch {
+		case role.PendingKey != nil:
+			inFlight = append(inFlight, map[string]interface{}{"role": name, "what": "private_key_jwt key attached, not yet published", "version": role.PendingKey.Version, "since": role.PendingKey.Started.UTC().Format(time.RFC3339)})
+		case role.Staged != nil && !now.Before(role.Staged.SwitchTime):
+			inFlight = append(inFlight, map[string]interface{}{"role": name, "what": "staged secret switching", "version": role.Staged.Version, "since": role.Staged.SwitchTime.UTC().Format(time.RFC3339)})
+		}
+	}
+	pending, err := b.pendingRotations(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range pending {
+		inFlight = append(inFlight, map[string]interface{}{"role": p.wal.Role, "what": "rotation whose outcome is being resolved (write-ahead entry)", "wal_id": p.id})
+	}
+	data := map[string]interface{}{
+		"roles":                len(names),
+		"roles_failing":        failing,
+		"rotations_overdue":    overdue,
+		"roles_blocked":        blocked,
+		"rotations_in_flight":  inFlight,
+		"scheduler_running":    false,
+		"management_api_pause": false,
+	}
+	if len(unreadable) > 0 {
+		data["roles_unreadable"] = unreadable
+	}
+	if sch := b.sched.Load(); sch != nil {
+		data["scheduler_running"] = true
+		data["queued"] = sch.queue.len()
+	}
+	if until := b.limiter.pausedUntil(); until.After(now) {
+		data["management_api_pause"] = true
+		addTime(data, "management_api_paused_until", until)
+	}
+	if until := b.tokens.paused(); until.After(now) {
+		addTime(data, "token_endpoint_paused_until", until)
+	}
+	if ns := b.limiter.lastSuccess.Load(); ns != 0 {
+		addTime(data, "last_auth0_success", time.Unix(0, ns))
+	}
+	return &logical.Response{Data: data}, nil
+}
+
+const pathStatusHelpSyn = `Summarize the mount for monitoring and alerting.`
+
+const pathStatusHelpDesc = `
+One read for a monitoring poll; it reads every role, so poll it every minute or so, not
+per request. It answers:
+
+  roles                        how many roles the mount has
+  roles_failing                roles whose last rotation attempt failed: since (first
+                               failure of the run), time and message of the last one,
+                               consecutive_failures, next_attempt
+  rotations_overdue            roles due more than a minute ago (their rotation has not
+                               run: the scheduler is stopped or backed off)
+  roles_blocked                roles the engine will not rotate until an operator acts
+  rotations_in_flight          rotations left unresolved (write-ahead entries), staged
+                               secrets switching, private_key_jwt keys not yet published
+  scheduler_running, queued    whether this node runs the scheduler (the active node of a
+                               primary cluster) and how many roles it has queued
+  management_api_pause         true while the mount waits out an Auth0 429, with
+                               management_api_paused_until; token_endpoint_paused_until
+                               likewise for token/
+  last_auth0_success           when Auth0 last answered this node's engine without error
+
+Alert on a non-empty roles_failing (with since older than your tolerance),
+rotations_overdue or roles_blocked, and on a last_auth0_success much older than the
+shortest rotation interval. The log lines worth alerting on are "rotation failed",
+"scheduled rotation failed", "role not rotated", and "could not read stored state".
+`
