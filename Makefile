@@ -8,6 +8,12 @@ BIN         := $(CURDIR)/bin
 PLUGIN_DIR  := $(BIN)/plugins
 LDFLAGS     := -X $(MODULE).Version=$(VERSION)
 GO_SOURCES  := $(shell find . -name '*.go' -not -path './tools/*' -not -path './.dev/*')
+# VAULT_BIN=/path/to/vault runs make dev and make test on an installed Vault instead of
+# building 1.13.2 from source (tested: 1.13.2; see the README).
+VAULT_BIN   ?=
+export VAULT_BIN
+VAULT       := $(or $(VAULT_BIN),$(BIN)/vault)
+VAULT_DEP   := $(if $(VAULT_BIN),,vault)
 
 .DEFAULT_GOAL := help
 
@@ -32,11 +38,13 @@ $(BIN)/vault: tools/vault/go.mod tools/vault/go.sum
 	cd tools/vault && go build -o $@ github.com/hashicorp/vault
 
 .PHONY: dev
-dev: build vault ## Start Vault dev server + Auth0 emulator (AUTH0_PLAN=free|essentials|professional|enterprise|"", PROPAGATION_DELAY=30s) with the plugin at auth0/ (Ctrl-C stops)
-	VERSION=$(VERSION) ./scripts/dev.sh
+dev: build $(VAULT_DEP) ## Start Vault dev server + Auth0 emulator (AUTH0_PLAN=free|essentials|professional|enterprise|"", PROPAGATION_DELAY=30s, VAULT_BIN=installed vault) with the plugin at auth0/ (Ctrl-C stops)
+	@$(VAULT) version
+	VERSION=$(VERSION) VAULT_BIN=$(VAULT) ./scripts/dev.sh
 
 .PHONY: test
-test: vault ## Run every test: unit tests and integration tests against a real Vault
+test: $(VAULT_DEP) ## Run every test: unit tests and integration tests against a real Vault (VAULT_BIN=installed vault to skip the build)
+	@$(VAULT) version
 	go vet ./...
 	go test -count=1 -timeout 40m ./...
 

@@ -16,6 +16,7 @@ emulator_port=${EMULATOR_PORT:-8091}
 plan=${AUTH0_PLAN:-free}
 propagation=${PROPAGATION_DELAY:-0s}
 export VAULT_ADDR=http://127.0.0.1:$vault_port VAULT_TOKEN=root
+vault_bin=${VAULT_BIN:-$bin/vault}
 
 random_secret() { head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 64; }
 
@@ -40,27 +41,27 @@ trap cleanup EXIT INT TERM
 "$bin/auth0-emulator" -addr "127.0.0.1:$emulator_port" -seed "$state/seed.json" \
   ${plan:+-plan "$plan"} -propagation-delay "$propagation" >"$state/emulator.log" 2>&1 &
 pids+=($!)
-"$bin/vault" server -dev -dev-root-token-id=root -dev-listen-address="127.0.0.1:$vault_port" \
+"$vault_bin" server -dev -dev-root-token-id=root -dev-listen-address="127.0.0.1:$vault_port" \
   -dev-plugin-dir="$bin/plugins" >"$state/vault.log" 2>&1 &
 pids+=($!)
 
 for _ in $(seq 1 50); do
-  "$bin/vault" status >/dev/null 2>&1 && break
+  "$vault_bin" status >/dev/null 2>&1 && break
   sleep 0.2
 done
-"$bin/vault" status >/dev/null || { echo "Vault did not start; see $state/vault.log" >&2; exit 1; }
+"$vault_bin" status >/dev/null || { echo "Vault did not start; see $state/vault.log" >&2; exit 1; }
 
 sha=$(sha256sum "$bin/plugins/vault-plugin-auth0" | cut -d' ' -f1)
-"$bin/vault" plugin register -sha256="$sha" -version="$version" -command=vault-plugin-auth0 secret vault-plugin-auth0 >/dev/null
-"$bin/vault" secrets enable -path=auth0 -plugin-version="$version" vault-plugin-auth0 >/dev/null
+"$vault_bin" plugin register -sha256="$sha" -version="$version" -command=vault-plugin-auth0 secret vault-plugin-auth0 >/dev/null
+"$vault_bin" secrets enable -path=auth0 -plugin-version="$version" vault-plugin-auth0 >/dev/null
 # propagation_wait matches the emulator's delay: a new private_key_jwt key is served once
 # Auth0 (here, the emulator) applies it everywhere.
-"$bin/vault" write auth0/config domain="http://127.0.0.1:$emulator_port" client_id=vault-mgmt client_secret="$mgmt_secret" \
+"$vault_bin" write auth0/config domain="http://127.0.0.1:$emulator_port" client_id=vault-mgmt client_secret="$mgmt_secret" \
   propagation_wait="$propagation" >/dev/null
-"$bin/vault" write auth0/roles/myapp client_id=myapp-client-id >/dev/null
+"$vault_bin" write auth0/roles/myapp client_id=myapp-client-id >/dev/null
 # A private_key_jwt role: its first rotation switches the application from its secret to
 # a Vault-generated key (allow_auth_method_change), later ones overlap for overlap_period.
-"$bin/vault" write auth0/roles/mykeyapp client_id=mykeyapp-client-id credential_type=private_key_jwt \
+"$vault_bin" write auth0/roles/mykeyapp client_id=mykeyapp-client-id credential_type=private_key_jwt \
   allow_auth_method_change=true overlap_period=10m >/dev/null
 
 cat <<MSG

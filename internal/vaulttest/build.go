@@ -53,12 +53,19 @@ func RepoRoot(t testing.TB) string {
 
 var vaultBinMu sync.Mutex
 
-// EnsureVaultBinary returns the path of <repo>/bin/vault, building it with
-// `make vault` first when it is missing. Builds are serialised within the
+// EnsureVaultBinary returns the Vault binary to run: $VAULT_BIN when set (an installed
+// Vault; it must be executable), else <repo>/bin/vault, building it with `make vault`
+// first when it is missing. Builds are serialised within the
 // process by a mutex and across processes (`go test ./...` runs packages in
 // parallel) by an exclusive lock on bin/.vault-build.lock, and the binary's
 // presence is re-checked once the lock is held, so it is built at most once.
 func EnsureVaultBinary() (string, error) {
+	if bin := os.Getenv("VAULT_BIN"); bin != "" {
+		if !isExecutable(bin) {
+			return "", fmt.Errorf("VAULT_BIN=%s is not an executable file", bin)
+		}
+		return bin, nil
+	}
 	root, err := FindRepoRoot()
 	if err != nil {
 		return "", err
