@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -29,26 +30,40 @@ var (
 	simDays  = flag.Int("sim.days", 3, "virtual days TestSimulation runs (a soak: -sim.days=30 or more)")
 	simRoles = flag.Int("sim.roles", 12, "roles TestSimulation manages, each with its own Auth0 application")
 	simTrace = flag.Bool("sim.trace", false, "log every step of TestSimulation")
+	// A quarter of the roles by default (at least one): each key costs some 50 ms to make.
+	simKeyRoles = flag.Int("sim.keyroles", -1, "roles of TestSimulation with credential_type=private_key_jwt; -1: a quarter of -sim.roles")
 )
 
 // TestSimulation is a deterministic simulation of the engine, in the spirit of
 // FoundationDB's and TigerBeetle's: one seed drives every choice of a run of -sim.days
 // virtual days over -sim.roles roles (rotation_period or rotation_schedule, with and
 // without rotation_window, import_current_secret, small max_versions, some without a
-// schedule; about a third with rotation_strategy=staged and a stage_period shorter than
-// any period or schedule interval they get). Each step is one of: advance the virtual
-// clock (seconds to hours, or exactly to the next due role) and run what fell due; a
+// schedule; a quarter (-sim.keyroles, chosen by the seed) with
+// credential_type=private_key_jwt, allow_auth_method_change=true, half with
+// allow_assertions=true, periods or schedule intervals of 8 hours or more and an
+// overlap_period shorter than them, from 0 to 7h59m, config's propagation_wait being 0s,
+// 30s or 2m for the run; about a third of the others with rotation_strategy=staged and a
+// stage_period shorter than any period or schedule interval they get). Each step is one
+// of: advance the virtual clock (seconds to hours, or exactly to the next due role) and
+// run what fell due; a
 // manual rotate of a random role (of a staged role: with no option, switch_now=true or
-// cancel_staged=true); arm an Auth0 fault for the next matching request (rotate-secret,
+// cancel_staged=true; of a key role: with no option or end_overlap=true, likelier during
+// an overlap); arm an Auth0 fault for the next matching request (rotate-secret,
 // and a staged switch's PATCH of client_secret: 500/503 or 429 with Retry-After before
 // applying; 500, a dropped connection, or an answer slower than the 1s request_timeout
 // after applying; reading a client back, any or a staged switch's verification read:
-// 500/503/429); make the next K storage writes or deletes under a prefix (roles/, creds/,
+// 500/503/429; a key role's requests: POST /credentials as rotate-secret, GET
+// /credentials and the read of the client (its authentication methods) 500/503/429, the
+// PATCH that attaches keys and the DELETE of a credential 500/503/429 before or 500 or a
+// dropped connection after applying, and the client-assertion login that proves a new
+// key 500/503, a 401 as while Auth0 propagates, or dropped after authenticating); make
+// the next K storage writes or deletes under a prefix (roles/, creds/,
 // secrets/, wal/, any) fail; crash at the Nth storage operation of a manual rotate, a
 // scheduler run or a rollback (every later operation fails; the crashing write may or may
 // not have reached storage) and start a new backend on the same storage and clock; a clean
 // restart; Vault's rollback manager (walRollback); a config write (rate_limit); a role
-// write (max_versions, schedule, or a staged role's stage_period). Everything runs on the
+// write (max_versions, schedule, a staged role's stage_period or a key role's
+// overlap_period). The emulator keeps the virtual time too. Everything runs on the
 // test's goroutine on a virtual clock whose waits jump time, so a seed replays the run
 // exactly; the seed is logged at the start and in every failure, with the command that
 // replays it.
@@ -89,9 +104,12 @@ var (
 //     Vault generated for a staged role.
 //  5. At the end, with faults cleared, the clock is run forward (with rollbacks, and
 //     manual rotates of unscheduled roles left failing) until no write-ahead entry is left,
-//     no role records a failure and no staged secret is past its switch time; then 1 to 4
-//     and 6 to 11 hold, and every role with a version serves, at creds/<name>, the secret
-//     Auth0 holds, which obtains a token at the emulator.
+//     no role records a failure, no staged secret is past its switch time, no key is
+//     pending and no overlap is past its end; then 1 to 4 and 6 to 17 hold, and every role
+//     with a version serves, at creds/<name>, the secret Auth0 holds, which obtains a token
+//     at the emulator (a key role: its current key, attached, which logs in with a client
+//     assertion, as its previous key does if served; a key role without a version left its
+//     application on its secret, with no credential).
 //
 // Staged roles (rotation_strategy=staged) are also checked by:
 //
@@ -120,6 +138,59 @@ var (
 //     (nor than a next_attempt stored before the step), to switch no earlier than
 //     next_vault_rotation and than stage_period after its publication; a PATCH other than
 //     by a manual rotate goes out no earlier than the stored switch_time and next_attempt.
+//
+// private_key_jwt roles (credential_type=private_key_jwt) are checked, instead of 1 to 3,
+// by 3's checks of versions (consecutive, within max_versions, each with its own
+// credential, kid and algorithm and its private key in its secret entry) and ownership,
+// and by the following. Their logins are client assertions signed as an application signs
+// them (with the emulator's signer); an outcome is remembered per set of credentials
+// attached, on which alone the emulator's answer depends.
+//
+//  12. At most two credentials (a). After every step, Auth0 stores at most 2 credentials
+//     for the application and attaches at most 2, and neither a failure the role records
+//     nor an answer to a manual rotate says Auth0's credential limit was reached.
+//  13. Only Vault's keys, each once (b). Auth0 never rotates the application's secret nor
+//     PATCHes it, and the role has no write-ahead entry. Auth0 created exactly as many
+//     credentials for the application as the role has made versions (one more while a key
+//     is pending): no key is registered twice, none is lost. Whenever no key is pending
+//     (with or without a failure recorded: stronger than "once caught up"), every
+//     credential Auth0 stores or attaches is the role's current key or in its overlap
+//     (current().KeyID, Overlap.CredentialIDs): no orphan, no key Vault does not hold;
+//     while one is pending, also the credential named after it. The current key is
+//     attached. Once the role has a version its application is on private_key_jwt and its
+//     old client secret obtains no token; before, it has no credential.
+//  14. Creds log in (c). creds/<name> holds the role's current version (its credential and
+//     kid), or while a key is pending, that key (a commit cut short between creds and the
+//     role); a previous key only while the role's overlap lists it. Read through the
+//     backend it serves that (private_key, key_id, kid, algorithm; no client_secret); with
+//     a current version, private_key logs in, also while a new key is pending (stronger
+//     than "no rotation in flight": the current key stays attached next to it). A
+//     previous_private_key it serves logs in too until overlap_until, unless
+//     end_overlap=true was asked (after either, the engine detaches the key at Auth0 before
+//     it drops it from creds). A key is served from no earlier than propagation_wait after
+//     Auth0 first had it attached (seen in the fault hook); a manual rotate that answers a
+//     pending_version answers the role's pending key, attached, and its publish_time,
+//     propagation_wait after the attachment. With allow_assertions=true, the client
+//     assertion assertion/<name> signs logs in (checked whenever the key served or the
+//     credentials attached change).
+//  15. Overlap (d). A rotation puts the key it replaces in the overlap, until
+//     overlap_period after the new version. A key creds served keeps logging in until the
+//     end of the latest overlap seen listing it, unless an end_overlap=true rotate was
+//     asked while it was listed; once Auth0 no longer has it attached it fails to log in,
+//     and it is never attached again. A manual rotate answers success, an error (the
+//     faults injected are errors, not refusals), or the documented refusal, and that only
+//     while an overlap stored before it runs, without end_overlap and no key pending; one
+//     with end_overlap=true that succeeds leaves no credential of the ended overlap at
+//     Auth0.
+//  16. No private key leaks (e). Neither the engine's log, nor any answer to a manual
+//     rotate or of assertion/<name>, nor a read of roles/<name> or versions/<name> after
+//     every step contains a PEM
+//     private key or a piece of any key the engine generated (each is registered as the
+//     engine's generator hands it out).
+//  17. Key schedule. A key rotation not started by a manual rotate (a pending key or a
+//     version with source "scheduled" that appeared during the step) is of a role that had
+//     a schedule, and started no earlier than its stored next_vault_rotation and
+//     next_attempt and the end of its overlap.
 //
 // Run a soak with: go test -run TestSimulation -sim.days=30 -v .
 func TestSimulation(t *testing.T) {
@@ -165,7 +236,13 @@ type sim struct {
 	patches    []simPatch     // PATCHes of client_secret Auth0 applied, since the last check
 	patchCount int
 	stagedApps map[string]string // client ID -> name of the staged role that manages it
+	keyApps    map[string]string // client ID -> name of the private_key_jwt role that manages it
 	problems   []string          // found by the hook, reported on the test goroutine
+
+	keysGenerated int            // private keys the engine generated
+	served        map[string]int // Auth0 faults served, by kind
+	// attachedAt is when Auth0 first had each credential attached (an applied PATCH).
+	attachedAt map[string]time.Time
 
 	// rotated holds the roles a manual rotate ran for during the step.
 	rotated map[string]bool
@@ -176,12 +253,20 @@ type sim struct {
 	counts    map[string]int
 	exempted  int // schedule checks passed only thanks to a recorded failure
 	realDelay int // faults that cost real time
+
+	// loginCache holds the outcome of key logins, by key and set of attached credentials.
+	loginCache map[uint64]bool
+	keyPool    *simKeyPool // under mu
+	// propagationWait is config's propagation_wait, fixed for the run.
+	propagationWait time.Duration
 }
 
 type simRole struct {
 	name, clientID string
 	imported       bool
 	staged         bool // rotation_strategy=staged
+	keys           bool // credential_type=private_key_jwt; k tracks its keys
+	k              *simKeyRole
 	// last is the time of the last Auth0 rotation of the role's application, or of the
 	// role's creation before any.
 	last time.Time
@@ -236,35 +321,64 @@ func newSim(t *testing.T, seed uint64, days, roles int) *sim {
 		rotations:  map[string]int{},
 		rotated:    map[string]bool{},
 		stagedApps: map[string]string{},
+		keyApps:    map[string]string{},
+		served:     map[string]int{},
+		attachedAt: map[string]time.Time{},
 		digest:     fnv.New64a(),
 		counts:     map[string]int{},
+		loginCache: map[uint64]bool{},
 	}
 	s.logs = &simLog{secrets: map[string]bool{}}
-	s.emu = emulator.New(emulator.Options{})
-	srv := httptest.NewServer(s.emu)
-	t.Cleanup(srv.Close)
-	s.emuURL = srv.URL
-	mgmt := s.emu.AddClient(emulator.Client{ClientID: testMgmtID, Name: "Vault", Grants: map[string][]string{emulator.ManagementGrant: allScopes}})
-	s.logs.addSecret(mgmt.ClientSecret)
-	s.emu.SetFaults(s.hook)
-
 	// A fixed start (not the wall clock), so that cron schedules replay.
 	s.start = time.Date(2030, 1, 7, 0, 0, 0, 0, time.UTC).Add(time.Duration(s.rng.IntN(24*60)) * time.Minute)
 	s.clock = newFakeClock(s.start)
 	s.clock.autoAdvance = true
+	// The emulator keeps the virtual time too: it checks client assertions against it.
+	s.emu = emulator.New(emulator.Options{Now: s.clock.Now})
+	srv := httptest.NewServer(s.emu)
+	t.Cleanup(srv.Close)
+	s.emuURL = srv.URL
+	mgmt := s.emu.AddClient(emulator.Client{ClientID: testMgmtID, Name: "Vault", Grants: map[string][]string{emulator.ManagementGrant: keyScopes}})
+	s.logs.addSecret(mgmt.ClientSecret)
+	s.emu.SetFaults(s.hook)
+
 	s.store = &simStorage{inner: s.base, plan: s.plan}
 	s.b = startBackendWithClock(t, s.store, logical.TestSystemView(), hclog.Trace, s.logs, s.clock)
 	<-s.b.sched.Load().loaded
+	s.watchKeyGeneration()
 
+	wait := []string{"0s", "30s", "30s", "2m"}[s.rng.IntN(4)]
+	s.propagationWait, _ = time.ParseDuration(wait)
 	s.mustOK("config", map[string]interface{}{
 		"domain": s.emuURL, "client_id": testMgmtID, "client_secret": mgmt.ClientSecret,
-		"rate_limit": 1000, "request_timeout": "1s",
+		"rate_limit": 1000, "request_timeout": "1s", "propagation_wait": wait,
 	})
+	keyRoles := s.chooseKeyRoles(roles)
 	for i := 0; i < roles; i++ {
 		r := &simRole{name: fmt.Sprintf("r%02d", i), clientID: fmt.Sprintf("sim-app-%02d", i)}
-		r.staged = s.rng.IntN(3) == 0
 		app := s.emu.AddClient(emulator.Client{ClientID: r.clientID, Grants: map[string][]string{testAPI: {}}})
 		s.logs.addSecret(app.ClientSecret)
+		if keyRoles[i] {
+			// private_key_jwt: switched off its secret at the first rotation.
+			r.keys = true
+			r.k = &simKeyRole{secret: app.ClientSecret, keys: map[string]*simKey{}}
+			data := s.keyRoleData(i)
+			data["client_id"] = r.clientID
+			r.k.assertions = data["allow_assertions"].(bool)
+			if s.rng.IntN(2) == 0 {
+				data["max_versions"] = 1 + s.rng.IntN(5)
+			}
+			s.mu.Lock()
+			s.keyApps[r.clientID] = r.name
+			s.mu.Unlock()
+			r.last = s.clock.Now()
+			s.mustOK("roles/"+r.name, data)
+			s.roles = append(s.roles, r)
+			s.byName[r.name] = r
+			s.byClient[r.clientID] = r
+			continue
+		}
+		r.staged = s.rng.IntN(3) == 0
 		data := s.randomSchedule(i)
 		data["client_id"] = r.clientID
 		if r.staged {
@@ -347,12 +461,28 @@ func (s *sim) summary() string {
 	for _, n := range s.rotations {
 		total += n
 	}
-	staged := 0
+	staged, keyRoles, keyVersions, created, deleted := 0, 0, 0, 0, 0
+	stats := s.emu.Stats()
 	for _, r := range s.roles {
 		staged += btoi(r.staged)
+		if r.keys {
+			keyRoles++
+			keyVersions += r.k.cur
+			created += stats.CredentialsCreated[r.clientID]
+			deleted += stats.CredentialsDeleted[r.clientID]
+		}
 	}
-	return fmt.Sprintf("%d Auth0 rotations, %d PATCHes of %d staged roles, %d schedule checks passed on a recorded failure, %d slow answers; %s; digest=%016x",
-		total, s.patchCount, staged, s.exempted, s.realDelay, strings.Join(parts, " "), s.digest.Sum64())
+	s.mu.Lock()
+	generated := s.keysGenerated
+	var served []string
+	for k, n := range s.served {
+		served = append(served, fmt.Sprintf("%s=%d", k, n))
+	}
+	s.mu.Unlock()
+	sort.Strings(served)
+	parts = append(parts, "faults served: "+strings.Join(served, ","))
+	return fmt.Sprintf("%d Auth0 rotations, %d PATCHes of %d staged roles, %d key versions of %d private_key_jwt roles (%d keys generated, %d credentials created, %d deleted), %d schedule checks passed on a recorded failure, %d slow answers; %s; digest=%016x",
+		total, s.patchCount, staged, keyVersions, keyRoles, generated, created, deleted, s.exempted, s.realDelay, strings.Join(parts, " "), s.digest.Sum64())
 }
 
 // Steps.
@@ -442,6 +572,14 @@ func (s *sim) stepRotate(r *simRole, options bool) string {
 			data = map[string]interface{}{opt: true}
 		}
 	}
+	if r.keys && options {
+		if opt = s.keyRotateOption(r); opt != "" {
+			data = map[string]interface{}{opt: true}
+		}
+	}
+	if r.keys {
+		s.beforeKeyRotate(r, opt)
+	}
 	name := r.name
 	if opt != "" {
 		name += " " + opt
@@ -455,6 +593,9 @@ func (s *sim) stepRotate(r *simRole, options bool) string {
 	s.manual = ""
 	s.mu.Unlock()
 	s.counts["rotate"]++
+	if r.keys {
+		s.afterKeyRotate(r, opt, resp, err)
+	}
 	if err == nil && resp != nil && !resp.IsError() {
 		version, _ := resp.Data["version"].(int)
 		next, staged := resp.Data["next_version"].(int)
@@ -491,15 +632,23 @@ func (s *sim) stepRotate(r *simRole, options bool) string {
 
 func (s *sim) stepAuth0Fault() string {
 	var f simFault
-	if len(s.stagedApps) > 0 && s.rng.IntN(3) == 0 {
+	switch {
+	case len(s.keyApps) > 0 && s.rng.IntN(3) == 0:
+		f = s.keyFault()
+	case len(s.stagedApps) > 0 && s.rng.IntN(3) == 0:
 		f = s.stagedFault()
-	} else {
+	default:
 		f = s.immediateFault()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.planned) >= 4 {
 		return "auth0 fault: none armed, 4 still pending"
+	}
+	// Key roles' requests are rarer (hours apart): at most 2 of their faults wait, so
+	// that they do not hold back the others.
+	if keyKinds[f.kind] && len(slices.DeleteFunc(slices.Clone(s.planned), func(p simFault) bool { return !keyKinds[p.kind] })) >= 2 {
+		return "auth0 fault: none armed, 2 key faults still pending"
 	}
 	s.planned = append(s.planned, f)
 	s.counts["auth0 fault"]++
@@ -615,6 +764,7 @@ func (s *sim) restart() {
 	s.store = &simStorage{inner: s.base, plan: s.plan}
 	s.b = startBackendWithClock(s.t, s.store, logical.TestSystemView(), hclog.Trace, s.logs, s.clock)
 	<-s.b.sched.Load().loaded
+	s.watchKeyGeneration()
 }
 
 // stepRollback is Vault's rollback manager handing the write-ahead entries to the backend
@@ -641,8 +791,12 @@ func (s *sim) stepRoleUpdate() string {
 	switch w := s.rng.IntN(100); {
 	case r.staged && w < 20:
 		data = map[string]interface{}{"stage_period": s.randomStagePeriod()}
+	case r.keys && w < 30:
+		data = map[string]interface{}{"overlap_period": s.keyOverlapPeriod()}
 	case w < 60:
 		data = map[string]interface{}{"max_versions": 1 + s.rng.IntN(5)}
+	case r.keys:
+		data = s.keySchedule(i)
 	default:
 		data = s.randomSchedule(i)
 	}
@@ -705,17 +859,26 @@ func outcome(resp *logical.Response, err error) string {
 }
 
 // hook is the emulator's fault hook: it records every applied rotate-secret and PATCH of
-// a client_secret, and serves the armed faults, each to the next request it matches.
+// a client_secret, and serves the armed faults, each to the next request it matches
+// (a private_key_jwt role's requests by their own kinds: keyRequestKind, and "token" for
+// the login that proves a new key).
 func (s *sim) hook(p emulator.Phase, r *http.Request, clientID string) *emulator.Fault {
-	if !strings.HasPrefix(r.URL.Path, "/api/v2/") {
-		return nil // token requests
+	if r.Header.Get(simProbeHeader) != "" {
+		return nil // the simulation's own logins
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	kind := "other"
 	switch {
+	case !strings.HasPrefix(r.URL.Path, "/api/v2/"):
+		if r.URL.Path != "/oauth/token" || s.keyApps[clientID] == "" {
+			return nil // token requests, but a key role's proof of a new key
+		}
+		kind = "token"
 	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/rotate-secret"):
 		kind = "rotate"
+	case s.keyApps[clientID] != "":
+		kind = keyRequestKind(r)
 	case r.Method == http.MethodPatch:
 		kind = "patch"
 	case r.Method == http.MethodGet && s.stagedApps[clientID] != "":
@@ -744,12 +907,21 @@ func (s *sim) hook(p emulator.Phase, r *http.Request, clientID string) *emulator
 			}
 		}
 		s.patches = append(s.patches, ev)
+	case kind == "attach" && p == emulator.AfterApply:
+		// Outside the emulator's lock, as for rotate-secret.
+		_, attached, _ := s.emu.Credentials(clientID)
+		for _, id := range attached {
+			if _, ok := s.attachedAt[id]; !ok {
+				s.attachedAt[id] = s.clock.Now()
+			}
+		}
 	case kind == "other":
 		s.problems = append(s.problems, fmt.Sprintf("unexpected Management API request %s %s", r.Method, r.URL.Path))
 	}
 	for i, f := range s.planned {
-		if (f.kind == kind || f.kind == "read" && kind == "verify") && f.phase == p {
+		if (f.kind == kind || f.kind == "read" && (kind == "verify" || kind == "methods")) && f.phase == p {
 			s.planned = append(s.planned[:i:i], s.planned[i+1:]...)
+			s.served[f.kind]++
 			if f.fault.Delay > 0 {
 				s.realDelay++
 			}
@@ -815,6 +987,9 @@ func (s *sim) check() {
 	if leak := s.logs.leak(); leak != "" {
 		s.fail("invariant 4: the log contains a secret the emulator issued: ...%s...", leak)
 	}
+	if leak := s.logs.keyLeak(); leak != "" {
+		s.fail("invariant 16: the log contains private key material: %s", leak)
+	}
 
 	// 2. Schedule, and the part of 1 about whose application rotates.
 	for _, ev := range events {
@@ -824,6 +999,9 @@ func (s *sim) check() {
 		}
 		if r.staged {
 			s.fail("invariant 6: Auth0 rotated (rotate-secret) the application of staged role %s at %s", r.name, ev.at.Format(time.RFC3339Nano))
+		}
+		if r.keys {
+			s.fail("invariant 13: Auth0 rotated (rotate-secret) the application of private_key_jwt role %s at %s", r.name, ev.at.Format(time.RFC3339Nano))
 		}
 		if ev.manual != "" {
 			if ev.manual != ev.client {
@@ -860,6 +1038,9 @@ func (s *sim) check() {
 		role := s.storedRole(r.name)
 		var wals []pendingRotation // unresolved: the engine never tried to delete them
 		for _, p := range pending[r.name] {
+			if r.keys {
+				s.fail("invariant 13: private_key_jwt role %s has a write-ahead entry (for %s from version %d)", r.name, p.wal.ClientID, p.wal.BaseVersion)
+			}
 			if r.staged {
 				s.fail("invariant 6: staged role %s has a write-ahead entry (for %s from version %d)", r.name, p.wal.ClientID, p.wal.BaseVersion)
 			}
@@ -870,7 +1051,11 @@ func (s *sim) check() {
 				wals = append(wals, p)
 			}
 		}
-		s.checkRole(r, role, wals, rotations[r.clientID], stats.Rotations[r.clientID], stats.SecretPatches[r.clientID], crashed)
+		if r.keys {
+			s.checkKeyRole(r, role, stats, crashed)
+		} else {
+			s.checkRole(r, role, wals, rotations[r.clientID], stats.Rotations[r.clientID], stats.SecretPatches[r.clientID], crashed)
+		}
 		s.checkStaging(r, r.pre, role)
 		if r.pre != nil {
 			for _, v := range role.Versions {
@@ -1201,7 +1386,7 @@ func (s *sim) converge() {
 		var unsettled []string
 		for _, r := range s.roles {
 			switching := r.pre.Staged != nil && !s.clock.Now().Before(r.pre.Staged.SwitchTime)
-			if len(pending[r.name]) > 0 || r.pre.LastFailure != nil || switching {
+			if len(pending[r.name]) > 0 || r.pre.LastFailure != nil || switching || r.keys && keyUnsettled(r.pre, s.clock.Now()) {
 				unsettled = append(unsettled, r.name)
 			}
 		}
@@ -1230,6 +1415,10 @@ func (s *sim) converge() {
 // token (invariant 5).
 func (s *sim) finalCheck() {
 	for _, r := range s.roles {
+		if r.keys {
+			s.finalKeyCheck(r)
+			continue
+		}
 		role := s.storedRole(r.name)
 		if role.currentVersion() == 0 {
 			continue
@@ -1249,13 +1438,23 @@ func (s *sim) finalCheck() {
 	if leak := s.logs.leak(); leak != "" {
 		s.fail("invariant 4: the log contains a secret the emulator issued: ...%s...", leak)
 	}
+	if leak := s.logs.keyLeak(); leak != "" {
+		s.fail("invariant 16: the log contains private key material: %s", leak)
+	}
 }
 
 func (s *sim) authenticates(clientID, secret string) bool {
-	resp, err := http.PostForm(s.emuURL+"/oauth/token", url.Values{
+	form := url.Values{
 		"grant_type": {"client_credentials"}, "client_id": {clientID},
 		"client_secret": {secret}, "audience": {testAPI},
-	})
+	}
+	req, err := http.NewRequest(http.MethodPost, s.emuURL+"/oauth/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		s.fail("token request: %v", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set(simProbeHeader, "1")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		s.fail("token request: %v", err)
 	}
@@ -1271,6 +1470,31 @@ type simLog struct {
 	buf     bytes.Buffer
 	secrets map[string]bool
 	leaked  string
+	// keyFrags are pieces of every private key the engine generated (keyFragment);
+	// keyLeaked describes the first key material found in the log.
+	keyFrags  []string
+	keyLeaked string
+}
+
+// addKey registers a private key the engine generated.
+func (l *simLog) addKey(privatePEM string) {
+	if f := keyFragment(privatePEM); f != "" {
+		l.mu.Lock()
+		l.keyFrags = append(l.keyFrags, f)
+		l.mu.Unlock()
+	}
+}
+
+func (l *simLog) keyFragments() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.keyFrags)
+}
+
+func (l *simLog) keyLeak() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.keyLeaked
 }
 
 func (l *simLog) addSecret(secret string) {
@@ -1287,6 +1511,9 @@ func (l *simLog) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	if l.leaked == "" {
 		l.leaked = findSecret(p, l.secrets)
+	}
+	if l.keyLeaked == "" {
+		l.keyLeaked = findKeyMaterial(p, l.keyFrags)
 	}
 	return l.buf.Write(p)
 }
