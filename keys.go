@@ -80,6 +80,9 @@ type keyOverlap struct {
 	Version       int       `json:"version,omitempty"`
 	CredentialIDs []string  `json:"credential_ids"`
 	Until         time.Time `json:"until"`
+	// Ending is set, and creds stop serving the previous key, before Auth0 is asked to
+	// detach it: a detach cut short never leaves creds serving a key that no longer works.
+	Ending bool `json:"ending,omitempty"`
 }
 
 // usesKeys reports whether the role rotates a private_key_jwt key pair.
@@ -419,6 +422,15 @@ func (j *roleJob) dropPendingKey(ctx context.Context, api keyAPI, cred *credenti
 func (j *roleJob) endOverlap(ctx context.Context, api keyAPI) error {
 	b, role := j.b, j.role
 	ov, cur := role.Overlap, role.current()
+	if !ov.Ending {
+		next := role.clone()
+		next.Overlap.Ending = true
+		if err := b.storeRoleState(ctx, j.s, j.name, next); err != nil {
+			return err
+		}
+		*role = *next
+		ov = role.Overlap
+	}
 	if cur != nil && cur.KeyID != "" {
 		methods, err := api.AuthMethods(b.ctx, role.ClientID)
 		if err != nil {

@@ -458,3 +458,36 @@ func TestKeyPublishedAfterPropagation(t *testing.T) {
 	}
 	t.Logf("propagation_wait=0: %d of %d logins failed", failures, logins)
 }
+
+// An end of overlap cut short at Auth0 (the detach fails) leaves creds no longer serving
+// the previous key, which may already be detached; the next attempt finishes the detach.
+func TestKeyEndOfOverlapCutShort(t *testing.T) {
+	e := newKeyEnv(t, map[string]interface{}{"overlap_period": "10m"})
+	e.ok(logical.UpdateOperation, "rotate/app", nil)
+	e.ok(logical.UpdateOperation, "rotate/app", nil)
+	if _, prev, _ := e.servedKeys(); prev == nil {
+		t.Fatal("no previous key during the overlap")
+	}
+	var failed atomic.Bool
+	e.emu.SetFaults(func(p emulator.Phase, r *http.Request, id string) *emulator.Fault {
+		if p == emulator.AfterApply && r.Method == http.MethodPatch && failed.CompareAndSwap(false, true) {
+			return &emulator.Fault{Drop: true} // detached, answer lost
+		}
+		return nil
+	})
+	e.clock.Advance(10 * time.Minute)
+	e.runDue()
+	if !failed.Load() {
+		t.Fatal("the fault never fired")
+	}
+	if _, prev, _ := e.servedKeys(); prev != nil {
+		t.Fatalf("creds serve previous key %s while its detach was cut short", prev.keyID)
+	}
+	e.emu.SetFaults(nil)
+	e.advance(time.Hour)
+	role := e.storedRole("app")
+	stored, attached := e.credentialIDs(testAppID)
+	if role.Overlap != nil || len(stored) != 1 || len(attached) != 1 || stored[0] != role.current().KeyID {
+		t.Fatalf("after the retry: overlap %+v, stored %v, attached %v", role.Overlap, stored, attached)
+	}
+}

@@ -359,8 +359,8 @@ func (r *roleEntry) credsMeta(c *credsEntry) {
 	c.AllowAssertions, c.AssertionTTL = r.AllowAssertions, r.AssertionTTL
 	c.OverlapUntil = time.Time{}
 	if r.usesKeys() {
-		if r.Overlap == nil {
-			c.Previous = nil // detached at Auth0: no longer a key to fall back to
+		if r.Overlap == nil || r.Overlap.Ending {
+			c.Previous = nil // detached (or being detached) at Auth0: no key to fall back to
 		} else {
 			c.OverlapUntil = r.Overlap.Until
 		}
@@ -656,7 +656,7 @@ func buildCreds(ctx context.Context, s logical.Storage, name string, role *roleE
 	if c.Current == nil {
 		return nil, fmt.Errorf("role %q: the secret of its current version %d is missing from storage", name, cur.Version)
 	}
-	if role.version(cur.Version-1) != nil && (!role.usesKeys() || role.Overlap != nil && role.Overlap.Version == cur.Version-1) {
+	if role.version(cur.Version-1) != nil && (!role.usesKeys() || role.Overlap != nil && !role.Overlap.Ending && role.Overlap.Version == cur.Version-1) {
 		if c.Previous, err = loadSecret(ctx, s, name, role, cur.Version-1); err != nil {
 			return nil, err
 		}
