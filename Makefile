@@ -58,6 +58,10 @@ bench-plugins: $(BIN)/bench-plugins/vault-plugin-secrets-kv ## Build the benchma
 $(BIN)/bench-plugins/vault-plugin-secrets-kv: tools/kv/go.mod tools/kv/go.sum tools/kv/main.go
 	cd tools/kv && go build -o $@ .
 
+.PHONY: release
+release: ## Build release binaries (linux/darwin, amd64/arm64) into dist/ with SHA256SUMS; builds twice and checks the bytes match (VERSION=vX.Y.Z)
+	VERSION=$(VERSION) ./scripts/release.sh
+
 .PHONY: clean
 clean: ## Remove built binaries (keeps the cached bin/vault)
-	rm -rf $(PLUGIN_DIR) $(BIN)/auth0-emulator .dev
+	rm -rf $(PLUGIN_DIR) $(BIN)/auth0-emulator .dev dist

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Builds the release binaries of vault-plugin-auth0 into dist/ (`make release VERSION=vX.Y.Z`):
+# linux and darwin, amd64 and arm64, static (CGO_ENABLED=0), with trimmed paths, no VCS
+# stamp, no build ID and the version injected, so that the same source and toolchain give
+# the same bytes. It builds everything twice, in two directories, and refuses to finish
+# unless both builds are byte-identical. dist/SHA256SUMS holds one "<sha256>  <file>" line per
+# binary: the first field is what `vault plugin register -sha256=...` takes.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+version=${VERSION:?VERSION must be set, e.g. make release VERSION=v0.2.0}
+[[ $version =~ ^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$ ]] || { echo "release: VERSION must be semver with a leading v, got $version" >&2; exit 1; }
+module=github.com/vault-plugin-auth0/vault-plugin-auth0
+platforms=(linux/amd64 linux/arm64 darwin/amd64 darwin/arm64)
+
+build_into() {
+  local out=$1
+  mkdir -p "$out"
+  for p in "${platforms[@]}"; do
+    local os=${p%/*} arch=${p#*/}
+    CGO_ENABLED=0 GOOS=$os GOARCH=$arch go build -trimpath -buildvcs=false \
+      -ldflags "-s -w -buildid= -X $module.Version=$version" \
+      -o "$out/vault-plugin-auth0_${version}_${os}_${arch}" ./cmd/vault-plugin-auth0
+  done
+}
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+build_into "$tmp/a"
+GOFLAGS="${GOFLAGS:-} -a" build_into "$tmp/b"   # -a: rebuilt from scratch, not from the cache
+for f in "$tmp"/a/*; do
+  if ! cmp -s "$f" "$tmp/b/$(basename "$f")"; then
+    echo "release: $(basename "$f") differs between two builds: not reproducible" >&2
+    exit 1
+  fi
+done
+rm -rf dist && mkdir -p dist
+cp "$tmp"/a/* dist/
+(cd dist && sha256sum vault-plugin-auth0_* > SHA256SUMS)
+echo "release $version, built with $(go version | cut -d' ' -f3), reproducible (two builds identical):"
+cat dist/SHA256SUMS
