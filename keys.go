@@ -532,24 +532,8 @@ func (b *backend) commitKey(s logical.Storage, name string, role *roleEntry, sec
 	cur.KeyID, cur.KID = pk.CredentialID, pk.KID
 	creds := &credsEntry{Current: &cur}
 	next.credsMeta(creds)
-	var err error
-	for attempt := 0; attempt < storeAttempts; attempt++ {
-		if attempt > 0 {
-			if err := sleep(ctx, b.clock, time.Duration(attempt)*200*time.Millisecond); err != nil {
-				break
-			}
-		}
-		if err = b.writeVersion(ctx, s, name, role, next, creds); err == nil {
-			break
-		}
-	}
-	if err != nil {
+	if err := b.storeVersion(ctx, s, name, role, next, creds, len(dropped) > 0); err != nil {
 		return nil, err
-	}
-	*role = *next
-	b.tokens.dropRole(name)
-	if len(dropped) > 0 {
-		b.pruneSecrets(ctx, s, name, role)
 	}
 	return meta, nil
 }

@@ -332,6 +332,17 @@ func (b *backend) commit(s logical.Storage, name string, role *roleEntry, secret
 	creds := &credsEntry{Current: &secretEntry{Version: meta.Version, Secret: secret, CreatedTime: meta.CreatedTime, Source: source, WALID: walID}}
 	next.credsMeta(creds)
 
+	if err := b.storeVersion(ctx, s, name, role, next, creds, len(dropped) > 0); err != nil {
+		return nil, err
+	}
+	return meta, nil
+}
+
+// storeVersion stores a new version prepared in next, with what creds serve: the whole
+// sequence of writes (writeVersion) is retried on a storage error, each step being
+// idempotent. On success role becomes next, the role's cached tokens are dropped and, if
+// the version pushed older ones out, their secrets are deleted.
+func (b *backend) storeVersion(ctx context.Context, s logical.Storage, name string, role, next *roleEntry, creds *credsEntry, prune bool) error {
 	var err error
 	for attempt := 0; attempt < storeAttempts; attempt++ {
 		if attempt > 0 {
@@ -344,14 +355,14 @@ func (b *backend) commit(s logical.Storage, name string, role *roleEntry, secret
 		}
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	*role = *next
 	b.tokens.dropRole(name)
-	if len(dropped) > 0 {
+	if prune {
 		b.pruneSecrets(ctx, s, name, role)
 	}
-	return meta, nil
+	return nil
 }
 
 // pruneSecrets deletes the secret entries of a role that it no longer retains: those
