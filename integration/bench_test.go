@@ -292,7 +292,7 @@ const (
 var (
 	benchQueueLoaded   = regexp.MustCompile(`rotation queue loaded:[^\n]*`)
 	benchQueueVerified = regexp.MustCompile(`rotation queue verified against every role:[^\n]*`)
-	benchLogField    = regexp.MustCompile(`\b(duration|roles|queued)=(\S+)`)
+	benchLogField      = regexp.MustCompile(`\b(duration|roles|queued)=(\S+)`)
 )
 
 // BenchmarkVaultQueueRebuild creates 10,000 scheduled roles in a real Vault, reloads the
