@@ -461,19 +461,6 @@ func (j *roleJob) endOverlap(ctx context.Context, api keyAPI) error {
 	return nil
 }
 
-// skipMissedWindow moves a role whose rotation window passed to its next scheduled time.
-func (j *roleJob) skipMissedWindow(ctx context.Context) (*versionMeta, *logical.Response, error) {
-	role := j.role
-	missed := role.NextVaultRotation
-	role.NextVaultRotation = role.nextRotation(j.now)
-	role.NextAttempt = time.Time{}
-	if err := j.b.storeRoleState(ctx, j.s, j.name, role); err != nil {
-		return j.fail(ctx, nil, err)
-	}
-	j.b.Logger().Warn("rotation window missed; waiting for the next scheduled time", "role", j.name, "missed", missed, "next", role.NextVaultRotation)
-	return nil, nil, nil
-}
-
 // verifyKey proves that Auth0 accepts the key: it exchanges a client assertion signed with
 // it at /oauth/token, polling through Auth0's propagation window. A 403 (authenticated,
 // audience not granted) counts as accepted.

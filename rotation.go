@@ -119,14 +119,7 @@ func (j *roleJob) run(ctx context.Context) (*versionMeta, *logical.Response, err
 		case due.IsZero() || due.After(j.now):
 			return nil, nil, nil
 		case role.Staged == nil && role.PendingKey == nil && role.Overlap == nil && role.missedWindow(j.now): // a published secret switches late rather than never
-			missed := role.NextVaultRotation
-			role.NextVaultRotation = role.nextRotation(j.now)
-			role.NextAttempt = time.Time{}
-			if err := b.storeRoleState(ctx, j.s, j.name, role); err != nil {
-				return j.fail(ctx, nil, err)
-			}
-			b.Logger().Warn("rotation window missed; waiting for the next scheduled time", "role", j.name, "missed", missed, "next", role.NextVaultRotation)
-			return nil, nil, nil
+			return j.skipMissedWindow(ctx)
 		}
 	}
 	if resp, err := j.checkOwner(ctx); resp != nil || err != nil {
@@ -280,6 +273,19 @@ func (j *roleJob) rotate(conn *connection) (*versionMeta, *logical.Response, err
 	b.deleteWAL(j.s, walID)
 	b.Logger().Info("rotated client secret", "role", j.name, "client_id", role.ClientID, "version", version.Version, "source", j.trigger)
 	return version, nil, nil
+}
+
+// skipMissedWindow moves a role whose rotation window passed to its next scheduled time.
+func (j *roleJob) skipMissedWindow(ctx context.Context) (*versionMeta, *logical.Response, error) {
+	role := j.role
+	missed := role.NextVaultRotation
+	role.NextVaultRotation = role.nextRotation(j.now)
+	role.NextAttempt = time.Time{}
+	if err := j.b.storeRoleState(ctx, j.s, j.name, role); err != nil {
+		return j.fail(ctx, nil, err)
+	}
+	j.b.Logger().Warn("rotation window missed; waiting for the next scheduled time", "role", j.name, "missed", missed, "next", role.NextVaultRotation)
+	return nil, nil, nil
 }
 
 // fail records a failed attempt on the role: time, message, consecutive count and the next
