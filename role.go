@@ -1,7 +1,9 @@
 package auth0
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -130,6 +132,43 @@ type roleEntry struct {
 	TokenScopes     []string      `json:"token_scopes,omitempty"`
 	AllowAssertions bool          `json:"allow_assertions,omitempty"`
 	AssertionTTL    time.Duration `json:"assertion_ttl,omitempty"`
+}
+
+// downgradeGuard is what a role entry holds under "versions", the key where v0.1.0 reads
+// its list of versions with their secrets. A string there makes a v0.1.0 build fail to
+// decode the entry: after a downgrade it answers errors for the role and never rotates it,
+// where it would otherwise serve an empty secret. The metadata is under "version_meta".
+const downgradeGuard = "moved to version_meta by vault-plugin-auth0 v0.2.0: this entry cannot be read by v0.1.0; upgrade the plugin"
+
+// roleEntryFields is roleEntry without its JSON methods.
+type roleEntryFields roleEntry
+
+// MarshalJSON stores the version metadata under "version_meta" and the downgrade guard
+// under "versions" (the shallower field wins over the embedded one).
+func (r roleEntry) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		*roleEntryFields
+		Guard       string         `json:"versions"`
+		VersionMeta []*versionMeta `json:"version_meta,omitempty"`
+	}{(*roleEntryFields)(&r), downgradeGuard, r.Versions})
+}
+
+// UnmarshalJSON reads both shapes: "versions" as a list (v0.1.0, layout 0, secrets
+// inside) or as the guard with the list in "version_meta".
+func (r *roleEntry) UnmarshalJSON(data []byte) error {
+	w := struct {
+		*roleEntryFields
+		Versions    json.RawMessage `json:"versions"`
+		VersionMeta []*versionMeta  `json:"version_meta"`
+	}{roleEntryFields: (*roleEntryFields)(r)}
+	if err := json.Unmarshal(data, &w); err != nil {
+		return err
+	}
+	r.Versions = w.VersionMeta
+	if v := bytes.TrimSpace(w.Versions); len(v) > 0 && v[0] == '[' {
+		return json.Unmarshal(v, &r.Versions)
+	}
+	return nil
 }
 
 // versionMeta describes one retained version; its secret is in secrets/<name>/<n>.

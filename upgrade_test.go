@@ -117,6 +117,33 @@ func TestUpgradeFromV010Layout(t *testing.T) {
 	wantContains(t, e.userError(logical.UpdateOperation, "rotate/twin", nil), `already managed by role "app"`)
 }
 
+// Every role entry this build writes is unreadable by v0.1.0, whose role struct v010Role
+// mirrors: after a downgrade, v0.1.0 answers errors for such a role and never rotates it,
+// instead of serving an empty secret. This build still reads both shapes.
+func TestDowngradeToV010IsRefused(t *testing.T) {
+	e := newTestEnv(t)
+	e.configureWithRole(nil)
+	e.ok(logical.UpdateOperation, "rotate/app", nil)
+	e.ok(logical.UpdateOperation, "rotate/app", nil)
+	e.ok(logical.UpdateOperation, "roles/fresh", map[string]interface{}{"client_id": testApp2ID})
+	for _, name := range []string{"app", "fresh"} {
+		raw, err := e.storage.Get(t.Context(), roleKey(name))
+		if err != nil || raw == nil {
+			t.Fatalf("role %s not stored: %v", name, err)
+		}
+		var old v010Role
+		err = raw.DecodeJSON(&old)
+		if err == nil {
+			t.Fatalf("v0.1.0 decodes role %s as written now (client_id %q, %d versions): a downgrade would serve an empty secret", name, old.ClientID, len(old.Versions))
+		}
+		wantContains(t, err.Error(), "versions")
+	}
+	role := e.storedRole("app")
+	if role.currentVersion() != 2 || len(role.Versions) != 2 {
+		t.Fatalf("role read back: version %d, %d versions", role.currentVersion(), len(role.Versions))
+	}
+}
+
 // A due time no schedule can produce (zero, or absurd), left by an older build, never
 // reaches the queue: the role is reported, not rotated every second.
 func TestStoredAbsurdDueTimeIsNotQueued(t *testing.T) {
