@@ -109,8 +109,9 @@ func newManagementClient(ctx context.Context, cfg *configEntry, limiter *rateLim
 
 // call runs fn against the API, after waiting for the mount's rate limiter (a wait cut
 // short by ctx means nothing was sent) and then running beforeSend, if any. A 401 means
-// Auth0 no longer accepts the cached token (revoked, or expired early) and that it did
-// nothing; fn then runs once more with a fresh token.
+// Auth0 no longer accepts the cached token (revoked, or expired early), a 403 that it lacks
+// a scope, perhaps granted since it was issued; either way Auth0 did nothing, and fn runs
+// once more with a fresh token.
 func (c *managementClient) call(ctx context.Context, beforeSend func() error, fn func(api *management.Management) error) error {
 	attempt := func(api *management.Management) error {
 		if err := c.limiter.wait(ctx); err != nil {
@@ -130,8 +131,10 @@ func (c *managementClient) call(ctx context.Context, beforeSend func() error, fn
 	for retried := false; ; retried = true {
 		var mErr management.Error
 		switch {
-		case errors.As(err, &mErr) && mErr.Status() == http.StatusUnauthorized && !retried:
-			// The API refused the cached token: once more with a fresh one.
+		case errors.As(err, &mErr) && (mErr.Status() == http.StatusUnauthorized || mErr.Status() == http.StatusForbidden) && !retried:
+			// The API refused the cached token, or found a scope missing from it: once more
+			// with a fresh one, which carries the scopes granted now (a token keeps those it
+			// was issued with for up to a day). Auth0 applied nothing it refused.
 		case tokenRefused(err) && c.clock.Now().Before(c.propagatedBy):
 			// The secret was just rotated and Auth0 may not accept it everywhere yet.
 			if serr := sleep(ctx, c.clock, time.Second); serr != nil {

@@ -115,7 +115,7 @@ func (b *backend) resolveWALLocked(ctx context.Context, s logical.Storage, name 
 		return nil, err
 	}
 	if conn == nil {
-		return nil, errors.New("the engine is not configured; cannot reach Auth0")
+		return nil, errors.New(errNotConfigured)
 	}
 	version, err := b.recoverLocked(ctx, s, name, role, conn, p.id, w.PriorSecretHash)
 	if err != nil {

@@ -510,7 +510,7 @@ const ownerConfig = "config"
 
 // ownerBlocked is why a role whose application has another owner is not rotated.
 func ownerBlocked(clientID, owner string) string {
-	return ownerConflict(clientID, owner) + "; the engine does not rotate this role: delete it, or point it at another application"
+	return ownerConflict(clientID, owner) + "; the engine does not rotate this role (client_id cannot change): delete it, and create a role for the other application if one is needed"
 }
 
 // ownerConflict says who owns clientID.

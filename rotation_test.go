@@ -279,3 +279,26 @@ func TestFirstRotationWithUnknownOutcomeStoresNothingUnapplied(t *testing.T) {
 		t.Fatalf("then: version %v, versions %v", got["version"], v)
 	}
 }
+
+// Granting a missing scope takes effect at the next rotation: a 403 sends the engine for a
+// fresh Management API token once, since the cached one keeps the scopes it was issued
+// with for up to a day. The refusal itself changed nothing at Auth0.
+func TestGrantedScopeTakesEffectWithoutReconfiguring(t *testing.T) {
+	e := newTestEnv(t, "read:clients", "read:client_keys")
+	e.configureWithRole(nil)
+	wantContains(t, e.userError(logical.UpdateOperation, "rotate/app", nil), "update:client_keys")
+	if n := e.emu.Stats().Rotations[testAppID]; n != 0 {
+		t.Fatalf("a refused rotate-secret rotated %d times", n)
+	}
+	if err := e.emu.SetGrant(testMgmtID, emulator.ManagementGrant, allScopes); err != nil {
+		t.Fatal(err)
+	}
+	data := e.ok(logical.UpdateOperation, "rotate/app", nil)
+	if data["version"] != 1 {
+		t.Fatalf("rotation after the grant: version %v", data["version"])
+	}
+	creds := e.ok(logical.ReadOperation, "creds/app", nil)
+	if !e.authenticates(testAppID, creds["client_secret"].(string)) {
+		t.Fatal("the rotated secret does not authenticate")
+	}
+}

@@ -265,7 +265,7 @@ func (b *backend) fetchToken(s logical.Storage, name, audience string) (*cachedT
 			}
 			continue
 		case status == http.StatusUnauthorized:
-			return nil, logical.CodedError(http.StatusBadGateway, what+"; Auth0 no longer accepts the credential Vault holds (version "+strconv.Itoa(creds.Current.Version)+"). If the role is being rotated on another node, the next read uses the new one; otherwise it was changed outside Vault: rotate the role (vault write -f <mount>/rotate/"+name+")")
+			return nil, logical.CodedError(http.StatusBadGateway, what+"; Auth0 no longer accepts the credential Vault holds (version "+strconv.Itoa(creds.Current.Version)+"). If the role is being rotated on another node, the next read uses the new one; otherwise it was changed outside Vault: rotate the role (vault write -f <mount>/rotate/"+name+"; a staged role needs switch_now=true, a key role in its overlap end_overlap=true)")
 		case status == http.StatusTooManyRequests:
 			until := b.clock.Now().Add(retryAfter(tokenErr.Response.Header, b.clock.Now()))
 			b.tokens.pause(until)

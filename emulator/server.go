@@ -65,6 +65,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"maps"
 	mrand "math/rand/v2"
 	"net/http"
@@ -304,6 +305,23 @@ func (s *Server) AddClient(c Client) Client {
 	s.mu.Unlock()
 	c.Grants = copyGrants(c.Grants)
 	return c
+}
+
+// SetGrant replaces the scopes clientID is granted for audience ("management" for the
+// Management API), as changing a client grant in the dashboard does. Tokens already issued
+// keep the scopes they were issued with until they expire, as Auth0's do.
+func (s *Server) SetGrant(clientID, audience string, scopes []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.clients[clientID]
+	if !ok {
+		return fmt.Errorf("emulator: no client %q", clientID)
+	}
+	if rec.grants == nil {
+		rec.grants = map[string][]string{}
+	}
+	rec.grants[audience] = append([]string(nil), scopes...)
+	return nil
 }
 
 // ClientSecret returns the current secret of a client.
