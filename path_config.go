@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -79,10 +80,18 @@ func pathConfig(b *backend) []*framework.Path {
 			},
 			ExistenceCheck: b.pathConfigExistenceCheck,
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.CreateOperation: &framework.PathOperation{Callback: b.pathConfigWrite},
-				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathConfigWrite},
-				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathConfigRead},
-				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathConfigDelete},
+				logical.CreateOperation: &framework.PathOperation{Callback: b.pathConfigWrite, Summary: configWriteSummary, Description: pathConfigHelpDesc},
+				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathConfigWrite, Summary: configWriteSummary, Description: pathConfigHelpDesc},
+				logical.ReadOperation: &framework.PathOperation{
+					Callback:  b.pathConfigRead,
+					Summary:   "Read the Management API connection; client_secret is never shown.",
+					Responses: configReadResponses,
+				},
+				logical.DeleteOperation: &framework.PathOperation{
+					Callback:    b.pathConfigDelete,
+					Summary:     "Delete the Management API connection.",
+					Description: "Removes the connection from Vault and stops scheduled root rotations. Roles stay and nothing changes at Auth0, but until config is written again no rotation can run and creds cannot be read (they answer config's domain).",
+				},
 			},
 			HelpSynopsis:    pathConfigHelpSyn,
 			HelpDescription: pathConfigHelpDesc,
@@ -272,6 +281,27 @@ func describeTokenError(err error) string {
 	}
 	return err.Error()
 }
+
+const configWriteSummary = "Write the Management API connection, checked against Auth0 first."
+
+// configReadResponses documents a config read (OpenAPI, docs/API.md).
+var configReadResponses = map[int][]framework.Response{http.StatusOK: {{
+	Description: "OK",
+	Fields: map[string]*framework.FieldSchema{
+		"domain":                     {Type: framework.TypeString, Description: "Auth0 domain the engine calls."},
+		"client_id":                  {Type: framework.TypeString, Description: "Client ID of the Management API application."},
+		"audience":                   {Type: framework.TypeString, Description: "Management API audience in use (the default when none was written)."},
+		"request_timeout":            {Type: framework.TypeInt64, Description: "Timeout of each HTTP request to Auth0, in seconds."},
+		"rate_limit":                 {Type: framework.TypeFloat, Description: "Management API requests per second for the whole mount."},
+		"root_rotation_period":       {Type: framework.TypeInt64, Description: "Seconds between automatic rotations of the Management API secret; 0: none."},
+		"token_refresh_fraction":     {Type: framework.TypeFloat, Description: "Part of an access token's lifetime after which token/<name> refreshes it."},
+		"creds_cache_size":           {Type: framework.TypeInt, Description: "Roles whose creds entries each node caches; 0: no cache."},
+		"propagation_wait":           {Type: framework.TypeInt64, Description: "Seconds a new private_key_jwt key is attached at Auth0 before creds serve it."},
+		"last_root_rotation":         {Type: framework.TypeTime, Description: "When the Management API secret was last rotated by Vault (RFC 3339); absent if never."},
+		"next_root_rotation":         {Type: framework.TypeTime, Description: "When the next scheduled root rotation is due; only with root_rotation_period."},
+		"last_root_rotation_failure": {Type: framework.TypeMap, Description: "While root rotations fail: time and message of the last failure, since (first failure of the run), consecutive_failures and next_attempt."},
+	},
+}}}
 
 const pathConfigHelpSyn = `Configure the connection to Auth0's Management API.`
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net/http"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -28,10 +29,16 @@ func pathCreds(b *backend) []*framework.Path {
 				"version": {
 					Type:        framework.TypeInt,
 					Description: "Serve this retained version instead of the current one.",
+					Query:       true,
 				},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation: &framework.PathOperation{Callback: b.pathCredsRead},
+				logical.ReadOperation: &framework.PathOperation{
+					Callback:    b.pathCredsRead,
+					Summary:     "Read a role's current credential: its client secret, or private_key_jwt key.",
+					Description: pathCredsHelpDesc,
+					Responses:   credsResponses,
+				},
 			},
 			HelpSynopsis:    pathCredsHelpSyn,
 			HelpDescription: pathCredsHelpDesc,
@@ -160,6 +167,34 @@ func (b *backend) credsResponse(ctx context.Context, s logical.Storage, creds *c
 func secondsUntil(t, now time.Time) int64 {
 	return int64(math.Max(1, math.Ceil(t.Sub(now).Seconds())))
 }
+
+// credsResponses documents a creds read (OpenAPI, docs/API.md).
+var credsResponses = map[int][]framework.Response{http.StatusOK: {{
+	Description: "OK",
+	Fields: map[string]*framework.FieldSchema{
+		"client_id":              {Type: framework.TypeString, Description: "Client ID of the role's Auth0 application."},
+		"domain":                 {Type: framework.TypeString, Description: "Auth0 domain to call (config's domain)."},
+		"version":                {Type: framework.TypeInt, Description: "The version served."},
+		"last_vault_rotation":    {Type: framework.TypeTime, Description: "When the version served was made (RFC 3339)."},
+		"client_secret":          {Type: framework.TypeString, Description: "client_secret roles: the application's client secret.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+		"previous_client_secret": {Type: framework.TypeString, Description: "client_secret roles: the version before the one served, when retained; Auth0 may take up to 30 seconds to accept a new secret.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+		"next_client_secret":     {Type: framework.TypeString, Description: "Staged roles, while a next secret is staged: the secret that becomes current at next_switch_time.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+		"next_version":           {Type: framework.TypeInt, Description: "Staged roles, while a next secret is staged: its version."},
+		"next_switch_time":       {Type: framework.TypeTime, Description: "Staged roles, while a next secret is staged: when it becomes current."},
+		"private_key":            {Type: framework.TypeString, Description: "private_key_jwt roles: the private key (PEM, PKCS #8).", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+		"key_id":                 {Type: framework.TypeString, Description: "private_key_jwt roles: Auth0 credential id of the key."},
+		"kid":                    {Type: framework.TypeString, Description: "private_key_jwt roles: key id to put in the assertion's header."},
+		"algorithm":              {Type: framework.TypeString, Description: "private_key_jwt roles: signing algorithm."},
+		"previous_private_key":   {Type: framework.TypeString, Description: "private_key_jwt roles, until overlap_until: the previous key, still attached at Auth0.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+		"previous_key_id":        {Type: framework.TypeString, Description: "private_key_jwt roles, until overlap_until: Auth0 credential id of the previous key."},
+		"previous_kid":           {Type: framework.TypeString, Description: "private_key_jwt roles, until overlap_until: key id of the previous key."},
+		"overlap_until":          {Type: framework.TypeTime, Description: "private_key_jwt roles: when the previous key is detached."},
+		"rotation_period":        {Type: framework.TypeInt64, Description: "Seconds between scheduled rotations; for a rotation_schedule, between its next two times (Vault Agent re-reads at ttl only when it is present)."},
+		"rotation_schedule":      {Type: framework.TypeString, Description: "The role's cron schedule, when it has one."},
+		"next_vault_rotation":    {Type: framework.TypeTime, Description: "When the next scheduled rotation is due; only when scheduled."},
+		"ttl":                    {Type: framework.TypeInt64, Description: "Seconds until the next change a consumer must see: the next rotation, the publication or switch of a staged secret, or while rotations fail the next attempt. Absent when nothing is scheduled, and for an older version."},
+	},
+}}}
 
 const pathCredsHelpSyn = `Read a role's current Auth0 client secret, or private_key_jwt key.`
 

@@ -3,6 +3,7 @@ package auth0
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -102,10 +103,18 @@ func pathRoles(b *backend) []*framework.Path {
 			},
 			ExistenceCheck: b.pathRoleExistenceCheck,
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.CreateOperation: &framework.PathOperation{Callback: b.pathRoleWrite},
-				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRoleWrite},
-				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathRoleRead},
-				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathRoleDelete},
+				logical.CreateOperation: &framework.PathOperation{Callback: b.pathRoleWrite, Summary: roleWriteSummary, Description: pathRolesHelpDesc},
+				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRoleWrite, Summary: roleWriteSummary, Description: pathRolesHelpDesc},
+				logical.ReadOperation: &framework.PathOperation{
+					Callback:  b.pathRoleRead,
+					Summary:   "Read a role's definition and rotation state, without secrets.",
+					Responses: roleReadResponses,
+				},
+				logical.DeleteOperation: &framework.PathOperation{
+					Callback:    b.pathRoleDelete,
+					Summary:     "Delete a role.",
+					Description: "Deletes the role and all its retained versions from Vault and frees its application for another role. Nothing changes at Auth0.",
+				},
 			},
 			HelpSynopsis:    pathRolesHelpSyn,
 			HelpDescription: pathRolesHelpDesc,
@@ -117,7 +126,18 @@ func pathRoles(b *backend) []*framework.Path {
 				OperationSuffix: "roles",
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: b.pathRoleList},
+				logical.ListOperation: &framework.PathOperation{
+					Callback:    b.pathRoleList,
+					Summary:     "List the roles.",
+					Description: "vault list -detailed also shows, per role, its client_id, rotation_strategy, credential_type, current_version, next_vault_rotation, and last_rotation_failure or rotation_blocked when there is one.",
+					Responses: map[int][]framework.Response{http.StatusOK: {{
+						Description: "OK",
+						Fields: map[string]*framework.FieldSchema{
+							"keys":     {Type: framework.TypeStringSlice, Description: "Names of the roles."},
+							"key_info": {Type: framework.TypeMap, Description: "Per role: client_id, rotation_strategy, credential_type, current_version, and when set next_vault_rotation, last_rotation_failure and rotation_blocked (an error for a role that cannot be read)."},
+						},
+					}}},
+				},
 			},
 			HelpSynopsis:    pathRolesListHelpSyn,
 			HelpDescription: pathRolesListHelpDesc,
@@ -643,6 +663,47 @@ func sortedStrings(s []string) []string {
 	sort.Strings(s)
 	return s
 }
+
+const roleWriteSummary = "Create or update a role: bind a name to an Auth0 application."
+
+// roleReadResponses documents a role read (OpenAPI, docs/API.md).
+var roleReadResponses = map[int][]framework.Response{http.StatusOK: {{
+	Description: "OK",
+	Fields: map[string]*framework.FieldSchema{
+		"client_id":                {Type: framework.TypeString, Description: "Client ID of the role's Auth0 application."},
+		"rotation_period":          {Type: framework.TypeInt64, Description: "Seconds between automatic rotations; 0: none."},
+		"rotation_schedule":        {Type: framework.TypeString, Description: "Cron schedule of automatic rotations, in UTC; empty: none."},
+		"rotation_window":          {Type: framework.TypeInt64, Description: "Seconds after a scheduled time a rotation may still start; 0: no limit."},
+		"max_versions":             {Type: framework.TypeInt, Description: "How many versions are retained."},
+		"current_version":          {Type: framework.TypeInt, Description: "Version creds serve; 0 before the first rotation or import."},
+		"last_vault_rotation":      {Type: framework.TypeTime, Description: "When the current version was made (RFC 3339)."},
+		"next_vault_rotation":      {Type: framework.TypeTime, Description: "When the next scheduled rotation is due (RFC 3339); only when scheduled."},
+		"warning":                  {Type: framework.TypeString, Description: "Something an operator should know, e.g. a rotation had to be repeated because a lost answer could not be read back."},
+		"rotation_blocked":         {Type: framework.TypeString, Description: "Why the engine will not rotate this role until an operator acts."},
+		"rotation_strategy":        {Type: framework.TypeString, Description: `"immediate" or "staged".`},
+		"stage_period":             {Type: framework.TypeInt64, Description: "Staged roles: seconds a next secret is published before it becomes current."},
+		"password_policy":          {Type: framework.TypeString, Description: "Staged roles: Vault password policy generating the secrets; empty: the default generator."},
+		"next_version":             {Type: framework.TypeInt, Description: "Staged roles, while a next secret is staged: its version."},
+		"next_switch_time":         {Type: framework.TypeTime, Description: "Staged roles, while a next secret is staged: when it becomes current."},
+		"credential_type":          {Type: framework.TypeString, Description: `"client_secret" or "private_key_jwt".`},
+		"key_bits":                 {Type: framework.TypeInt, Description: "private_key_jwt roles: RSA key size."},
+		"algorithm":                {Type: framework.TypeString, Description: "private_key_jwt roles: signing algorithm."},
+		"overlap_period":           {Type: framework.TypeInt64, Description: "private_key_jwt roles: seconds the previous key stays attached after a rotation."},
+		"allow_auth_method_change": {Type: framework.TypeBool, Description: "private_key_jwt roles: whether an application still using a client secret may be switched."},
+		"key_id":                   {Type: framework.TypeString, Description: "private_key_jwt roles: Auth0 credential id of the current key."},
+		"kid":                      {Type: framework.TypeString, Description: "private_key_jwt roles: key id of the current key."},
+		"previous_key_ids":         {Type: framework.TypeStringSlice, Description: "private_key_jwt roles, during an overlap: Auth0 credential ids of the previous keys still attached."},
+		"overlap_until":            {Type: framework.TypeTime, Description: "private_key_jwt roles, during an overlap: when the previous key is detached."},
+		"pending_version":          {Type: framework.TypeInt, Description: "private_key_jwt roles: version of a new key attached at Auth0 and not yet served."},
+		"pending_publish_time":     {Type: framework.TypeTime, Description: "private_key_jwt roles: when the pending key is served."},
+		"token_audiences":          {Type: framework.TypeStringSlice, Description: "APIs token/<name> may mint access tokens for."},
+		"token_scopes":             {Type: framework.TypeStringSlice, Description: "Scopes token/<name> requests."},
+		"token_cache":              {Type: framework.TypeMap, Description: "With token_audiences, on this node: hits, misses, auth0_token_requests and auth0_token_failures of token/<name>."},
+		"allow_assertions":         {Type: framework.TypeBool, Description: "private_key_jwt roles: whether assertion/<name> signs client assertions."},
+		"assertion_ttl":            {Type: framework.TypeInt64, Description: "With allow_assertions: lifetime of the signed assertions, in seconds."},
+		"last_rotation_failure":    {Type: framework.TypeMap, Description: "While rotations fail: time and message of the last failure, since (first failure of the run), consecutive_failures and next_attempt."},
+	},
+}}}
 
 const pathRolesHelpSyn = `Bind a Vault role to an Auth0 application.`
 

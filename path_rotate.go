@@ -3,6 +3,7 @@ package auth0
 import (
 	"context"
 	"errors"
+	"net/http"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -39,6 +40,9 @@ func pathRotate(b *backend) []*framework.Path {
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{
 					Callback:                    b.pathRotateWrite,
+					Summary:                     "Rotate a role's credential now (stage, switch or cancel for staged roles).",
+					Description:                 pathRotateHelpDesc,
+					Responses:                   rotateResponses,
 					ForwardPerformanceStandby:   true,
 					ForwardPerformanceSecondary: true,
 				},
@@ -55,7 +59,16 @@ func pathRotate(b *backend) []*framework.Path {
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{
-					Callback:                    b.pathRotateRootWrite,
+					Callback:    b.pathRotateRootWrite,
+					Summary:     "Rotate the Management API application's own client secret now.",
+					Description: pathRotateRootHelpDesc,
+					Responses: map[int][]framework.Response{http.StatusOK: {{
+						Description: "OK",
+						Fields: map[string]*framework.FieldSchema{
+							"last_root_rotation": {Type: framework.TypeTime, Description: "When the rotation completed (RFC 3339)."},
+							"next_root_rotation": {Type: framework.TypeTime, Description: "When the next scheduled root rotation is due; only with root_rotation_period."},
+						},
+					}}},
 					ForwardPerformanceStandby:   true,
 					ForwardPerformanceSecondary: true,
 				},
@@ -132,6 +145,25 @@ func (b *backend) pathRotateWrite(ctx context.Context, req *logical.Request, d *
 	}
 	return resp, nil
 }
+
+// rotateResponses documents a rotation's answer (OpenAPI, docs/API.md); never a secret.
+var rotateResponses = map[int][]framework.Response{http.StatusOK: {{
+	Description: "OK",
+	Fields: map[string]*framework.FieldSchema{
+		"version":             {Type: framework.TypeInt, Description: "The new current version; the unchanged current one when a staged role only staged or cancelled, or a new key waits for publish_time."},
+		"last_vault_rotation": {Type: framework.TypeTime, Description: "When the new version was made (RFC 3339)."},
+		"next_vault_rotation": {Type: framework.TypeTime, Description: "When the next scheduled rotation is due; only when scheduled."},
+		"next_version":        {Type: framework.TypeInt, Description: "Staged roles: version of the staged next secret."},
+		"next_switch_time":    {Type: framework.TypeTime, Description: "Staged roles: when the staged secret becomes current."},
+		"cancelled_version":   {Type: framework.TypeInt, Description: "With cancel_staged=true: the version discarded."},
+		"key_id":              {Type: framework.TypeString, Description: "private_key_jwt roles: Auth0 credential id of the new key."},
+		"kid":                 {Type: framework.TypeString, Description: "private_key_jwt roles: key id of the new key."},
+		"previous_key_ids":    {Type: framework.TypeStringSlice, Description: "private_key_jwt roles: Auth0 credential ids of the previous keys, attached until overlap_until."},
+		"overlap_until":       {Type: framework.TypeTime, Description: "private_key_jwt roles: when the previous key is detached."},
+		"pending_version":     {Type: framework.TypeInt, Description: "private_key_jwt roles: version of the new key, attached at Auth0 and served from publish_time."},
+		"publish_time":        {Type: framework.TypeTime, Description: "private_key_jwt roles: when the pending key is served (after config's propagation_wait)."},
+	},
+}}}
 
 const pathRotateHelpSyn = `Rotate a role's Auth0 client secret now.`
 

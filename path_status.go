@@ -2,6 +2,7 @@ package auth0
 
 import (
 	"context"
+	"net/http"
 	"sort"
 	"time"
 
@@ -22,7 +23,12 @@ func pathStatus(b *backend) []*framework.Path {
 			OperationSuffix: "status",
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation: &framework.PathOperation{Callback: b.pathStatusRead},
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:    b.pathStatusRead,
+				Summary:     "Read the mount's health, for a monitoring poll.",
+				Description: pathStatusHelpDesc,
+				Responses:   statusResponses,
+			},
 		},
 		HelpSynopsis:    pathStatusHelpSyn,
 		HelpDescription: pathStatusHelpDesc,
@@ -107,6 +113,25 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *f
 	}
 	return &logical.Response{Data: data}, nil
 }
+
+// statusResponses documents a status read (OpenAPI, docs/API.md).
+var statusResponses = map[int][]framework.Response{http.StatusOK: {{
+	Description: "OK",
+	Fields: map[string]*framework.FieldSchema{
+		"roles":                       {Type: framework.TypeInt, Description: "How many roles the mount has."},
+		"roles_failing":               {Type: framework.TypeSlice, Description: "Roles whose last rotation attempt failed: role, since (first failure of the run), time and message of the last one, consecutive_failures, next_attempt."},
+		"rotations_overdue":           {Type: framework.TypeSlice, Description: "Roles due more than a minute ago: role, due, overdue_seconds."},
+		"roles_blocked":               {Type: framework.TypeSlice, Description: "Roles the engine will not rotate until an operator acts: role, reason."},
+		"rotations_in_flight":         {Type: framework.TypeSlice, Description: "Rotations not finished: role, what, and version and since, or wal_id for a rotation whose outcome is being resolved."},
+		"roles_unreadable":            {Type: framework.TypeStringSlice, Description: "Roles whose stored entry could not be read; absent when there is none."},
+		"scheduler_running":           {Type: framework.TypeBool, Description: "Whether this node runs the scheduler (the active node of a primary cluster)."},
+		"queued":                      {Type: framework.TypeInt, Description: "With the scheduler running: how many roles it has queued."},
+		"management_api_pause":        {Type: framework.TypeBool, Description: "Whether the mount waits out a 429 from the Management API."},
+		"management_api_paused_until": {Type: framework.TypeTime, Description: "During such a pause: when it ends."},
+		"token_endpoint_paused_until": {Type: framework.TypeTime, Description: "While token/ waits out a 429 from Auth0's /oauth/token: when it ends."},
+		"last_auth0_success":          {Type: framework.TypeTime, Description: "When Auth0 last answered this node's engine without error."},
+	},
+}}}
 
 const pathStatusHelpSyn = `Summarize the mount for monitoring and alerting.`
 

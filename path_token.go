@@ -2,6 +2,7 @@ package auth0
 
 import (
 	"context"
+	"net/http"
 	"slices"
 	"time"
 
@@ -29,10 +30,28 @@ func pathToken(b *backend) []*framework.Path {
 				"audience": {
 					Type:        framework.TypeString,
 					Description: "API audience to mint the token for: one of the role's token_audiences. Default: the first of them.",
+					Query:       true,
 				},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation: &framework.PathOperation{Callback: b.pathTokenRead},
+				logical.ReadOperation: &framework.PathOperation{
+					Callback:    b.pathTokenRead,
+					Summary:     "Mint (or serve the cached) access token for one of the role's token_audiences.",
+					Description: pathTokenHelpDesc,
+					Responses: map[int][]framework.Response{http.StatusOK: {{
+						Description: "OK",
+						Fields: map[string]*framework.FieldSchema{
+							"access_token":    {Type: framework.TypeString, Description: "The access token.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+							"token_type":      {Type: framework.TypeString, Description: "Its type, as Auth0 answered it (Bearer)."},
+							"expires_in":      {Type: framework.TypeInt64, Description: "Seconds until it expires."},
+							"expires_at":      {Type: framework.TypeTime, Description: "When it expires (RFC 3339)."},
+							"scope":           {Type: framework.TypeString, Description: "Scopes Auth0 granted, space-separated."},
+							"audience":        {Type: framework.TypeString, Description: "API the token is for."},
+							"ttl":             {Type: framework.TypeInt64, Description: "Seconds until Vault refreshes it (token_refresh_fraction of its lifetime): when Vault Agent should re-read."},
+							"rotation_period": {Type: framework.TypeInt64, Description: "Seconds between refreshes; Vault Agent 1.13 honours ttl only when it is present."},
+						},
+					}}},
+				},
 			},
 			HelpSynopsis:    pathTokenHelpSyn,
 			HelpDescription: pathTokenHelpDesc,
@@ -48,7 +67,20 @@ func pathToken(b *backend) []*framework.Path {
 				"name": {Type: framework.TypeLowerCaseString, Description: "Name of the role.", Required: true},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation: &framework.PathOperation{Callback: b.pathAssertionRead},
+				logical.ReadOperation: &framework.PathOperation{
+					Callback:    b.pathAssertionRead,
+					Summary:     "Sign a client assertion with the role's current key.",
+					Description: pathAssertionHelpDesc,
+					Responses: map[int][]framework.Response{http.StatusOK: {{
+						Description: "OK",
+						Fields: map[string]*framework.FieldSchema{
+							"client_id":             {Type: framework.TypeString, Description: "Client ID of the role's Auth0 application: the assertion's iss and sub."},
+							"client_assertion":      {Type: framework.TypeString, Description: "The signed JWT.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+							"client_assertion_type": {Type: framework.TypeString, Description: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer, to send along with it."},
+							"expires_at":            {Type: framework.TypeTime, Description: "When the assertion expires (RFC 3339)."},
+						},
+					}}},
+				},
 			},
 			HelpSynopsis:    pathAssertionHelpSyn,
 			HelpDescription: pathAssertionHelpDesc,

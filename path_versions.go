@@ -2,6 +2,7 @@ package auth0
 
 import (
 	"context"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -26,7 +27,22 @@ func pathVersions(b *backend) []*framework.Path {
 				},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation: &framework.PathOperation{Callback: b.pathVersionsRead},
+				logical.ReadOperation: &framework.PathOperation{
+					Callback:    b.pathVersionsRead,
+					Summary:     "Read a role's version history, without secrets.",
+					Description: pathVersionsHelpDesc,
+					Responses: map[int][]framework.Response{http.StatusOK: {{
+						Description: "OK",
+						Fields: map[string]*framework.FieldSchema{
+							"current_version":  {Type: framework.TypeInt, Description: "Version creds serve; 0 before the first rotation or import."},
+							"oldest_version":   {Type: framework.TypeInt, Description: "Oldest retained version; 0 when there is none."},
+							"max_versions":     {Type: framework.TypeInt, Description: "How many versions are retained."},
+							"versions":         {Type: framework.TypeMap, Description: "Per version number: created_time and source; staged_time, switched_time and verified for staged versions; key_id, kid and algorithm for keys."},
+							"next_version":     {Type: framework.TypeMap, Description: "Staged roles, while a next secret is staged: its version, staged_time and switch_time."},
+							"cancelled_staged": {Type: framework.TypeSlice, Description: "Staged secrets discarded before they switched: version, staged_time and cancelled_time of each."},
+						},
+					}}},
+				},
 			},
 			HelpSynopsis:    pathVersionsHelpSyn,
 			HelpDescription: pathVersionsHelpDesc,
