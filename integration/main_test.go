@@ -16,7 +16,7 @@ import (
 )
 
 // pluginVersion is the version the test binary is built with and registered as.
-const pluginVersion = "v0.1.0"
+const pluginVersion = "v0.2.0-dev"
 
 var (
 	pluginDir string // directory holding the plugin binary: every server's -dev-plugin-dir
