@@ -7,10 +7,11 @@ import (
 	"go/parser"
 	"go/token"
 	"go/types"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -656,15 +657,6 @@ func alertLogLines(t *testing.T, sc *messageScanner) map[string]bool {
 	return out
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 // TestTroubleshootingDocCoversEveryMessage: every operator-facing message of the engine,
 // and every log line to alert on, has an entry in docs/TROUBLESHOOTING.md.
 func TestTroubleshootingDocCoversEveryMessage(t *testing.T) {
@@ -684,7 +676,7 @@ func TestTroubleshootingDocCoversEveryMessage(t *testing.T) {
 	for _, u := range sc.unresolved {
 		t.Errorf("%s: troubleshooting_test.go cannot tell which message this holds; give the message a literal format (or a string constant), or teach scanPackage to follow it", u)
 	}
-	for _, norm := range sortedKeys(sc.found) {
+	for _, norm := range slices.Sorted(maps.Keys(sc.found)) {
 		if _, skip := notOperatorFacing[norm]; skip || documented[norm] {
 			continue
 		}
@@ -696,7 +688,7 @@ func TestTroubleshootingDocCoversEveryMessage(t *testing.T) {
 		t.Errorf("%s has no entry for the message at %s:\n\t%s\nadd one under the right area: a line (or a table row's first cell) holding only\n\t`%s`\n(placeholders renamed to say what they hold, e.g. \"<role>\" for a quoted role name), followed by its cause and what the operator should do",
 			troubleshootingDoc, strings.Join(m.where, ", "), m.text, text)
 	}
-	for _, norm := range sortedKeys(alertLogLines(t, sc)) {
+	for _, norm := range slices.Sorted(maps.Keys(alertLogLines(t, sc))) {
 		if documentedLogs[norm] {
 			continue
 		}
@@ -730,7 +722,7 @@ func TestTroubleshootingDocHasNoStaleEntry(t *testing.T) {
 			t.Errorf("%s:%d documents `%s`, which is no longer an operator-facing message of the engine%s: delete the entry, or reword it as the code now says it", troubleshootingDoc, e.line, e.text, hint)
 		}
 	}
-	for _, norm := range sortedKeys(notOperatorFacing) {
+	for _, norm := range slices.Sorted(maps.Keys(notOperatorFacing)) {
 		if sc.found[norm] == nil {
 			t.Errorf("notOperatorFacing in troubleshooting_test.go lists %q, which the code no longer has: delete it there", norm)
 		}

@@ -2,6 +2,8 @@ package apidoc
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -65,7 +67,7 @@ func undescribed(what string, s *Schema) []string {
 		return nil
 	}
 	var out []string
-	for _, name := range sortedKeys(s.Properties) {
+	for _, name := range slices.Sorted(maps.Keys(s.Properties)) {
 		if strings.TrimSpace(s.Properties[name].Description) == "" {
 			out = append(out, fmt.Sprintf("%s %s has no description", what, name))
 		}
@@ -101,7 +103,7 @@ func Endpoints(doc *Document, mount string) (map[string]Endpoint, error) {
 					return nil, fmt.Errorf("%s: %w", key, err)
 				}
 				if s != nil {
-					e.Response = sortedKeys(s.Properties)
+					e.Response = slices.Sorted(maps.Keys(s.Properties))
 				}
 			}
 			out[key] = e

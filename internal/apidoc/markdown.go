@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -78,7 +80,7 @@ func writeOperation(b *bytes.Buffer, doc *Document, p string, item *PathItem, m 
 		}
 	}
 
-	for _, codeKey := range sortedKeys(op.Responses) {
+	for _, codeKey := range slices.Sorted(maps.Keys(op.Responses)) {
 		r := op.Responses[codeKey]
 		fmt.Fprintf(b, "\nResponse %s: %s\n", code(codeKey), cell(r.Description))
 		s, err := doc.bodySchema(r.Content)
@@ -89,7 +91,7 @@ func writeOperation(b *bytes.Buffer, doc *Document, p string, item *PathItem, m 
 			continue
 		}
 		b.WriteString("\n| field | type | description |\n|---|---|---|\n")
-		for _, name := range sortedKeys(s.Properties) {
+		for _, name := range slices.Sorted(maps.Keys(s.Properties)) {
 			f := s.Properties[name]
 			fmt.Fprintf(b, "| %s | %s | %s |\n", code(name), typeOf(f), cell(describe(f.Description, f)))
 		}
@@ -135,7 +137,7 @@ func requestFields(doc *Document, item *PathItem, op *Operation) ([]field, error
 	for _, name := range s.Required {
 		required[name] = true
 	}
-	for _, name := range sortedKeys(s.Properties) {
+	for _, name := range slices.Sorted(maps.Keys(s.Properties)) {
 		f := s.Properties[name]
 		out = append(out, field{name, "body", describe(f.Description, f), required[name], f})
 	}

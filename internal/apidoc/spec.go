@@ -10,7 +10,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
@@ -179,7 +180,7 @@ func Relink(served, own *Document) []string {
 			}
 		}
 	}
-	for _, p := range sortedKeys(own.Paths) {
+	for _, p := range slices.Sorted(maps.Keys(own.Paths)) {
 		ownItem, item := own.Paths[p], served.Paths[p]
 		if item == nil {
 			continue
@@ -258,19 +259,10 @@ func (doc *Document) bodySchema(content map[string]*MediaType) (*Schema, error) 
 // mountPaths are doc's paths under /mount, sorted.
 func (doc *Document) mountPaths(mount string) []string {
 	var out []string
-	for _, p := range sortedKeys(doc.Paths) {
+	for _, p := range slices.Sorted(maps.Keys(doc.Paths)) {
 		if strings.HasPrefix(p, "/"+mount) {
 			out = append(out, p)
 		}
 	}
 	return out
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
