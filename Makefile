@@ -1,7 +1,7 @@
 # vault-plugin-auth0 — run `make help` for the targets.
 SHELL := /bin/bash
 
-VERSION     ?= v0.1.0
+VERSION     ?= v0.2.0-dev
 MODULE      := github.com/vault-plugin-auth0/vault-plugin-auth0
 PLUGIN_NAME := vault-plugin-auth0
 BIN         := $(CURDIR)/bin
@@ -30,6 +30,10 @@ $(PLUGIN_DIR)/$(PLUGIN_NAME): $(GO_SOURCES) go.mod go.sum
 $(BIN)/auth0-emulator: $(GO_SOURCES) go.mod go.sum
 	go build -o $@ ./cmd/auth0-emulator
 
+.PHONY: docs
+docs: ## Regenerate docs/API.md, the API reference, from the engine's OpenAPI document (a test fails when it is stale)
+	go run ./cmd/apidoc -o docs/API.md
+
 .PHONY: vault
 vault: $(BIN)/vault ## Build MPL Vault 1.13.2 from tools/vault into bin/vault (once: ~15 min cold, ~40 s with a warm Go cache)
 
@@ -43,10 +47,15 @@ dev: build $(VAULT_DEP) ## Start Vault dev server + Auth0 emulator (AUTH0_PLAN=f
 	VERSION=$(VERSION) VAULT_BIN=$(VAULT) ./scripts/dev.sh
 
 .PHONY: test
-test: $(VAULT_DEP) ## Run every test: unit tests and integration tests against a real Vault (VAULT_BIN=installed vault to skip the build)
+test: $(VAULT_DEP) ## Run every test: go vet, make vulncheck, unit tests and integration tests against a real Vault (VAULT_BIN=installed vault to skip the build)
 	@$(VAULT) version
 	go vet ./...
+	./scripts/vulncheck.sh
 	go test -count=1 -timeout 40m ./...
+
+.PHONY: vulncheck
+vulncheck: ## Fail on known vulnerabilities reachable from the plugin and emulator (govulncheck, offline DB from the x/vulndb pinned in tools/vulncheck, Go go1.27.3)
+	./scripts/vulncheck.sh
 
 .PHONY: bench
 bench: vault bench-plugins ## Run the benchmarks (Go benchmarks and a load run against a real Vault)
@@ -63,5 +72,5 @@ release: ## Build release binaries (linux/darwin, amd64/arm64) into dist/ with S
 	VERSION=$(VERSION) ./scripts/release.sh
 
 .PHONY: clean
-clean: ## Remove built binaries (keeps the cached bin/vault)
+clean: ## Remove built binaries (keeps the cached bin/vault and the vulncheck tools and database)
 	rm -rf $(PLUGIN_DIR) $(BIN)/auth0-emulator .dev dist

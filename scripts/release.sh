@@ -5,11 +5,21 @@
 # the same bytes. It builds everything twice, in two directories, and refuses to finish
 # unless both builds are byte-identical. dist/SHA256SUMS holds one "<sha256>  <file>" line per
 # binary: the first field is what `vault plugin register -sha256=...` takes.
+#
+# Releases are built with Go go1.27.3 (the go command fetches it: GOTOOLCHAIN), whose
+# standard library has no known vulnerability reachable from the plugin (make vulncheck
+# checks the same Go); a GOTOOLCHAIN set by the caller wins. Keep in step with
+# scripts/vulncheck.sh.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 version=${VERSION:?VERSION must be set, e.g. make release VERSION=v0.2.0}
 [[ $version =~ ^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$ ]] || { echo "release: VERSION must be semver with a leading v, got $version" >&2; exit 1; }
+release_go=go1.27.3
+export GOTOOLCHAIN=${GOTOOLCHAIN:-$release_go}
+go version
+go_version=$(go env GOVERSION)
+[[ $go_version == "$release_go" ]] || echo "release: warning: building with $go_version, not $release_go (GOTOOLCHAIN=$GOTOOLCHAIN)" >&2
 module=github.com/vault-plugin-auth0/vault-plugin-auth0
 platforms=(linux/amd64 linux/arm64 darwin/amd64 darwin/arm64)
 
@@ -37,5 +47,5 @@ done
 rm -rf dist && mkdir -p dist
 cp "$tmp"/a/* dist/
 (cd dist && sha256sum vault-plugin-auth0_* > SHA256SUMS)
-echo "release $version, built with $(go version | cut -d' ' -f3), reproducible (two builds identical):"
+echo "release $version, built with $go_version, reproducible (two builds identical):"
 cat dist/SHA256SUMS
