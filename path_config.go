@@ -141,6 +141,8 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if cfg == nil {
 		cfg = new(configEntry)
 	}
+	// The stored secret goes only to the domain and application it was written for.
+	prevScheme, prevHost, prevClientID := cfg.Scheme, cfg.Host, cfg.ClientID
 
 	if raw, ok := d.GetOk("domain"); ok {
 		scheme, host, err := parseDomain(raw.(string))
@@ -159,6 +161,18 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		}
 		// An operator-supplied secret supersedes an unfinished root rotation.
 		cfg.PendingClientSecret = ""
+	}
+	if _, ok := d.GetOk("client_secret"); !ok && prevHost != "" {
+		var changed []string
+		if cfg.Scheme != prevScheme || cfg.Host != prevHost {
+			changed = append(changed, "domain")
+		}
+		if cfg.ClientID != prevClientID {
+			changed = append(changed, "client_id")
+		}
+		if len(changed) > 0 {
+			return logical.ErrorResponse("changing %s requires client_secret in the same write: the stored secret is only ever sent to the domain and application it was written for; nothing was stored", strings.Join(changed, " and ")), nil
+		}
 	}
 	if raw, ok := d.GetOk("audience"); ok {
 		audience := strings.TrimSpace(raw.(string))
@@ -315,7 +329,9 @@ application. Grant that application these Management API scopes:
 
 By default a write first obtains a Management API token with the given credentials
 (verify_connection=true); if Auth0 refuses them the write fails and nothing is stored.
-The client_secret is write-only: it is never returned by a read and never logged.
+The client_secret is write-only: it is never returned by a read and never logged. A write
+that changes domain or client_id must bring client_secret too: the stored secret is never
+sent anywhere else than where it was written for.
 
 client_id must be an application of its own: a write naming the application of one of
 this mount's roles is refused (rotating it from a role would cut the engine off). Read

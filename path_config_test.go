@@ -1,6 +1,9 @@
 package auth0
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -206,4 +209,40 @@ func TestConfigChangeRebuildsClient(t *testing.T) {
 	if e.b.conn.Load() != nil || before == nil {
 		t.Fatal("invalidate did not drop the cached connection")
 	}
+}
+
+// The stored Management API secret goes only to the domain and application it was written
+// for: a write that changes domain or client_id must bring the secret too. Otherwise anyone
+// allowed to update config, without knowing the secret, could point domain at a host of
+// theirs and have the connection check (or the next rotation) send it there.
+func TestConfigRedirectNeedsTheSecret(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure()
+	var got atomic.Int64
+	rogue := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Add(1)
+		http.Error(w, "{}", http.StatusUnauthorized)
+	}))
+	t.Cleanup(rogue.Close)
+	before := e.storedConfig()
+
+	for _, data := range []map[string]interface{}{
+		{"domain": rogue.URL},
+		{"domain": rogue.URL, "verify_connection": false},
+		{"client_id": testAppID},
+	} {
+		msg := e.userError(logical.UpdateOperation, "config", data)
+		wantContains(t, msg, "requires client_secret in the same write", "nothing was stored")
+	}
+	if n := got.Load(); n != 0 {
+		t.Fatalf("the stored secret was sent to the new domain (%d requests)", n)
+	}
+	if after := e.storedConfig(); after.Host != before.Host || after.ClientID != before.ClientID {
+		t.Fatalf("config changed: %s/%s -> %s/%s", before.Host, before.ClientID, after.Host, after.ClientID)
+	}
+	// The same domain, spelled again, and any other field, need no secret.
+	e.ok(logical.UpdateOperation, "config", map[string]interface{}{"domain": e.emuURL, "client_id": testMgmtID, "rate_limit": 50})
+	// With the secret, a change of domain is checked against the new domain, as a first write.
+	msg := e.userError(logical.UpdateOperation, "config", map[string]interface{}{"domain": rogue.URL, "client_secret": "theirs"})
+	wantContains(t, msg, "could not obtain a Management API token")
 }
