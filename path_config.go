@@ -323,9 +323,13 @@ const pathConfigHelpDesc = `
 The engine calls Auth0's Management API with the credentials of a machine-to-machine
 application. Grant that application these Management API scopes:
 
-  update:client_keys   rotate application secrets
+  update:client_keys   rotate application secrets (and the mount's own, rotate-root)
   read:clients         check that a role's application exists
   read:client_keys     import current secrets and recover interrupted rotations
+
+and for private_key_jwt roles: update:clients, create:client_credentials,
+read:client_credentials, update:client_credentials, delete:client_credentials.
+docs/recipes/terraform-auth0.md gives the least privilege per feature.
 
 By default a write first obtains a Management API token with the given credentials
 (verify_connection=true); if Auth0 refuses them the write fails and nothing is stored.
