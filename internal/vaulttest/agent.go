@@ -49,22 +49,13 @@ func StartAgent(t testing.TB, v *Vault, token string, template string) (rendered
 func StartAgentWithOptions(t testing.TB, v *Vault, opts AgentOptions) *Agent {
 	t.Helper()
 	dir := t.TempDir()
-	tokenPath := filepath.Join(dir, "token")
 	templatePath := filepath.Join(dir, "template.ctmpl")
 	renderedPath := filepath.Join(dir, "rendered")
-	configPath := filepath.Join(dir, "agent.hcl")
-	write := func(path, content string) {
-		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-			t.Fatalf("vaulttest: %v", err)
-		}
+	if err := os.WriteFile(templatePath, []byte(opts.Template), 0o600); err != nil {
+		t.Fatalf("vaulttest: %v", err)
 	}
-	write(tokenPath, opts.Token)
-	write(templatePath, opts.Template)
-
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "exit_after_auth = false\n\n")
-	fmt.Fprintf(&cfg, "vault {\n  address = %s\n}\n\n", hclString(v.Addr))
-	fmt.Fprintf(&cfg, "auto_auth {\n  method \"token_file\" {\n    config = {\n      token_file_path = %s\n    }\n  }\n}\n\n", hclString(tokenPath))
 	fmt.Fprintf(&cfg, "template_config {\n  exit_on_retry_failure = true\n")
 	if opts.StaticSecretRenderInterval > 0 {
 		fmt.Fprintf(&cfg, "  static_secret_render_interval = %s\n", hclString(opts.StaticSecretRenderInterval.String()))
@@ -72,17 +63,9 @@ func StartAgentWithOptions(t testing.TB, v *Vault, opts AgentOptions) *Agent {
 	fmt.Fprintf(&cfg, "}\n\n")
 	fmt.Fprintf(&cfg, "template {\n  source      = %s\n  destination = %s\n  perms       = \"0600\"\n}\n",
 		hclString(templatePath), hclString(renderedPath))
-	write(configPath, cfg.String())
-
-	proc, err := startProcess("vault agent", v.Bin,
-		[]string{"agent", "-config=" + configPath, "-log-level=trace"},
-		childEnv(v.home), filepath.Join(dir, "agent.log"))
-	if err != nil {
-		t.Fatalf("vaulttest: %v", err)
-	}
-	t.Cleanup(func() { proc.stop(10 * time.Second) })
-	logTailOnFailure(t, proc, 100)
-	return &Agent{RenderedPath: renderedPath, ConfigPath: configPath, proc: proc}
+	a := StartAgentConfig(t, v, opts.Token, cfg.String())
+	a.RenderedPath = renderedPath
+	return a
 }
 
 // Logs returns the agent's combined output so far.
