@@ -185,7 +185,7 @@ func TestOwnership(t *testing.T) {
 	if role, _ := loadRole(t.Context(), e.storage, "second"); role != nil {
 		t.Fatal("the refused role was stored")
 	}
-	wantContains(t, e.userError(logical.UpdateOperation, "config", map[string]interface{}{"client_id": testAppID, "verify_connection": false}),
+	wantContains(t, e.userError(logical.UpdateOperation, "config", map[string]interface{}{"client_id": testAppID, "client_secret": e.appSecret(testAppID), "verify_connection": false}),
 		`client_id "app-1" is the application of role "app"`, "nothing was stored")
 	if cfg := e.storedConfig(); cfg.ClientID != testMgmtID {
 		t.Fatalf("config client_id = %q after a refused write", cfg.ClientID)

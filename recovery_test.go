@@ -94,7 +94,7 @@ func TestRotateFaults(t *testing.T) {
 				e.emu.ExpireTokens()                          // …that Auth0 now refuses
 			}
 			if tc.name == "connection refused" {
-				e.ok(logical.UpdateOperation, "config", map[string]interface{}{"domain": "http://127.0.0.1:1", "verify_connection": false})
+				e.ok(logical.UpdateOperation, "config", map[string]interface{}{"domain": "http://127.0.0.1:1", "client_secret": e.mgmtSecret(), "verify_connection": false})
 			}
 			resp, err := e.request(logical.UpdateOperation, "rotate/app", nil)
 			e.emu.SetFaults(nil)
