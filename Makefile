@@ -68,7 +68,7 @@ $(BIN)/bench-plugins/vault-plugin-secrets-kv: tools/kv/go.mod tools/kv/go.sum to
 	cd tools/kv && go build -o $@ .
 
 .PHONY: release
-release: ## Build release binaries (linux/darwin, amd64/arm64) into dist/ with SHA256SUMS; builds twice and checks the bytes match (VERSION=vX.Y.Z)
+release: ## Build release binaries (linux/darwin, amd64/arm64, Go 1.27.3) and their launchers into dist/ with SHA256SUMS; builds twice and checks the bytes match (VERSION=vX.Y.Z)
 	VERSION=$(VERSION) ./scripts/release.sh
 
 .PHONY: clean
