@@ -10,6 +10,7 @@ package integration
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/vaulttest"
@@ -21,6 +22,9 @@ const pluginVersion = "v0.2.0-dev"
 var (
 	pluginDir string // directory holding the plugin binary: every server's -dev-plugin-dir
 	pluginSHA string // SHA-256 of the plugin binary
+
+	releaseDir  string            // the release artifacts for this platform (TestReleaseArtifactRunsOnVault)
+	releaseSums map[string]string // their SHA256SUMS: file name -> hash
 )
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
@@ -42,5 +46,10 @@ func run(m *testing.M) int {
 		return 1
 	}
 	pluginDir, pluginSHA = dir, sha
+	releaseDir = filepath.Join(dir, "release")
+	if releaseSums, err = buildRelease(releaseDir); err != nil {
+		fmt.Fprintln(os.Stderr, "integration:", err)
+		return 1
+	}
 	return m.Run()
 }

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,34 +17,37 @@ import (
 // releaseVersion is what the release artifacts of this test are built as.
 const releaseVersion = "v0.2.0-release-test"
 
-// buildRelease runs scripts/release.sh for this machine's platform into a temporary
-// directory, with the release toolchain, and returns that directory and its SHA256SUMS
-// (file name -> hash). The second, from-scratch build is left to make release.
-func buildRelease(t *testing.T) (dir string, sums map[string]string) {
-	t.Helper()
-	dir = t.TempDir()
+// buildRelease runs scripts/release.sh for this machine's platform into dir, with the
+// release toolchain, and returns its SHA256SUMS (file name -> hash). The second,
+// from-scratch build is left to make release. TestMain runs it before any test starts, so
+// that a cold compile with the release toolchain does not compete with timed tests.
+func buildRelease(dir string) (map[string]string, error) {
+	root, err := vaulttest.FindRepoRoot()
+	if err != nil {
+		return nil, err
+	}
 	cmd := exec.Command("./scripts/release.sh")
-	cmd.Dir = vaulttest.RepoRoot(t)
+	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "VERSION="+releaseVersion, "DIST="+dir,
 		"RELEASE_PLATFORMS="+runtime.GOOS+"/"+runtime.GOARCH, "RELEASE_CHECK_REPRODUCIBLE=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("scripts/release.sh: %v\n%s", err, out)
+		return nil, fmt.Errorf("scripts/release.sh: %w\n%s", err, out)
 	}
 	f, err := os.Open(filepath.Join(dir, "SHA256SUMS"))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer f.Close()
-	sums = map[string]string{}
+	sums := map[string]string{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		if len(fields) != 2 {
-			t.Fatalf("SHA256SUMS line %q is not \"<sha256>  <file>\"", sc.Text())
+			return nil, fmt.Errorf("SHA256SUMS line %q is not \"<sha256>  <file>\"", sc.Text())
 		}
 		sums[fields[1]] = fields[0]
 	}
-	return dir, sums
+	return sums, sc.Err()
 }
 
 // The release artifact, built by scripts/release.sh with the release toolchain, registered
@@ -52,7 +56,7 @@ func buildRelease(t *testing.T) (dir string, sums map[string]string) {
 // engine then works end to end: config, role, rotate, creds that Auth0 accepts.
 func TestReleaseArtifactRunsOnVault(t *testing.T) {
 	t.Parallel()
-	dir, sums := buildRelease(t)
+	dir, sums := releaseDir, releaseSums
 	binary := "vault-plugin-auth0_" + releaseVersion + "_" + runtime.GOOS + "_" + runtime.GOARCH
 	launcher := binary + ".launcher.sh"
 	for _, name := range []string{binary, launcher} {
