@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -156,20 +158,29 @@ func (e *testEnv) request(op logical.Operation, path string, data map[string]int
 	return e.b.HandleRequest(context.Background(), req)
 }
 
+// try runs one request and returns its data, or what went wrong.
+func (e *testEnv) try(op logical.Operation, path string, data map[string]interface{}) (map[string]interface{}, error) {
+	e.t.Helper()
+	resp, err := e.request(op, path, data)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%s %s: %w", op, path, err)
+	case resp != nil && resp.IsError():
+		return nil, fmt.Errorf("%s %s: %w", op, path, resp.Error())
+	case resp == nil:
+		return nil, nil
+	}
+	return resp.Data, nil
+}
+
 // ok runs a request that must succeed and returns its data.
 func (e *testEnv) ok(op logical.Operation, path string, data map[string]interface{}) map[string]interface{} {
 	e.t.Helper()
-	resp, err := e.request(op, path, data)
+	out, err := e.try(op, path, data)
 	if err != nil {
-		e.t.Fatalf("%s %s: %v", op, path, err)
+		e.t.Fatal(err)
 	}
-	if resp != nil && resp.IsError() {
-		e.t.Fatalf("%s %s: %v", op, path, resp.Error())
-	}
-	if resp == nil {
-		return nil
-	}
-	return resp.Data
+	return out
 }
 
 // userError runs a request that must fail with a 400-style error response and returns its
@@ -188,10 +199,21 @@ func (e *testEnv) userError(op logical.Operation, path string, data map[string]i
 
 func (e *testEnv) configure() {
 	e.t.Helper()
-	e.ok(logical.UpdateOperation, "config", map[string]interface{}{
+	if err := e.tryConfigure(nil); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// tryConfigure writes the config for the emulator's management application, with extra
+// fields, and returns what went wrong.
+func (e *testEnv) tryConfigure(extra map[string]interface{}) error {
+	data := map[string]interface{}{
 		"domain": e.emuURL, "client_id": testMgmtID, "client_secret": e.mgmtSecret(),
 		"rate_limit": testRateLimit, // the default (2/s) would slow the suite; ratelimit_test.go covers pacing
-	})
+	}
+	maps.Copy(data, extra)
+	_, err := e.try(logical.UpdateOperation, "config", data)
+	return err
 }
 
 // configureWithRole configures the engine and creates role "app" for testAppID.

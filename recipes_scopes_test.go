@@ -125,31 +125,6 @@ func hclMentions(e vaulttest.HCLExpr, s string) bool {
 	return false
 }
 
-// try runs one request and returns its data, or what went wrong.
-func (e *testEnv) try(op logical.Operation, path string, data map[string]interface{}) (map[string]interface{}, error) {
-	resp, err := e.request(op, path, data)
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("%s %s: %w", op, path, err)
-	case resp != nil && resp.IsError():
-		return nil, fmt.Errorf("%s %s: %w", op, path, resp.Error())
-	case resp == nil:
-		return nil, nil
-	}
-	return resp.Data, nil
-}
-
-// tryConfigure writes the config as configure does.
-func (e *testEnv) tryConfigure(extra map[string]interface{}) error {
-	data := map[string]interface{}{
-		"domain": e.emuURL, "client_id": testMgmtID, "client_secret": e.mgmtSecret(),
-		"rate_limit": testRateLimit,
-	}
-	maps.Copy(data, extra)
-	_, err := e.try(logical.UpdateOperation, "config", data)
-	return err
-}
-
 // servesWorkingSecret checks that creds of role serve the secret Auth0 holds for clientID.
 func (e *testEnv) servesWorkingSecret(role, clientID string) error {
 	creds, err := e.try(logical.ReadOperation, "creds/"+role, nil)

@@ -74,11 +74,7 @@ func TestRecipes(t *testing.T) {
 // mustRequest sends a request as root and fails unless it succeeds.
 func (f *fixture) mustRequest(t *testing.T, method, path string, body map[string]any) map[string]any {
 	t.Helper()
-	status, data, errs := f.v.Request(t, f.v.RootToken, method, path, body)
-	if status != http.StatusOK && status != http.StatusNoContent {
-		t.Fatalf("%s %s: status %d: %v", method, path, status, errs)
-	}
-	return data
+	return mustWrite(t, f.v, method, path, body)
 }
 
 // recipePoliciesCheck: every claim of policies.md, each capability shown granted to the
@@ -848,12 +844,15 @@ func pick(m map[string]any, names ...string) map[string]any {
 	return out
 }
 
-func mustWrite(t *testing.T, v *vaulttest.Vault, method, path string, body map[string]any) {
+// mustWrite sends a request to v as root and fails unless it succeeds; it returns the
+// answer's data.
+func mustWrite(t *testing.T, v *vaulttest.Vault, method, path string, body map[string]any) map[string]any {
 	t.Helper()
 	r := v.Do(t, v.RootToken, method, path, body)
 	if r.Status != http.StatusOK && r.Status != http.StatusNoContent {
 		t.Fatalf("%s %s: status %d: %v", method, path, r.Status, r.Errors)
 	}
+	return r.Data
 }
 
 // writeFields returns the fields a write to path (e.g. auth0/roles/myapp) accepts, from

@@ -11,16 +11,15 @@
 # with (scripts/launcher.sh.in); SHA256SUMS covers both. RELEASE_PLATFORMS, DIST and
 # RELEASE_CHECK_REPRODUCIBLE=0 narrow a build for tests (integration/release_test.go).
 #
-# Releases are built with Go go1.27.3 (the go command fetches it: GOTOOLCHAIN), whose
-# standard library has no known vulnerability reachable from the plugin (make vulncheck
-# checks the same Go); a GOTOOLCHAIN set by the caller wins. Keep in step with
-# scripts/vulncheck.sh.
+# Releases are built with the Go named in scripts/release-go-version (the go command fetches
+# it: GOTOOLCHAIN), whose standard library has no known vulnerability reachable from the
+# plugin (make vulncheck checks the same Go); a GOTOOLCHAIN set by the caller wins.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 version=${VERSION:?VERSION must be set, e.g. make release VERSION=v0.2.0}
 [[ $version =~ ^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$ ]] || { echo "release: VERSION must be semver with a leading v, got $version" >&2; exit 1; }
-release_go=go1.27.3
+release_go=$(cat scripts/release-go-version)
 export GOTOOLCHAIN=${GOTOOLCHAIN:-$release_go}
 go version
 go_version=$(go env GOVERSION)

@@ -9,15 +9,15 @@
 # are separate modules that are never shipped, so ./... does not reach them.
 #
 # It analyses the standard library of the Go that builds releases: GOTOOLCHAIN defaults to
-# go1.27.3, as in scripts/release.sh (keep the two in step). govulncheck is built with that
-# Go too, since its type checker must know the standard library's language version.
+# the one in scripts/release-go-version, as for scripts/release.sh. govulncheck is built
+# with that Go too, since its type checker must know the standard library's language version.
 #
 # Cached in bin/: govulncheck and indexdb (rebuilt when tools/vulncheck/go.mod, go.sum or the
 # Go version change) and the database in bin/vulndb (rebuilt when the vulndb pin changes).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
+export GOTOOLCHAIN=${GOTOOLCHAIN:-$(cat scripts/release-go-version)}
 bin=$root/bin
 tools=$root/tools/vulncheck
 mkdir -p "$bin"
