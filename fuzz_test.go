@@ -131,6 +131,8 @@ type fuzzEnv struct {
 	logs    *syncBuffer
 	// canary is a secret the input's data may carry ({{secret}}); it must never leak.
 	canary string
+	// echoable is what of the input the engine may show (secrets() exempts what it holds).
+	echoable string
 }
 
 func (w *fuzzWorld) env(t testing.TB, stored map[string][]byte, start time.Time) *fuzzEnv {
@@ -248,11 +250,13 @@ func storageDiff(before, after map[string][]byte) string {
 
 // secrets is every secret the engine must keep to itself: the stored ones (any string
 // under a key that names a secret or a private key, in any entry), Auth0's current ones,
-// and the input's canary.
+// and the input's canary; but for those the input also carries where they may be echoed.
 func (e *fuzzEnv) secrets(stored ...map[string][]byte) []string {
 	set := map[string]bool{}
 	add := func(s string) {
-		if len(s) >= 12 { // shorter values written by the fuzzer are not secrets worth the name
+		// Shorter values written by the fuzzer are no secrets worth the name, and one the
+		// input carries elsewhere than in client_secret the engine may echo from there.
+		if len(s) >= 12 && !strings.Contains(e.echoable, s) {
 			set[s] = true
 		}
 	}
@@ -333,6 +337,15 @@ func (e *fuzzEnv) checkNoLeak(what string, resp *logical.Response, err error, se
 	}
 }
 
+// checkAuth0Unchanged fails if Auth0 changed since it counted before: config and role
+// writes and every read change nothing there.
+func (e *fuzzEnv) checkAuth0Unchanged(what, before string) {
+	e.t.Helper()
+	if now := auth0Changes(e.w.emu.Load()); now != before {
+		e.t.Fatalf("%s changed Auth0: %s, was %s", what, now, before)
+	}
+}
+
 // checkStatus fails on a 5xx.
 func (e *fuzzEnv) checkStatus(what string, status int, err error) {
 	e.t.Helper()
@@ -379,8 +392,19 @@ func fuzzData(op logical.Operation, body string) (data map[string]interface{}, o
 }
 
 // substitute replaces the placeholders in the data's top-level string values: the
-// emulator's URL, and in client_secret a canary secret unique to the input.
-func (e *fuzzEnv) substitute(data map[string]interface{}, input string) {
+// emulator's URL, and in client_secret a canary secret unique to the input. It notes what
+// of the input the engine may echo: the name, field names and values but client_secret's.
+func (e *fuzzEnv) substitute(name string, data map[string]interface{}, input string) {
+	defer func() {
+		echo := []string{name}
+		for k, v := range data {
+			echo = append(echo, k)
+			if k != "client_secret" {
+				echo = append(echo, fmt.Sprint(v))
+			}
+		}
+		e.echoable = strings.Join(echo, "\x00")
+	}()
 	sum := sha256.Sum256([]byte(input))
 	canary := "canary-" + hex.EncodeToString(sum[:12])
 	for k, v := range data {
@@ -453,13 +477,13 @@ func (w *fuzzWorld) prepare(f *testing.F) {
 
 // start prepares one input: a fresh backend over stored, and the request data decoded,
 // with its placeholders substituted. ok is false for data Vault refuses itself.
-func (w *fuzzWorld) start(t *testing.T, stored map[string][]byte, op logical.Operation, body string) (e *fuzzEnv, data map[string]interface{}, ok bool) {
+func (w *fuzzWorld) start(t *testing.T, stored map[string][]byte, name string, op logical.Operation, body string) (e *fuzzEnv, data map[string]interface{}, ok bool) {
 	t.Helper()
 	if data, ok = fuzzData(op, body); !ok {
 		return nil, nil, false
 	}
 	e = w.env(t, stored, w.end)
-	e.substitute(data, body)
+	e.substitute(name, data, body)
 	if os.Getenv("FUZZ_SLOW") != "" {
 		start := time.Now()
 		t.Cleanup(func() {
@@ -479,7 +503,7 @@ func refused(status int, err error) bool { return err != nil || status >= 400 }
 // secret or a private key.
 func (e *fuzzEnv) read(op logical.Operation, path string, data map[string]interface{}, allowed map[string]bool) (*logical.Response, int, error) {
 	e.t.Helper()
-	before := e.snapshot()
+	before, auth0Before := e.snapshot(), auth0Changes(e.w.emu.Load())
 	resp, status, err := e.request(op, path, data)
 	what := fmt.Sprintf("%s %s %v", op, path, data)
 	e.checkStatus(what, status, err)
@@ -487,6 +511,7 @@ func (e *fuzzEnv) read(op logical.Operation, path string, data map[string]interf
 	if diff := storageDiff(before, e.snapshot()); diff != "" {
 		e.t.Fatalf("%s stored something:\n  %s", what, diff)
 	}
+	e.checkAuth0Unchanged(what, auth0Before)
 	if strings.HasPrefix(path, "creds/") && !refused(status, err) {
 		secret, _ := resp.Data["client_secret"].(string)
 		key, _ := resp.Data["private_key"].(string)
@@ -568,7 +593,7 @@ func FuzzConfigWrite(f *testing.F) {
 		if !existing {
 			stored = nil
 		}
-		e, data, ok := w.start(t, stored, logical.UpdateOperation, body)
+		e, data, ok := w.start(t, stored, "", logical.UpdateOperation, body)
 		if !ok {
 			return
 		}
@@ -580,12 +605,13 @@ func FuzzConfigWrite(f *testing.F) {
 				data["verify_connection"] = false
 			}
 		}
-		before := e.snapshot()
+		before, auth0Before := e.snapshot(), auth0Changes(w.emu.Load())
 		resp, status, err := e.request(logical.UpdateOperation, "config", data)
 		after := e.snapshot()
 		what := fmt.Sprintf("config write %v", data)
 		e.checkStatus(what, status, err)
 		e.checkNoLeak(what, resp, err, e.secrets(before, after), nil)
+		e.checkAuth0Unchanged(what, auth0Before)
 		if refused(status, err) {
 			if diff := storageDiff(before, after); diff != "" {
 				t.Fatalf("%s was refused (%v) but storage changed:\n  %s", what, err, diff)
@@ -695,16 +721,17 @@ func FuzzRoleWrite(f *testing.F) {
 	w := newFuzzWorld(f)
 	w.prepare(f)
 	f.Fuzz(func(t *testing.T, name, body string) {
-		e, data, ok := w.start(t, w.fixture, logical.UpdateOperation, body)
+		e, data, ok := w.start(t, w.fixture, name, logical.UpdateOperation, body)
 		if !ok {
 			return
 		}
-		before := e.snapshot()
+		before, auth0Before := e.snapshot(), auth0Changes(w.emu.Load())
 		resp, status, err := e.request(logical.UpdateOperation, "roles/"+name, data)
 		after := e.snapshot()
 		what := fmt.Sprintf("roles/%s write %v", name, data)
 		e.checkStatus(what, status, err)
 		e.checkNoLeak(what, resp, err, e.secrets(before, after), nil)
+		e.checkAuth0Unchanged(what, auth0Before)
 		if refused(status, err) {
 			if diff := storageDiff(before, after); diff != "" {
 				t.Fatalf("%s was refused (%v) but storage changed:\n  %s", what, err, diff)
@@ -787,8 +814,8 @@ func FuzzRotate(f *testing.F) {
 		// A rotation changes Auth0: every input starts from a fresh emulator and fixture.
 		w.resetEmulator()
 		e := w.buildFixture(t)
-		e.substitute(data, body)
-		before := e.snapshot()
+		e.substitute(name, data, body)
+		before, auth0Before := e.snapshot(), auth0Changes(w.emu.Load())
 		resp, status, err := e.request(logical.UpdateOperation, "rotate/"+name, data)
 		after := e.snapshot()
 		what := fmt.Sprintf("rotate/%s %v", name, data)
@@ -798,10 +825,27 @@ func FuzzRotate(f *testing.F) {
 			if diff := storageDiff(before, after); diff != "" {
 				t.Fatalf("%s was refused (%v) but storage changed:\n  %s", what, err, diff)
 			}
+			if changed := auth0Changes(w.emu.Load()); changed != auth0Before {
+				t.Fatalf("%s was refused (%v) but Auth0 changed: %s, was %s", what, err, changed, auth0Before)
+			}
 			return
 		}
 		e.checkReadsAfter(name)
 	})
+}
+
+// auth0Changes counts, per kind, what the emulator's applications have had changed:
+// secrets rotated or set, credentials created or deleted, authentication methods patched.
+func auth0Changes(emu *emulator.Server) string {
+	st := emu.Stats()
+	total := func(m map[string]int) (n int) {
+		for _, v := range m {
+			n += v
+		}
+		return n
+	}
+	return fmt.Sprintf("rotations %d, secret patches %d, credentials created %d, deleted %d, auth method patches %d",
+		total(st.Rotations), total(st.SecretPatches), total(st.CredentialsCreated), total(st.CredentialsDeleted), total(st.AuthMethodPatches))
 }
 
 // fuzzReadSeeds are query data worth trying on any read.
@@ -827,7 +871,7 @@ func fuzzRead(f *testing.F, prefix string, allowed map[string]bool) {
 	w := newFuzzWorld(f)
 	w.prepare(f)
 	f.Fuzz(func(t *testing.T, name, query string) {
-		e, data, ok := w.start(t, w.fixture, logical.ReadOperation, query)
+		e, data, ok := w.start(t, w.fixture, name, logical.ReadOperation, query)
 		if !ok {
 			return
 		}
@@ -854,7 +898,7 @@ func FuzzList(f *testing.F) {
 	w := newFuzzWorld(f)
 	w.prepare(f)
 	f.Fuzz(func(t *testing.T, query string) {
-		e, data, ok := w.start(t, w.fixture, logical.ListOperation, query)
+		e, data, ok := w.start(t, w.fixture, "", logical.ListOperation, query)
 		if !ok {
 			return
 		}
