@@ -376,6 +376,17 @@ The client_secret is write-only: it is never returned by a read and never logged
 that changes domain or client_id must bring client_secret too: the stored secret is never
 sent anywhere else than where it was written for.
 
+The tenant rule: roles' secrets and keys are only ever sent to the domain the mount had
+when they were bound. While the mount has roles, a write that changes domain (also after
+a config delete) is refused unless it says allow_domain_change=true, meant for the same
+tenant under another name (its custom domain). No request follows a redirect, goes to
+another host, or connects to an unspecified, link-local, multicast or broadcast address.
+Every config write drops the mount's cached access tokens.
+
+allowed_client_ids limits the applications this mount's roles may bind and rotate (client
+IDs, and globs where "*" matches any run of characters; default: any): checked on every
+role write and at every rotation.
+
 client_id must be an application of its own: a write naming the application of one of
 this mount's roles is refused (rotating it from a role would cut the engine off). Read
 shows last_root_rotation, next_root_rotation when root_rotation_period is set, and
