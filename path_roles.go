@@ -628,8 +628,21 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 	lock.Lock()
 	defer lock.Unlock()
 	role, err := loadRole(ctx, req.Storage, name)
-	if err != nil || role == nil {
+	if err != nil {
 		return nil, err
+	}
+	if role == nil {
+		// Nothing to delete, unless a create was cut short after storing what creds serve
+		// (an import) and before the role: those leftovers go, with their claim.
+		creds, err := loadCreds(ctx, req.Storage, name)
+		if err != nil || creds == nil {
+			return nil, err
+		}
+		if err := b.deleteRoleData(ctx, req.Storage, name); err != nil {
+			return nil, err
+		}
+		b.tokens.forgetRole(name)
+		return nil, b.releaseApplication(ctx, req.Storage, name, creds.ClientID)
 	}
 	// What creds serves goes first, the ownership claim last: a delete cut short leaves a
 	// role that serves nothing and can be deleted again, never an application without
