@@ -346,11 +346,13 @@ func (e *fuzzEnv) checkAuth0Unchanged(what, before string) {
 	}
 }
 
-// checkStatus fails on a 5xx.
+// checkStatus fails on a 5xx, with the log's end: a panic the engine recovered into a 500
+// is logged there with its stack.
 func (e *fuzzEnv) checkStatus(what string, status int, err error) {
 	e.t.Helper()
 	if status >= 500 {
-		e.t.Fatalf("%s: answered %d for the input: %v", what, status, err)
+		logs := e.logs.String()
+		e.t.Fatalf("%s: answered %d for the input: %v\nlog:\n%s", what, status, err, logs[max(0, len(logs)-4000):])
 	}
 }
 
@@ -581,6 +583,14 @@ func FuzzConfigWrite(f *testing.F) {
 		`{"verify_connection":"maybe"}`,
 		`{"domain":"{{emu}}","client_id":"vault-mgmt","client_secret":"wrong-secret-{{secret}}"}`,
 		`domain={{emu}}&client_id=vault-mgmt&client_secret={{secret}}&rate_limit=3&rate_limit=4`,
+		`{"allowed_client_ids":"app-1,app-2,team-a-*"}`,
+		`{"allowed_client_ids":["app-*",""]}`,
+		`{"allowed_client_ids":"**,a b"}`,
+		`{"allowed_client_ids":"app-6"}`,
+		`{"allowed_client_ids":""}`,
+		`{"domain":"127.0.0.1:1","client_id":"vault-mgmt","client_secret":"{{secret}}","allow_domain_change":true}`,
+		`{"domain":"acme.auth0.com","client_id":"vault-mgmt","client_secret":"{{secret}}","allow_domain_change":"true","verify_connection":false}`,
+		`{"domain":"[fe80::1]","client_id":"vault-mgmt","client_secret":"{{secret}}","verify_connection":false}`,
 	}
 	for _, s := range seeds {
 		f.Add(true, s)
