@@ -53,6 +53,12 @@ test: $(VAULT_DEP) ## Run every test: go vet, make vulncheck, unit tests and int
 	./scripts/vulncheck.sh
 	go test -count=1 -timeout 40m ./...
 
+FUZZTIME ?= 30s
+
+.PHONY: fuzz
+fuzz: ## Fuzz each native Go fuzz target for FUZZTIME (default 30s; FUZZ_TARGETS="FuzzX ..." picks some) in turn; a finding fails the run and stays in testdata/fuzz/<Target>/ as a regression (make test runs that corpus)
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
 .PHONY: vulncheck
 vulncheck: ## Fail on known vulnerabilities reachable from the plugin and emulator (govulncheck, offline DB from the x/vulndb pinned in tools/vulncheck, Go go1.27.3)
 	./scripts/vulncheck.sh

@@ -284,12 +284,21 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 			return nil, err
 		}
 	}
-	oldSchedule, oldPeriod := role.RotationSchedule, role.RotationPeriod
+	oldSchedule, oldPeriod, oldType := role.RotationSchedule, role.RotationPeriod, role.CredentialType
 
 	now := b.clock.Now().UTC()
 	dropped, resp := applyRoleFields(role, d, creating, now)
 	if resp != nil {
 		return resp, nil
+	}
+	if !creating && role.CredentialType != oldType {
+		// applyRoleFields saw no version; a commit cut before its role write may still
+		// have stored one for creds to serve (its write-ahead entry finishes it).
+		if creds, err := loadCreds(ctx, req.Storage, name); err != nil {
+			return nil, err
+		} else if creds != nil {
+			return logical.ErrorResponse("credential_type cannot change once the role has a version; create another role for the application's %s (delete this one first: one application belongs to one role)", credentialTypeName(role.CredentialType)), nil
+		}
 	}
 
 	if raw, ok := d.GetOk("password_policy"); ok && raw.(string) != "" {
