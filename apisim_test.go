@@ -548,19 +548,29 @@ func (w *apiWorker) note(desc string) { w.a.note(w.id, desc) }
 
 func (w *apiWorker) role() *apiRole { return w.a.roles[w.rng.IntN(len(w.a.roles))] }
 
-// stagedRole is a role stored with rotation_strategy=staged, most of the time, if any: an
-// option of a staged role is mostly asked of one.
-func (w *apiWorker) stagedRole() *apiRole {
-	var staged []*apiRole
-	for _, r := range w.a.roles {
-		if role, err := loadRole(context.Background(), w.a.base, r.name); err == nil && role != nil && role.isStaged() {
-			staged = append(staged, r)
-		}
-	}
-	if len(staged) == 0 || w.rng.IntN(5) == 0 {
+// pick is, percent times in a hundred, a role whose stored state is like, if there is
+// one, else any role: operations aimed where they have something to do, as the engine
+// simulation makes cancels likelier while a secret is staged.
+func (w *apiWorker) pick(percent int, like func(*roleEntry) bool) *apiRole {
+	if w.rng.IntN(100) >= percent {
 		return w.role()
 	}
-	return staged[w.rng.IntN(len(staged))]
+	var fit []*apiRole
+	for _, r := range w.a.roles {
+		if role, err := loadRole(context.Background(), w.a.base, r.name); err == nil && role != nil && like(role) {
+			fit = append(fit, r)
+		}
+	}
+	if len(fit) == 0 {
+		return w.role()
+	}
+	return fit[w.rng.IntN(len(fit))]
+}
+
+// new is a role without a version yet, most of the time: its first commit cut short leaves
+// creds ahead of a role that lists no version.
+func (w *apiWorker) new() *apiRole {
+	return w.pick(70, func(role *roleEntry) bool { return role.currentVersion() == 0 })
 }
 
 // apiOps are the operations and their weights.
@@ -568,7 +578,8 @@ var apiOps = []struct {
 	weight int
 	do     func(w *apiWorker) string
 }{
-	{150, (*apiWorker).token},
+	{120, (*apiWorker).token},
+	{40, (*apiWorker).burst},
 	{30, (*apiWorker).assertion},
 	{80, (*apiWorker).creds},
 	{90, (*apiWorker).credsVersion},
@@ -633,8 +644,9 @@ func (w *apiWorker) audience() string {
 	return "https://unlisted.test/"
 }
 
-func (w *apiWorker) token() string {
-	r := w.role()
+func (w *apiWorker) token() string { return w.tokenOf(w.role()) }
+
+func (w *apiWorker) tokenOf(r *apiRole) string {
 	var data map[string]interface{}
 	aud := w.audience()
 	if aud != "" {
@@ -657,6 +669,28 @@ func (w *apiWorker) token() string {
 		w.a.count("token ok")
 	}
 	return desc
+}
+
+// burst is many readers of one role's tokens at once while its token_audiences change,
+// as when applications start together while an operator edits the role.
+func (w *apiWorker) burst() string {
+	r := w.role()
+	descs := make([]string, 4)
+	var wg sync.WaitGroup
+	for i := range descs {
+		g := &apiWorker{a: w.a, id: w.id, rng: rand.New(rand.NewPCG(w.rng.Uint64(), uint64(i)))}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i == 0 {
+				descs[i] = g.write(r, map[string]interface{}{"token_audiences": g.audiences()})
+				return
+			}
+			descs[i] = g.tokenOf(r)
+		}()
+	}
+	wg.Wait()
+	return "burst: " + strings.Join(descs, " | ")
 }
 
 func (w *apiWorker) assertion() string {
@@ -825,8 +859,11 @@ func (w *apiWorker) deleteRole() string {
 
 func (w *apiWorker) rotate(option string) string {
 	r := w.role()
-	if option == "switch_now" || option == "cancel_staged" {
-		r = w.stagedRole()
+	switch option {
+	case "switch_now":
+		r = w.pick(80, (*roleEntry).isStaged)
+	case "cancel_staged":
+		r = w.pick(80, func(role *roleEntry) bool { return role.Staged != nil })
 	}
 	var data map[string]interface{}
 	if option != "" {
@@ -939,7 +976,7 @@ func (w *apiWorker) auth0Fault() string {
 }
 
 func (w *apiWorker) storageFault() string {
-	r := w.role()
+	r := w.new()
 	prefixes := []string{"", roleStoragePrefix, credsStoragePrefix, secretStoragePrefix, framework.WALPrefix, roleKey(r.name), credsKey(r.name)}
 	prefix := prefixes[w.rng.IntN(len(prefixes))]
 	n := []int{1, 2, 3, 6}[w.rng.IntN(4)]
@@ -948,7 +985,7 @@ func (w *apiWorker) storageFault() string {
 }
 
 func (w *apiWorker) cut() string {
-	r := w.role()
+	r := w.new()
 	w.a.armCut(r.name)
 	return "cut armed: the node crashes at the next write of roles/" + r.name + " after one of its creds"
 }
