@@ -71,8 +71,10 @@ type managementClient struct {
 // Auth0: the first call fetches a token (client credentials), which is then reused until
 // it expires.
 func newManagementClient(ctx context.Context, cfg *configEntry, limiter *rateLimiter, clk clock) (*managementClient, error) {
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	httpClient := &http.Client{Timeout: cfg.requestTimeout(), Transport: &observingTransport{base: transport, limiter: limiter, clock: clk}}
+	// go-auth0 keeps only the timeout and the transport of this client (not CheckRedirect):
+	// the egress rules live in the transport.
+	transport, egress := newEgressTransport(cfg.Host)
+	httpClient := &http.Client{Timeout: cfg.requestTimeout(), Transport: &observingTransport{base: egress, limiter: limiter, clock: clk}}
 	// The token endpoint is reached through the same client, with the same timeout.
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, httpClient)
 
@@ -245,12 +247,12 @@ func (c *managementClient) close() {
 // verifyCredentials obtains a Management API token with cfg's credentials, proving that
 // Auth0 accepts them before anything is stored.
 func verifyCredentials(ctx context.Context, cfg *configEntry) error {
-	httpClient := &http.Client{Timeout: cfg.requestTimeout()}
-	defer httpClient.CloseIdleConnections()
+	httpClient, closeIdle := newEgressClient(cfg)
+	defer closeIdle()
 	cc := clientcredentials.Config{
 		ClientID:       cfg.ClientID,
 		ClientSecret:   cfg.ClientSecret,
-		TokenURL:       cfg.Scheme + "://" + cfg.Host + "/oauth/token",
+		TokenURL:       cfg.tokenURL(),
 		EndpointParams: url.Values{"audience": {cfg.audience()}},
 		// One request per check: auto-detection would try Basic, then the body, on every
 		// refusal, doubling what a polling verification costs against Auth0's limits.
@@ -330,6 +332,9 @@ func auth0Failure(what string, err error) (*logical.Response, error) {
 	switch {
 	case errors.Is(err, errNoSecretScope):
 		return logical.ErrorResponse("%s: %s; grant that scope to the Management API application in Auth0 (Applications > APIs > Auth0 Management API > Machine to Machine Applications)", what, err), nil
+	case errors.As(err, &tokenErr) && tokenErr.ErrorCode == "":
+		// Not an OAuth answer: whatever the domain is, it did not answer as Auth0.
+		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %s", what, describeTransportError(err)))
 	case errors.As(err, &tokenErr):
 		desc := tokenErr.ErrorDescription
 		if desc == "" {
@@ -350,5 +355,5 @@ func auth0Failure(what string, err error) (*logical.Response, error) {
 			return logical.ErrorResponse("%s: Auth0 refused the request (%s)", what, mErr.Error()), nil
 		}
 	}
-	return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %v", what, err))
+	return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %s", what, publicError(err)))
 }

@@ -141,11 +141,11 @@ func (c *managementClient) DeleteCredential(ctx context.Context, clientID, crede
 // verifyAssertion obtains a token for clientID with a client assertion signed by key, proving
 // that Auth0 accepts the key. A 403 (authenticated, audience not granted) counts as accepted.
 func verifyAssertion(ctx context.Context, cfg *configEntry, clientID, assertion string) error {
-	httpClient := &http.Client{Timeout: cfg.requestTimeout()}
-	defer httpClient.CloseIdleConnections()
+	httpClient, closeIdle := newEgressClient(cfg)
+	defer closeIdle()
 	cc := clientcredentials.Config{
 		ClientID: clientID,
-		TokenURL: cfg.Scheme + "://" + cfg.Host + "/oauth/token",
+		TokenURL: cfg.tokenURL(),
 		EndpointParams: url.Values{
 			"audience":              {cfg.audience()},
 			"client_assertion_type": {clientAssertionType},

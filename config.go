@@ -11,11 +11,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/helper/strutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
 const (
-	configStoragePath     = "config"
+	configStoragePath = "config"
+	// tenantStoragePath keeps the domain the mount's roles are bound under; it outlives a
+	// config delete (path_config.go, the tenant rule).
+	tenantStoragePath     = "tenant"
 	defaultRequestTimeout = 30 * time.Second
 )
 
@@ -40,6 +44,10 @@ type configEntry struct {
 	// CredsCacheSize bounds the creds read cache (creds_cache.go); nil means the default,
 	// 0 disables it.
 	CredsCacheSize *int `json:"creds_cache_size,omitempty"`
+
+	// AllowedClientIDs limits the applications roles of this mount may bind and rotate:
+	// exact client IDs, and globs in which "*" matches any run of characters. Empty: any.
+	AllowedClientIDs []string `json:"allowed_client_ids,omitempty"`
 
 	// PendingClientSecret is a root secret being rotated to (root_rotation.go): stored
 	// before Auth0 is told, made current once Auth0 accepts it.
@@ -82,6 +90,68 @@ func storeConfig(ctx context.Context, s logical.Storage, cfg *configEntry) error
 		return fmt.Errorf("storing config: %w", err)
 	}
 	return nil
+}
+
+// clientAllowed reports whether roles of this mount may bind and rotate clientID.
+func (c *configEntry) clientAllowed(clientID string) bool {
+	if len(c.AllowedClientIDs) == 0 {
+		return true
+	}
+	return strutil.StrListContainsGlob(c.AllowedClientIDs, clientID)
+}
+
+// notAllowedClient says why a role's application is refused by allowed_client_ids.
+func notAllowedClient(clientID string) string {
+	return fmt.Sprintf("client_id %q is not in this mount's allowed_client_ids; an operator who may write <mount>/config can add it (or bind the role on the mount meant for it)", clientID)
+}
+
+// validateAllowedClientIDs checks allowed_client_ids entries: client IDs, where "*"
+// matches any run of characters.
+func validateAllowedClientIDs(ids []string) error {
+	for _, id := range ids {
+		if id == "" || strings.ContainsAny(id, " \t\r\n/") {
+			return fmt.Errorf("%q is not a client ID or a glob of client IDs (e.g. \"abc123\", \"team-a-*\" or \"*\")", id)
+		}
+	}
+	return nil
+}
+
+// tenantEntry is the domain the mount's roles are bound under.
+type tenantEntry struct {
+	Scheme string `json:"scheme"`
+	Host   string `json:"host"`
+}
+
+// tenantMove says from which domain cfg would move a mount that has roles ("" if it moves
+// none: same domain, no roles, or no domain known yet). The domain is the tenant entry's,
+// or for a mount configured before there was one, prev's (the config being replaced).
+func tenantMove(ctx context.Context, s logical.Storage, prev tenantEntry, cfg *configEntry) (string, error) {
+	entry, err := s.Get(ctx, tenantStoragePath)
+	if err != nil {
+		return "", err
+	}
+	t := prev
+	if entry != nil {
+		if err := entry.DecodeJSON(&t); err != nil {
+			return "", fmt.Errorf("decoding %s: %w", tenantStoragePath, err)
+		}
+	}
+	if t.Host == "" || t.Scheme == cfg.Scheme && strings.EqualFold(t.Host, cfg.Host) {
+		return "", nil
+	}
+	roles, err := s.List(ctx, roleStoragePrefix)
+	if err != nil || len(roles) == 0 {
+		return "", err
+	}
+	return (&configEntry{Scheme: t.Scheme, Host: t.Host}).domain(), nil
+}
+
+func storeTenant(ctx context.Context, s logical.Storage, cfg *configEntry) error {
+	entry, err := logical.StorageEntryJSON(tenantStoragePath, tenantEntry{Scheme: cfg.Scheme, Host: cfg.Host})
+	if err != nil {
+		return err
+	}
+	return s.Put(ctx, entry)
 }
 
 // audience is the configured audience or Auth0's default for the domain.
@@ -198,6 +268,9 @@ func parseDomain(raw string) (scheme, host string, err error) {
 	ip := net.ParseIP(hostname)
 	if ip == nil && !dnsName.MatchString(hostname) {
 		return "", "", fmt.Errorf("%q is not a valid host name", hostname)
+	}
+	if ip != nil && forbiddenIP(ip) {
+		return "", "", errors.New("unspecified, link-local (e.g. cloud metadata at 169.254.169.254), multicast and broadcast addresses are refused; give the tenant domain, e.g. \"acme.eu.auth0.com\"")
 	}
 	if scheme == "http" && !isLoopback(hostname, ip) {
 		return "", "", errors.New(`"http://" is accepted only for loopback hosts (127.0.0.0/8, ::1, localhost); use https`)

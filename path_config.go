@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -71,6 +72,14 @@ func pathConfig(b *backend) []*framework.Path {
 				"root_rotation_period": {
 					Type:        framework.TypeDurationSecond,
 					Description: fmt.Sprintf("Rotate the Management API application's own secret automatically this often (e.g. \"720h\"); 0 disables it. At least %s.", minRotationPeriod),
+				},
+				"allowed_client_ids": {
+					Type:        framework.TypeCommaStringSlice,
+					Description: `Applications this mount's roles may bind and rotate: client IDs, and globs in which "*" matches any run of characters (e.g. "team-a-*"). Checked on every role write and at every rotation. Empty (the default): any application of the tenant.`,
+				},
+				"allow_domain_change": {
+					Type:        framework.TypeBool,
+					Description: "Allow a write that changes domain while the mount has roles. Roles' secrets and keys are sent only to the domain the mount is configured for, so this moves them to the new one: only for the same tenant under another name (e.g. its custom domain).",
 				},
 				"verify_connection": {
 					Type:        framework.TypeBool,
@@ -174,6 +183,16 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 			return logical.ErrorResponse("changing %s requires client_secret in the same write: the stored secret is only ever sent to the domain and application it was written for; nothing was stored", strings.Join(changed, " and ")), nil
 		}
 	}
+	if raw, ok := d.GetOk("allowed_client_ids"); ok {
+		ids := raw.([]string)
+		if err := validateAllowedClientIDs(ids); err != nil {
+			return logical.ErrorResponse("invalid allowed_client_ids: %s", err), nil
+		}
+		cfg.AllowedClientIDs = ids
+		if len(ids) == 0 {
+			cfg.AllowedClientIDs = nil
+		}
+	}
 	if raw, ok := d.GetOk("audience"); ok {
 		audience := strings.TrimSpace(raw.(string))
 		if err := validateAudience(audience); err != nil {
@@ -191,7 +210,8 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 
 	if raw, ok := d.GetOk("rate_limit"); ok {
 		limit := raw.(float64)
-		if limit < 0.01 || limit > 1000 {
+		if !(limit >= 0.01 && limit <= 1000) { // NaN fails every comparison
+
 			return logical.ErrorResponse("rate_limit must be between 0.01 and 1000 requests per second, got %g", limit), nil
 		}
 		cfg.RateLimit = limit
@@ -215,7 +235,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 
 	if raw, ok := d.GetOk("token_refresh_fraction"); ok {
 		f := raw.(float64)
-		if f < 0.1 || f > 1 {
+		if !(f >= 0.1 && f <= 1) {
 			return logical.ErrorResponse("token_refresh_fraction must be between 0.1 and 1 (the part of a token's lifetime after which it is refreshed), got %g", f), nil
 		}
 		cfg.TokenRefreshFraction = f
@@ -249,6 +269,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 
 	if d.Get("verify_connection").(bool) {
 		if err := verifyCredentials(ctx, cfg); err != nil {
+			b.Logger().Warn("config write refused: no Management API token", "domain", cfg.domain(), "client_id", cfg.ClientID, "error", err)
 			return logical.ErrorResponse("could not obtain a Management API token from %s with client_id %q: %s; nothing was stored (fix the credentials, or write with verify_connection=false to skip this check)",
 				cfg.domain(), cfg.ClientID, describeTokenError(err)), nil
 		}
@@ -256,10 +277,20 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 
 	// The Management API application must not be one a role rotates. Checked and stored
 	// under ownerMu, as role writes claim applications, so the two cannot race.
+	// The tenant rule: roles' credentials go only to the domain they were bound under, so
+	// a write that moves the mount while it has roles needs the operator to say so. Checked
+	// under ownerMu too, as role writes claim applications under it.
 	b.ownerMu.Lock()
 	owner, err := liveOwner(ctx, req.Storage, cfg.ClientID)
-	if err == nil && owner == "" {
-		err = storeConfig(ctx, req.Storage, cfg)
+	var moved string
+	if err == nil && owner == "" && !d.Get("allow_domain_change").(bool) {
+		moved, err = tenantMove(ctx, req.Storage, tenantEntry{Scheme: prevScheme, Host: prevHost}, cfg)
+	}
+	if err == nil && owner == "" && moved == "" {
+		// The tenant first: what it records is a move already allowed.
+		if err = storeTenant(ctx, req.Storage, cfg); err == nil {
+			err = storeConfig(ctx, req.Storage, cfg)
+		}
 	}
 	b.ownerMu.Unlock()
 	if err != nil {
@@ -268,6 +299,10 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if owner != "" {
 		return logical.ErrorResponse("client_id %q is the application of role %q, whose secret the engine rotates; the Management API application must be a separate application (or delete that role first); nothing was stored", cfg.ClientID, owner), nil
 	}
+	if moved != "" {
+		return logical.ErrorResponse("the mount has roles bound under domain %s; their secrets and keys are sent only there, so changing domain to %s is refused (nothing was stored). If %s is the same tenant under another name (e.g. its custom domain), write again with allow_domain_change=true; otherwise mount the engine anew for the other tenant", moved, cfg.domain(), cfg.domain()), nil
+	}
+	b.tokens.dropAll()
 	b.resetConnection()
 	b.scheduleRoot(cfg)
 	return nil, nil
@@ -276,22 +311,26 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	b.configMu.Lock()
 	defer b.configMu.Unlock()
+	// The tenant entry stays: a later config for another domain is refused while roles exist.
 	if err := req.Storage.Delete(ctx, configStoragePath); err != nil {
 		return nil, fmt.Errorf("deleting config: %w", err)
 	}
+	b.tokens.dropAll()
 	b.resetConnection()
 	b.scheduleRoot(nil)
 	return nil, nil
 }
 
-// describeTokenError says why a token request failed, from Auth0's answer when there is one.
+// describeTokenError says why a token request failed, from Auth0's answer when there is
+// one. Anything else (no answer, or an answer that is not Auth0's) is described in the same
+// generic words, so that the answer does not tell what listens at an address.
 func describeTokenError(err error) string {
 	var tokenErr *oauth2.RetrieveError
-	if errors.As(err, &tokenErr) {
-		if tokenErr.ErrorCode != "" {
-			return fmt.Sprintf("Auth0 answered %d %s: %s", tokenErr.Response.StatusCode, tokenErr.ErrorCode, tokenErr.ErrorDescription)
-		}
-		return fmt.Sprintf("Auth0 answered %s", tokenErr.Response.Status)
+	if errors.As(err, &tokenErr) && tokenErr.ErrorCode != "" {
+		return fmt.Sprintf("Auth0 answered %d %s: %s", tokenErr.Response.StatusCode, tokenErr.ErrorCode, tokenErr.ErrorDescription)
+	}
+	if tokenErr != nil || errors.As(err, new(net.Error)) {
+		return describeTransportError(err)
 	}
 	return err.Error()
 }
@@ -336,6 +375,17 @@ By default a write first obtains a Management API token with the given credentia
 The client_secret is write-only: it is never returned by a read and never logged. A write
 that changes domain or client_id must bring client_secret too: the stored secret is never
 sent anywhere else than where it was written for.
+
+The tenant rule: roles' secrets and keys are only ever sent to the domain the mount had
+when they were bound. While the mount has roles, a write that changes domain (also after
+a config delete) is refused unless it says allow_domain_change=true, meant for the same
+tenant under another name (its custom domain). No request follows a redirect, goes to
+another host, or connects to an unspecified, link-local, multicast or broadcast address.
+Every config write drops the mount's cached access tokens.
+
+allowed_client_ids limits the applications this mount's roles may bind and rotate (client
+IDs, and globs where "*" matches any run of characters; default: any): checked on every
+role write and at every rotation.
 
 client_id must be an application of its own: a write naming the application of one of
 this mount's roles is refused (rotating it from a role would cut the engine off). Read

@@ -3,6 +3,7 @@ package auth0
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -57,6 +58,15 @@ func TestParseDomain(t *testing.T) {
 		{"acme.auth0.com:99999", "from 1 to 65535"},
 		{"acme.auth0.com:0", "from 1 to 65535"},
 		{"acme.auth0.com:", "empty port"},
+		// Addresses a credential must never be sent to (finding 5 of issue 19).
+		{"https://0.0.0.0", "unspecified, link-local"},
+		{"https://[::]:443", "unspecified, link-local"},
+		{"169.254.169.254", "cloud metadata"},
+		{"https://[fe80::1]", "unspecified, link-local"},
+		{"224.0.0.1", "multicast"},
+		{"255.255.255.255", "broadcast"},
+		{"[fd00:ec2::254]", "link-local"},
+		{"http://0.0.0.0:8080", "unspecified"},
 		{"bad_host!.com", "not a valid host name"},
 		{"-acme.auth0.com", "not a valid host name"},
 		{"acme..auth0.com", "not a valid host name"},
@@ -158,7 +168,8 @@ func TestConfigRejectsBadInput(t *testing.T) {
 		{"timeout too short", map[string]interface{}{"request_timeout": "0s"}, "", []string{"request_timeout must be between 1s and 5m"}},
 		{"rate limit zero", map[string]interface{}{"rate_limit": 0}, "", []string{"rate_limit must be between 0.01 and 1000 requests per second, got 0"}},
 		{"timeout too long", map[string]interface{}{"request_timeout": "1h"}, "", []string{"request_timeout must be between 1s and 5m"}},
-		{"unreachable", map[string]interface{}{"domain": "http://127.0.0.1:1"}, "", []string{"could not obtain a Management API token from http://127.0.0.1:1", "connection refused"}},
+		// A connection failure is told in generic words: no dial error that would map a network.
+		{"unreachable", map[string]interface{}{"domain": "http://127.0.0.1:1"}, "", []string{"could not obtain a Management API token from http://127.0.0.1:1", "could not reach Auth0"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -169,6 +180,9 @@ func TestConfigRejectsBadInput(t *testing.T) {
 			delete(data, tc.drop)
 			msg := e.userError(logical.UpdateOperation, "config", data)
 			wantContains(t, msg, tc.want...)
+			if strings.Contains(msg, "dial") || strings.Contains(msg, "connection refused") {
+				t.Errorf("%q tells how the connection failed", msg)
+			}
 			if cfg, err := loadConfig(t.Context(), e.storage); err != nil || cfg != nil {
 				t.Fatalf("config stored after a rejected write: %v, %v", cfg, err)
 			}
@@ -198,7 +212,7 @@ func TestConfigChangeRebuildsClient(t *testing.T) {
 	if code, ok := codedStatus(err); !ok || code != 502 {
 		t.Fatalf("role create against a dead Auth0 = %v; want a 502", err)
 	}
-	wantContains(t, err.Error(), `checking client_id "app-1" in Auth0`, "connection refused")
+	wantContains(t, err.Error(), `checking client_id "app-1" in Auth0`, "could not reach Auth0")
 
 	e.configure() // right domain and secret: the cached client must be replaced
 	e.ok(logical.UpdateOperation, "roles/app", map[string]interface{}{"client_id": testAppID})

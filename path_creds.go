@@ -91,6 +91,10 @@ func (b *backend) olderVersion(ctx context.Context, s logical.Storage, name stri
 		}
 	}
 	if role.version(n) == nil {
+		if len(role.Versions) == 0 {
+			// Creds stored, the role not yet: a commit cut short, which its next job finishes.
+			return nil, nil, logical.ErrorResponse("role %q has no version %d; it lists no retained versions yet", name, n), nil
+		}
 		return nil, nil, logical.ErrorResponse("role %q has no version %d; retained versions are %d to %d", name, n, role.Versions[0].Version, role.currentVersion()), nil
 	}
 	served, err := loadSecret(ctx, s, name, role, n)

@@ -298,6 +298,14 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 		}
 	}
 
+	// allowed_client_ids, on every write: a role whose application the mount may no longer
+	// rotate can only be deleted.
+	if conn, err := b.connection(ctx, req.Storage); err != nil {
+		return nil, err
+	} else if conn != nil && !conn.config.clientAllowed(role.ClientID) {
+		return logical.ErrorResponse(notAllowedClient(role.ClientID)), nil
+	}
+
 	var imported string
 	if creating {
 		conn, resp, err := b.requireConnection(ctx, req.Storage)
@@ -633,7 +641,7 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 		return nil, err
 	}
 	b.schedule(name, nil)
-	b.tokens.dropRole(name)
+	b.tokens.forgetRole(name)
 	if err := b.releaseApplication(ctx, req.Storage, name, role.ClientID); err != nil {
 		return nil, err
 	}

@@ -91,27 +91,24 @@ func pathToken(b *backend) []*framework.Path {
 func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	audience := d.Get("audience").(string)
-	// The audience is checked against the role before anything is asked of Auth0; a cached
-	// token was checked when it was cached (a role write drops the role's tokens).
-	// Tokens are cached under the canonical audience: "" for the role's default.
-	if tok := b.tokens.get(tokenKey{name, audience}); tok == nil || !b.clock.Now().Before(tok.RefreshAt) {
-		creds, err := b.loadCredsCached(ctx, req.Storage, name)
-		if err != nil {
-			return nil, err
-		}
-		if resp := tokenAllowed(name, creds, audience); resp != nil {
-			if creds == nil {
-				if role, err := loadRole(ctx, req.Storage, name); err != nil || role != nil && len(role.TokenAudiences) > 0 {
-					return logical.ErrorResponse("role %q has no credential yet; rotate it first (vault write -f <mount>/rotate/%s)", name, name), err
-				}
-			}
-			return resp, nil
-		}
-		if audience == creds.TokenAudiences[0] {
-			audience = ""
-		}
+	// The generation first, then the role it is checked against: a role write after this
+	// point keeps the token fetched for it out of the cache, and the fetch checks the role
+	// again on what it loads. An audience the role does not list is refused before anything
+	// is asked of Auth0.
+	gen := b.tokens.generation(name)
+	creds, err := b.loadCredsCached(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
 	}
-	tok, resp, err := b.token(ctx, req.Storage, name, audience)
+	if resp := tokenAllowed(name, creds, audience); resp != nil {
+		if creds == nil {
+			if role, err := loadRole(ctx, req.Storage, name); err != nil || role != nil && len(role.TokenAudiences) > 0 {
+				return logical.ErrorResponse("role %q has no credential yet; rotate it first (vault write -f <mount>/rotate/%s)", name, name), err
+			}
+		}
+		return resp, nil
+	}
+	tok, resp, err := b.token(ctx, req.Storage, name, audience, creds, gen)
 	if resp != nil || err != nil {
 		return resp, err
 	}

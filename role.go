@@ -6,11 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"math/rand/v2"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -195,6 +195,9 @@ type stagedSecret struct {
 	Version    int       `json:"version"`
 	StagedTime time.Time `json:"staged_time"`
 	SwitchTime time.Time `json:"switch_time"`
+	// Switching is stored before the first PATCH of the switch goes out, whatever started
+	// it: from then on Auth0 may hold the secret, and the stage can only be finished.
+	Switching bool `json:"switching,omitempty"`
 }
 
 // cancelledStage records a staged secret discarded before it reached Auth0.
@@ -549,14 +552,24 @@ func (r *roleEntry) missedWindow(now time.Time) bool {
 var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow)
 
 // parsedSchedules caches parsed schedules by spec: creds reads compute the next times of a
-// schedule on the hot path.
-var parsedSchedules sync.Map
+// schedule on the hot path. It is bounded: it holds what writes asked for, refused ones
+// included, and is shared by every mount of the process.
+var parsedSchedules = func() *lru.Cache[string, cron.Schedule] {
+	c, err := lru.New[string, cron.Schedule](maxParsedSchedules)
+	if err != nil {
+		panic(err) // only for a size below 1
+	}
+	return c
+}()
+
+// maxParsedSchedules bounds parsedSchedules; roles share few distinct schedules.
+const maxParsedSchedules = 1024
 
 // parseSchedule parses a rotation_schedule. Schedules are always evaluated in UTC.
 func parseSchedule(spec string) (cron.Schedule, error) {
 	spec = strings.TrimSpace(spec)
-	if sched, ok := parsedSchedules.Load(spec); ok {
-		return sched.(cron.Schedule), nil
+	if sched, ok := parsedSchedules.Peek(spec); ok { // Peek: a shared lock on the hot path
+		return sched, nil
 	}
 	if strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=") {
 		return nil, errors.New("schedules are evaluated in UTC; remove the time zone prefix")
@@ -571,7 +584,7 @@ func parseSchedule(spec string) (cron.Schedule, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w; expected 5 fields (minute hour day-of-month month day-of-week), e.g. \"0 3 * * SUN\"", err)
 	}
-	parsedSchedules.Store(spec, sched)
+	parsedSchedules.Add(spec, sched)
 	return sched, nil
 }
 

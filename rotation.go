@@ -159,12 +159,21 @@ const errNotConfigured = "the engine is not configured yet; write the Management
 // application or that another role owns; such a role is marked blocked until its
 // operator acts.
 func (j *roleJob) checkOwner(ctx context.Context) (*logical.Response, error) {
-	owner, err := j.b.claimApplication(ctx, j.s, j.name, j.role.ClientID)
+	conn, err := j.b.connection(ctx, j.s)
 	if err != nil {
 		_, resp, err := j.fail(ctx, nil, err)
 		return resp, err
 	}
-	if owner == "" {
+	var msg, owner string
+	if conn != nil && !conn.config.clientAllowed(j.role.ClientID) {
+		msg = notAllowedClient(j.role.ClientID)
+	} else if owner, err = j.b.claimApplication(ctx, j.s, j.name, j.role.ClientID); err != nil {
+		_, resp, err := j.fail(ctx, nil, err)
+		return resp, err
+	} else if owner != "" {
+		msg = ownerBlocked(j.role.ClientID, owner)
+	}
+	if msg == "" {
 		if j.role.Blocked != "" && j.role.scheduleProblem(j.now) == "" {
 			j.role.Blocked = "" // the conflict is gone (the other role was deleted)
 			if err := j.b.storeRoleState(ctx, j.s, j.name, j.role); err != nil {
@@ -174,13 +183,16 @@ func (j *roleJob) checkOwner(ctx context.Context) (*logical.Response, error) {
 		}
 		return nil, nil
 	}
-	msg := ownerBlocked(j.role.ClientID, owner)
 	if j.role.Blocked != msg {
 		j.role.Blocked = msg
 		if err := j.b.storeRoleState(ctx, j.s, j.name, j.role); err != nil {
 			j.b.Logger().Warn("could not record on the role why it is blocked", "role", j.name, "error", err)
 		}
-		j.b.Logger().Error("role not rotated: its application belongs to another owner", "role", j.name, "client_id", j.role.ClientID, "owner", owner)
+		if owner != "" {
+			j.b.Logger().Error("role not rotated: its application belongs to another owner", "role", j.name, "client_id", j.role.ClientID, "owner", owner)
+		} else {
+			j.b.Logger().Error("role not rotated: its application is not in the mount's allowed_client_ids", "role", j.name, "client_id", j.role.ClientID)
+		}
 	}
 	return logical.ErrorResponse("role %q: %s", j.name, msg), nil
 }

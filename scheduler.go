@@ -112,14 +112,14 @@ func (b *backend) startScheduler(s logical.Storage, pending []pendingRotation, p
 	sch.done.Add(1)
 	go func() {
 		defer sch.done.Done()
-		b.startup(ctx, sch, pending, pendingListed)
+		b.guard("scheduler startup", func() { b.startup(ctx, sch, pending, pendingListed) })
 		if !b.manualDispatch {
 			// Dispatch from the queue the due index gave, while every role is read to
 			// correct it.
 			sch.done.Add(1)
 			go func() {
 				defer sch.done.Done()
-				b.dispatch(ctx, sch)
+				b.guard("scheduler dispatch", func() { b.dispatch(ctx, sch) })
 			}()
 		}
 		b.verifyQueue(ctx, sch)
@@ -165,6 +165,7 @@ func (b *backend) startup(ctx context.Context, sch *scheduler, pending []pending
 
 // runDue runs the job of a key the queue says is due.
 func (b *backend) runDue(ctx context.Context, sch *scheduler, name string) {
+	defer b.recoverJob()
 	if name == rootQueueKey {
 		if _, resp, err := b.runRootJob(ctx, sch.storage, triggerScheduled); err != nil || resp != nil {
 			b.Logger().Warn("scheduled root rotation failed", "error", failureMessage(resp, err))

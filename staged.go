@@ -36,8 +36,9 @@ func (j *roleJob) runStaged(ctx context.Context) (*versionMeta, *logical.Respons
 		if role.Staged == nil {
 			return nil, nil, nil
 		}
-		if !j.now.Before(role.Staged.SwitchTime) {
-			// A PATCH may have reached Auth0 already: only finishing is safe.
+		if role.Staged.Switching || !j.now.Before(role.Staged.SwitchTime) {
+			// A PATCH may have reached Auth0 already: only finishing is safe. Switching,
+			// stored before any PATCH, decides it whatever this node's clock says.
 			return nil, logical.ErrorResponse("the staged secret (version %d) is switching since %s and may already be set at Auth0; it can only be finished (switch_now=true), not cancelled",
 				role.Staged.Version, role.Staged.SwitchTime.Format(time.RFC3339)), nil
 		}
@@ -58,15 +59,20 @@ func (j *roleJob) runStaged(ctx context.Context) (*versionMeta, *logical.Respons
 			return j.fail(ctx, nil, err)
 		}
 	}
-	if j.now.Before(role.Staged.SwitchTime) {
-		if !j.opts.switchNow {
-			return nil, nil, nil // published; it switches at its time
-		}
-		// Record that the switch starts now before any PATCH goes out: after a crash the
-		// role is due at once, and the switch is retried rather than waiting for the old
-		// time while Auth0 may already hold the new secret.
+	early := j.now.Before(role.Staged.SwitchTime)
+	if early && !j.opts.switchNow {
+		return nil, nil, nil // published; it switches at its time
+	}
+	if !role.Staged.Switching || early {
+		// Record that the switch has started before any PATCH goes out: from then on it
+		// can only be finished, never cancelled, and after a crash the role is due at
+		// once, so the switch is retried rather than waiting for the old time while Auth0
+		// may already hold the new secret.
 		next := role.clone()
-		next.Staged.SwitchTime = j.now.UTC()
+		next.Staged.Switching = true
+		if early {
+			next.Staged.SwitchTime = j.now.UTC()
+		}
 		if err := b.storeRoleState(ctx, j.s, j.name, next); err != nil {
 			return j.fail(ctx, nil, err)
 		}

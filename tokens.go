@@ -53,20 +53,51 @@ type tokenStats struct {
 	hits, misses, requests, failures atomic.Int64
 }
 
+const (
+	// maxTokenPause caps the wait after a 429 at /oauth/token: whatever Auth0's headers
+	// say, one request goes out again after this long.
+	maxTokenPause = 5 * time.Minute
+	// tokenRefusalMemory is how long a refusal of a role's token request (403, 400, a
+	// credential refused after the propagation window) is answered from memory, so that
+	// readers of a role Auth0 refuses do not each send a request.
+	tokenRefusalMemory = 15 * time.Second
+)
+
+// tokenRefusal is a refused token request, remembered until until.
+type tokenRefusal struct {
+	err   error
+	until time.Time
+}
+
 // tokenCache holds the tokens of every role of the mount.
 type tokenCache struct {
 	mu      sync.Mutex
 	entries map[tokenKey]*cachedToken
-	// gen counts drops per role: a fetch started before a drop does not store its token.
+	refused map[tokenKey]tokenRefusal
+	// A fetch reads its role's generation before it checks the role, and stores its token
+	// only if the generation is unchanged: a role write, rotation, delete or config change
+	// in between means the token may be for a credential or audience no longer in force.
+	// seq numbers every change; gen holds the number of the role's last one, and floor,
+	// that of the last change that forgot roles (a delete, a config change), for roles
+	// gen does not list. So the maps hold only roles that exist.
+	seq   uint64
+	floor uint64
 	gen   map[string]uint64
 	stats map[string]*tokenStats
-	// pausedUntil holds token requests back after Auth0 answered 429.
-	pausedUntil time.Time
+	// pausedUntil holds token requests back after Auth0 answered 429: per client_id for a
+	// rate limit, under "" for the tenant's machine-to-machine quota.
+	pausedUntil map[string]time.Time
 	flight      singleflight.Group
 }
 
 func newTokenCache() *tokenCache {
-	return &tokenCache{entries: map[tokenKey]*cachedToken{}, gen: map[string]uint64{}, stats: map[string]*tokenStats{}}
+	return &tokenCache{
+		entries:     map[tokenKey]*cachedToken{},
+		refused:     map[tokenKey]tokenRefusal{},
+		gen:         map[string]uint64{},
+		stats:       map[string]*tokenStats{},
+		pausedUntil: map[string]time.Time{},
+	}
 }
 
 func (c *tokenCache) get(k tokenKey) *cachedToken {
@@ -89,48 +120,141 @@ func (c *tokenCache) statsOf(role string) *tokenStats {
 func (c *tokenCache) generation(role string) uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.gen[role]
+	return c.generationLocked(role)
+}
+
+func (c *tokenCache) generationLocked(role string) uint64 {
+	if g, ok := c.gen[role]; ok {
+		return g
+	}
+	return c.floor
 }
 
 // put stores tok unless the role's tokens were dropped since gen was read.
 func (c *tokenCache) put(k tokenKey, gen uint64, tok *cachedToken) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.gen[k.role] == gen {
+	if c.generationLocked(k.role) == gen {
 		c.entries[k] = tok
+		delete(c.refused, k)
 	}
 }
 
-// dropRole forgets the role's tokens: after a rotation, a role change or delete, or an
+// refusal is the remembered refusal for k, if it is of generation gen and not over.
+func (c *tokenCache) refusal(k tokenKey, now time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.refused[k]
+	if !ok {
+		return nil
+	}
+	if !now.Before(r.until) {
+		delete(c.refused, k)
+		return nil
+	}
+	return r.err
+}
+
+// refuse remembers that Auth0 refused k's token request, unless the role changed since gen.
+func (c *tokenCache) refuse(k tokenKey, gen uint64, err error, until time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.generationLocked(k.role) == gen {
+		c.refused[k] = tokenRefusal{err: err, until: until}
+	}
+}
+
+// dropRole forgets the role's tokens and refusals: after a rotation, a role change, or an
 // invalidation from another node.
 func (c *tokenCache) dropRole(role string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.gen[role]++
+	c.seq++
+	c.gen[role] = c.seq
+	c.dropEntriesLocked(role)
+}
+
+// forgetRole is dropRole for a deleted role: nothing of it stays in memory.
+func (c *tokenCache) forgetRole(role string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seq++
+	c.floor = c.seq
+	delete(c.gen, role)
+	delete(c.stats, role)
+	c.dropEntriesLocked(role)
+}
+
+func (c *tokenCache) dropEntriesLocked(role string) {
 	for k := range c.entries {
 		if k.role == role {
 			delete(c.entries, k)
 		}
 	}
-}
-
-func (c *tokenCache) pause(until time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if until.After(c.pausedUntil) {
-		c.pausedUntil = until
+	for k := range c.refused {
+		if k.role == role {
+			delete(c.refused, k)
+		}
 	}
 }
 
+// dropAll forgets every token, refusal and pause: the config changed, so the tenant, the
+// endpoint or the refresh fraction they were obtained under may have.
+func (c *tokenCache) dropAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seq++
+	c.floor = c.seq
+	clear(c.gen)
+	clear(c.entries)
+	clear(c.refused)
+	clear(c.pausedUntil)
+}
+
+// pause holds back token requests for scope ("" for all) until until, at most maxTokenPause
+// from now.
+func (c *tokenCache) pause(scope string, until, now time.Time) time.Time {
+	if limit := now.Add(maxTokenPause); until.After(limit) {
+		until = limit
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if until.After(c.pausedUntil[scope]) {
+		c.pausedUntil[scope] = until
+	}
+	return c.pausedUntil[scope]
+}
+
+// pausedFor is until when requests for clientID are held back (zero if they are not).
+func (c *tokenCache) pausedFor(clientID string, now time.Time) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	until := later(c.pausedUntil[""], c.pausedUntil[clientID])
+	for scope, t := range c.pausedUntil {
+		if !now.Before(t) {
+			delete(c.pausedUntil, scope)
+		}
+	}
+	return until
+}
+
+// paused is the latest pause in force, for status.
 func (c *tokenCache) paused() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.pausedUntil
+	var until time.Time
+	for _, t := range c.pausedUntil {
+		until = later(until, t)
+	}
+	return until
 }
 
-// token answers a token read: the cached token when fresh, else one from Auth0. audience
-// is canonical: "" for the role's default (its first token_audiences entry).
-func (b *backend) token(ctx context.Context, s logical.Storage, name, audience string) (*cachedToken, *logical.Response, error) {
+// token answers a token read for requested, the audience the caller asked for ("" for the
+// role's default). gen is the role's token generation, read before the caller loaded the
+// role it checked: the fetch checks the role again on what it loads, and stores its token
+// only if the role did not change since.
+func (b *backend) token(ctx context.Context, s logical.Storage, name, requested string, creds *credsEntry, gen uint64) (*cachedToken, *logical.Response, error) {
+	audience := canonicalAudience(creds, requested)
 	key := tokenKey{name, audience}
 	now := b.clock.Now()
 	st := b.tokens.statsOf(name)
@@ -140,34 +264,46 @@ func (b *backend) token(ctx context.Context, s logical.Storage, name, audience s
 		return cached, nil, nil
 	}
 	st.misses.Add(1)
-	gen := b.tokens.generation(name)
-	// The generation is part of the flight: a read that comes after a rotation dropped the
-	// role's tokens starts its own fetch, with the new credential, rather than wait on one
-	// that started with the old.
-	v, err, _ := b.tokens.flight.Do(name+"\x00"+audience+"\x00"+strconv.FormatUint(gen, 10), func() (any, error) {
-		if tok := b.tokens.get(key); tok != nil && b.clock.Now().Before(tok.RefreshAt) {
-			return tok, nil // a concurrent fetch just stored it
+	err := b.tokens.refusal(key, now)
+	if err == nil {
+		// The generation is part of the flight: a read that comes after a rotation dropped
+		// the role's tokens starts its own fetch, with the new credential, rather than
+		// wait on one that started with the old.
+		var v any
+		v, err, _ = b.tokens.flight.Do(name+"\x00"+audience+"\x00"+strconv.FormatUint(gen, 10), func() (v any, err error) {
+			defer b.recoverInto("token fetch", &err)
+			if tok := b.tokens.get(key); tok != nil && b.clock.Now().Before(tok.RefreshAt) {
+				return tok, nil // a concurrent fetch just stored it
+			}
+			tok, err := b.fetchToken(s, name, requested, gen)
+			if err != nil {
+				return nil, err
+			}
+			b.tokens.put(key, gen, tok)
+			return tok, nil
+		})
+		if err == nil {
+			return v.(*cachedToken), nil, nil
 		}
-		tok, err := b.fetchToken(s, name, audience)
-		if err != nil {
-			return nil, err
-		}
-		b.tokens.put(key, gen, tok)
-		return tok, nil
-	})
-	if err != nil {
-		if cached != nil && now.Before(cached.ExpiresAt) {
-			// Auth0 refused or failed the refresh, but the token in hand is still valid.
-			b.Logger().Warn("could not refresh an access token; serving the cached one until it expires", "role", name, "audience", cached.Audience, "expires_at", cached.ExpiresAt.Format(time.RFC3339), "error", err)
-			return cached, nil, nil
-		}
-		var er errorResponse
-		if errors.As(err, &er) {
-			return nil, er.Response, nil
-		}
-		return nil, nil, err
 	}
-	return v.(*cachedToken), nil, nil
+	if cached != nil && now.Before(cached.ExpiresAt) && !errors.As(err, new(notAllowed)) {
+		// Auth0 refused or failed the refresh, but the token in hand is still valid.
+		b.Logger().Warn("could not refresh an access token; serving the cached one until it expires", "role", name, "audience", cached.Audience, "expires_at", cached.ExpiresAt.Format(time.RFC3339), "error", err)
+		return cached, nil, nil
+	}
+	var er errorResponse
+	if errors.As(err, &er) {
+		return nil, er.Response, nil
+	}
+	return nil, nil, err
+}
+
+// canonicalAudience is the cache's name for requested: "" for the role's default.
+func canonicalAudience(creds *credsEntry, requested string) string {
+	if len(creds.TokenAudiences) > 0 && requested == creds.TokenAudiences[0] {
+		return ""
+	}
+	return requested
 }
 
 // markRotating records that a job of role name runs, until the returned func is called:
@@ -204,10 +340,18 @@ type errorResponse struct{ *logical.Response }
 
 func (e errorResponse) Error() string { return failureMessage(e.Response, nil) }
 
-// fetchToken asks Auth0 for an access token with the role's current credential. It runs
-// on the backend's context: concurrent readers share it, and one going away must not
-// cancel it for the others.
-func (b *backend) fetchToken(s logical.Storage, name, audience string) (*cachedToken, error) {
+// notAllowed is a fetch's refusal of a role state that no longer allows the request: the
+// role changed after the caller checked it. A cached token is not served in its place.
+type notAllowed struct{ *logical.Response }
+
+func (e notAllowed) Error() string { return failureMessage(e.Response, nil) }
+func (e notAllowed) Unwrap() error { return errorResponse(e) }
+
+// fetchToken asks Auth0 for an access token with the role's current credential, for
+// requested ("" for the role's default audience), checking again on the role it loads that
+// the request is allowed. It runs on the backend's context: concurrent readers share it,
+// and one going away must not cancel it for the others.
+func (b *backend) fetchToken(s logical.Storage, name, requested string, gen uint64) (*cachedToken, error) {
 	ctx := b.ctx
 	conn, resp, err := b.requireConnection(ctx, s)
 	if resp != nil {
@@ -220,15 +364,18 @@ func (b *backend) fetchToken(s logical.Storage, name, audience string) (*cachedT
 	if err != nil {
 		return nil, err
 	}
-	if creds == nil {
-		return nil, errorResponse{logical.ErrorResponse("role %q has no credential yet; rotate it first (vault write -f <mount>/rotate/%s)", name, name)}
+	if resp := tokenAllowed(name, creds, requested); resp != nil {
+		return nil, notAllowed{resp}
 	}
+	audience := requested
 	if audience == "" {
 		audience = creds.TokenAudiences[0]
 	}
+	key := tokenKey{name, canonicalAudience(creds, requested)}
 	st := b.tokens.statsOf(name)
 	for waited := false; ; {
-		if until := b.tokens.paused(); b.clock.Now().Before(until) {
+		now := b.clock.Now()
+		if until := b.tokens.pausedFor(creds.ClientID, now); now.Before(until) {
 			return nil, logical.CodedError(http.StatusTooManyRequests, fmt.Sprintf("Auth0's /oauth/token answered 429 (rate limit); Vault asks again after %s", until.UTC().Format(time.RFC3339)))
 		}
 		st.requests.Add(1)
@@ -238,8 +385,8 @@ func (b *backend) fetchToken(s logical.Storage, name, audience string) (*cachedT
 		}
 		st.failures.Add(1)
 		var tokenErr *oauth2.RetrieveError
-		if !errors.As(err, &tokenErr) || tokenErr.Response == nil {
-			return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("requesting an access token for role %q from Auth0: %v", name, err))
+		if !errors.As(err, &tokenErr) || tokenErr.Response == nil || tokenErr.Response.StatusCode < 400 {
+			return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("requesting an access token for role %q from Auth0: %s", name, describeTransportError(err)))
 		}
 		desc := tokenErr.ErrorDescription
 		if desc == "" {
@@ -253,10 +400,14 @@ func (b *backend) fetchToken(s logical.Storage, name, audience string) (*cachedT
 				waited = b.awaitRotation(ctx, name)
 			}
 			if fresh, err := b.loadCredsCached(ctx, s, name); err == nil && fresh != nil && fresh.Current.Version != creds.Current.Version {
+				if resp := tokenAllowed(name, fresh, requested); resp != nil {
+					return nil, notAllowed{resp}
+				}
 				creds = fresh
 				continue
 			}
 		}
+		var refusal error
 		switch status := tokenErr.Response.StatusCode; {
 		case status == http.StatusUnauthorized && b.clock.Now().Before(creds.Current.CreatedTime.Add(tokenAcceptWindow)):
 			// A credential a moment old: Auth0 may not accept it everywhere yet.
@@ -265,22 +416,30 @@ func (b *backend) fetchToken(s logical.Storage, name, audience string) (*cachedT
 			}
 			continue
 		case status == http.StatusUnauthorized:
-			return nil, logical.CodedError(http.StatusBadGateway, what+"; Auth0 no longer accepts the credential Vault holds (version "+strconv.Itoa(creds.Current.Version)+"). If the role is being rotated on another node, the next read uses the new one; otherwise it was changed outside Vault: rotate the role (vault write -f <mount>/rotate/"+name+"; a staged role needs switch_now=true, a key role in its overlap end_overlap=true)")
+			refusal = logical.CodedError(http.StatusBadGateway, what+"; Auth0 no longer accepts the credential Vault holds (version "+strconv.Itoa(creds.Current.Version)+"). If the role is being rotated on another node, the next read uses the new one; otherwise it was changed outside Vault: rotate the role (vault write -f <mount>/rotate/"+name+"; a staged role needs switch_now=true, a key role in its overlap end_overlap=true)")
 		case status == http.StatusTooManyRequests:
-			until := b.clock.Now().Add(retryAfter(tokenErr.Response.Header, b.clock.Now()))
-			b.tokens.pause(until)
-			msg := what + "; Vault asks again after " + until.UTC().Format(time.RFC3339)
-			if strings.Contains(strings.ToLower(desc), "quota") {
-				msg = what + "; the tenant's machine-to-machine token quota is exhausted: raise it in Auth0 or wait for it to reset"
+			// Auth0 limits token requests per application; its machine-to-machine quota
+			// is the tenant's, and holds back every role.
+			quota := strings.Contains(strings.ToLower(desc), "quota")
+			scope := creds.ClientID
+			if quota {
+				scope = ""
 			}
-			return nil, logical.CodedError(http.StatusTooManyRequests, msg)
+			now := b.clock.Now()
+			until := b.tokens.pause(scope, now.Add(retryAfter(tokenErr.Response.Header, now)), now).UTC().Format(time.RFC3339)
+			if quota {
+				return nil, logical.CodedError(http.StatusTooManyRequests, fmt.Sprintf("%s; the tenant's machine-to-machine token quota is exhausted: raise it in Auth0 or wait for it to reset (Vault asks again after %s)", what, until))
+			}
+			return nil, logical.CodedError(http.StatusTooManyRequests, fmt.Sprintf("%s; Vault asks again after %s", what, until))
 		case status == http.StatusForbidden:
-			return nil, errorResponse{logical.ErrorResponse("%s; authorize the application for that API (and scopes) in Auth0 (Applications > APIs > Machine to Machine Applications)", what)}
+			refusal = errorResponse{logical.ErrorResponse("%s; authorize the application for that API (and scopes) in Auth0 (Applications > APIs > Machine to Machine Applications)", what)}
 		case status < 500:
-			return nil, errorResponse{logical.ErrorResponse("%s", what)}
+			refusal = errorResponse{logical.ErrorResponse("%s", what)}
 		default:
 			return nil, logical.CodedError(http.StatusBadGateway, what)
 		}
+		b.tokens.refuse(key, gen, refusal, b.clock.Now().Add(tokenRefusalMemory))
+		return nil, refusal
 	}
 }
 
@@ -320,8 +479,8 @@ func (b *backend) requestToken(ctx context.Context, cfg *configEntry, creds *cre
 	} else {
 		cc.ClientSecret = creds.Current.Secret
 	}
-	httpClient := &http.Client{Timeout: cfg.requestTimeout()}
-	defer httpClient.CloseIdleConnections()
+	httpClient, closeIdle := newEgressClient(cfg)
+	defer closeIdle()
 	now := b.clock.Now()
 	tok, err := cc.Token(context.WithValue(ctx, oauth2.HTTPClient, httpClient))
 	if err != nil {

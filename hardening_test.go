@@ -1,0 +1,408 @@
+package auth0
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/emulator"
+)
+
+// Tests of the findings of issue 19: inputs and races that killed the plugin process, and
+// credentials sent where they do not belong. Each failed before its fix.
+
+// betweenCredsReads runs fn once, right before the second storage read of creds/<name>
+// from now on: with the creds cache off, that is between token/'s check of the role and
+// its fetch's load of it.
+func (e *testEnv) betweenCredsReads(name string, fn func()) {
+	var reads atomic.Int32
+	hook := func(key string) {
+		if key == credsKey(name) && reads.Add(1) == 2 {
+			e.storage.onGet.Store(nil)
+			fn()
+		}
+	}
+	e.storage.onGet.Store(&hook)
+}
+
+// Finding 1: a role write between token/'s check and its fetch. Emptying token_audiences
+// made the fetch index an empty list (a panic, re-raised in every waiter of the
+// singleflight: the plugin process died); narrowing them cached a token for an audience the
+// role no longer lists.
+func TestTokenRoleWriteBetweenCheckAndFetch(t *testing.T) {
+	for _, tc := range []struct {
+		name, audience, write string
+		want                  string
+	}{
+		{"audiences emptied", "", "", "mints no access tokens"},
+		{"audience withdrawn", testAPI2, testAPI, "may not mint tokens for audience"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTokenEnv(t, nil)
+			if err := e.tryConfigure(map[string]interface{}{"creds_cache_size": 0}); err != nil {
+				t.Fatal(err)
+			}
+			before := e.tokenRequests(testAppID)
+			e.betweenCredsReads("app", func() {
+				e.ok(logical.UpdateOperation, "roles/app", map[string]interface{}{"token_audiences": tc.write})
+			})
+			var data map[string]interface{}
+			if tc.audience != "" {
+				data = map[string]interface{}{"audience": tc.audience}
+			}
+			wantContains(t, e.userError(logical.ReadOperation, "token/app", data), tc.want)
+			if n := e.tokenRequests(testAppID) - before; n != 0 {
+				t.Fatalf("%d token requests for a role state that does not allow them", n)
+			}
+			if n := len(e.b.tokens.entries); n != 0 {
+				t.Fatalf("%d tokens cached", n)
+			}
+		})
+	}
+}
+
+// Finding 2: creds?version=N where creds exist but the role lists no version yet (a commit
+// cut between its creds write and its role write) indexed an empty list.
+func TestCredsVersionBeforeRoleListsVersions(t *testing.T) {
+	e := newTestEnv(t)
+	e.configureWithRole(nil)
+	e.storage.failPutsUnder(roleStoragePrefix, 1000)
+	if _, err := e.request(logical.UpdateOperation, "rotate/app", nil); err == nil {
+		t.Fatal("the rotation succeeded although its role write failed")
+	}
+	e.storage.failPuts.Store(0)
+	if creds, err := loadCreds(t.Context(), e.storage, "app"); err != nil || creds == nil {
+		t.Fatalf("no creds stored before the role write (%v): the test does not reach the state", err)
+	}
+	if role, _ := loadRole(t.Context(), e.storage, "app"); role == nil || len(role.Versions) != 0 {
+		t.Fatal("the role lists versions: the test does not reach the state")
+	}
+	wantContains(t, e.userError(logical.ReadOperation, "creds/app", map[string]interface{}{"version": 7}), `role "app" has no version 7; it lists no retained versions yet`)
+}
+
+// secondTenant is an Auth0 emulator on another loopback address, counting every request
+// it gets: a host that must never see the mount's credentials.
+func secondTenant(t *testing.T) (url string, requests *atomic.Int64) {
+	requests = new(atomic.Int64)
+	emu := emulator.New(emulator.Options{Seed: 2})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		emu.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, requests
+}
+
+// Finding 3: whoever may write config could point it at a host of theirs (with a secret of
+// their own and verify_connection=false) and collect each role's secret at its next token/
+// miss. The tenant rule refuses that move while roles exist, a delete first included, and
+// a config change drops every cached token.
+func TestTenantRule(t *testing.T) {
+	e := newTokenEnv(t, nil)
+	e.ok(logical.ReadOperation, "token/app", nil)
+	collector, seen := secondTenant(t)
+	move := map[string]interface{}{"domain": collector, "client_id": "x", "client_secret": "y", "verify_connection": false}
+	wantContains(t, e.userError(logical.UpdateOperation, "config", move), "the mount has roles bound under domain "+e.emuURL, "allow_domain_change=true")
+	if cfg, _ := loadConfig(t.Context(), e.storage); cfg.Host != strings.TrimPrefix(e.emuURL, "http://") {
+		t.Fatalf("a refused move stored config for %s", cfg.Host)
+	}
+	e.ok(logical.DeleteOperation, "config", nil)
+	wantContains(t, e.userError(logical.UpdateOperation, "config", move), "the mount has roles bound under domain "+e.emuURL)
+	e.configure()
+	before := e.tokenRequests(testAppID)
+	e.ok(logical.ReadOperation, "token/app", nil)
+	if n := e.tokenRequests(testAppID) - before; n != 1 {
+		t.Fatalf("%d token requests after a config write; want 1: a config change drops the cached tokens", n)
+	}
+	if n := seen.Load(); n != 0 {
+		t.Fatalf("the other host got %d requests", n)
+	}
+
+	// Said explicitly, the move is made (the same tenant under another name, in the docs).
+	move["allow_domain_change"] = true
+	e.ok(logical.UpdateOperation, "config", move)
+	if _, err := e.request(logical.ReadOperation, "token/app", nil); err == nil {
+		t.Fatal("a token was served after the move from the old tenant's cache")
+	}
+	if seen.Load() == 0 {
+		t.Fatal("after an allowed move nothing went to the new domain: the test proves nothing")
+	}
+	// With no roles, any domain.
+	e.ok(logical.DeleteOperation, "roles/app", nil)
+	delete(move, "allow_domain_change")
+	move["domain"] = e.emuURL
+	e.ok(logical.UpdateOperation, "config", move)
+}
+
+// redirector answers every request with a redirect to target (307: a client that follows
+// it sends the same method and body again).
+func redirector(t *testing.T, target string) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// Finding 4: no outbound request follows a redirect: not the config check (the Management
+// API secret in its body), not go-auth0 (which re-adds the bearer token on each hop), not
+// token/ (the role's secret in its body).
+func TestNoRedirectIsFollowed(t *testing.T) {
+	e := newTokenEnv(t, nil)
+	collector, seen := secondTenant(t)
+	tenant := redirector(t, collector)
+	wantContains(t, e.userError(logical.UpdateOperation, "config", map[string]interface{}{
+		"domain": tenant, "client_id": testMgmtID, "client_secret": e.mgmtSecret(), "allow_domain_change": true,
+	}), "could not obtain a Management API token")
+	e.ok(logical.UpdateOperation, "config", map[string]interface{}{
+		"domain": tenant, "client_id": testMgmtID, "client_secret": e.mgmtSecret(), "allow_domain_change": true, "verify_connection": false,
+	})
+	resp, err := e.request(logical.ReadOperation, "token/app", nil)
+	if err == nil && !resp.IsError() {
+		t.Fatalf("a token was served through a redirect: %v", resp.Data)
+	}
+	wantContains(t, fmt.Sprint(err), "which Vault does not follow")
+	_, err = e.request(logical.UpdateOperation, "rotate/app", nil)
+	wantContains(t, fmt.Sprint(err), "rotating the secret of role")
+	resp, err = e.request(logical.UpdateOperation, "roles/other", map[string]interface{}{"client_id": testApp2ID})
+	if err == nil && !resp.IsError() {
+		t.Fatal("a role was created through a redirected Management API")
+	}
+	if n := seen.Load(); n != 0 {
+		t.Fatalf("the redirect target got %d requests", n)
+	}
+}
+
+// Finding 4, in the transport: a request for another host than the configured one, and the
+// request made to follow a redirect, are refused before they leave.
+func TestEgressTransportRefusesOtherHosts(t *testing.T) {
+	var got atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { got.Add(1) }))
+	defer srv.Close()
+	_, rt := newEgressTransport("tenant.example:443")
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	if _, err := rt.RoundTrip(req); !errors.Is(err, errOtherHost) {
+		t.Fatalf("a request to another host: %v", err)
+	}
+	_, rt = newEgressTransport(strings.TrimPrefix(srv.URL, "http://"))
+	req, _ = http.NewRequest(http.MethodGet, srv.URL, nil)
+	req.Response = &http.Response{StatusCode: http.StatusTemporaryRedirect}
+	if _, err := rt.RoundTrip(req); !errors.Is(err, errRedirect) {
+		t.Fatalf("a redirect hop: %v", err)
+	}
+	if got.Load() != 0 {
+		t.Fatalf("%d requests reached the server", got.Load())
+	}
+}
+
+// Finding 5, at dial time: a name that resolves to a link-local or unspecified address is
+// not connected to, whatever the domain check let through.
+func TestEgressDialerRefusesForbiddenAddresses(t *testing.T) {
+	for _, addr := range []string{"169.254.169.254:80", "0.0.0.0:443", "[fe80::1]:443", "224.0.0.1:443", "[::]:443", "100.100.100.200:80"} {
+		if _, err := egressDialer.DialContext(t.Context(), "tcp", addr); !errors.Is(err, errForbiddenDst) {
+			t.Errorf("dial %s: %v; want it refused", addr, err)
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	conn, err := egressDialer.DialContext(t.Context(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatalf("loopback refused: %v", err)
+	}
+	conn.Close()
+}
+
+// Finding 6: a role Auth0 refuses (403) cost a request on every token/ read, and one role's
+// 429 paused token/ for every role of the mount, for as long as Auth0's headers said.
+func TestTokenRefusalRememberedAndPauseScoped(t *testing.T) {
+	e := newTokenEnv(t, nil)
+	e.ok(logical.UpdateOperation, "roles/two", map[string]interface{}{"client_id": testApp2ID, "token_audiences": testAPI})
+	e.ok(logical.UpdateOperation, "rotate/two", nil)
+
+	var refuse, limit atomic.Bool
+	e.emu.SetFaults(func(p emulator.Phase, r *http.Request, id string) *emulator.Fault {
+		if p != emulator.BeforeApply || r.URL.Path != "/oauth/token" || id != testAppID {
+			return nil
+		}
+		switch {
+		case refuse.Load():
+			return &emulator.Fault{Status: http.StatusForbidden, Message: "Client is not authorized to access this API"}
+		case limit.Load():
+			return &emulator.Fault{Status: http.StatusTooManyRequests, RetryAfter: 86400}
+		}
+		return nil
+	})
+	refuse.Store(true)
+	before := e.tokenRequests(testAppID)
+	for i := 0; i < 20; i++ {
+		wantContains(t, e.userError(logical.ReadOperation, "token/app", nil), "authorize the application")
+	}
+	if n := e.tokenRequests(testAppID) - before; n != 1 {
+		t.Fatalf("20 reads of a refused role sent %d requests; want 1", n)
+	}
+	e.clock.Advance(tokenRefusalMemory)
+	e.userError(logical.ReadOperation, "token/app", nil)
+	if n := e.tokenRequests(testAppID) - before; n != 2 {
+		t.Fatalf("after the refusal's memory, %d requests in all; want 2", n)
+	}
+
+	refuse.Store(false)
+	limit.Store(true)
+	e.ok(logical.UpdateOperation, "roles/app", map[string]interface{}{"token_audiences": testAPI}) // drops the refusal
+	if _, err := e.request(logical.ReadOperation, "token/app", nil); err == nil {
+		t.Fatal("no 429")
+	}
+	e.ok(logical.ReadOperation, "token/two", nil) // another application is not held back
+	before = e.tokenRequests(testAppID)
+	e.clock.Advance(maxTokenPause - time.Second)
+	if _, err := e.request(logical.ReadOperation, "token/app", nil); err == nil || e.tokenRequests(testAppID) != before {
+		t.Fatalf("a request inside the pause: %v", err)
+	}
+	limit.Store(false)
+	e.clock.Advance(time.Second)
+	e.ok(logical.ReadOperation, "token/app", nil) // a day's Retry-After holds back at most maxTokenPause
+}
+
+// Finding 7: a scheduled switch stored nothing before its PATCH, so cancel_staged was
+// guarded only by comparing clocks: on a node whose clock lags, a cancel was accepted
+// after a PATCH whose answer was lost, and creds served a secret Auth0 no longer accepts.
+func TestCancelAfterLostSwitchOnLaggingNode(t *testing.T) {
+	e := newTestEnv(t)
+	start := e.clock.Now()
+	e.configureStaged(nil)
+	e.advance(50 * time.Minute) // published
+	e.emu.SetFaults(func(p emulator.Phase, r *http.Request, id string) *emulator.Fault {
+		if p == emulator.AfterApply && r.Method == http.MethodPatch && id == testAppID {
+			return &emulator.Fault{Drop: true}
+		}
+		return nil
+	})
+	e.advance(10 * time.Minute) // the switch: Auth0 applies the PATCH, its answer is lost
+	e.emu.SetFaults(nil)
+	staged, _ := e.ok(logical.ReadOperation, "creds/app", nil)["next_client_secret"].(string)
+	if staged == "" || e.appSecret(testAppID) != staged {
+		t.Fatal("the test does not reach the state: Auth0 should hold the staged secret, Vault still stage it")
+	}
+
+	lagging := newFakeClock(start.Add(55 * time.Minute)) // before the switch time
+	other := startBackendWithClock(t, e.storage, logical.TestSystemView(), hclog.Trace, e.logs, lagging)
+	resp, err := other.HandleRequest(t.Context(), &logical.Request{Operation: logical.UpdateOperation, Path: "rotate/app", Storage: e.storage, Data: map[string]interface{}{"cancel_staged": true}})
+	if err != nil || !resp.IsError() {
+		t.Fatalf("cancel_staged after a switch started was accepted: %v %v", resp, err)
+	}
+	wantContains(t, resp.Error().Error(), "can only be finished")
+	creds := e.ok(logical.ReadOperation, "creds/app", nil)
+	if creds["next_client_secret"] != staged && creds["client_secret"] != staged {
+		t.Fatal("creds no longer serve the secret Auth0 holds")
+	}
+}
+
+// Finding 8: NaN passed the range checks (a 500), and memory grew without bound with the
+// schedules ever parsed and the token cache's per-role maps.
+func TestConfigRejectsNaNAndInf(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure()
+	for _, field := range []string{"rate_limit", "token_refresh_fraction"} {
+		for _, v := range []interface{}{"NaN", math.NaN(), "+Inf", math.Inf(-1)} {
+			wantContains(t, e.userError(logical.UpdateOperation, "config", map[string]interface{}{field: v}), field+" must be between")
+		}
+	}
+}
+
+func TestMemoryStaysBounded(t *testing.T) {
+	for i := 0; i < 3*maxParsedSchedules; i++ {
+		_ = validateSchedule(fmt.Sprintf("%d %d 30 2 *", i%60, i/60%24+i/1440), time.Now()) // never fires: refused
+	}
+	if n := parsedSchedules.Len(); n > maxParsedSchedules {
+		t.Fatalf("%d schedules kept", n)
+	}
+
+	e := newTokenEnv(t, nil)
+	e.ok(logical.ReadOperation, "token/app", nil)
+	e.ok(logical.ReadOperation, "roles/app", nil)
+	e.ok(logical.DeleteOperation, "roles/app", nil)
+	c := e.b.tokens
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.gen)+len(c.stats)+len(c.entries)+len(c.refused) != 0 {
+		t.Fatalf("after the delete the token cache holds gen %v, stats %d, entries %d, refusals %d", c.gen, len(c.stats), len(c.entries), len(c.refused))
+	}
+}
+
+// Finding 9: allowed_client_ids limits what a mount's roles may bind and rotate.
+func TestAllowedClientIDs(t *testing.T) {
+	e := newTestEnv(t)
+	e.emu.AddClient(emulator.Client{ClientID: "team-a-web", Name: "Team A web"})
+	if err := e.tryConfigure(map[string]interface{}{"allowed_client_ids": "team-a-*,app-9"}); err != nil {
+		t.Fatal(err)
+	}
+	wantContains(t, e.userError(logical.UpdateOperation, "roles/app", map[string]interface{}{"client_id": testAppID}), `client_id "app-1" is not in this mount's allowed_client_ids`)
+	if role, _ := loadRole(t.Context(), e.storage, "app"); role != nil {
+		t.Fatal("a refused role was stored")
+	}
+	e.ok(logical.UpdateOperation, "roles/web", map[string]interface{}{"client_id": "team-a-web"})
+	e.ok(logical.UpdateOperation, "rotate/web", nil)
+
+	// Narrowed: the role is no longer rotated, by hand or on schedule, and says why.
+	if err := e.tryConfigure(map[string]interface{}{"allowed_client_ids": "team-b-*"}); err != nil {
+		t.Fatal(err)
+	}
+	before := e.emu.Stats().Rotations["team-a-web"]
+	wantContains(t, e.userError(logical.UpdateOperation, "rotate/web", nil), "not in this mount's allowed_client_ids")
+	if e.emu.Stats().Rotations["team-a-web"] != before {
+		t.Fatal("rotated although not allowed")
+	}
+	if blocked, _ := e.ok(logical.ReadOperation, "roles/web", nil)["rotation_blocked"].(string); !strings.Contains(blocked, "allowed_client_ids") {
+		t.Fatalf("rotation_blocked = %q", blocked)
+	}
+	wantContains(t, e.userError(logical.UpdateOperation, "config", map[string]interface{}{"allowed_client_ids": "a b"}), "invalid allowed_client_ids")
+	// Widened again: the next rotate clears the block.
+	if err := e.tryConfigure(map[string]interface{}{"allowed_client_ids": ""}); err != nil {
+		t.Fatal(err)
+	}
+	e.ok(logical.UpdateOperation, "rotate/web", nil)
+	if blocked := e.ok(logical.ReadOperation, "roles/web", nil)["rotation_blocked"]; blocked != nil && blocked != "" {
+		t.Fatalf("still blocked: %v", blocked)
+	}
+}
+
+// A panic anywhere in a request, a token fetch shared by several readers, or a scheduled
+// job fails that one thing; the same process serves the next request.
+func TestPanicDoesNotKillThePlugin(t *testing.T) {
+	e := newTokenEnv(t, nil)
+	e.ok(logical.UpdateOperation, "roles/app", map[string]interface{}{"rotation_period": "1h"})
+	boom := func(key string) {
+		if key == credsKey("app") || key == roleKey("app") {
+			panic("injected " + key)
+		}
+	}
+	e.storage.onGet.Store(&boom)
+	for _, path := range []string{"creds/app", "token/app", "roles/app"} {
+		_, err := e.request(logical.ReadOperation, path, nil)
+		if code, _ := codedStatus(err); code != http.StatusInternalServerError {
+			t.Fatalf("%s with a panic answered %v; want a 500", path, err)
+		}
+	}
+	e.advance(2 * time.Hour) // the scheduled job panics too
+	e.storage.onGet.Store(nil)
+	e.ok(logical.ReadOperation, "creds/app", nil)
+	if n := strings.Count(e.logs.String(), "recovered from a panic"); n < 4 {
+		t.Fatalf("%d panics logged; want one per request and job", n)
+	}
+	if strings.Contains(e.logs.String(), "injected") {
+		t.Fatal("the panic's value was logged")
+	}
+}

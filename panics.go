@@ -1,0 +1,63 @@
+package auth0
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"runtime/debug"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// A panic in the plugin process ends it, and with plugin multiplexing every mount of the
+// plugin with it. So every entry point recovers: requests (HandleRequest, which also runs
+// Vault's periodic rollbacks), scheduled jobs and token fetches. The request fails with a
+// 500, the job is retried at its next due time, and the log says where, with a stack but
+// never the panic's value, which may hold request data.
+
+// panicMessage is what a recovered panic becomes.
+const panicMessage = "internal error in the Auth0 secrets engine (a bug: it is logged at Error with a stack trace; please report it)"
+
+var errPanic = errors.New(panicMessage)
+
+// HandleRequest is framework.Backend's, with the panic boundary.
+func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (resp *logical.Response, err error) {
+	defer func() {
+		if recover() != nil {
+			b.logPanic("request", "path", req.Path, "operation", req.Operation)
+			resp, err = nil, logical.CodedError(http.StatusInternalServerError, panicMessage)
+		}
+	}()
+	return b.Backend.HandleRequest(ctx, req)
+}
+
+// recoverInto, deferred, turns a panic of the calling goroutine into *errp.
+func (b *backend) recoverInto(where string, errp *error) {
+	if recover() != nil {
+		b.logPanic(where)
+		*errp = errPanic
+	}
+}
+
+// guard runs fn, recovering a panic: for goroutines, which nothing else would catch.
+func (b *backend) guard(where string, fn func()) {
+	defer func() {
+		if recover() != nil {
+			b.logPanic(where)
+		}
+	}()
+	fn()
+}
+
+// recoverJob, deferred by a scheduled job, recovers its panic: the job is due again at its
+// next attempt.
+func (b *backend) recoverJob() {
+	if recover() != nil {
+		b.logPanic("scheduled job")
+	}
+}
+
+func (b *backend) logPanic(where string, args ...any) {
+	args = append([]any{"where", where}, args...)
+	b.Logger().Error("recovered from a panic; the plugin keeps serving", append(args, "stack", string(debug.Stack()))...)
+}
