@@ -224,10 +224,19 @@ func (a *apiSim) checkCredsCache(n *apiNode, name string, stored *credsEntry) st
 
 // checkTokenCache: every token the node caches is for an audience its role lists.
 func (a *apiSim) checkTokenCache(ctx context.Context, n *apiNode) string {
+	return a.checkTokensOf(ctx, n, func(string) bool { return true })
+}
+
+// checkTokensOf is checkTokenCache for the roles of, here or when every request stopped;
+// while requests run, the caller holds the role's lock, so that no change of the role is
+// half done (a change drops the role's tokens before it releases the lock).
+func (a *apiSim) checkTokensOf(ctx context.Context, n *apiNode, of func(role string) bool) string {
 	n.b.tokens.mu.Lock()
 	var keys []tokenKey
 	for k := range n.b.tokens.entries {
-		keys = append(keys, k)
+		if of(k.role) {
+			keys = append(keys, k)
+		}
 	}
 	n.b.tokens.mu.Unlock()
 	for _, k := range keys {

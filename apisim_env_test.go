@@ -31,8 +31,17 @@ type apiNode struct {
 	// reqMu is held shared by every request and job on the node, and exclusively by the
 	// failover that ends it, which so waits for what is in flight.
 	reqMu sync.RWMutex
-	// dead: the node crashed or was failed over; its storage refuses everything.
-	dead atomic.Bool
+	// dead: the node crashed or was failed over; its storage refuses everything. died is
+	// closed then.
+	dead     atomic.Bool
+	died     chan struct{}
+	deadOnce sync.Once
+}
+
+// kill makes the node's storage refuse everything from now on, as after a crash.
+func (n *apiNode) kill() {
+	n.dead.Store(true)
+	n.deadOnce.Do(func() { close(n.died) })
 }
 
 // skewClock is a node's clock: the shared virtual time plus the node's offset, which a
@@ -51,7 +60,8 @@ func (c *skewClock) NewTimer(d time.Duration) (<-chan time.Time, func() bool) {
 // apiStorage is what a node's backend stores through: the engine simulation's storage
 // (simStorage: the armed storage failures) on the shared storage, refusing everything
 // once its node is dead, with a yield at every operation, where Vault's storage is a round
-// trip to another process, so that concurrent requests interleave there.
+// trip to another process, so that concurrent requests interleave there and the state a
+// request read may change before it acts on it.
 type apiStorage struct {
 	sim   *apiSim
 	node  *apiNode
@@ -68,7 +78,7 @@ func (s *apiStorage) gate(op, key string) error {
 	}
 	if op == "put" && s.sim.cuts(key) {
 		// The armed cut: the node crashes at this write of the role, which never lands.
-		s.node.dead.Store(true)
+		s.node.kill()
 		s.sim.faultsServed.Add(1)
 		s.sim.count("fault served: commit cut")
 		return errSimCrash
@@ -76,8 +86,10 @@ func (s *apiStorage) gate(op, key string) error {
 	return nil
 }
 
-// outcome counts the failures simStorage injected.
+// outcome counts the failures simStorage injected, and yields again: the answer, too,
+// travels back while other requests run.
 func (s *apiStorage) outcome(err error) error {
+	runtime.Gosched()
 	if errors.Is(err, errStorageDown) || errors.Is(err, errSimCrash) {
 		s.sim.faultsServed.Add(1)
 	}
@@ -92,11 +104,22 @@ func (s *apiStorage) List(ctx context.Context, prefix string) ([]string, error) 
 	return keys, s.outcome(err)
 }
 
+// apiHoldKey, in a request's context, holds a channel: the request's reads of creds are
+// answered (with what storage held when they were made) only once it is closed, or the
+// node dies.
+type apiHoldKey struct{}
+
 func (s *apiStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
 	if err := s.gate("get", key); err != nil {
 		return nil, err
 	}
 	e, err := s.inner.Get(ctx, key)
+	if hold, ok := ctx.Value(apiHoldKey{}).(chan struct{}); ok && strings.HasPrefix(key, credsStoragePrefix) {
+		select {
+		case <-hold:
+		case <-s.node.died:
+		}
+	}
 	return e, s.outcome(err)
 }
 
@@ -119,10 +142,23 @@ func (s *apiStorage) Delete(ctx context.Context, key string) error {
 func (n *apiNode) crashed() bool { return n.dead.Load() || n.store.inner.isCrashed() }
 
 // startNode starts a backend on the shared storage as Vault does on the node that becomes
-// active, its clock offset from the shared time, and waits until its scheduler loaded.
+// active, its clock offset from the shared time, and waits until its scheduler loaded; a
+// node that crashes before (an armed cut may strike its start) is ended, and another
+// started.
 func (a *apiSim) startNode(offset time.Duration) (*apiNode, error) {
+	for {
+		n, err := a.startOneNode(offset)
+		if err != nil || !n.dead.Load() {
+			return n, err
+		}
+		n.b.Cleanup(context.Background())
+		a.count("crash while starting")
+	}
+}
+
+func (a *apiSim) startOneNode(offset time.Duration) (*apiNode, error) {
 	a.nodeSeq++
-	n := &apiNode{id: a.nodeSeq, clock: &skewClock{base: a.clock}}
+	n := &apiNode{id: a.nodeSeq, clock: &skewClock{base: a.clock}, died: make(chan struct{})}
 	n.clock.offset.Store(int64(offset))
 	n.store = &apiStorage{sim: a, node: n, inner: &simStorage{inner: a.base, plan: a.plan}}
 	conf := logical.TestBackendConfig()
@@ -138,10 +174,13 @@ func (a *apiSim) startNode(offset time.Duration) (*apiNode, error) {
 	if err := b.Initialize(context.Background(), &logical.InitializationRequest{Storage: n.store}); err != nil {
 		return nil, err
 	}
-	if sch := b.sched.Load(); sch != nil {
-		<-sch.loaded
-	}
 	n.b = b
+	if sch := b.sched.Load(); sch != nil {
+		select {
+		case <-sch.loaded:
+		case <-n.died:
+		}
+	}
 	return n, nil
 }
 
@@ -155,7 +194,7 @@ func (a *apiSim) failover(old *apiNode, lag time.Duration, why string) {
 	if a.node.Load() != old {
 		return
 	}
-	old.dead.Store(true)
+	old.kill()
 	old.reqMu.Lock()
 	defer old.reqMu.Unlock()
 	old.b.Cleanup(context.Background())

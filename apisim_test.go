@@ -391,8 +391,16 @@ func (a *apiSim) summary() string {
 // request runs one request on the active node as Vault routes it, and checks how it
 // ended: a panic, a 5xx no fault explains, or a secret in its answer is a problem.
 func (a *apiSim) request(desc string, op logical.Operation, path string, data map[string]interface{}) (*logical.Response, error) {
-	a.timeMu.RLock()
-	defer a.timeMu.RUnlock()
+	return a.requestWith(context.Background(), false, desc, op, path, data)
+}
+
+// requestWith is request on ctx (which may hold back the answers of storage reads:
+// apiHoldKey); timeHeld: the caller holds timeMu shared already.
+func (a *apiSim) requestWith(ctx context.Context, timeHeld bool, desc string, op logical.Operation, path string, data map[string]interface{}) (*logical.Response, error) {
+	if !timeHeld {
+		a.timeMu.RLock()
+		defer a.timeMu.RUnlock()
+	}
 	for {
 		n := a.node.Load()
 		n.reqMu.RLock()
@@ -406,7 +414,7 @@ func (a *apiSim) request(desc string, op logical.Operation, path string, data ma
 			continue
 		}
 		faults := a.faultsServed.Load()
-		resp, err, panicked := a.guardedRequest(n, op, path, data)
+		resp, err, panicked := a.guardedRequest(ctx, n, op, path, data)
 		crashed := n.crashed()
 		n.reqMu.RUnlock()
 		if crashed {
@@ -426,18 +434,21 @@ func (a *apiSim) lagFor(path string) int {
 
 // guardedRequest runs the request, recovering a panic so that it is reported (with the
 // seed) rather than ending the test binary.
-func (a *apiSim) guardedRequest(n *apiNode, op logical.Operation, path string, data map[string]interface{}) (resp *logical.Response, err error, panicked string) {
+func (a *apiSim) guardedRequest(ctx context.Context, n *apiNode, op logical.Operation, path string, data map[string]interface{}) (resp *logical.Response, err error, panicked string) {
 	defer func() {
 		if p := recover(); p != nil {
 			panicked = fmt.Sprintf("%v\n%s", p, trimStack(debug.Stack()))
 		}
 	}()
-	resp, err = a.nodeRequest(n, op, path, data)
+	resp, err = a.nodeRequestWith(ctx, n, op, path, data)
 	return resp, err, ""
 }
 
 func (a *apiSim) nodeRequest(n *apiNode, op logical.Operation, path string, data map[string]interface{}) (*logical.Response, error) {
-	ctx := context.Background()
+	return a.nodeRequestWith(context.Background(), n, op, path, data)
+}
+
+func (a *apiSim) nodeRequestWith(ctx context.Context, n *apiNode, op logical.Operation, path string, data map[string]interface{}) (*logical.Response, error) {
 	req := &logical.Request{Operation: op, Path: path, Data: data, Storage: n.store}
 	if op == logical.UpdateOperation {
 		if check, exists, _ := n.b.HandleExistenceCheck(ctx, req); check && !exists {
@@ -557,6 +568,9 @@ type apiWorker struct {
 	a   *apiSim
 	id  int
 	rng *rand.Rand
+	// ctx and timeHeld, for the goroutines of a burst: see requestWith.
+	ctx      context.Context
+	timeHeld bool
 }
 
 func (w *apiWorker) note(desc string) { w.a.note(w.id, desc) }
@@ -595,6 +609,7 @@ var apiOps = []struct {
 }{
 	{120, (*apiWorker).token},
 	{40, (*apiWorker).burst},
+	{30, (*apiWorker).checkTokens},
 	{30, (*apiWorker).assertion},
 	{80, (*apiWorker).creds},
 	{90, (*apiWorker).credsVersion},
@@ -645,7 +660,11 @@ func (w *apiWorker) do(op logical.Operation, path string, data map[string]interf
 	if len(data) > 0 {
 		desc += fmt.Sprintf(" %v", data)
 	}
-	resp, err := w.a.request(desc, op, path, data)
+	ctx := w.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	resp, err := w.a.requestWith(ctx, w.timeHeld, desc, op, path, data)
 	return resp, err, desc + " -> " + outcome(resp, err)
 }
 
@@ -689,25 +708,57 @@ func (w *apiWorker) tokenOf(r *apiRole) string {
 }
 
 // burst is many readers of one role's tokens at once while its token_audiences change,
-// as when applications start together while an operator edits the role.
+// as when applications start together while an operator edits the role. The readers'
+// reads of creds from storage are answered late, after the write (as a storage round trip
+// may be): they act on the role as it was.
 func (w *apiWorker) burst() string {
 	r := w.role()
+	w.a.timeMu.RLock() // the goroutines' requests run at one time, and none waits for a move
+	defer w.a.timeMu.RUnlock()
+	if w.rng.IntN(5) > 0 {
+		// As when another node's write of the role's creds arrives: the readers read
+		// storage, rather than the cache.
+		n := w.a.node.Load()
+		n.reqMu.RLock()
+		n.b.InvalidateKey(context.Background(), credsKey(r.name))
+		n.reqMu.RUnlock()
+	}
+	written := make(chan struct{})
 	descs := make([]string, 4)
 	var wg sync.WaitGroup
 	for i := range descs {
-		g := &apiWorker{a: w.a, id: w.id, rng: rand.New(rand.NewPCG(w.rng.Uint64(), uint64(i)))}
+		g := &apiWorker{a: w.a, id: w.id, rng: rand.New(rand.NewPCG(w.rng.Uint64(), uint64(i))), timeHeld: true}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if i == 0 {
+				defer close(written)
 				descs[i] = g.write(r, map[string]interface{}{"token_audiences": g.audiences()})
 				return
 			}
+			g.ctx = context.WithValue(context.Background(), apiHoldKey{}, written)
 			descs[i] = g.tokenOf(r)
 		}()
 	}
 	wg.Wait()
 	return "burst: " + strings.Join(descs, " | ")
+}
+
+// checkTokens checks, while requests run, that the active node caches no token of a role
+// for an audience the role does not list, holding the role's lock: a token cached after a
+// change of the role that narrowed its audiences is found before a later change drops it.
+func (w *apiWorker) checkTokens() string {
+	r := w.role()
+	n := w.a.node.Load()
+	n.reqMu.RLock()
+	defer n.reqMu.RUnlock()
+	lock := n.b.roleLock(r.name)
+	lock.Lock()
+	defer lock.Unlock()
+	if msg := w.a.checkTokensOf(context.Background(), n, func(role string) bool { return role == r.name }); msg != "" {
+		w.a.problem("%s", msg)
+	}
+	return "check the tokens of " + r.name
 }
 
 func (w *apiWorker) assertion() string {
@@ -1074,6 +1125,8 @@ func names(roles []*apiRole) []string {
 func (a *apiSim) finalCheck() {
 	ctx := context.Background()
 	a.check("at the end")
+	// Past any pause a 429 of /oauth/token left.
+	a.advance(5 * time.Minute)
 	for _, r := range a.roles {
 		role, err := loadRole(ctx, a.base, r.name)
 		if err != nil || role == nil || role.currentVersion() == 0 {

@@ -30,9 +30,9 @@ for patch in "${patches[@]}"; do
   caught=
   for attempt in $(seq "$attempts"); do
     start=$(date +%s)
-    out=$(cd "$copy" && go test -race -count=1 -run 'TestAPISimulation$' . 2>&1) && passed=1 || passed=
+    out=$(cd "$copy" && go test -race -count=1 -v -run 'TestAPISimulation$' . 2>&1) && passed=1 || passed=
     took=$(($(date +%s) - start))
-    seed=$(grep -m1 -o 'seed=[0-9]*' <<<"$out" || true)
+    seed=$(grep -o "seed=[0-9]*" <<<"$out" | head -1 || true)
     if [ -z "$passed" ] && grep -Eq -- "$want" <<<"$out"; then
       echo "ok   $name: caught in run $attempt ($seed, ${took}s with the build):"
       grep -E -m1 -- "$want" <<<"$out" | cut -c1-300 | sed 's/^ */       /'
