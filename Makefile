@@ -47,11 +47,17 @@ dev: build $(VAULT_DEP) ## Start Vault dev server + Auth0 emulator (AUTH0_PLAN=f
 	VERSION=$(VERSION) VAULT_BIN=$(VAULT) ./scripts/dev.sh
 
 .PHONY: test
-test: $(VAULT_DEP) ## Run every test: go vet, make vulncheck, unit tests and integration tests against a real Vault (VAULT_BIN=installed vault to skip the build)
+test: $(VAULT_DEP) ## Run every test: go vet, make vulncheck, unit tests (fuzz corpus included), integration tests against a real Vault, and the API simulation under -race (VAULT_BIN=installed vault to skip the build)
 	@$(VAULT) version
 	go vet ./...
 	./scripts/vulncheck.sh
 	go test -count=1 -timeout 40m ./...
+	go test -count=1 -race -run 'TestAPISimulation$$' .
+
+.PHONY: planted
+planted: ## Show that the simulations catch planted defects: each patch of testdata/planted (TestSimulation) and testdata/planted-api (TestAPISimulation, -race) applied to a copy
+	./scripts/planted.sh
+	./scripts/planted-api.sh
 
 FUZZTIME ?= 30s
 
