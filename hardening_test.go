@@ -451,3 +451,17 @@ func TestDeleteRemovesLeftoversOfACutCreate(t *testing.T) {
 	}
 	wantContains(t, e.userError(logical.ReadOperation, "creds/app", nil), `role "app" does not exist`)
 }
+
+// Found by the API simulation: a creds read between a delete's removal of the secrets and
+// of the role (or after such a delete was cut short) answered 500 "missing from storage".
+func TestCredsDuringDelete(t *testing.T) {
+	e := newTestEnv(t)
+	e.configureWithRole(nil)
+	e.ok(logical.UpdateOperation, "rotate/app", nil)
+	if err := e.b.deleteRoleData(t.Context(), e.storage, "app"); err != nil { // the role entry stays
+		t.Fatal(err)
+	}
+	wantContains(t, e.userError(logical.ReadOperation, "creds/app", nil), `role "app" is being deleted, or a delete of it was cut short`)
+	e.ok(logical.DeleteOperation, "roles/app", nil)
+	wantContains(t, e.userError(logical.ReadOperation, "creds/app", nil), `role "app" does not exist`)
+}

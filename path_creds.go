@@ -70,6 +70,11 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 				// A delete ran between the two reads: it removed the secrets too.
 				return logical.ErrorResponse("role %q does not exist", name), rerr
 			}
+			if !role.legacy() {
+				// In the current layout a role always has creds to serve once it has a
+				// version, until a delete removes them first, then its secrets, then it.
+				return logical.ErrorResponse("role %q is being deleted, or a delete of it was cut short (delete it again)", name), nil
+			}
 			return nil, err
 		}
 		if creds == nil {
@@ -113,6 +118,9 @@ func (b *backend) olderVersion(ctx context.Context, s logical.Storage, name stri
 		}
 		if role.version(n) == nil {
 			return b.olderVersion(ctx, s, name, role, n) // answers which versions it has
+		}
+		if creds, err := loadCreds(ctx, s, name); err == nil && creds == nil && !role.legacy() {
+			return nil, nil, logical.ErrorResponse("role %q is being deleted, or a delete of it was cut short (delete it again)", name), nil
 		}
 		return nil, nil, nil, fmt.Errorf("role %q: the secret of retained version %d is missing from storage", name, n)
 	}
