@@ -232,22 +232,31 @@ func (a *apiSim) checkTokenCache(ctx context.Context, n *apiNode) string {
 // half done (a change drops the role's tokens before it releases the lock).
 func (a *apiSim) checkTokensOf(ctx context.Context, n *apiNode, of func(role string) bool) string {
 	n.b.tokens.mu.Lock()
-	var keys []tokenKey
-	for k := range n.b.tokens.entries {
+	cached := map[tokenKey]string{} // the audience each token is for
+	for k, tok := range n.b.tokens.entries {
 		if of(k.role) {
-			keys = append(keys, k)
+			cached[k] = tok.Audience
 		}
 	}
 	n.b.tokens.mu.Unlock()
-	for _, k := range keys {
+	for k, aud := range cached {
 		creds, err := loadCreds(ctx, a.base, k.role)
+		listed := creds != nil && len(creds.TokenAudiences) > 0 &&
+			(k.audience == "" && aud == creds.TokenAudiences[0] || k.audience != "" && slices.Contains(creds.TokenAudiences, k.audience))
+		a.mu.Lock()
+		failed := a.failedWrite[k.role]
+		a.mu.Unlock()
 		switch {
 		case err != nil:
 			return err.Error()
+		case !listed && failed && apiAllowed("failed-write-token"):
+			a.count("allowed: token cached by a failed role write")
 		case creds == nil || len(creds.TokenAudiences) == 0:
 			return fmt.Sprintf("node %d caches a token of role %s for audience %q, and the role lists none (or has no credential)", n.id, k.role, k.audience)
 		case k.audience != "" && !slices.Contains(creds.TokenAudiences, k.audience):
 			return fmt.Sprintf("node %d caches a token of role %s for audience %q, which the role does not list (it lists %v)", n.id, k.role, k.audience, creds.TokenAudiences)
+		case !listed:
+			return fmt.Sprintf("node %d caches, as role %s's default, a token for audience %q; the role's default is %q", n.id, k.role, aud, creds.TokenAudiences[0])
 		}
 	}
 	return ""

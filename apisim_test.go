@@ -28,7 +28,7 @@ import (
 var (
 	apiSimSeed    = flag.Uint64("apisim.seed", 0, "seed of TestAPISimulation; 0 derives one from the time and prints it")
 	apiSimWorkers = flag.Int("apisim.workers", 6, "goroutines issuing requests in TestAPISimulation")
-	apiSimRounds  = flag.Int("apisim.rounds", 25, "rounds of TestAPISimulation; the invariants are checked after each")
+	apiSimRounds  = flag.Int("apisim.rounds", 40, "rounds of TestAPISimulation; the invariants are checked after each")
 	apiSimOps     = flag.Int("apisim.ops", 20, "operations per goroutine and round of TestAPISimulation")
 	apiSimAllow   = flag.String("apisim.allow", apiOpenProblems, "comma-separated engine problems TestAPISimulation counts instead of reporting (see apiOpenProblems); empty: report all")
 	apiSimHang    = flag.Duration("apisim.hang", 3*time.Minute, "real time after which a round of TestAPISimulation that has not ended is reported as a deadlock")
@@ -98,8 +98,11 @@ func TestAPISimulation(t *testing.T) {
 //   - read-race: creds/<name>?version=N, or creds/<name> during a delete, racing a
 //     rotation that prunes the version (or the delete) answers 500 "missing from storage";
 //   - token-audience: token/<name>?audience=A while a role write reorders token_audiences
-//     can join the fetch of a reader of the default audience, and answer a token for it.
-const apiOpenProblems = "orphan-creds,half-stored,read-race,token-audience"
+//     can join the fetch of a reader of the default audience, and answer a token for it;
+//   - failed-write-token: a role write that fails after storing creds puts them back but
+//     keeps the tokens minted meanwhile with its token_audiences (no drop on failure): a
+//     token cached for an audience the role does not list, served for the default one.
+const apiOpenProblems = "orphan-creds,half-stored,read-race,token-audience,failed-write-token"
 
 func apiAllowed(problem string) bool {
 	return slices.Contains(strings.Split(*apiSimAllow, ","), problem)
@@ -157,6 +160,8 @@ type apiSim struct {
 	// last delete was cut short (failed) and not done since: they exist, serving nothing.
 	deleting  map[string]int
 	deleteCut map[string]bool
+	// failedWrite holds the roles whose last write failed (5xx) since one succeeded.
+	failedWrite map[string]bool
 }
 
 // apiRole is one of the roles the goroutines share.
@@ -175,8 +180,9 @@ func newAPISim(t *testing.T, seed uint64) *apiSim {
 		logs:   &apiLog{secrets: map[string]bool{}},
 		counts: map[string]int{},
 
-		deleting:  map[string]int{},
-		deleteCut: map[string]bool{},
+		deleting:    map[string]int{},
+		deleteCut:   map[string]bool{},
+		failedWrite: map[string]bool{},
 	}
 	a.start = time.Date(2030, 1, 7, 0, 0, 0, 0, time.UTC).Add(time.Duration(a.rng.IntN(24*60)) * time.Minute)
 	a.clock = newFakeClock(a.start)
@@ -266,7 +272,7 @@ func (a *apiSim) run() {
 		a.failIfProblems()
 		a.disarmCut()
 		if n := a.node.Load(); n.crashed() {
-			a.failover(n, 0, "crashed during the round")
+			a.failover(n, n.lagAfter(a), "crashed during the round")
 		}
 		a.check(fmt.Sprintf("after round %d", round))
 		a.failIfProblems()
@@ -409,7 +415,7 @@ func (a *apiSim) requestWith(ctx context.Context, timeHeld bool, desc string, op
 			a.failoverMu.Lock() // wait for the failover under way
 			a.failoverMu.Unlock()
 			if a.node.Load() == n {
-				a.failover(n, 0, "found dead")
+				a.failover(n, n.lagAfter(a), "found dead")
 			}
 			continue
 		}
@@ -418,18 +424,29 @@ func (a *apiSim) requestWith(ctx context.Context, timeHeld bool, desc string, op
 		crashed := n.crashed()
 		n.reqMu.RUnlock()
 		if crashed {
-			a.failover(n, time.Duration(a.lagFor(path))*time.Second, "crashed")
+			a.failover(n, n.lagAfter(a), "crashed")
 		}
 		a.judge(desc, roleOf(path), resp, err, panicked, crashed || a.faultsServed.Load() != faults)
 		return resp, err
 	}
 }
 
-// lagFor picks the lag of the node that takes over after a crash seen by a request.
-func (a *apiSim) lagFor(path string) int {
+// crashAt crashes node n (if still active), to be followed by a node lag behind.
+func (a *apiSim) crashAt(n *apiNode, lag time.Duration) {
+	n.nextLag.Store(int64(lag))
+	n.kill()
+	a.faultsServed.Add(1)
+}
+
+// lagAfter is the lag of the node that takes over from n after its crash: as the crash
+// said, else chosen.
+func (n *apiNode) lagAfter(a *apiSim) time.Duration {
+	if lag := n.nextLag.Load(); lag > 0 {
+		return time.Duration(lag)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return []int{0, 5, 20, 40}[a.rng.IntN(4)]
+	return []time.Duration{0, 5 * time.Second, 20 * time.Second, 40 * time.Second}[a.rng.IntN(4)]
 }
 
 // guardedRequest runs the request, recovering a panic so that it is reported (with the
@@ -541,7 +558,7 @@ func (a *apiSim) runDue() int {
 	crashed := n.crashed()
 	n.reqMu.RUnlock()
 	if crashed {
-		a.failover(n, 0, "crashed in a scheduled job")
+		a.failover(n, n.lagAfter(a), "crashed in a scheduled job")
 	}
 	a.judge("scheduled jobs", "", nil, nil, panicked, crashed || a.faultsServed.Load() != faults)
 	return ran
@@ -628,7 +645,7 @@ var apiOps = []struct {
 	{40, (*apiWorker).invalidate},
 	{50, (*apiWorker).advance},
 	{30, (*apiWorker).advanceToDue},
-	{30, (*apiWorker).clockBack},
+	{30, (*apiWorker).clockStep},
 	{50, (*apiWorker).auth0Fault},
 	{20, (*apiWorker).storageFault},
 	{12, (*apiWorker).cut},
@@ -752,6 +769,9 @@ func (w *apiWorker) checkTokens() string {
 	n := w.a.node.Load()
 	n.reqMu.RLock()
 	defer n.reqMu.RUnlock()
+	if n.dead.Load() {
+		return "check the tokens: the node is down"
+	}
 	lock := n.b.roleLock(r.name)
 	lock.Lock()
 	defer lock.Unlock()
@@ -778,6 +798,9 @@ func (w *apiWorker) creds() string {
 
 func (w *apiWorker) credsVersion() string {
 	r := w.role()
+	if w.rng.IntN(5) < 2 {
+		r = w.new()
+	}
 	n := w.rng.IntN(6) - 1
 	resp, err, desc := w.do(logical.ReadOperation, "creds/"+r.name, map[string]interface{}{"version": n})
 	if err == nil && resp != nil && !resp.IsError() {
@@ -833,10 +856,16 @@ func (w *apiWorker) write(r *apiRole, data map[string]interface{}) string {
 		data = w.createData(r)
 	}
 	resp, err, desc := w.do(logical.UpdateOperation, "roles/"+r.name, data)
-	if creating && err == nil && (resp == nil || !resp.IsError()) {
-		w.a.mu.Lock()
-		w.a.deleteCut[r.name] = false
-		w.a.mu.Unlock()
+	w.a.mu.Lock()
+	defer w.a.mu.Unlock()
+	switch {
+	case err != nil:
+		w.a.failedWrite[r.name] = true
+	case resp == nil || !resp.IsError():
+		w.a.failedWrite[r.name] = false
+		if creating {
+			w.a.deleteCut[r.name] = false
+		}
 	}
 	return desc
 }
@@ -932,6 +961,13 @@ func (w *apiWorker) rotate(option string) string {
 		r = w.pick(80, (*roleEntry).isStaged)
 	case "cancel_staged":
 		r = w.pick(80, func(role *roleEntry) bool { return role.Staged != nil })
+		// Half the time, of a secret whose switch is due (by the shared time) or under way:
+		// an operator's reflex when a switch fails.
+		if w.rng.IntN(2) == 0 {
+			r = w.pick(100, func(role *roleEntry) bool {
+				return role.Staged != nil && !w.a.clock.Now().Before(role.Staged.SwitchTime)
+			})
+		}
 	}
 	var data map[string]interface{}
 	if option != "" {
@@ -1002,15 +1038,13 @@ func (w *apiWorker) advanceToDue() string {
 	return fmt.Sprintf("advance to the next due role (%s): %d jobs", d, w.a.runDue())
 }
 
-// clockBack steps the active node's clock back, at most 40s behind the shared time.
-func (w *apiWorker) clockBack() string {
+// clockStep steps the active node's clock, as a time sync does, to 0 to 40 seconds behind
+// the shared time: back as often as forward.
+func (w *apiWorker) clockStep() string {
 	n := w.a.node.Load()
-	d := time.Duration(5+w.rng.IntN(20)) * time.Second
-	if off := time.Duration(n.clock.offset.Load()) - d; off >= -40*time.Second {
-		n.clock.offset.Store(int64(off))
-		return fmt.Sprintf("node %d's clock back %s (now %s behind)", n.id, d, -off)
-	}
-	return "clock back: already 40s behind"
+	off := -time.Duration(w.rng.IntN(41)) * time.Second
+	was := time.Duration(n.clock.offset.Swap(int64(off)))
+	return fmt.Sprintf("node %d's clock stepped by %s (now %s behind)", n.id, off-was, -off)
 }
 
 func (w *apiWorker) auth0Fault() string {
@@ -1019,23 +1053,29 @@ func (w *apiWorker) auth0Fault() string {
 	}
 	var f apiFault
 	switch x := w.rng.IntN(100); {
-	case x < 10:
+	case x < 8:
 		f = fault("rotate", emulator.BeforeApply, emulator.Fault{Status: 500}, "rotate-secret 500")
-	case x < 15:
+	case x < 12:
 		f = fault("rotate", emulator.BeforeApply, emulator.Fault{Status: 429, RetryAfter: 1 + w.rng.IntN(3)}, "rotate-secret 429")
-	case x < 25:
+	case x < 21:
 		f = fault("rotate", emulator.AfterApply, emulator.Fault{Status: 500}, "rotate-secret applied, then 500")
-	case x < 35:
+	case x < 30:
 		f = fault("rotate", emulator.AfterApply, emulator.Fault{Drop: true}, "rotate-secret applied, then dropped")
-	case x < 45:
+	case x < 37:
 		f = fault("patch", emulator.BeforeApply, emulator.Fault{Status: 500}, "PATCH 500")
-	case x < 60:
+	case x < 49:
 		f = fault("patch", emulator.AfterApply, emulator.Fault{Status: 500}, "PATCH applied, then 500")
-	case x < 75:
+	case x < 61:
 		f = fault("patch", emulator.AfterApply, emulator.Fault{Drop: true}, "PATCH applied, then dropped")
-	case x < 85:
+	case x < 78:
+		// The node crashes while the PATCH is out; the one that takes over lags.
+		lag := time.Duration(10+w.rng.IntN(31)) * time.Second
+		f = fault("patch", emulator.AfterApply, emulator.Fault{Drop: true, Do: func() { w.a.crashAt(w.a.node.Load(), lag) }},
+			"PATCH applied, then the node crashed (the next one lags)")
+		f.lag = lag
+	case x < 88:
 		f = fault("read", emulator.BeforeApply, emulator.Fault{Status: 500}, "read client 500")
-	case x < 93:
+	case x < 95:
 		f = fault("token", emulator.BeforeApply, emulator.Fault{Status: 500}, "/oauth/token 500")
 	default:
 		f = fault("token", emulator.BeforeApply, emulator.Fault{Status: 429, RetryAfter: 1 + w.rng.IntN(3)}, "/oauth/token 429")
@@ -1048,6 +1088,10 @@ func (w *apiWorker) storageFault() string {
 	prefixes := []string{"", roleStoragePrefix, credsStoragePrefix, secretStoragePrefix, framework.WALPrefix, roleKey(r.name), credsKey(r.name)}
 	prefix := prefixes[w.rng.IntN(len(prefixes))]
 	n := []int{1, 2, 3, 6}[w.rng.IntN(4)]
+	if w.rng.IntN(3) == 0 {
+		// The role's writes fail for longer than a commit retries them.
+		prefix, n = roleKey(r.name), 6
+	}
 	w.a.plan.setFailures("put", prefix, n)
 	return fmt.Sprintf("storage fault: the next %d puts under %q fail", n, prefix)
 }
