@@ -44,36 +44,45 @@ var (
 //   - role writes: token_audiences (any subset of the three APIs, often none),
 //     rotation_strategy (immediate or staged, with a stage_period), max_versions, the
 //     schedule (rotation_period or rotation_schedule, minutes apart, or none); deletes of
-//     the client-secret roles, which a later write creates again, with or without
-//     import_current_secret;
+//     the client-secret roles (done again when cut short, as an operator would), which a
+//     later write creates again, with or without import_current_secret;
 //   - rotate/ (plain, switch_now=true, cancel_staged=true, end_overlap=true), creds/,
 //     creds/?version=N, token/ (the default audience, a listed one or not), assertion/,
-//     roles/ and versions/ reads, Vault's rollback;
+//     roles/ and versions/ reads, Vault's rollback; bursts of token/ readers of one role
+//     while its token_audiences change, their reads of creds from storage answered after
+//     the write (a late storage round trip);
 //   - config writes (rate_limit, token_refresh_fraction) and invalidations of config,
 //     roles/<name> and creds/<name>, as Vault sends them;
 //   - time: the shared virtual clock moved seconds to minutes, or to the next due role,
-//     and the active node's due jobs run; the node's clock stepped back;
+//     between requests, and the active node's due jobs run; the node's clock stepped, to
+//     0 to 40 seconds behind;
 //   - faults: at Auth0 (rotate-secret 500/429 before applying, 500 or a dropped
-//     connection after; the same for a staged switch's PATCH; a read of the client 500;
-//     /oauth/token 500 or 429), in storage (the next puts under a prefix, or a role's,
-//     fail), a crash of the active node at the write of a role right after its creds (a
-//     commit or role change cut between them), or at once; a crash is followed by a
-//     failover: a new node on the same storage, whose clock lags by 0 to 40 seconds.
+//     connection after; the same for a staged switch's PATCH, or the node crashing while
+//     it is out; a read of the client 500; /oauth/token 500 or 429), in storage (the next
+//     puts under a prefix, or a role's, fail), a crash of the active node at the write of
+//     a role right after its creds (a commit or role change cut between them), or at
+//     once; a crash is followed by a failover: a new node on the same storage, whose
+//     clock lags by 0 to 40 seconds.
+//
+// Operations are aimed where they have something to do some of the time, reading storage
+// to choose: cancels at staged secrets, switches at staged roles, cuts, storage faults and
+// versioned reads at roles without a version yet.
 //
 // Each goroutine draws its choices from its own generator (the seed and its index); the
-// interleaving is the scheduler's, so a seed replays the choices, not always the run: a
-// failure found with one usually recurs within a few runs of it. The seed is printed at
-// the start and in every failure.
+// interleaving is the Go scheduler's, so a seed replays the choices, not always the run:
+// a failure found with one usually recurs within a few runs of it. The seed is printed at
+// the start and in every failure, with the engine's log and every operation saved to files.
 //
-// During the run: no request panics (a recovered panic, or a 500 the engine reports as an
-// internal error, with a panic in its log, is one); no request answers a 5xx while no
-// fault was served anywhere during it, its node being alive; no answer or log carries a
-// client secret or private key. After every round, all goroutines stopped, and at the end
-// after convergence (faults cleared, the clock run until nothing is in flight), apiCheck
-// verifies the invariants of the engine simulation as stored (see apiCheck), that every
-// served credential is one Auth0 accepts, and that no token is cached for an audience its
-// role does not list. At the end every role with a credential logs in with what creds/
-// serves, and token/ serves tokens the emulator's API accepts.
+// During the run: no request panics (a recovered panic, or the engine's 500 "internal
+// error" with a panic in its log, is one); no request answers an internal error (500)
+// while no fault was served anywhere during it, its node being alive; no answer or log
+// carries a client secret or private key; the node caches no token for an audience its
+// role does not list (checked under the role's lock); a round that does not end in
+// -apisim.hang is a deadlock. After every round, all goroutines stopped, and at the end
+// after convergence (faults cleared, the clock run until nothing is in flight), check
+// verifies the engine simulation's invariants as stored, that every served credential is
+// one Auth0 accepts, and the node's caches. At the end every role with a credential logs
+// in with what creds/ serves, and token/ serves tokens the emulator's API accepts.
 func TestAPISimulation(t *testing.T) {
 	seed := *apiSimSeed
 	if seed == 0 {
@@ -154,7 +163,7 @@ type apiSim struct {
 	planned  []apiFault
 	counts   map[string]int
 	problems []string
-	recent   []string // the last operations, of every goroutine
+	recent   []string // the operations of every goroutine, in the order they ended
 	round    int
 	// deleting counts the deletes of each role in flight; deleteCut holds the roles whose
 	// last delete was cut short (failed) and not done since: they exist, serving nothing.
