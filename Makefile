@@ -47,11 +47,23 @@ dev: build $(VAULT_DEP) ## Start Vault dev server + Auth0 emulator (AUTH0_PLAN=f
 	VERSION=$(VERSION) VAULT_BIN=$(VAULT) ./scripts/dev.sh
 
 .PHONY: test
-test: $(VAULT_DEP) ## Run every test: go vet, make vulncheck, unit tests and integration tests against a real Vault (VAULT_BIN=installed vault to skip the build)
+test: $(VAULT_DEP) ## Run every test: go vet, make vulncheck, unit tests (fuzz corpus included), integration tests against a real Vault, and the API simulation under -race (VAULT_BIN=installed vault to skip the build)
 	@$(VAULT) version
 	go vet ./...
 	./scripts/vulncheck.sh
 	go test -count=1 -timeout 40m ./...
+	go test -count=1 -race -run 'TestAPISimulation$$' .
+
+.PHONY: planted
+planted: ## Show that the simulations catch planted defects: each patch of testdata/planted (TestSimulation) and testdata/planted-api (TestAPISimulation, -race) applied to a copy
+	./scripts/planted.sh
+	./scripts/planted-api.sh
+
+FUZZTIME ?= 30s
+
+.PHONY: fuzz
+fuzz: ## Fuzz each native Go fuzz target for FUZZTIME (default 30s; FUZZ_TARGETS="FuzzX ..." picks some) in turn; a finding fails the run and stays in testdata/fuzz/<Target>/ as a regression (make test runs that corpus)
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 .PHONY: vulncheck
 vulncheck: ## Fail on known vulnerabilities reachable from the plugin and emulator (govulncheck, offline DB from the x/vulndb pinned in tools/vulncheck, Go go1.27.3)

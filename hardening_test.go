@@ -406,3 +406,48 @@ func TestPanicDoesNotKillThePlugin(t *testing.T) {
 		t.Fatal("the panic's value was logged")
 	}
 }
+
+// Found by the API simulation: creds?version=N racing a rotation that prunes version N
+// answered 500 "missing from storage"; it now answers as a read after the rotation would.
+func TestCredsVersionPrunedWhileRead(t *testing.T) {
+	e := newTestEnv(t)
+	e.configureWithRole(map[string]interface{}{"max_versions": 2})
+	e.ok(logical.UpdateOperation, "rotate/app", nil)
+	e.ok(logical.UpdateOperation, "rotate/app", nil) // versions 1 and 2
+	var once atomic.Bool
+	hook := func(key string) {
+		if key == secretKey("app", 1) && once.CompareAndSwap(false, true) {
+			e.storage.onGet.Store(nil)
+			e.ok(logical.UpdateOperation, "rotate/app", nil) // prunes version 1
+		}
+	}
+	e.storage.onGet.Store(&hook)
+	wantContains(t, e.userError(logical.ReadOperation, "creds/app", map[string]interface{}{"version": 1}), `role "app" has no version 1; retained versions are 2 to 3`)
+	if !once.Load() {
+		t.Fatal("the race was not reached")
+	}
+}
+
+// Found by the API simulation: a create with import_current_secret cut between its creds
+// write and its role write left creds/<name> serving a secret of no role, which a delete
+// (finding no role) did not remove.
+func TestDeleteRemovesLeftoversOfACutCreate(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure()
+	e.storage.failPutsUnder(roleStoragePrefix, 1000)
+	if _, err := e.request(logical.UpdateOperation, "roles/app", map[string]interface{}{"client_id": testAppID, "import_current_secret": true}); err == nil {
+		t.Fatal("the create succeeded although its role write failed")
+	}
+	e.storage.failPuts.Store(0)
+	if creds, _ := loadCreds(t.Context(), e.storage, "app"); creds == nil {
+		t.Fatal("no creds left: the test does not reach the state")
+	}
+	e.ok(logical.DeleteOperation, "roles/app", nil)
+	if creds, _ := loadCreds(t.Context(), e.storage, "app"); creds != nil {
+		t.Fatal("the delete left creds/app")
+	}
+	if owner, _ := loadOwner(t.Context(), e.storage, testAppID); owner != "" {
+		t.Fatalf("the delete left the claim of %q", owner)
+	}
+	wantContains(t, e.userError(logical.ReadOperation, "creds/app", nil), `role "app" does not exist`)
+}

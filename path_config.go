@@ -156,7 +156,11 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if raw, ok := d.GetOk("domain"); ok {
 		scheme, host, err := parseDomain(raw.(string))
 		if err != nil {
-			return logical.ErrorResponse("invalid domain %q: %s", raw, err), nil
+			shown := raw.(string)
+			if strings.Contains(shown, "@") {
+				shown = "(not shown: it holds user info, perhaps a password)"
+			}
+			return logical.ErrorResponse("invalid domain %q: %s", shown, err), nil
 		}
 		cfg.Scheme, cfg.Host = scheme, host
 	}

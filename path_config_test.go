@@ -190,6 +190,18 @@ func TestConfigRejectsBadInput(t *testing.T) {
 	}
 }
 
+// A credential pasted into domain is not echoed (found by FuzzConfigWrite).
+func TestConfigDomainWithUserInfoNotEchoed(t *testing.T) {
+	e := newTestEnv(t)
+	msg := e.userError(logical.UpdateOperation, "config", map[string]interface{}{
+		"domain": "https://admin:hunter2-pasted@acme.eu.auth0.com", "client_id": "x", "client_secret": "y",
+	})
+	wantContains(t, msg, "user info")
+	if strings.Contains(msg, "hunter2-pasted") {
+		t.Fatalf("%q echoes the password", msg)
+	}
+}
+
 func TestConfigWithoutVerification(t *testing.T) {
 	e := newTestEnv(t)
 	// Nothing listens on port 1: with verification off the config is stored anyway.

@@ -66,6 +66,10 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 			return logical.ErrorResponse("role %q does not exist", name), nil
 		}
 		if creds, err = buildCreds(ctx, req.Storage, name, role); err != nil {
+			if gone, rerr := roleGone(ctx, req.Storage, name); gone || rerr != nil {
+				// A delete ran between the two reads: it removed the secrets too.
+				return logical.ErrorResponse("role %q does not exist", name), rerr
+			}
 			return nil, err
 		}
 		if creds == nil {
@@ -102,6 +106,14 @@ func (b *backend) olderVersion(ctx context.Context, s logical.Storage, name stri
 		return nil, nil, nil, err
 	}
 	if served == nil {
+		// A rotation that pruned the version, or a delete, may have run since the role was
+		// read: then the answer is what a read after it gets.
+		if role, err = loadRole(ctx, s, name); err != nil || role == nil {
+			return nil, nil, logical.ErrorResponse("role %q does not exist", name), err
+		}
+		if role.version(n) == nil {
+			return b.olderVersion(ctx, s, name, role, n) // answers which versions it has
+		}
 		return nil, nil, nil, fmt.Errorf("role %q: the secret of retained version %d is missing from storage", name, n)
 	}
 	var previous *secretEntry

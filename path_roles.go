@@ -284,12 +284,21 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 			return nil, err
 		}
 	}
-	oldSchedule, oldPeriod := role.RotationSchedule, role.RotationPeriod
+	oldSchedule, oldPeriod, oldType := role.RotationSchedule, role.RotationPeriod, role.CredentialType
 
 	now := b.clock.Now().UTC()
 	dropped, resp := applyRoleFields(role, d, creating, now)
 	if resp != nil {
 		return resp, nil
+	}
+	if !creating && role.CredentialType != oldType {
+		// applyRoleFields saw no version; a commit cut before its role write may still
+		// have stored one for creds to serve (its write-ahead entry finishes it).
+		if creds, err := loadCreds(ctx, req.Storage, name); err != nil {
+			return nil, err
+		} else if creds != nil {
+			return logical.ErrorResponse("credential_type cannot change once the role has a version; create another role for the application's %s (delete this one first: one application belongs to one role)", credentialTypeName(role.CredentialType)), nil
+		}
 	}
 
 	if raw, ok := d.GetOk("password_policy"); ok && raw.(string) != "" {
@@ -628,8 +637,21 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 	lock.Lock()
 	defer lock.Unlock()
 	role, err := loadRole(ctx, req.Storage, name)
-	if err != nil || role == nil {
+	if err != nil {
 		return nil, err
+	}
+	if role == nil {
+		// Nothing to delete, unless a create was cut short after storing what creds serve
+		// (an import) and before the role: those leftovers go, with their claim.
+		creds, err := loadCreds(ctx, req.Storage, name)
+		if err != nil || creds == nil {
+			return nil, err
+		}
+		if err := b.deleteRoleData(ctx, req.Storage, name); err != nil {
+			return nil, err
+		}
+		b.tokens.forgetRole(name)
+		return nil, b.releaseApplication(ctx, req.Storage, name, creds.ClientID)
 	}
 	// What creds serves goes first, the ownership claim last: a delete cut short leaves a
 	// role that serves nothing and can be deleted again, never an application without

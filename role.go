@@ -721,6 +721,12 @@ func buildCreds(ctx context.Context, s logical.Storage, name string, role *roleE
 	return c, nil
 }
 
+// roleGone reports whether role name no longer exists.
+func roleGone(ctx context.Context, s logical.Storage, name string) (bool, error) {
+	role, err := loadRole(ctx, s, name)
+	return role == nil && err == nil, err
+}
+
 // deleteRoleData removes everything stored for a role name except its metadata and
 // ownership claim: what creds serves, then every version's secret.
 func (b *backend) deleteRoleData(ctx context.Context, s logical.Storage, name string) error {

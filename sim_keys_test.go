@@ -43,6 +43,9 @@ type simKeyRole struct {
 	// credentials assertion/<name> was last checked with.
 	assertions  bool
 	assertionFP string
+	// granted: the application may obtain a Management API token (no scope), so the
+	// login proving a new key is answered with a token rather than a 403.
+	granted bool
 }
 
 // simKey is one key pair creds/<name> served.
@@ -81,91 +84,51 @@ func (s *sim) chooseKeyRoles(n int) map[int]bool {
 	return out
 }
 
-// keyRoleData is the creation of a private_key_jwt role for the application of role i:
-// allowed to switch it off its client secret, with an overlap_period shorter than any
-// interval keySchedule gives.
-func (s *sim) keyRoleData(i int) map[string]interface{} {
-	data := s.keySchedule(i)
+// keyRoleData adds to a role's data what makes it a private_key_jwt role, allowed to
+// switch its application off its client secret, with an overlap_period shorter than any
+// interval scheduleFor gives a key role.
+func (s *sim) keyRoleData(data map[string]interface{}) {
 	data["credential_type"] = credentialPrivateKeyJWT
 	data["allow_auth_method_change"] = true
 	data["overlap_period"] = s.keyOverlapPeriod()
 	data["algorithm"] = []string{algRS256, algRS256, algRS384, algPS256}[s.rng.IntN(4)]
 	data["allow_assertions"] = s.rng.IntN(2) == 0
-	return data
 }
 
-// keySchedule is randomSchedule for a private_key_jwt role: periods and schedule
-// intervals of 8 hours or more, so that key generation (50 to 100 ms a key) stays cheap.
-func (s *sim) keySchedule(i int) map[string]interface{} {
-	switch w := s.rng.IntN(100); {
-	case w < 45:
-		period := []string{"8h", "12h", "12h", "24h"}[s.rng.IntN(4)]
-		return map[string]interface{}{"rotation_period": period, "rotation_schedule": ""}
-	case w < 85:
-		hours := []string{"*/8", "0,12", "3,15", "4,20"}[s.rng.IntN(4)]
-		window := []string{"0", "0", "1h"}[s.rng.IntN(3)]
-		spec := fmt.Sprintf("%d %s * * *", (7*i+3)%60, hours)
-		return map[string]interface{}{"rotation_schedule": spec, "rotation_period": 0, "rotation_window": window}
-	default:
-		return map[string]interface{}{"rotation_period": 0, "rotation_schedule": ""}
-	}
-}
-
-// keyOverlapPeriod is shorter than the shortest interval keySchedule gives (8h).
+// keyOverlapPeriod is shorter than the shortest interval scheduleFor gives a key role (8h).
 func (s *sim) keyOverlapPeriod() string {
 	return []string{"0s", "10m", "30m", "1h", "2h", "4h", "7h59m"}[s.rng.IntN(7)]
 }
 
-// keyFault is a fault for a private_key_jwt role's requests: the credentials endpoints
-// (POST, GET, DELETE), the client's read (its authentication methods) and PATCH (the
-// attached keys), and the token request that proves a new key.
-func (s *sim) keyFault() simFault {
-	f := func(kind string, p emulator.Phase, fault emulator.Fault, desc string) simFault {
-		return simFault{kind: kind, phase: p, fault: fault, desc: desc}
-	}
-	before, after := emulator.BeforeApply, emulator.AfterApply
-	retry := 1 + s.rng.IntN(30)
-	status := []int{500, 503}[s.rng.IntN(2)]
-	switch w := s.rng.IntN(100); {
-	case w < 7:
-		return f("create", before, emulator.Fault{Status: status}, fmt.Sprintf("POST credentials %d before applying", status))
-	case w < 11:
-		return f("create", before, emulator.Fault{Status: 429, RetryAfter: retry}, fmt.Sprintf("POST credentials 429 (Retry-After %ds)", retry))
-	case w < 21:
-		return f("create", after, emulator.Fault{Status: 500}, "POST credentials applied, then 500")
-	case w < 31:
-		return f("create", after, emulator.Fault{Drop: true}, "POST credentials applied, then the connection dropped")
-	case w < 33:
-		// Real time: the answer comes after the 1s request_timeout. Rare, to stay fast.
-		return f("create", after, emulator.Fault{Delay: 1500 * time.Millisecond}, "POST credentials applied, answer slower than request_timeout")
-	case w < 39:
-		return f("list", before, emulator.Fault{Status: status}, fmt.Sprintf("GET credentials %d", status))
-	case w < 42:
-		return f("list", before, emulator.Fault{Status: 429, RetryAfter: retry}, fmt.Sprintf("GET credentials 429 (Retry-After %ds)", retry))
-	case w < 47:
-		return f("methods", before, emulator.Fault{Status: status}, fmt.Sprintf("read of a key application %d", status))
-	case w < 53:
-		return f("attach", before, emulator.Fault{Status: status}, fmt.Sprintf("PATCH attached keys %d before applying", status))
-	case w < 56:
-		return f("attach", before, emulator.Fault{Status: 429, RetryAfter: retry}, fmt.Sprintf("PATCH attached keys 429 (Retry-After %ds)", retry))
-	case w < 63:
-		return f("attach", after, emulator.Fault{Status: 500}, "PATCH attached keys applied, then 500")
-	case w < 70:
-		return f("attach", after, emulator.Fault{Drop: true}, "PATCH attached keys applied, then the connection dropped")
-	case w < 75:
-		return f("delete", before, emulator.Fault{Status: status}, fmt.Sprintf("DELETE credential %d before applying", status))
-	case w < 82:
-		return f("delete", after, emulator.Fault{Status: 500}, "DELETE credential applied, then 500")
-	case w < 88:
-		return f("delete", after, emulator.Fault{Drop: true}, "DELETE credential applied, then the connection dropped")
-	case w < 93:
-		return f("token", before, emulator.Fault{Status: status}, fmt.Sprintf("key login (client assertion) %d", status))
-	case w < 97:
-		// As while Auth0 propagates a new key: the engine polls again.
-		return f("token", before, emulator.Fault{Status: 401, Error: "invalid_client", Message: "Invalid client assertion"}, "key login (client assertion) 401 once")
-	default:
-		return f("token", after, emulator.Fault{Drop: true}, "key login (client assertion) authenticated, then the connection dropped")
-	}
+// keyFaults are the faults for a private_key_jwt role's requests: the credentials
+// endpoints (POST, GET, DELETE), the client's read (its authentication methods) and PATCH
+// (the attached keys), and the token request that proves a new key (a 401 as while Auth0
+// propagates a new key: the engine polls again).
+var keyFaults = []simFaultSpec{
+	{"create", emulator.BeforeApply, emulator.Fault{Status: 500}, 4},
+	{"create", emulator.BeforeApply, emulator.Fault{Status: 503}, 3},
+	{"create", emulator.BeforeApply, emulator.Fault{Status: 429}, 4},
+	{"create", emulator.AfterApply, emulator.Fault{Status: 500}, 10},
+	{"create", emulator.AfterApply, emulator.Fault{Drop: true}, 10},
+	{"create", emulator.AfterApply, emulator.Fault{Delay: simSlowAnswer}, 0},
+	{"list", emulator.BeforeApply, emulator.Fault{Status: 500}, 3},
+	{"list", emulator.BeforeApply, emulator.Fault{Status: 503}, 3},
+	{"list", emulator.BeforeApply, emulator.Fault{Status: 429}, 3},
+	{"methods", emulator.BeforeApply, emulator.Fault{Status: 500}, 3},
+	{"methods", emulator.BeforeApply, emulator.Fault{Status: 503}, 2},
+	{"attach", emulator.BeforeApply, emulator.Fault{Status: 500}, 3},
+	{"attach", emulator.BeforeApply, emulator.Fault{Status: 503}, 3},
+	{"attach", emulator.BeforeApply, emulator.Fault{Status: 429}, 3},
+	{"attach", emulator.AfterApply, emulator.Fault{Status: 500}, 7},
+	{"attach", emulator.AfterApply, emulator.Fault{Drop: true}, 7},
+	{"delete", emulator.BeforeApply, emulator.Fault{Status: 500}, 3},
+	{"delete", emulator.BeforeApply, emulator.Fault{Status: 503}, 2},
+	{"delete", emulator.AfterApply, emulator.Fault{Status: 500}, 7},
+	{"delete", emulator.AfterApply, emulator.Fault{Drop: true}, 6},
+	{"token", emulator.BeforeApply, emulator.Fault{Status: 500}, 3},
+	{"token", emulator.BeforeApply, emulator.Fault{Status: 503}, 2},
+	{"token", emulator.BeforeApply, emulator.Fault{Status: 401, Error: "invalid_client", Message: "Invalid client assertion"}, 4},
+	{"token", emulator.AfterApply, emulator.Fault{Drop: true}, 3},
 }
 
 // keyRequestKind classifies a Management API request about a private_key_jwt role's
@@ -332,7 +295,9 @@ type simKeyPool struct {
 }
 
 func startKeyPool(t *testing.T, generate func(bits int) (string, string, error)) *simKeyPool {
-	p := &simKeyPool{keys: make(chan [2]string, 2), stop: make(chan struct{}), done: make(chan struct{})}
+	// One key ahead: every key made and not used (at most two, at the end) costs as much
+	// as one used.
+	p := &simKeyPool{keys: make(chan [2]string, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
 		for {
@@ -658,10 +623,12 @@ func (s *sim) checkKeyRole(r *simRole, role *roleEntry, stats emulator.Stats, cr
 	if r.k.assertions && current != nil && cur > 0 && !crashed {
 		s.checkAssertion(r, current, attached)
 	}
-	if previous != nil && creds.OverlapUntil.After(now) && !previous.ended {
+	if previous != nil {
+		// Also past overlap_until and after end_overlap=true: the engine stops serving the
+		// previous key before it asks Auth0 to detach it.
 		if !s.keyLogsInCached(app, previous, attached) {
-			s.fail("invariant 14: the previous key creds/%s serves (version %d, credential %s, overlap until %s) does not log in; attached %v",
-				r.name, previous.version, previous.id, creds.OverlapUntil.Format(time.RFC3339Nano), attached)
+			s.fail("invariant 14: the previous key creds/%s serves (version %d, credential %s, overlap until %s, end_overlap asked %v) does not log in; attached %v; overlap %+v",
+				r.name, previous.version, previous.id, creds.OverlapUntil.Format(time.RFC3339Nano), previous.ended, attached, role.Overlap)
 		}
 		s.counts["key check previous"]++
 	}

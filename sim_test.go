@@ -36,37 +36,55 @@ var (
 
 // TestSimulation is a deterministic simulation of the engine, in the spirit of
 // FoundationDB's and TigerBeetle's: one seed drives every choice of a run of -sim.days
-// virtual days over -sim.roles roles (rotation_period or rotation_schedule, with and
-// without rotation_window, import_current_secret, small max_versions, some without a
-// schedule; a quarter (-sim.keyroles, chosen by the seed) with
+// virtual days over -sim.roles roles, spread evenly over the configurations (the seed
+// picks which role gets which): a quarter (-sim.keyroles) with
 // credential_type=private_key_jwt, allow_auth_method_change=true, half with
-// allow_assertions=true, periods or schedule intervals of 8 hours or more and an
-// overlap_period shorter than them, from 0 to 7h59m, config's propagation_wait being 0s,
-// 30s or 2m for the run; about a third of the others with rotation_strategy=staged and a
-// stage_period shorter than any period or schedule interval they get). Each step is one
+// allow_assertions=true, every other one's application allowed a Management API token
+// (so that the login proving a new key is answered with a token, not a 403), periods or
+// schedule intervals of 8 hours or more and an overlap_period shorter than them, from 0
+// to 7h59m, config's propagation_wait being 0s, 30s or 2m for the run; a third of the
+// others with rotation_strategy=staged and a stage_period shorter than any period or
+// schedule interval they get; half of those secret roles with import_current_secret;
+// each kind's roles cycling through rotation_period, rotation_schedule, rotation_schedule
+// with rotation_window and no schedule; half with a small max_versions. Each step is one
 // of: advance the virtual clock (seconds to hours, or exactly to the next due role) and
 // run what fell due; a
 // manual rotate of a random role (of a staged role: with no option, switch_now=true or
 // cancel_staged=true; of a key role: with no option or end_overlap=true, likelier during
 // an overlap); arm an Auth0 fault for the next matching request (rotate-secret,
 // and a staged switch's PATCH of client_secret: 500/503 or 429 with Retry-After before
-// applying; 500, a dropped connection, or an answer slower than the 1s request_timeout
-// after applying; reading a client back, any or a staged switch's verification read:
-// 500/503/429; a key role's requests: POST /credentials as rotate-secret, GET
-// /credentials and the read of the client (its authentication methods) 500/503/429, the
-// PATCH that attaches keys and the DELETE of a credential 500/503/429 before or 500 or a
-// dropped connection after applying, and the client-assertion login that proves a new
-// key 500/503, a 401 as while Auth0 propagates, or dropped after authenticating); make
+// applying; 500 or a dropped connection after applying; reading a client back, any or a
+// staged switch's verification read: 500/503/429; a key role's requests: POST
+// /credentials as rotate-secret, GET /credentials and the read of the client (its
+// authentication methods) 500/503/429, the PATCH that attaches keys and the DELETE of a
+// credential 500/503/429 before or 500 or a dropped connection after applying, and the
+// client-assertion login that proves a new key 500/503, a 401 as while Auth0 propagates,
+// or dropped after authenticating; immediateFaults, stagedFaults, keyFaults); make
 // the next K storage writes or deletes under a prefix (roles/, creds/,
 // secrets/, wal/, any) fail; crash at the Nth storage operation of a manual rotate, a
 // scheduler run or a rollback (every later operation fails; the crashing write may or may
 // not have reached storage) and start a new backend on the same storage and clock; a clean
 // restart; Vault's rollback manager (walRollback); a config write (rate_limit); a role
 // write (max_versions, schedule, a staged role's stage_period or a key role's
-// overlap_period). The emulator keeps the virtual time too. Everything runs on the
+// overlap_period); or a scenario (sim_coverage_test.go). A scenario takes a role of one
+// kind in one state (no secret yet, imported, rotated, in flight, failing; publishing or
+// switching a staged secret; a key pending, attached, in its overlap or past it),
+// preparing or creating one if none is, arms faults for that role's application alone
+// (an answer slower than the 1s request_timeout among them: only scenarios arm those,
+// one a kind, as each costs a second of real time) or a crash at a given write, and acts:
+// a manual rotate with an option, its due job, retries, the rollback manager, a role
+// write lowering max_versions. The scenarios that start from a role's first states run
+// at the start of the run; the others are picked least hit first, and those never hit
+// are tried again at the end. The run then logs a coverage table (the role states and
+// configurations jobs acted on, the faults served by class and by the state of the role
+// they hit, storage failures, crashes, scenarios) and fails if a class every run must
+// cover got no hit. The emulator keeps the virtual time too. Everything runs on the
 // test's goroutine on a virtual clock whose waits jump time, so a seed replays the run
 // exactly; the seed is logged at the start and in every failure, with the command that
 // replays it.
+//
+// scripts/planted.sh checks that the default run catches the defects planted by the
+// patches in testdata/planted/.
 //
 // After every step, reading storage directly, it checks:
 //
@@ -165,9 +183,9 @@ var (
 //     backend it serves that (private_key, key_id, kid, algorithm; no client_secret); with
 //     a current version, private_key logs in, also while a new key is pending (stronger
 //     than "no rotation in flight": the current key stays attached next to it). A
-//     previous_private_key it serves logs in too until overlap_until, unless
-//     end_overlap=true was asked (after either, the engine detaches the key at Auth0 before
-//     it drops it from creds). A key is served from no earlier than propagation_wait after
+//     previous_private_key it serves logs in too, also past overlap_until or after
+//     end_overlap=true was asked: the engine stops serving the previous key before it asks
+//     Auth0 to detach it (overlap "ending"). A key is served from no earlier than propagation_wait after
 //     Auth0 first had it attached (seen in the fault hook); a manual rotate that answers a
 //     pending_version answers the role's pending key, attached, and its publish_time,
 //     propagation_wait after the attachment. With allow_assertions=true, the client
@@ -202,6 +220,7 @@ func TestSimulation(t *testing.T) {
 	start := time.Now()
 	s := newSim(t, seed, *simDays, *simRoles)
 	s.run()
+	s.reportCoverage()
 	t.Logf("seed=%d: %d steps, %s virtual, %s real; %s", seed, s.step, s.clock.Now().Sub(s.start).Round(time.Minute), time.Since(start).Round(time.Millisecond), s.summary())
 }
 
@@ -241,6 +260,12 @@ type sim struct {
 
 	keysGenerated int            // private keys the engine generated
 	served        map[string]int // Auth0 faults served, by kind
+	servedIDs     map[int]bool   // the faults served, by simFault.id
+	faultCov      map[string]int // the faults served, by class, and by class @ role state
+	faultSeq      int            // the last simFault.id
+	// stateOf is each application's role state when the step's action started, for the
+	// coverage of the faults the hook serves.
+	stateOf map[string]string
 	// attachedAt is when Auth0 first had each credential attached (an applied PATCH).
 	attachedAt map[string]time.Time
 
@@ -259,6 +284,33 @@ type sim struct {
 	keyPool    *simKeyPool // under mu
 	// propagationWait is config's propagation_wait, fixed for the run.
 	propagationWait time.Duration
+
+	// What the run covered (sim_coverage_test.go), its scenarios, the order it tries them
+	// in, how often each was tried; roles it created after the start.
+	cov           simCoverage
+	scenarios     []*simScenario
+	scenarioOrder []int
+	scenarioTries map[string]int
+	created       int
+	mayCreate     bool // the scenario running may create a role
+	// schedOrder is the run's order of the schedule classes, which each kind's roles
+	// cycle through (schedNext); importNext says whether the next role of a kind imports
+	// its secret; appSeq numbers the applications.
+	schedOrder []string
+	schedNext  map[string]int
+	importNext map[string]bool
+	appSeq     int
+	// withKeys: the run has private_key_jwt roles (and may create more).
+	withKeys bool
+	// keyGrantNext: the next key role's application gets a Management API grant.
+	keyGrantNext bool
+	// suspended: the hook serves no fault (while the simulation creates a role);
+	// isolated: the application of a scenario's role, which takes only the faults aimed
+	// at it.
+	suspended bool
+	isolated  string
+	// forceOption, if set, is the option the next manual rotate takes ("" none).
+	forceOption *string
 }
 
 type simRole struct {
@@ -272,8 +324,10 @@ type simRole struct {
 	last time.Time
 	// failedSince: a failure was seen recorded on the role since last.
 	failedSince bool
-	// pre is the role as stored before the current step.
-	pre *roleEntry
+	// pre is the role as stored before the current step, and inFlight whether it then had
+	// an unresolved rotation write-ahead entry.
+	pre      *roleEntry
+	inFlight bool
 
 	// The last PATCH of a staged role's application: its secret, and the role's current
 	// version and last cancelled stage as stored when it went out (invariant 10).
@@ -304,29 +358,40 @@ type simFault struct {
 	phase emulator.Phase
 	fault emulator.Fault
 	desc  string
+	class string // simFaultSpec.class
+	id    int
+	// client, if set, is the only application whose requests the fault is for.
+	client string
 }
 
 func newSim(t *testing.T, seed uint64, days, roles int) *sim {
 	s := &sim{
-		t:          t,
-		ctx:        context.Background(),
-		seed:       seed,
-		days:       days,
-		nRoles:     roles,
-		rng:        rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		base:       &logical.InmemStorage{},
-		plan:       &simStoragePlan{walSeq: map[string]int{}, deleteTried: map[string]bool{}},
-		byName:     map[string]*simRole{},
-		byClient:   map[string]*simRole{},
-		rotations:  map[string]int{},
-		rotated:    map[string]bool{},
-		stagedApps: map[string]string{},
-		keyApps:    map[string]string{},
-		served:     map[string]int{},
-		attachedAt: map[string]time.Time{},
-		digest:     fnv.New64a(),
-		counts:     map[string]int{},
-		loginCache: map[uint64]bool{},
+		t:             t,
+		ctx:           context.Background(),
+		seed:          seed,
+		days:          days,
+		nRoles:        roles,
+		rng:           rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		base:          &logical.InmemStorage{},
+		plan:          &simStoragePlan{walSeq: map[string]int{}, deleteTried: map[string]bool{}, hits: map[string]int{}},
+		byName:        map[string]*simRole{},
+		byClient:      map[string]*simRole{},
+		rotations:     map[string]int{},
+		rotated:       map[string]bool{},
+		stagedApps:    map[string]string{},
+		keyApps:       map[string]string{},
+		served:        map[string]int{},
+		servedIDs:     map[int]bool{},
+		faultCov:      map[string]int{},
+		stateOf:       map[string]string{},
+		cov:           simCoverage{},
+		scenarios:     simScenarios(),
+		scenarioTries: map[string]int{},
+		schedNext:     map[string]int{},
+		attachedAt:    map[string]time.Time{},
+		digest:        fnv.New64a(),
+		counts:        map[string]int{},
+		loginCache:    map[uint64]bool{},
 	}
 	s.logs = &simLog{secrets: map[string]bool{}}
 	// A fixed start (not the wall clock), so that cron schedules replay.
@@ -353,56 +418,130 @@ func newSim(t *testing.T, seed uint64, days, roles int) *sim {
 		"domain": s.emuURL, "client_id": testMgmtID, "client_secret": mgmt.ClientSecret,
 		"rate_limit": 1000, "request_timeout": "1s", "propagation_wait": wait,
 	})
+	// The roles' kinds, schedules and imports are spread evenly (the seed picks which role
+	// gets what): a quarter private_key_jwt (-sim.keyroles), a third of the others staged,
+	// half of those two imported, and each kind's roles cycling through the schedule
+	// classes; roles created later continue the cycles.
 	keyRoles := s.chooseKeyRoles(roles)
+	s.withKeys = len(keyRoles) > 0
+	var others []int
 	for i := 0; i < roles; i++ {
-		r := &simRole{name: fmt.Sprintf("r%02d", i), clientID: fmt.Sprintf("sim-app-%02d", i)}
-		app := s.emu.AddClient(emulator.Client{ClientID: r.clientID, Grants: map[string][]string{testAPI: {}}})
-		s.logs.addSecret(app.ClientSecret)
-		if keyRoles[i] {
-			// private_key_jwt: switched off its secret at the first rotation.
-			r.keys = true
-			r.k = &simKeyRole{secret: app.ClientSecret, keys: map[string]*simKey{}}
-			data := s.keyRoleData(i)
-			data["client_id"] = r.clientID
-			r.k.assertions = data["allow_assertions"].(bool)
-			if s.rng.IntN(2) == 0 {
-				data["max_versions"] = 1 + s.rng.IntN(5)
-			}
-			s.mu.Lock()
-			s.keyApps[r.clientID] = r.name
-			s.mu.Unlock()
-			r.last = s.clock.Now()
-			s.mustOK("roles/"+r.name, data)
-			s.roles = append(s.roles, r)
-			s.byName[r.name] = r
-			s.byClient[r.clientID] = r
-			continue
+		if !keyRoles[i] {
+			others = append(others, i)
 		}
-		r.staged = s.rng.IntN(3) == 0
-		data := s.randomSchedule(i)
-		data["client_id"] = r.clientID
-		if r.staged {
-			data["rotation_strategy"] = strategyStaged
-			data["stage_period"] = s.randomStagePeriod()
-			s.mu.Lock()
-			s.stagedApps[r.clientID] = r.name
-			s.mu.Unlock()
-		}
-		if s.rng.IntN(2) == 0 {
-			r.imported = true
-			data["import_current_secret"] = true
-		}
-		if s.rng.IntN(2) == 0 {
-			data["max_versions"] = 1 + s.rng.IntN(5)
-		}
-		r.last = s.clock.Now()
-		s.mustOK("roles/"+r.name, data)
-		s.roles = append(s.roles, r)
-		s.byName[r.name] = r
-		s.byClient[r.clientID] = r
 	}
+	staged := map[int]bool{}
+	for _, k := range s.rng.Perm(len(others))[:(len(others)+1)/3] {
+		staged[others[k]] = true
+	}
+	s.schedOrder = slices.Clone(simScheduleClasses)
+	s.rng.Shuffle(len(s.schedOrder), func(i, j int) { s.schedOrder[i], s.schedOrder[j] = s.schedOrder[j], s.schedOrder[i] })
+	s.importNext = map[string]bool{kindImmediate: s.rng.IntN(2) == 0, kindStaged: s.rng.IntN(2) == 0}
+	for i := 0; i < roles; i++ {
+		kind := kindImmediate
+		switch {
+		case keyRoles[i]:
+			kind = kindKey
+		case staged[i]:
+			kind = kindStaged
+		}
+		s.addRole(kind, s.nextImport(kind), s.nextScheduleClass(kind))
+	}
+	s.scenarioOrder = s.rng.Perm(len(s.scenarios))
 	s.check()
 	return s
+}
+
+// simMaxCreated bounds the roles a run creates after its start (for scenarios that need a
+// role that never held a secret, or only its imported one).
+const simMaxCreated = 8
+
+// addRole creates a role of kind for a new application, with a schedule of the class and,
+// for a secret role, import_current_secret; no fault is served meanwhile.
+func (s *sim) addRole(kind string, imported bool, class string) *simRole {
+	s.t.Helper()
+	i := len(s.roles)
+	r := &simRole{name: fmt.Sprintf("r%02d", i), clientID: fmt.Sprintf("sim-app-%02d", s.appSeq)}
+	s.appSeq++
+	grants := map[string][]string{testAPI: {}}
+	granted := false
+	if kind == kindKey {
+		// Every other key role's application may obtain a Management API token (with no
+		// scope), so that the login proving a new key gets a token, not a 403.
+		granted = s.keyGrantNext
+		s.keyGrantNext = !s.keyGrantNext
+		if granted {
+			grants[emulator.ManagementGrant] = []string{}
+		}
+	}
+	app := s.emu.AddClient(emulator.Client{ClientID: r.clientID, Grants: grants})
+	s.logs.addSecret(app.ClientSecret)
+	data := s.scheduleFor(kind, class, i)
+	data["client_id"] = r.clientID
+	s.mu.Lock()
+	switch kind {
+	case kindKey:
+		// private_key_jwt: switched off its secret at the first rotation.
+		r.keys = true
+		r.k = &simKeyRole{secret: app.ClientSecret, keys: map[string]*simKey{}, granted: granted}
+		s.keyRoleData(data)
+		r.k.assertions = data["allow_assertions"].(bool)
+		s.keyApps[r.clientID] = r.name
+	case kindStaged:
+		r.staged = true
+		data["rotation_strategy"] = strategyStaged
+		data["stage_period"] = s.randomStagePeriod()
+		s.stagedApps[r.clientID] = r.name
+	}
+	s.suspended = true
+	s.mu.Unlock()
+	if imported && kind != kindKey {
+		r.imported = true
+		data["import_current_secret"] = true
+	}
+	if s.rng.IntN(2) == 0 {
+		data["max_versions"] = 1 + s.rng.IntN(5)
+	}
+	r.last = s.clock.Now()
+	restore := s.plan.suspend()
+	s.mustOK("roles/"+r.name, data)
+	restore()
+	s.mu.Lock()
+	s.suspended = false
+	s.mu.Unlock()
+	s.roles = append(s.roles, r)
+	s.byName[r.name] = r
+	s.byClient[r.clientID] = r
+	return r
+}
+
+// createRole adds a role of kind during the run, as a step of its own; nil once the run
+// created simMaxCreated roles.
+func (s *sim) createRole(kind string, imported bool) *simRole {
+	if !s.mayCreate || s.created >= simMaxCreated || kind == kindKey && !s.keyRolesWanted() {
+		return nil
+	}
+	s.created++
+	class := s.nextScheduleClass(kind)
+	r := s.addRole(kind, imported, class)
+	s.counts["role create"]++
+	s.sub(fmt.Sprintf("role create: %s (%s, %s, imported %v)", r.name, kind, class, r.imported))
+	return r
+}
+
+// nextScheduleClass is the schedule class of the next role of kind.
+func (s *sim) nextScheduleClass(kind string) string {
+	n := s.schedNext[kind]
+	s.schedNext[kind]++
+	offset := slices.Index([]string{kindImmediate, kindStaged, kindKey}, kind) // kinds start apart
+	return s.schedOrder[(n+offset)%len(s.schedOrder)]
+}
+
+// nextImport says whether the next initial secret role of kind imports its secret.
+func (s *sim) nextImport(kind string) bool {
+	v := s.importNext[kind]
+	s.importNext[kind] = !v
+	return v
 }
 
 func (s *sim) replayCommand() string {
@@ -418,6 +557,15 @@ func (s *sim) fail(format string, args ...interface{}) {
 
 func (s *sim) run() {
 	end := s.start.Add(time.Duration(s.days) * 24 * time.Hour)
+	// The scenarios that start from a role's first states run first, while the run's
+	// roles are still in those states.
+	for _, i := range s.scenarioOrder {
+		if sc := s.scenarios[i]; s.earlyScenario(sc) && (sc.kind != kindKey || s.keyRolesWanted()) {
+			s.step++
+			s.record(s.runScenario(sc))
+			s.check()
+		}
+	}
 	for s.clock.Now().Before(end) {
 		s.step++
 		if s.step > 200*24*s.days+1000 {
@@ -427,8 +575,21 @@ func (s *sim) run() {
 		s.record(desc)
 		s.check()
 	}
+	s.completeCoverage()
 	s.converge()
 	s.finalCheck()
+	s.mu.Lock()
+	for class, n := range s.faultCov {
+		if strings.Contains(class, " @ ") {
+			s.cov.addN(covFaultStates, class, n)
+		} else {
+			s.cov.addN(covFaults, class, n)
+		}
+	}
+	s.mu.Unlock()
+	for class, n := range s.plan.hits {
+		s.cov.addN(covStorage, class, n)
+	}
 }
 
 // record keeps the step for failure reports and folds it into the run's digest.
@@ -487,25 +648,29 @@ func (s *sim) summary() string {
 
 // Steps.
 
+// randomStep is one random step. Scenarios (sim_coverage_test.go) arm most faults and
+// crashes where they matter; the random steps keep mixing them with everything else.
 func (s *sim) randomStep() string {
 	switch w := s.rng.IntN(100); {
-	case w < 42:
+	case w < 52:
 		return s.stepAdvance()
-	case w < 54:
+	case w < 59:
 		return s.stepRotate(s.roles[s.rng.IntN(len(s.roles))], true)
-	case w < 68:
+	case w < 71:
+		return s.stepScenario()
+	case w < 79:
 		return s.stepAuth0Fault()
-	case w < 76:
+	case w < 83:
 		return s.stepStorageFault()
-	case w < 84:
+	case w < 88:
 		return s.stepCrash()
-	case w < 87:
+	case w < 90:
 		s.counts["restart"]++
 		s.restart()
 		return "restart: clean"
-	case w < 91:
+	case w < 93:
 		return s.stepRollback()
-	case w < 94:
+	case w < 95:
 		return s.stepConfig()
 	default:
 		return s.stepRoleUpdate()
@@ -548,7 +713,20 @@ func (s *sim) runDue() int {
 		s.fail("no scheduler running")
 	}
 	<-sch.loaded
+	s.noteDueJobs(s.clock.Now())
 	return s.b.runDueNow(s.ctx)
+}
+
+// noteReconciled counts the jobs that resolve the rotations in flight (a rollback, or a
+// start), in the state their roles are in.
+func (s *sim) noteReconciled() {
+	now := s.clock.Now()
+	for _, r := range s.roles {
+		if r.inFlight {
+			s.noteAct(r, now)
+		}
+	}
+	s.snapshotStates(now)
 }
 
 // stepRotate rotates r by hand; a staged role, with options, randomly gets none,
@@ -556,7 +734,10 @@ func (s *sim) runDue() int {
 func (s *sim) stepRotate(r *simRole, options bool) string {
 	var data map[string]interface{}
 	opt := ""
-	if r.staged && options {
+	switch {
+	case s.forceOption != nil:
+		opt = *s.forceOption
+	case r.staged && options:
 		// Cancels are likelier while a secret is staged, when they have something to do.
 		cancel := 15
 		if r.pre != nil && r.pre.Staged != nil {
@@ -568,15 +749,14 @@ func (s *sim) stepRotate(r *simRole, options bool) string {
 		case w < 25+cancel:
 			opt = "cancel_staged"
 		}
-		if opt != "" {
-			data = map[string]interface{}{opt: true}
-		}
+	case r.keys && options:
+		opt = s.keyRotateOption(r)
 	}
-	if r.keys && options {
-		if opt = s.keyRotateOption(r); opt != "" {
-			data = map[string]interface{}{opt: true}
-		}
+	if opt != "" {
+		data = map[string]interface{}{opt: true}
 	}
+	s.snapshotStates(s.clock.Now())
+	s.noteAct(r, s.clock.Now())
 	if r.keys {
 		s.beforeKeyRotate(r, opt)
 	}
@@ -631,15 +811,14 @@ func (s *sim) stepRotate(r *simRole, options bool) string {
 }
 
 func (s *sim) stepAuth0Fault() string {
-	var f simFault
+	table := immediateFaults
 	switch {
 	case len(s.keyApps) > 0 && s.rng.IntN(3) == 0:
-		f = s.keyFault()
+		table = keyFaults
 	case len(s.stagedApps) > 0 && s.rng.IntN(3) == 0:
-		f = s.stagedFault()
-	default:
-		f = s.immediateFault()
+		table = stagedFaults
 	}
+	spec := pickFault(s, table)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.planned) >= 4 {
@@ -647,84 +826,150 @@ func (s *sim) stepAuth0Fault() string {
 	}
 	// Key roles' requests are rarer (hours apart): at most 2 of their faults wait, so
 	// that they do not hold back the others.
-	if keyKinds[f.kind] && len(slices.DeleteFunc(slices.Clone(s.planned), func(p simFault) bool { return !keyKinds[p.kind] })) >= 2 {
+	if keyKinds[spec.kind] && len(slices.DeleteFunc(slices.Clone(s.planned), func(p simFault) bool { return !keyKinds[p.kind] })) >= 2 {
 		return "auth0 fault: none armed, 2 key faults still pending"
 	}
+	f := s.armFault(spec, "")
 	s.planned = append(s.planned, f)
 	s.counts["auth0 fault"]++
 	return "auth0 fault: next " + f.desc
 }
 
-// immediateFault is a fault for rotate-secret, or for any read of a client.
-func (s *sim) immediateFault() simFault {
-	rotate := func(p emulator.Phase, f emulator.Fault, desc string) simFault {
-		return simFault{kind: "rotate", phase: p, fault: f, desc: desc}
-	}
-	var f simFault
-	switch w := s.rng.IntN(100); {
-	case w < 18:
-		f = rotate(emulator.BeforeApply, emulator.Fault{Status: 500}, "rotate-secret 500 before applying")
-	case w < 26:
-		f = rotate(emulator.BeforeApply, emulator.Fault{Status: 503}, "rotate-secret 503 before applying")
-	case w < 40:
-		retry := 1 + s.rng.IntN(30)
-		f = rotate(emulator.BeforeApply, emulator.Fault{Status: 429, RetryAfter: retry}, fmt.Sprintf("rotate-secret 429 (Retry-After %ds)", retry))
-	case w < 58:
-		f = rotate(emulator.AfterApply, emulator.Fault{Status: 500}, "rotate-secret applied, then 500")
-	case w < 76:
-		f = rotate(emulator.AfterApply, emulator.Fault{Drop: true}, "rotate-secret applied, then the connection dropped")
-	case w < 80:
-		// Real time: the answer comes after the 1s request_timeout. Rare, to stay fast.
-		f = rotate(emulator.AfterApply, emulator.Fault{Delay: 1500 * time.Millisecond}, "rotate-secret applied, answer slower than request_timeout")
-	case w < 90:
-		f = simFault{kind: "read", phase: emulator.BeforeApply, fault: emulator.Fault{Status: 500}, desc: "read client 500"}
-	case w < 95:
-		f = simFault{kind: "read", phase: emulator.BeforeApply, fault: emulator.Fault{Status: 503}, desc: "read client 503"}
-	default:
-		retry := 1 + s.rng.IntN(10)
-		f = simFault{kind: "read", phase: emulator.BeforeApply, fault: emulator.Fault{Status: 429, RetryAfter: retry}, desc: fmt.Sprintf("read client 429 (Retry-After %ds)", retry)}
-	}
-	return f
+// simFaultSpec is a fault the simulation arms: the kind of request it is for (see hook),
+// the phase, what Auth0 does instead (a 429's Retry-After is picked when armed), and its
+// weight in its random generator.
+type simFaultSpec struct {
+	kind   string
+	phase  emulator.Phase
+	fault  emulator.Fault
+	weight int
 }
 
-// stagedFault is a fault for a staged switch: its PATCH, or its verification read.
-func (s *sim) stagedFault() simFault {
-	patch := func(p emulator.Phase, f emulator.Fault, desc string) simFault {
-		return simFault{kind: "patch", phase: p, fault: f, desc: desc}
-	}
-	verify := func(f emulator.Fault, desc string) simFault {
-		return simFault{kind: "verify", phase: emulator.BeforeApply, fault: f, desc: desc}
-	}
-	switch w := s.rng.IntN(100); {
-	case w < 14:
-		return patch(emulator.BeforeApply, emulator.Fault{Status: 500}, "PATCH client_secret 500 before applying")
-	case w < 22:
-		return patch(emulator.BeforeApply, emulator.Fault{Status: 503}, "PATCH client_secret 503 before applying")
-	case w < 34:
-		retry := 1 + s.rng.IntN(30)
-		return patch(emulator.BeforeApply, emulator.Fault{Status: 429, RetryAfter: retry}, fmt.Sprintf("PATCH client_secret 429 (Retry-After %ds)", retry))
-	case w < 52:
-		return patch(emulator.AfterApply, emulator.Fault{Status: 500}, "PATCH client_secret applied, then 500")
-	case w < 70:
-		return patch(emulator.AfterApply, emulator.Fault{Drop: true}, "PATCH client_secret applied, then the connection dropped")
-	case w < 74:
-		// Real time, as for rotate-secret: rare.
-		return patch(emulator.AfterApply, emulator.Fault{Delay: 1500 * time.Millisecond}, "PATCH client_secret applied, answer slower than request_timeout")
-	case w < 86:
-		return verify(emulator.Fault{Status: 500}, "verification read 500")
-	case w < 94:
-		return verify(emulator.Fault{Status: 503}, "verification read 503")
+// simSlowAnswer is an answer slower than the run's 1s request_timeout. It costs a second
+// of real time, so the random generators never arm it: one scenario a kind does.
+const simSlowAnswer = 1500 * time.Millisecond
+
+// simFaultKinds names the requests each fault kind is for.
+var simFaultKinds = map[string]string{
+	"rotate": "rotate-secret", "read": "read of a client", "patch": "PATCH client_secret",
+	"verify": "staged switch's verification read", "create": "POST credentials", "list": "GET credentials",
+	"methods": "read of a key application", "attach": "PATCH attached keys", "delete": "DELETE credential",
+	"token": "key login (client assertion)",
+}
+
+// class names the fault the way the coverage counts it: 500 and 503 alike.
+func (f simFaultSpec) class() string {
+	var what string
+	switch ff := f.fault; {
+	case ff.Delay > 0:
+		what = "applied, answer slower than request_timeout"
+	case ff.Drop && f.kind == "token":
+		what = "authenticated, then connection dropped"
+	case ff.Drop:
+		what = "applied, then connection dropped"
+	case ff.Status == 429:
+		what = "429"
+	case ff.Status == 401:
+		what = "401"
+	case f.phase == emulator.AfterApply:
+		what = "applied, then 5xx"
+	case slices.Contains([]string{"rotate", "patch", "create", "attach", "delete"}, f.kind):
+		what = "5xx before applying"
 	default:
-		retry := 1 + s.rng.IntN(10)
-		return verify(emulator.Fault{Status: 429, RetryAfter: retry}, fmt.Sprintf("verification read 429 (Retry-After %ds)", retry))
+		what = "5xx"
 	}
+	return simFaultKinds[f.kind] + ": " + what
+}
+
+// armFault makes a fault of spec, for client's requests alone if client is set. The
+// caller holds s.mu.
+func (s *sim) armFault(spec simFaultSpec, client string) simFault {
+	fault := spec.fault
+	desc := spec.class()
+	if fault.Status == 429 {
+		fault.RetryAfter = 1 + s.rng.IntN(30)
+		if !slices.Contains([]string{"rotate", "patch", "create", "attach"}, spec.kind) {
+			fault.RetryAfter = 1 + s.rng.IntN(10)
+		}
+		desc = fmt.Sprintf("%s (Retry-After %ds)", desc, fault.RetryAfter)
+	} else if fault.Status >= 500 {
+		desc = fmt.Sprintf("%s (%d)", desc, fault.Status)
+	}
+	if client != "" {
+		desc += " for " + client
+	}
+	s.faultSeq++
+	return simFault{kind: spec.kind, phase: spec.phase, fault: fault, desc: desc, class: spec.class(), id: s.faultSeq, client: client}
+}
+
+// pickFault picks one of table by weight.
+func pickFault(s *sim, table []simFaultSpec) simFaultSpec {
+	total := 0
+	for _, f := range table {
+		total += f.weight
+	}
+	w := s.rng.IntN(total)
+	for _, f := range table {
+		if w < f.weight {
+			return f
+		}
+		w -= f.weight
+	}
+	panic("unreachable")
+}
+
+// immediateFaults are the faults for rotate-secret, or for any read of a client.
+var immediateFaults = []simFaultSpec{
+	{"rotate", emulator.BeforeApply, emulator.Fault{Status: 500}, 18},
+	{"rotate", emulator.BeforeApply, emulator.Fault{Status: 503}, 8},
+	{"rotate", emulator.BeforeApply, emulator.Fault{Status: 429}, 14},
+	{"rotate", emulator.AfterApply, emulator.Fault{Status: 500}, 18},
+	{"rotate", emulator.AfterApply, emulator.Fault{Drop: true}, 18},
+	{"rotate", emulator.AfterApply, emulator.Fault{Delay: simSlowAnswer}, 0},
+	{"read", emulator.BeforeApply, emulator.Fault{Status: 500}, 10},
+	{"read", emulator.BeforeApply, emulator.Fault{Status: 503}, 5},
+	{"read", emulator.BeforeApply, emulator.Fault{Status: 429}, 5},
+}
+
+// stagedFaults are the faults for a staged switch: its PATCH, or its verification read.
+var stagedFaults = []simFaultSpec{
+	{"patch", emulator.BeforeApply, emulator.Fault{Status: 500}, 14},
+	{"patch", emulator.BeforeApply, emulator.Fault{Status: 503}, 8},
+	{"patch", emulator.BeforeApply, emulator.Fault{Status: 429}, 12},
+	{"patch", emulator.AfterApply, emulator.Fault{Status: 500}, 18},
+	{"patch", emulator.AfterApply, emulator.Fault{Drop: true}, 18},
+	{"patch", emulator.AfterApply, emulator.Fault{Delay: simSlowAnswer}, 0},
+	{"verify", emulator.BeforeApply, emulator.Fault{Status: 500}, 12},
+	{"verify", emulator.BeforeApply, emulator.Fault{Status: 503}, 8},
+	{"verify", emulator.BeforeApply, emulator.Fault{Status: 429}, 6},
+}
+
+// The prefixes under which the simulation fails storage writes, and deletes.
+var (
+	simStoragePrefixes = []string{"", roleStoragePrefix, credsStoragePrefix, secretStoragePrefix, framework.WALPrefix}
+	simDeletePrefixes  = []string{framework.WALPrefix, secretStoragePrefix, ""}
+)
+
+// storageClass names failures of op under prefix for the coverage.
+func storageClass(op, prefix string) string {
+	if prefix == "" {
+		return op + "s (any key)"
+	}
+	return op + "s under " + prefix
+}
+
+// storagePrefixOf is the first segment of a storage key, with its slash.
+func storagePrefixOf(key string) string {
+	if i := strings.Index(key, "/"); i >= 0 {
+		return key[:i+1]
+	}
+	return key
 }
 
 func (s *sim) stepStorageFault() string {
-	prefixes := []string{"", roleStoragePrefix, credsStoragePrefix, secretStoragePrefix, framework.WALPrefix}
-	op, prefix := "put", prefixes[s.rng.IntN(len(prefixes))]
+	op, prefix := "put", simStoragePrefixes[s.rng.IntN(len(simStoragePrefixes))]
 	if s.rng.IntN(5) == 0 {
-		op, prefix = "delete", []string{framework.WALPrefix, secretStoragePrefix, ""}[s.rng.IntN(3)]
+		op, prefix = "delete", simDeletePrefixes[s.rng.IntN(len(simDeletePrefixes))]
 	}
 	n := 1 + s.rng.IntN(6)
 	s.plan.setFailures(op, prefix, n)
@@ -738,28 +983,56 @@ func (s *sim) stepStorageFault() string {
 func (s *sim) stepCrash() string {
 	at := 1 + s.rng.IntN(20)
 	torn := s.rng.IntN(2) == 0
-	s.store.armCrash(at, torn)
-	var action string
+	s.store.armCrash("", "", at, torn)
+	var action, during string
 	switch w := s.rng.IntN(10); {
 	case w < 5:
-		action = s.stepRotate(s.roles[s.rng.IntN(len(s.roles))], true)
+		action, during = s.stepRotate(s.roles[s.rng.IntN(len(s.roles))], true), actionManual
 	case w < 9:
-		action = s.stepAdvanceToDue()
+		action, during = s.stepAdvanceToDue(), actionScheduled
 	default:
-		action = s.stepRollback()
+		action, during = s.stepRollback(), actionRollback
 	}
-	crashed, ops := s.store.disarmCrash()
+	crashed, where := s.disarmCrash(during)
 	if !crashed {
-		return fmt.Sprintf("crash: not reached (armed at op %d, %d ops) during %s", at, ops, action)
+		return fmt.Sprintf("crash: not reached (armed at op %d, %s) during %s", at, where, action)
+	}
+	return fmt.Sprintf("crash: at storage op %d, %s (write reached storage: %v) during %s; restarted", at, where, torn, action)
+}
+
+// What a crash interrupted.
+const (
+	actionManual    = "a manual rotate"
+	actionScheduled = "a scheduled job"
+	actionRollback  = "a rollback"
+)
+
+// disarmCrash ends an armed crash; if it happened during the action, it counts it and
+// starts a new backend. It says where the crash happened, or how many operations ran.
+func (s *sim) disarmCrash(action string) (bool, string) {
+	crashed, ops, where := s.store.disarmCrash()
+	if !crashed {
+		return false, fmt.Sprintf("%d ops", ops)
 	}
 	s.counts["crash"]++
+	s.cov.add(covCrashes, "during "+action)
+	op, prefix, _ := strings.Cut(where, " ")
+	s.cov.add(covCrashes, "at a "+op+" under "+prefix)
+	if op == "put" || op == "delete" {
+		if s.store.torn {
+			s.cov.add(covCrashes, "the interrupted write reached storage")
+		} else {
+			s.cov.add(covCrashes, "the interrupted write was lost")
+		}
+	}
 	s.restart()
-	return fmt.Sprintf("crash: at storage op %d (write reached storage: %v) during %s; restarted", at, torn, action)
+	return true, "at a " + where
 }
 
 // restart abandons the backend and starts a new one on the same storage and clock, as
 // Vault does when the plugin process is restarted.
 func (s *sim) restart() {
+	s.noteReconciled()
 	s.b.Cleanup(s.ctx)
 	s.store = &simStorage{inner: s.base, plan: s.plan}
 	s.b = startBackendWithClock(s.t, s.store, logical.TestSystemView(), hclog.Trace, s.logs, s.clock)
@@ -770,6 +1043,7 @@ func (s *sim) restart() {
 // stepRollback is Vault's rollback manager handing the write-ahead entries to the backend
 // ("immediate": old enough, whatever the real time).
 func (s *sim) stepRollback() string {
+	s.noteReconciled()
 	resp, err := s.b.HandleRequest(s.ctx, &logical.Request{
 		Operation: logical.RollbackOperation, Storage: s.store, Data: map[string]interface{}{"immediate": true},
 	})
@@ -795,31 +1069,49 @@ func (s *sim) stepRoleUpdate() string {
 		data = map[string]interface{}{"overlap_period": s.keyOverlapPeriod()}
 	case w < 60:
 		data = map[string]interface{}{"max_versions": 1 + s.rng.IntN(5)}
-	case r.keys:
-		data = s.keySchedule(i)
 	default:
-		data = s.randomSchedule(i)
+		data = s.scheduleFor(r.kind(), s.randomScheduleClass(), i)
 	}
 	resp, err := s.request(logical.UpdateOperation, "roles/"+r.name, data)
 	s.counts["role write"]++
 	return fmt.Sprintf("role write: %s %v -> %s", r.name, data, outcome(resp, err))
 }
 
-// randomSchedule picks a role's schedule. Cron roles get distinct minutes, so that no two
-// roles fall due at the same instant (the queue would order them arbitrarily).
-func (s *sim) randomSchedule(i int) map[string]interface{} {
+// randomScheduleClass picks a schedule class for a role write: a period (45%), a cron
+// schedule (40%, a third of those with a rotation_window) or none (15%).
+func (s *sim) randomScheduleClass() string {
 	switch w := s.rng.IntN(100); {
 	case w < 45:
-		period := []string{"1h", "90m", "2h", "3h", "4h", "6h", "8h", "12h"}[s.rng.IntN(8)]
-		return map[string]interface{}{"rotation_period": period, "rotation_schedule": ""}
+		return schedPeriod
+	case w < 72:
+		return schedCron
 	case w < 85:
-		hours := []string{"*", "*/2", "*/3", "*/6", "0,12"}[s.rng.IntN(5)]
-		window := []string{"0", "0", "1h"}[s.rng.IntN(3)]
-		spec := fmt.Sprintf("%d %s * * *", (7*i+3)%60, hours)
-		return map[string]interface{}{"rotation_schedule": spec, "rotation_period": 0, "rotation_window": window}
-	default:
-		return map[string]interface{}{"rotation_period": 0, "rotation_schedule": ""}
+		return schedWindow
 	}
+	return schedNone
+}
+
+// scheduleFor is a schedule of the class for role i of kind: periods or cron intervals
+// of an hour or more (of 8 hours or more for private_key_jwt roles, so that key generation
+// stays cheap). Cron roles get distinct minutes, so that no two roles fall due at the same
+// instant (the queue would order them arbitrarily).
+func (s *sim) scheduleFor(kind, class string, i int) map[string]interface{} {
+	periods := []string{"1h", "90m", "2h", "3h", "4h", "6h", "8h", "12h"}
+	hours := []string{"*", "*/2", "*/3", "*/6", "0,12"}
+	if kind == kindKey {
+		periods = []string{"8h", "12h", "12h", "24h"}
+		hours = []string{"*/8", "0,12", "3,15", "4,20"}
+	}
+	spec := fmt.Sprintf("%d %s * * *", (7*i+3)%60, hours[s.rng.IntN(len(hours))])
+	switch class {
+	case schedPeriod:
+		return map[string]interface{}{"rotation_period": periods[s.rng.IntN(len(periods))], "rotation_schedule": ""}
+	case schedCron:
+		return map[string]interface{}{"rotation_schedule": spec, "rotation_period": 0, "rotation_window": "0"}
+	case schedWindow:
+		return map[string]interface{}{"rotation_schedule": spec, "rotation_period": 0, "rotation_window": "1h"}
+	}
+	return map[string]interface{}{"rotation_period": 0, "rotation_schedule": ""}
 }
 
 // randomStagePeriod is a staged role's stage_period: shorter than an hour, the shortest
@@ -918,10 +1210,24 @@ func (s *sim) hook(p emulator.Phase, r *http.Request, clientID string) *emulator
 	case kind == "other":
 		s.problems = append(s.problems, fmt.Sprintf("unexpected Management API request %s %s", r.Method, r.URL.Path))
 	}
-	for i, f := range s.planned {
-		if (f.kind == kind || f.kind == "read" && (kind == "verify" || kind == "methods")) && f.phase == p {
+	if s.suspended {
+		return nil
+	}
+	// Faults aimed at this application first, then the others.
+	for _, aimed := range []bool{true, false} {
+		if !aimed && clientID != "" && clientID == s.isolated {
+			break
+		}
+		for i, f := range s.planned {
+			if aimed != (f.client != "") || aimed && f.client != clientID || f.phase != p ||
+				f.kind != kind && !(f.kind == "read" && (kind == "verify" || kind == "methods")) {
+				continue
+			}
 			s.planned = append(s.planned[:i:i], s.planned[i+1:]...)
 			s.served[f.kind]++
+			s.servedIDs[f.id] = true
+			s.faultCov[f.class]++
+			s.faultCov[f.class+" @ "+s.stateOf[clientID]]++
 			if f.fault.Delay > 0 {
 				s.realDelay++
 			}
@@ -1067,7 +1373,7 @@ func (s *sim) check() {
 		if role.LastFailure != nil {
 			r.failedSince = true
 		}
-		r.pre = role
+		r.pre, r.inFlight = role, len(wals) > 0
 		fmt.Fprintf(s.digest, "%s:%d/%d/%d/%d/%v/%v;", r.name, role.currentVersion(), len(wals), rotations[r.clientID], stats.SecretPatches[r.clientID], role.LastFailure != nil, role.Staged != nil)
 	}
 	clear(s.rotated)
@@ -1566,25 +1872,30 @@ type simStorage struct {
 	mu      sync.Mutex
 	ops     int
 	crashAt int // 0: not armed
-	torn    bool
-	crashed bool
+	// The crash comes at the crashAt-th operation crashOp ("" any) under crashPrefix.
+	crashOp, crashPrefix string
+	matched              int
+	torn                 bool
+	crashed              bool
+	crashedAt            string // "<op> <key prefix>"
 }
 
 var _ logical.Storage = (*simStorage)(nil)
 
 const errSimCrash = storageError("simulated crash: the process is gone")
 
-func (s *simStorage) armCrash(after int, torn bool) {
+// armCrash crashes at the at-th operation op ("" any) under prefix.
+func (s *simStorage) armCrash(op, prefix string, at int, torn bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.crashAt, s.torn, s.ops = after, torn, 0
+	s.crashAt, s.crashOp, s.crashPrefix, s.torn, s.ops, s.matched = at, op, prefix, torn, 0, 0
 }
 
-func (s *simStorage) disarmCrash() (crashed bool, ops int) {
+func (s *simStorage) disarmCrash() (crashed bool, ops int, where string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.crashAt = 0
-	return s.crashed, s.ops
+	return s.crashed, s.ops, s.crashedAt
 }
 
 func (s *simStorage) isCrashed() bool {
@@ -1601,9 +1912,12 @@ func (s *simStorage) gate(op, key string) (apply bool, err error) {
 		return false, errSimCrash
 	}
 	s.ops++
-	if s.crashAt > 0 && s.ops >= s.crashAt {
-		s.crashed = true
-		return s.torn && (op == "put" || op == "delete"), errSimCrash
+	if s.crashAt > 0 && (s.crashOp == "" || op == s.crashOp) && strings.HasPrefix(key, s.crashPrefix) {
+		s.matched++
+		if s.matched >= s.crashAt {
+			s.crashed, s.crashedAt = true, op+" "+storagePrefixOf(key)
+			return s.torn && (op == "put" || op == "delete"), errSimCrash
+		}
 	}
 	if s.plan.fails(op, key) {
 		return false, errStorageDown
@@ -1666,6 +1980,29 @@ type simStoragePlan struct {
 	// deleteTried holds the write-ahead entries the engine tried to delete, that is
 	// found finished; one whose delete failed stays in storage, stale but harmless.
 	deleteTried map[string]bool
+	// hits counts the failures served, by storageClass; total all of them.
+	hits  map[string]int
+	total int
+}
+
+// served is how many failures the plan has served.
+func (p *simStoragePlan) served() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.total
+}
+
+// suspend serves no failure until the returned func restores the plan.
+func (p *simStoragePlan) suspend() func() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	op, prefix, left := p.failOp, p.failPrefix, p.failLeft
+	p.failLeft = 0
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.failOp, p.failPrefix, p.failLeft = op, prefix, left
+	}
 }
 
 func (p *simStoragePlan) noteDelete(id string) {
@@ -1691,6 +2028,8 @@ func (p *simStoragePlan) fails(op, key string) bool {
 	defer p.mu.Unlock()
 	if p.failLeft > 0 && op == p.failOp && strings.HasPrefix(key, p.failPrefix) {
 		p.failLeft--
+		p.hits[storageClass(op, p.failPrefix)]++
+		p.total++
 		return true
 	}
 	return false

@@ -250,12 +250,17 @@ func (c *tokenCache) paused() time.Time {
 }
 
 // token answers a token read for requested, the audience the caller asked for ("" for the
-// role's default). gen is the role's token generation, read before the caller loaded the
-// role it checked: the fetch checks the role again on what it loads, and stores its token
-// only if the role did not change since.
+// default of creds, the role as the caller loaded and checked it). gen is the role's token
+// generation, read before the caller loaded creds: the fetch checks the role again on what
+// it loads, and stores its token only if the role did not change since.
 func (b *backend) token(ctx context.Context, s logical.Storage, name, requested string, creds *credsEntry, gen uint64) (*cachedToken, *logical.Response, error) {
-	audience := canonicalAudience(creds, requested)
-	key := tokenKey{name, audience}
+	key := tokenKey{name, canonicalAudience(creds, requested)}
+	// The fetch is for a named audience: readers share it only if they want the same one,
+	// whatever each takes for the role's default.
+	audience := requested
+	if audience == "" {
+		audience = creds.TokenAudiences[0]
+	}
 	now := b.clock.Now()
 	st := b.tokens.statsOf(name)
 	cached := b.tokens.get(key)
@@ -275,7 +280,7 @@ func (b *backend) token(ctx context.Context, s logical.Storage, name, requested 
 			if tok := b.tokens.get(key); tok != nil && b.clock.Now().Before(tok.RefreshAt) {
 				return tok, nil // a concurrent fetch just stored it
 			}
-			tok, err := b.fetchToken(s, name, requested, gen)
+			tok, err := b.fetchToken(s, name, audience, key, gen)
 			if err != nil {
 				return nil, err
 			}
@@ -347,11 +352,12 @@ type notAllowed struct{ *logical.Response }
 func (e notAllowed) Error() string { return failureMessage(e.Response, nil) }
 func (e notAllowed) Unwrap() error { return errorResponse(e) }
 
-// fetchToken asks Auth0 for an access token with the role's current credential, for
-// requested ("" for the role's default audience), checking again on the role it loads that
-// the request is allowed. It runs on the backend's context: concurrent readers share it,
-// and one going away must not cancel it for the others.
-func (b *backend) fetchToken(s logical.Storage, name, requested string, gen uint64) (*cachedToken, error) {
+// fetchToken asks Auth0 for an access token for audience with the role's current
+// credential, checking again on the role it loads that the audience is allowed; key and gen
+// are the cache entry the caller would fill, for a refusal. It runs on the backend's
+// context: concurrent readers share it, and one going away must not cancel it for the
+// others.
+func (b *backend) fetchToken(s logical.Storage, name, audience string, key tokenKey, gen uint64) (*cachedToken, error) {
 	ctx := b.ctx
 	conn, resp, err := b.requireConnection(ctx, s)
 	if resp != nil {
@@ -364,14 +370,9 @@ func (b *backend) fetchToken(s logical.Storage, name, requested string, gen uint
 	if err != nil {
 		return nil, err
 	}
-	if resp := tokenAllowed(name, creds, requested); resp != nil {
+	if resp := tokenAllowed(name, creds, audience); resp != nil {
 		return nil, notAllowed{resp}
 	}
-	audience := requested
-	if audience == "" {
-		audience = creds.TokenAudiences[0]
-	}
-	key := tokenKey{name, canonicalAudience(creds, requested)}
 	st := b.tokens.statsOf(name)
 	for waited := false; ; {
 		now := b.clock.Now()
@@ -400,7 +401,7 @@ func (b *backend) fetchToken(s logical.Storage, name, requested string, gen uint
 				waited = b.awaitRotation(ctx, name)
 			}
 			if fresh, err := b.loadCredsCached(ctx, s, name); err == nil && fresh != nil && fresh.Current.Version != creds.Current.Version {
-				if resp := tokenAllowed(name, fresh, requested); resp != nil {
+				if resp := tokenAllowed(name, fresh, audience); resp != nil {
 					return nil, notAllowed{resp}
 				}
 				creds = fresh

@@ -10,7 +10,9 @@ package integration
 import (
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/vaulttest"
@@ -30,6 +32,14 @@ var (
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
+	// The application of the Vault Agent recipe test is a shell that traps SIGHUP. A shell
+	// cannot trap a signal that was ignored when it started, and children inherit ignored
+	// signals: under nohup, or a CI runner that ignores SIGHUP, it would never reload. A
+	// signal this process catches is reset to its default in the processes it starts; the
+	// SIGHUPs caught here are dropped, as they were ignored before.
+	if signal.Ignored(syscall.SIGHUP) {
+		signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP)
+	}
 	if _, err := vaulttest.EnsureVaultBinary(); err != nil {
 		fmt.Fprintln(os.Stderr, "integration:", err)
 		return 1

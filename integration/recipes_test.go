@@ -457,14 +457,26 @@ func recipeAgentCheck(t *testing.T, f *fixture) {
 	}
 	cfg = interval.ReplaceAllString(cfg, `static_secret_render_interval = "1s"`)
 	envFile, jsonFile, pidFile := at("run/myapp/auth0.env"), at("run/myapp/auth0.json"), at("run/myapp/myapp.pid")
+	// A template of the test's own, after the recipe's, whose command appends a line to
+	// passes.log. Agent renders every template of a pass, then runs the pass's commands one
+	// after the other, each to its end, in the order of the templates: a new line means the
+	// recipe's command of that pass has finished. Its content, the version, changes with
+	// each rotation and only then. The rendered files alone cannot tell that: they are
+	// written before the command, which under load ran after the application had started
+	// and signalled it with the old secret.
+	passes := at("passes.log")
+	cfg += fmt.Sprintf("\ntemplate {\n  contents    = %s\n  destination = %s\n  command     = %s\n}\n",
+		strconv.Quote(`{{ with secret "auth0/creds/myapp" }}{{ .Data.version }}{{ end }}`),
+		strconv.Quote(at("run/version")), strconv.Quote("echo pass >> "+passes))
 
 	agent := vaulttest.StartAgentConfig(t, f.v, f.v.CreateToken(t, recipePolicyApp), cfg)
-	current := f.secret(t, "myapp-id")
-	hasSecret := func(s string) func(string) bool { return func(c string) bool { return strings.Contains(c, s) } }
-	// The first render happens before the application runs: its command must not fail.
-	checkAgentFiles(t, f, vaulttest.WaitForFile(t, envFile, hasSecret(current), 30*time.Second), vaulttest.WaitForFile(t, jsonFile, hasSecret(current), 30*time.Second))
+	// The first pass, command included, is over before the application runs: the command
+	// must not fail without a pid file.
+	waitForLines(t, passes, "pass", 1, 30*time.Second)
+	checkAgentFiles(t, f, readFile(t, envFile), readFile(t, jsonFile))
 
 	// The application: writes its pid file, and on SIGHUP re-reads both files into its log.
+	// It gets SIGHUP even where the tests run with SIGHUP ignored: see TestMain.
 	reloads := at("reloads.log")
 	app := exec.Command("sh", "-c", `trap 'echo reload >> "$LOG"; cat "$ENVF" "$JSONF" >> "$LOG"; echo end >> "$LOG"' HUP
 echo $$ > "$PIDF"
@@ -477,18 +489,24 @@ while :; do sleep 1 & wait $!; done`)
 	vaulttest.WaitForFile(t, pidFile, func(s string) bool { return strings.TrimSpace(s) != "" }, 10*time.Second)
 
 	f.rotate(t, f.v.RootToken, "myapp")
-	next := f.secret(t, "myapp-id")
-	checkAgentFiles(t, f, vaulttest.WaitForFile(t, envFile, hasSecret(next), 30*time.Second), vaulttest.WaitForFile(t, jsonFile, hasSecret(next), 30*time.Second))
-	log := vaulttest.WaitForFile(t, reloads, func(s string) bool { return strings.Count(s, "end\n") >= 1 }, 30*time.Second)
+	// The rotation's pass: both files rewritten, then the command has signalled the
+	// application, whose handler runs on its own.
+	waitForLines(t, passes, "pass", 2, 30*time.Second)
+	checkAgentFiles(t, f, readFile(t, envFile), readFile(t, jsonFile))
+	waitForLines(t, reloads, "end", 1, 30*time.Second)
 	// Two more render intervals: a render that changes nothing runs no command.
 	time.Sleep(2500 * time.Millisecond)
-	if again, _ := os.ReadFile(reloads); string(again) != log {
-		t.Fatalf("the application was signalled more than once for one rotation:\n%s", again)
+	log := readFile(t, reloads)
+	if n := countLines(readFile(t, passes), "pass"); n != 2 {
+		t.Fatalf("the agent ran %d passes with changes, want 2: the first render and the rotation", n)
+	}
+	if n := countLines(log, "reload"); n != 1 {
+		t.Fatalf("the application was signalled %d times for one rotation, want once", n)
 	}
 	entry := strings.TrimSuffix(strings.TrimPrefix(log, "reload\n"), "end\n")
 	envPart, jsonPart, ok := strings.Cut(entry, "{")
-	if !ok || strings.Count(log, "reload\n") != 1 {
-		t.Fatalf("reload log:\n%s", log)
+	if !ok {
+		t.Fatal("the application's reload log does not hold the env file then the JSON file")
 	}
 	// What the application read when signalled is what the rotation produced: the command
 	// ran after both files were re-rendered.
@@ -501,6 +519,45 @@ while :; do sleep 1 & wait $!; done`)
 	if logs := agent.Logs(); strings.Contains(logs, "template server error") || strings.Contains(logs, "failed to execute command") {
 		t.Fatal("a template command failed (agent log above)")
 	}
+}
+
+// waitForLines polls the file at path until it holds at least n lines that are exactly
+// line. Its failure message gives the count, not the content, which may hold secrets.
+func waitForLines(t *testing.T, path, line string, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		b, _ := os.ReadFile(path)
+		got := countLines(string(b), line)
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s holds %d %q lines after %v, want %d", filepath.Base(path), got, line, timeout, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// countLines counts the complete lines of s that are exactly line.
+func countLines(s, line string) int {
+	n := 0
+	for _, l := range strings.SplitAfter(s, "\n") {
+		if l == line+"\n" {
+			n++
+		}
+	}
+	return n
+}
+
+// readFile returns the content of the file at path.
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // checkAgentFiles checks the env and JSON renderings against myapp's current creds.
