@@ -66,9 +66,16 @@ func (a *apiSim) checkRole(ctx context.Context, n *apiNode, r *apiRole, wals int
 		return msg
 	}
 	if role == nil {
-		if creds != nil && apiAllowed("orphan-creds") {
+		a.mu.Lock()
+		createCut := a.createCut[r.name]
+		a.mu.Unlock()
+		switch {
+		case creds == nil:
+		case createCut:
+			a.count("check: creds left by a create cut short")
+		case apiAllowed("orphan-creds"):
 			a.count("allowed: creds of a role that does not exist")
-		} else if creds != nil {
+		default:
 			return fmt.Sprintf("creds/%s serves version %d of a role that does not exist (a create or delete cut short)", r.name, creds.Current.Version)
 		}
 		return ""
