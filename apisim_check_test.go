@@ -66,9 +66,16 @@ func (a *apiSim) checkRole(ctx context.Context, n *apiNode, r *apiRole, wals int
 		return msg
 	}
 	if role == nil {
-		if creds != nil && apiAllowed("orphan-creds") {
+		a.mu.Lock()
+		createCut := a.createCut[r.name]
+		a.mu.Unlock()
+		switch {
+		case creds == nil:
+		case createCut:
+			a.count("check: creds left by a create cut short")
+		case apiAllowed("orphan-creds"):
 			a.count("allowed: creds of a role that does not exist")
-		} else if creds != nil {
+		default:
 			return fmt.Sprintf("creds/%s serves version %d of a role that does not exist (a create or delete cut short)", r.name, creds.Current.Version)
 		}
 		return ""
@@ -232,22 +239,31 @@ func (a *apiSim) checkTokenCache(ctx context.Context, n *apiNode) string {
 // half done (a change drops the role's tokens before it releases the lock).
 func (a *apiSim) checkTokensOf(ctx context.Context, n *apiNode, of func(role string) bool) string {
 	n.b.tokens.mu.Lock()
-	var keys []tokenKey
-	for k := range n.b.tokens.entries {
+	cached := map[tokenKey]string{} // the audience each token is for
+	for k, tok := range n.b.tokens.entries {
 		if of(k.role) {
-			keys = append(keys, k)
+			cached[k] = tok.Audience
 		}
 	}
 	n.b.tokens.mu.Unlock()
-	for _, k := range keys {
+	for k, aud := range cached {
 		creds, err := loadCreds(ctx, a.base, k.role)
+		listed := creds != nil && len(creds.TokenAudiences) > 0 &&
+			(k.audience == "" && aud == creds.TokenAudiences[0] || k.audience != "" && slices.Contains(creds.TokenAudiences, k.audience))
+		a.mu.Lock()
+		failed := a.failedWrite[k.role]
+		a.mu.Unlock()
 		switch {
 		case err != nil:
 			return err.Error()
+		case !listed && failed && apiAllowed("failed-write-token"):
+			a.count("allowed: token cached by a failed role write")
 		case creds == nil || len(creds.TokenAudiences) == 0:
 			return fmt.Sprintf("node %d caches a token of role %s for audience %q, and the role lists none (or has no credential)", n.id, k.role, k.audience)
 		case k.audience != "" && !slices.Contains(creds.TokenAudiences, k.audience):
 			return fmt.Sprintf("node %d caches a token of role %s for audience %q, which the role does not list (it lists %v)", n.id, k.role, k.audience, creds.TokenAudiences)
+		case !listed:
+			return fmt.Sprintf("node %d caches, as role %s's default, a token for audience %q; the role's default is %q", n.id, k.role, aud, creds.TokenAudiences[0])
 		}
 	}
 	return ""

@@ -36,6 +36,8 @@ type apiNode struct {
 	dead     atomic.Bool
 	died     chan struct{}
 	deadOnce sync.Once
+	// nextLag, if set, is how far the clock of the node that takes over lags.
+	nextLag atomic.Int64
 }
 
 // kill makes the node's storage refuse everything from now on, as after a crash.
@@ -237,6 +239,7 @@ type apiFault struct {
 	phase emulator.Phase
 	fault emulator.Fault
 	desc  string
+	lag   time.Duration // of the node that takes over, for a fault that crashes the node
 }
 
 // hook is the emulator's fault hook: it learns every secret Auth0 takes (for the log
@@ -291,6 +294,9 @@ func (a *apiSim) armFault(f apiFault) string {
 		return "auth0 fault: none armed, 4 pending"
 	}
 	a.planned = append(a.planned, f)
+	if f.lag > 0 {
+		return fmt.Sprintf("auth0 fault: next %s: %s", f.desc, f.lag)
+	}
 	return "auth0 fault: next " + f.desc
 }
 
