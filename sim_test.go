@@ -70,8 +70,9 @@ var (
 // kind in one state (no secret yet, imported, rotated, in flight, failing; publishing or
 // switching a staged secret; a key pending, attached, in its overlap or past it),
 // preparing or creating one if none is, arms faults for that role's application alone
-// (an answer slower than the 1s request_timeout among them: only scenarios arm those,
-// one a kind, as each costs a second of real time) or a crash at a given write, and acts:
+// (an answer slower than the 1s request_timeout among them: it costs a second of real
+// time, so only one scenario a run arms one, for rotate-secret, a staged PATCH or a
+// credential's creation in turn by seed) or a crash at a given write, and acts:
 // a manual rotate with an option, its due job, retries, the rollback manager, a role
 // write lowering max_versions. The scenarios that start from a role's first states run
 // at the start of the run; the others are picked least hit first, and those never hit
@@ -300,15 +301,16 @@ type sim struct {
 	schedNext  map[string]int
 	importNext map[string]bool
 	appSeq     int
-	// withKeys: the run has private_key_jwt roles (and may create more).
+	// withKeys: the run has private_key_jwt roles (and may create more); slow: the kind
+	// of request of its one slow answer.
 	withKeys bool
+	slow     string
 	// keyGrantNext: the next key role's application gets a Management API grant.
 	keyGrantNext bool
 	// suspended: the hook serves no fault (while the simulation creates a role);
-	// isolated: the application of a scenario's role, which takes only the faults aimed
-	// at it.
-	suspended bool
-	isolated  string
+	// inScenario: only faults aimed at an application (a scenario's) are served.
+	suspended  bool
+	inScenario bool
 	// forceOption, if set, is the option the next manual rotate takes ("" none).
 	forceOption *string
 }
@@ -385,7 +387,6 @@ func newSim(t *testing.T, seed uint64, days, roles int) *sim {
 		faultCov:      map[string]int{},
 		stateOf:       map[string]string{},
 		cov:           simCoverage{},
-		scenarios:     simScenarios(),
 		scenarioTries: map[string]int{},
 		schedNext:     map[string]int{},
 		attachedAt:    map[string]time.Time{},
@@ -424,6 +425,8 @@ func newSim(t *testing.T, seed uint64, days, roles int) *sim {
 	// classes; roles created later continue the cycles.
 	keyRoles := s.chooseKeyRoles(roles)
 	s.withKeys = len(keyRoles) > 0
+	s.slow = slowKind(seed, s.withKeys)
+	s.scenarios = simScenarios(s.slow)
 	var others []int
 	for i := 0; i < roles; i++ {
 		if !keyRoles[i] {
@@ -846,7 +849,7 @@ type simFaultSpec struct {
 }
 
 // simSlowAnswer is an answer slower than the run's 1s request_timeout. It costs a second
-// of real time, so the random generators never arm it: one scenario a kind does.
+// of real time, so the random generators never arm it: one scenario a run does.
 const simSlowAnswer = 1500 * time.Millisecond
 
 // simFaultKinds names the requests each fault kind is for.
@@ -1215,7 +1218,7 @@ func (s *sim) hook(p emulator.Phase, r *http.Request, clientID string) *emulator
 	}
 	// Faults aimed at this application first, then the others.
 	for _, aimed := range []bool{true, false} {
-		if !aimed && clientID != "" && clientID == s.isolated {
+		if !aimed && s.inScenario {
 			break
 		}
 		for i, f := range s.planned {
