@@ -264,6 +264,11 @@ func (b *backend) token(ctx context.Context, s logical.Storage, name, requested 
 	now := b.clock.Now()
 	st := b.tokens.statsOf(name)
 	cached := b.tokens.get(key)
+	if cached != nil && cached.Audience != audience {
+		// Stored under the role's default by a reader that took another audience for it
+		// (a role write reordering token_audiences in between): not this one's token.
+		cached = nil
+	}
 	if cached != nil && now.Before(cached.RefreshAt) {
 		st.hits.Add(1)
 		return cached, nil, nil
@@ -277,7 +282,7 @@ func (b *backend) token(ctx context.Context, s logical.Storage, name, requested 
 		var v any
 		v, err, _ = b.tokens.flight.Do(name+"\x00"+audience+"\x00"+strconv.FormatUint(gen, 10), func() (v any, err error) {
 			defer b.recoverInto("token fetch", &err)
-			if tok := b.tokens.get(key); tok != nil && b.clock.Now().Before(tok.RefreshAt) {
+			if tok := b.tokens.get(key); tok != nil && tok.Audience == audience && b.clock.Now().Before(tok.RefreshAt) {
 				return tok, nil // a concurrent fetch just stored it
 			}
 			tok, err := b.fetchToken(s, name, audience, key, gen)
