@@ -807,14 +807,7 @@ func FuzzRotate(f *testing.F) {
 		`{"unknown_field":1}`,
 		`switch_now=true&switch_now=false`,
 	}
-	for _, s := range seeds {
-		for _, name := range fuzzRoles {
-			f.Add(name, s)
-		}
-	}
-	for _, name := range fuzzNameSeeds {
-		f.Add(name, ``)
-	}
+	addFuzzSeeds(f, seeds)
 	w := newFuzzWorld(f)
 	f.Fuzz(func(t *testing.T, name, body string) {
 		data, ok := fuzzData(logical.UpdateOperation, body)
@@ -867,10 +860,9 @@ var fuzzReadSeeds = []string{
 	`{"audience":1}`, `unknown=1`,
 }
 
-// fuzzRead is the body of the read targets: a read of prefix+name with the input's data
-// answers no 5xx, shows secrets only in allowed, and stores nothing.
-func fuzzRead(f *testing.F, prefix string, allowed map[string]bool) {
-	for _, s := range fuzzReadSeeds {
+// addFuzzSeeds adds each seed for every fixture role, and every name seed with no data.
+func addFuzzSeeds(f *testing.F, seeds []string) {
+	for _, s := range seeds {
 		for _, name := range fuzzRoles {
 			f.Add(name, s)
 		}
@@ -878,6 +870,12 @@ func fuzzRead(f *testing.F, prefix string, allowed map[string]bool) {
 	for _, name := range fuzzNameSeeds {
 		f.Add(name, ``)
 	}
+}
+
+// fuzzRead is the body of the read targets: a read of prefix+name with the input's data
+// answers no 5xx, shows secrets only in allowed, and stores nothing.
+func fuzzRead(f *testing.F, prefix string, allowed map[string]bool) {
+	addFuzzSeeds(f, fuzzReadSeeds)
 	w := newFuzzWorld(f)
 	w.prepare(f)
 	f.Fuzz(func(t *testing.T, name, query string) {
