@@ -1,18 +1,22 @@
 package auth0
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/emulator"
@@ -464,4 +468,133 @@ func TestCredsDuringDelete(t *testing.T) {
 	wantContains(t, e.userError(logical.ReadOperation, "creds/app", nil), `role "app" is being deleted, or a delete of it was cut short`)
 	e.ok(logical.DeleteOperation, "roles/app", nil)
 	wantContains(t, e.userError(logical.ReadOperation, "creds/app", nil), `role "app" does not exist`)
+}
+
+// crashAtRolePut is storage as a node sees it when it crashes at the write of roles/<name>:
+// that write and every one after it fail. before, if set, runs once first, as a reader
+// would while the write is stuck there.
+type crashAtRolePut struct {
+	logical.Storage
+	name    string
+	before  func()
+	crashed atomic.Bool
+	failed  atomic.Bool // only the role write fails, not what follows: a failed write, no crash
+}
+
+func (s *crashAtRolePut) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if e.Key == roleStoragePrefix+s.name && !s.crashed.Load() {
+		if before := s.before; before != nil {
+			s.before = nil
+			before()
+		}
+		if s.failed.Load() {
+			s.failed.Store(false)
+			return errStorageDown
+		}
+		s.crashed.Store(true)
+	}
+	if s.crashed.Load() {
+		return errStorageDown
+	}
+	return s.Storage.Put(ctx, e)
+}
+
+func (s *crashAtRolePut) Delete(ctx context.Context, key string) error {
+	if s.crashed.Load() {
+		return errStorageDown
+	}
+	return s.Storage.Delete(ctx, key)
+}
+
+// Found by the API simulation (half-stored): a role write cut by a crash between its creds
+// write and its role write left creds with the new token_audiences and the role with the
+// old ones, so that token/ on the next active node minted for an audience the role does
+// not list. The next start now writes creds again from the role.
+func TestRoleWriteCutByCrashIsUndone(t *testing.T) {
+	e := newTokenEnv(t, map[string]interface{}{"token_audiences": testAPI})
+	s := &crashAtRolePut{Storage: e.storage, name: "app"}
+	req := &logical.Request{Operation: logical.UpdateOperation, Path: "roles/app", Storage: s,
+		Data: map[string]interface{}{"token_audiences": testAPI + "," + testAPI2, "rotation_period": "48h"}}
+	if resp, err := e.b.HandleRequest(t.Context(), req); err == nil && !resp.IsError() {
+		t.Fatal("the write succeeded although the node crashed at its role write")
+	}
+	if creds, _ := loadCreds(t.Context(), e.storage, "app"); creds == nil || len(creds.TokenAudiences) != 2 {
+		t.Fatal("the crash did not cut the write between creds and role: the test does not reach the state")
+	}
+
+	// The next active node, on the same storage.
+	e.b.Cleanup(t.Context())
+	e.b = startBackendWithClock(t, e.storage, logical.TestSystemView(), hclog.Off, io.Discard, e.clock)
+	if sch := e.b.sched.Load(); sch != nil {
+		<-sch.loaded
+	}
+	role, _ := loadRole(t.Context(), e.storage, "app")
+	creds, _ := loadCreds(t.Context(), e.storage, "app")
+	if !slices.Equal(creds.TokenAudiences, role.TokenAudiences) || creds.RotationPeriod != role.RotationPeriod {
+		t.Fatalf("half-stored: creds carry audiences %v and period %s, the role %v and %s",
+			creds.TokenAudiences, creds.RotationPeriod, role.TokenAudiences, role.RotationPeriod)
+	}
+	before := e.tokenRequests(testAppID)
+	wantContains(t, e.userError(logical.ReadOperation, "token/app", map[string]interface{}{"audience": testAPI2}), "may not mint tokens for audience")
+	if n := e.tokenRequests(testAppID) - before; n != 0 {
+		t.Fatalf("%d token requests for an audience the role does not list", n)
+	}
+	if n := len(e.walIDs(walKindRoleWrite)); n != 0 {
+		t.Fatalf("%d role write entries left after the repair", n)
+	}
+	// The write, done again, lands whole.
+	e.ok(logical.UpdateOperation, "roles/app", map[string]interface{}{"token_audiences": testAPI + "," + testAPI2})
+	if d := e.ok(logical.ReadOperation, "token/app", map[string]interface{}{"audience": testAPI2}); d["audience"] != testAPI2 {
+		t.Fatalf("token/app for the audience written again: %v", d["audience"])
+	}
+}
+
+// Found by the API simulation (failed-write-token): a role write whose role write failed
+// put creds back, but kept the token a reader fetched meanwhile for the audiences it never
+// stored (no longer served since token/ keys its cache by the audience it resolved, but
+// held until it expired).
+func TestFailedRoleWriteDropsTokensItsCredsServed(t *testing.T) {
+	e := newTokenEnv(t, map[string]interface{}{"token_audiences": testAPI})
+	s := &crashAtRolePut{Storage: e.storage, name: "app"}
+	s.failed.Store(true)
+	s.before = func() { // creds already carry the new audiences: a default read mints for testAPI2
+		resp, err := e.b.HandleRequest(t.Context(), &logical.Request{Operation: logical.ReadOperation, Path: "token/app", Storage: e.storage})
+		if err != nil || resp.IsError() || resp.Data["audience"] != testAPI2 {
+			t.Errorf("a read during the write did not see its audiences: %v %v", resp, err)
+		}
+	}
+	req := &logical.Request{Operation: logical.UpdateOperation, Path: "roles/app", Storage: s,
+		Data: map[string]interface{}{"token_audiences": testAPI2}}
+	if resp, err := e.b.HandleRequest(t.Context(), req); err == nil && !resp.IsError() {
+		t.Fatal("the write succeeded although its role write failed")
+	}
+	if d := e.ok(logical.ReadOperation, "roles/app", nil); !slices.Equal(d["token_audiences"].([]string), []string{testAPI}) {
+		t.Fatalf("the failed write changed the role: %v", d["token_audiences"])
+	}
+	e.b.tokens.mu.Lock()
+	for k, tok := range e.b.tokens.entries {
+		if tok.Audience != testAPI {
+			t.Errorf("after the failed write, a token for %s is cached (key %+v); the role lists only %s", tok.Audience, k, testAPI)
+		}
+	}
+	e.b.tokens.mu.Unlock()
+	if d := e.ok(logical.ReadOperation, "token/app", nil); d["audience"] != testAPI {
+		t.Fatalf("after the failed write, token/app serves a token for %v; the role's default is %s", d["audience"], testAPI)
+	}
+}
+
+// walIDs lists the write-ahead entries of kind in storage.
+func (e *testEnv) walIDs(kind string) []string {
+	e.t.Helper()
+	ids, err := framework.ListWAL(e.t.Context(), e.storage)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []string
+	for _, id := range ids {
+		if entry, err := framework.GetWAL(e.t.Context(), e.storage, id); err == nil && entry != nil && entry.Kind == kind {
+			out = append(out, id)
+		}
+	}
+	return out
 }

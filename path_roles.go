@@ -378,7 +378,11 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 		if _, err := b.commitVersion(req.Storage, name, role, imported, sourceImport, "", now); err != nil {
 			return nil, err
 		}
-	} else if err := b.storeRoleState(ctx, req.Storage, name, role); err != nil {
+	} else if creating {
+		if err := b.storeRoleState(ctx, req.Storage, name, role); err != nil {
+			return nil, err
+		}
+	} else if err := b.storeRoleWrite(ctx, req.Storage, name, role); err != nil {
 		return nil, err
 	}
 	if len(dropped) > 0 {

@@ -95,6 +95,7 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *fr
 	// point keeps the token fetched for it out of the cache, and the fetch checks the role
 	// again on what it loads. An audience the role does not list is refused before anything
 	// is asked of Auth0.
+	b.awaitRecovery(ctx, name)
 	gen := b.tokens.generation(name)
 	creds, err := b.loadCredsCached(ctx, req.Storage, name)
 	if err != nil {
@@ -143,6 +144,7 @@ func tokenAllowed(name string, creds *credsEntry, audience string) *logical.Resp
 
 func (b *backend) pathAssertionRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
+	b.awaitRecovery(ctx, name)
 	creds, err := b.loadCredsCached(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err

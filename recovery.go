@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/auth0/go-auth0/management"
@@ -178,11 +179,18 @@ func lacksReadClientKeys(err error) bool {
 // nil lets the framework delete the entry. It resolves the entry's role through the role's
 // job, like every other path that may change Auth0.
 func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind string, data interface{}) error {
-	if kind != walKindRotation {
+	if kind != walKindRotation && kind != walKindRoleWrite {
 		return nil
 	}
 	if !b.WriteSafeReplicationState() {
-		return errors.New("rotations left in flight are resolved where storage is writable (the active node of the primary cluster)")
+		return errors.New("rotations and role writes left in flight are resolved where storage is writable (the active node of the primary cluster)")
+	}
+	if kind == walKindRoleWrite {
+		w, err := decodeRoleWriteWAL(data)
+		if err != nil {
+			return err
+		}
+		return b.repairRoleWrite(ctx, req.Storage, w.Role, nil)
 	}
 	w, err := decodeRotationWAL(data)
 	if err != nil {
@@ -201,27 +209,34 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 // pendingRotations lists the rotations left in flight. An entry that cannot be read is an
 // error (the caller retries); one that cannot be decoded is reported and skipped.
 func (b *backend) pendingRotations(ctx context.Context, s logical.Storage) ([]pendingRotation, error) {
+	var pending []pendingRotation
+	err := b.eachWAL(ctx, s, walKindRotation, func(id string, data interface{}) {
+		w, err := decodeRotationWAL(data)
+		if err != nil {
+			b.Logger().Error("ignoring an unreadable rotation log entry", "id", id, "error", err)
+			return
+		}
+		pending = append(pending, pendingRotation{id: id, wal: w})
+	})
+	return pending, err
+}
+
+// eachWAL calls fn with every write-ahead entry of kind.
+func (b *backend) eachWAL(ctx context.Context, s logical.Storage, kind string, fn func(id string, data interface{})) error {
 	ids, err := framework.ListWAL(ctx, s)
 	if err != nil {
-		return nil, fmt.Errorf("listing rotations left in flight: %w", err)
+		return fmt.Errorf("listing write-ahead entries: %w", err)
 	}
-	var pending []pendingRotation
 	for _, id := range ids {
 		entry, err := framework.GetWAL(ctx, s, id)
 		if err != nil {
-			return nil, fmt.Errorf("reading rotation log entry %s: %w", id, err)
+			return fmt.Errorf("reading write-ahead entry %s: %w", id, err)
 		}
-		if entry == nil || entry.Kind != walKindRotation {
-			continue
+		if entry != nil && entry.Kind == kind {
+			fn(id, entry.Data)
 		}
-		w, err := decodeRotationWAL(entry.Data)
-		if err != nil {
-			b.Logger().Error("ignoring an unreadable rotation log entry", "id", id, "error", err)
-			continue
-		}
-		pending = append(pending, pendingRotation{id: id, wal: w})
 	}
-	return pending, nil
+	return nil
 }
 
 // holdCreds makes creds reads of the pending rotations' roles wait until they are
@@ -229,8 +244,13 @@ func (b *backend) pendingRotations(ctx context.Context, s logical.Storage) ([]pe
 // already replaced.
 func (b *backend) holdCreds(pending []pendingRotation) {
 	for _, p := range pending {
-		b.recovering.LoadOrStore(p.wal.Role, make(chan struct{}))
+		b.holdRole(p.wal.Role)
 	}
+}
+
+// holdRole makes reads of role wait (awaitRecovery) until releaseCreds.
+func (b *backend) holdRole(role string) {
+	b.recovering.LoadOrStore(role, make(chan struct{}))
 }
 
 // releaseCreds lets creds reads of role go on, reconciled or not.
@@ -304,12 +324,125 @@ func decodeRotationWAL(data interface{}) (rotationWAL, error) {
 	return w, nil
 }
 
-// deleteWAL removes a finished rotation's entry. Failing is harmless: resolving an entry
-// whose rotation was stored finds the version that records it and does nothing more.
+// deleteWAL removes a finished step's write-ahead entry. Failing is harmless: resolving an
+// entry whose step was stored finds it done and does nothing more.
 func (b *backend) deleteWAL(s logical.Storage, id string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(b.ctx), commitTimeout)
 	defer cancel()
 	if err := framework.DeleteWAL(ctx, s, id); err != nil {
-		b.Logger().Warn("could not delete a finished rotation's log entry; resolving it later finds nothing to do", "error", err)
+		b.Logger().Warn("could not delete a finished step's write-ahead entry; resolving it later finds nothing to do", "error", err)
 	}
+}
+
+// walKindRoleWrite marks a write-ahead log entry for a role write in flight: creds carry
+// the role's definition to the read path, so a write changes two entries, creds first.
+const walKindRoleWrite = "role-write"
+
+// roleWriteWAL is written before a role write stores creds and deleted once the role is
+// stored. One left behind means creds may carry a definition the role does not have.
+type roleWriteWAL struct {
+	Role string `json:"role"`
+}
+
+// storeRoleWrite stores the role a role write changed, and creds to match, as one step: a
+// crash between the two leaves a write-ahead entry, and the next start (or Vault's rollback
+// manager) writes creds again from the role that is stored, which undoes the cut write. A
+// write that fails writes creds again from the role stored (whether the failed write landed
+// or not) and drops the tokens readers may have fetched meanwhile; its entry stays only if
+// that failed too.
+func (b *backend) storeRoleWrite(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
+	id, err := framework.PutWAL(ctx, s, walKindRoleWrite, &roleWriteWAL{Role: name})
+	if err != nil {
+		return fmt.Errorf("storing the write-ahead entry of the role write: %w", err)
+	}
+	if err := b.storeRoleState(ctx, s, name, role); err != nil {
+		b.tokens.dropRole(name)
+		if rerr := b.repairRoleWriteLocked(ctx, s, name); rerr == nil {
+			b.deleteWAL(s, id)
+		}
+		return err
+	}
+	b.deleteWAL(s, id)
+	return nil
+}
+
+// pendingRoleWrites lists the roles whose write a crash may have cut, with their entries.
+func (b *backend) pendingRoleWrites(ctx context.Context, s logical.Storage) (map[string][]string, error) {
+	pending := make(map[string][]string)
+	err := b.eachWAL(ctx, s, walKindRoleWrite, func(id string, data interface{}) {
+		w, err := decodeRoleWriteWAL(data)
+		if err != nil {
+			b.Logger().Error("ignoring an unreadable role write log entry", "id", id, "error", err)
+			return
+		}
+		pending[w.Role] = append(pending[w.Role], id)
+	})
+	return pending, err
+}
+
+// repairRoleWrite makes creds of name carry the stored role's definition again, after a
+// role write a crash may have cut, then deletes the write's entries. It does nothing more
+// for a role that is gone: a delete removes creds before the role.
+func (b *backend) repairRoleWrite(ctx context.Context, s logical.Storage, name string, ids []string) error {
+	lock := b.roleLock(name)
+	lock.Lock()
+	defer lock.Unlock()
+	if err := b.repairRoleWriteLocked(ctx, s, name); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		b.deleteWAL(s, id)
+	}
+	return nil
+}
+
+// repairRoleWriteLocked is repairRoleWrite for a caller that holds the role's lock, without
+// deleting entries.
+func (b *backend) repairRoleWriteLocked(ctx context.Context, s logical.Storage, name string) error {
+	defer b.tokens.dropRole(name)
+	role, err := loadRole(ctx, s, name)
+	if err != nil || role == nil {
+		return err
+	}
+	return b.storeRoleState(ctx, s, name, role)
+}
+
+// repairRoleWrites repairs every role write a crash may have cut, retrying until each is
+// repaired, and lets reads of each role go on once it is, unless a rotation of the role is
+// left in flight too (reconcilePending lets those go on).
+func (b *backend) repairRoleWrites(ctx context.Context, s logical.Storage, left inFlight) {
+	release := func(name string) {
+		if !slices.ContainsFunc(left.rotations, func(p pendingRotation) bool { return p.wal.Role == name }) {
+			b.releaseCreds(name)
+		}
+	}
+	defer func() { // the mount stopping ends the retries: let every read go on
+		for name := range left.roleWrites {
+			release(name)
+		}
+	}()
+	for name, ids := range left.roleWrites {
+		err := b.retryUntil(ctx, "repairing a role write cut short", func() error {
+			return b.repairRoleWrite(ctx, s, name, ids)
+		})
+		if err != nil {
+			return
+		}
+		release(name)
+	}
+}
+
+func decodeRoleWriteWAL(data interface{}) (roleWriteWAL, error) {
+	var w roleWriteWAL
+	raw, err := json.Marshal(data)
+	if err == nil {
+		err = json.Unmarshal(raw, &w)
+	}
+	if err == nil && w.Role == "" {
+		err = errors.New("no role")
+	}
+	if err != nil {
+		return w, fmt.Errorf("decoding a role write log entry: %w", err)
+	}
+	return w, nil
 }

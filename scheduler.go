@@ -85,16 +85,39 @@ func (b *backend) initialize(ctx context.Context, req *logical.InitializationReq
 		b.Logger().Debug("storage is read-only here (standby or secondary); scheduled rotations run elsewhere")
 		return nil
 	}
-	pending, err := b.pendingRotations(ctx, req.Storage)
+	left, err := b.leftInFlight(ctx, req.Storage)
 	if err != nil {
 		b.Logger().Error("could not look for rotations left in flight; retrying in the background", "error", err)
 	}
-	b.holdCreds(pending)
-	b.startScheduler(req.Storage, pending, err == nil)
+	b.startScheduler(req.Storage, left, err == nil)
 	return nil
 }
 
-func (b *backend) startScheduler(s logical.Storage, pending []pendingRotation, pendingListed bool) {
+// inFlight is what a crash may have left in flight: rotations, and role writes.
+type inFlight struct {
+	rotations  []pendingRotation
+	roleWrites map[string][]string
+}
+
+// leftInFlight lists what a crash left in flight and holds the reads of its roles until
+// each is resolved.
+func (b *backend) leftInFlight(ctx context.Context, s logical.Storage) (inFlight, error) {
+	var left inFlight
+	var err error
+	if left.rotations, err = b.pendingRotations(ctx, s); err != nil {
+		return left, err
+	}
+	if left.roleWrites, err = b.pendingRoleWrites(ctx, s); err != nil {
+		return left, err
+	}
+	b.holdCreds(left.rotations)
+	for name := range left.roleWrites {
+		b.holdRole(name)
+	}
+	return left, nil
+}
+
+func (b *backend) startScheduler(s logical.Storage, pending inFlight, pendingListed bool) {
 	ctx, stop := context.WithCancel(b.ctx)
 	sch := &scheduler{
 		queue:   newRotationQueue(),
@@ -145,21 +168,21 @@ func (b *backend) startScheduler(s logical.Storage, pending []pendingRotation, p
 // startup brings the mount to a state where the scheduler may dispatch: it finishes what
 // a crash left in flight, then loads the queue from the due index (verifyQueue then reads
 // every role). Every step is retried with backoff until it succeeds or the mount stops.
-func (b *backend) startup(ctx context.Context, sch *scheduler, pending []pendingRotation, pendingListed bool) {
+func (b *backend) startup(ctx context.Context, sch *scheduler, pending inFlight, pendingListed bool) {
 	if !pendingListed {
 		err := b.retryUntil(ctx, "listing rotations left in flight", func() (err error) {
-			pending, err = b.pendingRotations(ctx, sch.storage)
+			pending, err = b.leftInFlight(ctx, sch.storage)
 			return err
 		})
 		if err != nil {
 			return
 		}
-		b.holdCreds(pending)
 	}
+	b.repairRoleWrites(ctx, sch.storage, pending)
 	if _, _, err := b.runRootJob(ctx, sch.storage, triggerReconcile); err != nil {
 		b.Logger().Error("could not resolve an interrupted root rotation; will retry", "error", err)
 	}
-	b.reconcilePending(ctx, sch.storage, pending)
+	b.reconcilePending(ctx, sch.storage, pending.rotations)
 	b.loadQueue(ctx, sch)
 }
 

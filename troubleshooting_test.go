@@ -66,10 +66,11 @@ const troubleshootingDoc = "docs/TROUBLESHOOTING.md"
 
 // notOperatorFacing are errors that never reach an operator, by normalized message.
 var notOperatorFacing = map[string]string{
-	"role not found":                    "errRoleNotFound: rotate/ answers its own message for it, the scheduler and the rollback hook drop the job",
-	"role in v0.1.0's storage layout":   "errLegacyLayout: tells the queue loader to upgrade the role, never returned further",
-	"no role":                           "decodeRotationWAL: an unreadable write-ahead entry is skipped; only logs show it (\"ignoring an unreadable rotation log entry\", Vault's rollback manager)",
-	"decoding a rotation log entry: <>": "decodeRotationWAL: as above",
+	"role not found":                                      "errRoleNotFound: rotate/ answers its own message for it, the scheduler and the rollback hook drop the job",
+	"role in v0.1.0's storage layout":                     "errLegacyLayout: tells the queue loader to upgrade the role, never returned further",
+	"no role":                                             "decodeRotationWAL: an unreadable write-ahead entry is skipped; only logs show it (\"ignoring an unreadable rotation log entry\", Vault's rollback manager)",
+	"decoding a rotation log entry: <>":                   "decodeRotationWAL: as above",
+	"decoding a role write log entry: <>":                 "decodeRoleWriteWAL: skipped and logged like a rotation's (\"ignoring an unreadable role write log entry\")",
 	"the Management API client cannot manage credentials": "keyAPIOf: *managementClient implements keyAPI; only test doubles can fail it",
 }
 
