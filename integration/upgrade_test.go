@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -127,7 +128,7 @@ func TestUpgradeFromV010(t *testing.T) {
 	v.MustCLI(t, root, "write", mount+"/roles/app", "client_id=app-id", "rotation_period=1h")
 	v.MustCLI(t, root, "write", mount+"/roles/nightly", "client_id=nightly-id", "rotation_schedule=0 3 * * *", "rotation_window=1h")
 	v.MustCLI(t, root, "write", mount+"/roles/inflight", "client_id=inflight-id")
-	v.MustCLI(t, root, "write", mount+"/roles/ticker", "client_id=ticker-id", "rotation_period=5s")
+	v.MustCLI(t, root, "write", mount+"/roles/ticker", "client_id=ticker-id", "rotation_period=5s", "max_versions=100")
 	for i := 0; i < 3; i++ {
 		f.rotate(t, root, "app")
 	}
@@ -221,9 +222,13 @@ func TestUpgradeFromV010(t *testing.T) {
 	// Downgrade: v0.1.0 cannot read what this build wrote, so it refuses every role
 	// instead of serving an empty secret, and rotates nothing, not even ticker, which falls
 	// due while v0.1.0 runs.
-	rotationsBefore := emu.Stats().Rotations
+	// Counted once v0.1.0 runs: until the reload stops it, this build rotates ticker every
+	// 5s. What Auth0 holds then must be a version this build stored (checked after the
+	// upgrade below), so that no rotation of v0.1.0's start hides before the count.
 	seen = len(v.Logs())
 	switchVersion(t, v, v010Version)
+	rotationsBefore := emu.Stats().Rotations
+	tickerAtDowngrade := f.secret(t, "ticker-id")
 	for _, name := range []string{"app", "ticker", "staged"} {
 		r := v.Do(t, root, http.MethodGet, mount+"/creds/"+name, nil)
 		if r.Status == http.StatusOK || r.Data["client_secret"] != nil {
@@ -249,6 +254,9 @@ func TestUpgradeFromV010(t *testing.T) {
 	// Upgrading again undoes the downgrade: nothing was changed, the staged secret is still
 	// pending and switches on request.
 	switchVersion(t, v, pluginVersion)
+	if !slices.ContainsFunc(readVersions(t, v, root, "ticker"), func(x version) bool { return x.secret == tickerAtDowngrade }) {
+		t.Fatal("when v0.1.0 took over, Auth0 held a secret of ticker that is none of this build's versions: v0.1.0 rotated it")
+	}
 	credsAfter := dataOf(t, v.MustCLIJSON(t, root, "read", mount+"/creds/app"))
 	if credsAfter["client_secret"] != credsBefore["client_secret"] || credsAfter["version"] != credsBefore["version"] {
 		t.Fatalf("creds/app changed across the downgrade and upgrade: version %v -> %v", credsBefore["version"], credsAfter["version"])

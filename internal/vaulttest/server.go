@@ -2,8 +2,10 @@ package vaulttest
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -138,30 +140,66 @@ var (
 )
 
 // reservePortPair finds a port P such that P and P+1 are both free on
-// 127.0.0.1 and that no other server of this process was given P-1, P or P+1.
+// 127.0.0.1 and reserves both for this process until it exits: no other
+// server of this process, and no other process reserving ports this way
+// (another test binary running in parallel), is given either.
+//
+// The ports are taken below the kernel's ephemeral range, where it never
+// assigns ports on its own: between this check and Vault's bind, a port of that
+// range can become the local end of any outgoing connection on the machine,
+// and Vault then fails to listen on it ("bind: address already in use"), as
+// happened to an active node's cluster port, leaving its standbys unable to
+// reach it.
 func reservePortPair(t testing.TB) int {
 	t.Helper()
 	portsMu.Lock()
 	defer portsMu.Unlock()
-	for i := 0; i < 100; i++ {
-		l1, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("vaulttest: listen: %v", err)
-		}
-		p := l1.Addr().(*net.TCPAddr).Port
-		if p >= 65535 || reserved[p-1] || reserved[p] || reserved[p+1] {
-			l1.Close()
+	lo, hi := reservablePorts()
+	for i := 0; i < 500; i++ {
+		p := lo + rand.IntN(hi-lo)
+		if reserved[p-1] || reserved[p] || reserved[p+1] || !bindable(p) || !bindable(p+1) {
 			continue
 		}
-		l2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+1))
-		l1.Close()
-		if err != nil {
+		if !tryLockFile(portLockPath(p)) {
 			continue
 		}
-		l2.Close()
+		if !tryLockFile(portLockPath(p + 1)) {
+			reserved[p] = true // locked by this process: not offered again
+			continue
+		}
 		reserved[p], reserved[p+1] = true, true
 		return p
 	}
-	t.Fatalf("vaulttest: no free pair of adjacent loopback ports")
+	t.Fatalf("vaulttest: no free pair of adjacent loopback ports in %d-%d", lo, hi)
 	return 0
+}
+
+// reservablePorts is the range reservePortPair picks from: below the kernel's
+// ephemeral ports (net.ipv4.ip_local_port_range), above the well-known and
+// commonly configured ones.
+func reservablePorts() (lo, hi int) {
+	lo, hi = 20000, 32767 // Linux's default ephemeral range starts at 32768
+	if raw, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(raw)); len(f) == 2 {
+			if start, err := strconv.Atoi(f[0]); err == nil && start > 12000 {
+				lo, hi = 10000, start-1
+			}
+		}
+	}
+	return lo, hi
+}
+
+// bindable reports whether port is free on 127.0.0.1 now.
+func bindable(port int) bool {
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+// portLockPath is the file whose lock reserves port across processes.
+func portLockPath(port int) string {
+	return filepath.Join(os.TempDir(), "vaulttest-port-"+strconv.Itoa(port)+".lock")
 }
