@@ -94,7 +94,7 @@ func (e *testEnv) servedKeys() (current servedKey, previous *servedKey, data map
 		e.t.Fatal("creds of a private_key_jwt role serve a client_secret")
 	}
 	current = servedKey{data["private_key"].(string), data["key_id"].(string), data["kid"].(string), data["algorithm"].(string)}
-	if p, ok := data["previous_private_key"].(string); ok {
+	if p, _ := data["previous_private_key"].(string); p != "" {
 		previous = &servedKey{p, data["previous_key_id"].(string), data["previous_kid"].(string), current.alg}
 	}
 	return current, previous, data
@@ -183,12 +183,18 @@ func TestKeyRotationOverlaps(t *testing.T) {
 	}
 }
 
-// ttl of a private_key_jwt role's creds points at the next key.
+// ttl of a private_key_jwt role's creds points at the next key, and is at most max_ttl:
+// by default a quarter of overlap_period, so that a manual rotation reaches consumers
+// well before the previous key is detached.
 func TestKeyCredsTTL(t *testing.T) {
 	e := newKeyEnv(t, map[string]interface{}{"rotation_period": "1h", "overlap_period": "10m"})
 	e.ok(logical.UpdateOperation, "rotate/app", nil)
-	if _, _, data := e.servedKeys(); data["ttl"] != int64(3600) {
-		t.Fatalf("ttl %v, want 3600 (the next rotation)", data["ttl"])
+	if _, _, data := e.servedKeys(); data["ttl"] != int64(150) {
+		t.Fatalf("ttl %v, want 150 (max_ttl: a quarter of overlap_period)", data["ttl"])
+	}
+	e.clock.Advance(59 * time.Minute)
+	if _, _, data := e.servedKeys(); data["ttl"] != int64(60) {
+		t.Fatalf("a minute before the next rotation: ttl %v, want 60", data["ttl"])
 	}
 }
 

@@ -78,6 +78,9 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 			return nil, err
 		}
 		if creds == nil {
+			if pk := role.PendingKey; pk != nil {
+				return firstKeyPending(name, pk, b.clock.Now()), nil
+			}
 			return logical.ErrorResponse("role %q has no secret yet; rotate it (vault write -f <mount>/rotate/%s) or recreate it with import_current_secret=true", name, name), nil
 		}
 	}
@@ -89,6 +92,15 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 		}
 	}
 	return b.credsResponse(ctx, req.Storage, creds, served, previous)
+}
+
+// firstKeyPending answers a creds read of a key role whose first key rotation is under way.
+func firstKeyPending(name string, pk *pendingKey, now time.Time) *logical.Response {
+	if pk.PublishAt.IsZero() {
+		return logical.ErrorResponse("role %q has no key yet: its first key is being registered at Auth0; read again in a few seconds", name)
+	}
+	return logical.ErrorResponse("role %q has no key yet: its first key is attached at Auth0 and is served from %s, once Auth0 had propagation_wait to apply it (in %ds); read again then",
+		name, pk.PublishAt.UTC().Format(time.RFC3339), secondsUntil(pk.PublishAt, now))
 }
 
 // olderVersion reads retained version n and the one before it, off the hot path.
@@ -134,11 +146,16 @@ func (b *backend) olderVersion(ctx context.Context, s logical.Storage, name stri
 }
 
 // credsResponse answers a creds read serving version served of the role described by creds.
+// A read of the current version answers every field of its credential type in every
+// state, empty ("", 0) when it does not apply, so that a consumer naming a field (a CSI
+// object's secretKey, an environment variable from a Kubernetes Secret) finds it whatever
+// the role is doing; and it tells consumers when to read again (creds_answer.go).
 func (b *backend) credsResponse(ctx context.Context, s logical.Storage, creds *credsEntry, served, previous *secretEntry) (*logical.Response, error) {
 	conn, resp, err := b.requireConnection(ctx, s)
 	if resp != nil || err != nil {
 		return resp, err
 	}
+	current := served.Version == creds.Current.Version
 	data := map[string]interface{}{
 		"client_id":           creds.ClientID,
 		"domain":              conn.config.domain(),
@@ -147,43 +164,61 @@ func (b *backend) credsResponse(ctx context.Context, s logical.Storage, creds *c
 	}
 	if creds.CredentialType == credentialPrivateKeyJWT {
 		data["private_key"], data["key_id"], data["kid"], data["algorithm"] = served.PrivateKey, served.KeyID, served.KID, served.Algorithm
-		if previous != nil && served.Version == creds.Current.Version {
-			data["previous_private_key"], data["previous_key_id"], data["previous_kid"] = previous.PrivateKey, previous.KeyID, previous.KID
-			addTime(data, "overlap_until", creds.OverlapUntil)
+		if current {
+			data["previous_private_key"], data["previous_key_id"], data["previous_kid"], data["overlap_until"] = "", "", "", ""
+			if previous != nil {
+				data["previous_private_key"], data["previous_key_id"], data["previous_kid"] = previous.PrivateKey, previous.KeyID, previous.KID
+				data["overlap_until"] = timeOrEmpty(creds.OverlapUntil)
+			}
 		}
 	} else {
 		data["client_secret"] = served.Secret
 		if previous != nil {
 			data["previous_client_secret"] = previous.Secret
 		}
-	}
-	if next := creds.Next; next != nil && served.Version == creds.Current.Version {
-		data["next_client_secret"] = next.Secret
-		data["next_version"] = next.Version
-		addTime(data, "next_switch_time", creds.NextSwitchTime)
-	}
-	switch {
-	case creds.RotationPeriod > 0:
-		data["rotation_period"] = int64(creds.RotationPeriod.Seconds())
-	case creds.RotationSchedule != "":
-		data["rotation_schedule"] = creds.RotationSchedule
-		// Vault Agent 1.13 (consul-template 0.29) re-reads a secret without a lease at ttl
-		// only when rotation_period is present, so a schedule also reports the interval
-		// between its next two times.
-		if next := creds.NextVaultRotation; !next.IsZero() {
-			sched := roleEntry{RotationSchedule: creds.RotationSchedule}
-			if after := sched.nextRotation(next); !after.IsZero() {
-				data["rotation_period"] = int64(after.Sub(next).Seconds())
+		if current {
+			if previous == nil {
+				data["previous_client_secret"] = ""
+			}
+			data["next_client_secret"], data["next_version"], data["next_switch_time"] = "", 0, ""
+			if next := creds.Next; next != nil {
+				data["next_client_secret"], data["next_version"] = next.Secret, next.Version
+				data["next_switch_time"] = timeOrEmpty(creds.NextSwitchTime)
 			}
 		}
 	}
-	addTime(data, "next_vault_rotation", creds.NextVaultRotation)
-	// ttl points at the next change a consumer must see: the next rotation, or while
-	// rotations fail, the engine's next attempt, never sooner.
-	if next := creds.nextChange(); !next.IsZero() && served.Version == creds.Current.Version {
-		data["ttl"] = secondsUntil(next, b.clock.Now())
+	if !current {
+		return &logical.Response{Data: data}, nil
 	}
+	now := b.clock.Now()
+	again := readAgainAt(creds, now)
+	data["last_vault_rotation"] = again.Since.UTC().Format(time.RFC3339)
+	data["ttl"] = secondsUntil(again.At, now)
+	data["rotation_schedule"] = creds.RotationSchedule
+	data["next_vault_rotation"] = timeOrEmpty(creds.NextVaultRotation)
+	// rotation_period is what consumers that re-read at ttl need to see to do so at all
+	// (Vault Agent 1.13, Vault Secrets Operator): for a rotation_schedule the interval
+	// between its next two times, for a role without a schedule max_ttl.
+	period := creds.maxTTL()
+	switch {
+	case creds.RotationPeriod > 0:
+		period = creds.RotationPeriod
+	case creds.RotationSchedule != "" && !creds.NextVaultRotation.IsZero():
+		sched := roleEntry{RotationSchedule: creds.RotationSchedule}
+		if after := sched.nextRotation(creds.NextVaultRotation); !after.IsZero() {
+			period = after.Sub(creds.NextVaultRotation)
+		}
+	}
+	data["rotation_period"] = int64(period.Seconds())
 	return &logical.Response{Data: data}, nil
+}
+
+// timeOrEmpty is t in RFC 3339, or "" when t is zero.
+func timeOrEmpty(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
 }
 
 // secondsUntil is the whole seconds from now to t, at least 1 so that a client treats an
@@ -192,31 +227,32 @@ func secondsUntil(t, now time.Time) int64 {
 	return int64(math.Max(1, math.Ceil(t.Sub(now).Seconds())))
 }
 
-// credsResponses documents a creds read (OpenAPI, docs/API.md).
+// credsResponses documents a creds read (OpenAPI, docs/API.md). A read of the current
+// version answers every field of the role's credential type, empty when it does not apply.
 var credsResponses = map[int][]framework.Response{http.StatusOK: {{
 	Description: "OK",
 	Fields: map[string]*framework.FieldSchema{
 		"client_id":              {Type: framework.TypeString, Description: "Client ID of the role's Auth0 application."},
 		"domain":                 {Type: framework.TypeString, Description: "Auth0 domain to call (config's domain)."},
 		"version":                {Type: framework.TypeInt, Description: "The version served."},
-		"last_vault_rotation":    {Type: framework.TypeTime, Description: "When the version served was made (RFC 3339)."},
+		"last_vault_rotation":    {Type: framework.TypeTime, Description: "RFC 3339. The current version: the latest time the engine changed or confirmed this answer: a rotation, a staged secret's publication or switch, a key rotation's start or publication, a failed attempt, or else every max_ttl; it moves each time ttl runs out (what Vault Secrets Operator expects of a rotation). An older version: when it was made."},
 		"client_secret":          {Type: framework.TypeString, Description: "client_secret roles: the application's client secret.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
-		"previous_client_secret": {Type: framework.TypeString, Description: "client_secret roles: the version before the one served, when retained; Auth0 may take up to 30 seconds to accept a new secret.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
-		"next_client_secret":     {Type: framework.TypeString, Description: "Staged roles, while a next secret is staged: the secret that becomes current at next_switch_time.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
-		"next_version":           {Type: framework.TypeInt, Description: "Staged roles, while a next secret is staged: its version."},
-		"next_switch_time":       {Type: framework.TypeTime, Description: "Staged roles, while a next secret is staged: when it becomes current."},
+		"previous_client_secret": {Type: framework.TypeString, Description: "client_secret roles: the version before the one served, when retained, else empty; Auth0 may take up to 30 seconds to accept a new secret.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+		"next_client_secret":     {Type: framework.TypeString, Description: "client_secret roles: while a next secret is staged, the secret that becomes current at next_switch_time; else empty.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+		"next_version":           {Type: framework.TypeInt, Description: "client_secret roles: the staged secret's version; 0 when none."},
+		"next_switch_time":       {Type: framework.TypeString, Description: "client_secret roles: when the staged secret becomes current (RFC 3339); empty when none."},
 		"private_key":            {Type: framework.TypeString, Description: "private_key_jwt roles: the private key (PEM, PKCS #8).", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
 		"key_id":                 {Type: framework.TypeString, Description: "private_key_jwt roles: Auth0 credential id of the key."},
 		"kid":                    {Type: framework.TypeString, Description: "private_key_jwt roles: key id to put in the assertion's header."},
 		"algorithm":              {Type: framework.TypeString, Description: "private_key_jwt roles: signing algorithm."},
-		"previous_private_key":   {Type: framework.TypeString, Description: "private_key_jwt roles, until overlap_until: the previous key, still attached at Auth0.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
-		"previous_key_id":        {Type: framework.TypeString, Description: "private_key_jwt roles, until overlap_until: Auth0 credential id of the previous key."},
-		"previous_kid":           {Type: framework.TypeString, Description: "private_key_jwt roles, until overlap_until: key id of the previous key."},
-		"overlap_until":          {Type: framework.TypeTime, Description: "private_key_jwt roles: when the previous key is detached."},
-		"rotation_period":        {Type: framework.TypeInt64, Description: "Seconds between scheduled rotations; for a rotation_schedule, between its next two times (Vault Agent re-reads at ttl only when it is present)."},
-		"rotation_schedule":      {Type: framework.TypeString, Description: "The role's cron schedule, when it has one."},
-		"next_vault_rotation":    {Type: framework.TypeTime, Description: "When the next scheduled rotation is due; only when scheduled."},
-		"ttl":                    {Type: framework.TypeInt64, Description: "Seconds until the next change a consumer must see: the next rotation, the publication or switch of a staged secret, or while rotations fail the next attempt. Absent when nothing is scheduled, and for an older version."},
+		"previous_private_key":   {Type: framework.TypeString, Description: "private_key_jwt roles, until overlap_until: the previous key, still attached at Auth0; else empty.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+		"previous_key_id":        {Type: framework.TypeString, Description: "private_key_jwt roles, until overlap_until: Auth0 credential id of the previous key; else empty."},
+		"previous_kid":           {Type: framework.TypeString, Description: "private_key_jwt roles, until overlap_until: key id of the previous key; else empty."},
+		"overlap_until":          {Type: framework.TypeString, Description: "private_key_jwt roles: when the previous key is detached (RFC 3339); empty when none is attached."},
+		"rotation_period":        {Type: framework.TypeInt64, Description: "Seconds between scheduled rotations; for a rotation_schedule, between its next two times; for a role without a schedule, max_ttl. Consumers that re-read at ttl need it present (Vault Agent 1.13, Vault Secrets Operator)."},
+		"rotation_schedule":      {Type: framework.TypeString, Description: "The role's cron schedule; empty when it has none."},
+		"next_vault_rotation":    {Type: framework.TypeString, Description: "When the next scheduled rotation is due (RFC 3339); empty when not scheduled."},
+		"ttl":                    {Type: framework.TypeInt64, Description: "Seconds until a consumer should read again: the next change it must see (the next rotation, the publication or switch of a staged secret, a key's publication, or while rotations fail the next attempt), and at most max_ttl; at least 1. Absent for an older version."},
 	},
 }}}
 
@@ -224,22 +260,27 @@ const pathCredsHelpSyn = `Read a role's current Auth0 client secret, or private_
 
 const pathCredsHelpDesc = `
 Returns what an application needs to call Auth0: client_id, client_secret and domain,
-with the version served and last_vault_rotation. previous_client_secret is the version
-before it, when retained: Auth0 may take up to 30 seconds to accept a new secret, so a
-client can fall back to it.
+with the version served. previous_client_secret is the version before it, when retained:
+Auth0 may take up to 30 seconds to accept a new secret, so a client can fall back to it.
 
-When the role rotates automatically, rotation_period or rotation_schedule,
-next_vault_rotation and ttl (seconds to the next rotation) are returned too, so Vault Agent
-re-renders its templates right after each scheduled rotation. While rotations fail, ttl
-counts to the engine's next attempt instead, so clients do not re-read every second. For a rotation_schedule,
-rotation_period is the interval between its next two scheduled times: Vault Agent 1.13
-re-reads at ttl only when rotation_period is present.
+Every field of the role's credential type is present in every state, empty ("" or 0)
+when it does not apply, so that a consumer naming a field (a CSI driver object, an
+environment variable from a Kubernetes Secret) always finds it.
+
+ttl tells consumers when to read again: the next change they must see (the next
+rotation; for a staged role the publication of the next secret, then the switch; for a
+private_key_jwt role the new key's publication; while rotations fail the next attempt),
+and at most max_ttl (a role setting, default 5 minutes), so that a manual rotation
+reaches consumers within it. last_vault_rotation is the latest time the engine changed or
+confirmed the answer (a rotation, a publication, a switch, a failed attempt, or every
+max_ttl between them): it moves each time ttl runs out, as Vault Secrets Operator expects
+of a rotation. rotation_period is the role's, for a rotation_schedule the interval
+between its next two times, and for a role without a schedule max_ttl: Vault Agent 1.13
+and Vault Secrets Operator re-read at ttl only when it is present.
 
 For a role with rotation_strategy=staged, while a next secret is staged (from
 stage_period before each rotation until the switch) next_client_secret, next_version and
-next_switch_time are returned too, and ttl counts to the next change a consumer must see:
-the publication of the next secret, then the switch. Two ways to consume it with zero
-downtime:
+next_switch_time hold it. Two ways to consume it with zero downtime:
 
   (a) an application that authenticates with client_secret: on a 401 from Auth0, retry
       with next_client_secret, then with previous_client_secret, and keep cycling through

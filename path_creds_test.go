@@ -37,10 +37,18 @@ func TestCredsServesCurrentAndPrevious(t *testing.T) {
 	if _, err := time.Parse(time.RFC3339, got["last_vault_rotation"].(string)); err != nil {
 		t.Errorf("last_vault_rotation = %v", got["last_vault_rotation"])
 	}
-	for _, absent := range []string{"ttl", "rotation_period", "rotation_schedule", "next_vault_rotation"} {
-		if _, ok := got[absent]; ok {
-			t.Errorf("unscheduled role's creds carry %s", absent)
+	// A role without a schedule: consumers re-read every max_ttl (default 5m), and the
+	// fields of other states are there, empty.
+	if got["ttl"] != int64(300) || got["rotation_period"] != int64(300) {
+		t.Errorf("unscheduled role's creds: ttl %v, rotation_period %v; want max_ttl's 300 for both", got["ttl"], got["rotation_period"])
+	}
+	for _, empty := range []string{"rotation_schedule", "next_vault_rotation", "next_client_secret", "next_switch_time"} {
+		if v, ok := got[empty]; !ok || v != "" {
+			t.Errorf("unscheduled role's creds: %s = %v, want present and empty", empty, v)
 		}
+	}
+	if got["next_version"] != 0 {
+		t.Errorf("next_version = %v, want 0", got["next_version"])
 	}
 
 	old := e.ok(logical.ReadOperation, "creds/app", map[string]interface{}{"version": 1})
@@ -58,6 +66,10 @@ func TestCredsOfScheduledRoleCarryTTL(t *testing.T) {
 	e := newTestEnv(t)
 	e.configureWithRole(map[string]interface{}{"rotation_period": "1h"})
 	e.ok(logical.UpdateOperation, "rotate/app", nil)
+	if ttl := e.ok(logical.ReadOperation, "creds/app", nil)["ttl"]; ttl != int64(300) {
+		t.Fatalf("ttl = %v, want the default max_ttl's 300", ttl)
+	}
+	e.ok(logical.UpdateOperation, "roles/app", map[string]interface{}{"max_ttl": "2h"})
 	got := e.ok(logical.ReadOperation, "creds/app", nil)
 	if got["rotation_period"] != int64(3600) {
 		t.Fatalf("rotation_period = %v", got["rotation_period"])

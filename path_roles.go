@@ -95,6 +95,10 @@ func pathRoles(b *backend) []*framework.Path {
 					Type:        framework.TypeDurationSecond,
 					Description: fmt.Sprintf("Lifetime of the client assertions assertion/<name> signs. Default %s, between %s and %s.", defaultAssertionTTL, minAssertionTTL, maxAssertionTTL),
 				},
+				"max_ttl": {
+					Type:        framework.TypeDurationSecond,
+					Description: fmt.Sprintf("The largest ttl creds/<name> answers: consumers that re-read at ttl (Vault Agent, Vault Secrets Operator) read at least this often, so a manual rotation reaches them within it, and those of a role without a schedule keep reading at all. Default %s, or a quarter of stage_period (staged roles) or overlap_period (private_key_jwt roles) when that is shorter; at least %s, and shorter than stage_period or overlap_period. 0 restores the default.", defaultMaxTTL, minMaxTTL),
+				},
 				"import_current_secret": {
 					Type:        framework.TypeBool,
 					Description: "Only on create: store the application's current Auth0 secret as version 1 instead of waiting for the first rotation (needs the read:client_keys scope).",
@@ -201,6 +205,7 @@ func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *fra
 		"rotation_window":   int64(role.RotationWindow.Seconds()),
 		"max_versions":      role.MaxVersions,
 		"current_version":   role.currentVersion(),
+		"max_ttl":           int64(role.maxTTL().Seconds()),
 	}
 	addTime(data, "last_vault_rotation", role.LastVaultRotation)
 	addTime(data, "next_vault_rotation", role.NextVaultRotation)
@@ -445,6 +450,13 @@ func applyRoleFields(role *roleEntry, d *framework.FieldData, creating bool, now
 		return nil, logical.ErrorResponse("rotation_window is only valid with rotation_schedule")
 	}
 
+	if raw, ok := d.GetOk("max_ttl"); ok {
+		ttl := time.Duration(raw.(int)) * time.Second
+		if ttl != 0 && ttl < minMaxTTL {
+			return nil, logical.ErrorResponse("max_ttl must be 0 (the default) or at least %s, got %s: consumers treat a ttl of 2 seconds or less as a rotation about to happen", minMaxTTL, ttl)
+		}
+		role.MaxTTL = ttl
+	}
 	if raw, ok := d.GetOk("max_versions"); ok {
 		n := raw.(int)
 		if n < 1 || n > maxMaxVersions {
@@ -460,6 +472,13 @@ func applyRoleFields(role *roleEntry, d *framework.FieldData, creating bool, now
 	}
 	if resp := applyTokenFields(role, d); resp != nil {
 		return nil, resp
+	}
+	if lead := role.consumerLead(); role.MaxTTL > 0 && lead > 0 && role.MaxTTL >= lead {
+		what := "stage_period"
+		if role.usesKeys() {
+			what = "overlap_period"
+		}
+		return nil, logical.ErrorResponse("max_ttl (%s) must be shorter than %s (%s): consumers re-reading at ttl would see a manually rotated credential only after Auth0 requires it; lower max_ttl (0: the default, a quarter of %s)", role.MaxTTL, what, lead, what)
 	}
 	return role.trimVersions(), nil
 }
@@ -710,6 +729,7 @@ var roleReadResponses = map[int][]framework.Response{http.StatusOK: {{
 		"rotation_window":          {Type: framework.TypeInt64, Description: "Seconds after a scheduled time a rotation may still start; 0: no limit."},
 		"max_versions":             {Type: framework.TypeInt, Description: "How many versions are retained."},
 		"current_version":          {Type: framework.TypeInt, Description: "Version creds serve; 0 before the first rotation or import."},
+		"max_ttl":                  {Type: framework.TypeInt64, Description: "Seconds: the largest ttl creds answers (the role's max_ttl, or its default)."},
 		"last_vault_rotation":      {Type: framework.TypeTime, Description: "When the current version was made (RFC 3339)."},
 		"next_vault_rotation":      {Type: framework.TypeTime, Description: "When the next scheduled rotation is due (RFC 3339); only when scheduled."},
 		"warning":                  {Type: framework.TypeString, Description: "Something an operator should know, e.g. a rotation had to be repeated because a lost answer could not be read back."},

@@ -248,7 +248,7 @@ func TestRoleWriteFailingHalfWayLeavesNoStaleCreds(t *testing.T) {
 	}
 	e.ok(logical.UpdateOperation, "roles/app", map[string]interface{}{"max_versions": 1})
 	creds := e.ok(logical.ReadOperation, "creds/app", nil)
-	if _, ok := creds["previous_client_secret"]; ok || len(e.storedRole("app").Versions) != 1 {
+	if creds["previous_client_secret"] != "" || len(e.storedRole("app").Versions) != 1 {
 		t.Fatal("creds serve a previous version that max_versions=1 does not retain")
 	}
 	if sec, _ := loadSecret(t.Context(), e.storage, "app", nil, 1); sec != nil {

@@ -69,7 +69,7 @@ func TestRotateTrimsToMaxVersions(t *testing.T) {
 	if v["current_version"] != 6 || v["oldest_version"] != 6 {
 		t.Fatalf("versions = %v; want only 6", v)
 	}
-	if _, ok := e.ok(logical.ReadOperation, "creds/app", nil)["previous_client_secret"]; ok {
+	if e.ok(logical.ReadOperation, "creds/app", nil)["previous_client_secret"] != "" {
 		t.Fatal("previous_client_secret served although max_versions=1 retains none")
 	}
 }

@@ -132,6 +132,11 @@ type roleEntry struct {
 	TokenScopes     []string      `json:"token_scopes,omitempty"`
 	AllowAssertions bool          `json:"allow_assertions,omitempty"`
 	AssertionTTL    time.Duration `json:"assertion_ttl,omitempty"`
+
+	// MaxTTL bounds the ttl creds answers (0: defaultMaxTTL): consumers that re-read at
+	// ttl see a manual rotation within it, and those of a role without a schedule keep
+	// re-reading at all.
+	MaxTTL time.Duration `json:"max_ttl,omitempty"`
 }
 
 // downgradeGuard is what a role entry holds under "versions", the key where v0.1.0 reads
@@ -248,6 +253,12 @@ type credsEntry struct {
 	TokenScopes     []string      `json:"token_scopes,omitempty"`
 	AllowAssertions bool          `json:"allow_assertions,omitempty"`
 	AssertionTTL    time.Duration `json:"assertion_ttl,omitempty"`
+	// What the answer's ttl and last_vault_rotation are computed from (creds_answer.go).
+	LastEvent time.Time     `json:"last_event,omitempty"`
+	PublishAt time.Time     `json:"publish_at,omitempty"`
+	MaxTTL    time.Duration `json:"max_ttl,omitempty"`
+	// Halted: the role is blocked; the engine will not rotate it until the operator acts.
+	Halted bool `json:"halted,omitempty"`
 }
 
 // ownerEntry records which role owns an Auth0 application on this mount.
@@ -413,6 +424,33 @@ func (r *roleEntry) credsMeta(c *credsEntry) {
 	} else {
 		c.Next = nil
 	}
+	c.LastEvent, c.MaxTTL = r.lastEvent(), r.maxTTL()
+	c.Halted = r.Blocked != ""
+	c.PublishAt = time.Time{}
+	if r.PendingKey != nil {
+		c.PublishAt = r.PendingKey.PublishAt
+	}
+}
+
+// lastEvent is when the engine last acted on the role's credential: a rotation, the
+// publication of a staged secret, its switch or cancellation, the start of a key
+// rotation or the attachment of its key, or an attempt that failed. Each moves what creds answers, or when it will
+// change; creds reports it as last_vault_rotation (creds_answer.go).
+func (r *roleEntry) lastEvent() time.Time {
+	t := r.LastVaultRotation
+	if r.Staged != nil {
+		t = later(t, r.Staged.StagedTime)
+	}
+	if n := len(r.Cancelled); n > 0 {
+		t = later(t, r.Cancelled[n-1].CancelledTime)
+	}
+	if pk := r.PendingKey; pk != nil {
+		t = later(later(t, pk.Started), pk.AttachedAt)
+	}
+	if r.LastFailure != nil {
+		t = later(t, r.LastFailure.Time)
+	}
+	return t
 }
 
 // isStaged reports whether the role rotates with the staged strategy.
@@ -425,13 +463,19 @@ func (r *roleEntry) stagePeriod() time.Duration {
 	return defaultStagePeriod
 }
 
-// nextChange is when a consumer of creds should read again: the next rotation, or while
-// rotations fail, the next attempt, whichever is later. Zero when the role has no schedule.
+// nextChange is the next change of the credential a consumer of creds must see: the next
+// rotation, publication, switch or key publication, or while rotations fail the next
+// attempt, whichever is later. Zero when the role has no schedule, or is blocked.
 func (c *credsEntry) nextChange() time.Time {
 	switch {
+	case c.Halted:
+		return time.Time{} // nothing happens until the operator acts
 	case c.Next != nil:
 		// A staged secret: consumers must see the switch.
 		return later(c.NextSwitchTime, c.NextAttempt)
+	case !c.PublishAt.IsZero():
+		// A key rotation under way: consumers must see the new key when it is served.
+		return later(c.PublishAt, c.NextAttempt)
 	case c.RotationPeriod == 0 && c.RotationSchedule == "":
 		return time.Time{}
 	case c.Strategy == strategyStaged:

@@ -256,8 +256,13 @@ func TestScheduledFailuresBackOffAndRecover(t *testing.T) {
 		t.Fatalf("next_attempt = %v, stored %v; want now + 640s", failure["next_attempt"], stored.NextAttempt)
 	}
 	creds := e.ok(logical.ReadOperation, "creds/app", nil)
-	if creds["ttl"] != int64(640) {
-		t.Fatalf("creds ttl while failing = %v, want 640 (the next attempt), not 1", creds["ttl"])
+	if creds["ttl"] != int64(300) {
+		t.Fatalf("creds ttl while failing = %v, want 300 (max_ttl; the next attempt is in 640), not 1", creds["ttl"])
+	}
+	// Each failed attempt moved last_vault_rotation: a consumer re-reading at ttl accepts
+	// the answer instead of waiting for a rotation that did not come.
+	if creds["last_vault_rotation"] != stored.LastFailure.Time.Format(time.RFC3339) {
+		t.Fatalf("last_vault_rotation while failing = %v, want the last attempt %v", creds["last_vault_rotation"], stored.LastFailure.Time)
 	}
 	wantContains(t, e.logs.String(), "rotation failed", "consecutive_failures=7")
 

@@ -34,18 +34,21 @@ func TestStagedCycle(t *testing.T) {
 	e.configureStaged(nil)
 	v1 := e.appSecret(testAppID)
 	creds := e.ok(logical.ReadOperation, "creds/app", nil)
-	if creds["ttl"] != int64(50*60) || creds["next_client_secret"] != nil {
-		t.Fatalf("before publication: ttl %v (want 3000: the publication), next %v", creds["ttl"], creds["next_client_secret"] != nil)
+	if creds["ttl"] != int64(150) || creds["next_client_secret"] != "" {
+		t.Fatalf("before publication: ttl %v (want 150: max_ttl, a quarter of stage_period), next %v", creds["ttl"], creds["next_client_secret"] != "")
 	}
-
-	e.advance(50 * time.Minute)
+	e.advance(49 * time.Minute)
+	if creds := e.ok(logical.ReadOperation, "creds/app", nil); creds["ttl"] != int64(60) {
+		t.Fatalf("a minute before publication: ttl %v, want 60", creds["ttl"])
+	}
+	e.advance(time.Minute)
 	creds = e.ok(logical.ReadOperation, "creds/app", nil)
 	next, _ := creds["next_client_secret"].(string)
 	if next == "" || next == v1 || creds["next_version"] != 2 || creds["client_secret"] != v1 || creds["version"] != 1 {
 		t.Fatalf("after publication: %v", redactCreds(creds))
 	}
-	if creds["ttl"] != int64(10*60) || creds["next_switch_time"] == nil {
-		t.Fatalf("ttl %v, next_switch_time %v; want 600 (the switch)", creds["ttl"], creds["next_switch_time"])
+	if creds["ttl"] != int64(150) || creds["next_switch_time"] == "" {
+		t.Fatalf("ttl %v, next_switch_time %v; want 150 (max_ttl; the switch is in 600)", creds["ttl"], creds["next_switch_time"])
 	}
 	if len(next) != rootSecretLength || strings.Trim(next, rootSecretAlphabet) != "" {
 		t.Fatal("the staged secret is not 64 characters of Auth0's alphabet")
@@ -72,11 +75,11 @@ func TestStagedCycle(t *testing.T) {
 		t.Fatalf("%d PATCHes; Auth0 holds the staged secret: %v", n, e.appSecret(testAppID) == next)
 	}
 	creds = e.ok(logical.ReadOperation, "creds/app", nil)
-	if creds["client_secret"] != next || creds["previous_client_secret"] != v1 || creds["version"] != 2 || creds["next_client_secret"] != nil {
+	if creds["client_secret"] != next || creds["previous_client_secret"] != v1 || creds["version"] != 2 || creds["next_client_secret"] != "" {
 		t.Fatalf("after the switch: %v", redactCreds(creds))
 	}
-	if creds["ttl"] != int64(50*60) {
-		t.Fatalf("after the switch ttl = %v, want 3000 (the next publication)", creds["ttl"])
+	if creds["ttl"] != int64(150) {
+		t.Fatalf("after the switch ttl = %v, want 150 (max_ttl; the next publication is in 3000)", creds["ttl"])
 	}
 	if !consumer() {
 		t.Fatal("a consumer fails after the switch")
@@ -145,7 +148,7 @@ func TestStagedManualRotate(t *testing.T) {
 	if cancelled["cancelled_version"] != 3 || cancelled["next_version"] != nil {
 		t.Fatalf("cancel answered %v", cancelled)
 	}
-	if c := e.ok(logical.ReadOperation, "creds/app", nil); c["next_client_secret"] != nil || c["version"] != 2 {
+	if c := e.ok(logical.ReadOperation, "creds/app", nil); c["next_client_secret"] != "" || c["version"] != 2 {
 		t.Fatalf("after cancel creds still serve a next secret: %v", redactCreds(c))
 	}
 	e.advance(time.Hour)
@@ -326,7 +329,7 @@ func TestStagedNotOnStandby(t *testing.T) {
 	if st := e.emu.Stats(); st.SecretPatches[testAppID] != 0 {
 		t.Fatal("a standby switched a staged secret")
 	}
-	if c := e.ok(logical.ReadOperation, "creds/app", nil); c["next_client_secret"] != nil {
+	if c := e.ok(logical.ReadOperation, "creds/app", nil); c["next_client_secret"] != "" {
 		t.Fatal("a standby staged a secret")
 	}
 }
@@ -355,7 +358,7 @@ func TestStagedSwitchNowSurvivesACrash(t *testing.T) {
 	wantContains(t, e.userError(logical.UpdateOperation, "rotate/app", map[string]interface{}{"cancel_staged": true}), "can only be finished")
 	e.advance(time.Second)
 	creds := e.ok(logical.ReadOperation, "creds/app", nil)
-	if creds["client_secret"] != staged || creds["version"] != 2 || creds["next_client_secret"] != nil {
+	if creds["client_secret"] != staged || creds["version"] != 2 || creds["next_client_secret"] != "" {
 		t.Fatalf("a second after the restart: %v", redactCreds(creds))
 	}
 }

@@ -1,0 +1,99 @@
+package auth0
+
+import (
+	"time"
+)
+
+const (
+	// defaultMaxTTL bounds the ttl creds answers when the role sets no max_ttl.
+	defaultMaxTTL = 5 * time.Minute
+	// minMaxTTL keeps ttl well above the 2 seconds under which Vault Secrets Operator
+	// treats an answer as "about to rotate" and reads again.
+	minMaxTTL = 10 * time.Second
+)
+
+// maxTTL is the largest ttl creds answers for the role.
+func (c *credsEntry) maxTTL() time.Duration {
+	if c.MaxTTL > 0 {
+		return c.MaxTTL
+	}
+	return defaultMaxTTL
+}
+
+// maxTTL is the role's max_ttl, or its default: defaultMaxTTL, or a quarter of the lead a
+// consumer has on a manual rotation (stage_period, overlap_period) if that is shorter, so
+// that consumers re-reading at ttl see a manually staged secret or key well before Auth0
+// requires it.
+func (r *roleEntry) maxTTL() time.Duration {
+	if r.MaxTTL > 0 {
+		return r.MaxTTL
+	}
+	d := defaultMaxTTL
+	if lead := r.consumerLead(); lead > 0 && lead/4 < d {
+		d = max(lead/4, minMaxTTL)
+	}
+	return d
+}
+
+// consumerLead is how long consumers have between seeing a new credential and Auth0
+// requiring it: stage_period for a staged role, overlap_period for a key role (while
+// either key works), none for an immediate rotation.
+func (r *roleEntry) consumerLead() time.Duration {
+	switch {
+	case r.isStaged():
+		return r.stagePeriod()
+	case r.usesKeys():
+		return r.overlapPeriod()
+	}
+	return 0
+}
+
+// readAgain is when creds tell consumers to read again, and what they report as
+// last_vault_rotation: the contract that keeps every consumer that re-reads at ttl
+// (Vault Agent, Vault Secrets Operator) in step with the engine.
+type readAgain struct {
+	// Since is last_vault_rotation: the latest moment the answer changed or was
+	// confirmed. It moves forward every time ttl runs out, so that a consumer which
+	// re-reads then, and refuses an answer whose last_vault_rotation did not move as one
+	// not rotated yet (VSO does), accepts it.
+	Since time.Time
+	// At is when ttl runs out: the next change a consumer must see (the next rotation,
+	// publication, switch, key publication, or while rotations fail the next attempt), or
+	// max_ttl after the last moment the answer was confirmed, whichever comes first.
+	At time.Time
+}
+
+// readAgainAt computes, for a read of the current version at now, when the consumer
+// should read again and what last_vault_rotation reports.
+//
+// The answer changes at the events the engine stores (a rotation, a publication, a
+// switch, a failed attempt: their latest is the base below) and, between them, only by
+// a manual rotation, which is an event too. So between events, the engine confirms the
+// answer every max_ttl: each confirmation point is a "rotation" for consumers that count
+// them, with nothing to rewrite; a manual rotation reaches them at the next one. A
+// consumer that re-reads while the due event's job has not run yet finds
+// last_vault_rotation unchanged and ttl at its 1 second floor: it reads again, and finds
+// the change a moment later.
+func readAgainAt(c *credsEntry, now time.Time) readAgain {
+	base := later(c.LastEvent, c.Current.CreatedTime)
+	if c.Next != nil {
+		base = later(base, c.Next.CreatedTime)
+	}
+	step := c.maxTTL()
+	next := c.nextChange()
+	// Confirmation points stop at a due event whose job has not run yet: one that passed
+	// meanwhile would tell a consumer the answer is new while the change is still to come.
+	until := now
+	if !next.IsZero() && next.Before(until) {
+		until = next
+	}
+	since := base
+	if until.After(base) {
+		since = base.Add(until.Sub(base) / step * step)
+	}
+	at := since.Add(step)
+	if !next.IsZero() && next.Before(at) {
+		at = next
+	}
+	return readAgain{Since: since, At: at}
+}
