@@ -2,10 +2,8 @@ package auth0
 
 import (
 	"flag"
-	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -88,29 +86,8 @@ func TestConsumersGetEveryCredentialInTime(t *testing.T) {
 	}
 }
 
-// consumerRun is one scenario's engine, consumers and record.
-type consumerRun struct {
-	t    *testing.T
-	e    *testEnv
-	sc   consumerScenario
-	rng  *rand.Rand
-	list []consumers.Consumer
-
-	// What Auth0 required at the last check (secret, or attached key ids), and since when
-	// each consumer's copy has failed to hold it.
-	required string
-	staleAt  map[consumers.Consumer]staleSince
-	maxLag   map[consumers.Consumer]time.Duration
-	checks   int
-	changes  int
-	// manual is set while a check follows a manual rotation, and lastManual says whether
-	// the last change at Auth0 came from one: consumers see a manual rotation only at
-	// their next read, up to max_ttl later.
-	manual, lastManual bool
-}
-
 func runConsumerScenario(t *testing.T, sc consumerScenario, seed uint64) {
-	r := &consumerRun{t: t, sc: sc, rng: rand.New(rand.NewPCG(seed, 7)), staleAt: map[consumers.Consumer]staleSince{}, maxLag: map[consumers.Consumer]time.Duration{}}
+	rng := rand.New(rand.NewPCG(seed, 7))
 	role := map[string]interface{}{}
 	switch sc.trigger {
 	case "period":
@@ -137,7 +114,6 @@ func runConsumerScenario(t *testing.T, sc consumerScenario, seed uint64) {
 		}
 		e.configureWithRole(role)
 	}
-	r.e = e
 	var failing atomic.Bool
 	e.emu.SetFaults(func(p emulator.Phase, req *http.Request, clientID string) *emulator.Fault {
 		if failing.Load() && clientID == testAppID && p == emulator.BeforeApply && req.Method != http.MethodGet {
@@ -151,23 +127,31 @@ func runConsumerScenario(t *testing.T, sc consumerScenario, seed uint64) {
 	if sc.kind == "keys" {
 		keys = []string{"client_id", "private_key", "key_id", "kid", "previous_private_key", "previous_key_id"}
 	}
-	for i, v := range consumers.VSOVariants {
-		r.list = append(r.list, consumers.NewVSO(v, start, seed+uint64(i)))
+	k := &consumers.Checker{Keys: sc.kind == "keys", Lead: sc.kind != "immediate", LagBound: consumerLagBound}
+	k.Required = func() (string, []string) {
+		if k.Keys {
+			_, attached, _ := e.emu.Credentials(testAppID)
+			return "", attached
+		}
+		return e.appSecret(testAppID), nil
 	}
-	r.list = append(r.list, consumers.NewCSI(keys, consumerCSIPoll, start), consumers.NewESO(consumerESO, start), consumers.NewAgent(start))
+	for i, v := range consumers.VSOVariants {
+		k.Consumers = append(k.Consumers, consumers.NewVSO(v, start, seed+uint64(i)))
+	}
+	k.Consumers = append(k.Consumers, consumers.NewCSI(keys, consumerCSIPoll, start), consumers.NewESO(consumerESO, start), consumers.NewAgent(start))
 
 	// Scripted: manual rotations at random times (every role kind is rotated by hand now
 	// and then; a manual-only role only so), and for a failing scenario a window of
 	// failures covering one due rotation and some retries.
 	end := start.Add(time.Duration(*consumerDays * float64(24*time.Hour)))
 	var manual []time.Time
-	for at := start.Add(time.Duration(r.rng.Int64N(int64(consumerPeriod)))); at.Before(end); at = at.Add(consumerPeriod/2 + time.Duration(r.rng.Int64N(int64(2*consumerPeriod)))) {
+	for at := start.Add(time.Duration(rng.Int64N(int64(consumerPeriod)))); at.Before(end); at = at.Add(consumerPeriod/2 + time.Duration(rng.Int64N(int64(2*consumerPeriod)))) {
 		manual = append(manual, at)
 	}
 	var failFrom, failTo time.Time
 	if sc.failing {
-		failFrom = start.Add(3*consumerPeriod + time.Duration(r.rng.Int64N(int64(consumerPeriod))))
-		failTo = failFrom.Add(consumerPeriod/2 + time.Duration(r.rng.Int64N(int64(consumerPeriod))))
+		failFrom = start.Add(3*consumerPeriod + time.Duration(rng.Int64N(int64(consumerPeriod))))
+		failTo = failFrom.Add(consumerPeriod/2 + time.Duration(rng.Int64N(int64(consumerPeriod))))
 	}
 
 	read := func() (map[string]any, error) {
@@ -180,10 +164,10 @@ func runConsumerScenario(t *testing.T, sc consumerScenario, seed uint64) {
 		}
 		return resp.Data, nil
 	}
-	r.check()
+	k.Check(start, false)
 	for now := e.clock.Now(); now.Before(end); now = e.clock.Now() {
 		next := end
-		for _, c := range r.list {
+		for _, c := range k.Consumers {
 			if d := c.Due(); !d.IsZero() && d.Before(next) {
 				next = d
 			}
@@ -208,6 +192,7 @@ func runConsumerScenario(t *testing.T, sc consumerScenario, seed uint64) {
 		}
 		failing.Store(!failFrom.IsZero() && !now.Before(failFrom) && now.Before(failTo))
 		e.runDue()
+		k.Check(now, false)
 		if len(manual) > 0 && !manual[0].After(now) {
 			manual = manual[1:]
 			// A manual rotation: a staged role stages (or, staged already, does nothing);
@@ -219,134 +204,41 @@ func runConsumerScenario(t *testing.T, sc consumerScenario, seed uint64) {
 			case err == nil && resp.IsError() && !failing.Load():
 				t.Logf("manual rotation at %s refused: %v", now.Sub(start), resp.Error())
 			}
-			r.manual = true
+			k.Check(now, true)
 		}
-		r.check()
-		r.manual = false
-		for _, c := range r.list {
+		for _, c := range k.Consumers {
 			if d := c.Due(); !d.IsZero() && !d.After(now) {
 				c.Step(now, read)
 			}
 		}
-		r.check()
+		k.Check(now, false)
 	}
-	r.report(end.Sub(start))
+	lines := k.Finish(4)
+	for _, p := range k.Problems {
+		t.Errorf("%s: %s", sc, p)
+	}
+	t.Logf("%s: %d changes at Auth0 in %s; %s", sc, k.Changes, end.Sub(start), strings.Join(lines, "; "))
 }
 
-// required is what Auth0 accepts now: the secret, or the attached key ids.
-func (r *consumerRun) requiredNow() (string, []string) {
-	if r.sc.kind == "keys" {
-		_, attached, _ := r.e.emu.Credentials(testAppID)
-		return "", attached
-	}
-	return r.e.appSecret(testAppID), nil
-}
-
-// holds reports whether copy holds what Auth0 accepts, as current or next.
-func (r *consumerRun) holds(copy map[string]string) bool {
-	secret, attached := r.requiredNow()
-	if copy == nil {
-		return false
-	}
-	if r.sc.kind == "keys" {
-		return slices.Contains(attached, copy["key_id"])
-	}
-	return copy["client_secret"] == secret || copy["next_client_secret"] == secret && secret != ""
-}
-
-// check records, for every consumer, whether its copy holds what Auth0 accepts now.
-func (r *consumerRun) check() {
-	r.checks++
-	now := r.e.clock.Now()
-	secret, attached := r.requiredNow()
-	if req := secret + strings.Join(attached, ","); req != r.required {
-		r.required = req
-		r.changes++
-		r.lastManual = r.manual
-		// A consumer still on the credential before this change: its lag for that change
-		// ends here, and one for this change starts.
-		for c, st := range r.staleAt {
-			r.endLag(c, st, now)
-			r.staleAt[c] = staleSince{now, r.manual}
-		}
-	}
-	for _, c := range r.list {
-		if r.holds(c.Copy()) {
-			if st, ok := r.staleAt[c]; ok {
-				r.endLag(c, st, now)
-				delete(r.staleAt, c)
-			}
-			continue
-		}
-		if _, ok := r.staleAt[c]; !ok {
-			r.staleAt[c] = staleSince{now, r.lastManual}
-		}
-		if r.sc.kind != "immediate" && c.Copy() != nil {
-			r.t.Fatalf("%s: at %s Auth0 requires a credential %s's copy does not hold (copy has %v)", r.sc, now.Format(time.TimeOnly), c.Name(), consumers.Keys(c.Copy()))
-		}
-	}
-}
-
-// staleSince is when a consumer's copy stopped holding what Auth0 accepts, and whether a
-// manual rotation did it.
-type staleSince struct {
-	at     time.Time
-	manual bool
-}
-
-// endLag records how long c held a dead credential, and reports it if longer than c's own
-// delay.
-func (r *consumerRun) endLag(c consumers.Consumer, st staleSince, now time.Time) {
-	lag := now.Sub(st.at)
-	if bound := r.lagBound(c, st.manual); lag > bound && r.sc.kind == "immediate" {
-		r.t.Errorf("%s: %s held a dead secret for %s after a %s rotation at %s, more than its own delay (%s)",
-			r.sc, c.Name(), lag, map[bool]string{true: "manual", false: "scheduled"}[st.manual], st.at.Format(time.TimeOnly), bound)
-	}
-	r.maxLag[c] = max(r.maxLag[c], lag)
-}
-
-// lagBound is how long after an immediate rotation a consumer may still hold the old
+// consumerLagBound is how long after a change at Auth0 a consumer may still hold the old
 // secret: its own delay.
-func (r *consumerRun) lagBound(c consumers.Consumer, manual bool) time.Duration {
+func consumerLagBound(c consumers.Consumer, manual bool) time.Duration {
 	maxTTL := defaultMaxTTL
 	if c.Name() == "vso-0.4.0" {
 		maxTTL += maxTTL / 20 // its jitter: up to 5% of ttl
 	}
 	switch name := c.Name(); {
-	case manual:
-		// Seen at the consumer's next read: within max_ttl for those that re-read at ttl.
-		switch {
-		case strings.HasPrefix(name, "csi"):
-			return consumerCSIPoll + time.Second
-		case strings.HasPrefix(name, "eso"):
-			return consumerESO + time.Second
-		}
-		return maxTTL + 2*time.Second
 	case strings.HasPrefix(name, "csi"):
 		return consumerCSIPoll + time.Second
 	case strings.HasPrefix(name, "eso"):
 		return consumerESO + time.Second
+	case manual:
+		// Seen at the consumer's next read: within max_ttl for those that re-read at ttl.
+		return maxTTL + 2*time.Second
 	case name == "vso-1.4", name == "vault-agent":
 		return 2 * time.Second
 	default:
 		// VSO before 1.4 schedules its next sync from the ttl of the last answer it wrote.
 		return maxTTL + 2*time.Second
 	}
-}
-
-func (r *consumerRun) report(ran time.Duration) {
-	var lines []string
-	for _, c := range r.list {
-		if errs := c.Errors(); len(errs) > 0 {
-			r.t.Errorf("%s: %s reported %d errors, the first: %s", r.sc, c.Name(), len(errs), errs[0])
-		}
-		if v, ok := c.(*consumers.VSO); ok && v.NotStatic {
-			r.t.Errorf("%s: %s did not see static credentials: it never re-syncs the path", r.sc, c.Name())
-		}
-		lines = append(lines, fmt.Sprintf("%s: %d writes, longest lag %s", c.Name(), c.Writes(), r.maxLag[c]))
-	}
-	if r.changes < 4 {
-		r.t.Errorf("%s: Auth0's credential changed only %d times in %s: the scenario does not exercise rotations", r.sc, r.changes, ran)
-	}
-	r.t.Logf("%s: %d changes at Auth0 in %s; %s", r.sc, r.changes, ran, strings.Join(lines, "; "))
 }

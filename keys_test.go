@@ -497,3 +497,25 @@ func TestKeyEndOfOverlapCutShort(t *testing.T) {
 		t.Fatalf("after the retry: overlap %+v, stored %v, attached %v", role.Overlap, stored, attached)
 	}
 }
+
+// While a key waits for propagation_wait, creds say when it is served: the first key in
+// the error of a role with nothing to serve yet, a later one in ttl (which sat at 1 second
+// before: the rotation it counted to had started).
+func TestKeyCredsDuringPropagation(t *testing.T) {
+	e := newKeyEnv(t, map[string]interface{}{"rotation_period": "1h", "overlap_period": "20m"})
+	e.ok(logical.UpdateOperation, "config", map[string]interface{}{"propagation_wait": "30s"})
+	e.ok(logical.UpdateOperation, "rotate/app", nil)
+	wantContains(t, e.userError(logical.ReadOperation, "creds/app", nil), "its first key is attached at Auth0 and is served from", "(in 30s)")
+	e.advance(30 * time.Second)
+	first, _, _ := e.servedKeys()
+
+	e.advance(time.Hour) // the next rotation starts, an hour after the first key was served; its key waits
+	cur, _, data := e.servedKeys()
+	if cur.keyID != first.keyID || data["ttl"] != int64(30) {
+		t.Fatalf("during propagation_wait: serving %s (first %s), ttl %v; want the first key and ttl 30 (its publication)", cur.keyID, first.keyID, data["ttl"])
+	}
+	e.advance(30 * time.Second)
+	if cur, prev, data := e.servedKeys(); cur.keyID == first.keyID || prev == nil || prev.keyID != first.keyID {
+		t.Fatalf("after propagation_wait: serving %s (first %s), previous %v; ttl %v", cur.keyID, first.keyID, prev, data["ttl"])
+	}
+}

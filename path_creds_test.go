@@ -169,3 +169,19 @@ func TestVersions(t *testing.T) {
 		t.Fatalf("versions of a never-rotated role = %v", got)
 	}
 }
+
+// A blocked role's creds do not tell consumers to re-read every second: nothing happens
+// until the operator acts, so ttl is max_ttl.
+func TestBlockedRoleCredsTTL(t *testing.T) {
+	e := newTestEnv(t)
+	e.configureWithRole(map[string]interface{}{"rotation_period": "1h", "import_current_secret": true})
+	role := e.storedRole("app")
+	role.Blocked = "test: blocked"
+	role.NextVaultRotation = e.clock.Now().Add(-time.Minute) // overdue, never to run
+	if err := e.b.storeRoleState(t.Context(), e.storage, "app", role); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := e.ok(logical.ReadOperation, "creds/app", nil)["ttl"]; ttl != int64(300) {
+		t.Fatalf("blocked role: ttl %v, want 300 (max_ttl)", ttl)
+	}
+}
