@@ -192,6 +192,12 @@ func runConsumerScenario(t *testing.T, sc consumerScenario, seed uint64) {
 		}
 		failing.Store(!failFrom.IsZero() && !now.Before(failFrom) && now.Before(failTo))
 		e.runDue()
+		observe := func() {
+			if data, err := read(); err == nil {
+				k.Observe(now, data)
+			}
+		}
+		observe()
 		k.Check(now, false)
 		if len(manual) > 0 && !manual[0].After(now) {
 			manual = manual[1:]
@@ -204,6 +210,7 @@ func runConsumerScenario(t *testing.T, sc consumerScenario, seed uint64) {
 			case err == nil && resp.IsError() && !failing.Load():
 				t.Logf("manual rotation at %s refused: %v", now.Sub(start), resp.Error())
 			}
+			observe()
 			k.Check(now, true)
 		}
 		for _, c := range k.Consumers {

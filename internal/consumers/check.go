@@ -30,6 +30,10 @@ type Checker struct {
 	required string
 	stale    map[Consumer]staleSince
 	maxLag   map[Consumer]time.Duration
+	// published is when each credential first appeared in the engine's answer (Observe),
+	// copied when it first appeared in each consumer's copy.
+	published map[string]time.Time
+	copied    map[Consumer]map[string]time.Time
 	// Changes counts the changes at Auth0 seen.
 	Changes int
 	// Problems are what the checks found.
@@ -55,11 +59,52 @@ func (k *Checker) Holds(copy map[string]string) bool {
 	return secret != "" && (copy["client_secret"] == secret || copy["next_client_secret"] == secret)
 }
 
+// credentials are the credentials an answer or a copy holds: its secrets, or its key id.
+func (k *Checker) credentials(data map[string]string) []string {
+	var out []string
+	fields := []string{"client_secret", "next_client_secret"}
+	if k.Keys {
+		fields = []string{"key_id"}
+	}
+	for _, f := range fields {
+		if v := data[f]; v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func (k *Checker) init() {
+	if k.stale == nil {
+		k.stale, k.maxLag = map[Consumer]staleSince{}, map[Consumer]time.Duration{}
+		k.published, k.copied = map[string]time.Time{}, map[Consumer]map[string]time.Time{}
+	}
+}
+
+// Observe records an answer of the engine read directly at now: when each credential was
+// published, to measure how long each consumer took to copy it.
+func (k *Checker) Observe(now time.Time, data map[string]any) {
+	k.init()
+	for _, cred := range k.credentials(renderAll(data)) {
+		if _, ok := k.published[cred]; !ok {
+			k.published[cred] = now
+		}
+	}
+}
+
 // Check compares every copy with what Auth0 accepts at now; manual says a manual rotation
 // just ran (a change seen now is its doing).
 func (k *Checker) Check(now time.Time, manual bool) {
-	if k.stale == nil {
-		k.stale, k.maxLag = map[Consumer]staleSince{}, map[Consumer]time.Duration{}
+	k.init()
+	for _, c := range k.Consumers {
+		if k.copied[c] == nil {
+			k.copied[c] = map[string]time.Time{}
+		}
+		for _, cred := range k.credentials(c.Copy()) {
+			if _, ok := k.copied[c][cred]; !ok {
+				k.copied[c][cred] = now
+			}
+		}
 	}
 	secret, attached := k.Required()
 	if req := secret + strings.Join(attached, ","); req != k.required {
@@ -116,10 +161,50 @@ func (k *Checker) Finish(minChanges int) []string {
 		if c.Copy() == nil {
 			k.Problems = append(k.Problems, fmt.Sprintf("%s never wrote a copy", c.Name()))
 		}
-		lines = append(lines, fmt.Sprintf("%s: %d writes, longest lag %s", c.Name(), c.Writes(), k.maxLag[c].Round(time.Millisecond)))
+		lines = append(lines, fmt.Sprintf("%s: %d writes, copied %s after publication, longest lag %s", c.Name(), c.Writes(), k.CopyDelay(c), k.maxLag[c].Round(time.Millisecond)))
 	}
 	if k.Changes < minChanges {
 		k.Problems = append(k.Problems, fmt.Sprintf("Auth0's credential changed only %d times: the run does not exercise rotations", k.Changes))
 	}
 	return lines
+}
+
+// Delay is how long a consumer took to copy the credentials published while it ran.
+type Delay struct {
+	N         int
+	Max, Mean time.Duration
+}
+
+func (d Delay) String() string {
+	if d.N == 0 {
+		return "(nothing published)"
+	}
+	return fmt.Sprintf("max %s mean %s (%d credentials)", d.Max.Round(time.Millisecond), d.Mean.Round(time.Millisecond), d.N)
+}
+
+// CopyDelay measures, over the credentials published after the first one (Observe), how
+// long c took to copy each.
+func (k *Checker) CopyDelay(c Consumer) Delay {
+	var d Delay
+	var sum time.Duration
+	first := time.Time{}
+	for _, at := range k.published {
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+	}
+	for cred, at := range k.published {
+		copiedAt, ok := k.copied[c][cred]
+		if !ok || !at.After(first) {
+			continue
+		}
+		delay := max(copiedAt.Sub(at), 0)
+		d.N++
+		sum += delay
+		d.Max = max(d.Max, delay)
+	}
+	if d.N > 0 {
+		d.Mean = sum / time.Duration(d.N)
+	}
+	return d
 }
