@@ -32,11 +32,15 @@ const (
 	k8sRecipe       = "docs/recipes/kubernetes.md"
 	tfVaultRecipe   = "docs/recipes/terraform-vault.md"
 	recipePolicyApp = "myapp-app" // the name kubernetes.md and vault-agent.md use for policy-app
+	// recipePolicyAppKeys is policy-app-keys's name: the consumer recipes (vso.md, csi.md,
+	// eso.md) use it for their private_key_jwt role, myapp-keys.
+	recipePolicyAppKeys = "myapp-keys-app"
 )
 
 // recipePolicies maps the policy blocks of policies.md to the names the recipes load them as.
 var recipePolicies = map[string]string{
 	"policy-app":       recipePolicyApp,
+	"policy-app-keys":  recipePolicyAppKeys,
 	"policy-app-token": "myapp-token",
 	"policy-rotator":   "myapp-rotator",
 	"policy-operator":  "auth0-operator",
@@ -44,17 +48,19 @@ var recipePolicies = map[string]string{
 }
 
 // TestRecipes runs the policies, Kubernetes and Vault Agent recipes on one Vault: role
-// myapp (rotated twice, so it has a previous version) and role other.
+// myapp (rotated twice, so it has a previous version), role other, and the
+// private_key_jwt role myapp-keys (rotated once).
 func TestRecipes(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.configure(t)
+	f := newKeyFixture(t) // its Management API application may manage keys too
 	myapp := f.addApp(t, "myapp-id", "My App")
 	other := f.addApp(t, "other-id", "Other App")
+	keyApp := f.addApp(t, "myapp-keys-id", "My App With Keys")
 	f.addApp(t, "ops-id", "Ops App")
 	f.mustRequest(t, http.MethodPost, mount+"/roles/myapp", map[string]any{"client_id": myapp.ClientID, "token_audiences": apiAudience})
 	f.mustRequest(t, http.MethodPost, mount+"/roles/other", map[string]any{"client_id": other.ClientID, "token_audiences": apiAudience})
-	for _, r := range []string{"myapp", "myapp", "other"} {
+	f.mustRequest(t, http.MethodPost, mount+"/roles/myapp-keys", map[string]any{"client_id": keyApp.ClientID, "credential_type": "private_key_jwt", "allow_auth_method_change": true})
+	for _, r := range []string{"myapp", "myapp", "other", "myapp-keys"} {
 		f.mustRequest(t, http.MethodPost, mount+"/rotate/"+r, nil)
 	}
 	blocks := vaulttest.RecipeBlocks(t, policiesRecipe)
@@ -88,8 +94,8 @@ func recipePoliciesCheck(t *testing.T, f *fixture) {
 	}
 	secretOf := func(t *testing.T, clientID string) string { return f.secret(t, clientID) }
 	const (
-		app, appToken, rotator, operator, monitor = recipePolicyApp, "myapp-token", "myapp-rotator", "auth0-operator", "auth0-monitor"
-		get, put, del, list                       = http.MethodGet, http.MethodPost, http.MethodDelete, "LIST"
+		app, appKeys, appToken, rotator, operator, monitor = recipePolicyApp, recipePolicyAppKeys, "myapp-token", "myapp-rotator", "auth0-operator", "auth0-monitor"
+		get, put, del, list                                = http.MethodGet, http.MethodPost, http.MethodDelete, "LIST"
 	)
 	noSecretField := func(t *testing.T, data map[string]any) {
 		for k := range data {
@@ -127,6 +133,14 @@ func recipePoliciesCheck(t *testing.T, f *fixture) {
 		{policy: app, method: list, path: "roles"},
 		{policy: app, method: get, path: "status"},
 		{policy: "root", method: get, path: "creds/other", allowed: true},
+		{policy: app, method: get, path: "creds/myapp-keys"},
+		// application of the private_key_jwt role
+		{policy: appKeys, method: get, path: "creds/myapp-keys", allowed: true, check: func(t *testing.T, d map[string]any) {
+			if str(t, d, "private_key") == "" || str(t, d, "kid") == "" || str(t, d, "key_id") == "" {
+				t.Errorf("creds/myapp-keys answered no key: %v", keys(d))
+			}
+		}},
+		{policy: appKeys, method: get, path: "creds/myapp"},
 		// application minting tokens
 		{policy: appToken, method: get, path: "token/myapp", allowed: true, check: func(t *testing.T, d map[string]any) {
 			if str(t, d, "access_token") == "" || str(t, d, "audience") != apiAudience {
