@@ -24,13 +24,13 @@ func TestAgentRendersCurrentSecret(t *testing.T) {
 	v.WritePolicy(t, "myapp-app", `path "auth0/creds/myapp" { capabilities = ["read"] }`)
 	token := v.CreateToken(t, "myapp-app")
 
-	// The role has no rotation schedule, so the agent re-reads the secret
-	// every static_secret_render_interval; 1s lets it pick up a manual
-	// rotation quickly.
+	// The role has no rotation schedule: creds' ttl is its max_ttl, at which the agent
+	// re-reads the secret (whatever static_secret_render_interval says), so 10s lets it
+	// pick up a manual rotation quickly.
+	v.MustCLI(t, root, "write", mount+"/roles/myapp", "max_ttl=10s")
 	agent := vaulttest.StartAgentWithOptions(t, v, vaulttest.AgentOptions{
-		Token:                      token,
-		Template:                   agentTemplate,
-		StaticSecretRenderInterval: time.Second,
+		Token:    token,
+		Template: agentTemplate,
 	})
 
 	want := func(secret string) string {

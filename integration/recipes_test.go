@@ -465,11 +465,9 @@ func recipeAgentCheck(t *testing.T, f *fixture) {
 			t.Fatalf("the agent configuration uses a path under %s this test does not move:\n%s", dir, cfg)
 		}
 	}
-	interval := regexp.MustCompile(`static_secret_render_interval\s*=\s*"[^"]*"`)
-	if n := len(interval.FindAllString(cfg, -1)); n != 1 {
-		t.Fatalf("the agent configuration sets static_secret_render_interval %d times, want once", n)
-	}
-	cfg = interval.ReplaceAllString(cfg, `static_secret_render_interval = "1s"`)
+	// Agent re-reads creds at their ttl, at most the role's max_ttl: what bounds how late
+	// the manual rotation below is noticed.
+	f.mustRequest(t, http.MethodPost, mount+"/roles/myapp", map[string]any{"max_ttl": "10s"})
 	envFile, jsonFile, pidFile := at("run/myapp/auth0.env"), at("run/myapp/auth0.json"), at("run/myapp/myapp.pid")
 	// A template of the test's own, after the recipe's, whose command appends a line to
 	// passes.log. Agent renders every template of a pass, then runs the pass's commands one
@@ -508,8 +506,8 @@ while :; do sleep 1 & wait $!; done`)
 	waitForLines(t, passes, "pass", 2, 30*time.Second)
 	checkAgentFiles(t, f, readFile(t, envFile), readFile(t, jsonFile))
 	waitForLines(t, reloads, "end", 1, 30*time.Second)
-	// Two more render intervals: a render that changes nothing runs no command.
-	time.Sleep(2500 * time.Millisecond)
+	// One more read at ttl (max_ttl, 10s): a render that changes nothing runs no command.
+	time.Sleep(11 * time.Second)
 	log := readFile(t, reloads)
 	if n := countLines(readFile(t, passes), "pass"); n != 2 {
 		t.Fatalf("the agent ran %d passes with changes, want 2: the first render and the rotation", n)
