@@ -13,6 +13,8 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/clock"
 )
 
 // Version is the plugin's version, set at build time with
@@ -33,7 +35,7 @@ type backend struct {
 	*framework.Backend
 
 	// clock is the engine's time: real in Vault, virtual in tests.
-	clock clock
+	clock clock.Clock
 	// jitter spreads retries (retryDelay); tests make it deterministic.
 	jitter func(n int64) int64
 
@@ -103,10 +105,10 @@ func mountTag(uuid string) string {
 }
 
 func newBackend() *backend {
-	return newBackendWithClock(realClock{})
+	return newBackendWithClock(clock.Real{})
 }
 
-func newBackendWithClock(clk clock) *backend {
+func newBackendWithClock(clk clock.Clock) *backend {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &backend{
 		clock:     clk,

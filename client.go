@@ -15,6 +15,8 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/clock"
 )
 
 // auth0API is everything the engine asks of Auth0, behind one small interface; the
@@ -56,7 +58,7 @@ var errOutcomeUnknown = errors.New("the outcome of the rotation at Auth0 is unkn
 type managementClient struct {
 	transport *http.Transport
 	limiter   *rateLimiter
-	clock     clock
+	clock     clock.Clock
 	// propagatedBy is when Auth0 accepts the client's secret everywhere: until then, a
 	// token refused for it is asked for again (Auth0 documents up to 30 s after a change).
 	propagatedBy time.Time
@@ -70,7 +72,7 @@ type managementClient struct {
 // newManagementClient builds a Management API client from config. It does not contact
 // Auth0: the first call fetches a token (client credentials), which is then reused until
 // it expires.
-func newManagementClient(ctx context.Context, cfg *configEntry, limiter *rateLimiter, clk clock) (*managementClient, error) {
+func newManagementClient(ctx context.Context, cfg *configEntry, limiter *rateLimiter, clk clock.Clock) (*managementClient, error) {
 	// go-auth0 keeps only the timeout and the transport of this client (not CheckRedirect):
 	// the egress rules live in the transport.
 	transport, egress := newEgressTransport(cfg.Host)
@@ -139,7 +141,7 @@ func (c *managementClient) call(ctx context.Context, beforeSend func() error, fn
 			// was issued with for up to a day). Auth0 applied nothing it refused.
 		case tokenRefused(err) && c.clock.Now().Before(c.propagatedBy):
 			// The secret was just rotated and Auth0 may not accept it everywhere yet.
-			if serr := sleep(ctx, c.clock, time.Second); serr != nil {
+			if serr := clock.Sleep(ctx, c.clock, time.Second); serr != nil {
 				return err
 			}
 		default:

@@ -12,6 +12,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 	"golang.org/x/oauth2"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/clock"
 )
 
 // private_key_jwt roles (credential_type=private_key_jwt) rotate an RSA key pair instead
@@ -483,7 +485,7 @@ func (b *backend) verifyKey(conn *connection, clientID, privatePEM, alg, kid str
 		case !b.clock.Now().Before(deadline):
 			return fmt.Errorf("Auth0 attached the new key but still refuses assertions signed with it after %s", b.rootAcceptWait)
 		}
-		if err := sleep(b.ctx, b.clock, time.Second); err != nil {
+		if err := clock.Sleep(b.ctx, b.clock, time.Second); err != nil {
 			return err
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/clock"
 )
 
 // defaultRateLimit is what the smallest Auth0 plans allow the Management API.
@@ -26,7 +28,7 @@ const minRateLimitPause = time.Second
 // rebuilds, so a config change cannot reset the pace.
 type rateLimiter struct {
 	limiter *rate.Limiter
-	clock   clock
+	clock   clock.Clock
 
 	mu           sync.Mutex
 	blockedUntil time.Time
@@ -36,7 +38,7 @@ type rateLimiter struct {
 	lastSuccess atomic.Int64
 }
 
-func newRateLimiter(perSecond float64, clk clock) *rateLimiter {
+func newRateLimiter(perSecond float64, clk clock.Clock) *rateLimiter {
 	return &rateLimiter{limiter: rate.NewLimiter(rate.Limit(perSecond), 1), clock: clk}
 }
 
@@ -49,12 +51,12 @@ func (l *rateLimiter) wait(ctx context.Context) error {
 	l.mu.Lock()
 	pause := l.blockedUntil.Sub(l.clock.Now())
 	l.mu.Unlock()
-	if err := sleep(ctx, l.clock, pause); err != nil {
+	if err := clock.Sleep(ctx, l.clock, pause); err != nil {
 		return err
 	}
 	now := l.clock.Now()
 	r := l.limiter.ReserveN(now, 1)
-	if err := sleep(ctx, l.clock, r.DelayFrom(now)); err != nil {
+	if err := clock.Sleep(ctx, l.clock, r.DelayFrom(now)); err != nil {
 		r.CancelAt(l.clock.Now())
 		return err
 	}
@@ -108,7 +110,7 @@ func (l *rateLimiter) observe(resp *http.Response, now time.Time) {
 type observingTransport struct {
 	base    http.RoundTripper
 	limiter *rateLimiter
-	clock   clock
+	clock   clock.Clock
 }
 
 func (t *observingTransport) RoundTrip(req *http.Request) (*http.Response, error) {

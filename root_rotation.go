@@ -10,6 +10,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 	"golang.org/x/oauth2"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/clock"
 )
 
 const (
@@ -226,7 +228,7 @@ func (b *backend) waitRootAccepted(cfg *configEntry, secret string) error {
 		if err == nil || !b.clock.Now().Before(deadline) {
 			return err
 		}
-		if serr := sleep(b.ctx, b.clock, time.Second); serr != nil {
+		if serr := clock.Sleep(b.ctx, b.clock, time.Second); serr != nil {
 			return err
 		}
 	}

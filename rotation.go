@@ -11,6 +11,8 @@ import (
 	"github.com/auth0/go-auth0/management"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/clock"
 )
 
 // What set a job going. The first two are also the source recorded on a version.
@@ -364,7 +366,7 @@ func (b *backend) storeVersion(ctx context.Context, s logical.Storage, name stri
 	var err error
 	for attempt := 0; attempt < storeAttempts; attempt++ {
 		if attempt > 0 {
-			if err := sleep(ctx, b.clock, time.Duration(attempt)*200*time.Millisecond); err != nil {
+			if err := clock.Sleep(ctx, b.clock, time.Duration(attempt)*200*time.Millisecond); err != nil {
 				break
 			}
 		}

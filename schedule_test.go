@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/clock"
 )
 
 func TestNextRotation(t *testing.T) {
@@ -137,7 +139,7 @@ func TestRateLimiterObservesAuth0Headers(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			l := newRateLimiter(2, realClock{})
+			l := newRateLimiter(2, clock.Real{})
 			resp := &http.Response{StatusCode: tc.status, Header: http.Header{}}
 			for k, v := range tc.headers {
 				resp.Header.Set(k, v)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/clock"
 )
 
 const (
@@ -251,7 +253,7 @@ func (b *backend) retryUntil(ctx context.Context, what string, fn func() error) 
 		}
 		delay := b.backoff(failures)
 		b.Logger().Error("startup step failed; retrying", "step", what, "error", err, "consecutive_failures", failures, "retry_in", delay.String())
-		if err := sleep(ctx, b.clock, delay); err != nil {
+		if err := clock.Sleep(ctx, b.clock, delay); err != nil {
 			return err
 		}
 	}

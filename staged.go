@@ -9,6 +9,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 	"golang.org/x/oauth2"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/clock"
 )
 
 // The staged strategy (rotation_strategy=staged) makes a rotation cost consumers nothing.
@@ -195,7 +197,7 @@ func (b *backend) verifySwitch(conn *connection, clientID, secret string) (strin
 		case !b.clock.Now().Before(deadline):
 			return "", fmt.Errorf("Auth0 accepted the PATCH but still refuses the secret at /oauth/token after %s", b.rootAcceptWait)
 		}
-		if err := sleep(b.ctx, b.clock, time.Second); err != nil {
+		if err := clock.Sleep(b.ctx, b.clock, time.Second); err != nil {
 			return verifiedNone, nil
 		}
 	}

@@ -18,6 +18,8 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/clock"
 )
 
 // token/<name> mints access tokens with a role's credential, so that an application that
@@ -417,7 +419,7 @@ func (b *backend) fetchToken(s logical.Storage, name, audience string, key token
 		switch status := tokenErr.Response.StatusCode; {
 		case status == http.StatusUnauthorized && b.clock.Now().Before(creds.Current.CreatedTime.Add(tokenAcceptWindow)):
 			// A credential a moment old: Auth0 may not accept it everywhere yet.
-			if err := sleep(ctx, b.clock, time.Second); err != nil {
+			if err := clock.Sleep(ctx, b.clock, time.Second); err != nil {
 				return nil, err
 			}
 			continue
