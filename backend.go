@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/clock"
 )
 
@@ -64,7 +65,7 @@ type backend struct {
 	rootStepHook func(step string)
 
 	// limiter paces this mount's Management API calls; it outlives client rebuilds.
-	limiter *rateLimiter
+	limiter *auth0api.RateLimiter
 
 	// recovering maps a role name to a channel closed once the rotation a crash left in
 	// flight for it is reconciled; creds reads of that role wait for it.
@@ -116,7 +117,7 @@ func newBackendWithClock(clk clock.Clock) *backend {
 		roleLocks: locksutil.CreateLocks(),
 		ctx:       ctx,
 		cancel:    cancel,
-		limiter:   newRateLimiter(defaultRateLimit, clk),
+		limiter:   auth0api.NewRateLimiter(auth0api.DefaultRateLimit, clk),
 		retryBase: defaultRetryBase,
 		retryCap:  defaultRetryCap,
 

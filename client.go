@@ -16,6 +16,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/clock"
 )
 
@@ -57,7 +58,7 @@ var errOutcomeUnknown = errors.New("the outcome of the rotation at Auth0 is unkn
 // managementClient talks to Auth0 through the official SDK.
 type managementClient struct {
 	transport *http.Transport
-	limiter   *rateLimiter
+	limiter   *auth0api.RateLimiter
 	clock     clock.Clock
 	// propagatedBy is when Auth0 accepts the client's secret everywhere: until then, a
 	// token refused for it is asked for again (Auth0 documents up to 30 s after a change).
@@ -72,11 +73,11 @@ type managementClient struct {
 // newManagementClient builds a Management API client from config. It does not contact
 // Auth0: the first call fetches a token (client credentials), which is then reused until
 // it expires.
-func newManagementClient(ctx context.Context, cfg *configEntry, limiter *rateLimiter, clk clock.Clock) (*managementClient, error) {
+func newManagementClient(ctx context.Context, cfg *configEntry, limiter *auth0api.RateLimiter, clk clock.Clock) (*managementClient, error) {
 	// go-auth0 keeps only the timeout and the transport of this client (not CheckRedirect):
 	// the egress rules live in the transport.
-	transport, egress := newEgressTransport(cfg.Host)
-	httpClient := &http.Client{Timeout: cfg.requestTimeout(), Transport: &observingTransport{base: egress, limiter: limiter, clock: clk}}
+	transport, egress := auth0api.NewEgressTransport(cfg.Host)
+	httpClient := &http.Client{Timeout: cfg.requestTimeout(), Transport: &auth0api.ObservingTransport{Base: egress, Limiter: limiter, Clock: clk}}
 	// The token endpoint is reached through the same client, with the same timeout.
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, httpClient)
 
@@ -118,7 +119,7 @@ func newManagementClient(ctx context.Context, cfg *configEntry, limiter *rateLim
 // once more with a fresh token.
 func (c *managementClient) call(ctx context.Context, beforeSend func() error, fn func(api *management.Management) error) error {
 	attempt := func(api *management.Management) error {
-		if err := c.limiter.wait(ctx); err != nil {
+		if err := c.limiter.Wait(ctx); err != nil {
 			return fmt.Errorf("waiting for the Management API rate limit: %w", err)
 		}
 		if beforeSend != nil {
@@ -190,9 +191,9 @@ func (c *managementClient) SetClientSecret(ctx context.Context, clientID, secret
 // reported as errOutcomeUnknown.
 func (c *managementClient) callChanging(ctx context.Context, beforeSend func() error, fn func(context.Context, *management.Management) error) error {
 	return c.call(ctx, beforeSend, func(api *management.Management) error {
-		sent := new(sendTracker)
-		err := fn(withSendTracker(ctx, sent), api)
-		if err != nil && !errors.Is(err, errOutcomeUnknown) && outcomeUnknown(err, sent.sent.Load()) {
+		sent := new(auth0api.SendTracker)
+		err := fn(auth0api.WithSendTracker(ctx, sent), api)
+		if err != nil && !errors.Is(err, errOutcomeUnknown) && outcomeUnknown(err, sent.Sent()) {
 			return fmt.Errorf("%w: %w", errOutcomeUnknown, err)
 		}
 		return err
@@ -249,7 +250,7 @@ func (c *managementClient) close() {
 // verifyCredentials obtains a Management API token with cfg's credentials, proving that
 // Auth0 accepts them before anything is stored.
 func verifyCredentials(ctx context.Context, cfg *configEntry) error {
-	httpClient, closeIdle := newEgressClient(cfg)
+	httpClient, closeIdle := auth0api.NewEgressClient(cfg.Host, cfg.requestTimeout())
 	defer closeIdle()
 	cc := clientcredentials.Config{
 		ClientID:       cfg.ClientID,
@@ -285,7 +286,7 @@ func (b *backend) connection(ctx context.Context, s logical.Storage) (*connectio
 	if err != nil || cfg == nil {
 		return nil, err
 	}
-	b.limiter.setRate(cfg.rateLimit())
+	b.limiter.SetRate(cfg.rateLimit())
 	b.credsCache.resize(cfg.credsCacheSize())
 	client, err := b.newClient(b.ctx, cfg)
 	if err != nil {
@@ -336,7 +337,7 @@ func auth0Failure(what string, err error) (*logical.Response, error) {
 		return logical.ErrorResponse("%s: %s; grant that scope to the Management API application in Auth0 (Applications > APIs > Auth0 Management API > Machine to Machine Applications)", what, err), nil
 	case errors.As(err, &tokenErr) && tokenErr.ErrorCode == "":
 		// Not an OAuth answer: whatever the domain is, it did not answer as Auth0.
-		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %s", what, describeTransportError(err)))
+		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %s", what, auth0api.DescribeTransportError(err)))
 	case errors.As(err, &tokenErr):
 		desc := tokenErr.ErrorDescription
 		if desc == "" {
@@ -358,4 +359,17 @@ func auth0Failure(what string, err error) (*logical.Response, error) {
 		}
 	}
 	return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %s", what, publicError(err)))
+}
+
+// publicError is err as a caller may see it: a transport failure (no HTTP answer) in the
+// generic words of auth0api.DescribeTransportError, anything else as it is.
+func publicError(err error) string {
+	var netErr net.Error
+	if !errors.As(err, &netErr) && !errors.Is(err, auth0api.ErrRedirect) {
+		return err.Error()
+	}
+	if errors.Is(err, errOutcomeUnknown) {
+		return errOutcomeUnknown.Error() + ": " + auth0api.DescribeTransportError(err)
+	}
+	return auth0api.DescribeTransportError(err)
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/auth0/go-auth0/management"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 )
 
 // The Management API calls of private_key_jwt roles (keys.go), on the official SDK.
@@ -141,7 +143,7 @@ func (c *managementClient) DeleteCredential(ctx context.Context, clientID, crede
 // verifyAssertion obtains a token for clientID with a client assertion signed by key, proving
 // that Auth0 accepts the key. A 403 (authenticated, audience not granted) counts as accepted.
 func verifyAssertion(ctx context.Context, cfg *configEntry, clientID, assertion string) error {
-	httpClient, closeIdle := newEgressClient(cfg)
+	httpClient, closeIdle := auth0api.NewEgressClient(cfg.Host, cfg.requestTimeout())
 	defer closeIdle()
 	cc := clientcredentials.Config{
 		ClientID: clientID,

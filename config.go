@@ -13,6 +13,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/helper/strutil"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 )
 
 const (
@@ -179,7 +181,7 @@ func (c *configEntry) rateLimit() float64 {
 	if c.RateLimit > 0 {
 		return c.RateLimit
 	}
-	return defaultRateLimit
+	return auth0api.DefaultRateLimit
 }
 
 func (c *configEntry) propagationWait() time.Duration {
@@ -269,7 +271,7 @@ func parseDomain(raw string) (scheme, host string, err error) {
 	if ip == nil && !dnsName.MatchString(hostname) {
 		return "", "", fmt.Errorf("%q is not a valid host name", hostname)
 	}
-	if ip != nil && forbiddenIP(ip) {
+	if ip != nil && auth0api.ForbiddenIP(ip) {
 		return "", "", errors.New("unspecified, link-local (e.g. cloud metadata at 169.254.169.254), multicast and broadcast addresses are refused; give the tenant domain, e.g. \"acme.eu.auth0.com\"")
 	}
 	if scheme == "http" && !isLoopback(hostname, ip) {

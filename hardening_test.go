@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/emulator"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 )
 
 // Tests of the findings of issue 19: inputs and races that killed the plugin process, and
@@ -193,15 +194,15 @@ func TestEgressTransportRefusesOtherHosts(t *testing.T) {
 	var got atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { got.Add(1) }))
 	defer srv.Close()
-	_, rt := newEgressTransport("tenant.example:443")
+	_, rt := auth0api.NewEgressTransport("tenant.example:443")
 	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
-	if _, err := rt.RoundTrip(req); !errors.Is(err, errOtherHost) {
+	if _, err := rt.RoundTrip(req); !errors.Is(err, auth0api.ErrOtherHost) {
 		t.Fatalf("a request to another host: %v", err)
 	}
-	_, rt = newEgressTransport(strings.TrimPrefix(srv.URL, "http://"))
+	_, rt = auth0api.NewEgressTransport(strings.TrimPrefix(srv.URL, "http://"))
 	req, _ = http.NewRequest(http.MethodGet, srv.URL, nil)
 	req.Response = &http.Response{StatusCode: http.StatusTemporaryRedirect}
-	if _, err := rt.RoundTrip(req); !errors.Is(err, errRedirect) {
+	if _, err := rt.RoundTrip(req); !errors.Is(err, auth0api.ErrRedirect) {
 		t.Fatalf("a redirect hop: %v", err)
 	}
 	if got.Load() != 0 {
@@ -213,7 +214,7 @@ func TestEgressTransportRefusesOtherHosts(t *testing.T) {
 // not connected to, whatever the domain check let through.
 func TestEgressDialerRefusesForbiddenAddresses(t *testing.T) {
 	for _, addr := range []string{"169.254.169.254:80", "0.0.0.0:443", "[fe80::1]:443", "224.0.0.1:443", "[::]:443", "100.100.100.200:80"} {
-		if _, err := egressDialer.DialContext(t.Context(), "tcp", addr); !errors.Is(err, errForbiddenDst) {
+		if _, err := auth0api.EgressDialer.DialContext(t.Context(), "tcp", addr); !errors.Is(err, auth0api.ErrForbiddenDst) {
 			t.Errorf("dial %s: %v; want it refused", addr, err)
 		}
 	}
@@ -222,7 +223,7 @@ func TestEgressDialerRefusesForbiddenAddresses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	conn, err := egressDialer.DialContext(t.Context(), "tcp", ln.Addr().String())
+	conn, err := auth0api.EgressDialer.DialContext(t.Context(), "tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatalf("loopback refused: %v", err)
 	}

@@ -12,6 +12,8 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 	"golang.org/x/oauth2"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 )
 
 func pathConfig(b *backend) []*framework.Path {
@@ -52,7 +54,7 @@ func pathConfig(b *backend) []*framework.Path {
 				"rate_limit": {
 					Type:        framework.TypeFloat,
 					Description: "Most Management API requests per second this mount makes, manual and scheduled rotations together. Defaults to 2, what the smallest Auth0 plans allow. After a 429 the mount also waits as Auth0's Retry-After says.",
-					Default:     defaultRateLimit,
+					Default:     auth0api.DefaultRateLimit,
 				},
 				"propagation_wait": {
 					Type:        framework.TypeDurationSecond,
@@ -334,7 +336,7 @@ func describeTokenError(err error) string {
 		return fmt.Sprintf("Auth0 answered %d %s: %s", tokenErr.Response.StatusCode, tokenErr.ErrorCode, tokenErr.ErrorDescription)
 	}
 	if tokenErr != nil || errors.As(err, new(net.Error)) {
-		return describeTransportError(err)
+		return auth0api.DescribeTransportError(err)
 	}
 	return err.Error()
 }

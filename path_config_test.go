@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 )
 
 func TestParseDomain(t *testing.T) {
@@ -209,7 +211,7 @@ func TestConfigWithoutVerification(t *testing.T) {
 		"domain": "http://127.0.0.1:1", "client_id": "x", "client_secret": "y", "verify_connection": false,
 	})
 	got := e.ok(logical.ReadOperation, "config", nil)
-	if got["domain"] != "http://127.0.0.1:1" || got["rate_limit"] != defaultRateLimit || got["request_timeout"] != int64(30) {
+	if got["domain"] != "http://127.0.0.1:1" || got["rate_limit"] != auth0api.DefaultRateLimit || got["request_timeout"] != int64(30) {
 		t.Fatalf("config = %v; want the domain and the default rate_limit and request_timeout", got)
 	}
 }

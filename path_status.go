@@ -101,16 +101,14 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *f
 		data["scheduler_running"] = true
 		data["queued"] = sch.queue.len()
 	}
-	if until := b.limiter.pausedUntil(); until.After(now) {
+	if until := b.limiter.PausedUntil(); until.After(now) {
 		data["management_api_pause"] = true
 		addTime(data, "management_api_paused_until", until)
 	}
 	if until := b.tokens.paused(); until.After(now) {
 		addTime(data, "token_endpoint_paused_until", until)
 	}
-	if ns := b.limiter.lastSuccess.Load(); ns != 0 {
-		addTime(data, "last_auth0_success", time.Unix(0, ns))
-	}
+	addTime(data, "last_auth0_success", b.limiter.LastSuccess())
 	return &logical.Response{Data: data}, nil
 }
 

@@ -240,7 +240,7 @@ func (j *roleJob) rotate(conn *connection) (*versionMeta, *logical.Response, err
 	// A 429 applied nothing. A manual rotation waits out a short pause itself (the mount's
 	// limiter holds the next attempt until Auth0's reset), rather than failing its caller.
 	for tries := 1; rateLimited(err) && j.trigger == triggerManual && tries < maxRateLimitedTries; tries++ {
-		if b.limiter.pausedUntil().Sub(b.clock.Now()) > maxInlineRateLimitWait {
+		if b.limiter.PausedUntil().Sub(b.clock.Now()) > maxInlineRateLimitWait {
 			break
 		}
 		b.deleteWAL(j.s, walID)
@@ -254,7 +254,7 @@ func (j *roleJob) rotate(conn *connection) (*versionMeta, *logical.Response, err
 		if walID != "" {
 			b.deleteWAL(j.s, walID)
 		}
-		msg := fmt.Sprintf("%s: Auth0 rate limit reached (%v); nothing was changed; try again after %s", what, err, b.limiter.pausedUntil().UTC().Format(time.RFC3339))
+		msg := fmt.Sprintf("%s: Auth0 rate limit reached (%v); nothing was changed; try again after %s", what, err, b.limiter.PausedUntil().UTC().Format(time.RFC3339))
 		return j.fail(b.ctx, nil, logical.CodedError(http.StatusTooManyRequests, msg))
 	case walID == "":
 		resp, rerr := auth0Failure(what, err)

@@ -116,7 +116,7 @@ func TestWriteAheadEntryComesAfterRateLimitWait(t *testing.T) {
 	e := newTestEnv(t)
 	e.configureWithRole(map[string]interface{}{"import_current_secret": true})
 	e.clock.autoAdvance = false
-	e.b.limiter.observe(&http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"120"}}}, e.clock.Now())
+	e.b.limiter.Observe(&http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"120"}}}, e.clock.Now())
 
 	done := make(chan struct{})
 	go func() {

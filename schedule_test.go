@@ -1,12 +1,8 @@
 package auth0
 
 import (
-	"net/http"
-	"strconv"
 	"testing"
 	"time"
-
-	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/clock"
 )
 
 func TestNextRotation(t *testing.T) {
@@ -116,38 +112,5 @@ func TestRetryDelay(t *testing.T) {
 		if len(seen) < 10 {
 			t.Errorf("retryDelay(%d) has no jitter: %d distinct values in 200", tc.failures, len(seen))
 		}
-	}
-}
-
-func TestRateLimiterObservesAuth0Headers(t *testing.T) {
-	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	cases := []struct {
-		name    string
-		status  int
-		headers map[string]string
-		want    time.Time
-	}{
-		{"not a 429", 200, map[string]string{"Retry-After": "30"}, time.Time{}},
-		{"Retry-After seconds", 429, map[string]string{"Retry-After": "7"}, now.Add(7 * time.Second)},
-		{"Retry-After date", 429, map[string]string{"Retry-After": now.Add(9 * time.Second).Format(http.TimeFormat)}, now.Add(9 * time.Second)},
-		{"X-RateLimit-Reset", 429, map[string]string{"X-RateLimit-Reset": strconv.FormatInt(now.Unix()+30, 10)}, now.Add(30 * time.Second)},
-		{"no headers", 429, nil, now.Add(time.Second)},
-		// Auth0's burst limit: no Retry-After, and a reset of the current second.
-		{"reset now, no Retry-After", 429, map[string]string{"X-RateLimit-Reset": strconv.FormatInt(now.Unix(), 10)}, now.Add(minRateLimitPause)},
-		{"reset in the past", 429, map[string]string{"X-RateLimit-Reset": strconv.FormatInt(now.Unix()-5, 10)}, now.Add(minRateLimitPause)},
-		{"absurd wait is capped", 429, map[string]string{"Retry-After": "86400"}, now.Add(maxRateLimitPause)},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			l := newRateLimiter(2, clock.Real{})
-			resp := &http.Response{StatusCode: tc.status, Header: http.Header{}}
-			for k, v := range tc.headers {
-				resp.Header.Set(k, v)
-			}
-			l.observe(resp, now)
-			if !l.blockedUntil.Equal(tc.want) {
-				t.Fatalf("blocked until %v, want %v", l.blockedUntil, tc.want)
-			}
-		})
 	}
 }

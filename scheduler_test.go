@@ -333,7 +333,7 @@ func TestCleanReturnsWhileWorkersWait(t *testing.T) {
 	e.clock.autoAdvance = false
 	b := buildBackend(t, e.storage, logical.TestSystemView(), hclog.Trace, e.logs, e.clock, false)
 	<-b.sched.Load().loaded
-	b.limiter.observe(&http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"300"}}}, e.clock.Now())
+	b.limiter.Observe(&http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"300"}}}, e.clock.Now())
 	role := e.storedRole("app")
 	role.NextVaultRotation = e.clock.Now() // due: a worker takes it and waits in the limiter
 	if err := saveRole(t.Context(), e.storage, "app", role); err != nil {

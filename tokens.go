@@ -19,6 +19,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/clock"
 )
 
@@ -394,7 +395,7 @@ func (b *backend) fetchToken(s logical.Storage, name, audience string, key token
 		st.failures.Add(1)
 		var tokenErr *oauth2.RetrieveError
 		if !errors.As(err, &tokenErr) || tokenErr.Response == nil || tokenErr.Response.StatusCode < 400 {
-			return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("requesting an access token for role %q from Auth0: %s", name, describeTransportError(err)))
+			return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("requesting an access token for role %q from Auth0: %s", name, auth0api.DescribeTransportError(err)))
 		}
 		desc := tokenErr.ErrorDescription
 		if desc == "" {
@@ -487,7 +488,7 @@ func (b *backend) requestToken(ctx context.Context, cfg *configEntry, creds *cre
 	} else {
 		cc.ClientSecret = creds.Current.Secret
 	}
-	httpClient, closeIdle := newEgressClient(cfg)
+	httpClient, closeIdle := auth0api.NewEgressClient(cfg.Host, cfg.requestTimeout())
 	defer closeIdle()
 	now := b.clock.Now()
 	tok, err := cc.Token(context.WithValue(ctx, oauth2.HTTPClient, httpClient))

@@ -49,7 +49,7 @@
 //   - Rate limits: a token bucket per tenant for /api/v2 (Options.RateLimit,
 //     RatePerSecond/Burst or a Plan preset), with x-ratelimit-limit,
 //     x-ratelimit-remaining and x-ratelimit-reset on every /api/v2 response
-//     and Auth0's 429 body, without Retry-After (see ratelimit.go).
+//     and Auth0's 429 body, without Retry-After (see internal/auth0api/ratelimit.go).
 //
 // On top of that, tests can inject faults (errors, dropped connections,
 // delays, callbacks) before or after a state change, at /api/v2 and

@@ -1,4 +1,6 @@
-package auth0
+// Package auth0api is the Auth0 side of the engine: the rules every outbound request
+// follows (egress.go) and the pace of the Management API calls (ratelimit.go).
+package auth0api
 
 import (
 	"errors"
@@ -25,14 +27,14 @@ import (
 // All of it is enforced in the transport that every client of the engine is built on.
 
 var (
-	errRedirect     = errors.New("Auth0 answered with a redirect, which Vault does not follow: check that domain is the tenant's own domain (or its custom domain), not an address that forwards")
-	errOtherHost    = errors.New("refusing a request to a host other than the configured domain")
+	ErrRedirect     = errors.New("Auth0 answered with a redirect, which Vault does not follow: check that domain is the tenant's own domain (or its custom domain), not an address that forwards")
+	ErrOtherHost    = errors.New("refusing a request to a host other than the configured domain")
 	errUnreachable  = errors.New("could not reach Auth0 or got no answer within request_timeout (network, DNS, TLS or timeout; Vault's server log has the details)")
-	errForbiddenDst = errors.New("refusing to connect to an unspecified, link-local, multicast or broadcast address: the domain must be a public Auth0 tenant domain (or loopback for a local emulator)")
+	ErrForbiddenDst = errors.New("refusing to connect to an unspecified, link-local, multicast or broadcast address: the domain must be a public Auth0 tenant domain (or loopback for a local emulator)")
 )
 
-// forbiddenIP reports whether the engine must never connect to ip.
-func forbiddenIP(ip net.IP) bool {
+// ForbiddenIP reports whether the engine must never connect to ip.
+func ForbiddenIP(ip net.IP) bool {
 	if v4 := ip.To4(); v4 != nil {
 		ip = v4
 	}
@@ -45,9 +47,9 @@ func forbiddenIP(ip net.IP) bool {
 	return ip.Equal(net.ParseIP("fd00:ec2::254")) || ip.Equal(net.ParseIP("100.100.100.200"))
 }
 
-// egressDialer connects only to addresses forbiddenIP allows, checked on the address
+// EgressDialer connects only to addresses ForbiddenIP allows, checked on the address
 // actually dialed, after name resolution.
-var egressDialer = &net.Dialer{
+var EgressDialer = &net.Dialer{
 	Timeout:   30 * time.Second,
 	KeepAlive: 30 * time.Second,
 	Control: func(_, address string, _ syscall.RawConn) error {
@@ -55,18 +57,18 @@ var egressDialer = &net.Dialer{
 		if err != nil {
 			return err
 		}
-		if ip := net.ParseIP(host); ip == nil || forbiddenIP(ip) {
-			return errForbiddenDst
+		if ip := net.ParseIP(host); ip == nil || ForbiddenIP(ip) {
+			return ErrForbiddenDst
 		}
 		return nil
 	},
 }
 
-// newEgressTransport is a fresh transport (its own connection pool) that dials through
-// egressDialer and sends only to host.
-func newEgressTransport(host string) (*http.Transport, http.RoundTripper) {
+// NewEgressTransport is a fresh transport (its own connection pool) that dials through
+// EgressDialer and sends only to host.
+func NewEgressTransport(host string) (*http.Transport, http.RoundTripper) {
 	base := http.DefaultTransport.(*http.Transport).Clone()
-	base.DialContext = egressDialer.DialContext
+	base.DialContext = EgressDialer.DialContext
 	return base, &hostOnlyTransport{base: base, host: strings.ToLower(host)}
 }
 
@@ -80,9 +82,9 @@ func (t *hostOnlyTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	var refused error
 	switch {
 	case req.Response != nil: // http.Client sets it on the request that follows a redirect
-		refused = errRedirect
+		refused = ErrRedirect
 	case !strings.EqualFold(req.URL.Host, t.host):
-		refused = errOtherHost
+		refused = ErrOtherHost
 	}
 	if refused != nil {
 		if req.Body != nil {
@@ -93,43 +95,30 @@ func (t *hostOnlyTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	return t.base.RoundTrip(req)
 }
 
-// newEgressClient is an HTTP client for requests to cfg's domain, with its timeout, under
+// NewEgressClient is an HTTP client for requests to host, with timeout, under
 // the egress rules; close releases its connections. A redirect is answered to the caller
 // as the response it is (a 3xx, which oauth2 reports as a failed token request), never
 // followed.
-func newEgressClient(cfg *configEntry) (client *http.Client, close func()) {
-	base, rt := newEgressTransport(cfg.Host)
+func NewEgressClient(host string, timeout time.Duration) (client *http.Client, close func()) {
+	base, rt := NewEgressTransport(host)
 	return &http.Client{
-		Timeout:       cfg.requestTimeout(),
+		Timeout:       timeout,
 		Transport:     rt,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}, base.CloseIdleConnections
 }
 
-// describeTransportError says that Auth0 could not be reached, without the details of the
+// DescribeTransportError says that Auth0 could not be reached, without the details of the
 // network error (addresses, ports, TLS or DNS specifics, or whether it timed out): whoever
 // may write config must not learn from the answer what listens where. Callers log the
 // details for the operator.
-func describeTransportError(err error) string {
+func DescribeTransportError(err error) string {
 	var tokenErr *oauth2.RetrieveError
 	if errors.As(err, &tokenErr) && tokenErr.Response != nil && tokenErr.Response.StatusCode/100 == 3 {
-		return errRedirect.Error() // a token client's redirect, answered to it as it is
+		return ErrRedirect.Error() // a token client's redirect, answered to it as it is
 	}
-	if errors.Is(err, errRedirect) || errors.Is(err, errForbiddenDst) || errors.Is(err, errOtherHost) {
+	if errors.Is(err, ErrRedirect) || errors.Is(err, ErrForbiddenDst) || errors.Is(err, ErrOtherHost) {
 		return err.Error()
 	}
 	return errUnreachable.Error()
-}
-
-// publicError is err as a caller may see it: a transport failure (no HTTP answer) in the
-// generic words of describeTransportError, anything else as it is.
-func publicError(err error) string {
-	var netErr net.Error
-	if !errors.As(err, &netErr) && !errors.Is(err, errRedirect) {
-		return err.Error()
-	}
-	if errors.Is(err, errOutcomeUnknown) {
-		return errOutcomeUnknown.Error() + ": " + describeTransportError(err)
-	}
-	return describeTransportError(err)
 }

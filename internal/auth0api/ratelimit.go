@@ -1,0 +1,150 @@
+package auth0api
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/clock"
+)
+
+// DefaultRateLimit is what the smallest Auth0 plans allow the Management API.
+const DefaultRateLimit = 2.0
+
+// MaxRateLimitPause bounds how long one 429 can pause the mount, whatever Auth0's headers say.
+const MaxRateLimitPause = 5 * time.Minute
+
+// MinRateLimitPause is the least a 429 pauses the mount, whatever Auth0's headers say.
+const MinRateLimitPause = time.Second
+
+// RateLimiter paces every Management API call of a mount, manual and scheduled alike, and
+// after a 429 holds all calls until Auth0 says its window resets. It outlives client
+// rebuilds, so a config change cannot reset the pace.
+type RateLimiter struct {
+	limiter *rate.Limiter
+	clock   clock.Clock
+
+	mu           sync.Mutex
+	blockedUntil time.Time
+
+	// lastSuccess is when Auth0 last answered the mount's client without an error (unix
+	// nanoseconds; 0: never since the mount started), for auth0/status.
+	lastSuccess atomic.Int64
+}
+
+func NewRateLimiter(perSecond float64, clk clock.Clock) *RateLimiter {
+	return &RateLimiter{limiter: rate.NewLimiter(rate.Limit(perSecond), 1), clock: clk}
+}
+
+func (l *RateLimiter) SetRate(perSecond float64) {
+	l.limiter.SetLimit(rate.Limit(perSecond))
+}
+
+// Wait blocks until a call may be made, or ctx ends.
+func (l *RateLimiter) Wait(ctx context.Context) error {
+	l.mu.Lock()
+	pause := l.blockedUntil.Sub(l.clock.Now())
+	l.mu.Unlock()
+	if err := clock.Sleep(ctx, l.clock, pause); err != nil {
+		return err
+	}
+	now := l.clock.Now()
+	r := l.limiter.ReserveN(now, 1)
+	if err := clock.Sleep(ctx, l.clock, r.DelayFrom(now)); err != nil {
+		r.CancelAt(l.clock.Now())
+		return err
+	}
+	return nil
+}
+
+// PausedUntil is when the mount may call Auth0 again after a 429; in the past when it may
+// now.
+func (l *RateLimiter) PausedUntil() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.blockedUntil
+}
+
+// Observe reads a 429's Retry-After (seconds or HTTP date) or, failing that,
+// X-RateLimit-Reset (unix seconds), and holds further calls until then.
+func (l *RateLimiter) Observe(resp *http.Response, now time.Time) {
+	if resp.StatusCode != http.StatusTooManyRequests {
+		return
+	}
+	until := now.Add(MinRateLimitPause)
+	if v := resp.Header.Get("Retry-After"); v != "" {
+		if secs, err := strconv.Atoi(v); err == nil {
+			until = now.Add(time.Duration(secs) * time.Second)
+		} else if at, err := http.ParseTime(v); err == nil {
+			until = at
+		}
+	} else if v := resp.Header.Get("X-RateLimit-Reset"); v != "" {
+		if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+			until = time.Unix(secs, 0)
+		}
+	}
+	if floor := now.Add(MinRateLimitPause); until.Before(floor) {
+		// A reset of "now" (as Auth0 sends for a burst limit) still means: not yet.
+		until = floor
+	}
+	if limit := now.Add(MaxRateLimitPause); until.After(limit) {
+		until = limit
+	}
+	l.mu.Lock()
+	if until.After(l.blockedUntil) {
+		l.blockedUntil = until
+	}
+	l.mu.Unlock()
+}
+
+// ObservingTransport sits under the Management API client: it feeds Auth0's 429s to the
+// mount's RateLimiter and records when a request actually leaves the process. Waiting for
+// the limiter happens before the request is built (managementClient.call), so that the wait
+// does not count against the HTTP timeout.
+type ObservingTransport struct {
+	Base    http.RoundTripper
+	Limiter *RateLimiter
+	Clock   clock.Clock
+}
+
+func (t *ObservingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if st, ok := req.Context().Value(sendTrackerKey{}).(*SendTracker); ok && strings.HasPrefix(req.URL.Path, "/api/v2/") {
+		st.sent.Store(true)
+	}
+	resp, err := t.Base.RoundTrip(req)
+	if err == nil {
+		t.Limiter.Observe(resp, t.Clock.Now())
+		if resp.StatusCode < 400 {
+			t.Limiter.lastSuccess.Store(t.Clock.Now().UnixNano())
+		}
+	}
+	return resp, err
+}
+
+// SendTracker records whether a Management API request left the process, so that a failure
+// before that point (no token, rate limit wait cut short) is known to have changed nothing.
+type SendTracker struct{ sent atomic.Bool }
+
+// Sent reports whether a Management API request left the process.
+func (st *SendTracker) Sent() bool { return st.sent.Load() }
+
+type sendTrackerKey struct{}
+
+func WithSendTracker(ctx context.Context, st *SendTracker) context.Context {
+	return context.WithValue(ctx, sendTrackerKey{}, st)
+}
+
+// LastSuccess is when Auth0 last answered the mount's client without an error; zero if
+// never since the mount started.
+func (l *RateLimiter) LastSuccess() time.Time {
+	if ns := l.lastSuccess.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
