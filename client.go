@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -134,13 +133,12 @@ func (c *managementClient) call(ctx context.Context, beforeSend func() error, fn
 	c.mu.Unlock()
 	err := attempt(api)
 	for retried := false; ; retried = true {
-		var mErr management.Error
-		switch {
-		case errors.As(err, &mErr) && (mErr.Status() == http.StatusUnauthorized || mErr.Status() == http.StatusForbidden) && !retried:
+		switch status := auth0api.ManagementStatus(err); {
+		case (status == http.StatusUnauthorized || status == http.StatusForbidden) && !retried:
 			// The API refused the cached token, or found a scope missing from it: once more
 			// with a fresh one, which carries the scopes granted now (a token keeps those it
 			// was issued with for up to a day). Auth0 applied nothing it refused.
-		case tokenRefused(err) && c.clock.Now().Before(c.propagatedBy):
+		case auth0api.TokenRefused(err) && c.clock.Now().Before(c.propagatedBy):
 			// The secret was just rotated and Auth0 may not accept it everywhere yet.
 			if serr := clock.Sleep(ctx, c.clock, time.Second); serr != nil {
 				return err
@@ -157,12 +155,6 @@ func (c *managementClient) call(ctx context.Context, beforeSend func() error, fn
 		c.mu.Unlock()
 		err = attempt(fresh)
 	}
-}
-
-// tokenRefused reports whether err is Auth0's token endpoint refusing the credentials.
-func tokenRefused(err error) bool {
-	var tokenErr *oauth2.RetrieveError
-	return errors.As(err, &tokenErr) && tokenErr.Response != nil && tokenErr.Response.StatusCode == http.StatusUnauthorized
 }
 
 func (c *managementClient) RotateSecret(ctx context.Context, clientID string, beforeSend func() error) (string, error) {
@@ -193,7 +185,7 @@ func (c *managementClient) callChanging(ctx context.Context, beforeSend func() e
 	return c.call(ctx, beforeSend, func(api *management.Management) error {
 		sent := new(auth0api.SendTracker)
 		err := fn(auth0api.WithSendTracker(ctx, sent), api)
-		if err != nil && !errors.Is(err, errOutcomeUnknown) && outcomeUnknown(err, sent.Sent()) {
+		if err != nil && !errors.Is(err, errOutcomeUnknown) && auth0api.OutcomeUnknown(err, sent.Sent()) {
 			return fmt.Errorf("%w: %w", errOutcomeUnknown, err)
 		}
 		return err
@@ -210,9 +202,8 @@ func (c *managementClient) ReadClient(ctx context.Context, clientID string, with
 		client, err = api.Client.Read(ctx, clientID, management.IncludeFields(fields...))
 		return err
 	})
-	var mErr management.Error
-	switch {
-	case withSecret && errors.As(err, &mErr) && mErr.Status() == http.StatusForbidden && strings.Contains(mErr.Error(), "client_secret"):
+	switch status, msg := auth0api.ManagementError(err); {
+	case withSecret && status == http.StatusForbidden && strings.Contains(msg, "client_secret"):
 		// Auth0: 403 "You cannot read the following fields: client_secret".
 		return nil, fmt.Errorf("%w (%v)", errNoSecretScope, err)
 	case err != nil:
@@ -224,23 +215,6 @@ func (c *managementClient) ReadClient(ctx context.Context, clientID string, with
 		return nil, errNoSecretScope
 	}
 	return info, nil
-}
-
-// outcomeUnknown tells a failed request that Auth0 may have applied from one it cannot
-// have: never sent, refused before connecting, or answered with a 4xx (429 included).
-func outcomeUnknown(err error, sent bool) bool {
-	if !sent {
-		return false
-	}
-	var mErr management.Error
-	if errors.As(err, &mErr) {
-		return mErr.Status() >= 500
-	}
-	var opErr *net.OpError
-	if errors.As(err, &opErr) && opErr.Op == "dial" {
-		return false
-	}
-	return true
 }
 
 func (c *managementClient) close() {
@@ -330,33 +304,31 @@ func (b *backend) requireConnection(ctx context.Context, s logical.Storage) (*co
 // a 502 where Auth0 or the network failed. what names the operation, e.g. "rotating the
 // secret of client_id \"abc\"". Auth0's messages never contain secrets.
 func auth0Failure(what string, err error) (*logical.Response, error) {
-	var mErr management.Error
-	var tokenErr *oauth2.RetrieveError
 	switch {
 	case errors.Is(err, errNoSecretScope):
 		return logical.ErrorResponse("%s: %s; grant that scope to the Management API application in Auth0 (Applications > APIs > Auth0 Management API > Machine to Machine Applications)", what, err), nil
-	case errors.As(err, &tokenErr) && tokenErr.ErrorCode == "":
+	case auth0api.IsTokenFailure(err) && !auth0api.IsOAuthAnswer(err):
 		// Not an OAuth answer: whatever the domain is, it did not answer as Auth0.
 		return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %s", what, auth0api.DescribeTransportError(err)))
-	case errors.As(err, &tokenErr):
-		desc := tokenErr.ErrorDescription
+	case auth0api.IsTokenFailure(err):
+		status, code, desc, _, _ := auth0api.TokenAnswer(err)
 		if desc == "" {
-			desc = http.StatusText(tokenErr.Response.StatusCode)
+			desc = http.StatusText(status)
 		}
-		return logical.ErrorResponse("%s: Auth0 refused a Management API token (%s: %s); check client_id, client_secret and audience in the engine's config and that the application is authorized for the Management API", what, tokenErr.ErrorCode, desc), nil
-	case errors.As(err, &mErr):
-		switch status := mErr.Status(); {
-		case status == http.StatusUnauthorized:
-			return logical.ErrorResponse("%s: Auth0 rejected the Management API token (%s); check the engine's config", what, mErr.Error()), nil
-		case status == http.StatusForbidden:
-			return logical.ErrorResponse("%s: Auth0 refused (%s); grant the missing scope to the Management API application in Auth0 (Applications > APIs > Auth0 Management API > Machine to Machine Applications)", what, mErr.Error()), nil
-		case status == http.StatusNotFound:
-			return logical.ErrorResponse("%s: Auth0 has no such application (%s); check the client_id", what, mErr.Error()), nil
-		case status == http.StatusTooManyRequests:
-			return nil, logical.CodedError(http.StatusTooManyRequests, fmt.Sprintf("%s: Auth0 rate limit reached (%s); try again later", what, mErr.Error()))
-		case status < 500:
-			return logical.ErrorResponse("%s: Auth0 refused the request (%s)", what, mErr.Error()), nil
-		}
+		return logical.ErrorResponse("%s: Auth0 refused a Management API token (%s: %s); check client_id, client_secret and audience in the engine's config and that the application is authorized for the Management API", what, code, desc), nil
+	}
+	switch status, msg := auth0api.ManagementError(err); {
+	case status == 0:
+	case status == http.StatusUnauthorized:
+		return logical.ErrorResponse("%s: Auth0 rejected the Management API token (%s); check the engine's config", what, msg), nil
+	case status == http.StatusForbidden:
+		return logical.ErrorResponse("%s: Auth0 refused (%s); grant the missing scope to the Management API application in Auth0 (Applications > APIs > Auth0 Management API > Machine to Machine Applications)", what, msg), nil
+	case status == http.StatusNotFound:
+		return logical.ErrorResponse("%s: Auth0 has no such application (%s); check the client_id", what, msg), nil
+	case status == http.StatusTooManyRequests:
+		return nil, logical.CodedError(http.StatusTooManyRequests, fmt.Sprintf("%s: Auth0 rate limit reached (%s); try again later", what, msg))
+	case status < 500:
+		return logical.ErrorResponse("%s: Auth0 refused the request (%s)", what, msg), nil
 	}
 	return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("%s: %s", what, publicError(err)))
 }
@@ -364,8 +336,7 @@ func auth0Failure(what string, err error) (*logical.Response, error) {
 // publicError is err as a caller may see it: a transport failure (no HTTP answer) in the
 // generic words of auth0api.DescribeTransportError, anything else as it is.
 func publicError(err error) string {
-	var netErr net.Error
-	if !errors.As(err, &netErr) && !errors.Is(err, auth0api.ErrRedirect) {
+	if !auth0api.IsTransportFailure(err) && !errors.Is(err, auth0api.ErrRedirect) {
 		return err.Error()
 	}
 	if errors.Is(err, errOutcomeUnknown) {

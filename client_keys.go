@@ -133,8 +133,7 @@ func (c *managementClient) DeleteCredential(ctx context.Context, clientID, crede
 	err := c.callChanging(ctx, nil, func(ctx context.Context, api *management.Management) error {
 		return api.Client.DeleteCredential(ctx, clientID, credentialID)
 	})
-	var mErr management.Error
-	if errors.As(err, &mErr) && mErr.Status() == http.StatusNotFound {
+	if auth0api.ManagementStatus(err) == http.StatusNotFound {
 		return nil // already gone: what a retry after a lost answer finds
 	}
 	return err

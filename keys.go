@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
-	"golang.org/x/oauth2"
 
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/clock"
 )
 
@@ -296,7 +296,7 @@ func (j *roleJob) finishKey(ctx context.Context, conn *connection, api keyAPI) (
 		case err != nil:
 			// Auth0 refused the key (a 4xx): nothing was registered.
 			resp, rerr := auth0Failure(what+": registering the public key", err)
-			if status := statusOf(err); status >= 400 && status < 500 && status != http.StatusTooManyRequests && status != http.StatusUnauthorized {
+			if status := auth0api.ManagementStatus(err); status >= 400 && status < 500 && status != http.StatusTooManyRequests && status != http.StatusUnauthorized {
 				if derr := j.dropPendingKey(ctx, api, nil); derr != nil {
 					b.Logger().Warn("could not discard a key Auth0 refused; the next attempt registers it again", "role", j.name, "error", derr)
 				}
@@ -474,13 +474,12 @@ func (b *backend) verifyKey(conn *connection, clientID, privatePEM, alg, kid str
 			return err
 		}
 		err = verifyAssertion(b.ctx, conn.config, clientID, assertion)
-		var tokenErr *oauth2.RetrieveError
-		switch {
+		switch forbidden, _ := auth0api.TokenForbidden(err); {
 		case err == nil:
 			return nil
-		case errors.As(err, &tokenErr) && tokenErr.Response != nil && tokenErr.Response.StatusCode == http.StatusForbidden:
+		case forbidden:
 			return nil
-		case !errors.As(err, &tokenErr) || tokenErr.Response == nil || tokenErr.Response.StatusCode != http.StatusUnauthorized:
+		case !auth0api.TokenRefused(err):
 			return fmt.Errorf("could not check the new key at /oauth/token: %w", err)
 		case !b.clock.Now().Before(deadline):
 			return fmt.Errorf("Auth0 attached the new key but still refuses assertions signed with it after %s", b.rootAcceptWait)
@@ -538,13 +537,4 @@ func sameSet(a, b []string) bool {
 		}
 	}
 	return true
-}
-
-// statusOf is the HTTP status of a Management API error, 0 if err is not one.
-func statusOf(err error) int {
-	var mErr interface{ Status() int }
-	if errors.As(err, &mErr) {
-		return mErr.Status()
-	}
-	return 0
 }

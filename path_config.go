@@ -2,16 +2,13 @@ package auth0
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
-	"golang.org/x/oauth2"
 
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 )
@@ -331,11 +328,10 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ 
 // one. Anything else (no answer, or an answer that is not Auth0's) is described in the same
 // generic words, so that the answer does not tell what listens at an address.
 func describeTokenError(err error) string {
-	var tokenErr *oauth2.RetrieveError
-	if errors.As(err, &tokenErr) && tokenErr.ErrorCode != "" {
-		return fmt.Sprintf("Auth0 answered %d %s: %s", tokenErr.Response.StatusCode, tokenErr.ErrorCode, tokenErr.ErrorDescription)
+	if status, code, desc, _, _ := auth0api.TokenAnswer(err); auth0api.IsOAuthAnswer(err) {
+		return fmt.Sprintf("Auth0 answered %d %s: %s", status, code, desc)
 	}
-	if tokenErr != nil || errors.As(err, new(net.Error)) {
+	if auth0api.IsTokenFailure(err) || auth0api.IsTransportFailure(err) {
 		return auth0api.DescribeTransportError(err)
 	}
 	return err.Error()

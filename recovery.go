@@ -11,9 +11,10 @@ import (
 	"slices"
 	"time"
 
-	"github.com/auth0/go-auth0/management"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 )
 
 // walKindRotation marks a write-ahead log entry for a rotate-secret call in flight.
@@ -171,8 +172,7 @@ func (b *backend) recoverLocked(ctx context.Context, s logical.Storage, name str
 // lacksReadClientKeys reports whether err means the Management API application may not
 // read client secrets.
 func lacksReadClientKeys(err error) bool {
-	var mErr management.Error
-	return errors.Is(err, errNoSecretScope) || (errors.As(err, &mErr) && mErr.Status() == http.StatusForbidden)
+	return errors.Is(err, errNoSecretScope) || auth0api.ManagementStatus(err) == http.StatusForbidden
 }
 
 // walRollback is the framework's hook for entries Vault's rollback manager finds; returning

@@ -5,12 +5,11 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
-	"golang.org/x/oauth2"
 
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/clock"
 )
 
@@ -179,7 +178,7 @@ func (b *backend) resolvePendingRootLocked(ctx context.Context, s logical.Storag
 		b.Logger().Info("finished an interrupted root rotation: Auth0 accepts the new secret", "client_id", cfg.ClientID)
 		return nil
 	}
-	if !credentialsRejected(err) {
+	if !auth0api.CredentialsRejected(err) {
 		return fmt.Errorf("checking the pending root secret: %w", err)
 	}
 	if err := verifyCredentials(ctx, cfg); err != nil {
@@ -252,18 +251,6 @@ func (b *backend) promotePendingRoot(s logical.Storage, cfg *configEntry) error 
 	*cfg = next
 	b.resetConnection()
 	return nil
-}
-
-// credentialsRejected tells Auth0 refusing the credentials (401, or 400 invalid_client)
-// from everything else: not reaching Auth0, its limits (429, or a 500 "Global limit has
-// been reached"), or a missing grant (403), none of which says the secret is wrong.
-func credentialsRejected(err error) bool {
-	var tokenErr *oauth2.RetrieveError
-	if !errors.As(err, &tokenErr) || tokenErr.Response == nil {
-		return false
-	}
-	status := tokenErr.Response.StatusCode
-	return status == http.StatusUnauthorized || status == http.StatusBadRequest && tokenErr.ErrorCode == "invalid_client"
 }
 
 // rootStep is a test hook between the steps of a root rotation.

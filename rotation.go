@@ -8,10 +8,10 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/auth0/go-auth0/management"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/clock"
 )
 
@@ -30,12 +30,6 @@ const (
 	// maxRateLimitedTries bounds a manual rotation's attempts through short 429 pauses.
 	maxRateLimitedTries = 3
 )
-
-// rateLimited reports whether err is Auth0's 429, which says nothing was applied.
-func rateLimited(err error) bool {
-	var mErr management.Error
-	return errors.As(err, &mErr) && mErr.Status() == http.StatusTooManyRequests
-}
 
 // errRoleNotFound is returned by a role job for a role that does not exist (any more).
 var errRoleNotFound = errors.New("role not found")
@@ -239,7 +233,7 @@ func (j *roleJob) rotate(conn *connection) (*versionMeta, *logical.Response, err
 	secret, err := conn.client.RotateSecret(b.ctx, role.ClientID, writeWAL)
 	// A 429 applied nothing. A manual rotation waits out a short pause itself (the mount's
 	// limiter holds the next attempt until Auth0's reset), rather than failing its caller.
-	for tries := 1; rateLimited(err) && j.trigger == triggerManual && tries < maxRateLimitedTries; tries++ {
+	for tries := 1; auth0api.RateLimited(err) && j.trigger == triggerManual && tries < maxRateLimitedTries; tries++ {
 		if b.limiter.PausedUntil().Sub(b.clock.Now()) > maxInlineRateLimitWait {
 			break
 		}
@@ -250,7 +244,7 @@ func (j *roleJob) rotate(conn *connection) (*versionMeta, *logical.Response, err
 	what := fmt.Sprintf("rotating the secret of role %q (client_id %q)", j.name, role.ClientID)
 	switch {
 	case err == nil:
-	case rateLimited(err):
+	case auth0api.RateLimited(err):
 		if walID != "" {
 			b.deleteWAL(j.s, walID)
 		}

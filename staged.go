@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
-	"golang.org/x/oauth2"
 
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/clock"
 )
 
@@ -182,16 +181,15 @@ func (b *backend) verifySwitch(conn *connection, clientID, secret string) (strin
 	deadline := b.clock.Now().Add(b.rootAcceptWait)
 	for {
 		err := verifyCredentials(b.ctx, app)
-		var tokenErr *oauth2.RetrieveError
-		switch {
+		switch forbidden, code := auth0api.TokenForbidden(err); {
 		case err == nil:
 			return verifiedToken, nil
-		case errors.As(err, &tokenErr) && tokenErr.Response != nil && tokenErr.Response.StatusCode == http.StatusForbidden:
-			if tokenErr.ErrorCode == "unauthorized_client" {
+		case forbidden:
+			if code == "unauthorized_client" {
 				return verifiedNone, nil // no client-credentials grant: the secret cannot be exercised
 			}
 			return verifiedToken, nil // authenticated; only the audience is not granted
-		case !credentialsRejected(err):
+		case !auth0api.CredentialsRejected(err):
 			b.Logger().Warn("could not check the switched secret at /oauth/token", "client_id", clientID, "error", err)
 			return verifiedNone, nil
 		case !b.clock.Now().Before(deadline):

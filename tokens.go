@@ -393,16 +393,15 @@ func (b *backend) fetchToken(s logical.Storage, name, audience string, key token
 			return tok, nil
 		}
 		st.failures.Add(1)
-		var tokenErr *oauth2.RetrieveError
-		if !errors.As(err, &tokenErr) || tokenErr.Response == nil || tokenErr.Response.StatusCode < 400 {
+		answered, code, desc, header, ok := auth0api.TokenAnswer(err)
+		if !ok || answered < 400 {
 			return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("requesting an access token for role %q from Auth0: %s", name, auth0api.DescribeTransportError(err)))
 		}
-		desc := tokenErr.ErrorDescription
 		if desc == "" {
-			desc = http.StatusText(tokenErr.Response.StatusCode)
+			desc = http.StatusText(answered)
 		}
-		what := fmt.Sprintf("Auth0 refused an access token for role %q (client_id %q, audience %q): %s: %s", name, creds.ClientID, audience, tokenErr.ErrorCode, desc)
-		if tokenErr.Response.StatusCode == http.StatusUnauthorized {
+		what := fmt.Sprintf("Auth0 refused an access token for role %q (client_id %q, audience %q): %s: %s", name, creds.ClientID, audience, code, desc)
+		if answered == http.StatusUnauthorized {
 			// A rotation of the role may be under way: Auth0 may already have replaced
 			// the credential this request used. Wait for it, then use what it stored.
 			if !waited {
@@ -417,7 +416,7 @@ func (b *backend) fetchToken(s logical.Storage, name, audience string, key token
 			}
 		}
 		var refusal error
-		switch status := tokenErr.Response.StatusCode; {
+		switch status := answered; {
 		case status == http.StatusUnauthorized && b.clock.Now().Before(creds.Current.CreatedTime.Add(tokenAcceptWindow)):
 			// A credential a moment old: Auth0 may not accept it everywhere yet.
 			if err := clock.Sleep(ctx, b.clock, time.Second); err != nil {
@@ -435,7 +434,7 @@ func (b *backend) fetchToken(s logical.Storage, name, audience string, key token
 				scope = ""
 			}
 			now := b.clock.Now()
-			until := b.tokens.pause(scope, now.Add(retryAfter(tokenErr.Response.Header, now)), now).UTC().Format(time.RFC3339)
+			until := b.tokens.pause(scope, now.Add(retryAfter(header, now)), now).UTC().Format(time.RFC3339)
 			if quota {
 				return nil, logical.CodedError(http.StatusTooManyRequests, fmt.Sprintf("%s; the tenant's machine-to-machine token quota is exhausted: raise it in Auth0 or wait for it to reset (Vault asks again after %s)", what, until))
 			}

@@ -1,5 +1,6 @@
 // Package auth0api is the Auth0 side of the engine: the rules every outbound request
-// follows (egress.go) and the pace of the Management API calls (ratelimit.go).
+// follows (egress.go), the pace of the Management API calls (ratelimit.go), and every
+// classification of Auth0's errors (errors.go).
 package auth0api
 
 import (
@@ -9,8 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"golang.org/x/oauth2"
 )
 
 // Egress rules. Every request the engine makes carries a credential: the Management API
@@ -113,8 +112,7 @@ func NewEgressClient(host string, timeout time.Duration) (client *http.Client, c
 // may write config must not learn from the answer what listens where. Callers log the
 // details for the operator.
 func DescribeTransportError(err error) string {
-	var tokenErr *oauth2.RetrieveError
-	if errors.As(err, &tokenErr) && tokenErr.Response != nil && tokenErr.Response.StatusCode/100 == 3 {
+	if status, _, _, _, ok := TokenAnswer(err); ok && status/100 == 3 {
 		return ErrRedirect.Error() // a token client's redirect, answered to it as it is
 	}
 	if errors.Is(err, ErrRedirect) || errors.Is(err, ErrForbiddenDst) || errors.Is(err, ErrOtherHost) {
