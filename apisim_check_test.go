@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/emulator"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 )
 
 // check verifies, with no request in flight, reading storage and the emulator directly:
@@ -298,7 +299,7 @@ func (a *apiSim) secretLogsIn(clientID, secret string) bool {
 // keyLogsIn reports whether the emulator gives clientID a token for a client assertion
 // signed with privatePEM, as an application signs it.
 func (a *apiSim) keyLogsIn(clientID, privatePEM, kid, alg string) bool {
-	key, err := parsePrivateKey(privatePEM)
+	key, err := auth0api.ParsePrivateKey(privatePEM)
 	if err != nil {
 		a.problem("a served private key does not parse: %v", err)
 		return false
@@ -309,7 +310,7 @@ func (a *apiSim) keyLogsIn(clientID, privatePEM, kid, alg string) bool {
 		a.problem("signing an assertion with a served key: %v", err)
 		return false
 	}
-	return a.login(url.Values{"client_id": {clientID}, "client_assertion_type": {clientAssertionType}, "client_assertion": {assertion}})
+	return a.login(url.Values{"client_id": {clientID}, "client_assertion_type": {auth0api.ClientAssertionType}, "client_assertion": {assertion}})
 }
 
 func (a *apiSim) login(form url.Values) bool {

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/emulator"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 )
 
 // The API simulation's environment: nodes (a backend each, on one shared storage, each on
@@ -220,10 +221,10 @@ func (a *apiSim) generateKey(bits int) (string, string, error) {
 		case k := <-a.keyPool.keys:
 			private, public = k[0], k[1]
 		case <-a.keyPool.done:
-			private, public, err = generateRSAKey(bits)
+			private, public, err = auth0api.GenerateRSAKey(bits)
 		}
 	} else {
-		private, public, err = generateRSAKey(bits)
+		private, public, err = auth0api.GenerateRSAKey(bits)
 	}
 	if err == nil {
 		a.logs.addKey(private)

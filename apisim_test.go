@@ -23,6 +23,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/emulator"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 )
 
 var (
@@ -217,7 +218,7 @@ func newAPISim(t *testing.T, seed uint64) *apiSim {
 		a.roles = append(a.roles, r)
 	}
 	a.emu.SetFaults(a.hook)
-	a.keyPool = startKeyPool(t, generateRSAKey)
+	a.keyPool = startKeyPool(t, auth0api.GenerateRSAKey)
 
 	n, err := a.startNode(0)
 	if err != nil {

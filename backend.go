@@ -122,7 +122,7 @@ func newBackendWithClock(clk clock.Clock) *backend {
 		retryCap:  defaultRetryCap,
 
 		rootAcceptWait: rootAcceptWait,
-		generateKey:    generateRSAKey,
+		generateKey:    auth0api.GenerateRSAKey,
 		tokens:         newTokenCache(),
 		credsCache:     newCredsCache(defaultCredsCacheSize),
 	}

@@ -149,7 +149,7 @@ func verifyAssertion(ctx context.Context, cfg *configEntry, clientID, assertion 
 		TokenURL: cfg.tokenURL(),
 		EndpointParams: url.Values{
 			"audience":              {cfg.audience()},
-			"client_assertion_type": {clientAssertionType},
+			"client_assertion_type": {auth0api.ClientAssertionType},
 			"client_assertion":      {assertion},
 		},
 		AuthStyle: oauth2.AuthStyleInParams,

@@ -25,6 +25,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/emulator"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 )
 
 // Native fuzz targets over the request data of every path family (issue 19). Each input
@@ -110,7 +111,7 @@ var fuzzKeys struct {
 func fuzzGenerateKey(int) (string, string, error) {
 	fuzzKeys.once.Do(func() {
 		for range 4 {
-			private, public, err := generateRSAKey(defaultKeyBits)
+			private, public, err := auth0api.GenerateRSAKey(defaultKeyBits)
 			if err != nil {
 				panic(err)
 			}
@@ -774,7 +775,7 @@ func checkRoleInvariants(t *testing.T, what string, role *roleEntry) {
 		t.Fatalf("%s stored both rotation_period and rotation_schedule", what)
 	case role.RotationWindow < 0 || role.RotationWindow != 0 && role.RotationWindow < minRotationWindow:
 		t.Fatalf("%s stored rotation_window %s", what, role.RotationWindow)
-	case role.KeyBits != 0 && !sliceHas(keyBitSizes, role.KeyBits):
+	case role.KeyBits != 0 && !sliceHas(auth0api.KeyBitSizes, role.KeyBits):
 		t.Fatalf("%s stored key_bits %d", what, role.KeyBits)
 	case role.AssertionTTL != 0 && (role.AssertionTTL < minAssertionTTL || role.AssertionTTL > maxAssertionTTL):
 		t.Fatalf("%s stored assertion_ttl %s", what, role.AssertionTTL)

@@ -101,7 +101,7 @@ func (r *roleEntry) keyAlgorithm() string {
 	if r.Algorithm != "" {
 		return r.Algorithm
 	}
-	return algRS256
+	return auth0api.AlgRS256
 }
 
 // overlapPeriod is how long the previous key stays attached; a role write sets the default
@@ -273,7 +273,7 @@ func (j *roleJob) finishKey(ctx context.Context, conn *connection, api keyAPI) (
 		}
 		return j.fail(ctx, nil, cause)
 	}
-	publicPEM, err := publicKeyPEM(sec.PrivateKey)
+	publicPEM, err := auth0api.PublicKeyPEM(sec.PrivateKey)
 	if err != nil {
 		cause := fmt.Errorf("%s: %w; the pending key is discarded", what, err)
 		if err := j.dropPendingKey(ctx, api, found); err != nil {
@@ -469,7 +469,7 @@ func (j *roleJob) endOverlap(ctx context.Context, api keyAPI) error {
 func (b *backend) verifyKey(conn *connection, clientID, privatePEM, alg, kid string) error {
 	deadline := b.clock.Now().Add(b.rootAcceptWait)
 	for {
-		assertion, err := signAssertion(privatePEM, alg, kid, clientID, conn.config.assertionAudience(), b.clock.Now(), verifyAssertionTTL)
+		assertion, err := auth0api.SignAssertion(privatePEM, alg, kid, clientID, conn.config.assertionAudience(), b.clock.Now(), verifyAssertionTTL)
 		if err != nil {
 			return err
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/emulator"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 )
 
 var keySeed = flag.Uint64("keys.seed", 0, "seed of TestKeyRotationFaultsSearch; 0 draws one and prints it")
@@ -44,7 +45,7 @@ func newKeyEnv(t *testing.T, extra map[string]interface{}) *testEnv {
 // the engine's.
 func (e *testEnv) keyLogsIn(clientID, privatePEM, kid, alg string) bool {
 	e.t.Helper()
-	key, err := parsePrivateKey(privatePEM)
+	key, err := auth0api.ParsePrivateKey(privatePEM)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -56,7 +57,7 @@ func (e *testEnv) keyLogsIn(clientID, privatePEM, kid, alg string) bool {
 	form := url.Values{
 		"grant_type":            {"client_credentials"},
 		"client_id":             {clientID},
-		"client_assertion_type": {clientAssertionType},
+		"client_assertion_type": {auth0api.ClientAssertionType},
 		"client_assertion":      {assertion},
 		"audience":              {testAPI},
 	}

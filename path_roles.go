@@ -11,6 +11,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 )
 
 func pathRoles(b *backend) []*framework.Path {
@@ -564,14 +566,14 @@ func applyKeyFields(role *roleEntry, d *framework.FieldData, creating bool, now 
 		return logical.ErrorResponse("private_key_jwt roles rotate keys with their own overlap: rotation_strategy=staged, password_policy and import_current_secret do not apply")
 	}
 	if raw, ok := d.GetOk("key_bits"); ok {
-		if !slices.Contains(keyBitSizes, raw.(int)) {
+		if !slices.Contains(auth0api.KeyBitSizes, raw.(int)) {
 			return logical.ErrorResponse("key_bits must be 2048, 3072 or 4096, got %d", raw.(int))
 		}
 		role.KeyBits = raw.(int)
 	}
 	if raw, ok := d.GetOk("algorithm"); ok {
 		alg := strings.ToUpper(strings.TrimSpace(raw.(string)))
-		if !slices.Contains(keyAlgorithms, alg) {
+		if !slices.Contains(auth0api.KeyAlgorithms, alg) {
 			return logical.ErrorResponse("algorithm must be RS256, RS384 or PS256 (what Auth0 accepts for private_key_jwt), got %q", raw)
 		}
 		role.Algorithm = alg

@@ -8,6 +8,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 )
 
 const (
@@ -171,14 +173,14 @@ func (b *backend) pathAssertionRead(ctx context.Context, req *logical.Request, d
 		ttl = defaultAssertionTTL
 	}
 	now := b.clock.Now()
-	assertion, err := signAssertion(creds.Current.PrivateKey, creds.Current.Algorithm, creds.Current.KID, creds.ClientID, conn.config.assertionAudience(), now, ttl)
+	assertion, err := auth0api.SignAssertion(creds.Current.PrivateKey, creds.Current.Algorithm, creds.Current.KID, creds.ClientID, conn.config.assertionAudience(), now, ttl)
 	if err != nil {
 		return nil, err
 	}
 	return &logical.Response{Data: map[string]interface{}{
 		"client_id":             creds.ClientID,
 		"client_assertion":      assertion,
-		"client_assertion_type": clientAssertionType,
+		"client_assertion_type": auth0api.ClientAssertionType,
 		"expires_at":            now.Add(ttl).UTC().Format(time.RFC3339),
 	}}, nil
 }

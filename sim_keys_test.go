@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/emulator"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 )
 
 // The private_key_jwt roles of TestSimulation (credential_type=private_key_jwt): their
@@ -91,7 +92,7 @@ func (s *sim) keyRoleData(data map[string]interface{}) {
 	data["credential_type"] = credentialPrivateKeyJWT
 	data["allow_auth_method_change"] = true
 	data["overlap_period"] = s.keyOverlapPeriod()
-	data["algorithm"] = []string{algRS256, algRS256, algRS384, algPS256}[s.rng.IntN(4)]
+	data["algorithm"] = []string{auth0api.AlgRS256, auth0api.AlgRS256, auth0api.AlgRS384, auth0api.AlgPS256}[s.rng.IntN(4)]
 	data["allow_assertions"] = s.rng.IntN(2) == 0
 }
 
@@ -355,7 +356,7 @@ func (s *sim) watchKeyGeneration() {
 // leaves these logins alone.
 func (s *sim) keyLogsIn(clientID, privatePEM, kid, alg string) bool {
 	s.t.Helper()
-	key, err := parsePrivateKey(privatePEM)
+	key, err := auth0api.ParsePrivateKey(privatePEM)
 	if err != nil {
 		s.fail("invariant 14: a served private key does not parse: %v", err)
 	}
@@ -374,7 +375,7 @@ func (s *sim) assertionLogsIn(clientID, assertion string) bool {
 	form := url.Values{
 		"grant_type":            {"client_credentials"},
 		"client_id":             {clientID},
-		"client_assertion_type": {clientAssertionType},
+		"client_assertion_type": {auth0api.ClientAssertionType},
 		"client_assertion":      {assertion},
 		"audience":              {testAPI},
 	}
@@ -726,7 +727,7 @@ func (s *sim) checkAssertion(r *simRole, current *simKey, attached []string) {
 		s.fail("invariant 16: assertion/%s answers private key material (%s)", r.name, leak)
 	}
 	assertion, _ := resp.Data["client_assertion"].(string)
-	if resp.Data["client_id"] != r.clientID || resp.Data["client_assertion_type"] != clientAssertionType || !s.assertionLogsIn(r.clientID, assertion) {
+	if resp.Data["client_id"] != r.clientID || resp.Data["client_assertion_type"] != auth0api.ClientAssertionType || !s.assertionLogsIn(r.clientID, assertion) {
 		s.fail("invariant 14: the client assertion assertion/%s signs (with the key of version %d, credential %s, creds serves) does not log in; attached %v", r.name, current.version, current.id, attached)
 	}
 	s.counts["key check assertion/"]++

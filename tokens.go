@@ -478,11 +478,11 @@ func (b *backend) requestToken(ctx context.Context, cfg *configEntry, creds *cre
 		AuthStyle:      oauth2.AuthStyleInParams,
 	}
 	if creds.CredentialType == credentialPrivateKeyJWT {
-		assertion, err := signAssertion(creds.Current.PrivateKey, creds.Current.Algorithm, creds.Current.KID, creds.ClientID, cfg.assertionAudience(), b.clock.Now(), verifyAssertionTTL)
+		assertion, err := auth0api.SignAssertion(creds.Current.PrivateKey, creds.Current.Algorithm, creds.Current.KID, creds.ClientID, cfg.assertionAudience(), b.clock.Now(), verifyAssertionTTL)
 		if err != nil {
 			return nil, err
 		}
-		params.Set("client_assertion_type", clientAssertionType)
+		params.Set("client_assertion_type", auth0api.ClientAssertionType)
 		params.Set("client_assertion", assertion)
 	} else {
 		cc.ClientSecret = creds.Current.Secret

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/emulator"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 )
 
 const testAPI2 = "https://other.example.test/"
@@ -198,12 +199,12 @@ func TestTokenAndAssertionOfKeyRole(t *testing.T) {
 		t.Fatal("no token for a key role")
 	}
 	data := e.ok(logical.ReadOperation, "assertion/app", nil)
-	if data["client_assertion_type"] != clientAssertionType || data["expires_at"] != e.clock.Now().Add(30*time.Second).UTC().Format(time.RFC3339) {
+	if data["client_assertion_type"] != auth0api.ClientAssertionType || data["expires_at"] != e.clock.Now().Add(30*time.Second).UTC().Format(time.RFC3339) {
 		t.Fatalf("assertion read %v", data)
 	}
 	form := url.Values{
 		"grant_type": {"client_credentials"}, "client_id": {testAppID}, "audience": {testAPI},
-		"client_assertion_type": {clientAssertionType}, "client_assertion": {data["client_assertion"].(string)},
+		"client_assertion_type": {auth0api.ClientAssertionType}, "client_assertion": {data["client_assertion"].(string)},
 	}
 	resp, err := http.PostForm(e.emuURL+"/oauth/token", form)
 	if err != nil {

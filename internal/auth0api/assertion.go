@@ -1,4 +1,4 @@
-package auth0
+package auth0api
 
 import (
 	"crypto"
@@ -17,31 +17,31 @@ import (
 
 // Keys and client assertions for private_key_jwt (RFC 7523 client authentication).
 
-const clientAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+const ClientAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 // Signing algorithms Auth0 accepts for private_key_jwt credentials.
 const (
-	algRS256 = "RS256"
-	algRS384 = "RS384"
-	algPS256 = "PS256"
+	AlgRS256 = "RS256"
+	AlgRS384 = "RS384"
+	AlgPS256 = "PS256"
 )
 
-var keyAlgorithms = []string{algRS256, algRS384, algPS256}
+var KeyAlgorithms = []string{AlgRS256, AlgRS384, AlgPS256}
 
-// keyBitSizes are the RSA key sizes a role may ask for.
-var keyBitSizes = []int{2048, 3072, 4096}
+// KeyBitSizes are the RSA key sizes a role may ask for.
+var KeyBitSizes = []int{2048, 3072, 4096}
 
-// generateRSAKey makes a key pair from crypto/rand and returns the private key as PKCS #8
+// GenerateRSAKey makes a key pair from crypto/rand and returns the private key as PKCS #8
 // PEM and the public key as PKIX PEM, the form Auth0's credentials API takes.
-func generateRSAKey(bits int) (privatePEM, publicPEM string, err error) {
+func GenerateRSAKey(bits int) (privatePEM, publicPEM string, err error) {
 	key, err := rsa.GenerateKey(rand.Reader, bits)
 	if err != nil {
 		return "", "", fmt.Errorf("generating a %d-bit RSA key: %w", bits, err)
 	}
-	return encodeRSAKey(key)
+	return EncodeRSAKey(key)
 }
 
-func encodeRSAKey(key *rsa.PrivateKey) (privatePEM, publicPEM string, err error) {
+func EncodeRSAKey(key *rsa.PrivateKey) (privatePEM, publicPEM string, err error) {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return "", "", err
@@ -54,8 +54,8 @@ func encodeRSAKey(key *rsa.PrivateKey) (privatePEM, publicPEM string, err error)
 		string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub})), nil
 }
 
-// parsePrivateKey reads a PKCS #8 PEM RSA private key.
-func parsePrivateKey(privatePEM string) (*rsa.PrivateKey, error) {
+// ParsePrivateKey reads a PKCS #8 PEM RSA private key.
+func ParsePrivateKey(privatePEM string) (*rsa.PrivateKey, error) {
 	block, _ := pem.Decode([]byte(privatePEM))
 	if block == nil {
 		return nil, errors.New("the stored private key is not PEM")
@@ -71,21 +71,21 @@ func parsePrivateKey(privatePEM string) (*rsa.PrivateKey, error) {
 	return rsaKey, nil
 }
 
-// publicKeyPEM derives the PKIX PEM public key of a stored private key.
-func publicKeyPEM(privatePEM string) (string, error) {
-	key, err := parsePrivateKey(privatePEM)
+// PublicKeyPEM derives the PKIX PEM public key of a stored private key.
+func PublicKeyPEM(privatePEM string) (string, error) {
+	key, err := ParsePrivateKey(privatePEM)
 	if err != nil {
 		return "", err
 	}
-	_, pub, err := encodeRSAKey(key)
+	_, pub, err := EncodeRSAKey(key)
 	return pub, err
 }
 
-// signAssertion makes a client assertion for clientID: a JWT signed with the private key,
+// SignAssertion makes a client assertion for clientID: a JWT signed with the private key,
 // iss = sub = clientID, aud = audience (Auth0: "https://<domain>/"), a unique jti, and
 // exp = now + ttl. kid, when known, tells Auth0 which attached key to check.
-func signAssertion(privatePEM, alg, kid, clientID, audience string, now time.Time, ttl time.Duration) (string, error) {
-	key, err := parsePrivateKey(privatePEM)
+func SignAssertion(privatePEM, alg, kid, clientID, audience string, now time.Time, ttl time.Duration) (string, error) {
+	key, err := ParsePrivateKey(privatePEM)
 	if err != nil {
 		return "", err
 	}
@@ -116,13 +116,13 @@ func signAssertion(privatePEM, alg, kid, clientID, audience string, now time.Tim
 	signingInput := base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(c)
 	var sig []byte
 	switch alg {
-	case algRS256:
+	case AlgRS256:
 		sum := sha256.Sum256([]byte(signingInput))
 		sig, err = rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
-	case algRS384:
+	case AlgRS384:
 		sum := sha512.Sum384([]byte(signingInput))
 		sig, err = rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA384, sum[:])
-	case algPS256:
+	case AlgPS256:
 		sum := sha256.Sum256([]byte(signingInput))
 		sig, err = rsa.SignPSS(rand.Reader, key, crypto.SHA256, sum[:], &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
 	default:
