@@ -118,7 +118,7 @@ func (b *backend) credentialPrefix(name string) string {
 }
 
 // ownCredential reports whether cred was registered by role name of this mount.
-func (b *backend) ownCredential(name string, cred credentialInfo) bool {
+func (b *backend) ownCredential(name string, cred auth0api.CredentialInfo) bool {
 	rest, ok := strings.CutPrefix(cred.Name, b.credentialPrefix(name))
 	if !ok {
 		return false
@@ -190,7 +190,7 @@ func (j *roleJob) startKey(ctx context.Context, conn *connection, api keyAPI) (*
 		resp, rerr := auth0Failure(what, err)
 		return j.fail(ctx, resp, rerr)
 	}
-	if methods.usesSecret() && !role.AllowAuthMethodChange {
+	if methods.UsesSecret() && !role.AllowAuthMethodChange {
 		return j.fail(ctx, logical.ErrorResponse("%s: %s", what, authMethodRefusal(role.ClientID, methods.SecretMethod)), nil)
 	}
 	stored, err := api.ListCredentials(b.ctx, role.ClientID)
@@ -205,7 +205,7 @@ func (j *roleJob) startKey(ctx context.Context, conn *connection, api keyAPI) (*
 	if cur := role.current(); cur != nil {
 		current = cur.KeyID
 	}
-	var kept []credentialInfo
+	var kept []auth0api.CredentialInfo
 	for _, cred := range stored {
 		if b.ownCredential(j.name, cred) && cred.ID != current && !slices.Contains(methods.Attached, cred.ID) {
 			if err := api.DeleteCredential(b.ctx, role.ClientID, cred.ID); err != nil {
@@ -284,7 +284,7 @@ func (j *roleJob) finishKey(ctx context.Context, conn *connection, api keyAPI) (
 	if found == nil {
 		created, err := api.CreateCredential(b.ctx, role.ClientID, pk.Name, publicPEM, sec.Algorithm)
 		switch {
-		case errors.Is(err, errOutcomeUnknown):
+		case errors.Is(err, auth0api.ErrOutcomeUnknown):
 			b.Logger().Warn("Auth0's answer to a credential's creation was lost; looking for it by name", "role", j.name, "client_id", role.ClientID, "name", pk.Name, "error", err)
 			if stored, lerr := api.ListCredentials(b.ctx, role.ClientID); lerr == nil {
 				found = findCredential(stored, pk)
@@ -324,20 +324,20 @@ func (j *roleJob) finishKey(ctx context.Context, conn *connection, api keyAPI) (
 	// Keep what was attached when the rotation started and still exists.
 	var keep []string
 	for _, id := range pk.Keep {
-		if id != pk.CredentialID && slices.ContainsFunc(stored, func(c credentialInfo) bool { return c.ID == id }) {
+		if id != pk.CredentialID && slices.ContainsFunc(stored, func(c auth0api.CredentialInfo) bool { return c.ID == id }) {
 			keep = append(keep, id)
 		}
 	}
 	attach := append(slices.Clone(keep), pk.CredentialID)
 	if !sameSet(methods.Attached, attach) {
-		if methods.usesSecret() && !role.AllowAuthMethodChange {
+		if methods.UsesSecret() && !role.AllowAuthMethodChange {
 			return j.fail(ctx, logical.ErrorResponse("%s: %s", what, authMethodRefusal(role.ClientID, methods.SecretMethod)), nil)
 		}
-		if err := api.AttachCredentials(b.ctx, role.ClientID, attach, methods.usesSecret()); err != nil {
+		if err := api.AttachCredentials(b.ctx, role.ClientID, attach, methods.UsesSecret()); err != nil {
 			resp, rerr := auth0Failure(what+": attaching the new key", err)
 			return j.fail(ctx, resp, rerr)
 		}
-		if methods.usesSecret() {
+		if methods.UsesSecret() {
 			b.Logger().Warn("switched the application from its client secret to private_key_jwt (allow_auth_method_change)", "role", j.name, "client_id", role.ClientID)
 		}
 	}
@@ -375,7 +375,7 @@ func (j *roleJob) finishKey(ctx context.Context, conn *connection, api keyAPI) (
 }
 
 // findCredential is the credential of the pending key among stored, or nil.
-func findCredential(stored []credentialInfo, pk *pendingKey) *credentialInfo {
+func findCredential(stored []auth0api.CredentialInfo, pk *pendingKey) *auth0api.CredentialInfo {
 	for i := range stored {
 		if pk.CredentialID != "" && stored[i].ID == pk.CredentialID || pk.CredentialID == "" && stored[i].Name == pk.Name {
 			return &stored[i]
@@ -386,7 +386,7 @@ func findCredential(stored []credentialInfo, pk *pendingKey) *credentialInfo {
 
 // dropPendingKey abandons a pending key: deletes its credential at Auth0 if it exists
 // (detaching it first), then the pending state and its secret entry.
-func (j *roleJob) dropPendingKey(ctx context.Context, api keyAPI, cred *credentialInfo) error {
+func (j *roleJob) dropPendingKey(ctx context.Context, api keyAPI, cred *auth0api.CredentialInfo) error {
 	b, role := j.b, j.role
 	if cred != nil {
 		methods, err := api.AuthMethods(b.ctx, role.ClientID)
@@ -473,7 +473,7 @@ func (b *backend) verifyKey(conn *connection, clientID, privatePEM, alg, kid str
 		if err != nil {
 			return err
 		}
-		err = verifyAssertion(b.ctx, conn.config, clientID, assertion)
+		err = auth0api.VerifyAssertion(b.ctx, settingsOf(conn.config), clientID, assertion)
 		switch forbidden, _ := auth0api.TokenForbidden(err); {
 		case err == nil:
 			return nil

@@ -271,7 +271,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	}
 
 	if d.Get("verify_connection").(bool) {
-		if err := verifyCredentials(ctx, cfg); err != nil {
+		if err := auth0api.VerifyCredentials(ctx, settingsOf(cfg)); err != nil {
 			b.Logger().Warn("config write refused: no Management API token", "domain", cfg.domain(), "client_id", cfg.ClientID, "error", err)
 			return logical.ErrorResponse("could not obtain a Management API token from %s with client_id %q: %s; nothing was stored (fix the credentials, or write with verify_connection=false to skip this check)",
 				cfg.domain(), cfg.ClientID, describeTokenError(err)), nil

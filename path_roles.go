@@ -343,7 +343,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 				if err != nil {
 					return auth0Failure(fmt.Sprintf("checking how client_id %q authenticates", role.ClientID), err)
 				}
-				if methods.usesSecret() {
+				if methods.UsesSecret() {
 					return logical.ErrorResponse(authMethodRefusal(role.ClientID, methods.SecretMethod)), nil
 				}
 			}

@@ -172,7 +172,7 @@ func (b *backend) recoverLocked(ctx context.Context, s logical.Storage, name str
 // lacksReadClientKeys reports whether err means the Management API application may not
 // read client secrets.
 func lacksReadClientKeys(err error) bool {
-	return errors.Is(err, errNoSecretScope) || auth0api.ManagementStatus(err) == http.StatusForbidden
+	return errors.Is(err, auth0api.ErrNoSecretScope) || auth0api.ManagementStatus(err) == http.StatusForbidden
 }
 
 // walRollback is the framework's hook for entries Vault's rollback manager finds; returning

@@ -122,7 +122,7 @@ func (b *backend) rotateRootLocked(ctx context.Context, s logical.Storage, cfg *
 	b.rootStep(rootStepPendingStored)
 
 	if err := b.setRootSecret(cfg); err != nil {
-		if errors.Is(err, errOutcomeUnknown) {
+		if errors.Is(err, auth0api.ErrOutcomeUnknown) {
 			// Auth0 may or may not have applied it; resolving sets it again if needed.
 			b.Logger().Warn("Auth0's answer to the root secret change was lost; resolving", "error", err)
 			if err := b.resolvePendingRootLocked(ctx, s, cfg); err != nil {
@@ -170,7 +170,7 @@ func rootFailure(what string, err error) (*logical.Response, error) {
 // neither works yet, nothing changes and an error is returned. The caller holds configMu.
 func (b *backend) resolvePendingRootLocked(ctx context.Context, s logical.Storage, cfg *configEntry) error {
 	pending := cfg.PendingClientSecret
-	err := verifyCredentials(ctx, cfg.withSecret(pending))
+	err := auth0api.VerifyCredentials(ctx, settingsOf(cfg.withSecret(pending)))
 	if err == nil {
 		if err := b.promotePendingRoot(s, cfg); err != nil {
 			return err
@@ -181,11 +181,11 @@ func (b *backend) resolvePendingRootLocked(ctx context.Context, s logical.Storag
 	if !auth0api.CredentialsRejected(err) {
 		return fmt.Errorf("checking the pending root secret: %w", err)
 	}
-	if err := verifyCredentials(ctx, cfg); err != nil {
+	if err := auth0api.VerifyCredentials(ctx, settingsOf(cfg)); err != nil {
 		return fmt.Errorf("Auth0 accepts neither the pending nor the current root secret (%s); if Auth0 is still propagating a change this resolves by itself, otherwise write config with a working client_secret", describeTokenError(err))
 	}
 	if err := b.setRootSecret(cfg); err != nil {
-		if errors.Is(err, errOutcomeUnknown) {
+		if errors.Is(err, auth0api.ErrOutcomeUnknown) {
 			return fmt.Errorf("setting the pending root secret again: %w", err)
 		}
 		cfg.PendingClientSecret = ""
@@ -215,7 +215,7 @@ func (b *backend) setRootSecret(cfg *configEntry) error {
 	if err != nil {
 		return err
 	}
-	defer client.close()
+	defer client.Close()
 	return client.SetClientSecret(b.ctx, cfg.ClientID, cfg.PendingClientSecret)
 }
 
@@ -223,7 +223,7 @@ func (b *backend) setRootSecret(cfg *configEntry) error {
 func (b *backend) waitRootAccepted(cfg *configEntry, secret string) error {
 	deadline := b.clock.Now().Add(b.rootAcceptWait)
 	for {
-		err := verifyCredentials(b.ctx, cfg.withSecret(secret))
+		err := auth0api.VerifyCredentials(b.ctx, settingsOf(cfg.withSecret(secret)))
 		if err == nil || !b.clock.Now().Before(deadline) {
 			return err
 		}

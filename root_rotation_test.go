@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/emulator"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 )
 
 func TestGenerateClientSecret(t *testing.T) {
@@ -41,7 +42,7 @@ func (e *testEnv) storedConfig() *configEntry {
 // mgmtAuthenticates reports whether secret obtains a Management API token.
 func (e *testEnv) mgmtAuthenticates(secret string) bool {
 	e.t.Helper()
-	return verifyCredentials(e.t.Context(), e.storedConfig().withSecret(secret)) == nil
+	return auth0api.VerifyCredentials(e.t.Context(), settingsOf(e.storedConfig().withSecret(secret))) == nil
 }
 
 func TestRotateRoot(t *testing.T) {

@@ -253,7 +253,7 @@ func (j *roleJob) rotate(conn *connection) (*versionMeta, *logical.Response, err
 	case walID == "":
 		resp, rerr := auth0Failure(what, err)
 		return j.fail(b.ctx, resp, rerr)
-	case errors.Is(err, errOutcomeUnknown):
+	case errors.Is(err, auth0api.ErrOutcomeUnknown):
 		b.Logger().Warn("Auth0's answer to rotate-secret was lost; reading the application's secret back", "role", j.name, "client_id", role.ClientID, "error", err)
 		version, rerr := b.resolveWALLocked(b.ctx, j.s, j.name, role, pendingRotation{id: walID, wal: wal})
 		if rerr != nil {

@@ -144,7 +144,7 @@ func (b *backend) switchStagedLocked(ctx context.Context, s logical.Storage, nam
 	}
 	what := fmt.Sprintf("setting the staged secret of role %q (client_id %q, version %d) on Auth0", name, role.ClientID, staged.Version)
 	if err := conn.client.SetClientSecret(b.ctx, role.ClientID, sec.Secret); err != nil {
-		if errors.Is(err, errOutcomeUnknown) {
+		if errors.Is(err, auth0api.ErrOutcomeUnknown) {
 			b.Logger().Warn("Auth0's answer to the staged secret's PATCH was lost; the same secret is set again at the next attempt", "role", name, "error", err)
 		}
 		resp, rerr := auth0Failure(what, err)
@@ -180,7 +180,7 @@ func (b *backend) verifySwitch(conn *connection, clientID, secret string) (strin
 	app.ClientID = clientID
 	deadline := b.clock.Now().Add(b.rootAcceptWait)
 	for {
-		err := verifyCredentials(b.ctx, app)
+		err := auth0api.VerifyCredentials(b.ctx, settingsOf(app))
 		switch forbidden, code := auth0api.TokenForbidden(err); {
 		case err == nil:
 			return verifiedToken, nil

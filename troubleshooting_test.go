@@ -71,7 +71,7 @@ var notOperatorFacing = map[string]string{
 	"no role":                                             "decodeRotationWAL: an unreadable write-ahead entry is skipped; only logs show it (\"ignoring an unreadable rotation log entry\", Vault's rollback manager)",
 	"decoding a rotation log entry: <>":                   "decodeRotationWAL: as above",
 	"decoding a role write log entry: <>":                 "decodeRoleWriteWAL: skipped and logged like a rotation's (\"ignoring an unreadable role write log entry\")",
-	"the Management API client cannot manage credentials": "keyAPIOf: *managementClient implements keyAPI; only test doubles can fail it",
+	"the Management API client cannot manage credentials": "keyAPIOf: *auth0api.Management implements keyAPI; only test doubles can fail it",
 }
 
 // verbRE matches a fmt verb with its flags, width and precision.
