@@ -2,12 +2,10 @@ package auth0
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,8 +13,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
-	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/clientcredentials"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
@@ -434,7 +430,7 @@ func (b *backend) fetchToken(s logical.Storage, name, audience string, key token
 				scope = ""
 			}
 			now := b.clock.Now()
-			until := b.tokens.pause(scope, now.Add(retryAfter(header, now)), now).UTC().Format(time.RFC3339)
+			until := b.tokens.pause(scope, now.Add(auth0api.TokenRetryAfter(header, now, minTokenPause)), now).UTC().Format(time.RFC3339)
 			if quota {
 				return nil, logical.CodedError(http.StatusTooManyRequests, fmt.Sprintf("%s; the tenant's machine-to-machine token quota is exhausted: raise it in Auth0 or wait for it to reset (Vault asks again after %s)", what, until))
 			}
@@ -451,78 +447,30 @@ func (b *backend) fetchToken(s logical.Storage, name, audience string, key token
 	}
 }
 
-// retryAfter reads how long Auth0 asks to wait after a 429: Retry-After, else
-// x-ratelimit-reset, at least minTokenPause.
-func retryAfter(h http.Header, now time.Time) time.Duration {
-	d := minTokenPause
-	if secs, err := strconv.Atoi(h.Get("Retry-After")); err == nil && time.Duration(secs)*time.Second > d {
-		d = time.Duration(secs) * time.Second
-	} else if reset, err := strconv.ParseInt(h.Get("X-Ratelimit-Reset"), 10, 64); err == nil {
-		if until := time.Unix(reset, 0).Sub(now); until > d {
-			d = until
-		}
-	}
-	return d
-}
-
 // requestToken makes one client-credentials request with the credential creds serve.
 func (b *backend) requestToken(ctx context.Context, cfg *configEntry, creds *credsEntry, audience string) (*cachedToken, error) {
-	params := url.Values{"audience": {audience}}
-	if len(creds.TokenScopes) > 0 {
-		params.Set("scope", strings.Join(creds.TokenScopes, " "))
-	}
-	cc := clientcredentials.Config{
-		ClientID:       creds.ClientID,
-		TokenURL:       cfg.tokenURL(),
-		EndpointParams: params,
-		AuthStyle:      oauth2.AuthStyleInParams,
-	}
+	req := auth0api.TokenRequest{ClientID: creds.ClientID, Audience: audience, Scopes: creds.TokenScopes}
 	if creds.CredentialType == credentialPrivateKeyJWT {
 		assertion, err := auth0api.SignAssertion(creds.Current.PrivateKey, creds.Current.Algorithm, creds.Current.KID, creds.ClientID, cfg.assertionAudience(), b.clock.Now(), verifyAssertionTTL)
 		if err != nil {
 			return nil, err
 		}
-		params.Set("client_assertion_type", auth0api.ClientAssertionType)
-		params.Set("client_assertion", assertion)
+		req.Assertion = assertion
 	} else {
-		cc.ClientSecret = creds.Current.Secret
+		req.Secret = creds.Current.Secret
 	}
-	httpClient, closeIdle := auth0api.NewEgressClient(cfg.Host, cfg.requestTimeout())
-	defer closeIdle()
 	now := b.clock.Now()
-	tok, err := cc.Token(context.WithValue(ctx, oauth2.HTTPClient, httpClient))
+	tok, err := auth0api.RequestToken(ctx, settingsOf(cfg), req)
 	if err != nil {
 		return nil, err
 	}
-	// expires_in, read as Auth0 sent it: oauth2's Expiry is computed on the wall clock.
-	lifetime := time.Duration(numberOf(tok.Extra("expires_in"))) * time.Second
-	if lifetime <= 0 {
-		lifetime = time.Until(tok.Expiry)
-	}
-	scope, _ := tok.Extra("scope").(string)
-	frac := cfg.tokenRefreshFraction()
 	return &cachedToken{
 		AccessToken: tok.AccessToken,
 		TokenType:   tok.TokenType,
-		Scope:       scope,
+		Scope:       tok.Scope,
 		Audience:    audience,
 		ObtainedAt:  now,
-		ExpiresAt:   now.Add(lifetime),
-		RefreshAt:   now.Add(time.Duration(math.Floor(float64(lifetime) * frac))),
+		ExpiresAt:   now.Add(tok.Lifetime),
+		RefreshAt:   now.Add(time.Duration(math.Floor(float64(tok.Lifetime) * cfg.tokenRefreshFraction()))),
 	}, nil
-}
-
-// numberOf reads a JSON number that oauth2 may hand over as float64, json.Number or string.
-func numberOf(v any) float64 {
-	switch n := v.(type) {
-	case float64:
-		return n
-	case json.Number:
-		f, _ := n.Float64()
-		return f
-	case string:
-		f, _ := strconv.ParseFloat(n, 64)
-		return f
-	}
-	return 0
 }

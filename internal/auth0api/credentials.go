@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/auth0/go-auth0/management"
-	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/clientcredentials"
 )
 
 // The Management API calls of private_key_jwt roles, on the official SDK.
@@ -115,24 +112,5 @@ func (c *Management) DeleteCredential(ctx context.Context, clientID, credentialI
 	if ManagementStatus(err) == http.StatusNotFound {
 		return nil // already gone: what a retry after a lost answer finds
 	}
-	return err
-}
-
-// VerifyAssertion obtains a token for clientID with a client assertion signed by key, proving
-// that Auth0 accepts the key. A 403 (authenticated, audience not granted) counts as accepted.
-func VerifyAssertion(ctx context.Context, s Settings, clientID, assertion string) error {
-	httpClient, closeIdle := NewEgressClient(s.Host, s.Timeout)
-	defer closeIdle()
-	cc := clientcredentials.Config{
-		ClientID: clientID,
-		TokenURL: s.TokenURL,
-		EndpointParams: url.Values{
-			"audience":              {s.Audience},
-			"client_assertion_type": {ClientAssertionType},
-			"client_assertion":      {assertion},
-		},
-		AuthStyle: oauth2.AuthStyleInParams,
-	}
-	_, err := cc.Token(context.WithValue(ctx, oauth2.HTTPClient, httpClient))
 	return err
 }

@@ -1,7 +1,8 @@
 // Package auth0api is the Auth0 side of the engine: the rules every outbound request
 // follows (egress.go), the Management API client (management.go, credentials.go), the
-// pace of its calls (ratelimit.go), keys and client assertions for private_key_jwt
-// (assertion.go), and every classification of Auth0's errors (errors.go).
+// token endpoint client (token.go), the pace of the Management API calls (ratelimit.go),
+// keys and client assertions for private_key_jwt (assertion.go), and every
+// classification of Auth0's errors (errors.go).
 package auth0api
 
 import (

@@ -5,14 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/auth0/go-auth0/management"
 	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/clock"
 )
@@ -210,22 +208,4 @@ func (c *Management) ReadClient(ctx context.Context, clientID string, withSecret
 // Close releases idle connections once the client is replaced.
 func (c *Management) Close() {
 	c.transport.CloseIdleConnections()
-}
-
-// VerifyCredentials obtains a Management API token with cfg's credentials, proving that
-// Auth0 accepts them before anything is stored.
-func VerifyCredentials(ctx context.Context, s Settings) error {
-	httpClient, closeIdle := NewEgressClient(s.Host, s.Timeout)
-	defer closeIdle()
-	cc := clientcredentials.Config{
-		ClientID:       s.ClientID,
-		ClientSecret:   s.ClientSecret,
-		TokenURL:       s.TokenURL,
-		EndpointParams: url.Values{"audience": {s.Audience}},
-		// One request per check: auto-detection would try Basic, then the body, on every
-		// refusal, doubling what a polling verification costs against Auth0's limits.
-		AuthStyle: oauth2.AuthStyleInParams,
-	}
-	_, err := cc.Token(context.WithValue(ctx, oauth2.HTTPClient, httpClient))
-	return err
 }
