@@ -2,6 +2,8 @@ package auth0
 
 import (
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -1095,6 +1097,20 @@ func TestSimulationScenariosCoverEveryClass(t *testing.T) {
 		// chains' retries act on pending-attached only in runs with it.
 		if !covered && st != "key/pending-attached" {
 			t.Errorf("role state %s is in no scenario", st)
+		}
+	}
+}
+
+// TestPlantedPatchesApply: every defect make planted plants still applies to the code as
+// it is, so that the simulations' claim to catch them stays checked as the code moves.
+func TestPlantedPatchesApply(t *testing.T) {
+	patches, err := filepath.Glob("testdata/planted*/*.patch")
+	if err != nil || len(patches) == 0 {
+		t.Fatalf("no planted patches found (%v)", err)
+	}
+	for _, p := range patches {
+		if out, err := exec.Command("git", "apply", "--check", p).CombinedOutput(); err != nil {
+			t.Errorf("%s no longer applies: regenerate it against the code as it is (git diff after planting the defect by hand), keeping its header\n%s", p, out)
 		}
 	}
 }
