@@ -311,17 +311,23 @@ func (b *backend) reconcilePending(ctx context.Context, s logical.Storage, pendi
 
 func decodeRotationWAL(data interface{}) (rotationWAL, error) {
 	var w rotationWAL
-	raw, err := json.Marshal(data)
-	if err == nil {
-		err = json.Unmarshal(raw, &w)
-	}
-	if err == nil && w.Role == "" {
-		err = errors.New("no role")
-	}
-	if err != nil {
+	if err := decodeWAL(data, &w, &w.Role); err != nil {
 		return w, fmt.Errorf("decoding a rotation log entry: %w", err)
 	}
 	return w, nil
+}
+
+// decodeWAL decodes a write-ahead entry's data (as the framework hands it over, a map)
+// into w, whose role must then be set.
+func decodeWAL(data, w interface{}, role *string) error {
+	raw, err := json.Marshal(data)
+	if err == nil {
+		err = json.Unmarshal(raw, w)
+	}
+	if err == nil && *role == "" {
+		err = errors.New("no role")
+	}
+	return err
 }
 
 // deleteWAL removes a finished step's write-ahead entry. Failing is harmless: resolving an
@@ -434,14 +440,7 @@ func (b *backend) repairRoleWrites(ctx context.Context, s logical.Storage, left 
 
 func decodeRoleWriteWAL(data interface{}) (roleWriteWAL, error) {
 	var w roleWriteWAL
-	raw, err := json.Marshal(data)
-	if err == nil {
-		err = json.Unmarshal(raw, &w)
-	}
-	if err == nil && w.Role == "" {
-		err = errors.New("no role")
-	}
-	if err != nil {
+	if err := decodeWAL(data, &w, &w.Role); err != nil {
 		return w, fmt.Errorf("decoding a role write log entry: %w", err)
 	}
 	return w, nil

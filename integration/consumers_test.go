@@ -12,7 +12,6 @@ import (
 
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/emulator"
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/consumers"
-	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/vaulttest"
 )
 
 // Real-time settings of TestConsumersOnRealVault: short enough to see several changes of
@@ -53,12 +52,8 @@ type liveRole struct {
 // consumer's own delay, and no consumer reports an error.
 func TestConsumersOnRealVault(t *testing.T) {
 	t.Parallel()
-	emu, emuURL, mgmt := startStagedEmulator(t, keyScopes)
-	v := vaulttest.StartDevServer(t, pluginDir)
-	v.RegisterPlugin(t, pluginDir, pluginSHA, pluginVersion)
-	v.Mount(t, mount, pluginVersion)
-	f := &fixture{emu: emu, emuURL: emuURL, mgmt: mgmt, v: v}
-	f.configure(t)
+	f := newKeyFixture(t) // the Management API application may manage keys
+	emu, v := f.emu, f.v
 	v.MustCLI(t, v.RootToken, "write", mount+"/config", "propagation_wait=2s", "rate_limit=50")
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
 

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"math"
 	"sort"
-	"strconv"
 	"time"
 )
 
@@ -145,5 +144,3 @@ func Keys(m map[string]string) []string {
 	sort.Strings(out)
 	return out
 }
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }
