@@ -38,15 +38,7 @@ func (r *roleEntry) maxTTL() time.Duration {
 // consumerLead is how long consumers have between seeing a new credential and Auth0
 // requiring it: stage_period for a staged role, overlap_period for a key role (while
 // either key works), none for an immediate rotation.
-func (r *roleEntry) consumerLead() time.Duration {
-	switch {
-	case r.isStaged():
-		return r.stagePeriod()
-	case r.usesKeys():
-		return r.overlapPeriod()
-	}
-	return 0
-}
+func (r *roleEntry) consumerLead() time.Duration { return r.kind().consumerLead(r) }
 
 // readAgain is when creds tell consumers to read again, and what they report as
 // last_vault_rotation: the contract that keeps every consumer that re-reads at ttl

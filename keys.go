@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
@@ -87,8 +88,238 @@ type keyOverlap struct {
 	Ending bool `json:"ending,omitempty"`
 }
 
-// usesKeys reports whether the role rotates a private_key_jwt key pair.
-func (r *roleEntry) usesKeys() bool { return r.CredentialType == credentialPrivateKeyJWT }
+// keyKind is credential_type=private_key_jwt.
+type keyKind struct{}
+
+func (keyKind) credentialType() string { return credentialPrivateKeyJWT }
+func (keyKind) strategy() string       { return "" }
+func (keyKind) rotates() string        { return "private_key_jwt keys (end_overlap=true is its option)" }
+func (keyKind) ownFields() []string {
+	return []string{"key_bits", "algorithm", "overlap_period", "allow_auth_method_change"}
+}
+func (keyKind) options() []string { return []string{"end_overlap"} }
+
+// applyFields validates and applies the key settings.
+func (keyKind) applyFields(role *roleEntry, d *framework.FieldData, creating bool, now time.Time) *logical.Response {
+	if creating && !fieldSet(d, "overlap_period") {
+		role.OverlapPeriod = defaultOverlapPeriod
+	}
+	if raw, ok := d.GetOk("key_bits"); ok {
+		if !slices.Contains(auth0api.KeyBitSizes, raw.(int)) {
+			return logical.ErrorResponse("key_bits must be 2048, 3072 or 4096, got %d", raw.(int))
+		}
+		role.KeyBits = raw.(int)
+	}
+	if raw, ok := d.GetOk("algorithm"); ok {
+		alg := strings.ToUpper(strings.TrimSpace(raw.(string)))
+		if !slices.Contains(auth0api.KeyAlgorithms, alg) {
+			return logical.ErrorResponse("algorithm must be RS256, RS384 or PS256 (what Auth0 accepts for private_key_jwt), got %q", raw)
+		}
+		role.Algorithm = alg
+	}
+	return applyOverlapFields(role, d, now)
+}
+
+// applyOverlapFields validates and applies overlap_period and allow_auth_method_change,
+// the settings of every kind that attaches credentials at Auth0.
+func applyOverlapFields(role *roleEntry, d *framework.FieldData, now time.Time) *logical.Response {
+	if raw, ok := d.GetOk("overlap_period"); ok {
+		period := time.Duration(raw.(int)) * time.Second
+		if period < 0 {
+			return logical.ErrorResponse("overlap_period must not be negative")
+		}
+		role.OverlapPeriod = period
+	}
+	if raw, ok := d.GetOk("allow_auth_method_change"); ok {
+		role.AllowAuthMethodChange = raw.(bool)
+	}
+	overlap := role.overlapPeriod()
+	if role.RotationPeriod > 0 && overlap >= role.RotationPeriod {
+		return logical.ErrorResponse("overlap_period (%s) must be shorter than rotation_period (%s): Auth0 keeps two credentials per application, so the next one is made only once the previous one is detached", overlap, role.RotationPeriod)
+	}
+	if role.RotationSchedule != "" {
+		if gap := role.shortestScheduleGap(now); gap > 0 && overlap >= gap {
+			return logical.ErrorResponse("overlap_period (%s) must be shorter than the shortest interval between rotation_schedule's times (%s)", overlap, gap)
+		}
+	}
+	return nil
+}
+
+func (k keyKind) checkApplication(ctx context.Context, conn *connection, role *roleEntry) (*logical.Response, error) {
+	return checkAuthMethod(ctx, conn, role, k.credentialType())
+}
+
+// checkAuthMethod refuses to take over an application that authenticates with a client
+// secret or another credential method, unless the role allows Vault to switch it to
+// method.
+func checkAuthMethod(ctx context.Context, conn *connection, role *roleEntry, method string) (*logical.Response, error) {
+	if role.AllowAuthMethodChange {
+		return nil, nil
+	}
+	api, err := keyAPIOf(conn)
+	if err != nil {
+		return nil, nil
+	}
+	methods, err := api.AuthMethods(ctx, role.ClientID, method)
+	if err != nil {
+		return auth0Failure(fmt.Sprintf("checking how client_id %q authenticates", role.ClientID), err)
+	}
+	if methods.Switching() {
+		return logical.ErrorResponse(authMethodRefusal(role.ClientID, methods, method)), nil
+	}
+	return nil, nil
+}
+
+func (keyKind) readFields(role *roleEntry, data map[string]interface{}) {
+	data["key_bits"] = role.keyBits()
+	data["algorithm"] = role.keyAlgorithm()
+	data["overlap_period"] = int64(role.overlapPeriod().Seconds())
+	data["allow_auth_method_change"] = role.AllowAuthMethodChange
+	if cur := role.current(); cur != nil {
+		data["key_id"] = cur.KeyID
+		data["kid"] = cur.KID
+	}
+	if ov := role.Overlap; ov != nil {
+		data["previous_key_ids"] = ov.CredentialIDs
+		addTime(data, "overlap_until", ov.Until)
+	}
+	if pk := role.PendingKey; pk != nil {
+		data["pending_version"] = pk.Version
+		addTime(data, "pending_publish_time", pk.PublishAt)
+	}
+	data["allow_assertions"] = role.AllowAssertions
+	if role.AllowAssertions {
+		ttl := role.AssertionTTL
+		if ttl == 0 {
+			ttl = defaultAssertionTTL
+		}
+		data["assertion_ttl"] = int64(ttl.Seconds())
+	}
+}
+
+func (k keyKind) run(ctx context.Context, j *roleJob) (*versionMeta, *logical.Response, error) {
+	return j.runAttached(ctx, k)
+}
+
+func (keyKind) method() string { return auth0api.MethodPrivateKeyJWT }
+func (keyKind) noun() string   { return "key" }
+
+// generate makes an RSA key pair of the role's size.
+func (keyKind) generate(b *backend, role *roleEntry, sec *secretEntry, _ time.Time) error {
+	privatePEM, _, err := b.generateKey(role.keyBits())
+	if err != nil {
+		return err
+	}
+	sec.PrivateKey, sec.Algorithm = privatePEM, role.keyAlgorithm()
+	return nil
+}
+
+// register registers the public key.
+func (keyKind) register(sec *secretEntry, name string) (auth0api.NewCredential, error) {
+	publicPEM, err := auth0api.PublicKeyPEM(sec.PrivateKey)
+	if err != nil {
+		return auth0api.NewCredential{}, err
+	}
+	return auth0api.NewCredential{Type: auth0api.CredentialPublicKey, Name: name, PEM: publicPEM, Algorithm: sec.Algorithm}, nil
+}
+
+func (keyKind) verify(b *backend, conn *connection, clientID string, sec *secretEntry) error {
+	return b.verifyKey(conn, clientID, sec.PrivateKey, sec.Algorithm, sec.KID)
+}
+
+// attachment is what differs between the kinds whose credentials Vault generates and
+// attaches to an Auth0 authentication method next to the current one, for an overlap:
+// private_key_jwt keys, self-signed mTLS certificates. The rotation itself (runAttached)
+// is the same for all of them.
+type attachment interface {
+	credentialKind
+	// method is the client_authentication_methods entry the credentials attach to.
+	method() string
+	// noun names the credential in messages: "key", "certificate".
+	noun() string
+	// generate makes the next version's material (its private key, ...) into sec.
+	generate(b *backend, role *roleEntry, sec *secretEntry, now time.Time) error
+	// register is what Auth0 registers for sec, under name.
+	register(sec *secretEntry, name string) (auth0api.NewCredential, error)
+	// verify proves that Auth0 accepts sec, attached (its KeyID and KID are Auth0's).
+	verify(b *backend, conn *connection, clientID string, sec *secretEntry) error
+}
+
+func (keyKind) dueTime(r *roleEntry, now time.Time) time.Time { return overlapDue(r, now) }
+
+// overlapDue is the due time of a kind that attaches credentials with an overlap.
+func overlapDue(r *roleEntry, now time.Time) time.Time {
+	switch {
+	case r.PendingKey != nil:
+		// A rotation under way is finished at once (or at the next attempt), or, once its
+		// credential is attached, when it may be published.
+		return later(later(r.PendingKey.Started, r.PendingKey.PublishAt), r.NextAttempt)
+	case r.Overlap != nil:
+		// The previous credential is detached at the end of the overlap, scheduled role or
+		// not; the next rotation waits for it.
+		return later(r.Overlap.Until, r.NextAttempt)
+	}
+	return r.scheduledDue(now, 0)
+}
+
+func (keyKind) consumerLead(r *roleEntry) time.Duration { return r.overlapPeriod() }
+
+func (keyKind) servesPrevious(r *roleEntry, prev int) bool { return overlapServes(r, prev) }
+
+// overlapServes reports whether version prev is the overlap's, still attached at Auth0.
+func overlapServes(r *roleEntry, prev int) bool {
+	return r.Overlap != nil && !r.Overlap.Ending && r.Overlap.Version == prev
+}
+
+func (keyKind) credsMeta(r *roleEntry, c *credsEntry) { overlapCredsMeta(r, c) }
+
+// overlapCredsMeta is credsMeta of a kind that attaches credentials with an overlap.
+func overlapCredsMeta(r *roleEntry, c *credsEntry) {
+	c.Next, c.NextSwitchTime = nil, time.Time{}
+	if r.Overlap == nil || r.Overlap.Ending {
+		c.Previous = nil // detached (or being detached) at Auth0: nothing to fall back to
+	} else {
+		c.OverlapUntil = r.Overlap.Until
+	}
+	if r.PendingKey != nil {
+		c.PublishAt = r.PendingKey.PublishAt
+	}
+}
+
+func (keyKind) nextChange(c *credsEntry) time.Time { return overlapNextChange(c) }
+
+// overlapNextChange is nextChange of a kind that attaches credentials with an overlap.
+func overlapNextChange(c *credsEntry) time.Time {
+	switch {
+	case !c.PublishAt.IsZero():
+		// A rotation under way: consumers must see the new credential when it is served.
+		return later(c.PublishAt, c.NextAttempt)
+	case c.RotationPeriod == 0 && c.RotationSchedule == "":
+		return time.Time{}
+	}
+	// A new credential is not made while the previous one is still attached.
+	return later(later(c.NextVaultRotation, c.OverlapUntil), c.NextAttempt)
+}
+
+func (keyKind) credsFields(c *credsEntry, served, previous *secretEntry, current bool, data map[string]interface{}) {
+	data["private_key"], data["key_id"], data["kid"], data["algorithm"] = served.PrivateKey, served.KeyID, served.KID, served.Algorithm
+	if current {
+		data["previous_private_key"], data["previous_key_id"], data["previous_kid"], data["overlap_until"] = "", "", "", ""
+		if previous != nil {
+			data["previous_private_key"], data["previous_key_id"], data["previous_kid"] = previous.PrivateKey, previous.KeyID, previous.KID
+			data["overlap_until"] = timeOrEmpty(c.OverlapUntil)
+		}
+	}
+}
+
+func (keyKind) authenticate(b *backend, cfg *configEntry, c *credsEntry, req *auth0api.TokenRequest) error {
+	assertion, err := auth0api.SignAssertion(c.Current.PrivateKey, c.Current.Algorithm, c.Current.KID, c.ClientID, cfg.assertionAudience(), b.clock.Now(), verifyAssertionTTL)
+	if err != nil {
+		return err
+	}
+	req.Assertion = assertion
+	return nil
+}
 
 func (r *roleEntry) keyBits() int {
 	if r.KeyBits > 0 {
@@ -136,9 +367,10 @@ func keyAPIOf(conn *connection) (keyAPI, error) {
 	return api, nil
 }
 
-// runKeys is the part of a role's job (runRoleJob) that private_key_jwt roles run, under
-// the role's lock: finish a rotation under way, end an overlap that is over, rotate.
-func (j *roleJob) runKeys(ctx context.Context) (*versionMeta, *logical.Response, error) {
+// runAttached is the part of a role's job (runRoleJob) that the kinds attaching
+// credentials run, under the role's lock: finish a rotation under way, end an overlap
+// that is over, rotate.
+func (j *roleJob) runAttached(ctx context.Context, a attachment) (*versionMeta, *logical.Response, error) {
 	b, role := j.b, j.role
 	conn, err := b.connection(ctx, j.s)
 	if err != nil {
@@ -153,18 +385,18 @@ func (j *roleJob) runKeys(ctx context.Context) (*versionMeta, *logical.Response,
 	}
 	if role.PendingKey != nil {
 		// A rotation under way is finished first; for a manual rotate it is the rotation.
-		return j.finishKey(ctx, conn, api)
+		return j.finishAttached(ctx, conn, api, a)
 	}
 	if ov := role.Overlap; ov != nil {
 		switch {
 		case !j.now.Before(ov.Until) || j.opts.endOverlap:
-			if err := j.endOverlap(ctx, api); err != nil {
-				resp, rerr := auth0Failure(fmt.Sprintf("detaching the previous key of role %q (client_id %q)", j.name, role.ClientID), err)
+			if err := j.endOverlap(ctx, api, a); err != nil {
+				resp, rerr := auth0Failure(fmt.Sprintf("detaching the previous %s of role %q (client_id %q)", a.noun(), j.name, role.ClientID), err)
 				return j.fail(ctx, resp, rerr)
 			}
 		case j.trigger == triggerManual:
-			return nil, logical.ErrorResponse("role %q: the previous key (credentials %s) stays attached at Auth0 until %s (overlap_period), and Auth0 allows %d keys per application; rotate after that, or pass end_overlap=true to detach it now (applications still signing with it then fail)",
-				j.name, strings.Join(ov.CredentialIDs, ", "), ov.Until.Format(time.RFC3339), maxAttachedCredentials), nil
+			return nil, logical.ErrorResponse("role %q: the previous %s (credentials %s) stays attached at Auth0 until %s (overlap_period), and Auth0 allows %d credentials per application; rotate after that, or pass end_overlap=true to detach it now (applications still using it then fail)",
+				j.name, a.noun(), strings.Join(ov.CredentialIDs, ", "), ov.Until.Format(time.RFC3339), maxAttachedCredentials), nil
 		default:
 			return nil, nil, nil
 		}
@@ -177,21 +409,21 @@ func (j *roleJob) runKeys(ctx context.Context) (*versionMeta, *logical.Response,
 	case j.trigger == triggerScheduled && role.missedWindow(j.now):
 		return j.skipMissedWindow(ctx)
 	}
-	return j.startKey(ctx, conn, api)
+	return j.startAttached(ctx, conn, api, a)
 }
 
-// startKey begins a key rotation: checks the application, generates and stores the key
-// pair as pending, then finishes it.
-func (j *roleJob) startKey(ctx context.Context, conn *connection, api keyAPI) (*versionMeta, *logical.Response, error) {
+// startAttached begins a rotation: checks the application, generates and stores the
+// material as pending, then finishes it.
+func (j *roleJob) startAttached(ctx context.Context, conn *connection, api keyAPI, a attachment) (*versionMeta, *logical.Response, error) {
 	b, role := j.b, j.role
-	what := fmt.Sprintf("rotating the key of role %q (client_id %q)", j.name, role.ClientID)
-	methods, err := api.AuthMethods(b.ctx, role.ClientID)
+	what := fmt.Sprintf("rotating the %s of role %q (client_id %q)", a.noun(), j.name, role.ClientID)
+	methods, err := api.AuthMethods(b.ctx, role.ClientID, a.method())
 	if err != nil {
 		resp, rerr := auth0Failure(what, err)
 		return j.fail(ctx, resp, rerr)
 	}
-	if methods.UsesSecret() && !role.AllowAuthMethodChange {
-		return j.fail(ctx, logical.ErrorResponse("%s: %s", what, authMethodRefusal(role.ClientID, methods.SecretMethod)), nil)
+	if methods.Switching() && !role.AllowAuthMethodChange {
+		return j.fail(ctx, logical.ErrorResponse("%s: %s", what, authMethodRefusal(role.ClientID, methods, a.method())), nil)
 	}
 	stored, err := api.ListCredentials(b.ctx, role.ClientID)
 	if err != nil {
@@ -222,17 +454,16 @@ func (j *roleJob) startKey(ctx context.Context, conn *connection, api keyAPI) (*
 		for _, cred := range kept {
 			names = append(names, fmt.Sprintf("%s (%q)", cred.ID, cred.Name))
 		}
-		return j.fail(ctx, logical.ErrorResponse("%s: the application already has %d credentials at Auth0 (%s), Auth0's limit; delete the one that is not in use (Auth0 Dashboard > Applications > Credentials) so that Vault can register the next key",
-			what, len(kept), strings.Join(names, ", ")), nil)
+		return j.fail(ctx, logical.ErrorResponse("%s: the application already has %d credentials at Auth0 (%s), Auth0's limit; delete the one that is not in use (Auth0 Dashboard > Applications > Credentials) so that Vault can register the next %s",
+			what, len(kept), strings.Join(names, ", "), a.noun()), nil)
 	}
 
-	privatePEM, _, err := b.generateKey(role.keyBits())
-	if err != nil {
-		return j.fail(ctx, nil, err)
-	}
 	v := role.currentVersion() + 1
 	pk := &pendingKey{Version: v, Name: b.credentialName(j.name, v), Started: j.now.UTC(), Source: j.trigger, Keep: methods.Attached}
-	sec := &secretEntry{Version: v, PrivateKey: privatePEM, Algorithm: role.keyAlgorithm(), CreatedTime: j.now.UTC(), Source: j.trigger}
+	sec := &secretEntry{Version: v, CreatedTime: j.now.UTC(), Source: j.trigger}
+	if err := a.generate(b, role, sec, j.now); err != nil {
+		return j.fail(ctx, nil, err)
+	}
 	if err := saveSecret(ctx, j.s, j.name, sec); err != nil {
 		return j.fail(ctx, nil, err)
 	}
@@ -242,19 +473,24 @@ func (j *roleJob) startKey(ctx context.Context, conn *connection, api keyAPI) (*
 		return j.fail(ctx, nil, err)
 	}
 	*role = *next
-	return j.finishKey(ctx, conn, api)
+	return j.finishAttached(ctx, conn, api, a)
 }
 
-// authMethodRefusal says why a role will not switch an application off its client secret.
-func authMethodRefusal(clientID, method string) string {
-	return fmt.Sprintf("application %q authenticates with a client secret (token_endpoint_auth_method %q); switching it to private_key_jwt disables that secret at Auth0, a one-way cutover. Set allow_auth_method_change=true on the role to let Vault switch it (its first key is attached in the same change)", clientID, method)
+// authMethodRefusal says why a role will not switch an application to method.
+func authMethodRefusal(clientID string, now *auth0api.AuthMethods, method string) string {
+	current := "its " + now.Current() + " credentials"
+	if now.UsesSecret() {
+		current = "a client secret (token_endpoint_auth_method " + strconv.Quote(now.SecretMethod) + ")"
+	}
+	return fmt.Sprintf("application %q authenticates with %s; switching it to %s makes Auth0 refuse those at once, a one-way cutover. Set allow_auth_method_change=true on the role to let Vault switch it (its first credential is attached in the same change)", clientID, current, method)
 }
 
-// finishKey takes a pending key from wherever a run stopped to the current version.
-func (j *roleJob) finishKey(ctx context.Context, conn *connection, api keyAPI) (*versionMeta, *logical.Response, error) {
+// finishAttached takes a pending credential from wherever a run stopped to the current
+// version.
+func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyAPI, a attachment) (*versionMeta, *logical.Response, error) {
 	b, role := j.b, j.role
 	pk := role.PendingKey
-	what := fmt.Sprintf("rotating the key of role %q (client_id %q, version %d)", j.name, role.ClientID, pk.Version)
+	what := fmt.Sprintf("rotating the %s of role %q (client_id %q, version %d)", a.noun(), j.name, role.ClientID, pk.Version)
 	sec, err := loadSecret(ctx, j.s, j.name, nil, pk.Version)
 	if err != nil {
 		return j.fail(ctx, nil, err)
@@ -267,22 +503,22 @@ func (j *roleJob) finishKey(ctx context.Context, conn *connection, api keyAPI) (
 	found := findCredential(stored, pk)
 	if sec == nil || sec.PrivateKey == "" {
 		// Storage lost the pending key: Auth0 must not keep a key Vault does not hold.
-		cause := fmt.Errorf("%s: the pending private key is missing from storage; it is discarded, and a new key is made at the next attempt", what)
-		if err := j.dropPendingKey(ctx, api, found); err != nil {
+		cause := fmt.Errorf("%s: the pending private key is missing from storage; it is discarded, and a new one is made at the next attempt", what)
+		if err := j.dropPendingKey(ctx, api, a, found); err != nil {
 			cause = fmt.Errorf("%w (discarding it failed: %w)", cause, err)
 		}
 		return j.fail(ctx, nil, cause)
 	}
-	publicPEM, err := auth0api.PublicKeyPEM(sec.PrivateKey)
+	registration, err := a.register(sec, pk.Name)
 	if err != nil {
-		cause := fmt.Errorf("%s: %w; the pending key is discarded", what, err)
-		if err := j.dropPendingKey(ctx, api, found); err != nil {
+		cause := fmt.Errorf("%s: %w; the pending %s is discarded", what, err, a.noun())
+		if err := j.dropPendingKey(ctx, api, a, found); err != nil {
 			cause = fmt.Errorf("%w (discarding it failed: %w)", cause, err)
 		}
 		return j.fail(ctx, nil, cause)
 	}
 	if found == nil {
-		created, err := api.CreateCredential(b.ctx, role.ClientID, pk.Name, publicPEM, sec.Algorithm)
+		created, err := api.CreateCredential(b.ctx, role.ClientID, registration)
 		switch {
 		case errors.Is(err, auth0api.ErrOutcomeUnknown):
 			b.Logger().Warn("Auth0's answer to a credential's creation was lost; looking for it by name", "role", j.name, "client_id", role.ClientID, "name", pk.Name, "error", err)
@@ -295,10 +531,10 @@ func (j *roleJob) finishKey(ctx context.Context, conn *connection, api keyAPI) (
 			}
 		case err != nil:
 			// Auth0 refused the key (a 4xx): nothing was registered.
-			resp, rerr := auth0Failure(what+": registering the public key", err)
+			resp, rerr := auth0Failure(what+": registering it", err)
 			if status := auth0api.ManagementStatus(err); status >= 400 && status < 500 && status != http.StatusTooManyRequests && status != http.StatusUnauthorized {
-				if derr := j.dropPendingKey(ctx, api, nil); derr != nil {
-					b.Logger().Warn("could not discard a key Auth0 refused; the next attempt registers it again", "role", j.name, "error", derr)
+				if derr := j.dropPendingKey(ctx, api, a, nil); derr != nil {
+					b.Logger().Warn("could not discard a credential Auth0 refused; the next attempt registers it again", "role", j.name, "error", derr)
 				}
 			}
 			return j.fail(ctx, resp, rerr)
@@ -316,7 +552,7 @@ func (j *roleJob) finishKey(ctx context.Context, conn *connection, api keyAPI) (
 		pk = role.PendingKey
 	}
 
-	methods, err := api.AuthMethods(b.ctx, role.ClientID)
+	methods, err := api.AuthMethods(b.ctx, role.ClientID, a.method())
 	if err != nil {
 		resp, rerr := auth0Failure(what, err)
 		return j.fail(ctx, resp, rerr)
@@ -330,15 +566,15 @@ func (j *roleJob) finishKey(ctx context.Context, conn *connection, api keyAPI) (
 	}
 	attach := append(slices.Clone(keep), pk.CredentialID)
 	if !sameSet(methods.Attached, attach) {
-		if methods.UsesSecret() && !role.AllowAuthMethodChange {
-			return j.fail(ctx, logical.ErrorResponse("%s: %s", what, authMethodRefusal(role.ClientID, methods.SecretMethod)), nil)
+		if methods.Switching() && !role.AllowAuthMethodChange {
+			return j.fail(ctx, logical.ErrorResponse("%s: %s", what, authMethodRefusal(role.ClientID, methods, a.method())), nil)
 		}
-		if err := api.AttachCredentials(b.ctx, role.ClientID, attach, methods.UsesSecret()); err != nil {
-			resp, rerr := auth0Failure(what+": attaching the new key", err)
+		if err := api.AttachCredentials(b.ctx, role.ClientID, a.method(), attach, methods.Switching()); err != nil {
+			resp, rerr := auth0Failure(what+": attaching it", err)
 			return j.fail(ctx, resp, rerr)
 		}
-		if methods.UsesSecret() {
-			b.Logger().Warn("switched the application from its client secret to private_key_jwt (allow_auth_method_change)", "role", j.name, "client_id", role.ClientID)
+		if methods.Switching() {
+			b.Logger().Warn("switched the application's authentication method (allow_auth_method_change)", "role", j.name, "client_id", role.ClientID, "from", methods.Current(), "to", a.method())
 		}
 	}
 	if pk.AttachedAt.IsZero() {
@@ -355,20 +591,21 @@ func (j *roleJob) finishKey(ctx context.Context, conn *connection, api keyAPI) (
 		pk = role.PendingKey
 	}
 	if b.clock.Now().Before(pk.PublishAt) {
-		b.Logger().Info("attached the new key; it is served once Auth0 has applied the change everywhere", "role", j.name, "client_id", role.ClientID, "version", pk.Version, "publish_at", pk.PublishAt.Format(time.RFC3339))
+		b.Logger().Info("attached the new credential; it is served once Auth0 has applied the change everywhere", "role", j.name, "client_id", role.ClientID, "kind", a.noun(), "version", pk.Version, "publish_at", pk.PublishAt.Format(time.RFC3339))
 		return nil, nil, nil // the scheduler comes back at PublishAt
 	}
-	if err := b.verifyKey(conn, role.ClientID, sec.PrivateKey, sec.Algorithm, pk.KID); err != nil {
+	sec.KeyID, sec.KID = pk.CredentialID, pk.KID
+	if err := a.verify(b, conn, role.ClientID, sec); err != nil {
 		return j.fail(ctx, nil, fmt.Errorf("%s: %w", what, err))
 	}
 	version, err := b.commitKey(j.s, j.name, role, sec, keep, b.clock.Now())
 	if err != nil {
-		return j.fail(ctx, nil, fmt.Errorf("%s: Auth0 holds the new key but storing it failed (%w); it is stored at the next attempt", what, err))
+		return j.fail(ctx, nil, fmt.Errorf("%s: Auth0 holds it but storing it failed (%w); it is stored at the next attempt", what, err))
 	}
-	b.Logger().Info("rotated key", "role", j.name, "client_id", role.ClientID, "version", version.Version, "credential_id", version.KeyID, "kid", version.KID, "source", version.Source)
+	b.Logger().Info("rotated "+a.noun(), "role", j.name, "client_id", role.ClientID, "version", version.Version, "credential_id", version.KeyID, "kid", version.KID, "source", version.Source)
 	if role.Overlap != nil && role.overlapPeriod() == 0 {
-		if err := j.endOverlap(ctx, api); err != nil {
-			b.Logger().Warn("could not detach the previous key at once (overlap_period=0); the role's next job does", "role", j.name, "error", err)
+		if err := j.endOverlap(ctx, api, a); err != nil {
+			b.Logger().Warn("could not detach the previous credential at once (overlap_period=0); the role's next job does", "role", j.name, "error", err)
 		}
 	}
 	return version, nil, nil
@@ -386,19 +623,19 @@ func findCredential(stored []auth0api.CredentialInfo, pk *pendingKey) *auth0api.
 
 // dropPendingKey abandons a pending key: deletes its credential at Auth0 if it exists
 // (detaching it first), then the pending state and its secret entry.
-func (j *roleJob) dropPendingKey(ctx context.Context, api keyAPI, cred *auth0api.CredentialInfo) error {
+func (j *roleJob) dropPendingKey(ctx context.Context, api keyAPI, a attachment, cred *auth0api.CredentialInfo) error {
 	b, role := j.b, j.role
 	if cred != nil {
-		methods, err := api.AuthMethods(b.ctx, role.ClientID)
+		methods, err := api.AuthMethods(b.ctx, role.ClientID, a.method())
 		if err != nil {
 			return err
 		}
 		if slices.Contains(methods.Attached, cred.ID) {
 			rest := slices.DeleteFunc(slices.Clone(methods.Attached), func(id string) bool { return id == cred.ID })
 			if len(rest) == 0 {
-				return fmt.Errorf("its credential %s is the only key attached at Auth0 and stays until a new key replaces it", cred.ID)
+				return fmt.Errorf("its credential %s is the only one attached at Auth0 and stays until a new one replaces it", cred.ID)
 			}
-			if err := api.AttachCredentials(b.ctx, role.ClientID, rest, false); err != nil {
+			if err := api.AttachCredentials(b.ctx, role.ClientID, a.method(), rest, false); err != nil {
 				return err
 			}
 		}
@@ -414,14 +651,14 @@ func (j *roleJob) dropPendingKey(ctx context.Context, api keyAPI, cred *auth0api
 	}
 	*role = *next
 	if err := deleteKey(ctx, j.s, secretKey(j.name, version)); err != nil {
-		b.Logger().Warn("could not delete an abandoned pending key", "role", j.name, "error", err)
+		b.Logger().Warn("could not delete an abandoned pending credential", "role", j.name, "error", err)
 	}
 	return nil
 }
 
 // endOverlap detaches the previous keys and deletes them, then records that the overlap
 // is over. Both Auth0 calls are idempotent, so an interrupted run is simply run again.
-func (j *roleJob) endOverlap(ctx context.Context, api keyAPI) error {
+func (j *roleJob) endOverlap(ctx context.Context, api keyAPI, a attachment) error {
 	b, role := j.b, j.role
 	ov, cur := role.Overlap, role.current()
 	if !ov.Ending {
@@ -434,12 +671,12 @@ func (j *roleJob) endOverlap(ctx context.Context, api keyAPI) error {
 		ov = role.Overlap
 	}
 	if cur != nil && cur.KeyID != "" {
-		methods, err := api.AuthMethods(b.ctx, role.ClientID)
+		methods, err := api.AuthMethods(b.ctx, role.ClientID, a.method())
 		if err != nil {
 			return err
 		}
 		if !sameSet(methods.Attached, []string{cur.KeyID}) {
-			if err := api.AttachCredentials(b.ctx, role.ClientID, []string{cur.KeyID}, false); err != nil {
+			if err := api.AttachCredentials(b.ctx, role.ClientID, a.method(), []string{cur.KeyID}, false); err != nil {
 				return err
 			}
 		}
@@ -459,7 +696,7 @@ func (j *roleJob) endOverlap(ctx context.Context, api keyAPI) error {
 		return err
 	}
 	*role = *next
-	b.Logger().Info("detached and deleted the previous key", "role", j.name, "client_id", role.ClientID, "credential_ids", strings.Join(ov.CredentialIDs, ","), "previous_version", ov.Version)
+	b.Logger().Info("detached and deleted the previous credential", "kind", a.noun(), "role", j.name, "client_id", role.ClientID, "credential_ids", strings.Join(ov.CredentialIDs, ","), "previous_version", ov.Version)
 	return nil
 }
 

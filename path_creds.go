@@ -162,31 +162,7 @@ func (b *backend) credsResponse(ctx context.Context, s logical.Storage, creds *c
 		"version":             served.Version,
 		"last_vault_rotation": served.CreatedTime.Format(time.RFC3339),
 	}
-	if creds.CredentialType == credentialPrivateKeyJWT {
-		data["private_key"], data["key_id"], data["kid"], data["algorithm"] = served.PrivateKey, served.KeyID, served.KID, served.Algorithm
-		if current {
-			data["previous_private_key"], data["previous_key_id"], data["previous_kid"], data["overlap_until"] = "", "", "", ""
-			if previous != nil {
-				data["previous_private_key"], data["previous_key_id"], data["previous_kid"] = previous.PrivateKey, previous.KeyID, previous.KID
-				data["overlap_until"] = timeOrEmpty(creds.OverlapUntil)
-			}
-		}
-	} else {
-		data["client_secret"] = served.Secret
-		if previous != nil {
-			data["previous_client_secret"] = previous.Secret
-		}
-		if current {
-			if previous == nil {
-				data["previous_client_secret"] = ""
-			}
-			data["next_client_secret"], data["next_version"], data["next_switch_time"] = "", 0, ""
-			if next := creds.Next; next != nil {
-				data["next_client_secret"], data["next_version"] = next.Secret, next.Version
-				data["next_switch_time"] = timeOrEmpty(creds.NextSwitchTime)
-			}
-		}
-	}
+	creds.kind().credsFields(creds, served, previous, current, data)
 	if !current {
 		return &logical.Response{Data: data}, nil
 	}

@@ -11,8 +11,6 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
-
-	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 )
 
 func pathRoles(b *backend) []*framework.Path {
@@ -173,14 +171,11 @@ func (b *backend) pathRoleList(ctx context.Context, req *logical.Request, _ *fra
 		if role == nil {
 			continue
 		}
-		strategy := strategyImmediate
-		if role.isStaged() {
-			strategy = strategyStaged
-		}
+		kind := role.kind()
 		entry := map[string]interface{}{
 			"client_id":         role.ClientID,
-			"rotation_strategy": strategy,
-			"credential_type":   credentialTypeName(role.CredentialType),
+			"rotation_strategy": strategyName(kind),
+			"credential_type":   kind.credentialType(),
 			"current_version":   role.currentVersion(),
 		}
 		addTime(entry, "next_vault_rotation", role.NextVaultRotation)
@@ -217,35 +212,10 @@ func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *fra
 	if role.Blocked != "" {
 		data["rotation_blocked"] = role.Blocked
 	}
-	data["rotation_strategy"] = strategyImmediate
-	if role.isStaged() {
-		data["rotation_strategy"] = strategyStaged
-		data["stage_period"] = int64(role.stagePeriod().Seconds())
-		data["password_policy"] = role.PasswordPolicy
-	}
-	if st := role.Staged; st != nil {
-		data["next_version"] = st.Version
-		addTime(data, "next_switch_time", st.SwitchTime)
-	}
-	data["credential_type"] = credentialTypeName(role.CredentialType)
-	if role.usesKeys() {
-		data["key_bits"] = role.keyBits()
-		data["algorithm"] = role.keyAlgorithm()
-		data["overlap_period"] = int64(role.overlapPeriod().Seconds())
-		data["allow_auth_method_change"] = role.AllowAuthMethodChange
-		if cur := role.current(); cur != nil {
-			data["key_id"] = cur.KeyID
-			data["kid"] = cur.KID
-		}
-		if ov := role.Overlap; ov != nil {
-			data["previous_key_ids"] = ov.CredentialIDs
-			addTime(data, "overlap_until", ov.Until)
-		}
-		if pk := role.PendingKey; pk != nil {
-			data["pending_version"] = pk.Version
-			addTime(data, "pending_publish_time", pk.PublishAt)
-		}
-	}
+	kind := role.kind()
+	data["rotation_strategy"] = strategyName(kind)
+	data["credential_type"] = kind.credentialType()
+	kind.readFields(role, data)
 	if len(role.TokenAudiences) > 0 {
 		data["token_audiences"] = role.TokenAudiences
 		data["token_scopes"] = role.TokenScopes
@@ -255,16 +225,6 @@ func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *fra
 			"misses":               st.misses.Load(),
 			"auth0_token_requests": st.requests.Load(),
 			"auth0_token_failures": st.failures.Load(),
-		}
-	}
-	if role.usesKeys() {
-		data["allow_assertions"] = role.AllowAssertions
-		if role.AllowAssertions {
-			ttl := role.AssertionTTL
-			if ttl == 0 {
-				ttl = defaultAssertionTTL
-			}
-			data["assertion_ttl"] = int64(ttl.Seconds())
 		}
 	}
 	if f := role.LastFailure; f != nil {
@@ -337,16 +297,8 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 			return auth0Failure(fmt.Sprintf("checking client_id %q in Auth0", role.ClientID), err)
 		}
 		imported = info.Secret
-		if role.usesKeys() && !role.AllowAuthMethodChange {
-			if api, err := keyAPIOf(conn); err == nil {
-				methods, err := api.AuthMethods(ctx, role.ClientID)
-				if err != nil {
-					return auth0Failure(fmt.Sprintf("checking how client_id %q authenticates", role.ClientID), err)
-				}
-				if methods.UsesSecret() {
-					return logical.ErrorResponse(authMethodRefusal(role.ClientID, methods.SecretMethod)), nil
-				}
-			}
+		if resp, err := role.kind().checkApplication(ctx, conn, role); resp != nil || err != nil {
+			return resp, err
 		}
 	}
 
@@ -466,138 +418,24 @@ func applyRoleFields(role *roleEntry, d *framework.FieldData, creating bool, now
 		}
 		role.MaxVersions = n
 	}
-	if resp := applyStrategyFields(role, d, now); resp != nil {
+	kind, resp := selectKind(role, d)
+	if resp != nil {
 		return nil, resp
 	}
-	if resp := applyKeyFields(role, d, creating, now); resp != nil {
+	if resp := kind.applyFields(role, d, creating, now); resp != nil {
 		return nil, resp
 	}
 	if resp := applyTokenFields(role, d); resp != nil {
 		return nil, resp
 	}
 	if lead := role.consumerLead(); role.MaxTTL > 0 && lead > 0 && role.MaxTTL >= lead {
-		what := "stage_period"
-		if role.usesKeys() {
-			what = "overlap_period"
+		what := "overlap_period"
+		if kind.strategy() == strategyStaged {
+			what = "stage_period"
 		}
 		return nil, logical.ErrorResponse("max_ttl (%s) must be shorter than %s (%s): consumers re-reading at ttl would see a manually rotated credential only after Auth0 requires it; lower max_ttl (0: the default, a quarter of %s)", role.MaxTTL, what, lead, what)
 	}
 	return role.trimVersions(), nil
-}
-
-// applyStrategyFields validates and applies rotation_strategy, stage_period and
-// password_policy (whose policy the caller checks exists).
-func applyStrategyFields(role *roleEntry, d *framework.FieldData, now time.Time) *logical.Response {
-	if raw, ok := d.GetOk("rotation_strategy"); ok {
-		strategy := strings.ToLower(strings.TrimSpace(raw.(string)))
-		switch strategy {
-		case "", strategyImmediate:
-			strategy = ""
-		case strategyStaged:
-		default:
-			return logical.ErrorResponse("rotation_strategy must be %q or %q, got %q", strategyImmediate, strategyStaged, raw)
-		}
-		if strategy != role.RotationStrategy && role.Staged != nil {
-			return logical.ErrorResponse("the role has a staged secret (version %d, switching at %s); finish it first (vault write <mount>/rotate/<name> switch_now=true) or cancel it (cancel_staged=true), then change rotation_strategy",
-				role.Staged.Version, role.Staged.SwitchTime.Format(time.RFC3339))
-		}
-		role.RotationStrategy = strategy
-	}
-	if raw, ok := d.GetOk("stage_period"); ok {
-		period := time.Duration(raw.(int)) * time.Second
-		if period < minRotationPeriod && period != 0 {
-			return logical.ErrorResponse("stage_period must be at least %s, got %s", minRotationPeriod, period)
-		}
-		role.StagePeriod = period
-	}
-	if raw, ok := d.GetOk("password_policy"); ok {
-		role.PasswordPolicy = strings.TrimSpace(raw.(string))
-	}
-	if !role.isStaged() {
-		if role.StagePeriod != 0 && fieldSet(d, "stage_period") || role.PasswordPolicy != "" && fieldSet(d, "password_policy") {
-			return logical.ErrorResponse("stage_period and password_policy apply only with rotation_strategy=staged")
-		}
-		role.StagePeriod, role.PasswordPolicy = 0, "" // left from a staged past
-		return nil
-	}
-	stage := role.stagePeriod()
-	if role.RotationPeriod > 0 && stage >= role.RotationPeriod {
-		return logical.ErrorResponse("stage_period (%s%s) must be shorter than rotation_period (%s): the next secret is published stage_period before each rotation; set a shorter stage_period",
-			stage, defaultNote(role.StagePeriod), role.RotationPeriod)
-	}
-	if role.RotationSchedule != "" {
-		if gap := role.shortestScheduleGap(now); gap > 0 && stage >= gap {
-			return logical.ErrorResponse("stage_period (%s%s) must be shorter than the shortest interval between rotation_schedule's times (%s); set a shorter stage_period",
-				stage, defaultNote(role.StagePeriod), gap)
-		}
-	}
-	return nil
-}
-
-// applyKeyFields validates and applies credential_type and the private_key_jwt settings.
-func applyKeyFields(role *roleEntry, d *framework.FieldData, creating bool, now time.Time) *logical.Response {
-	if raw, ok := d.GetOk("credential_type"); ok {
-		ct := strings.ToLower(strings.TrimSpace(raw.(string)))
-		switch ct {
-		case "", credentialClientSecret:
-			ct = ""
-		case credentialPrivateKeyJWT:
-		default:
-			return logical.ErrorResponse("credential_type must be %q or %q, got %q", credentialClientSecret, credentialPrivateKeyJWT, raw)
-		}
-		if ct != role.CredentialType && (len(role.Versions) > 0 || role.PendingKey != nil || role.Staged != nil) {
-			return logical.ErrorResponse("credential_type cannot change once the role has a version; create another role for the application's %s (delete this one first: one application belongs to one role)", credentialTypeName(ct))
-		}
-		role.CredentialType = ct
-		if ct == credentialPrivateKeyJWT && creating && !fieldSet(d, "overlap_period") {
-			role.OverlapPeriod = defaultOverlapPeriod
-		}
-	}
-	keyFields := []string{"key_bits", "algorithm", "overlap_period", "allow_auth_method_change"}
-	if !role.usesKeys() {
-		for _, f := range keyFields {
-			if fieldSet(d, f) {
-				return logical.ErrorResponse("%s applies only with credential_type=private_key_jwt", f)
-			}
-		}
-		return nil
-	}
-	if role.isStaged() || d.Get("import_current_secret").(bool) {
-		return logical.ErrorResponse("private_key_jwt roles rotate keys with their own overlap: rotation_strategy=staged, password_policy and import_current_secret do not apply")
-	}
-	if raw, ok := d.GetOk("key_bits"); ok {
-		if !slices.Contains(auth0api.KeyBitSizes, raw.(int)) {
-			return logical.ErrorResponse("key_bits must be 2048, 3072 or 4096, got %d", raw.(int))
-		}
-		role.KeyBits = raw.(int)
-	}
-	if raw, ok := d.GetOk("algorithm"); ok {
-		alg := strings.ToUpper(strings.TrimSpace(raw.(string)))
-		if !slices.Contains(auth0api.KeyAlgorithms, alg) {
-			return logical.ErrorResponse("algorithm must be RS256, RS384 or PS256 (what Auth0 accepts for private_key_jwt), got %q", raw)
-		}
-		role.Algorithm = alg
-	}
-	if raw, ok := d.GetOk("overlap_period"); ok {
-		period := time.Duration(raw.(int)) * time.Second
-		if period < 0 {
-			return logical.ErrorResponse("overlap_period must not be negative")
-		}
-		role.OverlapPeriod = period
-	}
-	if raw, ok := d.GetOk("allow_auth_method_change"); ok {
-		role.AllowAuthMethodChange = raw.(bool)
-	}
-	overlap := role.overlapPeriod()
-	if role.RotationPeriod > 0 && overlap >= role.RotationPeriod {
-		return logical.ErrorResponse("overlap_period (%s) must be shorter than rotation_period (%s): Auth0 keeps two keys per application, so the next key is made only once the previous one is detached", overlap, role.RotationPeriod)
-	}
-	if role.RotationSchedule != "" {
-		if gap := role.shortestScheduleGap(now); gap > 0 && overlap >= gap {
-			return logical.ErrorResponse("overlap_period (%s) must be shorter than the shortest interval between rotation_schedule's times (%s)", overlap, gap)
-		}
-	}
-	return nil
 }
 
 // applyTokenFields validates and applies the fields of token/ and assertion/.
@@ -627,13 +465,21 @@ func applyTokenFields(role *roleEntry, d *framework.FieldData) *logical.Response
 		}
 		role.AssertionTTL = ttl
 	}
-	if role.AllowAssertions && !role.usesKeys() {
+	if role.AllowAssertions && role.CredentialType != credentialPrivateKeyJWT {
 		return logical.ErrorResponse("allow_assertions applies only with credential_type=private_key_jwt: a client secret cannot sign an assertion")
 	}
 	if role.AssertionTTL != 0 && !role.AllowAssertions && fieldSet(d, "assertion_ttl") {
 		return logical.ErrorResponse("assertion_ttl applies only with allow_assertions=true")
 	}
 	return nil
+}
+
+// strategyName is the rotation_strategy a role of kind reports.
+func strategyName(kind credentialKind) string {
+	if kind.strategy() == "" {
+		return strategyImmediate
+	}
+	return kind.strategy()
 }
 
 func credentialTypeName(ct string) string {

@@ -157,11 +157,11 @@ func (b *backend) pathAssertionRead(ctx context.Context, req *logical.Request, d
 		if err != nil || role == nil {
 			return logical.ErrorResponse("role %q does not exist", name), err
 		}
-		if role.usesKeys() && role.AllowAssertions {
+		if role.AllowAssertions { // only private_key_jwt roles have it
 			return logical.ErrorResponse("role %q has no key yet; rotate it first (vault write -f <mount>/rotate/%s)", name, name), nil
 		}
 		return logical.ErrorResponse("role %q signs no client assertions: that needs credential_type=private_key_jwt and allow_assertions=true", name), nil
-	case creds.CredentialType != credentialPrivateKeyJWT || !creds.AllowAssertions:
+	case !creds.AllowAssertions:
 		return logical.ErrorResponse("role %q signs no client assertions: that needs credential_type=private_key_jwt and allow_assertions=true", name), nil
 	}
 	conn, resp, err := b.requireConnection(ctx, req.Storage)

@@ -403,33 +403,13 @@ func (r *roleEntry) credsMeta(c *credsEntry) {
 	c.NextVaultRotation = r.NextVaultRotation
 	c.NextAttempt = r.NextAttempt
 	c.Strategy = r.RotationStrategy
-	c.StagePeriod = r.StagePeriod
-	if r.isStaged() {
-		c.StagePeriod = r.stagePeriod()
-	}
 	c.CredentialType = r.CredentialType
 	c.TokenAudiences, c.TokenScopes = r.TokenAudiences, r.TokenScopes
 	c.AllowAssertions, c.AssertionTTL = r.AllowAssertions, r.AssertionTTL
-	c.OverlapUntil = time.Time{}
-	if r.usesKeys() {
-		if r.Overlap == nil || r.Overlap.Ending {
-			c.Previous = nil // detached (or being detached) at Auth0: no key to fall back to
-		} else {
-			c.OverlapUntil = r.Overlap.Until
-		}
-	}
-	c.NextSwitchTime = time.Time{}
-	if r.Staged != nil {
-		c.NextSwitchTime = r.Staged.SwitchTime
-	} else {
-		c.Next = nil
-	}
 	c.LastEvent, c.MaxTTL = r.lastEvent(), r.maxTTL()
 	c.Halted = r.Blocked != ""
-	c.PublishAt = time.Time{}
-	if r.PendingKey != nil {
-		c.PublishAt = r.PendingKey.PublishAt
-	}
+	c.StagePeriod, c.OverlapUntil, c.PublishAt = 0, time.Time{}, time.Time{}
+	r.kind().credsMeta(r, c)
 }
 
 // lastEvent is when the engine last acted on the role's credential: a rotation, the
@@ -453,9 +433,6 @@ func (r *roleEntry) lastEvent() time.Time {
 	return t
 }
 
-// isStaged reports whether the role rotates with the staged strategy.
-func (r *roleEntry) isStaged() bool { return r.RotationStrategy == strategyStaged }
-
 func (r *roleEntry) stagePeriod() time.Duration {
 	if r.StagePeriod > 0 {
 		return r.StagePeriod
@@ -467,25 +444,10 @@ func (r *roleEntry) stagePeriod() time.Duration {
 // rotation, publication, switch or key publication, or while rotations fail the next
 // attempt, whichever is later. Zero when the role has no schedule, or is blocked.
 func (c *credsEntry) nextChange() time.Time {
-	switch {
-	case c.Halted:
+	if c.Halted {
 		return time.Time{} // nothing happens until the operator acts
-	case c.Next != nil:
-		// A staged secret: consumers must see the switch.
-		return later(c.NextSwitchTime, c.NextAttempt)
-	case !c.PublishAt.IsZero():
-		// A key rotation under way: consumers must see the new key when it is served.
-		return later(c.PublishAt, c.NextAttempt)
-	case c.RotationPeriod == 0 && c.RotationSchedule == "":
-		return time.Time{}
-	case c.Strategy == strategyStaged:
-		// Consumers must see the next secret when it is published.
-		return later(c.NextVaultRotation.Add(-c.StagePeriod), c.NextAttempt)
-	case c.CredentialType == credentialPrivateKeyJWT:
-		// A new key is not made while the previous one is still attached.
-		return later(later(c.NextVaultRotation, c.OverlapUntil), c.NextAttempt)
 	}
-	return later(c.NextVaultRotation, c.NextAttempt)
+	return c.kind().nextChange(c)
 }
 
 func later(a, b time.Time) time.Time {
@@ -501,30 +463,14 @@ func (r *roleEntry) scheduled() bool {
 }
 
 // dueTime is when the scheduler should next look at the role: its next rotation, or after
-// a failure the next attempt if that is later. Zero when it must not be queued: no
-// schedule, blocked, or a due time that is missing or absurd (left by an older build).
+// a failure the next attempt if that is later, or what its kind has under way. Zero when
+// it must not be queued: no schedule, blocked, or a due time that is missing or absurd
+// (left by an older build).
 func (r *roleEntry) dueTime(now time.Time) time.Time {
-	switch {
-	case r.Blocked != "":
+	if r.Blocked != "" {
 		return time.Time{}
-	case r.Staged != nil:
-		// A staged secret switches at its time, scheduled role or not.
-		return later(r.Staged.SwitchTime, r.NextAttempt)
-	case r.PendingKey != nil:
-		// A key rotation under way is finished at once (or at the next attempt), or, once
-		// its key is attached, when it may be published.
-		return later(later(r.PendingKey.Started, r.PendingKey.PublishAt), r.NextAttempt)
-	case r.Overlap != nil:
-		// The previous key is detached at the end of the overlap, scheduled role or not;
-		// the next rotation waits for it (keys.go).
-		return later(r.Overlap.Until, r.NextAttempt)
-	case !r.scheduled() || !plausibleDue(r.NextVaultRotation, now):
-		return time.Time{}
-	case r.isStaged():
-		// The next secret is published stage_period before the rotation.
-		return later(r.NextVaultRotation.Add(-r.stagePeriod()), r.NextAttempt)
 	}
-	return later(r.NextVaultRotation, r.NextAttempt)
+	return r.kind().dueTime(r, now)
 }
 
 // shortestScheduleGap is the shortest interval between the role's rotation_schedule times
@@ -752,7 +698,7 @@ func buildCreds(ctx context.Context, s logical.Storage, name string, role *roleE
 	if c.Current == nil {
 		return nil, fmt.Errorf("role %q: the secret of its current version %d is missing from storage", name, cur.Version)
 	}
-	if role.version(cur.Version-1) != nil && (!role.usesKeys() || role.Overlap != nil && !role.Overlap.Ending && role.Overlap.Version == cur.Version-1) {
+	if role.version(cur.Version-1) != nil && role.kind().servesPrevious(role, cur.Version-1) {
 		if c.Previous, err = loadSecret(ctx, s, name, role, cur.Version-1); err != nil {
 			return nil, err
 		}

@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"strconv"
 	"time"
 
-	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/clock"
 )
 
@@ -102,12 +99,9 @@ func (j *roleJob) run(ctx context.Context) (*versionMeta, *logical.Response, err
 			return j.fail(ctx, nil, fmt.Errorf("moving role %q to the current storage layout: %w", j.name, err))
 		}
 	}
-	if (j.opts.switchNow || j.opts.cancelStaged) && !role.isStaged() && role.Staged == nil {
-		how := "immediately"
-		if role.usesKeys() {
-			how = "private_key_jwt keys (end_overlap=true is its option)"
-		}
-		return nil, logical.ErrorResponse("switch_now and cancel_staged apply only to roles with rotation_strategy=staged; role %q rotates %s", j.name, how), nil
+	kind := role.kind()
+	if resp := checkOptions(kind, j.name, j.opts); resp != nil {
+		return nil, resp, nil
 	}
 	if j.trigger == triggerScheduled {
 		due := role.dueTime(j.now)
@@ -121,32 +115,7 @@ func (j *roleJob) run(ctx context.Context) (*versionMeta, *logical.Response, err
 	if resp, err := j.checkOwner(ctx); resp != nil || err != nil {
 		return nil, resp, err
 	}
-	if role.usesKeys() {
-		return j.runKeys(ctx)
-	}
-	if j.opts.endOverlap {
-		return nil, logical.ErrorResponse("end_overlap applies only to roles with credential_type=private_key_jwt"), nil
-	}
-	if err := b.resolveRoleWALs(ctx, j.s, j.name, role); err != nil {
-		return j.fail(ctx, nil, fmt.Errorf("finishing an earlier rotation of role %q that was left in flight (no new rotation starts until it is resolved): %w", j.name, err))
-	}
-	if j.trigger == triggerReconcile {
-		return nil, nil, nil
-	}
-	if j.trigger == triggerScheduled && role.dueTime(j.now).After(j.now) {
-		return nil, nil, nil // resolving stored the rotation that was due
-	}
-	if role.isStaged() || role.Staged != nil {
-		return j.runStaged(ctx)
-	}
-	conn, err := b.connection(ctx, j.s)
-	if err != nil {
-		return j.fail(ctx, nil, err)
-	}
-	if conn == nil {
-		return j.fail(ctx, logical.ErrorResponse(errNotConfigured), nil)
-	}
-	return j.rotate(conn)
+	return kind.run(ctx, j)
 }
 
 const errNotConfigured = "the engine is not configured yet; write the Management API credentials first: vault write <mount>/config domain=... client_id=... client_secret=..."
@@ -191,96 +160,6 @@ func (j *roleJob) checkOwner(ctx context.Context) (*logical.Response, error) {
 		}
 	}
 	return logical.ErrorResponse("role %q: %s", j.name, msg), nil
-}
-
-// rotate calls Auth0's rotate-secret and stores the outcome.
-//
-// Auth0 kills the old secret the moment it applies a rotation, and the only copy of the new
-// one is in its answer, so the rotation is recorded in a write-ahead entry first, after any
-// rate-limit wait, right before the request leaves. If Auth0's answer is lost, the secret
-// is read back at once; if that fails, or storing fails, the entry stays and the next job
-// of the role (or Vault's rollback manager) resolves it before anything else.
-func (j *roleJob) rotate(conn *connection) (*versionMeta, *logical.Response, error) {
-	b, role := j.b, j.role
-	wal := rotationWAL{Role: j.name, ClientID: role.ClientID, BaseVersion: role.currentVersion(), Source: j.trigger}
-	if role.currentVersion() == 0 {
-		// Vault knows no secret of this application to tell, after a lost answer, whether
-		// the rotation applied: remember a hash of the one Auth0 holds now. Without the
-		// scope to read it, recovery rotates once more anyway (recoverLocked).
-		info, err := conn.client.ReadClient(b.ctx, role.ClientID, true)
-		switch {
-		case err == nil:
-			wal.PriorSecretHash = secretHash(info.Secret)
-		case !lacksReadClientKeys(err):
-			resp, rerr := auth0Failure(fmt.Sprintf("reading the current secret of role %q (client_id %q) before its first rotation", j.name, role.ClientID), err)
-			return j.fail(b.ctx, resp, rerr)
-		}
-	}
-	var walID string
-	writeWAL := func() error {
-		if walID != "" {
-			return nil // a retry after a refused token: the same rotation
-		}
-		id, err := framework.PutWAL(b.ctx, j.s, walKindRotation, &wal)
-		if err != nil {
-			return fmt.Errorf("recording the rotation before calling Auth0: %w", err)
-		}
-		walID = id
-		return nil
-	}
-	// The call runs on the backend's context, not the request's: a caller that goes away
-	// must not cut the exchange between Auth0's answer and our write of the new secret.
-	secret, err := conn.client.RotateSecret(b.ctx, role.ClientID, writeWAL)
-	// A 429 applied nothing. A manual rotation waits out a short pause itself (the mount's
-	// limiter holds the next attempt until Auth0's reset), rather than failing its caller.
-	for tries := 1; auth0api.RateLimited(err) && j.trigger == triggerManual && tries < maxRateLimitedTries; tries++ {
-		if b.limiter.PausedUntil().Sub(b.clock.Now()) > maxInlineRateLimitWait {
-			break
-		}
-		b.deleteWAL(j.s, walID)
-		walID = ""
-		secret, err = conn.client.RotateSecret(b.ctx, role.ClientID, writeWAL)
-	}
-	what := fmt.Sprintf("rotating the secret of role %q (client_id %q)", j.name, role.ClientID)
-	switch {
-	case err == nil:
-	case auth0api.RateLimited(err):
-		if walID != "" {
-			b.deleteWAL(j.s, walID)
-		}
-		msg := fmt.Sprintf("%s: Auth0 rate limit reached (%v); nothing was changed; try again after %s", what, err, b.limiter.PausedUntil().UTC().Format(time.RFC3339))
-		return j.fail(b.ctx, nil, logical.CodedError(http.StatusTooManyRequests, msg))
-	case walID == "":
-		resp, rerr := auth0Failure(what, err)
-		return j.fail(b.ctx, resp, rerr)
-	case errors.Is(err, auth0api.ErrOutcomeUnknown):
-		b.Logger().Warn("Auth0's answer to rotate-secret was lost; reading the application's secret back", "role", j.name, "client_id", role.ClientID, "error", err)
-		version, rerr := b.resolveWALLocked(b.ctx, j.s, j.name, role, pendingRotation{id: walID, wal: wal})
-		if rerr != nil {
-			msg := fmt.Sprintf("%s: %v; reading the secret back from Auth0 failed too (%v); Vault keeps retrying until it holds the secret Auth0 accepts", what, err, rerr)
-			return j.fail(b.ctx, nil, logical.CodedError(http.StatusBadGateway, msg))
-		}
-		if version != nil {
-			return version, nil, nil
-		}
-		// Auth0 had not applied it: an ordinary failure.
-		resp, rerr := auth0Failure(what, err)
-		return j.fail(b.ctx, resp, rerr)
-	default:
-		b.deleteWAL(j.s, walID)
-		resp, rerr := auth0Failure(what, err)
-		return j.fail(b.ctx, resp, rerr)
-	}
-
-	version, err := b.commitVersion(j.s, j.name, role, secret, j.trigger, walID, b.clock.Now())
-	if err != nil {
-		b.Logger().Error("Auth0 rotated the secret but Vault could not store it; it will be read back from Auth0 before the role rotates again",
-			"role", j.name, "client_id", role.ClientID, "error", err)
-		return j.fail(b.ctx, nil, fmt.Errorf("Auth0 rotated the secret of role %q but storing it failed (%w); Vault will read it back from Auth0 and store it", j.name, err))
-	}
-	b.deleteWAL(j.s, walID)
-	b.Logger().Info("rotated client secret", "role", j.name, "client_id", role.ClientID, "version", version.Version, "source", j.trigger)
-	return version, nil, nil
 }
 
 // skipMissedWindow moves a role whose rotation window passed to its next scheduled time.
@@ -404,7 +283,7 @@ func (b *backend) writeVersion(ctx context.Context, s logical.Storage, name stri
 	if err := saveSecret(ctx, s, name, creds.Current); err != nil {
 		return err
 	}
-	if prev := creds.Current.Version - 1; creds.Previous == nil && next.version(prev) != nil && (!next.usesKeys() || next.Overlap != nil && next.Overlap.Version == prev) {
+	if prev := creds.Current.Version - 1; creds.Previous == nil && next.version(prev) != nil && next.kind().servesPrevious(next, prev) {
 		sec, err := loadSecret(ctx, s, name, old, prev)
 		if err != nil {
 			return err

@@ -798,3 +798,9 @@ func (s *sim) finalKeyCheck(r *simRole) {
 		s.fail("invariant 5: the previous key creds/%s serves (%s, overlap until %v) does not log in", r.name, str("previous_key_id"), d["overlap_until"])
 	}
 }
+
+// usesKeys reports whether the role rotates a private_key_jwt key pair.
+func (r *roleEntry) usesKeys() bool { return r.kind().credentialType() == credentialPrivateKeyJWT }
+
+// isStaged reports whether the role rotates with the staged strategy.
+func (r *roleEntry) isStaged() bool { return r.kind().strategy() == strategyStaged }

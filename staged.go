@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
@@ -27,6 +29,102 @@ type rotateOptions struct {
 	switchNow    bool // stage if needed, and switch now
 	cancelStaged bool // discard the staged secret
 	endOverlap   bool // private_key_jwt: detach the previous key now
+}
+
+// stagedKind is credential_type=client_secret with rotation_strategy=staged.
+type stagedKind struct{}
+
+func (stagedKind) credentialType() string { return credentialClientSecret }
+func (stagedKind) strategy() string       { return strategyStaged }
+func (stagedKind) rotates() string        { return "with a staged secret" }
+func (stagedKind) ownFields() []string    { return []string{"stage_period", "password_policy"} }
+func (stagedKind) options() []string      { return []string{"switch_now", "cancel_staged"} }
+
+// applyFields validates and applies stage_period and password_policy (whose policy the
+// role write checks exists).
+func (stagedKind) applyFields(role *roleEntry, d *framework.FieldData, _ bool, now time.Time) *logical.Response {
+	if raw, ok := d.GetOk("stage_period"); ok {
+		period := time.Duration(raw.(int)) * time.Second
+		if period < minRotationPeriod && period != 0 {
+			return logical.ErrorResponse("stage_period must be at least %s, got %s", minRotationPeriod, period)
+		}
+		role.StagePeriod = period
+	}
+	if raw, ok := d.GetOk("password_policy"); ok {
+		role.PasswordPolicy = strings.TrimSpace(raw.(string))
+	}
+	stage := role.stagePeriod()
+	if role.RotationPeriod > 0 && stage >= role.RotationPeriod {
+		return logical.ErrorResponse("stage_period (%s%s) must be shorter than rotation_period (%s): the next secret is published stage_period before each rotation; set a shorter stage_period",
+			stage, defaultNote(role.StagePeriod), role.RotationPeriod)
+	}
+	if role.RotationSchedule != "" {
+		if gap := role.shortestScheduleGap(now); gap > 0 && stage >= gap {
+			return logical.ErrorResponse("stage_period (%s%s) must be shorter than the shortest interval between rotation_schedule's times (%s); set a shorter stage_period",
+				stage, defaultNote(role.StagePeriod), gap)
+		}
+	}
+	return nil
+}
+
+func (stagedKind) checkApplication(context.Context, *connection, *roleEntry) (*logical.Response, error) {
+	return nil, nil
+}
+
+func (stagedKind) readFields(role *roleEntry, data map[string]interface{}) {
+	data["stage_period"] = int64(role.stagePeriod().Seconds())
+	data["password_policy"] = role.PasswordPolicy
+	if st := role.Staged; st != nil {
+		data["next_version"] = st.Version
+		addTime(data, "next_switch_time", st.SwitchTime)
+	}
+}
+
+func (stagedKind) run(ctx context.Context, j *roleJob) (*versionMeta, *logical.Response, error) {
+	return j.resolveThenRotate(ctx, j.runStaged)
+}
+
+func (stagedKind) dueTime(r *roleEntry, now time.Time) time.Time {
+	if r.Staged != nil {
+		// A staged secret switches at its time, scheduled role or not.
+		return later(r.Staged.SwitchTime, r.NextAttempt)
+	}
+	// The next secret is published stage_period before the rotation.
+	return r.scheduledDue(now, r.stagePeriod())
+}
+
+func (stagedKind) consumerLead(r *roleEntry) time.Duration { return r.stagePeriod() }
+
+func (stagedKind) servesPrevious(*roleEntry, int) bool { return true }
+
+func (stagedKind) credsMeta(r *roleEntry, c *credsEntry) {
+	c.StagePeriod = r.stagePeriod()
+	c.NextSwitchTime = time.Time{}
+	if r.Staged != nil {
+		c.NextSwitchTime = r.Staged.SwitchTime
+	} else {
+		c.Next = nil
+	}
+}
+
+func (stagedKind) nextChange(c *credsEntry) time.Time {
+	switch {
+	case c.Next != nil:
+		// A staged secret: consumers must see the switch.
+		return later(c.NextSwitchTime, c.NextAttempt)
+	case c.RotationPeriod == 0 && c.RotationSchedule == "":
+		return time.Time{}
+	}
+	// Consumers must see the next secret when it is published.
+	return later(c.NextVaultRotation.Add(-c.StagePeriod), c.NextAttempt)
+}
+
+func (stagedKind) credsFields(c *credsEntry, served, previous *secretEntry, current bool, data map[string]interface{}) {
+	secretCredsFields(c, served, previous, current, data)
+}
+
+func (stagedKind) authenticate(b *backend, cfg *configEntry, c *credsEntry, req *auth0api.TokenRequest) error {
+	return secretKind{}.authenticate(b, cfg, c, req)
 }
 
 // runStaged is the part of a role's job (runRoleJob) that the staged strategy runs, under

@@ -450,14 +450,8 @@ func (b *backend) fetchToken(s logical.Storage, name, audience string, key token
 // requestToken makes one client-credentials request with the credential creds serve.
 func (b *backend) requestToken(ctx context.Context, cfg *configEntry, creds *credsEntry, audience string) (*cachedToken, error) {
 	req := auth0api.TokenRequest{ClientID: creds.ClientID, Audience: audience, Scopes: creds.TokenScopes}
-	if creds.CredentialType == credentialPrivateKeyJWT {
-		assertion, err := auth0api.SignAssertion(creds.Current.PrivateKey, creds.Current.Algorithm, creds.Current.KID, creds.ClientID, cfg.assertionAudience(), b.clock.Now(), verifyAssertionTTL)
-		if err != nil {
-			return nil, err
-		}
-		req.Assertion = assertion
-	} else {
-		req.Secret = creds.Current.Secret
+	if err := creds.kind().authenticate(b, cfg, creds, &req); err != nil {
+		return nil, err
 	}
 	now := b.clock.Now()
 	tok, err := auth0api.RequestToken(ctx, settingsOf(cfg), req)

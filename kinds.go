@@ -1,0 +1,262 @@
+package auth0
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
+)
+
+// A credential kind is what a role rotates, and how: an immediate client secret, a staged
+// one, a private_key_jwt key pair. Everything that differs between kinds is a method of
+// credentialKind, and every part of the engine that depends on the kind (the role write
+// and read, the job path, recovery, the creds answer, token/) dispatches on it once,
+// through roleEntry.kind or credsEntry.kind. Each kind lives in its own file with its own
+// settings; adding one is that file and a line in credentialKinds.
+type credentialKind interface {
+	// credentialType is the role's credential_type; strategy its rotation_strategy, ""
+	// for a kind that has none of its own (it rotates with an overlap).
+	credentialType() string
+	strategy() string
+	// rotates says what the kind rotates, for messages: "immediately", "private_key_jwt
+	// keys (end_overlap=true is its option)".
+	rotates() string
+
+	// ownFields are the role fields only this kind (and the kinds that share them) takes:
+	// a write that sets one for a role of another kind is refused.
+	ownFields() []string
+	// applyFields validates and applies the kind's fields, after the common ones.
+	applyFields(role *roleEntry, d *framework.FieldData, creating bool, now time.Time) *logical.Response
+	// checkApplication is called when a role is created: whether the kind can take over
+	// the application as Auth0 has it now.
+	checkApplication(ctx context.Context, conn *connection, role *roleEntry) (*logical.Response, error)
+	// readFields adds the kind's settings and state to a role read.
+	readFields(role *roleEntry, data map[string]interface{})
+
+	// options are the options of rotate/<name> the kind takes (switch_now, ...).
+	options() []string
+	// run is the kind's part of a role's job (runRoleJob), under the role's lock, once
+	// the application's ownership is checked: it resolves what a crash left in flight,
+	// then rotates if the trigger asks for it.
+	run(ctx context.Context, j *roleJob) (*versionMeta, *logical.Response, error)
+	// dueTime is when the scheduler must next look at the role (roleEntry.dueTime).
+	dueTime(r *roleEntry, now time.Time) time.Time
+	// consumerLead is how long consumers have between seeing a new credential and Auth0
+	// requiring it; 0 when Auth0 requires it at once.
+	consumerLead(r *roleEntry) time.Duration
+
+	// servesPrevious reports whether creds serve retained version prev, the one before
+	// the current, as the previous credential.
+	servesPrevious(r *roleEntry, prev int) bool
+	// credsMeta copies the kind's role state into what creds serves.
+	credsMeta(r *roleEntry, c *credsEntry)
+	// nextChange is the next change a consumer of creds must see (credsEntry.nextChange).
+	nextChange(c *credsEntry) time.Time
+	// credsFields adds the served credential to a creds answer; a read of the current
+	// version answers every field of the kind, empty when it does not apply.
+	credsFields(c *credsEntry, served, previous *secretEntry, current bool, data map[string]interface{})
+	// authenticate sets how a token request of token/ authenticates with the served
+	// credential.
+	authenticate(b *backend, cfg *configEntry, c *credsEntry, req *auth0api.TokenRequest) error
+}
+
+// credentialKinds are the kinds a role can have. The first of a credential type is the
+// one a role of that type gets without a rotation_strategy.
+var credentialKinds = []credentialKind{
+	secretKind{},
+	stagedKind{},
+	keyKind{},
+}
+
+// kindOf is the kind of credential type ct ("" is client_secret) and rotation strategy
+// strategy ("" is the type's default), or nil.
+func kindOf(ct, strategy string) credentialKind {
+	if ct == "" {
+		ct = credentialClientSecret
+	}
+	for _, k := range credentialKinds {
+		if k.credentialType() == ct && (strategy == "" || strategy == k.strategy() || strategy == strategyImmediate && k.strategy() == "") {
+			return k
+		}
+	}
+	return nil
+}
+
+// kind is the role's credential kind. A role with a staged secret stays staged until it
+// is finished, whatever its settings say.
+func (r *roleEntry) kind() credentialKind {
+	strategy := r.RotationStrategy
+	if r.Staged != nil {
+		strategy = strategyStaged
+	}
+	if k := kindOf(r.CredentialType, strategy); k != nil {
+		return k
+	}
+	return secretKind{} // written by no build; served as the default kind
+}
+
+// kind is the kind of the role whose creds these are.
+func (c *credsEntry) kind() credentialKind {
+	strategy := c.Strategy
+	if c.Next != nil {
+		strategy = strategyStaged
+	}
+	if k := kindOf(c.CredentialType, strategy); k != nil {
+		return k
+	}
+	return secretKind{}
+}
+
+// credentialTypes lists the credential types, each once, for messages and help.
+func credentialTypes() []string {
+	var types []string
+	for _, k := range credentialKinds {
+		if !slices.Contains(types, k.credentialType()) {
+			types = append(types, k.credentialType())
+		}
+	}
+	return types
+}
+
+// typesTaking names the credential types whose kinds take field (or rotate option) f:
+// "credential_type=private_key_jwt", or several joined with "or".
+func typesTaking(f string, of func(credentialKind) []string) string {
+	var types []string
+	for _, k := range credentialKinds {
+		if slices.Contains(of(k), f) && !slices.Contains(types, k.credentialType()) {
+			types = append(types, k.credentialType())
+		}
+	}
+	return "credential_type=" + strings.Join(types, " or ")
+}
+
+// kindFields is every field some kind owns.
+func kindFields() []string {
+	var all []string
+	for _, k := range credentialKinds {
+		for _, f := range k.ownFields() {
+			if !slices.Contains(all, f) {
+				all = append(all, f)
+			}
+		}
+	}
+	return all
+}
+
+// selectKind applies credential_type and rotation_strategy to role and answers its kind,
+// or an error response when the pair names none or the role can no longer change kind.
+func selectKind(role *roleEntry, d *framework.FieldData) (credentialKind, *logical.Response) {
+	ct, strategy := role.CredentialType, role.RotationStrategy
+	if raw, ok := d.GetOk("credential_type"); ok {
+		ct = strings.ToLower(strings.TrimSpace(raw.(string)))
+		if ct == credentialClientSecret {
+			ct = ""
+		}
+		if kindOf(ct, "") == nil {
+			return nil, logical.ErrorResponse("credential_type must be one of %s, got %q", strings.Join(credentialTypes(), ", "), raw)
+		}
+		if ct != role.CredentialType && (len(role.Versions) > 0 || role.PendingKey != nil || role.Staged != nil) {
+			return nil, logical.ErrorResponse("credential_type cannot change once the role has a version; create another role for the application's %s (delete this one first: one application belongs to one role)", credentialTypeName(ct))
+		}
+	}
+	if raw, ok := d.GetOk("rotation_strategy"); ok {
+		strategy = strings.ToLower(strings.TrimSpace(raw.(string)))
+		switch strategy {
+		case "", strategyImmediate:
+			strategy = ""
+		case strategyStaged:
+		default:
+			return nil, logical.ErrorResponse("rotation_strategy must be %q or %q, got %q", strategyImmediate, strategyStaged, raw)
+		}
+		if strategy != role.RotationStrategy && role.Staged != nil {
+			return nil, logical.ErrorResponse("the role has a staged secret (version %d, switching at %s); finish it first (vault write <mount>/rotate/<name> switch_now=true) or cancel it (cancel_staged=true), then change rotation_strategy",
+				role.Staged.Version, role.Staged.SwitchTime.Format(time.RFC3339))
+		}
+	}
+	kind := kindOf(ct, strategy)
+	if kind == nil {
+		// Only client secrets have strategies; the other kinds overlap their own way.
+		return nil, logical.ErrorResponse("%s roles rotate with their own overlap: rotation_strategy=staged, password_policy and import_current_secret do not apply", credentialTypeName(ct))
+	}
+	role.CredentialType, role.RotationStrategy = ct, strategy
+	if kind.strategy() != strategyStaged {
+		role.StagePeriod, role.PasswordPolicy = 0, "" // left from a staged past
+	}
+	for _, f := range kindFields() {
+		if !fieldSet(d, f) || slices.Contains(kind.ownFields(), f) {
+			continue
+		}
+		if slices.Contains(stagedKind{}.ownFields(), f) {
+			if reflect.ValueOf(d.Get(f)).IsZero() {
+				continue // clearing what a staged past left is always allowed
+			}
+			return nil, logical.ErrorResponse("stage_period and password_policy apply only with rotation_strategy=staged")
+		}
+		return nil, logical.ErrorResponse("%s applies only with %s", f, typesTaking(f, credentialKind.ownFields))
+	}
+	if d.Get("import_current_secret").(bool) && kind.credentialType() != credentialClientSecret {
+		return nil, logical.ErrorResponse("%s roles rotate with their own overlap: rotation_strategy=staged, password_policy and import_current_secret do not apply", credentialTypeName(ct))
+	}
+	return kind, nil
+}
+
+// checkOptions refuses a rotate option the role's kind does not take.
+func checkOptions(kind credentialKind, name string, opts rotateOptions) *logical.Response {
+	for _, o := range opts.set() {
+		if slices.Contains(kind.options(), o) {
+			continue
+		}
+		if o == "switch_now" || o == "cancel_staged" {
+			return logical.ErrorResponse("switch_now and cancel_staged apply only to roles with rotation_strategy=staged; role %q rotates %s", name, kind.rotates())
+		}
+		return logical.ErrorResponse("%s applies only to roles with %s", o, typesTaking(o, credentialKind.options))
+	}
+	return nil
+}
+
+// set names the options given.
+func (o rotateOptions) set() []string {
+	var set []string
+	if o.switchNow {
+		set = append(set, "switch_now")
+	}
+	if o.cancelStaged {
+		set = append(set, "cancel_staged")
+	}
+	if o.endOverlap {
+		set = append(set, "end_overlap")
+	}
+	return set
+}
+
+// scheduledDue is the due time of a role with nothing under way: its next rotation, lead
+// before it, or the next attempt after a failure if that is later; zero without a
+// schedule or with a due time no schedule produces.
+func (r *roleEntry) scheduledDue(now time.Time, lead time.Duration) time.Time {
+	if !r.scheduled() || !plausibleDue(r.NextVaultRotation, now) {
+		return time.Time{}
+	}
+	return later(r.NextVaultRotation.Add(-lead), r.NextAttempt)
+}
+
+// resolveThenRotate is the job of the client secret kinds: resolve any rotation left in
+// flight, then, unless only reconciling or the resolution stored what was due, rotate.
+func (j *roleJob) resolveThenRotate(ctx context.Context, rotate func(ctx context.Context) (*versionMeta, *logical.Response, error)) (*versionMeta, *logical.Response, error) {
+	if err := j.b.resolveRoleWALs(ctx, j.s, j.name, j.role); err != nil {
+		return j.fail(ctx, nil, fmt.Errorf("finishing an earlier rotation of role %q that was left in flight (no new rotation starts until it is resolved): %w", j.name, err))
+	}
+	if j.trigger == triggerReconcile {
+		return nil, nil, nil
+	}
+	if j.trigger == triggerScheduled && j.role.dueTime(j.now).After(j.now) {
+		return nil, nil, nil // resolving stored the rotation that was due
+	}
+	return rotate(ctx)
+}
