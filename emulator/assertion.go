@@ -165,10 +165,11 @@ func (s *Server) verifyAssertionLocked(assertion, clientIDParam, host string, no
 	if !ok {
 		return "", "Invalid client assertion: unknown client"
 	}
-	attached := s.visibleAttachedLocked(rec, now)
-	if len(attached) == 0 {
+	visible := s.visibleAuthLocked(rec, now)
+	if !visible.has(MethodPrivateKeyJWT) {
 		return "", "Client is not configured for private_key_jwt authentication"
 	}
+	attached := visible.creds
 
 	// The candidate keys: the attached credential with the header's kid,
 	// or every attached one; expired credentials never authenticate.

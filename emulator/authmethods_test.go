@@ -111,7 +111,7 @@ func TestAuthMethodPatchRefusals(t *testing.T) {
 		{"id not a string", appID, pkj(`[{"id":1}]`), "'Expected type string but found type number'"},
 		{"credentials missing", appID, `{"token_endpoint_auth_method":null,"client_authentication_methods":{"private_key_jwt":{}}}`, "'Missing required property: credentials'"},
 		{"unknown method", appID, `{"client_authentication_methods":{"client_secret_jwt":{}}}`, "'Additional properties not allowed: client_secret_jwt'"},
-		{"mTLS method", appID, `{"client_authentication_methods":{"tls_client_auth":{"credentials":[{"id":"` + a + `"}]}}}`, "tls_client_auth needs mTLS credentials"},
+		{"mTLS method", appID, `{"client_authentication_methods":{"tls_client_auth":{"credentials":[{"id":"` + a + `"}]}}}`, "tls_client_auth needs CA-signed certificates"},
 		{"methods not an object", appID, `{"client_authentication_methods":[]}`, "'Expected type object but found type array' on property client_authentication_methods"},
 	}
 	for _, tc := range tests {

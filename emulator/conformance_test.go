@@ -21,19 +21,24 @@
 // GET and PATCH /api/v2/clients/{id}, and POST
 // /api/v2/clients/{id}/rotate-secret, including the 404 for a client that
 // does not exist (TestClient_Delete reads a deleted client), and the client
-// credentials endpoints of private_key_jwt (POST, GET
-// /api/v2/clients/{id}/credentials; GET, PATCH, DELETE
-// /api/v2/clients/{id}/credentials/{credential_id}). Client creation and
-// deletion only drive the replay: the engine never creates or deletes
-// clients, so a recorded creation becomes emulator.AddClient (plus
-// AddCredential and AttachCredentials for the private_key_jwt credentials it
-// carries) and a recorded deletion makes the recorded id unknown to the
+// credentials endpoints (POST, GET /api/v2/clients/{id}/credentials; GET,
+// PATCH, DELETE /api/v2/clients/{id}/credentials/{credential_id}), for
+// public_key credentials (private_key_jwt) and x509_cert credentials
+// (self_signed_tls_client_auth). Client creation and deletion only drive the
+// replay: the engine never creates or deletes clients, so a recorded
+// creation becomes emulator.AddClient (plus AddCredential and
+// AttachCredentials for the private_key_jwt credentials it carries, or
+// AddCertificateCredential and AttachCertificates for self_signed_tls_client_auth
+// ones) and a recorded deletion makes the recorded id unknown to the
 // emulator. Recorded client and credential ids are rewritten to the
 // emulator's in request paths and bodies, the token request's credentials
 // and audience to the emulator's, and a credential's recorded expires_at
 // (long past) to an hour ahead. Besides the shapes, the kid of every
 // credential answer is compared by value: the emulator's RFC 7638 thumbprint
-// of the recorded key must be the kid Auth0 generated for it.
+// of the recorded key must be the kid Auth0 generated for it; so is the
+// thumbprint_sha256 of an x509_cert credential (the SHA-256 of the recorded
+// certificate) and its expires_at (Auth0 answered the certificate's
+// NotAfter to a request that set no expiry).
 //
 // Two properties of the recordings shape the checks:
 //
@@ -53,9 +58,10 @@
 //     allowed to be missing (creationOnlyFields).
 //   - Since the redaction sets client_secret in every client answer, the
 //     recordings cannot tell whether Auth0 returns the secret of a client on
-//     private_key_jwt; the emulator does not (Auth0's guide: the secret "will
-//     be hidden"), and client_secret is allowed to be missing from answers
-//     that report client_authentication_methods.
+//     private_key_jwt or self_signed_tls_client_auth; the emulator does not
+//     (Auth0's guide: the secret "will be hidden"), and client_secret is
+//     allowed to be missing from answers that report
+//     client_authentication_methods.
 //
 // Differences that belong to code outside defaultAttrs/renderLocked are
 // listed in knownDifferences with their reason, so that the rest is still
@@ -77,6 +83,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -108,6 +116,11 @@ var conformanceCassettes = []string{
 	"TestClient_DeleteCredential.yaml", // DELETE twice; GET /clients/{credential id} -> 404
 	"TestClient_CreateAllCredential/Should_create_PrivateJWT_Credential.yaml",
 	"TestClientAuthenticationMethods/GetPrivateKeyJWT.yaml", // PATCH client_authentication_methods -> 200
+	// self_signed_tls_client_auth: an x509_cert credential created for a
+	// client on private_key_jwt (-> 201, then DELETE -> 204), and a client
+	// created on self_signed_tls_client_auth, PATCHed with its credential.
+	"TestClient_CreateAllCredential/Should_create_SelfSignedTLSClientAuth_Credential.yaml",
+	"TestClientAuthenticationMethods/GetSelfSignedTLSClientAuth.yaml",
 }
 
 // conformanceErrorReference is an unredacted Management API error answer
@@ -162,6 +175,8 @@ var conformanceRequired = []string{
 	"GET /api/v2/clients/{id}/credentials/{cred} 200",
 	"PATCH /api/v2/clients/{id}/credentials/{cred} 200",
 	"DELETE /api/v2/clients/{id}/credentials/{cred} 204",
+	"POST /api/v2/clients/{id}/credentials 201 x509_cert",
+	"PATCH /api/v2/clients/{id} 200 self_signed_tls_client_auth",
 }
 
 // creationOnlyFields may be missing from the emulator's answer: the recorded
@@ -173,8 +188,17 @@ var creationOnlyFields = map[string]string{
 
 // exactValueFields are fields of credential answers compared by value, not
 // only by type: the kid Auth0 generates is the RFC 7638 thumbprint of the
-// key, which the emulator must reproduce exactly; the rest echo the request.
-var exactValueFields = []string{"kid", "alg", "credential_type", "name"}
+// key, and thumbprint_sha256 the SHA-256 of the certificate, which the
+// emulator must reproduce exactly; the rest echo the request.
+var exactValueFields = []string{"kid", "alg", "credential_type", "name", "thumbprint_sha256"}
+
+// certValueFields are further fields of x509_cert credential answers
+// compared by value: expires_at, which Auth0 took from the certificate.
+var certValueFields = []string{"expires_at"}
+
+// thumbprintRE is the form of thumbprint_sha256: 32 bytes, base64url without
+// padding.
+var thumbprintRE = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
 
 // knownDifferences are differences from the recordings that live outside
 // defaultAttrs/renderLocked and are tolerated (logged) until fixed there. Keys
@@ -416,6 +440,12 @@ func (r *replay) interaction(c *cassette, i int, checked map[string]bool) {
 	n := r.compare(key, label, in.Response.Code, in.Response.Headers, in.Response.Body, resp, body)
 	if strings.Contains(ep.pattern, "/credentials") && resp.StatusCode < 300 && in.Response.Code < 300 {
 		n += r.compareCredentials(key, label, in.Response.Body, body)
+		if strings.Contains(in.Response.Body, `"credential_type":"x509_cert"`) {
+			checked[key+" x509_cert"] = true
+		}
+	}
+	if ep.pattern == "/api/v2/clients/{id}" && resp.StatusCode < 300 && strings.Contains(in.Response.Body, `"self_signed_tls_client_auth":{"credentials"`) {
+		checked[key+" self_signed_tls_client_auth"] = true
 	}
 	if ep.method == "POST" && ep.pattern == "/api/v2/clients/{id}/credentials" && resp.StatusCode == http.StatusCreated {
 		// Later requests name the credential by its recorded id.
@@ -431,24 +461,27 @@ func (r *replay) interaction(c *cassette, i int, checked map[string]bool) {
 
 // create stands in for a recorded client creation: AddClient, and for the
 // private_key_jwt credentials the creation carried, AddCredential with the
-// recorded key and AttachCredentials, mapping the recorded ids to the
-// emulator's.
+// recorded key and AttachCredentials (for self_signed_tls_client_auth ones,
+// AddCertificateCredential with the recorded certificate and
+// AttachCertificates), mapping the recorded ids to the emulator's.
 func (r *replay) create(label, reqBody string, code int, respBody string) {
 	t := r.t
 	if code != http.StatusCreated {
 		t.Logf("%s: recorded creation failed (%d): nothing to set up", label, code)
 		return
 	}
+	type method struct {
+		Credentials []struct {
+			ID   string `json:"id"`
+			Name string `json:"name"`
+			PEM  string `json:"pem"`
+			Alg  string `json:"alg"`
+		} `json:"credentials"`
+	}
 	type creds struct {
 		ClientAuthenticationMethods struct {
-			PrivateKeyJWT struct {
-				Credentials []struct {
-					ID   string `json:"id"`
-					Name string `json:"name"`
-					PEM  string `json:"pem"`
-					Alg  string `json:"alg"`
-				} `json:"credentials"`
-			} `json:"private_key_jwt"`
+			PrivateKeyJWT           method `json:"private_key_jwt"`
+			SelfSignedTLSClientAuth method `json:"self_signed_tls_client_auth"`
 		} `json:"client_authentication_methods"`
 	}
 	var created struct {
@@ -466,8 +499,13 @@ func (r *replay) create(label, reqBody string, code int, respBody string) {
 	if err := json.Unmarshal([]byte(reqBody), &req); err != nil {
 		t.Fatalf("%s: recorded creation request: %v", label, err)
 	}
+	certs := req.ClientAuthenticationMethods.SelfSignedTLSClientAuth.Credentials
 	sent := req.ClientAuthenticationMethods.PrivateKeyJWT.Credentials
 	answered := created.ClientAuthenticationMethods.PrivateKeyJWT.Credentials
+	methodName := "private_key_jwt"
+	if len(certs) > 0 {
+		sent, answered, methodName = certs, created.ClientAuthenticationMethods.SelfSignedTLSClientAuth.Credentials, "self_signed_tls_client_auth"
+	}
 	if len(sent) == 0 {
 		return
 	}
@@ -476,17 +514,27 @@ func (r *replay) create(label, reqBody string, code int, respBody string) {
 	}
 	var ids []string
 	for i, cr := range sent {
-		info, err := r.srv.AddCredential(c.ClientID, emulator.CredentialSpec{Name: cr.Name, PEM: cr.PEM, Algorithm: cr.Alg})
+		var info emulator.CredentialInfo
+		var err error
+		if len(certs) > 0 {
+			info, err = r.srv.AddCertificateCredential(c.ClientID, emulator.CertificateSpec{Name: cr.Name, PEM: cr.PEM})
+		} else {
+			info, err = r.srv.AddCredential(c.ClientID, emulator.CredentialSpec{Name: cr.Name, PEM: cr.PEM, Algorithm: cr.Alg})
+		}
 		if err != nil {
-			t.Fatalf("%s: AddCredential of the recorded key: %v", label, err)
+			t.Fatalf("%s: adding the recorded %s credential: %v", label, methodName, err)
 		}
 		r.ids[answered[i].ID] = info.ID
 		ids = append(ids, info.ID)
 	}
-	if err := r.srv.AttachCredentials(c.ClientID, ids...); err != nil {
-		t.Fatalf("%s: AttachCredentials: %v", label, err)
+	attach := r.srv.AttachCredentials
+	if len(certs) > 0 {
+		attach = r.srv.AttachCertificates
 	}
-	t.Logf("%s: AddClient with %d private_key_jwt credentials stands in for the creation", label, len(ids))
+	if err := attach(c.ClientID, ids...); err != nil {
+		t.Fatalf("%s: attaching to %s: %v", label, methodName, err)
+	}
+	t.Logf("%s: AddClient with %d %s credentials stands in for the creation", label, len(ids), methodName)
 }
 
 // compareCredentials compares exactValueFields of the recorded credential
@@ -505,7 +553,19 @@ func (r *replay) compareCredentials(key, label, wantBody string, gotBody []byte)
 	}
 	n := 0
 	for i := range want {
-		for _, f := range exactValueFields {
+		fields := exactValueFields
+		if want[i]["credential_type"] == "x509_cert" {
+			fields = append(slices.Clone(fields), certValueFields...)
+			if th, _ := got[i]["thumbprint_sha256"].(string); !thumbprintRE.MatchString(th) {
+				r.differ(key+": format thumbprint_sha256", "%s: credential %d thumbprint_sha256 %q is not 43 base64url characters", label, i, th)
+			}
+			for _, f := range []string{"kid", "alg", "pem"} {
+				if v, ok := got[i][f]; ok {
+					r.differ(key+": field "+f, "%s: x509_cert credential %d has %s = %v, which Auth0 does not answer", label, i, f, v)
+				}
+			}
+		}
+		for _, f := range fields {
 			if wv, ok := want[i][f]; ok {
 				n++
 				if got[i][f] != wv {
@@ -660,7 +720,7 @@ func (r *replay) compare(key, label string, wantStatus int, wantHeaders map[stri
 
 	if w, ok := want.(map[string]any); ok {
 		if g, ok := got.(map[string]any); ok && g["client_authentication_methods"] != nil && g["client_secret"] == nil && w["client_secret"] != nil {
-			t.Logf("%s: client_secret missing, allowed: the client is on private_key_jwt (see the file comment)", label)
+			t.Logf("%s: client_secret missing, allowed: the client is on a client_authentication_methods method (see the file comment)", label)
 			w = maps.Clone(w)
 			delete(w, "client_secret")
 			want = w

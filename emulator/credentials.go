@@ -23,12 +23,22 @@ import (
 	"unicode/utf8"
 )
 
-// This file implements the client credentials of private_key_jwt: the
-// /api/v2/clients/{id}/credentials endpoints, the credentials' storage, and
-// the Go-level helpers tests use to inspect and seed them. Attaching
+// This file implements client credentials: public_key credentials for
+// private_key_jwt and x509_cert credentials for self_signed_tls_client_auth;
+// the /api/v2/clients/{id}/credentials endpoints, the credentials' storage,
+// and the Go-level helpers tests use to inspect and seed them. Attaching
 // credentials to a client (PATCH client_authentication_methods) is in
-// authmethods.go, authenticating with them (client assertions at
-// /oauth/token) in assertion.go.
+// authmethods.go, authenticating with them in assertion.go (client
+// assertions) and mtls.go (client certificates forwarded by the edge).
+
+// Credential types the emulator stores.
+const (
+	// CredentialTypePublicKey is an RSA public key, for private_key_jwt.
+	CredentialTypePublicKey = "public_key"
+	// CredentialTypeX509Cert is an X.509 certificate (self-signed or not),
+	// for self_signed_tls_client_auth.
+	CredentialTypeX509Cert = "x509_cert"
+)
 
 // Management API scopes of the credentials endpoints.
 const (
@@ -37,9 +47,11 @@ const (
 )
 
 // MaxCredentials is how many credentials Auth0 stores per application at one
-// time, attached to private_key_jwt or not ("The current application storage
-// limit is two credentials at one time", Auth0 guide "Rotate Credentials").
-// It is also the most credentials private_key_jwt can have attached.
+// time, of any type, attached or not ("The current application storage
+// limit is two credentials at one time", Auth0 guide "Rotate Credentials";
+// "Auth0 limits customers to two registered certificates", "Configure mTLS
+// for a client"). It is also the most credentials a method can have
+// attached.
 const MaxCredentials = 2
 
 // MinRSABits is the smallest RSA modulus the credentials endpoint accepts.
@@ -57,14 +69,20 @@ var kidPattern = regexp.MustCompile(`^[0-9a-zA-Z_-]{10,64}$`)
 // reference: max length 128).
 const maxCredentialName = 128
 
-// credential is a stored client credential (credential_type public_key).
+// credential is a stored client credential.
 type credential struct {
-	id        string
-	name      string
-	kid       string
-	alg       string
-	key       *rsa.PublicKey
-	thumb     string // RFC 7638 JWK SHA-256 thumbprint, whatever the kid
+	id    string
+	name  string
+	ctype string // CredentialTypePublicKey or CredentialTypeX509Cert
+	// public_key
+	kid   string
+	alg   string
+	key   *rsa.PublicKey
+	thumb string // RFC 7638 JWK SHA-256 thumbprint, whatever the kid
+	// x509_cert
+	cert      *x509.Certificate
+	certThumb string // thumbprint_sha256: SHA-256 of the DER, base64url
+
 	createdAt time.Time
 	updatedAt time.Time
 	expiresAt time.Time // zero: never expires
@@ -84,16 +102,23 @@ func auth0Time(t time.Time) string {
 // render returns the credential's JSON object. Auth0 leaves expires_at out of
 // a creation answer when none was set, and reports it as null everywhere else
 // (go-auth0 recordings TestClient_CreateCredential, TestClient_GetCredentials,
-// TestClient_ListCredentials). pem is never returned.
+// TestClient_ListCredentials). pem is never returned. An x509_cert
+// credential has thumbprint_sha256 instead of kid and alg, and always an
+// expiry (go-auth0 recording TestClient_CreateAllCredential/
+// Should_create_SelfSignedTLSClientAuth_Credential).
 func (c *credential) render(nullExpiry bool) map[string]any {
 	out := map[string]any{
 		"id":              c.id,
 		"name":            c.name,
-		"credential_type": "public_key",
-		"kid":             c.kid,
-		"alg":             c.alg,
+		"credential_type": c.ctype,
 		"created_at":      auth0Time(c.createdAt),
 		"updated_at":      auth0Time(c.updatedAt),
+	}
+	if c.ctype == CredentialTypeX509Cert {
+		out["thumbprint_sha256"] = c.certThumb
+	} else {
+		out["kid"] = c.kid
+		out["alg"] = c.alg
 	}
 	switch {
 	case !c.expiresAt.IsZero():
@@ -106,22 +131,35 @@ func (c *credential) render(nullExpiry bool) map[string]any {
 
 // CredentialInfo describes a stored client credential.
 type CredentialInfo struct {
-	ID        string
-	Name      string
+	ID   string
+	Name string
+	Type string // CredentialTypePublicKey or CredentialTypeX509Cert
+	// public_key credentials
 	KeyID     string // the kid assertions name in their header
-	Type      string // always "public_key"
 	Algorithm string // RS256, RS384 or PS256
+	// PublicKey is the RSA key of a public_key credential, or of an
+	// x509_cert credential whose certificate holds one (nil otherwise).
 	PublicKey *rsa.PublicKey
+	// x509_cert credentials
+	Certificate      *x509.Certificate
+	ThumbprintSHA256 string // base64url (no padding) SHA-256 of the certificate's DER
+
 	CreatedAt time.Time
 	UpdatedAt time.Time
 	ExpiresAt time.Time // zero: never expires
 }
 
 func (c *credential) info() CredentialInfo {
-	return CredentialInfo{
-		ID: c.id, Name: c.name, KeyID: c.kid, Type: "public_key", Algorithm: c.alg,
+	info := CredentialInfo{
+		ID: c.id, Name: c.name, Type: c.ctype, KeyID: c.kid, Algorithm: c.alg,
 		PublicKey: c.key, CreatedAt: c.createdAt, UpdatedAt: c.updatedAt, ExpiresAt: c.expiresAt,
 	}
+	if c.cert != nil {
+		info.Certificate = c.cert
+		info.ThumbprintSHA256 = c.certThumb
+		info.PublicKey, _ = c.cert.PublicKey.(*rsa.PublicKey)
+	}
+	return info
 }
 
 // CredentialSpec is a credential to add with AddCredential. Exactly one of
@@ -136,8 +174,10 @@ type CredentialSpec struct {
 }
 
 // Credentials returns the credentials stored for a client, oldest first, and
-// the IDs of those attached to its private_key_jwt method (none while the
-// client authenticates with its secret). ok is false for an unknown client.
+// the IDs of those attached to its private_key_jwt or
+// self_signed_tls_client_auth method, whichever it is on (none while the
+// client authenticates with its secret; AuthMethod tells which). ok is
+// false for an unknown client.
 func (s *Server) Credentials(clientID string) (stored []CredentialInfo, attached []string, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -148,7 +188,7 @@ func (s *Server) Credentials(clientID string) (stored []CredentialInfo, attached
 	for _, c := range rec.creds {
 		stored = append(stored, c.info())
 	}
-	return stored, slices.Clone(rec.attached), true
+	return stored, slices.Clone(rec.auth.creds), true
 }
 
 // UsesPrivateKeyJWT reports whether a client authenticates with
@@ -159,7 +199,19 @@ func (s *Server) UsesPrivateKeyJWT(clientID string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rec, ok := s.clients[clientID]
-	return ok && len(rec.attached) > 0
+	return ok && rec.auth.has(MethodPrivateKeyJWT)
+}
+
+// UsesSelfSignedTLS reports whether a client authenticates with
+// self_signed_tls_client_auth (x509_cert credentials attached to
+// client_authentication_methods) rather than with its secret or
+// private_key_jwt. It reports the current configuration, not what a token
+// request sees while a change propagates.
+func (s *Server) UsesSelfSignedTLS(clientID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.clients[clientID]
+	return ok && rec.auth.has(MethodSelfSignedTLS)
 }
 
 // AddCredential stores a credential for a client, as POST
@@ -201,26 +253,93 @@ func (s *Server) AddCredential(clientID string, spec CredentialSpec) (Credential
 	if !ok {
 		return CredentialInfo{}, fmt.Errorf("emulator: unknown client %q", clientID)
 	}
-	c, apiErr := s.storeCredentialLocked(rec, spec.Name, alg, spec.KeyID, key, spec.ExpiresAt, now)
+	c, apiErr := s.storeCredentialLocked(rec, publicKeyCredential(spec.Name, alg, spec.KeyID, key, spec.ExpiresAt), now)
 	if apiErr != nil {
 		return CredentialInfo{}, errors.New(apiErr.Message)
 	}
 	return c.info(), nil
 }
 
-// storeCredentialLocked adds a credential to rec after the checks that
-// depend on what rec already stores. s.mu must be held.
-func (s *Server) storeCredentialLocked(rec *clientRecord, name, alg, kid string, key *rsa.PublicKey, expiresAt, now time.Time) (*credential, *apiError) {
+// CertificateSpec is an x509_cert credential to add with
+// AddCertificateCredential. Exactly one of PEM and Certificate must be set.
+type CertificateSpec struct {
+	Name        string
+	PEM         string            // one PEM "CERTIFICATE" block
+	Certificate *x509.Certificate // alternatively, the certificate itself
+	ExpiresAt   time.Time         // zero: the certificate's NotAfter
+}
+
+// AddCertificateCredential stores an x509_cert credential for a client, as
+// POST /api/v2/clients/{id}/credentials does and with the same rules (a
+// certificate within its validity period at the emulator's clock, expiry in
+// the future, at most MaxCredentials, no certificate twice), but without a
+// request: for setting up tests. It is not counted in Stats.
+func (s *Server) AddCertificateCredential(clientID string, spec CertificateSpec) (CredentialInfo, error) {
+	cert := spec.Certificate
+	switch {
+	case cert != nil && spec.PEM != "":
+		return CredentialInfo{}, errors.New("emulator: set PEM or Certificate, not both")
+	case cert == nil:
+		c, err := parseCertificatePEM(spec.PEM)
+		if err != nil {
+			return CredentialInfo{}, err
+		}
+		cert = c
+	}
+	now := s.now()
+	if err := certificateCurrent(cert, now); err != nil {
+		return CredentialInfo{}, err
+	}
+	expiresAt := spec.ExpiresAt
+	if expiresAt.IsZero() {
+		expiresAt = cert.NotAfter
+	}
+	if !expiresAt.After(now) {
+		return CredentialInfo{}, errors.New("expires_at must be in the future")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.clients[clientID]
+	if !ok {
+		return CredentialInfo{}, fmt.Errorf("emulator: unknown client %q", clientID)
+	}
+	c, apiErr := s.storeCredentialLocked(rec, certificateCredential(spec.Name, cert, expiresAt), now)
+	if apiErr != nil {
+		return CredentialInfo{}, errors.New(apiErr.Message)
+	}
+	return c.info(), nil
+}
+
+// publicKeyCredential returns an unstored public_key credential; kid ""
+// means the key's thumbprint.
+func publicKeyCredential(name, alg, kid string, key *rsa.PublicKey, expiresAt time.Time) *credential {
 	thumb := jwkThumbprint(key)
 	if kid == "" {
 		kid = thumb
 	}
-	for _, c := range rec.creds {
-		if c.thumb == thumb {
-			return nil, newAPIError(http.StatusConflict, "A credential with the same public key already exists for this client", "duplicate_credential")
+	return &credential{ctype: CredentialTypePublicKey, name: name, kid: kid, alg: alg, key: key, thumb: thumb, expiresAt: expiresAt}
+}
+
+// certificateCredential returns an unstored x509_cert credential.
+func certificateCredential(name string, cert *x509.Certificate, expiresAt time.Time) *credential {
+	return &credential{ctype: CredentialTypeX509Cert, name: name, cert: cert, certThumb: CertificateThumbprint(cert), expiresAt: expiresAt}
+}
+
+// storeCredentialLocked adds c, not stored yet, to rec after the checks
+// that depend on what rec already stores, giving it its id and dates. s.mu
+// must be held.
+func (s *Server) storeCredentialLocked(rec *clientRecord, c *credential, now time.Time) (*credential, *apiError) {
+	for _, o := range rec.creds {
+		if o.ctype != c.ctype {
+			continue
 		}
-		if c.kid == kid {
-			return nil, newAPIError(http.StatusConflict, "A credential with kid "+strconv.Quote(kid)+" already exists for this client", "duplicate_credential")
+		switch {
+		case c.ctype == CredentialTypeX509Cert && o.certThumb == c.certThumb:
+			return nil, newAPIError(http.StatusConflict, "A credential with the same certificate already exists for this client", "duplicate_credential")
+		case c.ctype == CredentialTypePublicKey && o.thumb == c.thumb:
+			return nil, newAPIError(http.StatusConflict, "A credential with the same public key already exists for this client", "duplicate_credential")
+		case c.ctype == CredentialTypePublicKey && o.kid == c.kid:
+			return nil, newAPIError(http.StatusConflict, "A credential with kid "+strconv.Quote(c.kid)+" already exists for this client", "duplicate_credential")
 		}
 	}
 	if len(rec.creds) >= MaxCredentials {
@@ -229,12 +348,10 @@ func (s *Server) storeCredentialLocked(rec *clientRecord, name, alg, kid string,
 			"too_many_credentials")
 	}
 	now = now.Truncate(time.Millisecond)
-	c := &credential{
-		id: randomCredentialID(), name: name, kid: kid, alg: alg, key: key, thumb: thumb,
-		createdAt: now, updatedAt: now,
-	}
-	if !expiresAt.IsZero() {
-		c.expiresAt = expiresAt.Truncate(time.Millisecond)
+	c.id = randomCredentialID()
+	c.createdAt, c.updatedAt = now, now
+	if !c.expiresAt.IsZero() {
+		c.expiresAt = c.expiresAt.Truncate(time.Millisecond)
 	}
 	rec.creds = append(rec.creds, c)
 	return c, nil
@@ -295,6 +412,54 @@ func parseCredentialPEM(s string) (*rsa.PublicKey, *x509.Certificate, error) {
 	return key, cert, nil
 }
 
+// parseCertificatePEM reads the pem of an x509_cert credential: exactly one
+// PEM "CERTIFICATE" block holding an X.509 certificate, of any key type and
+// size, self-signed or not ("Configure mTLS for a client"; go-auth0's
+// recorded x509_cert credential is a 1024-bit RSA certificate issued by a
+// test CA). Keys, private or public, are refused with a hint.
+func parseCertificatePEM(s string) (*x509.Certificate, error) {
+	block, rest := pem.Decode([]byte(s))
+	if block == nil {
+		return nil, errors.New("pem is not PEM-encoded")
+	}
+	switch {
+	case strings.Contains(block.Type, "PRIVATE KEY"):
+		return nil, errors.New("pem holds a private key: upload only the certificate, and keep the key secret")
+	case strings.Contains(block.Type, "PUBLIC KEY"):
+		return nil, errors.New("pem holds a bare public key: x509_cert credentials need an X.509 certificate (public keys are public_key credentials)")
+	case block.Type != "CERTIFICATE":
+		return nil, fmt.Errorf("pem holds a %q block, not a certificate", block.Type)
+	}
+	if len(bytes.TrimSpace(rest)) > 0 {
+		return nil, errors.New("pem must hold exactly one certificate, not a chain")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("invalid certificate: %v", err)
+	}
+	return cert, nil
+}
+
+// certificateCurrent checks that cert is within its validity period at now.
+func certificateCurrent(cert *x509.Certificate, now time.Time) error {
+	switch {
+	case now.Before(cert.NotBefore):
+		return fmt.Errorf("the certificate is not valid before %s", auth0Time(cert.NotBefore))
+	case !now.Before(cert.NotAfter):
+		return fmt.Errorf("the certificate expired at %s", auth0Time(cert.NotAfter))
+	}
+	return nil
+}
+
+// CertificateThumbprint returns the thumbprint_sha256 Auth0 reports for an
+// x509_cert credential: the SHA-256 digest of the certificate's DER,
+// base64url without padding (it matches the recorded answer for go-auth0's
+// test certificate).
+func CertificateThumbprint(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.Raw)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
 // jwkThumbprint is the RFC 7638 JWK SHA-256 thumbprint of an RSA public key,
 // base64url without padding: the kid Auth0 generates for a credential (it
 // matches the kid of every key in go-auth0's credential recordings).
@@ -332,7 +497,7 @@ var credentialProperties = setOf("credential_type", "name", "subject_dn", "pem",
 // credentialDescriptions are the schema descriptions of credential
 // properties, appended to payload validation messages.
 var credentialDescriptions = map[string]string{
-	"credential_type":        "Credential type. Supported types: public_key.",
+	"credential_type":        "Credential type. Supported types: public_key, x509_cert.",
 	"name":                   "Friendly name for a credential.",
 	"pem":                    "PEM-formatted public key (SPKI and PKCS1) or X509 certificate. Must be JSON escaped.",
 	"alg":                    "Algorithm which will be used with the credential. Supported algorithms: RS256,RS384,PS256",
@@ -435,14 +600,15 @@ func (s *Server) createCredential(w http.ResponseWriter, r *http.Request, scopes
 	case !present:
 		credentialPayloadError(w, "Missing required property: credential_type", "")
 		return
-	case credType == "x509_cert" || credType == "cert_subject_dn":
+	case credType == "cert_subject_dn":
 		writeAPIError(w, http.StatusBadRequest,
-			"credential_type "+credType+" is for mTLS client authentication, which the emulator does not offer; use public_key", "invalid_body")
+			"credential_type cert_subject_dn is for tls_client_auth (CA-signed certificates), which the emulator does not offer; use x509_cert for self_signed_tls_client_auth", "invalid_body")
 		return
-	case credType != "public_key":
+	case credType != CredentialTypePublicKey && credType != CredentialTypeX509Cert:
 		credentialPayloadError(w, "No enum match for: "+strconv.Quote(credType), "credential_type")
 		return
 	}
+	isCert := credType == CredentialTypeX509Cert
 	if _, present := body["subject_dn"]; present {
 		writeAPIError(w, http.StatusBadRequest, "subject_dn applies only to cert_subject_dn credentials", "invalid_body")
 		return
@@ -466,6 +632,16 @@ func (s *Server) createCredential(w http.ResponseWriter, r *http.Request, scopes
 	alg, present, ok := str("alg")
 	if !ok {
 		return
+	}
+	if isCert {
+		// A certificate credential has no signing algorithm or key id:
+		// Auth0's answer for one holds neither.
+		for _, k := range []string{"alg", "kid"} {
+			if _, present := body[k]; present {
+				writeAPIError(w, http.StatusBadRequest, k+" applies only to public_key credentials, not x509_cert", "invalid_body")
+				return
+			}
+		}
 	}
 	if !present {
 		alg = "RS256"
@@ -499,22 +675,43 @@ func (s *Server) createCredential(w http.ResponseWriter, r *http.Request, scopes
 		expiresAt = t
 	}
 
-	key, cert, err := parseCredentialPEM(pemText)
-	if err != nil {
-		writeAPIError(w, http.StatusBadRequest, "Invalid credential: "+err.Error(), "invalid_body")
-		return
-	}
-	if parseExpiry {
-		if cert == nil {
-			writeAPIError(w, http.StatusBadRequest,
-				"parse_expiry_from_cert needs an X.509 certificate in pem, not a bare public key", "invalid_body")
+	now := s.now()
+	var proto *credential
+	if isCert {
+		// An x509_cert credential expires with its certificate unless
+		// expires_at says otherwise, parse_expiry_from_cert or not: Auth0
+		// answered the NotAfter of go-auth0's test certificate
+		// (9999-12-31T23:59:59Z) to a request with neither.
+		cert, err := parseCertificatePEM(pemText)
+		if err == nil {
+			err = certificateCurrent(cert, now)
+		}
+		if err != nil {
+			writeAPIError(w, http.StatusBadRequest, "Invalid credential: "+err.Error(), "invalid_body")
 			return
 		}
 		if expiresAt.IsZero() {
 			expiresAt = cert.NotAfter
 		}
+		proto = certificateCredential(name, cert, expiresAt)
+	} else {
+		key, cert, err := parseCredentialPEM(pemText)
+		if err != nil {
+			writeAPIError(w, http.StatusBadRequest, "Invalid credential: "+err.Error(), "invalid_body")
+			return
+		}
+		if parseExpiry {
+			if cert == nil {
+				writeAPIError(w, http.StatusBadRequest,
+					"parse_expiry_from_cert needs an X.509 certificate in pem, not a bare public key", "invalid_body")
+				return
+			}
+			if expiresAt.IsZero() {
+				expiresAt = cert.NotAfter
+			}
+		}
+		proto = publicKeyCredential(name, alg, kid, key, expiresAt)
 	}
-	now := s.now()
 	if !expiresAt.IsZero() && !expiresAt.After(now) {
 		writeAPIError(w, http.StatusBadRequest, "expires_at must be a date in the future", "invalid_body")
 		return
@@ -525,7 +722,7 @@ func (s *Server) createCredential(w http.ResponseWriter, r *http.Request, scopes
 	var c *credential
 	var apiErr *apiError
 	if ok {
-		c, apiErr = s.storeCredentialLocked(rec, name, alg, kid, key, expiresAt, now)
+		c, apiErr = s.storeCredentialLocked(rec, proto, now)
 		if apiErr == nil {
 			s.stats.CredentialsCreated[clientID]++
 		}
@@ -657,20 +854,21 @@ func (s *Server) patchCredential(w http.ResponseWriter, r *http.Request, scopes 
 }
 
 // deleteCredential implements DELETE /api/v2/clients/{id}/credentials/{cred}.
-// A credential still attached to the client's private_key_jwt method is not
-// deleted: it has to be detached first (the order of Auth0's guide "Rotate
-// Credentials": disable, then delete).
+// A credential still attached to the client's private_key_jwt or
+// self_signed_tls_client_auth method is not deleted: it has to be detached
+// first (the order of Auth0's guide "Rotate Credentials": disable, then
+// delete).
 func (s *Server) deleteCredential(w http.ResponseWriter, r *http.Request, scopes []string, clientID, credID string) {
 	if !requireScope(w, scopes, scopeDeleteClientCred) {
 		return
 	}
 	s.mu.Lock()
 	rec, ok := s.clients[clientID]
-	found, attached := false, false
+	found, attached, method := false, false, ""
 	if ok {
 		if c := rec.findCredential(credID); c != nil {
 			found = true
-			attached = slices.Contains(rec.attached, credID)
+			attached, method = slices.Contains(rec.auth.creds, credID), rec.auth.method
 			if !attached {
 				rec.creds = slices.DeleteFunc(rec.creds, func(x *credential) bool { return x == c })
 				s.stats.CredentialsDeleted[clientID]++
@@ -687,7 +885,7 @@ func (s *Server) deleteCredential(w http.ResponseWriter, r *http.Request, scopes
 		return
 	case attached:
 		writeAPIError(w, http.StatusBadRequest,
-			"The credential is enabled for the client's private_key_jwt authentication method: detach it (PATCH the client's client_authentication_methods) before deleting it",
+			"The credential is enabled for the client's "+method+" authentication method: detach it (PATCH the client's client_authentication_methods) before deleting it",
 			"credential_in_use")
 		return
 	}

@@ -206,13 +206,15 @@ func (s *Server) renderLocked(rec *clientRecord, withSecret bool) map[string]jso
 		jwtConf["secret_encoded"] = json.RawMessage(`false`)
 		out["jwt_configuration"] = mustJSON(jwtConf)
 	}
-	if len(rec.attached) > 0 {
-		// On private_key_jwt: the credentials by id, no
-		// token_endpoint_auth_method, and the secret hidden ("The
-		// client_secret parameter will be hidden once the Private Key JWT
-		// configuration is complete", Auth0 guide "Configure Private Key
-		// JWT Authentication").
-		out["client_authentication_methods"] = renderAuthMethods(rec.attached)
+	if rec.auth.method != "" {
+		// On private_key_jwt or self_signed_tls_client_auth: the
+		// credentials by id, no token_endpoint_auth_method, and the secret
+		// hidden ("The client_secret parameter will be hidden once the
+		// Private Key JWT configuration is complete", Auth0 guide
+		// "Configure Private Key JWT Authentication"; for mTLS, "a Client
+		// Secret will no longer be accepted", "Configure mTLS for a
+		// client", so the harsher reading hides it too).
+		out["client_authentication_methods"] = renderAuthMethods(rec.auth)
 		out["token_endpoint_auth_method"] = json.RawMessage(`null`)
 		withSecret = false
 	}
@@ -315,9 +317,12 @@ func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request, scopes []s
 
 	s.mu.Lock()
 	rec, ok := s.clients[id]
-	pkj := ok && len(rec.attached) > 0
+	method := ""
+	if ok {
+		method = rec.auth.method
+	}
 	var obj map[string]json.RawMessage
-	if ok && !pkj {
+	if ok && method == "" {
 		s.replaceSecretLocked(rec, randomSecret())
 		s.stats.Rotations[id]++
 		obj = s.renderLocked(rec, true)
@@ -327,12 +332,18 @@ func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request, scopes []s
 	case !ok:
 		writeNoClient(w)
 		return
-	case pkj:
+	case method == MethodPrivateKeyJWT:
 		// "This endpoint cannot be used with clients configured with
 		// Private Key JWT authentication method" (Management API
 		// reference, "Rotate a client secret").
 		writeAPIError(w, http.StatusBadRequest,
 			"This endpoint cannot be used with clients configured with Private Key JWT authentication method", "operation_not_supported")
+		return
+	case method != "":
+		// The same for self-signed mTLS, whose clients have no usable
+		// secret either: the harsher reading.
+		writeAPIError(w, http.StatusBadRequest,
+			"This endpoint cannot be used with clients configured with Self-Signed TLS Client Authentication (self_signed_tls_client_auth) method", "operation_not_supported")
 		return
 	}
 	if s.runFault(AfterApply, w, r, id, endpointManagement) {
@@ -436,14 +447,18 @@ func validateStringProperty(w http.ResponseWriter, key string, raw json.RawMessa
 // update:client_credentials); other properties need update:clients or
 // update:client_keys. A null value unsets an optional property. The response
 // is the updated client, including client_secret unless the client is on
-// private_key_jwt.
+// private_key_jwt or self_signed_tls_client_auth.
 //
 // client_authentication_methods attaches 1 to MaxCredentials of the
-// client's own unexpired credentials, by id, to private_key_jwt (null
-// detaches them). token_endpoint_auth_method and private_key_jwt exclude
-// each other: the PATCH that enables private_key_jwt must set
-// token_endpoint_auth_method to null, and the one that disables it must set
-// a token_endpoint_auth_method (authmethods.go).
+// client's own unexpired credentials, by id, to private_key_jwt (public_key
+// credentials) or self_signed_tls_client_auth (x509_cert credentials); a
+// null method detaches its credentials, a null client_authentication_methods
+// all of them, and a method the object leaves out keeps its state. A client
+// has exactly one of token_endpoint_auth_method, private_key_jwt and
+// self_signed_tls_client_auth: the PATCH that enables a method must set
+// token_endpoint_auth_method to null (and the other method, if set, to
+// null), and the one that disables it must set a token_endpoint_auth_method
+// (authmethods.go).
 func (s *Server) patchClient(w http.ResponseWriter, r *http.Request, scopes []string, id string) {
 	if !requireScope(w, scopes, scopeUpdateClients, scopeUpdateClientKeys) {
 		return
@@ -484,14 +499,14 @@ func (s *Server) patchClient(w http.ResponseWriter, r *http.Request, scopes []st
 		}
 	}
 	methodsRaw, setsMethods := patch["client_authentication_methods"]
-	var newAttached []string
+	var methodsChange methodsPatch
 	if setsMethods {
-		ids, refusal := parseAuthMethods(methodsRaw)
+		mp, refusal := parseAuthMethods(methodsRaw)
 		if refusal != nil {
 			refusal.write(w)
 			return
 		}
-		newAttached = ids
+		methodsChange = mp
 	}
 	teamRaw, setsTEAM := patch["token_endpoint_auth_method"]
 	if setsTEAM {
@@ -511,20 +526,29 @@ func (s *Server) patchClient(w http.ResponseWriter, r *http.Request, scopes []st
 	rec, ok := s.clients[id]
 	var obj map[string]json.RawMessage
 	var refusal *authMethodError
+	newAuth := authState{}
+	if ok {
+		newAuth = rec.auth
+	}
 	if ok && (setsMethods || setsTEAM) {
-		// A client has either a token_endpoint_auth_method (its secret) or
-		// private_key_jwt credentials, never both and never neither.
+		// A client has exactly one of a token_endpoint_auth_method (its
+		// secret), private_key_jwt and self_signed_tls_client_auth.
 		hasTEAM := rec.hasTokenEndpointAuthMethod()
 		if setsTEAM {
 			hasTEAM = jsonType(teamRaw) != "null"
 		}
-		attached := rec.attached
-		if setsMethods {
-			attached = newAttached
-			refusal = checkAttachableLocked(rec, newAttached, s.now())
+		methods := methodsChange.apply(rec.auth)
+		now := s.now()
+		for _, m := range []string{MethodPrivateKeyJWT, MethodSelfSignedTLS} {
+			if ids := methodsChange.set[m]; refusal == nil && ids != nil {
+				refusal = checkAttachableLocked(rec, m, ids, now)
+			}
 		}
 		if refusal == nil {
-			refusal = checkExclusive(hasTEAM, len(attached) > 0)
+			refusal = checkMethods(hasTEAM, methods)
+		}
+		if refusal == nil {
+			newAuth = stateOf(methods)
 		}
 	}
 	if ok && refusal == nil {
@@ -532,7 +556,7 @@ func (s *Server) patchClient(w http.ResponseWriter, r *http.Request, scopes []st
 			raw := patch[k]
 			switch k {
 			case "client_authentication_methods":
-				if s.setAttachedLocked(rec, newAttached, true) {
+				if s.setAuthLocked(rec, newAuth, true) {
 					s.stats.AuthMethodPatches[id]++
 				}
 			case "name":

@@ -16,9 +16,10 @@ import (
 // replaced secret: old or new, half the time each), and authenticates
 // against that state only.
 //
-// A change of the credentials attached to private_key_jwt (including a
-// switch to or from it) propagates the same way, with the same delay and
-// randomness: see visibleAttachedLocked in authmethods.go.
+// A change of the credentials attached to private_key_jwt or
+// self_signed_tls_client_auth (including a switch between them and the
+// secret) propagates the same way, with the same delay and randomness: see
+// visibleAuthLocked in authmethods.go.
 
 // replacedSecret is a secret that another replaced at a given time.
 type replacedSecret struct {

@@ -21,31 +21,42 @@
 //     client_secret needs update:client_keys), with Auth0's payload
 //     validation errors.
 //   - POST /api/v2/clients/{id}/rotate-secret (update:client_keys); refused
-//     for a client on private_key_jwt, as Auth0 documents.
-//   - The client credentials of private_key_jwt: POST, GET
-//     /api/v2/clients/{id}/credentials and GET, PATCH (expires_at only),
-//     DELETE /api/v2/clients/{id}/credentials/{credential_id}
-//     ({create,read,update,delete}:client_credentials): RSA public keys of
-//     at least 2048 bits, RS256/RS384/PS256, kid = RFC 7638 thumbprint, at
-//     most two per client, none uploaded twice, an attached one not
-//     deletable (credentials.go).
+//     for a client on private_key_jwt or self_signed_tls_client_auth, as
+//     Auth0 documents for the former.
+//   - Client credentials: POST, GET /api/v2/clients/{id}/credentials and
+//     GET, PATCH (expires_at only), DELETE
+//     /api/v2/clients/{id}/credentials/{credential_id}
+//     ({create,read,update,delete}:client_credentials). public_key
+//     credentials (private_key_jwt): RSA public keys of at least 2048 bits,
+//     RS256/RS384/PS256, kid = RFC 7638 thumbprint. x509_cert credentials
+//     (self_signed_tls_client_auth): an X.509 certificate within its
+//     validity period, thumbprint_sha256 = SHA-256 of its DER, expiring
+//     with it. At most two per client, none uploaded twice, an attached one
+//     not deletable (credentials.go).
 //   - PATCH of client_authentication_methods (update:client_credentials
-//     too): 1 or 2 of the client's unexpired credentials attached to
-//     private_key_jwt, exclusive with token_endpoint_auth_method, which the
-//     same PATCH must set to null; a client on private_key_jwt reports no
+//     too): 1 or 2 of the client's unexpired credentials of the right type
+//     attached to private_key_jwt or to self_signed_tls_client_auth, never
+//     both, and exclusive with token_endpoint_auth_method, which the same
+//     PATCH must set to null; a client on either method reports no
 //     client_secret (authmethods.go).
 //   - Client assertions at /oauth/token (client_assertion_type
 //     jwt-bearer): alg of the credential, kid optional, RS256/RS384/PS256
 //     signature, iss = sub = client_id, aud "https://{domain}/", exp within
 //     5 minutes, one-time jti; 401 invalid_client otherwise. While a client
 //     is on private_key_jwt its secret is refused (assertion.go).
+//   - Self-signed mTLS at /oauth/token: the request the tenant's edge
+//     forwards after the TLS handshake, with the cname-api-key,
+//     client-certificate and client-certificate-ca-verified headers; the
+//     certificate must match an attached, unexpired x509_cert credential
+//     (mtls.go). NewMTLSEdge is such an edge, for tests.
 //   - Bearer access tokens: HS256 JWTs with Auth0's claims, checked for
 //     signature, audience and expiry (401s as Auth0 words them).
 //   - Secret propagation (Options.PropagationDelay): after a rotation or a
 //     PATCH of client_secret, for that long each token request randomly sees
 //     the old or the new secret, as Auth0 warns ("up to 30 seconds"); so
 //     with a PATCH that changes the credentials attached to private_key_jwt
-//     (or switches to or from it): the previous or the new set.
+//     or self_signed_tls_client_auth (or switches between the methods): the
+//     previous or the new configuration.
 //   - Rate limits: a token bucket per tenant for /api/v2 (Options.RateLimit,
 //     RatePerSecond/Burst or a Plan preset), with x-ratelimit-limit,
 //     x-ratelimit-remaining and x-ratelimit-reset on every /api/v2 response
@@ -105,14 +116,16 @@ type Options struct {
 	// half the time); afterwards only the new secret works. 0 (the default)
 	// means the new secret is the only one at once. Auth0 documents up to 30
 	// seconds. A PATCH that changes the credentials attached to
-	// private_key_jwt, or switches a client to or from it, propagates the
-	// same way: each token request sees the previous or the new set (the
-	// previous "set" of a client that was on its secret being the secret).
+	// private_key_jwt or self_signed_tls_client_auth, or switches a client
+	// between its secret and these methods, propagates the same way: each
+	// token request sees the previous or the new configuration (so a
+	// detached certificate or key keeps working, at random, for that long).
 	PropagationDelay time.Duration
 	// Seed seeds the randomness of PropagationDelay; 0 means a random seed.
 	Seed uint64
 	// Now is the clock of the rate limiters, of PropagationDelay, of
-	// credential expiry and timestamps and of client assertion checks; nil
+	// credential expiry and timestamps, of client assertion checks and of
+	// the validity period of client certificates; nil
 	// means time.Now. (Access-token expiry and fault delays use real time.)
 	Now func() time.Time
 	// TokenLifetime is the lifetime of issued access tokens; 0 means 24h.
@@ -124,6 +137,14 @@ type Options struct {
 	Audience string
 	// Tenant is the tenant name reported in client objects; default "emulator".
 	Tenant string
+	// CNAMEAPIKey is the secret API key of the tenant's custom domain, which
+	// Auth0 hands out when it verifies a self-managed custom domain and which
+	// the customer's edge sends as the cname-api-key header of every request
+	// it forwards. A /oauth/token request carrying a forwarded client
+	// certificate (self_signed_tls_client_auth) is accepted only with this
+	// key; empty means no custom domain is set up for mTLS, so every such
+	// request is refused. See mtls.go and NewMTLSEdge.
+	CNAMEAPIKey string
 }
 
 // ManagementGrant is the Client.Grants key that stands for the Management API
@@ -155,14 +176,19 @@ type Stats struct {
 	// AssertionLogins counts, per client, the tokens issued to a client that
 	// authenticated with a private_key_jwt client assertion.
 	AssertionLogins map[string]int
+	// MTLSLogins counts, per client, the tokens issued to a client that
+	// authenticated with self_signed_tls_client_auth: a client certificate
+	// forwarded by the tenant's edge (mtls.go).
+	MTLSLogins map[string]int
 	// CredentialsCreated and CredentialsDeleted count, per client, the
 	// credentials created (POST .../credentials) and deleted (DELETE
 	// .../credentials/{id}) through the Management API.
 	CredentialsCreated map[string]int
 	CredentialsDeleted map[string]int
 	// AuthMethodPatches counts, per client, the PATCHes that changed its
-	// attached private_key_jwt credentials (including switching to or from
-	// private_key_jwt).
+	// client_authentication_methods: the credentials attached to
+	// private_key_jwt or self_signed_tls_client_auth, or a switch between
+	// them and the client secret.
 	AuthMethodPatches map[string]int
 }
 
@@ -203,11 +229,12 @@ type clientRecord struct {
 	previous []replacedSecret
 	// creds are the client's credentials, oldest first (credentials.go).
 	creds []*credential
-	// attached are the IDs of the credentials attached to the client's
-	// private_key_jwt method; nil while the client authenticates with its
-	// secret (authmethods.go).
-	attached []string
-	// previousAuth holds the attached sets replaced less than the
+	// auth is the client's client_authentication_methods: private_key_jwt
+	// or self_signed_tls_client_auth and the IDs of the credentials
+	// attached to it; the zero value while the client authenticates with
+	// its secret (authmethods.go).
+	auth authState
+	// previousAuth holds the configurations replaced less than the
 	// propagation delay ago, oldest first.
 	previousAuth []replacedAuth
 }
@@ -236,6 +263,7 @@ func New(opts Options) *Server {
 			SecretPatches: make(map[string]int),
 
 			AssertionLogins:    make(map[string]int),
+			MTLSLogins:         make(map[string]int),
 			CredentialsCreated: make(map[string]int),
 			CredentialsDeleted: make(map[string]int),
 			AuthMethodPatches:  make(map[string]int),
@@ -344,6 +372,7 @@ func (s *Server) Stats() Stats {
 	st.Rotations = maps.Clone(s.stats.Rotations)
 	st.SecretPatches = maps.Clone(s.stats.SecretPatches)
 	st.AssertionLogins = maps.Clone(s.stats.AssertionLogins)
+	st.MTLSLogins = maps.Clone(s.stats.MTLSLogins)
 	st.CredentialsCreated = maps.Clone(s.stats.CredentialsCreated)
 	st.CredentialsDeleted = maps.Clone(s.stats.CredentialsDeleted)
 	st.AuthMethodPatches = maps.Clone(s.stats.AuthMethodPatches)

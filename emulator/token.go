@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -17,7 +18,8 @@ import (
 
 // This file implements POST /oauth/token (client credentials grant) and the
 // access tokens it issues. Client assertions (private_key_jwt) are verified
-// in assertion.go.
+// in assertion.go, client certificates forwarded by the tenant's edge
+// (self_signed_tls_client_auth) in mtls.go.
 //
 // Access tokens are HS256 JWTs signed with a per-Server random key, so they
 // are verified without keeping state. Besides the usual Auth0 claims they
@@ -167,14 +169,25 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// Client authentication: a client assertion (private_key_jwt, RFC 7523),
-	// HTTP Basic (client_secret_basic, credentials form-urlencoded before
-	// base64 as RFC 6749 section 2.3.1 requires) or body fields
-	// (client_secret_post). A request may use only one of them (RFC 6749
-	// section 2.3).
+	// Client authentication: a client certificate forwarded by the
+	// tenant's edge (self_signed_tls_client_auth), a client assertion
+	// (private_key_jwt, RFC 7523), HTTP Basic (client_secret_basic,
+	// credentials form-urlencoded before base64 as RFC 6749 section 2.3.1
+	// requires) or body fields (client_secret_post). A request may use only
+	// one of them (RFC 6749 section 2.3).
 	assertionType, assertion := params["client_assertion_type"], params["client_assertion"]
 	byAssertion := assertionType != "" || assertion != ""
 	_, _, basic := r.BasicAuth()
+	byCert := len(r.Header.Values(HeaderClientCertificate)) > 0
+	var cert *x509.Certificate
+	if byCert {
+		var status int
+		var code, desc string
+		if cert, status, code, desc = s.forwardedCertificate(r, params, byAssertion, basic); cert == nil {
+			writeOAuthError(w, status, code, desc)
+			return
+		}
+	}
 	switch {
 	case !byAssertion:
 	case assertionType == "":
@@ -210,16 +223,22 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	var rec *clientRecord
 	var known, authenticated bool
-	var assertionRefusal string
-	if byAssertion {
-		clientID, assertionRefusal = s.verifyAssertionLocked(assertion, clientID, host, now)
+	var refusal string // error_description of a 401 invalid_client
+	switch {
+	case byCert:
+		refusal = s.verifyCertificateLocked(clientID, cert, now)
 		rec, known = s.clients[clientID]
-		authenticated = assertionRefusal == "" && known
-	} else {
+		authenticated = refusal == "" && known
+	case byAssertion:
+		clientID, refusal = s.verifyAssertionLocked(assertion, clientID, host, now)
 		rec, known = s.clients[clientID]
-		// While a client is on private_key_jwt (as this request sees it:
-		// a change may still be propagating), its secret is refused.
-		authenticated = known && len(s.visibleAttachedLocked(rec, now)) == 0 &&
+		authenticated = refusal == "" && known
+	default:
+		rec, known = s.clients[clientID]
+		// While a client is on private_key_jwt or
+		// self_signed_tls_client_auth (as this request sees it: a change
+		// may still be propagating), its secret is refused.
+		authenticated = known && s.visibleAuthLocked(rec, now).method == "" &&
 			s.secretAcceptedLocked(rec, clientSecret, now)
 	}
 	var granted []string
@@ -238,8 +257,8 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 
 	switch {
-	case byAssertion && !authenticated:
-		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", assertionRefusal)
+	case (byCert || byAssertion) && !authenticated:
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", refusal)
 		return
 	case !authenticated:
 		writeOAuthError(w, http.StatusUnauthorized, "access_denied", "Unauthorized")
@@ -277,7 +296,12 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	if s.runFault(AfterApply, w, r, clientID, endpointToken) {
 		return
 	}
-	if byAssertion {
+	switch {
+	case byCert:
+		s.mu.Lock()
+		s.stats.MTLSLogins[clientID]++
+		s.mu.Unlock()
+	case byAssertion:
 		s.mu.Lock()
 		s.stats.AssertionLogins[clientID]++
 		s.mu.Unlock()

@@ -9,6 +9,10 @@
 // 50, 16/s); -rate-limit, when set, takes precedence. -propagation-delay
 // makes a replaced secret keep working at random, half the time, for that
 // long after a rotation, as Auth0 may; -random-seed makes that repeatable.
+// -cname-api-key is the custom domain API key an mTLS edge must send (as the
+// cname-api-key header) with the client certificates it forwards to
+// /oauth/token for self_signed_tls_client_auth; "" refuses every forwarded
+// certificate.
 //
 // The seed file looks like:
 //
@@ -58,6 +62,10 @@ type seedFile struct {
 	} `json:"clients"`
 }
 
+// defaultCNAMEAPIKey is the -cname-api-key of development setups: not a
+// secret, since the emulator guards nothing real.
+const defaultCNAMEAPIKey = "dev-cname-api-key"
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "auth0-emulator:", err)
@@ -75,6 +83,7 @@ func run() error {
 	seed := flag.String("seed", "", "JSON file with the clients to create")
 	lifetime := flag.Duration("token-lifetime", 24*time.Hour, "access token lifetime")
 	audience := flag.String("audience", "", `Management API audience (default "https://<Host>/api/v2/")`)
+	cnameAPIKey := flag.String("cname-api-key", defaultCNAMEAPIKey, `custom domain API key an mTLS edge sends as the cname-api-key header ("" = no mTLS)`)
 	flag.Parse()
 	if *plan != "" {
 		if _, _, ok := emulator.PlanLimits(*plan); !ok {
@@ -93,6 +102,7 @@ func run() error {
 		Seed:             *randomSeed,
 		TokenLifetime:    *lifetime,
 		Audience:         *audience,
+		CNAMEAPIKey:      *cnameAPIKey,
 	})
 	n := 0
 	if *seed != "" {
