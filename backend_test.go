@@ -28,6 +28,8 @@ const (
 	testAppID     = "app-1"
 	testApp2ID    = "app-2"
 	testAPI       = "https://api.example.test/"
+	// testCNAMEKey is the custom domain key of the emulated tenant's mTLS edge.
+	testCNAMEKey = "test-cname-api-key"
 )
 
 var allScopes = []string{"read:clients", "read:client_keys", "update:client_keys"}
@@ -53,7 +55,7 @@ func newTestEnv(t *testing.T, scopes ...string) *testEnv {
 	// The emulator keeps the engine's virtual time for its rate limits and propagation.
 	clk := newFakeClock(time.Now().UTC().Truncate(time.Second))
 	clk.autoAdvance = true
-	emu := emulator.New(emulator.Options{Now: clk.Now, Seed: 1})
+	emu := emulator.New(emulator.Options{Now: clk.Now, Seed: 1, CNAMEAPIKey: testCNAMEKey})
 	srv := httptest.NewServer(emu)
 	t.Cleanup(srv.Close)
 	emu.AddClient(emulator.Client{ClientID: testMgmtID, Name: "Vault", Grants: map[string][]string{"management": scopes}})

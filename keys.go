@@ -223,8 +223,65 @@ func (keyKind) register(sec *secretEntry, name string) (auth0api.NewCredential, 
 	return auth0api.NewCredential{Type: auth0api.CredentialPublicKey, Name: name, PEM: publicPEM, Algorithm: sec.Algorithm}, nil
 }
 
+func (keyKind) describe(sec *secretEntry, meta *versionMeta) {
+	meta.KID, meta.Algorithm = sec.KID, sec.Algorithm
+}
+
 func (keyKind) verify(b *backend, conn *connection, clientID string, sec *secretEntry) error {
 	return b.verifyKey(conn, clientID, sec.PrivateKey, sec.Algorithm, sec.KID)
+}
+
+// attachingTypes names the credential types whose kinds attach credentials, for the
+// descriptions of the fields they share: "private_key_jwt and ... roles".
+func attachingTypes() string {
+	var types []string
+	for _, k := range credentialKinds {
+		if _, ok := k.(attachment); ok && !slices.Contains(types, k.credentialType()) {
+			types = append(types, k.credentialType())
+		}
+	}
+	return strings.Join(types, " and ")
+}
+
+// withAttachmentSchemas adds to own the fields every kind that attaches credentials has.
+func withAttachmentSchemas(own kindSchemas) kindSchemas {
+	who := attachingTypes() + " roles"
+	shared := kindSchemas{
+		Creds: map[string]*framework.FieldSchema{
+			"private_key":          {Type: framework.TypeString, Description: who + ": the private key (PEM, PKCS #8): the key that signs assertions, or the certificate's key.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+			"previous_private_key": {Type: framework.TypeString, Description: who + ", until overlap_until: the previous private key, its credential still attached at Auth0; else empty.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+			"overlap_until":        {Type: framework.TypeString, Description: who + ": when the previous credential is detached (RFC 3339); empty when none is attached."},
+		},
+		Role: map[string]*framework.FieldSchema{
+			"key_bits": {Type: framework.TypeInt, Description: who + ": RSA key size, 2048 (default), 3072 or 4096."},
+			"overlap_period": {
+				Type:        framework.TypeDurationSecond,
+				Description: fmt.Sprintf("%s: how long the previous credential stays attached at Auth0 after a new one is published. Default %s; 0 detaches it at once; shorter than rotation_period (the next credential is made only once the previous one is detached).", who, defaultOverlapPeriod),
+			},
+			"allow_auth_method_change": {
+				Type:        framework.TypeBool,
+				Description: who + ": allow Vault to switch an application that still authenticates with a client secret (or another credential method) to the role's credential_type at its first rotation. One-way: Auth0 then refuses the client secret. Default false: such an application is refused.",
+			},
+		},
+		Read: map[string]*framework.FieldSchema{
+			"key_bits":                 {Type: framework.TypeInt, Description: who + ": RSA key size."},
+			"overlap_period":           {Type: framework.TypeInt64, Description: who + ": seconds the previous credential stays attached after a rotation."},
+			"allow_auth_method_change": {Type: framework.TypeBool, Description: who + ": whether an application still using a client secret (or another credential method) may be switched."},
+			"key_id":                   {Type: framework.TypeString, Description: who + ": Auth0 credential id of the current key or certificate."},
+			"previous_key_ids":         {Type: framework.TypeStringSlice, Description: who + ", during an overlap: Auth0 credential ids of the previous credentials still attached."},
+			"overlap_until":            {Type: framework.TypeTime, Description: who + ", during an overlap: when the previous credential is detached."},
+			"pending_version":          {Type: framework.TypeInt, Description: who + ": version of a new credential attached at Auth0 and not yet served."},
+			"pending_publish_time":     {Type: framework.TypeTime, Description: who + ": when the pending credential is served."},
+		},
+	}
+	for _, pair := range [][2]map[string]*framework.FieldSchema{{own.Role, shared.Role}, {own.Read, shared.Read}, {own.Creds, shared.Creds}} {
+		for name, schema := range pair[1] {
+			if _, ok := pair[0][name]; !ok {
+				pair[0][name] = schema
+			}
+		}
+	}
+	return own
 }
 
 // attachment is what differs between the kinds whose credentials Vault generates and
@@ -241,6 +298,8 @@ type attachment interface {
 	generate(b *backend, role *roleEntry, sec *secretEntry, now time.Time) error
 	// register is what Auth0 registers for sec, under name.
 	register(sec *secretEntry, name string) (auth0api.NewCredential, error)
+	// describe copies into a new version's meta what the kind records of sec.
+	describe(sec *secretEntry, meta *versionMeta)
 	// verify proves that Auth0 accepts sec, attached (its KeyID and KID are Auth0's).
 	verify(b *backend, conn *connection, clientID string, sec *secretEntry) error
 }
@@ -263,6 +322,30 @@ func overlapDue(r *roleEntry, now time.Time) time.Time {
 }
 
 func (keyKind) consumerLead(r *roleEntry) time.Duration { return r.overlapPeriod() }
+
+// schemas are private_key_jwt's fields in the API, next to those of every kind that
+// attaches credentials (attachmentSchemas).
+func (keyKind) schemas() kindSchemas {
+	return withAttachmentSchemas(kindSchemas{
+		Role: map[string]*framework.FieldSchema{
+			"algorithm": {
+				Type:        framework.TypeString,
+				Description: `private_key_jwt roles: signing algorithm registered with the key, "RS256" (default), "RS384" or "PS256".`,
+			},
+		},
+		Read: map[string]*framework.FieldSchema{
+			"algorithm": {Type: framework.TypeString, Description: "private_key_jwt roles: signing algorithm."},
+			"kid":       {Type: framework.TypeString, Description: "private_key_jwt roles: key id of the current key."},
+		},
+		Creds: map[string]*framework.FieldSchema{
+			"key_id":          {Type: framework.TypeString, Description: "private_key_jwt roles: Auth0 credential id of the key."},
+			"kid":             {Type: framework.TypeString, Description: "private_key_jwt roles: key id to put in the assertion's header."},
+			"algorithm":       {Type: framework.TypeString, Description: "private_key_jwt roles: signing algorithm."},
+			"previous_key_id": {Type: framework.TypeString, Description: "private_key_jwt roles, until overlap_until: Auth0 credential id of the previous key; else empty."},
+			"previous_kid":    {Type: framework.TypeString, Description: "private_key_jwt roles, until overlap_until: key id of the previous key; else empty."},
+		},
+	})
+}
 
 func (keyKind) servesPrevious(r *roleEntry, prev int) bool { return overlapServes(r, prev) }
 
@@ -598,7 +681,7 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 	if err := a.verify(b, conn, role.ClientID, sec); err != nil {
 		return j.fail(ctx, nil, fmt.Errorf("%s: %w", what, err))
 	}
-	version, err := b.commitKey(j.s, j.name, role, sec, keep, b.clock.Now())
+	version, err := b.commitKey(j.s, j.name, role, sec, a, keep, b.clock.Now())
 	if err != nil {
 		return j.fail(ctx, nil, fmt.Errorf("%s: Auth0 holds it but storing it failed (%w); it is stored at the next attempt", what, err))
 	}
@@ -730,7 +813,7 @@ func (b *backend) verifyKey(conn *connection, clientID, privatePEM, alg, kid str
 // commitKey stores a registered, attached and verified key as the role's next version,
 // the keys attached before it as the overlap: the secret entry (now with its credential),
 // then creds, then the role (the commit point), retried whole on a storage error.
-func (b *backend) commitKey(s logical.Storage, name string, role *roleEntry, sec *secretEntry, keep []string, now time.Time) (*versionMeta, error) {
+func (b *backend) commitKey(s logical.Storage, name string, role *roleEntry, sec *secretEntry, a attachment, keep []string, now time.Time) (*versionMeta, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(b.ctx), commitTimeout)
 	defer cancel()
 	pk := role.PendingKey
@@ -739,7 +822,9 @@ func (b *backend) commitKey(s logical.Storage, name string, role *roleEntry, sec
 	}
 	next := role.clone()
 	next.PendingKey = nil
-	meta, dropped := next.addVersion(versionMeta{Source: pk.Source, KeyID: pk.CredentialID, KID: pk.KID, Algorithm: sec.Algorithm}, now)
+	info := versionMeta{Source: pk.Source, KeyID: pk.CredentialID}
+	a.describe(sec, &info)
+	meta, dropped := next.addVersion(info, now)
 	next.LastVaultRotation = now.UTC()
 	next.NextVaultRotation = next.nextRotation(now)
 	next.succeed()

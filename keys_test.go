@@ -301,13 +301,23 @@ var keyFaultSteps = []struct {
 // that logs in once the engine has caught up. The faults are drawn from a seed (printed;
 // -keys.seed repeats it).
 func TestKeyRotationFaultsSearch(t *testing.T) {
+	e := newKeyEnv(t, map[string]interface{}{"rotation_period": "1h", "overlap_period": "10m"})
+	attachedFaultsSearch(t, e, func() (string, bool) {
+		cur, _, _ := e.servedKeys()
+		return cur.keyID, e.keyLogsIn(testAppID, cur.privatePEM, cur.kid, cur.alg)
+	})
+}
+
+// attachedFaultsSearch is the search of TestKeyRotationFaultsSearch for role "app" of e,
+// of any kind that attaches credentials; servedLogsIn reads creds and answers the Auth0
+// credential id served and whether the application logs in with what is served.
+func attachedFaultsSearch(t *testing.T, e *testEnv, servedLogsIn func() (string, bool)) {
 	seed := rand.Uint64()
 	if s := *keySeed; s != 0 {
 		seed = s
 	}
-	t.Logf("seed %d (go test -run TestKeyRotationFaultsSearch -keys.seed=%d repeats it)", seed, seed)
+	t.Logf("seed %d (go test -run %s -keys.seed=%d repeats it)", seed, t.Name(), seed)
 	rng := rand.New(rand.NewPCG(seed, seed))
-	e := newKeyEnv(t, map[string]interface{}{"rotation_period": "1h", "overlap_period": "10m"})
 	e.ok(logical.UpdateOperation, "rotate/app", nil)
 
 	firedTotal := 0
@@ -372,9 +382,8 @@ func TestKeyRotationFaultsSearch(t *testing.T) {
 		if !slices.Contains(attached, role.current().KeyID) {
 			t.Fatalf("round %d: the current key %s is not attached (%v)", round, role.current().KeyID, attached)
 		}
-		cur, _, _ := e.servedKeys()
-		if cur.keyID != role.current().KeyID || !e.keyLogsIn(testAppID, cur.privatePEM, cur.kid, cur.alg) {
-			t.Fatalf("round %d (%s %s, kind %d): the served key %s does not log in", round, step.name, phase, kind, cur.keyID)
+		if id, ok := servedLogsIn(); id != role.current().KeyID || !ok {
+			t.Fatalf("round %d (%s %s, kind %d): the served credential %s (current %s) does not log in", round, step.name, phase, kind, id, role.current().KeyID)
 		}
 	}
 	if firedTotal < 5 {

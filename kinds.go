@@ -62,9 +62,30 @@ type credentialKind interface {
 	// credsFields adds the served credential to a creds answer; a read of the current
 	// version answers every field of the kind, empty when it does not apply.
 	credsFields(c *credsEntry, served, previous *secretEntry, current bool, data map[string]interface{})
+	// schemas are the kind's fields in the API.
+	schemas() kindSchemas
 	// authenticate sets how a token request of token/ authenticates with the served
 	// credential.
 	authenticate(b *backend, cfg *configEntry, c *credsEntry, req *auth0api.TokenRequest) error
+}
+
+// kindSchemas are the fields a kind adds to the API (OpenAPI, docs/API.md, path-help):
+// its role settings, what a role read shows of it, and its fields in a creds answer.
+type kindSchemas struct {
+	Role, Read, Creds map[string]*framework.FieldSchema
+}
+
+// withKindFields adds to fields those of every kind picked by of; a field shared by
+// several kinds is described once, by the first.
+func withKindFields(fields map[string]*framework.FieldSchema, of func(kindSchemas) map[string]*framework.FieldSchema) map[string]*framework.FieldSchema {
+	for _, k := range credentialKinds {
+		for name, schema := range of(k.schemas()) {
+			if _, ok := fields[name]; !ok {
+				fields[name] = schema
+			}
+		}
+	}
+	return fields
 }
 
 // credentialKinds are the kinds a role can have. The first of a credential type is the
@@ -73,6 +94,7 @@ var credentialKinds = []credentialKind{
 	secretKind{},
 	stagedKind{},
 	keyKind{},
+	certKind{},
 }
 
 // kindOf is the kind of credential type ct ("" is client_secret) and rotation strategy

@@ -159,6 +159,12 @@ func TestOpenAPIResponses(t *testing.T) {
 		check(e, logical.UpdateOperation, "rotate/app", map[string]interface{}{"end_overlap": true})
 		reads(e, "roles/app", "status")
 	})
+	t.Run("self_signed_tls_client_auth", func(t *testing.T) {
+		e := newCertEnv(t, map[string]interface{}{"overlap_period": "1h"})
+		check(e, logical.UpdateOperation, "rotate/app", nil)
+		check(e, logical.UpdateOperation, "rotate/app", map[string]interface{}{"end_overlap": true})
+		reads(e, "roles/app", "creds/app", "versions/app", "status")
+	})
 	t.Run("token", func(t *testing.T) {
 		e := newTokenEnv(t, nil)
 		reads(e, "token/app", "roles/app")

@@ -35,7 +35,7 @@ func pathCreds(b *backend) []*framework.Path {
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
 					Callback:    b.pathCredsRead,
-					Summary:     "Read a role's current credential: its client secret, or private_key_jwt key.",
+					Summary:     "Read a role's current credential: its client secret, private_key_jwt key, or mTLS certificate.",
 					Description: pathCredsHelpDesc,
 					Responses:   credsResponses,
 				},
@@ -207,32 +207,19 @@ func secondsUntil(t, now time.Time) int64 {
 // version answers every field of the role's credential type, empty when it does not apply.
 var credsResponses = map[int][]framework.Response{http.StatusOK: {{
 	Description: "OK",
-	Fields: map[string]*framework.FieldSchema{
-		"client_id":              {Type: framework.TypeString, Description: "Client ID of the role's Auth0 application."},
-		"domain":                 {Type: framework.TypeString, Description: "Auth0 domain to call (config's domain)."},
-		"version":                {Type: framework.TypeInt, Description: "The version served."},
-		"last_vault_rotation":    {Type: framework.TypeTime, Description: "RFC 3339. The current version: the latest time the engine changed or confirmed this answer: a rotation, a staged secret's publication or switch, a key rotation's start or publication, a failed attempt, or else every max_ttl; it moves each time ttl runs out (what Vault Secrets Operator expects of a rotation). An older version: when it was made."},
-		"client_secret":          {Type: framework.TypeString, Description: "client_secret roles: the application's client secret.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
-		"previous_client_secret": {Type: framework.TypeString, Description: "client_secret roles: the version before the one served, when retained, else empty; Auth0 may take up to 30 seconds to accept a new secret.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
-		"next_client_secret":     {Type: framework.TypeString, Description: "client_secret roles: while a next secret is staged, the secret that becomes current at next_switch_time; else empty.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
-		"next_version":           {Type: framework.TypeInt, Description: "client_secret roles: the staged secret's version; 0 when none."},
-		"next_switch_time":       {Type: framework.TypeString, Description: "client_secret roles: when the staged secret becomes current (RFC 3339); empty when none."},
-		"private_key":            {Type: framework.TypeString, Description: "private_key_jwt roles: the private key (PEM, PKCS #8).", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
-		"key_id":                 {Type: framework.TypeString, Description: "private_key_jwt roles: Auth0 credential id of the key."},
-		"kid":                    {Type: framework.TypeString, Description: "private_key_jwt roles: key id to put in the assertion's header."},
-		"algorithm":              {Type: framework.TypeString, Description: "private_key_jwt roles: signing algorithm."},
-		"previous_private_key":   {Type: framework.TypeString, Description: "private_key_jwt roles, until overlap_until: the previous key, still attached at Auth0; else empty.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
-		"previous_key_id":        {Type: framework.TypeString, Description: "private_key_jwt roles, until overlap_until: Auth0 credential id of the previous key; else empty."},
-		"previous_kid":           {Type: framework.TypeString, Description: "private_key_jwt roles, until overlap_until: key id of the previous key; else empty."},
-		"overlap_until":          {Type: framework.TypeString, Description: "private_key_jwt roles: when the previous key is detached (RFC 3339); empty when none is attached."},
-		"rotation_period":        {Type: framework.TypeInt64, Description: "Seconds between scheduled rotations; for a rotation_schedule, between its next two times; for a role without a schedule, max_ttl. Consumers that re-read at ttl need it present (Vault Agent 1.13, Vault Secrets Operator)."},
-		"rotation_schedule":      {Type: framework.TypeString, Description: "The role's cron schedule; empty when it has none."},
-		"next_vault_rotation":    {Type: framework.TypeString, Description: "When the next scheduled rotation is due (RFC 3339); empty when not scheduled."},
-		"ttl":                    {Type: framework.TypeInt64, Description: "Seconds until a consumer should read again: the next change it must see (the next rotation, the publication or switch of a staged secret, a key's publication, or while rotations fail the next attempt), and at most max_ttl; at least 1. Absent for an older version."},
-	},
+	Fields: withKindFields(map[string]*framework.FieldSchema{
+		"client_id":           {Type: framework.TypeString, Description: "Client ID of the role's Auth0 application."},
+		"domain":              {Type: framework.TypeString, Description: "Auth0 domain to call (config's domain)."},
+		"version":             {Type: framework.TypeInt, Description: "The version served."},
+		"last_vault_rotation": {Type: framework.TypeTime, Description: "RFC 3339. The current version: the latest time the engine changed or confirmed this answer: a rotation, a staged secret's publication or switch, a key rotation's start or publication, a failed attempt, or else every max_ttl; it moves each time ttl runs out (what Vault Secrets Operator expects of a rotation). An older version: when it was made."},
+		"rotation_period":     {Type: framework.TypeInt64, Description: "Seconds between scheduled rotations; for a rotation_schedule, between its next two times; for a role without a schedule, max_ttl. Consumers that re-read at ttl need it present (Vault Agent 1.13, Vault Secrets Operator)."},
+		"rotation_schedule":   {Type: framework.TypeString, Description: "The role's cron schedule; empty when it has none."},
+		"next_vault_rotation": {Type: framework.TypeString, Description: "When the next scheduled rotation is due (RFC 3339); empty when not scheduled."},
+		"ttl":                 {Type: framework.TypeInt64, Description: "Seconds until a consumer should read again: the next change it must see (the next rotation, the publication or switch of a staged secret, a key's publication, or while rotations fail the next attempt), and at most max_ttl; at least 1. Absent for an older version."},
+	}, func(s kindSchemas) map[string]*framework.FieldSchema { return s.Creds }),
 }}}
 
-const pathCredsHelpSyn = `Read a role's current Auth0 client secret, or private_key_jwt key.`
+const pathCredsHelpSyn = `Read a role's current Auth0 client secret, private_key_jwt key, or mTLS certificate.`
 
 const pathCredsHelpDesc = `
 Returns what an application needs to call Auth0: client_id, client_secret and domain,
@@ -245,7 +232,7 @@ environment variable from a Kubernetes Secret) always finds it.
 
 ttl tells consumers when to read again: the next change they must see (the next
 rotation; for a staged role the publication of the next secret, then the switch; for a
-private_key_jwt role the new key's publication; while rotations fail the next attempt),
+private_key_jwt or self_signed_tls_client_auth role the new credential's publication; while rotations fail the next attempt),
 and at most max_ttl (a role setting, default 5 minutes), so that a manual rotation
 reaches consumers within it. last_vault_rotation is the latest time the engine changed or
 confirmed the answer (a rotation, a publication, a switch, a failed attempt, or every
@@ -271,6 +258,14 @@ algorithm; while the previous key is still attached at Auth0, previous_private_k
 previous_key_id, previous_kid and overlap_until too. An application signs its client
 assertions (iss = sub = client_id, aud = "https://<domain>/", a unique jti, exp at most
 5 minutes ahead) with private_key; either key works until overlap_until.
+
+For a role with credential_type=self_signed_tls_client_auth: certificate (PEM,
+self-signed), private_key (its key, PEM, PKCS #8), thumbprint_sha256 and expires_at; while
+the previous certificate is still attached at Auth0, previous_certificate,
+previous_private_key, previous_thumbprint_sha256, previous_expires_at and overlap_until.
+The application presents the certificate in the TLS handshake with the tenant's mTLS
+edge (mtls.<custom domain>/oauth/token, client_id in the body, no secret); either
+certificate works until overlap_until.
 
 Read an older retained version with:
 

@@ -21,7 +21,7 @@ func pathRoles(b *backend) []*framework.Path {
 				OperationPrefix: "auth0",
 				OperationSuffix: "role",
 			},
-			Fields: map[string]*framework.FieldSchema{
+			Fields: withKindFields(map[string]*framework.FieldSchema{
 				"name": {
 					Type:        framework.TypeLowerCaseString,
 					Description: "Name of the role.",
@@ -51,33 +51,9 @@ func pathRoles(b *backend) []*framework.Path {
 					Type:        framework.TypeString,
 					Description: `How a rotation changes the secret at Auth0. "immediate" (default): Auth0's rotate-secret; the old secret stops working at once. "staged": Vault generates the next secret, publishes it as next_client_secret for stage_period, then sets it on Auth0 (zero downtime for consumers that fall back to next_client_secret). A role with a staged secret changes strategy only after it switched or was cancelled.`,
 				},
-				"stage_period": {
-					Type:        framework.TypeDurationSecond,
-					Description: fmt.Sprintf("Staged roles: how long the next secret is published before it becomes current. Default %s; shorter than rotation_period (and than the interval between rotation_schedule's times).", defaultStagePeriod),
-				},
-				"password_policy": {
-					Type:        framework.TypeString,
-					Description: "Staged roles: name of a Vault password policy (sys/policies/password) that generates the secrets. Default: 64 characters of [A-Za-z0-9_-] from crypto/rand, as Auth0 generates them. An empty value restores the default.",
-				},
 				"credential_type": {
 					Type:        framework.TypeString,
-					Description: `What the role rotates: "client_secret" (default) or "private_key_jwt": an RSA key pair Vault generates, whose public key it registers and attaches at Auth0 next to the current one, and whose previous key it detaches only overlap_period later (zero downtime). Set on create; it cannot change once the role has a version.`,
-				},
-				"key_bits": {
-					Type:        framework.TypeInt,
-					Description: "private_key_jwt roles: RSA key size, 2048 (default), 3072 or 4096.",
-				},
-				"algorithm": {
-					Type:        framework.TypeString,
-					Description: `private_key_jwt roles: signing algorithm registered with the key, "RS256" (default), "RS384" or "PS256".`,
-				},
-				"overlap_period": {
-					Type:        framework.TypeDurationSecond,
-					Description: fmt.Sprintf("private_key_jwt roles: how long the previous key stays attached at Auth0 after a new one is published. Default %s; 0 detaches it at once; shorter than rotation_period (the next key is made only once the previous one is detached).", defaultOverlapPeriod),
-				},
-				"allow_auth_method_change": {
-					Type:        framework.TypeBool,
-					Description: "private_key_jwt roles: allow Vault to switch an application that still authenticates with a client secret to private_key_jwt at its first rotation. One-way: Auth0 then refuses the client secret. Default false: such an application is refused.",
+					Description: `What the role rotates: "client_secret" (default); "private_key_jwt": an RSA key pair Vault generates, whose public key it registers and attaches at Auth0 next to the current one, and whose previous key it detaches only overlap_period later (zero downtime); "self_signed_tls_client_auth": a key pair and a self-signed client certificate for mTLS through the tenant's edge, attached and overlapped the same way. Set on create; it cannot change once the role has a version.`,
 				},
 				"token_audiences": {
 					Type:        framework.TypeCommaStringSlice,
@@ -97,14 +73,14 @@ func pathRoles(b *backend) []*framework.Path {
 				},
 				"max_ttl": {
 					Type:        framework.TypeDurationSecond,
-					Description: fmt.Sprintf("The largest ttl creds/<name> answers: consumers that re-read at ttl (Vault Agent, Vault Secrets Operator) read at least this often, so a manual rotation reaches them within it, and those of a role without a schedule keep reading at all. Default %s, or a quarter of stage_period (staged roles) or overlap_period (private_key_jwt roles) when that is shorter; at least %s, and shorter than stage_period or overlap_period. 0 restores the default.", defaultMaxTTL, minMaxTTL),
+					Description: fmt.Sprintf("The largest ttl creds/<name> answers: consumers that re-read at ttl (Vault Agent, Vault Secrets Operator) read at least this often, so a manual rotation reaches them within it, and those of a role without a schedule keep reading at all. Default %s, or a quarter of stage_period (staged roles) or overlap_period (private_key_jwt and self_signed_tls_client_auth roles) when that is shorter; at least %s, and shorter than stage_period or overlap_period. 0 restores the default.", defaultMaxTTL, minMaxTTL),
 				},
 				"import_current_secret": {
 					Type:        framework.TypeBool,
 					Description: "Only on create: store the application's current Auth0 secret as version 1 instead of waiting for the first rotation (needs the read:client_keys scope).",
 					Default:     false,
 				},
-			},
+			}, func(s kindSchemas) map[string]*framework.FieldSchema { return s.Role }),
 			ExistenceCheck: b.pathRoleExistenceCheck,
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.CreateOperation: &framework.PathOperation{Callback: b.pathRoleWrite, Summary: roleWriteSummary, Description: pathRolesHelpDesc},
@@ -570,41 +546,27 @@ const roleWriteSummary = "Create or update a role: bind a name to an Auth0 appli
 // roleReadResponses documents a role read (OpenAPI, docs/API.md).
 var roleReadResponses = map[int][]framework.Response{http.StatusOK: {{
 	Description: "OK",
-	Fields: map[string]*framework.FieldSchema{
-		"client_id":                {Type: framework.TypeString, Description: "Client ID of the role's Auth0 application."},
-		"rotation_period":          {Type: framework.TypeInt64, Description: "Seconds between automatic rotations; 0: none."},
-		"rotation_schedule":        {Type: framework.TypeString, Description: "Cron schedule of automatic rotations, in UTC; empty: none."},
-		"rotation_window":          {Type: framework.TypeInt64, Description: "Seconds after a scheduled time a rotation may still start; 0: no limit."},
-		"max_versions":             {Type: framework.TypeInt, Description: "How many versions are retained."},
-		"current_version":          {Type: framework.TypeInt, Description: "Version creds serve; 0 before the first rotation or import."},
-		"max_ttl":                  {Type: framework.TypeInt64, Description: "Seconds: the largest ttl creds answers (the role's max_ttl, or its default)."},
-		"last_vault_rotation":      {Type: framework.TypeTime, Description: "When the current version was made (RFC 3339)."},
-		"next_vault_rotation":      {Type: framework.TypeTime, Description: "When the next scheduled rotation is due (RFC 3339); only when scheduled."},
-		"warning":                  {Type: framework.TypeString, Description: "Something an operator should know, e.g. a rotation had to be repeated because a lost answer could not be read back."},
-		"rotation_blocked":         {Type: framework.TypeString, Description: "Why the engine will not rotate this role until an operator acts."},
-		"rotation_strategy":        {Type: framework.TypeString, Description: `"immediate" or "staged".`},
-		"stage_period":             {Type: framework.TypeInt64, Description: "Staged roles: seconds a next secret is published before it becomes current."},
-		"password_policy":          {Type: framework.TypeString, Description: "Staged roles: Vault password policy generating the secrets; empty: the default generator."},
-		"next_version":             {Type: framework.TypeInt, Description: "Staged roles, while a next secret is staged: its version."},
-		"next_switch_time":         {Type: framework.TypeTime, Description: "Staged roles, while a next secret is staged: when it becomes current."},
-		"credential_type":          {Type: framework.TypeString, Description: `"client_secret" or "private_key_jwt".`},
-		"key_bits":                 {Type: framework.TypeInt, Description: "private_key_jwt roles: RSA key size."},
-		"algorithm":                {Type: framework.TypeString, Description: "private_key_jwt roles: signing algorithm."},
-		"overlap_period":           {Type: framework.TypeInt64, Description: "private_key_jwt roles: seconds the previous key stays attached after a rotation."},
-		"allow_auth_method_change": {Type: framework.TypeBool, Description: "private_key_jwt roles: whether an application still using a client secret may be switched."},
-		"key_id":                   {Type: framework.TypeString, Description: "private_key_jwt roles: Auth0 credential id of the current key."},
-		"kid":                      {Type: framework.TypeString, Description: "private_key_jwt roles: key id of the current key."},
-		"previous_key_ids":         {Type: framework.TypeStringSlice, Description: "private_key_jwt roles, during an overlap: Auth0 credential ids of the previous keys still attached."},
-		"overlap_until":            {Type: framework.TypeTime, Description: "private_key_jwt roles, during an overlap: when the previous key is detached."},
-		"pending_version":          {Type: framework.TypeInt, Description: "private_key_jwt roles: version of a new key attached at Auth0 and not yet served."},
-		"pending_publish_time":     {Type: framework.TypeTime, Description: "private_key_jwt roles: when the pending key is served."},
-		"token_audiences":          {Type: framework.TypeStringSlice, Description: "APIs token/<name> may mint access tokens for."},
-		"token_scopes":             {Type: framework.TypeStringSlice, Description: "Scopes token/<name> requests."},
-		"token_cache":              {Type: framework.TypeMap, Description: "With token_audiences, on this node: hits, misses, auth0_token_requests and auth0_token_failures of token/<name>."},
-		"allow_assertions":         {Type: framework.TypeBool, Description: "private_key_jwt roles: whether assertion/<name> signs client assertions."},
-		"assertion_ttl":            {Type: framework.TypeInt64, Description: "With allow_assertions: lifetime of the signed assertions, in seconds."},
-		"last_rotation_failure":    {Type: framework.TypeMap, Description: "While rotations fail: time and message of the last failure, since (first failure of the run), consecutive_failures and next_attempt."},
-	},
+	Fields: withKindFields(map[string]*framework.FieldSchema{
+		"client_id":             {Type: framework.TypeString, Description: "Client ID of the role's Auth0 application."},
+		"rotation_period":       {Type: framework.TypeInt64, Description: "Seconds between automatic rotations; 0: none."},
+		"rotation_schedule":     {Type: framework.TypeString, Description: "Cron schedule of automatic rotations, in UTC; empty: none."},
+		"rotation_window":       {Type: framework.TypeInt64, Description: "Seconds after a scheduled time a rotation may still start; 0: no limit."},
+		"max_versions":          {Type: framework.TypeInt, Description: "How many versions are retained."},
+		"current_version":       {Type: framework.TypeInt, Description: "Version creds serve; 0 before the first rotation or import."},
+		"max_ttl":               {Type: framework.TypeInt64, Description: "Seconds: the largest ttl creds answers (the role's max_ttl, or its default)."},
+		"last_vault_rotation":   {Type: framework.TypeTime, Description: "When the current version was made (RFC 3339)."},
+		"next_vault_rotation":   {Type: framework.TypeTime, Description: "When the next scheduled rotation is due (RFC 3339); only when scheduled."},
+		"warning":               {Type: framework.TypeString, Description: "Something an operator should know, e.g. a rotation had to be repeated because a lost answer could not be read back."},
+		"rotation_blocked":      {Type: framework.TypeString, Description: "Why the engine will not rotate this role until an operator acts."},
+		"rotation_strategy":     {Type: framework.TypeString, Description: `"immediate" or "staged".`},
+		"credential_type":       {Type: framework.TypeString, Description: `"client_secret", "private_key_jwt" or "self_signed_tls_client_auth".`},
+		"token_audiences":       {Type: framework.TypeStringSlice, Description: "APIs token/<name> may mint access tokens for."},
+		"token_scopes":          {Type: framework.TypeStringSlice, Description: "Scopes token/<name> requests."},
+		"token_cache":           {Type: framework.TypeMap, Description: "With token_audiences, on this node: hits, misses, auth0_token_requests and auth0_token_failures of token/<name>."},
+		"allow_assertions":      {Type: framework.TypeBool, Description: "private_key_jwt roles: whether assertion/<name> signs client assertions."},
+		"assertion_ttl":         {Type: framework.TypeInt64, Description: "With allow_assertions: lifetime of the signed assertions, in seconds."},
+		"last_rotation_failure": {Type: framework.TypeMap, Description: "While rotations fail: time and message of the last failure, since (first failure of the run), consecutive_failures and next_attempt."},
+	}, func(s kindSchemas) map[string]*framework.FieldSchema { return s.Read }),
 }}}
 
 const pathRolesHelpSyn = `Bind a Vault role to an Auth0 application.`
@@ -637,6 +599,11 @@ fail. An application that still authenticates with its client secret is switched
 private_key_jwt at the first rotation only with allow_auth_method_change=true: one-way,
 Auth0 refuses the secret from then on. Needs the create:, read:, update: and
 delete:client_credentials and update:clients scopes.
+"self_signed_tls_client_auth" rotates a key pair (key_bits) and a self-signed client
+certificate valid for certificate_ttl (default 365 days), attached to the application's
+self_signed_tls_client_auth method and overlapped like keys; the application presents it
+to the tenant's mTLS edge (an Enterprise tenant with mTLS and a custom domain). The
+engine renews a certificate two thirds into its lifetime whatever the schedule.
 
 One application belongs to at most one role of a mount, and never to the mount's own
 Management API application (config's client_id): a write naming such a client_id is

@@ -133,6 +133,8 @@ type roleEntry struct {
 	AllowAssertions bool          `json:"allow_assertions,omitempty"`
 	AssertionTTL    time.Duration `json:"assertion_ttl,omitempty"`
 
+	certSettings
+
 	// MaxTTL bounds the ttl creds answers (0: defaultMaxTTL): consumers that re-read at
 	// ttl see a manual rotation within it, and those of a role without a schedule keep
 	// re-reading at all.
@@ -193,6 +195,7 @@ type versionMeta struct {
 	KeyID     string `json:"key_id,omitempty"`
 	KID       string `json:"kid,omitempty"`
 	Algorithm string `json:"algorithm,omitempty"`
+	certVersion
 }
 
 // stagedSecret is a role's published next secret.
@@ -226,6 +229,7 @@ type secretEntry struct {
 	KeyID      string `json:"key_id,omitempty"`
 	KID        string `json:"kid,omitempty"`
 	Algorithm  string `json:"algorithm,omitempty"`
+	certSecret
 }
 
 // credsEntry is what creds/<name> serves, kept whole in one entry so that the hot path

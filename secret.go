@@ -50,6 +50,20 @@ func (secretKind) run(ctx context.Context, j *roleJob) (*versionMeta, *logical.R
 func (secretKind) dueTime(r *roleEntry, now time.Time) time.Time { return r.scheduledDue(now, 0) }
 func (secretKind) consumerLead(*roleEntry) time.Duration         { return 0 }
 
+// schemas are the immediate strategy's fields in the API: a client secret in creds.
+func (secretKind) schemas() kindSchemas { return kindSchemas{Creds: secretCredsSchemas()} }
+
+// secretCredsSchemas documents the creds fields of a client secret, immediate or staged.
+func secretCredsSchemas() map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"client_secret":          {Type: framework.TypeString, Description: "client_secret roles: the application's client secret.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+		"previous_client_secret": {Type: framework.TypeString, Description: "client_secret roles: the version before the one served, when retained, else empty; Auth0 may take up to 30 seconds to accept a new secret.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+		"next_client_secret":     {Type: framework.TypeString, Description: "client_secret roles: while a next secret is staged, the secret that becomes current at next_switch_time; else empty.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+		"next_version":           {Type: framework.TypeInt, Description: "client_secret roles: the staged secret's version; 0 when none."},
+		"next_switch_time":       {Type: framework.TypeString, Description: "client_secret roles: when the staged secret becomes current (RFC 3339); empty when none."},
+	}
+}
+
 func (secretKind) servesPrevious(*roleEntry, int) bool { return true }
 
 func (secretKind) credsMeta(_ *roleEntry, c *credsEntry) {

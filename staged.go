@@ -95,6 +95,29 @@ func (stagedKind) dueTime(r *roleEntry, now time.Time) time.Time {
 
 func (stagedKind) consumerLead(r *roleEntry) time.Duration { return r.stagePeriod() }
 
+// schemas are the staged strategy's fields in the API.
+func (stagedKind) schemas() kindSchemas {
+	return kindSchemas{
+		Role: map[string]*framework.FieldSchema{
+			"stage_period": {
+				Type:        framework.TypeDurationSecond,
+				Description: fmt.Sprintf("Staged roles: how long the next secret is published before it becomes current. Default %s; shorter than rotation_period (and than the interval between rotation_schedule's times).", defaultStagePeriod),
+			},
+			"password_policy": {
+				Type:        framework.TypeString,
+				Description: "Staged roles: name of a Vault password policy (sys/policies/password) that generates the secrets. Default: 64 characters of [A-Za-z0-9_-] from crypto/rand, as Auth0 generates them. An empty value restores the default.",
+			},
+		},
+		Read: map[string]*framework.FieldSchema{
+			"stage_period":     {Type: framework.TypeInt64, Description: "Staged roles: seconds a next secret is published before it becomes current."},
+			"password_policy":  {Type: framework.TypeString, Description: "Staged roles: Vault password policy generating the secrets; empty: the default generator."},
+			"next_version":     {Type: framework.TypeInt, Description: "Staged roles, while a next secret is staged: its version."},
+			"next_switch_time": {Type: framework.TypeTime, Description: "Staged roles, while a next secret is staged: when it becomes current."},
+		},
+		Creds: secretCredsSchemas(),
+	}
+}
+
 func (stagedKind) servesPrevious(*roleEntry, int) bool { return true }
 
 func (stagedKind) credsMeta(r *roleEntry, c *credsEntry) {

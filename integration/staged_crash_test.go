@@ -90,7 +90,7 @@ type requestMark struct{ after func() }
 // behind a wrapper that runs each request's requestMark.after.
 func startStagedEmulator(t *testing.T, scopes []string) (*emulator.Server, string, emulator.Client) {
 	t.Helper()
-	emu := emulator.New(emulator.Options{})
+	emu := emulator.New(emulator.Options{CNAMEAPIKey: edgeCNAMEKey})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m := &requestMark{}
 		emu.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), answerMarkKey{}, m)))

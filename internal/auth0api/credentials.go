@@ -156,8 +156,8 @@ func (c *Management) CreateCredential(ctx context.Context, clientID string, nc N
 
 // AttachCredentials makes ids the credentials of clientID's method (PATCH, idempotent).
 // With switchMethod the same request makes method the application's only one: its
-// token_endpoint_auth_method is set to null (Auth0 then refuses its client secret), and
-// client_authentication_methods is sent with method alone.
+// token_endpoint_auth_method and the other credential methods are set to null (Auth0 then
+// refuses its client secret, or the other method's credentials).
 func (c *Management) AttachCredentials(ctx context.Context, clientID, method string, ids []string, switchMethod bool) error {
 	creds := make([]map[string]string, 0, len(ids))
 	for _, id := range ids {
@@ -165,11 +165,15 @@ func (c *Management) AttachCredentials(ctx context.Context, clientID, method str
 	}
 	// A map, not management.Client: the SDK's omitempty fields cannot send the JSON null
 	// that token_endpoint_auth_method needs to switch the application to private_key_jwt.
-	payload := map[string]any{
-		"client_authentication_methods": map[string]any{method: map[string]any{"credentials": creds}},
-	}
+	methods := map[string]any{method: map[string]any{"credentials": creds}}
+	payload := map[string]any{"client_authentication_methods": methods}
 	if switchMethod {
 		payload["token_endpoint_auth_method"] = nil
+		for _, other := range []string{MethodPrivateKeyJWT, MethodSelfSignedTLS} {
+			if other != method {
+				methods[other] = nil // Auth0 changes only the methods a PATCH names
+			}
+		}
 	}
 	return c.callChanging(ctx, nil, func(ctx context.Context, api *management.Management) error {
 		return api.Request(ctx, http.MethodPatch, api.URI("clients", clientID), payload)

@@ -1,0 +1,275 @@
+package auth0
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
+)
+
+// self_signed_tls_client_auth roles (credential_type=self_signed_tls_client_auth) rotate a
+// self-signed X.509 client certificate with which the application authenticates to Auth0
+// over mutual TLS. Auth0 never sees the TLS handshake: the tenant's edge (a reverse proxy
+// on its custom domain) terminates it and forwards the certificate to Auth0, which accepts
+// the application when the certificate is one attached to its self_signed_tls_client_auth
+// method. Like keys, up to two certificates may be attached at once, so a rotation
+// overlaps for real; the rotation itself is runAttached's (keys.go).
+//
+// Vault generates the key pair and the certificate; neither leaves Vault except through
+// creds. A certificate expires: the engine renews it once two thirds of its lifetime
+// have passed, whatever the role's schedule, so that it never serves a certificate Auth0
+// refuses for its age.
+
+const (
+	credentialSelfSignedTLS = auth0api.MethodSelfSignedTLS
+
+	defaultCertificateTTL = 365 * 24 * time.Hour
+	minCertificateTTL     = time.Hour
+	// certificateBackdate is how long before its creation a certificate is valid from,
+	// for the clocks of the edge and Auth0.
+	certificateBackdate = time.Minute
+)
+
+// certSettings are the settings only certificate roles have (a part of roleEntry).
+type certSettings struct {
+	// CertificateTTL is how long each certificate is valid (0: the default).
+	CertificateTTL time.Duration `json:"certificate_ttl,omitempty"`
+}
+
+// certVersion describes a certificate version (a part of versionMeta and secretEntry).
+type certVersion struct {
+	Thumbprint string    `json:"thumbprint_sha256,omitempty"`
+	ExpiresAt  time.Time `json:"expires_at,omitempty"`
+}
+
+// certSecret is a certificate version's material beyond its private key (a part of
+// secretEntry).
+type certSecret struct {
+	Certificate string `json:"certificate,omitempty"`
+	certVersion
+}
+
+// certKind is credential_type=self_signed_tls_client_auth.
+type certKind struct{}
+
+func (certKind) credentialType() string { return credentialSelfSignedTLS }
+func (certKind) strategy() string       { return "" }
+func (certKind) rotates() string {
+	return "self-signed mTLS certificates (end_overlap=true is its option)"
+}
+func (certKind) ownFields() []string {
+	return []string{"key_bits", "overlap_period", "allow_auth_method_change", "certificate_ttl"}
+}
+func (certKind) options() []string { return []string{"end_overlap"} }
+func (certKind) method() string    { return auth0api.MethodSelfSignedTLS }
+func (certKind) noun() string      { return "certificate" }
+
+func (r *roleEntry) certificateTTL() time.Duration {
+	if r.CertificateTTL > 0 {
+		return r.CertificateTTL
+	}
+	return defaultCertificateTTL
+}
+
+// applyFields validates and applies the certificate settings.
+func (certKind) applyFields(role *roleEntry, d *framework.FieldData, creating bool, now time.Time) *logical.Response {
+	if creating && !fieldSet(d, "overlap_period") {
+		role.OverlapPeriod = defaultOverlapPeriod
+	}
+	if raw, ok := d.GetOk("token_audiences"); ok && len(raw.([]string)) > 0 || !ok && len(role.TokenAudiences) > 0 {
+		return logical.ErrorResponse("token_audiences does not apply to self_signed_tls_client_auth roles: Auth0 takes their certificate only through the tenant's mTLS edge, which Vault does not call; applications request their tokens there with the certificate creds serve")
+	}
+	if raw, ok := d.GetOk("key_bits"); ok {
+		if !slices.Contains(auth0api.KeyBitSizes, raw.(int)) {
+			return logical.ErrorResponse("key_bits must be 2048, 3072 or 4096, got %d", raw.(int))
+		}
+		role.KeyBits = raw.(int)
+	}
+	if raw, ok := d.GetOk("certificate_ttl"); ok {
+		ttl := time.Duration(raw.(int)) * time.Second
+		if ttl != 0 && ttl < minCertificateTTL {
+			return logical.ErrorResponse("certificate_ttl must be 0 (the default, %s) or at least %s, got %s", defaultCertificateTTL, minCertificateTTL, ttl)
+		}
+		role.CertificateTTL = ttl
+	}
+	if resp := applyOverlapFields(role, d, now); resp != nil {
+		return resp
+	}
+	if need := role.RotationPeriod + role.overlapPeriod(); role.RotationPeriod > 0 && role.certificateTTL() <= need {
+		return logical.ErrorResponse("certificate_ttl (%s) must be longer than rotation_period plus overlap_period (%s): a certificate must outlive its overlap", role.certificateTTL(), need)
+	}
+	return nil
+}
+
+func (k certKind) checkApplication(ctx context.Context, conn *connection, role *roleEntry) (*logical.Response, error) {
+	return checkAuthMethod(ctx, conn, role, k.method())
+}
+
+func (certKind) readFields(role *roleEntry, data map[string]interface{}) {
+	data["key_bits"] = role.keyBits()
+	data["certificate_ttl"] = int64(role.certificateTTL().Seconds())
+	data["overlap_period"] = int64(role.overlapPeriod().Seconds())
+	data["allow_auth_method_change"] = role.AllowAuthMethodChange
+	if cur := role.current(); cur != nil {
+		data["key_id"] = cur.KeyID
+		data["thumbprint_sha256"] = cur.Thumbprint
+		addTime(data, "expires_at", cur.ExpiresAt)
+	}
+	if ov := role.Overlap; ov != nil {
+		data["previous_key_ids"] = ov.CredentialIDs
+		addTime(data, "overlap_until", ov.Until)
+	}
+	if pk := role.PendingKey; pk != nil {
+		data["pending_version"] = pk.Version
+		addTime(data, "pending_publish_time", pk.PublishAt)
+	}
+}
+
+func (k certKind) run(ctx context.Context, j *roleJob) (*versionMeta, *logical.Response, error) {
+	return j.runAttached(ctx, k)
+}
+
+// generate makes an RSA key pair and a certificate for it, signed by itself, valid for
+// certificate_ttl.
+func (certKind) generate(b *backend, role *roleEntry, sec *secretEntry, now time.Time) error {
+	privatePEM, _, err := b.generateKey(role.keyBits())
+	if err != nil {
+		return err
+	}
+	expires := now.Add(role.certificateTTL()).UTC().Truncate(time.Second)
+	certPEM, thumbprint, err := auth0api.SelfSignedCertificate(privatePEM, role.ClientID, now.Add(-certificateBackdate), expires)
+	if err != nil {
+		return err
+	}
+	sec.PrivateKey, sec.Certificate, sec.Thumbprint, sec.ExpiresAt = privatePEM, certPEM, thumbprint, expires
+	return nil
+}
+
+func (certKind) register(sec *secretEntry, name string) (auth0api.NewCredential, error) {
+	if sec.Certificate == "" {
+		return auth0api.NewCredential{}, errors.New("the pending version has no certificate")
+	}
+	return auth0api.NewCredential{Type: auth0api.CredentialX509Cert, Name: name, PEM: sec.Certificate}, nil
+}
+
+func (certKind) describe(sec *secretEntry, meta *versionMeta) { meta.certVersion = sec.certVersion }
+
+// verify checks that the credential Auth0 holds is this certificate. Vault cannot prove
+// that Auth0 accepts it (only the tenant's mTLS edge can present it), so the new
+// certificate is served once Auth0 had propagation_wait to apply the attachment.
+func (certKind) verify(b *backend, conn *connection, clientID string, sec *secretEntry) error {
+	api, err := keyAPIOf(conn)
+	if err != nil {
+		return err
+	}
+	stored, err := api.ListCredentials(b.ctx, clientID)
+	if err != nil {
+		return fmt.Errorf("could not read back the certificate's credential: %w", err)
+	}
+	for _, cred := range stored {
+		if cred.ID != sec.KeyID {
+			continue
+		}
+		if cred.Thumbprint != "" && cred.Thumbprint != sec.Thumbprint {
+			return fmt.Errorf("Auth0's credential %s has thumbprint %s, not the certificate's %s", cred.ID, cred.Thumbprint, sec.Thumbprint)
+		}
+		return nil
+	}
+	return fmt.Errorf("Auth0 no longer lists the certificate's credential %s", sec.KeyID)
+}
+
+// dueTime is the overlap kinds' due time, brought forward to the current certificate's
+// renewal: two thirds into its lifetime.
+func (certKind) dueTime(r *roleEntry, now time.Time) time.Time {
+	due := overlapDue(r, now)
+	if r.PendingKey != nil || r.Overlap != nil {
+		return due
+	}
+	if cur := r.current(); cur != nil {
+		return earliest(due, later(renewalTime(cur.CreatedTime, cur.ExpiresAt), r.NextAttempt))
+	}
+	return due
+}
+
+// renewalTime is when a certificate valid from created to expires is renewed; zero when
+// it has no expiry.
+func renewalTime(created, expires time.Time) time.Time {
+	if expires.IsZero() {
+		return time.Time{}
+	}
+	return created.Add(expires.Sub(created) * 2 / 3)
+}
+
+// earliest is the earlier of two times, a zero one counting as none.
+func earliest(a, b time.Time) time.Time {
+	switch {
+	case a.IsZero():
+		return b
+	case b.IsZero() || a.Before(b):
+		return a
+	}
+	return b
+}
+
+func (certKind) consumerLead(r *roleEntry) time.Duration { return r.overlapPeriod() }
+
+func (certKind) servesPrevious(r *roleEntry, prev int) bool { return overlapServes(r, prev) }
+
+func (certKind) credsMeta(r *roleEntry, c *credsEntry) { overlapCredsMeta(r, c) }
+
+func (certKind) nextChange(c *credsEntry) time.Time {
+	next := overlapNextChange(c)
+	if c.PublishAt.IsZero() && c.Current != nil && !c.Halted {
+		next = earliest(next, later(renewalTime(c.Current.CreatedTime, c.Current.ExpiresAt), c.NextAttempt))
+	}
+	return next
+}
+
+func (certKind) credsFields(c *credsEntry, served, previous *secretEntry, current bool, data map[string]interface{}) {
+	data["certificate"], data["private_key"] = served.Certificate, served.PrivateKey
+	data["thumbprint_sha256"], data["expires_at"] = served.Thumbprint, timeOrEmpty(served.ExpiresAt)
+	if !current {
+		return
+	}
+	data["previous_certificate"], data["previous_private_key"] = "", ""
+	data["previous_thumbprint_sha256"], data["previous_expires_at"], data["overlap_until"] = "", "", ""
+	if previous != nil {
+		data["previous_certificate"], data["previous_private_key"] = previous.Certificate, previous.PrivateKey
+		data["previous_thumbprint_sha256"], data["previous_expires_at"] = previous.Thumbprint, timeOrEmpty(previous.ExpiresAt)
+		data["overlap_until"] = timeOrEmpty(c.OverlapUntil)
+	}
+}
+
+func (certKind) authenticate(*backend, *configEntry, *credsEntry, *auth0api.TokenRequest) error {
+	return errors.New("self_signed_tls_client_auth roles have no token/: Auth0 takes their certificate only through the tenant's mTLS edge")
+}
+
+func (certKind) schemas() kindSchemas {
+	return withAttachmentSchemas(kindSchemas{
+		Role: map[string]*framework.FieldSchema{
+			"certificate_ttl": {
+				Type:        framework.TypeDurationSecond,
+				Description: fmt.Sprintf("self_signed_tls_client_auth roles: how long each certificate is valid. Default %s, at least %s, longer than rotation_period plus overlap_period. The engine renews a certificate two thirds into its lifetime whatever the schedule.", defaultCertificateTTL, minCertificateTTL),
+			},
+		},
+		Read: map[string]*framework.FieldSchema{
+			"certificate_ttl":   {Type: framework.TypeInt64, Description: "self_signed_tls_client_auth roles: seconds each certificate is valid."},
+			"thumbprint_sha256": {Type: framework.TypeString, Description: "self_signed_tls_client_auth roles: SHA-256 thumbprint of the current certificate (base64url), as Auth0 lists it."},
+			"expires_at":        {Type: framework.TypeTime, Description: "self_signed_tls_client_auth roles: when the current certificate expires."},
+		},
+		Creds: map[string]*framework.FieldSchema{
+			"certificate":                {Type: framework.TypeString, Description: "self_signed_tls_client_auth roles: the client certificate (PEM), self-signed, to present to the tenant's mTLS edge."},
+			"thumbprint_sha256":          {Type: framework.TypeString, Description: "self_signed_tls_client_auth roles: SHA-256 thumbprint of the certificate (base64url)."},
+			"expires_at":                 {Type: framework.TypeString, Description: "self_signed_tls_client_auth roles: when the certificate expires (RFC 3339); the engine renews it two thirds into its lifetime."},
+			"previous_certificate":       {Type: framework.TypeString, Description: "self_signed_tls_client_auth roles, until overlap_until: the previous certificate, still attached at Auth0; else empty."},
+			"previous_thumbprint_sha256": {Type: framework.TypeString, Description: "self_signed_tls_client_auth roles, until overlap_until: thumbprint of the previous certificate; else empty."},
+			"previous_expires_at":        {Type: framework.TypeString, Description: "self_signed_tls_client_auth roles, until overlap_until: when the previous certificate expires; else empty."},
+		},
+	})
+}
