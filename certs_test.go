@@ -102,7 +102,7 @@ func TestCertRotationOverlaps(t *testing.T) {
 	if want := e.clock.Now().Add(24 * time.Hour).UTC().Truncate(time.Second).Format(time.RFC3339); cur.expiresAt != want {
 		t.Fatalf("expires_at %s, want %s (certificate_ttl)", cur.expiresAt, want)
 	}
-	if data["ttl"].(int64) > int64((10*time.Minute/4).Seconds()) {
+	if data["ttl"].(int64) > int64((10 * time.Minute / 4).Seconds()) {
 		t.Fatalf("ttl %v exceeds a quarter of overlap_period", data["ttl"])
 	}
 
