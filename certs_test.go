@@ -242,3 +242,63 @@ func TestCertRotationFaultsSearch(t *testing.T) {
 		return e.storedRole("app").current().KeyID, cur.thumbprint == e.storedRole("app").current().Thumbprint && e.certLogsIn(cur)
 	})
 }
+
+// A certificate that expired before its replacement was attached (renewals failed until
+// then) is left out of the overlap (Auth0 refuses to enable an expired credential) and
+// deleted; creds serve no previous certificate.
+func TestCertExpiredPreviousIsNotKept(t *testing.T) {
+	e := newCertEnv(t, map[string]interface{}{"certificate_ttl": "1h", "overlap_period": "10m"})
+	e.ok(logical.UpdateOperation, "rotate/app", nil)
+	first := e.storedRole("app").current()
+	e.emu.SetFaults(func(p emulator.Phase, r *http.Request, id string) *emulator.Fault {
+		if p == emulator.BeforeApply && r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/credentials") {
+			return &emulator.Fault{Status: http.StatusServiceUnavailable}
+		}
+		return nil
+	})
+	e.advance(70 * time.Minute) // the renewal, due at 40m, fails past the expiry at 60m
+	if role := e.storedRole("app"); role.currentVersion() != 1 || role.LastFailure == nil {
+		t.Fatalf("the renewal did not fail: version %d, failure %+v", role.currentVersion(), role.LastFailure)
+	}
+	e.emu.SetFaults(nil)
+	for i := 0; i < 10 && e.storedRole("app").currentVersion() < 2; i++ {
+		e.advance(30 * time.Minute)
+	}
+	role := e.storedRole("app")
+	if role.currentVersion() != 2 || role.LastFailure != nil {
+		t.Fatalf("no renewal after the faults: version %d, failure %+v", role.currentVersion(), role.LastFailure)
+	}
+	if role.Overlap != nil && slices.Contains(role.Overlap.CredentialIDs, first.KeyID) {
+		t.Fatalf("the expired certificate is in the overlap: %+v", role.Overlap)
+	}
+	stored, attached := e.credentialIDs(testAppID)
+	if !slices.Equal(stored, []string{role.current().KeyID}) || !slices.Equal(attached, stored) {
+		t.Fatalf("Auth0 stores %v, attaches %v; want only the new certificate %s", stored, attached, role.current().KeyID)
+	}
+	if cur, prev, _ := e.servedCerts(); prev != nil || !e.certLogsIn(cur) {
+		t.Fatalf("creds serve a previous certificate %v, or the new one does not log in", prev)
+	}
+}
+
+// The overlap after a renewal ends when the previous certificate expires, if that comes
+// before overlap_period is over: creds never serve an expired previous certificate.
+func TestCertOverlapEndsWhenPreviousExpires(t *testing.T) {
+	e := newCertEnv(t, map[string]interface{}{"certificate_ttl": "3h", "overlap_period": "2h"})
+	e.ok(logical.UpdateOperation, "rotate/app", nil)
+	first := e.storedRole("app").current()
+	e.advance(2*time.Hour + time.Minute) // renewed two thirds in
+	role := e.storedRole("app")
+	if role.currentVersion() != 2 || role.Overlap == nil || !role.Overlap.Until.Equal(first.ExpiresAt) {
+		t.Fatalf("version %d, overlap %+v; want it to end when version 1 expires (%s)", role.currentVersion(), role.Overlap, first.ExpiresAt)
+	}
+	if _, prev, data := e.servedCerts(); prev == nil || data["overlap_until"] != first.ExpiresAt.Format(time.RFC3339) {
+		t.Fatalf("creds serve previous %v until %v", prev, data["overlap_until"])
+	}
+	e.advance(time.Hour)
+	if _, prev, _ := e.servedCerts(); prev != nil {
+		t.Fatal("creds serve the previous certificate after it expired")
+	}
+	if stored, _ := e.credentialIDs(testAppID); len(stored) != 1 {
+		t.Fatalf("Auth0 still stores %v", stored)
+	}
+}

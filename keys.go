@@ -640,12 +640,24 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 		resp, rerr := auth0Failure(what, err)
 		return j.fail(ctx, resp, rerr)
 	}
-	// Keep what was attached when the rotation started and still exists.
+	// Keep what was attached when the rotation started and still exists, unless it has
+	// expired: Auth0 refuses to enable an expired credential, and nobody logs in with it.
+	// The overlap ends when the first kept credential expires, if that is sooner.
 	var keep []string
+	var keepUntil time.Time
+	now := b.clock.Now()
 	for _, id := range pk.Keep {
-		if id != pk.CredentialID && slices.ContainsFunc(stored, func(c auth0api.CredentialInfo) bool { return c.ID == id }) {
-			keep = append(keep, id)
+		i := slices.IndexFunc(stored, func(c auth0api.CredentialInfo) bool { return c.ID == id })
+		if id == pk.CredentialID || i < 0 {
+			continue
 		}
+		if exp := stored[i].ExpiresAt; !exp.IsZero() {
+			if !exp.After(now) {
+				continue
+			}
+			keepUntil = earliest(keepUntil, exp)
+		}
+		keep = append(keep, id)
 	}
 	attach := append(slices.Clone(keep), pk.CredentialID)
 	if !sameSet(methods.Attached, attach) {
@@ -658,6 +670,17 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 		}
 		if methods.Switching() {
 			b.Logger().Warn("switched the application's authentication method (allow_auth_method_change)", "role", j.name, "client_id", role.ClientID, "from", methods.Current(), "to", a.method())
+		}
+	}
+	// A credential left out of the overlap because it expired is detached now: delete it,
+	// as the end of an overlap would.
+	for _, id := range pk.Keep {
+		if id != pk.CredentialID && !slices.Contains(keep, id) && slices.ContainsFunc(stored, func(c auth0api.CredentialInfo) bool { return c.ID == id }) {
+			if err := api.DeleteCredential(b.ctx, role.ClientID, id); err != nil {
+				resp, rerr := auth0Failure(fmt.Sprintf("%s: deleting credential %s, which expired", what, id), err)
+				return j.fail(ctx, resp, rerr)
+			}
+			b.Logger().Info("deleted a credential that expired before the rotation replaced it", "role", j.name, "client_id", role.ClientID, "credential_id", id)
 		}
 	}
 	if pk.AttachedAt.IsZero() {
@@ -681,7 +704,7 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 	if err := a.verify(b, conn, role.ClientID, sec); err != nil {
 		return j.fail(ctx, nil, fmt.Errorf("%s: %w", what, err))
 	}
-	version, err := b.commitKey(j.s, j.name, role, sec, a, keep, b.clock.Now())
+	version, err := b.commitKey(j.s, j.name, role, sec, a, keep, keepUntil, b.clock.Now())
 	if err != nil {
 		return j.fail(ctx, nil, fmt.Errorf("%s: Auth0 holds it but storing it failed (%w); it is stored at the next attempt", what, err))
 	}
@@ -813,7 +836,7 @@ func (b *backend) verifyKey(conn *connection, clientID, privatePEM, alg, kid str
 // commitKey stores a registered, attached and verified key as the role's next version,
 // the keys attached before it as the overlap: the secret entry (now with its credential),
 // then creds, then the role (the commit point), retried whole on a storage error.
-func (b *backend) commitKey(s logical.Storage, name string, role *roleEntry, sec *secretEntry, a attachment, keep []string, now time.Time) (*versionMeta, error) {
+func (b *backend) commitKey(s logical.Storage, name string, role *roleEntry, sec *secretEntry, a attachment, keep []string, keepUntil, now time.Time) (*versionMeta, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(b.ctx), commitTimeout)
 	defer cancel()
 	pk := role.PendingKey
@@ -831,7 +854,7 @@ func (b *backend) commitKey(s logical.Storage, name string, role *roleEntry, sec
 	next.Warning = ""
 	next.Overlap = nil
 	if len(keep) > 0 {
-		ov := &keyOverlap{CredentialIDs: keep, Until: now.Add(role.overlapPeriod()).UTC()}
+		ov := &keyOverlap{CredentialIDs: keep, Until: earliest(now.Add(role.overlapPeriod()), keepUntil).UTC()}
 		if cur := role.current(); cur != nil && slices.Contains(keep, cur.KeyID) && next.version(cur.Version) != nil {
 			ov.Version = cur.Version
 		}

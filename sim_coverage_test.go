@@ -341,6 +341,19 @@ type simScenario struct {
 	moves []simMove
 }
 
+// needsKeyLogin reports whether the scenario aims faults at the login that proves a new
+// private_key_jwt key.
+func (sc *simScenario) needsKeyLogin() bool {
+	for _, m := range sc.moves {
+		for _, f := range m.faults {
+			if f.kind == "token" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // simMove is one checked step of a scenario.
 type simMove struct {
 	// state, if set, is a label (without the kind) the role must have when the move acts.
@@ -798,6 +811,12 @@ func (s *sim) reach(sc *simScenario) *simRole {
 		return s.roles[0]
 	}
 	accepts := func(r *simRole) bool { return len(r.pre.Versions) >= sc.versions }
+	if sc.needsKeyLogin() {
+		// Its faults are at the login that proves a new key: a private_key_jwt role, not a
+		// certificate role (which proves nothing at /oauth/token).
+		s.keysOnly = true
+		defer func() { s.keysOnly = false }()
+	}
 	for round := 0; ; round++ {
 		if r := s.findRole(sc.kind, sc.start, accepts); r != nil || round == 3 {
 			return r
@@ -813,7 +832,7 @@ func (s *sim) findRole(kind, state string, ok func(*simRole) bool) *simRole {
 	var best *simRole
 	now := s.clock.Now()
 	for _, r := range s.roles {
-		if r.kind() != kind || r.pre == nil {
+		if r.kind() != kind || r.pre == nil || s.keysOnly && r.k != nil && r.k.cert {
 			continue
 		}
 		labels := s.states(r, now)

@@ -2,6 +2,7 @@ package auth0
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
@@ -29,6 +30,10 @@ const simProbeHeader = "X-Sim-Probe"
 
 // simKeyRole is what the simulation tracks of a private_key_jwt role.
 type simKeyRole struct {
+	// cert: the role rotates self-signed mTLS certificates
+	// (credential_type=self_signed_tls_client_auth) rather than keys; its "keys" are
+	// certificates, each with its key, and they log in through the tenant's edge.
+	cert bool
 	// secret is the application's client secret before the role switched it to
 	// private_key_jwt: refused once the role has a version.
 	secret string
@@ -52,7 +57,9 @@ type simKeyRole struct {
 // simKey is one key pair creds/<name> served.
 type simKey struct {
 	id, pem, kid, alg string
-	version           int
+	// cert is a certificate role's certificate (PEM), with pem its key.
+	cert    string
+	version int
 	// until is the latest end of an overlap seen listing the key (zero: never seen in
 	// one): it must keep logging in until then.
 	until time.Time
@@ -85,15 +92,36 @@ func (s *sim) chooseKeyRoles(n int) map[int]bool {
 	return out
 }
 
-// keyRoleData adds to a role's data what makes it a private_key_jwt role, allowed to
-// switch its application off its client secret, with an overlap_period shorter than any
-// interval scheduleFor gives a key role.
-func (s *sim) keyRoleData(data map[string]interface{}) {
-	data["credential_type"] = credentialPrivateKeyJWT
+// keyRoleData adds to a role's data what makes it a private_key_jwt role (or with cert a
+// self_signed_tls_client_auth role), allowed to switch its application off its client
+// secret, with an overlap_period shorter than any interval scheduleFor gives a key role.
+func (s *sim) keyRoleData(data map[string]interface{}, cert bool) {
 	data["allow_auth_method_change"] = true
-	data["overlap_period"] = s.keyOverlapPeriod()
+	overlap := s.keyOverlapPeriod()
+	data["overlap_period"] = overlap
+	if cert {
+		data["credential_type"] = credentialSelfSignedTLS
+		data["certificate_ttl"] = s.certificateTTL(data, overlap)
+		return
+	}
+	data["credential_type"] = credentialPrivateKeyJWT
 	data["algorithm"] = []string{auth0api.AlgRS256, auth0api.AlgRS256, auth0api.AlgRS384, auth0api.AlgPS256}[s.rng.IntN(4)]
 	data["allow_assertions"] = s.rng.IntN(2) == 0
+}
+
+// certificateTTL is a certificate role's certificate_ttl: a third of it longer than the
+// longest step (6h, so that the engine runs in the last third of every certificate's
+// life: invariant 18), longer than rotation_period plus the overlap, and often short
+// enough that certificates are renewed (two thirds into their lifetime) before the
+// schedule rotates them.
+func (s *sim) certificateTTL(data map[string]interface{}, overlap string) string {
+	ov, _ := time.ParseDuration(overlap)
+	floor := 21 * time.Hour
+	if p, ok := data["rotation_period"].(string); ok && p != "" {
+		period, _ := time.ParseDuration(p)
+		floor = max(floor, period+ov+time.Hour)
+	}
+	return []time.Duration{floor, floor + 5*time.Hour, 30 * 24 * time.Hour}[s.rng.IntN(3)].String()
 }
 
 // keyOverlapPeriod is shorter than the shortest interval scheduleFor gives a key role (8h).
@@ -401,29 +429,96 @@ func (s *sim) assertionLogsIn(clientID, assertion string) bool {
 	return false
 }
 
-// keyLogsInCached is keyLogsIn for a key, remembered per set of credentials Auth0 has
+// credentialLogsIn reports whether the application logs in with k: a client assertion
+// signed with a key, or a certificate presented to the tenant's edge.
+func (s *sim) credentialLogsIn(clientID string, k *simKey) bool {
+	if k.cert != "" {
+		return s.certLogsIn(clientID, k.cert)
+	}
+	return s.keyLogsIn(clientID, k.pem, k.kid, k.alg)
+}
+
+// certLogsIn reports whether the emulator gives clientID a token for certPEM as the
+// tenant's edge forwards it (the TLS handshake itself is TestCertRotationOverlaps'). The
+// hook leaves these logins alone.
+func (s *sim) certLogsIn(clientID, certPEM string) bool {
+	s.t.Helper()
+	block, _ := pem.Decode([]byte(certPEM))
+	if block == nil {
+		s.fail("invariant 14: a served certificate is not PEM")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		s.fail("invariant 14: a served certificate does not parse: %v", err)
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {clientID}, "audience": {testAPI}}
+	req, err := http.NewRequest(http.MethodPost, s.emuURL+"/oauth/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		s.fail("%v", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set(simProbeHeader, "1")
+	req.Header.Set(emulator.HeaderCNAMEAPIKey, testCNAMEKey)
+	req.Header.Set(emulator.HeaderClientCertificate, emulator.EncodeClientCertificate(cert))
+	req.Header.Set(emulator.HeaderClientCertificateCAVerified, "FAILED:self signed certificate")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.fail("certificate login: %v", err)
+	}
+	resp.Body.Close()
+	s.counts["certificate logins"]++
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return true
+	case http.StatusUnauthorized:
+		return false
+	}
+	s.fail("a certificate login answered %d", resp.StatusCode)
+	return false
+}
+
+// keyLogsInCached is credentialLogsIn remembered per set of credentials Auth0 has
 // attached to the application: the emulator's answer depends on nothing else (no
-// propagation delay, no expiry).
+// propagation delay; a certificate's expiry is part of the key, by the day).
 func (s *sim) keyLogsInCached(clientID string, k *simKey, attached []string) bool {
 	h := fnv.New64a()
-	fmt.Fprintf(h, "%s|%s|%s|%s|%s|%s", clientID, k.id, k.kid, k.alg, k.pem, strings.Join(attached, ","))
+	fmt.Fprintf(h, "%s|%s|%s|%s|%s|%s|%s", clientID, k.id, k.kid, k.alg, k.pem, k.cert, strings.Join(attached, ","))
+	if k.cert != "" {
+		fmt.Fprintf(h, "|%d", s.clock.Now().Unix()/3600)
+	}
 	fp := h.Sum64()
 	if ok, seen := s.loginCache[fp]; seen {
 		return ok
 	}
-	ok := s.keyLogsIn(clientID, k.pem, k.kid, k.alg)
+	ok := s.credentialLogsIn(clientID, k)
 	s.loginCache[fp] = ok
 	return ok
 }
 
-// learnKey records a key creds served, and returns it.
-func (r *simRole) learnKey(id, privatePEM, kid, alg string, version int) *simKey {
+// learnKey records a key (or certificate) creds served, and returns it.
+func (r *simRole) learnKey(id, privatePEM, kid, alg, cert string, version int) *simKey {
 	k := r.k.keys[id]
 	if k == nil {
-		k = &simKey{id: id, pem: privatePEM, kid: kid, alg: alg, version: version}
+		k = &simKey{id: id, pem: privatePEM, kid: kid, alg: alg, cert: cert, version: version}
 		r.k.keys[id] = k
 	}
 	return k
+}
+
+// credentialType is the credential_type of a role the simulation tracks as a key role.
+func (k *simKeyRole) credentialType() string {
+	if k.cert {
+		return credentialSelfSignedTLS
+	}
+	return credentialPrivateKeyJWT
+}
+
+// onMethod reports whether the application authenticates with the role's method.
+func (s *sim) onMethod(r *simRole) bool {
+	if r.k.cert {
+		return s.emu.UsesSelfSignedTLS(r.clientID)
+	}
+	return s.emu.UsesPrivateKeyJWT(r.clientID)
 }
 
 // checkKeyRole checks a private_key_jwt role and its application after a step
@@ -448,7 +543,7 @@ func (s *sim) checkKeyRole(r *simRole, role *roleEntry, stats emulator.Stats, cr
 	}
 
 	// 13. Only Vault's keys, each registered once, and no client secret rotation.
-	if role.ClientID != app || !role.usesKeys() || role.Staged != nil {
+	if role.ClientID != app || role.kind().credentialType() != r.k.credentialType() || role.Staged != nil {
 		s.fail("role %s: client %s, credential type %q, staged %+v", r.name, role.ClientID, role.CredentialType, role.Staged)
 	}
 	if role.Warning != "" || role.Blocked != "" {
@@ -501,9 +596,9 @@ func (s *sim) checkKeyRole(r *simRole, role *roleEntry, stats emulator.Stats, cr
 	if c := role.current(); c != nil && pk == nil && !slices.Contains(attached, c.KeyID) {
 		s.fail("invariant 13: role %s's current key %s (version %d) is not attached at Auth0 (attached %v)", r.name, c.KeyID, cur, attached)
 	}
-	onKeys := s.emu.UsesPrivateKeyJWT(app)
+	onKeys := s.onMethod(r)
 	if cur > 0 && !onKeys || cur == 0 && pk == nil && (onKeys || len(stored) > 0) {
-		s.fail("invariant 13: role %s at version %d (pending %+v): application on private_key_jwt %v, %d credentials stored", r.name, cur, pk, onKeys, len(stored))
+		s.fail("invariant 13: role %s at version %d (pending %+v): application on %s %v, %d credentials stored", r.name, cur, pk, r.k.credentialType(), onKeys, len(stored))
 	}
 	if cur > 0 && !r.k.secretRefused {
 		if s.authenticates(app, r.k.secret) {
@@ -522,12 +617,16 @@ func (s *sim) checkKeyRole(r *simRole, role *roleEntry, stats emulator.Stats, cr
 		if i > 0 && v.Version != role.Versions[i-1].Version+1 {
 			s.fail("invariant 3: role %s: versions not consecutive: %s", r.name, describeVersions(role))
 		}
-		if v.Source != sourceRotate && v.Source != sourceScheduled || v.KeyID == "" || v.KID == "" || v.Algorithm == "" || ids[v.KeyID] {
-			s.fail("invariant 3: role %s: version %d: source %q, key_id %q, kid %q, algorithm %q (key ids seen %v)", r.name, v.Version, v.Source, v.KeyID, v.KID, v.Algorithm, ids)
+		described := v.KID != "" && v.Algorithm != ""
+		if r.k.cert {
+			described = v.Thumbprint != "" && v.ExpiresAt.After(v.CreatedTime) && v.KID == ""
+		}
+		if v.Source != sourceRotate && v.Source != sourceScheduled || v.KeyID == "" || !described || ids[v.KeyID] {
+			s.fail("invariant 3: role %s: version %d: source %q, key_id %q, kid %q, algorithm %q, thumbprint %q, expires %s (key ids seen %v)", r.name, v.Version, v.Source, v.KeyID, v.KID, v.Algorithm, v.Thumbprint, v.ExpiresAt, ids)
 		}
 		ids[v.KeyID] = true
 		sec, err := loadSecret(ctx, s.base, r.name, role, v.Version)
-		if err != nil || sec == nil || sec.PrivateKey == "" || sec.KeyID != v.KeyID || sec.KID != v.KID || sec.Secret != "" {
+		if err != nil || sec == nil || sec.PrivateKey == "" || sec.KeyID != v.KeyID || sec.KID != v.KID || sec.Secret != "" || r.k.cert && (sec.Certificate == "" || sec.Thumbprint != v.Thumbprint) {
 			s.fail("invariant 3: role %s: version %d (%s) has secret entry with key id %q, private key set %v, %v", r.name, v.Version, v.KeyID, keyIDOf(sec), sec != nil && sec.PrivateKey != "", err)
 		}
 	}
@@ -590,15 +689,29 @@ func (s *sim) checkKeyRole(r *simRole, role *roleEntry, stats emulator.Stats, cr
 		}
 		d := resp.Data
 		str := func(k string) string { v, _ := d[k].(string); return v }
-		if _, ok := d["client_secret"]; ok || d["version"] != creds.Current.Version || str("private_key") != creds.Current.PrivateKey || str("key_id") != creds.Current.KeyID || str("kid") != creds.Current.KID || str("algorithm") != creds.Current.Algorithm {
+		if r.k.cert {
+			// Certificate roles: no key id in creds; the certificate is what identifies it.
+			if _, ok := d["client_secret"]; ok || d["version"] != creds.Current.Version || str("private_key") != creds.Current.PrivateKey || str("certificate") != creds.Current.Certificate ||
+				str("thumbprint_sha256") != creds.Current.Thumbprint || str("expires_at") != creds.Current.ExpiresAt.Format(time.RFC3339) {
+				s.fail("invariant 14: creds/%s served version %v (thumbprint %s), storage holds version %d (thumbprint %s), or a client_secret", r.name, d["version"], str("thumbprint_sha256"), creds.Current.Version, creds.Current.Thumbprint)
+			}
+			if !creds.Current.ExpiresAt.After(now) {
+				s.fail("invariant 18: creds/%s serves a certificate (version %d) that expired at %s; the role's due time %s, pending %+v, overlap %+v, failure %+v, next rotation %s",
+					r.name, creds.Current.Version, creds.Current.ExpiresAt.Format(time.RFC3339), role.dueTime(now).Format(time.RFC3339Nano), pk, role.Overlap, role.LastFailure, role.NextVaultRotation)
+			}
+			d["key_id"] = creds.Current.KeyID
+			if creds.Previous != nil {
+				d["previous_key_id"] = creds.Previous.KeyID
+			}
+		} else if _, ok := d["client_secret"]; ok || d["version"] != creds.Current.Version || str("private_key") != creds.Current.PrivateKey || str("key_id") != creds.Current.KeyID || str("kid") != creds.Current.KID || str("algorithm") != creds.Current.Algorithm {
 			s.fail("invariant 14: creds/%s served version %v (key %s), storage holds version %d (key %s), or a client_secret", r.name, d["version"], str("key_id"), creds.Current.Version, creds.Current.KeyID)
 		}
-		current = r.learnKey(str("key_id"), str("private_key"), str("kid"), str("algorithm"), creds.Current.Version)
+		current = r.learnKey(str("key_id"), str("private_key"), str("kid"), str("algorithm"), str("certificate"), creds.Current.Version)
 		if p := str("previous_private_key"); p != "" {
-			if creds.Previous == nil || str("previous_key_id") != creds.Previous.KeyID {
+			if creds.Previous == nil || str("previous_key_id") != creds.Previous.KeyID || str("previous_certificate") != creds.Previous.Certificate {
 				s.fail("invariant 14: creds/%s served previous key %s, storage holds %s", r.name, str("previous_key_id"), redactKey(creds.Previous))
 			}
-			previous = r.learnKey(str("previous_key_id"), p, str("previous_kid"), str("algorithm"), creds.Previous.Version)
+			previous = r.learnKey(str("previous_key_id"), p, str("previous_kid"), str("algorithm"), str("previous_certificate"), creds.Previous.Version)
 		} else if creds.Previous != nil {
 			s.fail("invariant 14: creds/%s serves no previous key, storage holds %s", r.name, redactKey(creds.Previous))
 		}
@@ -651,11 +764,18 @@ func (s *sim) checkKeyRole(r *simRole, role *roleEntry, stats emulator.Stats, cr
 		}
 		if source == sourceScheduled {
 			due := later(pre.NextVaultRotation, pre.NextAttempt)
+			renewal := time.Time{} // a certificate's: two thirds into its lifetime
+			if c := pre.current(); r.k.cert && c != nil {
+				renewal = later(c.CreatedTime.Add(c.ExpiresAt.Sub(c.CreatedTime)*2/3), pre.NextAttempt)
+				if !pre.scheduled() || renewal.Before(due) {
+					due = renewal
+				}
+			}
 			if pre.Overlap != nil {
 				due = later(due, pre.Overlap.Until)
 			}
 			switch {
-			case !pre.scheduled():
+			case !pre.scheduled() && renewal.IsZero():
 				s.fail("invariant 17: role %s has no schedule (rotation_period %s, rotation_schedule %q), yet a key rotation (version %d) started at %s without a manual rotate; overlap before it: %+v",
 					r.name, pre.RotationPeriod, pre.RotationSchedule, pre.currentVersion()+1, started.Format(time.RFC3339Nano), pre.Overlap)
 			case started.Before(due):
@@ -670,6 +790,9 @@ func (s *sim) checkKeyRole(r *simRole, role *roleEntry, stats emulator.Stats, cr
 	// overlap_period after the new version.
 	if c := role.current(); c != nil && pk == nil && cur == r.k.cur+1 && r.k.curKeyID != "" {
 		until := c.CreatedTime.Add(role.overlapPeriod())
+		if prev := role.version(cur - 1); r.k.cert && prev != nil && prev.ExpiresAt.Before(until) {
+			until = prev.ExpiresAt // a certificate's overlap ends when it expires
+		}
 		ov := role.Overlap
 		switch {
 		case !now.Before(until):
@@ -696,7 +819,7 @@ func (s *sim) checkKeyRole(r *simRole, role *roleEntry, stats emulator.Stats, cr
 			s.fail("invariant 15: role %s's key %s (version %d) must log in until its overlap ends at %s, but it is %s (attached %v)",
 				r.name, k.id, k.version, k.until.Format(time.RFC3339Nano), map[bool]string{true: "refused", false: "detached"}[isAttached], attached)
 		case !isAttached:
-			if s.keyLogsIn(app, k.pem, k.kid, k.alg) {
+			if s.credentialLogsIn(app, k) {
 				s.fail("invariant 15: role %s's key %s (version %d) is detached at Auth0, yet it still logs in", r.name, k.id, k.version)
 			}
 			k.dead = true
@@ -780,7 +903,7 @@ func (s *sim) finalKeyCheck(r *simRole) {
 	role := s.storedRole(r.name)
 	stored, attached, _ := s.emu.Credentials(r.clientID)
 	if role.currentVersion() == 0 {
-		if len(stored) > 0 || s.emu.UsesPrivateKeyJWT(r.clientID) || !s.authenticates(r.clientID, r.k.secret) {
+		if len(stored) > 0 || s.onMethod(r) || !s.authenticates(r.clientID, r.k.secret) {
 			s.fail("invariant 5: role %s has no key, yet its application has credentials %s or lost its secret", r.name, describeCredentials(stored))
 		}
 		return
@@ -791,10 +914,17 @@ func (s *sim) finalKeyCheck(r *simRole) {
 	}
 	d := resp.Data
 	str := func(k string) string { v, _ := d[k].(string); return v }
-	if str("key_id") != role.current().KeyID || !slices.Contains(attached, str("key_id")) || !s.keyLogsIn(r.clientID, str("private_key"), str("kid"), str("algorithm")) {
+	if r.k.cert {
+		d["key_id"] = role.current().KeyID // creds of a certificate role name no credential
+		if str("thumbprint_sha256") != role.current().Thumbprint {
+			d["key_id"] = "a certificate of thumbprint " + str("thumbprint_sha256")
+		}
+	}
+	cur := &simKey{pem: str("private_key"), kid: str("kid"), alg: str("algorithm"), cert: str("certificate")}
+	if str("key_id") != role.current().KeyID || !slices.Contains(attached, str("key_id")) || !s.credentialLogsIn(r.clientID, cur) {
 		s.fail("invariant 5: the key creds/%s serves (%s) is not the role's current one (%s), or does not log in (attached %v)", r.name, str("key_id"), role.current().KeyID, attached)
 	}
-	if p := str("previous_private_key"); p != "" && !s.keyLogsIn(r.clientID, p, str("previous_kid"), str("algorithm")) {
+	if p := str("previous_private_key"); p != "" && !s.credentialLogsIn(r.clientID, &simKey{pem: p, kid: str("previous_kid"), alg: str("algorithm"), cert: str("previous_certificate")}) {
 		s.fail("invariant 5: the previous key creds/%s serves (%s, overlap until %v) does not log in", r.name, str("previous_key_id"), d["overlap_until"])
 	}
 }

@@ -209,7 +209,18 @@ var (
 //  17. Key schedule. A key rotation not started by a manual rotate (a pending key or a
 //     version with source "scheduled" that appeared during the step) is of a role that had
 //     a schedule, and started no earlier than its stored next_vault_rotation and
-//     next_attempt and the end of its overlap.
+//     next_attempt and the end of its overlap; for a certificate role, or no earlier than
+//     the renewal of its current certificate (two thirds into its lifetime) and next_attempt.
+//
+// Every other key role rotates self-signed mTLS certificates
+// (credential_type=self_signed_tls_client_auth) and is checked by 12 to 17 likewise, its
+// "keys" being certificates: versions record a thumbprint and an expiry instead of a kid
+// and algorithm, creds serve certificate, private_key, thumbprint_sha256 and expires_at
+// (and the previous ones), and logins present the certificate as the tenant's edge
+// forwards it. Their certificate_ttl leaves a third of a certificate's life longer than
+// the longest step, and:
+//
+//  18. Certificates in date. creds/<name> never serves a certificate that has expired.
 //
 // Run a soak with: go test -run TestSimulation -sim.days=30 -v .
 func TestSimulation(t *testing.T) {
@@ -257,7 +268,10 @@ type sim struct {
 	patchCount int
 	stagedApps map[string]string // client ID -> name of the staged role that manages it
 	keyApps    map[string]string // client ID -> name of the private_key_jwt role that manages it
-	problems   []string          // found by the hook, reported on the test goroutine
+	// certNext: the next key role rotates certificates (every other one does), unless
+	// keysOnly: a scenario that needs a private_key_jwt role is being prepared.
+	certNext, keysOnly bool
+	problems []string // found by the hook, reported on the test goroutine
 
 	keysGenerated int            // private keys the engine generated
 	served        map[string]int // Auth0 faults served, by kind
@@ -400,7 +414,7 @@ func newSim(t *testing.T, seed uint64, days, roles int) *sim {
 	s.clock = newFakeClock(s.start)
 	s.clock.autoAdvance = true
 	// The emulator keeps the virtual time too: it checks client assertions against it.
-	s.emu = emulator.New(emulator.Options{Now: s.clock.Now})
+	s.emu = emulator.New(emulator.Options{Now: s.clock.Now, CNAMEAPIKey: testCNAMEKey})
 	srv := httptest.NewServer(s.emu)
 	t.Cleanup(srv.Close)
 	s.emuURL = srv.URL
@@ -486,9 +500,11 @@ func (s *sim) addRole(kind string, imported bool, class string) *simRole {
 	case kindKey:
 		// private_key_jwt: switched off its secret at the first rotation.
 		r.keys = true
-		r.k = &simKeyRole{secret: app.ClientSecret, keys: map[string]*simKey{}, granted: granted}
-		s.keyRoleData(data)
-		r.k.assertions = data["allow_assertions"].(bool)
+		// Every other key role rotates self-signed mTLS certificates instead.
+		r.k = &simKeyRole{secret: app.ClientSecret, keys: map[string]*simKey{}, granted: granted, cert: s.certNext && !s.keysOnly}
+		s.certNext = !r.k.cert
+		s.keyRoleData(data, r.k.cert)
+		r.k.assertions, _ = data["allow_assertions"].(bool)
 		s.keyApps[r.clientID] = r.name
 	case kindStaged:
 		r.staged = true
