@@ -271,7 +271,7 @@ type sim struct {
 	// certNext: the next key role rotates certificates (every other one does), unless
 	// keysOnly: a scenario that needs a private_key_jwt role is being prepared.
 	certNext, keysOnly bool
-	problems []string // found by the hook, reported on the test goroutine
+	problems           []string // found by the hook, reported on the test goroutine
 
 	keysGenerated int            // private keys the engine generated
 	served        map[string]int // Auth0 faults served, by kind
