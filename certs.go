@@ -232,15 +232,15 @@ func (certKind) nextChange(c *credsEntry) time.Time {
 }
 
 func (certKind) credsFields(c *credsEntry, served, previous *secretEntry, current bool, data map[string]interface{}) {
-	data["certificate"], data["private_key"] = served.Certificate, served.PrivateKey
+	data["certificate"], data["private_key"], data["key_id"] = served.Certificate, served.PrivateKey, served.KeyID
 	data["thumbprint_sha256"], data["expires_at"] = served.Thumbprint, timeOrEmpty(served.ExpiresAt)
 	if !current {
 		return
 	}
-	data["previous_certificate"], data["previous_private_key"] = "", ""
+	data["previous_certificate"], data["previous_private_key"], data["previous_key_id"] = "", "", ""
 	data["previous_thumbprint_sha256"], data["previous_expires_at"], data["overlap_until"] = "", "", ""
 	if previous != nil {
-		data["previous_certificate"], data["previous_private_key"] = previous.Certificate, previous.PrivateKey
+		data["previous_certificate"], data["previous_private_key"], data["previous_key_id"] = previous.Certificate, previous.PrivateKey, previous.KeyID
 		data["previous_thumbprint_sha256"], data["previous_expires_at"] = previous.Thumbprint, timeOrEmpty(previous.ExpiresAt)
 		data["overlap_until"] = timeOrEmpty(c.OverlapUntil)
 	}

@@ -251,6 +251,8 @@ func withAttachmentSchemas(own kindSchemas) kindSchemas {
 			"private_key":          {Type: framework.TypeString, Description: who + ": the private key (PEM, PKCS #8): the key that signs assertions, or the certificate's key.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
 			"previous_private_key": {Type: framework.TypeString, Description: who + ", until overlap_until: the previous private key, its credential still attached at Auth0; else empty.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
 			"overlap_until":        {Type: framework.TypeString, Description: who + ": when the previous credential is detached (RFC 3339); empty when none is attached."},
+			"key_id":               {Type: framework.TypeString, Description: who + ": Auth0 credential id of the key or certificate."},
+			"previous_key_id":      {Type: framework.TypeString, Description: who + ", until overlap_until: Auth0 credential id of the previous key or certificate; else empty."},
 		},
 		Role: map[string]*framework.FieldSchema{
 			"key_bits": {Type: framework.TypeInt, Description: who + ": RSA key size, 2048 (default), 3072 or 4096."},
@@ -338,11 +340,9 @@ func (keyKind) schemas() kindSchemas {
 			"kid":       {Type: framework.TypeString, Description: "private_key_jwt roles: key id of the current key."},
 		},
 		Creds: map[string]*framework.FieldSchema{
-			"key_id":          {Type: framework.TypeString, Description: "private_key_jwt roles: Auth0 credential id of the key."},
-			"kid":             {Type: framework.TypeString, Description: "private_key_jwt roles: key id to put in the assertion's header."},
-			"algorithm":       {Type: framework.TypeString, Description: "private_key_jwt roles: signing algorithm."},
-			"previous_key_id": {Type: framework.TypeString, Description: "private_key_jwt roles, until overlap_until: Auth0 credential id of the previous key; else empty."},
-			"previous_kid":    {Type: framework.TypeString, Description: "private_key_jwt roles, until overlap_until: key id of the previous key; else empty."},
+			"kid":          {Type: framework.TypeString, Description: "private_key_jwt roles: key id to put in the assertion's header."},
+			"algorithm":    {Type: framework.TypeString, Description: "private_key_jwt roles: signing algorithm."},
+			"previous_kid": {Type: framework.TypeString, Description: "private_key_jwt roles, until overlap_until: key id of the previous key; else empty."},
 		},
 	})
 }

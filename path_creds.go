@@ -260,9 +260,10 @@ assertions (iss = sub = client_id, aud = "https://<domain>/", a unique jti, exp 
 5 minutes ahead) with private_key; either key works until overlap_until.
 
 For a role with credential_type=self_signed_tls_client_auth: certificate (PEM,
-self-signed), private_key (its key, PEM, PKCS #8), thumbprint_sha256 and expires_at; while
-the previous certificate is still attached at Auth0, previous_certificate,
-previous_private_key, previous_thumbprint_sha256, previous_expires_at and overlap_until.
+self-signed), private_key (its key, PEM, PKCS #8), key_id (the Auth0 credential id),
+thumbprint_sha256 and expires_at; while the previous certificate is still attached at
+Auth0, previous_certificate, previous_private_key, previous_key_id,
+previous_thumbprint_sha256, previous_expires_at and overlap_until.
 The application presents the certificate in the TLS handshake with the tenant's mTLS
 edge (mtls.<custom domain>/oauth/token, client_id in the body, no secret); either
 certificate works until overlap_until.

@@ -44,6 +44,21 @@ import (
 // seed). CRASH_SEED repeats a run.
 func TestKeyCrashAtEachStep(t *testing.T) {
 	t.Parallel()
+	crashAtEachStep(t, "private_key_jwt", []string{kcBeforePost, kcAfterPost, kcAfterAttach, kcVerifying})
+}
+
+// TestCertCrashAtEachStep is TestKeyCrashAtEachStep for a self_signed_tls_client_auth role:
+// the same kills at steps 1–3, 5 and 6 (a certificate is checked by reading its credential
+// back, not by a login: there is no step 4), and the same convergence; the application
+// logs in by presenting the certificate creds serve to the tenant's mTLS edge.
+func TestCertCrashAtEachStep(t *testing.T) {
+	t.Parallel()
+	crashAtEachStep(t, "self_signed_tls_client_auth", []string{kcBeforePost, kcAfterPost, kcAfterAttach})
+}
+
+// crashAtEachStep runs the kills of TestKeyCrashAtEachStep for a role of credentialType,
+// its rotations killed at rotSteps.
+func crashAtEachStep(t *testing.T, credentialType string, rotSteps []string) {
 	start := time.Now()
 	seed := crashSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 0))
@@ -59,11 +74,14 @@ func TestKeyCrashAtEachStep(t *testing.T) {
 	// rotation_period only so that the role is scheduled: the overlap's end must not start
 	// a rotation (see TestKeyUnscheduledRoleRotatesOnlyWhenAsked).
 	v.MustCLI(t, root, "write", mount+"/roles/"+kcRole, "client_id="+app.ClientID,
-		"credential_type=private_key_jwt", "allow_auth_method_change=true",
+		"credential_type="+credentialType, "allow_auth_method_change=true",
 		"rotation_period=1h", "overlap_period="+kcOverlap.String(), "max_versions=100")
 
 	r := &kcRun{t: t, f: f, app: app, led: led, seed: seed, outcomes: map[string][]string{}}
-	rotSteps := []string{kcBeforePost, kcAfterPost, kcAfterAttach, kcVerifying}
+	if credentialType == "self_signed_tls_client_auth" {
+		r.edge = emulator.NewMTLSEdge(f.emu, edgeCNAMEKey)
+		t.Cleanup(r.edge.Close)
+	}
 	cutoverStep := rotSteps[rng.IntN(len(rotSteps))]
 	order := slices.Clone(rotSteps)
 	rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
@@ -98,7 +116,7 @@ func TestKeyCrashAtEachStep(t *testing.T) {
 	if n, at := led.max(); n > emulator.MaxCredentials {
 		t.Errorf("Auth0 held %d credentials at once (%s)", n, at)
 	}
-	for _, s := range []string{kcBeforePost, kcAfterPost, kcAfterAttach, kcVerifying, kcAfterDetach, kcAfterDelete} {
+	for _, s := range append(slices.Clone(rotSteps), kcAfterDetach, kcAfterDelete) {
 		t.Logf("step %s: %d kill(s): %s", s, len(r.outcomes[s]), strings.Join(r.outcomes[s], " | "))
 	}
 	n, _ := led.max()
@@ -274,7 +292,7 @@ func (l *kcLedger) fault(p emulator.Phase, r *http.Request, clientID string) *em
 	}}
 }
 
-// kcRun drives TestKeyCrashAtEachStep.
+// kcRun drives TestKeyCrashAtEachStep and TestCertCrashAtEachStep.
 type kcRun struct {
 	t        *testing.T
 	f        *fixture
@@ -282,6 +300,30 @@ type kcRun struct {
 	led      *kcLedger
 	seed     uint64
 	outcomes map[string][]string
+	// edge is the tenant's mTLS edge, for a certificate role's logins; nil for keys.
+	edge *emulator.MTLSEdge
+}
+
+// logsIn logs the application in with what c serves (its previous credential with
+// previous): a client assertion signed with the key, or the certificate presented to the
+// tenant's edge. It answers the status and, on a failure, why.
+func (r *kcRun) logsIn(c keyCreds, previous bool) (int, string) {
+	r.t.Helper()
+	if r.edge == nil {
+		if previous {
+			return keyLoginPEM(r.t, r.f.emuURL, r.app.ClientID, c.prevPEM, c.alg, c.prevKID)
+		}
+		return keyLoginPEM(r.t, r.f.emuURL, r.app.ClientID, c.privatePEM, c.alg, c.kid)
+	}
+	cert, key := c.cert, c.privatePEM
+	if previous {
+		cert, key = c.prevCert, c.prevPEM
+	}
+	code, err := mtlsLogin(r.edge, r.app.ClientID, cert, key)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return code, ""
 }
 
 // waitFired waits for an armed kill to have happened.
@@ -423,7 +465,7 @@ func (r *kcRun) cycle(rotStep, ovStep string) {
 		t.Errorf("step %s (seed %d): creds serve version %d key_id %s kid %s (client_secret field: %v), role says version %d key_id %s kid %s",
 			rotStep, r.seed, creds.version, creds.keyID, creds.kid, creds.hasSecret, role.current, role.keyID, role.kid)
 	default:
-		if code, desc := keyLoginPEM(t, r.f.emuURL, r.app.ClientID, creds.privatePEM, creds.alg, creds.kid); code != http.StatusOK {
+		if code, desc := r.logsIn(creds, false); code != http.StatusOK {
 			t.Errorf("step %s (seed %d): the key creds serve (version %d) gets status %d: %s", rotStep, r.seed, n, code, desc)
 		}
 		if before.current > 0 {
@@ -436,7 +478,7 @@ func (r *kcRun) cycle(rotStep, ovStep string) {
 			case !slices.Equal(role.previousIDs, []string{before.keyID}):
 				t.Errorf("step %s (seed %d): role's previous_key_ids %v, want [%s]", rotStep, r.seed, role.previousIDs, before.keyID)
 			default:
-				if code, desc := keyLoginPEM(t, r.f.emuURL, r.app.ClientID, creds.prevPEM, creds.alg, creds.prevKID); code != http.StatusOK {
+				if code, desc := r.logsIn(creds, true); code != http.StatusOK {
 					t.Errorf("step %s (seed %d): during the overlap the previous key gets status %d: %s", rotStep, r.seed, code, desc)
 				}
 			}
@@ -499,11 +541,11 @@ func (r *kcRun) checkSettled(step string, n int, replaced *keyCreds) {
 		t.Errorf("step %s (seed %d): settled creds: version %d key_id %s previous_key_id %q (previous_private_key set: %v), want version %d key_id %s and no previous key",
 			step, r.seed, creds.version, creds.keyID, creds.prevKeyID, creds.prevPEM != "", n, role.keyID)
 	}
-	if code, desc := keyLoginPEM(t, r.f.emuURL, r.app.ClientID, creds.privatePEM, creds.alg, creds.kid); code != http.StatusOK {
+	if code, desc := r.logsIn(creds, false); code != http.StatusOK {
 		t.Errorf("step %s (seed %d): the current key (version %d) gets status %d: %s", step, r.seed, n, code, desc)
 	}
 	if replaced != nil {
-		if code, _ := keyLoginPEM(t, r.f.emuURL, r.app.ClientID, replaced.privatePEM, replaced.alg, replaced.kid); code != http.StatusUnauthorized {
+		if code, _ := r.logsIn(*replaced, false); code != http.StatusUnauthorized {
 			t.Errorf("step %s (seed %d): the replaced key (version %d) gets status %d after its overlap ended, want 401", step, r.seed, replaced.version, code)
 		}
 	}

@@ -220,6 +220,8 @@ type keyCreds struct {
 	version                     int
 	privatePEM, keyID, kid, alg string
 	prevPEM, prevKeyID, prevKID string
+	// cert and prevCert: a certificate role's (self_signed_tls_client_auth), with its key.
+	cert, prevCert string
 	overlapUntil                time.Time
 	hasSecret                   bool // a client_secret field: must never be
 }
@@ -247,6 +249,14 @@ func readKeyCreds(v *vaulttest.Vault, token, role string) (keyCreds, error) {
 		c.overlapUntil, _ = time.Parse(time.RFC3339Nano, s)
 	}
 	_, c.hasSecret = d["client_secret"]
+	c.cert, _ = d["certificate"].(string)
+	c.prevCert, _ = d["previous_certificate"].(string)
+	if c.cert != "" {
+		if c.privatePEM == "" || c.keyID == "" || c.kid != "" {
+			return c, fmt.Errorf("certificate creds lack private_key or key_id, or have a kid: fields %v", keys(d))
+		}
+		return c, nil
+	}
 	if c.privatePEM == "" || c.kid == "" || c.keyID == "" || c.alg == "" {
 		return c, fmt.Errorf("creds lack private_key, key_id, kid or algorithm: fields %v", keys(d))
 	}
