@@ -222,8 +222,8 @@ type keyCreds struct {
 	prevPEM, prevKeyID, prevKID string
 	// cert and prevCert: a certificate role's (self_signed_tls_client_auth), with its key.
 	cert, prevCert string
-	overlapUntil                time.Time
-	hasSecret                   bool // a client_secret field: must never be
+	overlapUntil   time.Time
+	hasSecret      bool // a client_secret field: must never be
 }
 
 // readKeyCreds reads creds/<role>; any goroutine may call it.

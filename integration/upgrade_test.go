@@ -27,9 +27,16 @@ const (
 // its SHA-256.
 func buildV010(t *testing.T, dir string) string {
 	t.Helper()
+	return buildCommit(t, dir, v010Commit, v010Version, v010Command)
+}
+
+// buildCommit builds the plugin as it was at commit, versioned version, into dir as
+// command, and returns its SHA-256.
+func buildCommit(t *testing.T, dir, commit, version, command string) string {
+	t.Helper()
 	root := vaulttest.RepoRoot(t)
 	src := t.TempDir()
-	archive := exec.Command("git", "-C", root, "archive", "--format=tar", v010Commit)
+	archive := exec.Command("git", "-C", root, "archive", "--format=tar", commit)
 	extract := exec.Command("tar", "-x", "-C", src)
 	pipe, err := archive.StdoutPipe()
 	if err != nil {
@@ -42,16 +49,16 @@ func buildV010(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	if err := archive.Run(); err != nil {
-		t.Fatalf("git archive %s (the upgrade test builds v0.1.0 from the repository's history; run it in a clone with history): %v\n%s", v010Commit, err, archErr.String())
+		t.Fatalf("git archive %s (the upgrade tests build older versions from the repository's history; run them in a clone with history): %v\n%s", commit, err, archErr.String())
 	}
 	if err := extract.Wait(); err != nil {
-		t.Fatalf("extracting v0.1.0: %v", err)
+		t.Fatalf("extracting %s: %v", version, err)
 	}
-	out := filepath.Join(dir, v010Command)
-	build := exec.Command("go", "build", "-ldflags", "-X "+vaulttest.ModulePath+".Version="+v010Version, "-o", out, "./cmd/"+vaulttest.PluginName)
+	out := filepath.Join(dir, command)
+	build := exec.Command("go", "build", "-ldflags", "-X "+vaulttest.ModulePath+".Version="+version, "-o", out, "./cmd/"+vaulttest.PluginName)
 	build.Dir = src
 	if msg, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building v0.1.0: %v\n%s", err, msg)
+		t.Fatalf("building %s: %v\n%s", version, err, msg)
 	}
 	sum, err := vaulttest.FileSHA256(out)
 	if err != nil {
