@@ -96,9 +96,13 @@ func runConsumerScenario(t *testing.T, sc consumerScenario, seed uint64) {
 		role["rotation_schedule"] = consumerSchedule
 	}
 	var e *testEnv
+	// The run starts at a time drawn from the seed, so that a seed replays it whole: the
+	// schedule's times fall where they fell.
+	startAt := time.Date(2030, 1, 7, 0, 0, 0, 0, time.UTC).Add(time.Duration(rng.Int64N(int64(24 * time.Hour)))).Truncate(time.Second)
 	switch sc.kind {
 	case "keys":
 		e = newTestEnv(t, keyScopes...)
+		e.clock.Set(startAt)
 		e.configure()
 		e.ok(logical.UpdateOperation, "config", map[string]interface{}{"propagation_wait": "30s"})
 		role["client_id"], role["credential_type"], role["allow_auth_method_change"] = testAppID, "private_key_jwt", true
@@ -108,6 +112,7 @@ func runConsumerScenario(t *testing.T, sc consumerScenario, seed uint64) {
 		e.advance(31 * time.Second) // the first key is published after propagation_wait
 	default:
 		e = newTestEnv(t)
+		e.clock.Set(startAt)
 		role["import_current_secret"] = true
 		if sc.kind == "staged" {
 			role["rotation_strategy"], role["stage_period"] = "staged", consumerLead.String()
@@ -247,5 +252,46 @@ func consumerLagBound(c consumers.Consumer, manual bool) time.Duration {
 	default:
 		// VSO before 1.4 schedules its next sync from the ttl of the last answer it wrote.
 		return maxTTL + 2*time.Second
+	}
+}
+
+// A rotation that ends a run of failures does not leave the next scheduled rotation
+// sooner than consumers were told to read again: while it failed, creds pointed them at
+// the next attempt, not at the schedule, so a scheduled rotation right after the
+// recovering one would find them holding the replaced secret (found by
+// TestConsumersGetEveryCredentialInTime, seed 1796617093018938877).
+func TestRecoveringRotationKeepsConsumersAhead(t *testing.T) {
+	e := newTestEnv(t)
+	e.clock.Set(time.Date(2030, 1, 7, 4, 10, 0, 0, time.UTC))
+	e.configureWithRole(map[string]interface{}{"rotation_schedule": "*/40 * * * *", "import_current_secret": true})
+	var failing atomic.Bool
+	failing.Store(true)
+	e.emu.SetFaults(func(p emulator.Phase, req *http.Request, clientID string) *emulator.Fault {
+		if failing.Load() && clientID == testAppID && p == emulator.BeforeApply && req.Method != http.MethodGet {
+			return &emulator.Fault{Status: http.StatusServiceUnavailable}
+		}
+		return nil
+	})
+	// The 04:40 rotation and its retries fail, until one is due after 05:00.
+	slot := time.Date(2030, 1, 7, 5, 0, 0, 0, time.UTC)
+	for e.clock.Now().Before(slot.Add(-time.Minute)) && !e.storedRole("app").NextAttempt.After(slot) {
+		e.advance(30 * time.Second)
+	}
+	if r := e.storedRole("app"); r.LastFailure == nil || !r.NextAttempt.After(slot) {
+		t.Fatalf("by %s no failed retry was due after %s: %+v, next attempt %s", e.clock.Now(), slot, r.LastFailure, r.NextAttempt)
+	}
+	e.advance(slot.Add(-4*time.Minute).Sub(e.clock.Now())) // 04:56: a consumer reads
+	told := e.ok(logical.ReadOperation, "creds/app", nil)
+	readAgain := e.clock.Now().Add(time.Duration(told["ttl"].(int64)) * time.Second)
+	e.advance(2 * time.Minute)
+	failing.Store(false)
+	e.ok(logical.UpdateOperation, "rotate/app", nil) // recovers at 04:58, before that read's ttl is out
+	next := e.storedRole("app").NextVaultRotation
+	if next.Before(readAgain) {
+		t.Fatalf("after the recovering rotation at %s the next is at %s, before a consumer told at %s to read again at %s would",
+			e.clock.Now().Format("15:04:05"), next.Format("15:04:05"), e.clock.Now().Format("15:04:05"), readAgain.Format("15:04:05"))
+	}
+	if want := time.Date(2030, 1, 7, 5, 40, 0, 0, time.UTC); !next.Equal(want) {
+		t.Fatalf("next rotation %s, want the schedule's next time after that, %s", next, want)
 	}
 }

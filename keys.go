@@ -474,12 +474,12 @@ func (j *roleJob) runAttached(ctx context.Context, a attachment) (*versionMeta, 
 		switch {
 		case !j.now.Before(ov.Until) || j.opts.endOverlap:
 			if err := j.endOverlap(ctx, api, a); err != nil {
-				resp, rerr := auth0Failure(fmt.Sprintf("detaching the previous %s of role %q (client_id %q)", a.noun(), j.name, role.ClientID), err)
+				resp, rerr := auth0Failure(fmt.Sprintf("detaching the previous %s of %s (client_id %q)", a.noun(), j.holder().describe(), role.ClientID), err)
 				return j.fail(ctx, resp, rerr)
 			}
 		case j.trigger == triggerManual:
-			return nil, logical.ErrorResponse("role %q: the previous %s (credentials %s) stays attached at Auth0 until %s (overlap_period), and Auth0 allows %d credentials per application; rotate after that, or pass end_overlap=true to detach it now (applications still using it then fail)",
-				j.name, a.noun(), strings.Join(ov.CredentialIDs, ", "), ov.Until.Format(time.RFC3339), maxAttachedCredentials), nil
+			return nil, logical.ErrorResponse("%s: the previous %s (credentials %s) stays attached at Auth0 until %s (overlap_period), and Auth0 allows %d credentials per application; rotate after that, or pass end_overlap=true to detach it now (applications still using it then fail)",
+				j.holder().describe(), a.noun(), strings.Join(ov.CredentialIDs, ", "), ov.Until.Format(time.RFC3339), maxAttachedCredentials), nil
 		default:
 			return nil, nil, nil
 		}
@@ -499,7 +499,7 @@ func (j *roleJob) runAttached(ctx context.Context, a attachment) (*versionMeta, 
 // material as pending, then finishes it.
 func (j *roleJob) startAttached(ctx context.Context, conn *connection, api keyAPI, a attachment) (*versionMeta, *logical.Response, error) {
 	b, role := j.b, j.role
-	what := fmt.Sprintf("rotating the %s of role %q (client_id %q)", a.noun(), j.name, role.ClientID)
+	what := fmt.Sprintf("rotating the %s of %s (client_id %q)", a.noun(), j.holder().describe(), role.ClientID)
 	methods, err := api.AuthMethods(b.ctx, role.ClientID, a.method())
 	if err != nil {
 		resp, rerr := auth0Failure(what, err)
@@ -552,7 +552,7 @@ func (j *roleJob) startAttached(ctx context.Context, conn *connection, api keyAP
 	}
 	next := role.clone()
 	next.PendingKey = pk
-	if err := b.storeRoleState(ctx, j.s, j.name, next); err != nil {
+	if err := j.holder().storeState(ctx, next); err != nil {
 		return j.fail(ctx, nil, err)
 	}
 	*role = *next
@@ -573,7 +573,7 @@ func authMethodRefusal(clientID string, now *auth0api.AuthMethods, method string
 func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyAPI, a attachment) (*versionMeta, *logical.Response, error) {
 	b, role := j.b, j.role
 	pk := role.PendingKey
-	what := fmt.Sprintf("rotating the %s of role %q (client_id %q, version %d)", a.noun(), j.name, role.ClientID, pk.Version)
+	what := fmt.Sprintf("rotating the %s of %s (client_id %q, version %d)", a.noun(), j.holder().describe(), role.ClientID, pk.Version)
 	sec, err := loadSecret(ctx, j.s, j.name, nil, pk.Version)
 	if err != nil {
 		return j.fail(ctx, nil, err)
@@ -628,7 +628,7 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 	if pk.CredentialID != found.ID || pk.KID != found.KID {
 		next := role.clone()
 		next.PendingKey.CredentialID, next.PendingKey.KID = found.ID, found.KID
-		if err := b.storeRoleState(ctx, j.s, j.name, next); err != nil {
+		if err := j.holder().storeState(ctx, next); err != nil {
 			return j.fail(ctx, nil, err)
 		}
 		*role = *next
@@ -690,7 +690,7 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 		next.PendingKey.AttachedAt = b.clock.Now().UTC()
 		next.PendingKey.PublishAt = next.PendingKey.AttachedAt.Add(conn.config.propagationWait())
 		next.succeed()
-		if err := b.storeRoleState(ctx, j.s, j.name, next); err != nil {
+		if err := j.holder().storeState(ctx, next); err != nil {
 			return j.fail(ctx, nil, err)
 		}
 		*role = *next
@@ -704,7 +704,7 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 	if err := a.verify(b, conn, role.ClientID, sec); err != nil {
 		return j.fail(ctx, nil, fmt.Errorf("%s: %w", what, err))
 	}
-	version, err := b.commitKey(j.s, j.name, role, sec, a, keep, keepUntil, b.clock.Now())
+	version, err := j.commitKey(sec, a, keep, keepUntil, b.clock.Now())
 	if err != nil {
 		return j.fail(ctx, nil, fmt.Errorf("%s: Auth0 holds it but storing it failed (%w); it is stored at the next attempt", what, err))
 	}
@@ -752,7 +752,7 @@ func (j *roleJob) dropPendingKey(ctx context.Context, api keyAPI, a attachment, 
 	version := role.PendingKey.Version
 	next := role.clone()
 	next.PendingKey = nil
-	if err := b.storeRoleState(ctx, j.s, j.name, next); err != nil {
+	if err := j.holder().storeState(ctx, next); err != nil {
 		return err
 	}
 	*role = *next
@@ -770,7 +770,7 @@ func (j *roleJob) endOverlap(ctx context.Context, api keyAPI, a attachment) erro
 	if !ov.Ending {
 		next := role.clone()
 		next.Overlap.Ending = true
-		if err := b.storeRoleState(ctx, j.s, j.name, next); err != nil {
+		if err := j.holder().storeState(ctx, next); err != nil {
 			return err
 		}
 		*role = *next
@@ -798,7 +798,7 @@ func (j *roleJob) endOverlap(ctx context.Context, api keyAPI, a attachment) erro
 	next := role.clone()
 	next.Overlap = nil
 	next.succeed()
-	if err := b.storeRoleState(ctx, j.s, j.name, next); err != nil {
+	if err := j.holder().storeState(ctx, next); err != nil {
 		return err
 	}
 	*role = *next
@@ -836,9 +836,10 @@ func (b *backend) verifyKey(conn *connection, clientID, privatePEM, alg, kid str
 // commitKey stores a registered, attached and verified key as the role's next version,
 // the keys attached before it as the overlap: the secret entry (now with its credential),
 // then creds, then the role (the commit point), retried whole on a storage error.
-func (b *backend) commitKey(s logical.Storage, name string, role *roleEntry, sec *secretEntry, a attachment, keep []string, keepUntil, now time.Time) (*versionMeta, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(b.ctx), commitTimeout)
+func (j *roleJob) commitKey(sec *secretEntry, a attachment, keep []string, keepUntil, now time.Time) (*versionMeta, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.b.ctx), commitTimeout)
 	defer cancel()
+	role := j.role
 	pk := role.PendingKey
 	if pk.Version != role.currentVersion()+1 {
 		return nil, fmt.Errorf("the pending key is version %d but the role is at version %d", pk.Version, role.currentVersion())
@@ -849,7 +850,7 @@ func (b *backend) commitKey(s logical.Storage, name string, role *roleEntry, sec
 	a.describe(sec, &info)
 	meta, dropped := next.addVersion(info, now)
 	next.LastVaultRotation = now.UTC()
-	next.NextVaultRotation = next.nextRotation(now)
+	next.NextVaultRotation = role.nextAfterRotation(now)
 	next.succeed()
 	next.Warning = ""
 	next.Overlap = nil
@@ -865,7 +866,7 @@ func (b *backend) commitKey(s logical.Storage, name string, role *roleEntry, sec
 	cur.KeyID, cur.KID = pk.CredentialID, pk.KID
 	creds := &credsEntry{Current: &cur}
 	next.credsMeta(creds)
-	if err := b.storeVersion(ctx, s, name, role, next, creds, len(dropped) > 0); err != nil {
+	if err := j.holder().commitVersion(ctx, role, next, creds, len(dropped) > 0); err != nil {
 		return nil, err
 	}
 	return meta, nil

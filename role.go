@@ -536,6 +536,30 @@ func (r *roleEntry) nextRotation(from time.Time) time.Time {
 	return time.Time{}
 }
 
+// nextAfterRotation is the next scheduled rotation after one committed at now, r being
+// the role before it. Consumers of creds that read before this rotation were told to read
+// again at the next change they had to see then (its time, announced), or within max_ttl;
+// had the next scheduled time come sooner than both, as after a rotation that ended a run
+// of failures (they were told the next attempt, not the schedule), such a consumer would
+// still hold the replaced credential when Auth0 already required the next one. So the next
+// rotation comes no sooner than that: by then every consumer has read this one.
+func (r *roleEntry) nextAfterRotation(now time.Time) time.Time {
+	next := r.nextRotation(now)
+	var told credsEntry
+	r.credsMeta(&told)
+	floor := now.Add(r.maxTTL())
+	if announced := told.nextChange(); !announced.IsZero() && announced.Before(floor) {
+		floor = announced
+	}
+	if next.IsZero() || !next.Before(floor) {
+		return next
+	}
+	if r.RotationSchedule != "" {
+		return r.nextRotation(floor.Add(-time.Nanosecond))
+	}
+	return floor.UTC()
+}
+
 // missedWindow reports whether a schedule's rotation window has passed for the due time.
 func (r *roleEntry) missedWindow(now time.Time) bool {
 	return r.RotationSchedule != "" && r.RotationWindow > 0 && now.After(r.NextVaultRotation.Add(r.RotationWindow))

@@ -90,6 +90,8 @@ type roleJob struct {
 	trigger string
 	opts    rotateOptions
 	now     time.Time
+	// hold is where the job keeps its state; nil: the role's entries (holder).
+	hold credentialHolder
 }
 
 func (j *roleJob) run(ctx context.Context) (*versionMeta, *logical.Response, error) {
@@ -181,7 +183,7 @@ func (j *roleJob) skipMissedWindow(ctx context.Context) (*versionMeta, *logical.
 func (j *roleJob) fail(ctx context.Context, resp *logical.Response, err error) (*versionMeta, *logical.Response, error) {
 	msg := failureMessage(resp, err)
 	j.role.fail(msg, j.b.clock.Now(), j.b.backoff)
-	if serr := j.b.storeRoleState(ctx, j.s, j.name, j.role); serr != nil {
+	if serr := j.holder().storeState(ctx, j.role); serr != nil {
 		j.b.Logger().Warn("could not record the rotation failure on the role", "role", j.name, "error", serr)
 	}
 	j.b.Logger().Warn("rotation failed", "role", j.name, "client_id", j.role.ClientID, "trigger", j.trigger,
@@ -217,7 +219,7 @@ func (b *backend) commit(s logical.Storage, name string, role *roleEntry, secret
 	if source != sourceImport { // an imported secret was not rotated by Vault
 		next.LastVaultRotation = now.UTC()
 	}
-	next.NextVaultRotation = next.nextRotation(now)
+	next.NextVaultRotation = role.nextAfterRotation(now)
 	next.succeed()
 	if source != sourceRecovered {
 		next.Warning = ""

@@ -28,6 +28,32 @@ type Settings struct {
 	// PropagatedBy is when Auth0 accepts the client's secret everywhere, after a root
 	// rotation: until then a refused token is asked for again.
 	PropagatedBy time.Time
+	// PrivateKey (PKCS #8 PEM), with its KID and Algorithm, authenticates the client with
+	// private_key_jwt instead of ClientSecret: each token request carries a client
+	// assertion signed at Now(), for AssertionAudience.
+	PrivateKey, KID, Algorithm string
+	AssertionAudience          string
+	Now                        func() time.Time
+}
+
+// UsesKey reports whether s authenticates with a private key.
+func (s Settings) UsesKey() bool { return s.PrivateKey != "" }
+
+// tokenRequest is a Management API token request with s's credentials.
+func (s Settings) tokenRequest() (TokenRequest, error) {
+	r := TokenRequest{ClientID: s.ClientID, Audience: s.Audience, Secret: s.ClientSecret}
+	if s.UsesKey() {
+		now := time.Now
+		if s.Now != nil {
+			now = s.Now
+		}
+		assertion, err := SignAssertion(s.PrivateKey, s.Algorithm, s.KID, s.ClientID, s.AssertionAudience, now(), time.Minute)
+		if err != nil {
+			return r, err
+		}
+		r.Secret, r.Assertion = "", assertion
+	}
+	return r, nil
 }
 
 // ErrNoSecretScope means Auth0 would not return a client's secret: the Management API
@@ -55,6 +81,9 @@ type Management struct {
 	propagatedBy time.Time
 	// build makes a fresh SDK client, with a fresh token source.
 	build func() (*management.Management, error)
+	// expires is when the token of a client built with a static token (private_key_jwt)
+	// is renewed; zero for a client that renews its own (client_secret).
+	expires time.Time
 
 	mu  sync.Mutex
 	api *management.Management
@@ -82,14 +111,34 @@ func NewManagement(ctx context.Context, s Settings, limiter *RateLimiter, clk cl
 			management.WithClient(httpClient),
 			// The SDK's default retries would replay rotate-secret after a lost response.
 			management.WithNoRetries(),
-			management.WithClientCredentialsAndAudience(ctx, s.ClientID, s.ClientSecret, s.Audience),
-			management.WithUserAgent(s.UserAgent),
 		)
+		if s.UsesKey() {
+			// The SDK's own private_key_jwt token source signs on the wall clock; the
+			// token is asked for here, on the engine's, and handed to the SDK.
+			req, err := s.tokenRequest()
+			if err != nil {
+				return nil, err
+			}
+			tok, err := RequestToken(ctx, s, req)
+			if err != nil {
+				return nil, err
+			}
+			c.mu.Lock()
+			c.expires = clk.Now().Add(tok.Lifetime * 9 / 10)
+			c.mu.Unlock()
+			opts = append(opts, management.WithStaticToken(tok.AccessToken))
+		} else {
+			opts = append(opts, management.WithClientCredentialsAndAudience(ctx, s.ClientID, s.ClientSecret, s.Audience))
+		}
+		opts = append(opts, management.WithUserAgent(s.UserAgent))
 		api, err := management.New(s.Host, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("building the Auth0 Management API client: %w", err)
 		}
 		return api, nil
+	}
+	if s.UsesKey() {
+		return c, nil // the first call asks for a token
 	}
 	api, err := c.build()
 	if err != nil {
@@ -118,7 +167,20 @@ func (c *Management) call(ctx context.Context, beforeSend func() error, fn func(
 	}
 	c.mu.Lock()
 	api := c.api
+	if !c.expires.IsZero() && !c.clock.Now().Before(c.expires) {
+		api = nil // its static token is due for renewal
+	}
 	c.mu.Unlock()
+	if api == nil {
+		fresh, err := c.build()
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		c.api = fresh
+		c.mu.Unlock()
+		api = fresh
+	}
 	err := attempt(api)
 	for retried := false; ; retried = true {
 		switch status := ManagementStatus(err); {

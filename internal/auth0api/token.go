@@ -67,7 +67,11 @@ func RequestToken(ctx context.Context, s Settings, r TokenRequest) (*Token, erro
 // VerifyCredentials obtains a Management API token with s's credentials, proving that
 // Auth0 accepts them before anything is stored.
 func VerifyCredentials(ctx context.Context, s Settings) error {
-	_, err := RequestToken(ctx, s, TokenRequest{ClientID: s.ClientID, Secret: s.ClientSecret, Audience: s.Audience})
+	req, err := s.tokenRequest()
+	if err != nil {
+		return err
+	}
+	_, err = RequestToken(ctx, s, req)
 	return err
 }
 
