@@ -280,7 +280,7 @@ func TestRecoveringRotationKeepsConsumersAhead(t *testing.T) {
 	if r := e.storedRole("app"); r.LastFailure == nil || !r.NextAttempt.After(slot) {
 		t.Fatalf("by %s no failed retry was due after %s: %+v, next attempt %s", e.clock.Now(), slot, r.LastFailure, r.NextAttempt)
 	}
-	e.advance(slot.Add(-4*time.Minute).Sub(e.clock.Now())) // 04:56: a consumer reads
+	e.advance(slot.Add(-4 * time.Minute).Sub(e.clock.Now())) // 04:56: a consumer reads
 	told := e.ok(logical.ReadOperation, "creds/app", nil)
 	readAgain := e.clock.Now().Add(time.Duration(told["ttl"].(int64)) * time.Second)
 	e.advance(2 * time.Minute)
