@@ -66,15 +66,20 @@ func (b *backend) connection(ctx context.Context, s logical.Storage) (*connectio
 
 // newClient builds the Management API client for cfg.
 func (b *backend) newClient(ctx context.Context, cfg *configEntry) (auth0API, error) {
-	return auth0api.NewManagement(ctx, settingsOf(cfg), b.limiter, b.clock)
+	return auth0api.NewManagement(ctx, b.settingsOf(cfg), b.limiter, b.clock)
 }
 
-// settingsOf is what the Auth0 side needs of cfg.
-func settingsOf(cfg *configEntry) auth0api.Settings {
+// settingsOf is what the Auth0 side needs of cfg: its client secret, or once it has one
+// its key (rootkey.go), which signs assertions on the engine's clock.
+func (b *backend) settingsOf(cfg *configEntry) auth0api.Settings {
 	s := auth0api.Settings{
 		Host: cfg.Host, Scheme: cfg.Scheme, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
 		Audience: cfg.audience(), TokenURL: cfg.tokenURL(), Timeout: cfg.requestTimeout(),
-		UserAgent: "vault-plugin-auth0/" + Version,
+		UserAgent: "vault-plugin-auth0/" + Version, AssertionAudience: cfg.assertionAudience(), Now: b.clock.Now,
+	}
+	if cfg.hasKey() {
+		cur := cfg.RootKey.current()
+		s.ClientSecret, s.PrivateKey, s.KID, s.Algorithm = "", cfg.PrivateKey, cur.KID, cur.Algorithm
 	}
 	if !cfg.LastRootRotation.IsZero() {
 		s.PropagatedBy = cfg.LastRootRotation.Add(rootAcceptWait)

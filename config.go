@@ -59,12 +59,21 @@ type configEntry struct {
 	NextRootRotation    time.Time     `json:"next_root_rotation,omitempty"`
 	// RootFailures records failed root rotations and when the next attempt is due.
 	RootFailures failureState `json:"root_failures,omitempty"`
+
+	// CredentialType is how the mount authenticates to the Management API: "" (its
+	// client secret) or private_key_jwt, with PrivateKey, whose state (versions, the
+	// pending key, the overlap) RootKey keeps like a key role's (rootkey.go).
+	CredentialType    string         `json:"credential_type,omitempty"`
+	PrivateKey        string         `json:"private_key,omitempty"`
+	RootKey           *roleEntry     `json:"root_key,omitempty"`
+	RootOverlapPeriod *time.Duration `json:"root_overlap_period,omitempty"`
 }
 
 // withSecret is a copy of the config that authenticates with secret.
 func (c *configEntry) withSecret(secret string) *configEntry {
 	cp := *c
 	cp.ClientSecret = secret
+	cp.CredentialType, cp.PrivateKey, cp.RootKey = "", "", nil
 	return &cp
 }
 
@@ -75,6 +84,8 @@ func (c *configEntry) rootDue(now time.Time) time.Time {
 	switch {
 	case c == nil:
 		return time.Time{}
+	case c.usesKey():
+		return c.rootKeyDue(now)
 	case c.PendingClientSecret != "":
 		return later(now, c.RootFailures.NextAttempt)
 	case c.RootRotationPeriod == 0 || !plausibleDue(c.NextRootRotation, now):

@@ -455,9 +455,12 @@ func keyAPIOf(conn *connection) (keyAPI, error) {
 // that is over, rotate.
 func (j *roleJob) runAttached(ctx context.Context, a attachment) (*versionMeta, *logical.Response, error) {
 	b, role := j.b, j.role
-	conn, err := b.connection(ctx, j.s)
-	if err != nil {
-		return j.fail(ctx, nil, err)
+	conn := j.conn
+	if conn == nil {
+		var err error
+		if conn, err = b.connection(ctx, j.s); err != nil {
+			return j.fail(ctx, nil, err)
+		}
 	}
 	if conn == nil {
 		return j.fail(ctx, logical.ErrorResponse(errNotConfigured), nil)
@@ -816,7 +819,7 @@ func (b *backend) verifyKey(conn *connection, clientID, privatePEM, alg, kid str
 		if err != nil {
 			return err
 		}
-		err = auth0api.VerifyAssertion(b.ctx, settingsOf(conn.config), clientID, assertion)
+		err = auth0api.VerifyAssertion(b.ctx, b.settingsOf(conn.config), clientID, assertion)
 		switch forbidden, _ := auth0api.TokenForbidden(err); {
 		case err == nil:
 			return nil

@@ -165,6 +165,14 @@ func TestOpenAPIResponses(t *testing.T) {
 		check(e, logical.UpdateOperation, "rotate/app", map[string]interface{}{"end_overlap": true})
 		reads(e, "roles/app", "creds/app", "versions/app", "status")
 	})
+	t.Run("config private_key_jwt", func(t *testing.T) {
+		e, _ := newRootKeyEnv(t, map[string]interface{}{"root_overlap_period": "1h"})
+		check(e, logical.UpdateOperation, "config/rotate-root", nil)
+		reads(e, "config")
+		e.ok(logical.UpdateOperation, "config", map[string]interface{}{"propagation_wait": "30s"})
+		check(e, logical.UpdateOperation, "config/rotate-root", map[string]interface{}{"end_overlap": true})
+		reads(e, "config")
+	})
 	t.Run("token", func(t *testing.T) {
 		e := newTokenEnv(t, nil)
 		reads(e, "token/app", "roles/app")

@@ -80,6 +80,23 @@ func pathConfig(b *backend) []*framework.Path {
 					Type:        framework.TypeBool,
 					Description: "Allow a write that changes domain while the mount has roles. Roles' secrets and keys are sent only to the domain the mount is configured for, so this moves them to the new one: only for the same tenant under another name (e.g. its custom domain).",
 				},
+				"credential_type": {
+					Type:        framework.TypeString,
+					Description: `How the mount authenticates to the Management API: "client_secret" (default) or "private_key_jwt": Vault generates a key, registers and attaches it to the Management API application (switching it off its client secret, one way), signs its token requests with it, and config/rotate-root rotates it with an overlap. The first key is made with the client secret given in the same write, or the one stored (the migration); or give private_key and key_id of a key registered already.`,
+				},
+				"private_key": {
+					Type:         framework.TypeString,
+					Description:  "With credential_type=private_key_jwt: the private key (PEM, PKCS #8) of a key already registered and attached to the Management API application, instead of letting Vault make the first one. Write-only.",
+					DisplayAttrs: &framework.DisplayAttributes{Sensitive: true},
+				},
+				"key_id": {
+					Type:        framework.TypeString,
+					Description: "With private_key: the Auth0 credential id of that key.",
+				},
+				"root_overlap_period": {
+					Type:        framework.TypeDurationSecond,
+					Description: fmt.Sprintf("With credential_type=private_key_jwt: how long the previous key stays attached after config/rotate-root. Default %s; 0 detaches it at once.", defaultRootOverlapPeriod),
+				},
 				"verify_connection": {
 					Type:        framework.TypeBool,
 					Description: "On write, obtain a Management API token with the given credentials first; if Auth0 refuses, the write fails and nothing is stored.",
@@ -135,6 +152,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 	if f := cfg.RootFailures.LastFailure; f != nil {
 		data["last_root_rotation_failure"] = failureData(f, cfg.RootFailures.NextAttempt)
 	}
+	cfg.rootKeyFields(data)
 	return &logical.Response{Data: data}, nil
 }
 
@@ -260,8 +278,15 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		}
 	}
 
+	if resp := b.applyRootKeyFields(ctx, req.Storage, cfg, d); resp != nil {
+		return resp, nil
+	}
 	var missing []string
-	for field, value := range map[string]string{"domain": cfg.Host, "client_id": cfg.ClientID, "client_secret": cfg.ClientSecret} {
+	required := map[string]string{"domain": cfg.Host, "client_id": cfg.ClientID}
+	if !cfg.hasKey() {
+		required["client_secret"] = cfg.ClientSecret
+	}
+	for field, value := range required {
 		if value == "" {
 			missing = append(missing, field)
 		}
@@ -271,7 +296,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	}
 
 	if d.Get("verify_connection").(bool) {
-		if err := auth0api.VerifyCredentials(ctx, settingsOf(cfg)); err != nil {
+		if err := auth0api.VerifyCredentials(ctx, b.settingsOf(cfg)); err != nil {
 			b.Logger().Warn("config write refused: no Management API token", "domain", cfg.domain(), "client_id", cfg.ClientID, "error", err)
 			return logical.ErrorResponse("could not obtain a Management API token from %s with client_id %q: %s; nothing was stored (fix the credentials, or write with verify_connection=false to skip this check)",
 				cfg.domain(), cfg.ClientID, describeTokenError(err)), nil
@@ -307,6 +332,16 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	}
 	b.tokens.dropAll()
 	b.resetConnection()
+	if cfg.usesKey() && !cfg.hasKey() {
+		// The first key, now: made with the client secret, which Auth0 refuses after it.
+		resp, err := b.runRootKeyLocked(ctx, req.Storage, cfg, triggerManual, rotateOptions{})
+		b.scheduleRoot(cfg)
+		if resp != nil || err != nil {
+			return resp, err
+		}
+		b.Logger().Info("the Management API application now authenticates with its private_key_jwt key; the mount holds no client secret", "client_id", cfg.ClientID)
+		return nil, nil
+	}
 	b.scheduleRoot(cfg)
 	return nil, nil
 }
@@ -355,6 +390,13 @@ var configReadResponses = map[int][]framework.Response{http.StatusOK: {{
 		"last_root_rotation":         {Type: framework.TypeTime, Description: "When the Management API secret was last rotated by Vault (RFC 3339); absent if never."},
 		"next_root_rotation":         {Type: framework.TypeTime, Description: "When the next scheduled root rotation is due; only with root_rotation_period."},
 		"last_root_rotation_failure": {Type: framework.TypeMap, Description: "While root rotations fail: time and message of the last failure, since (first failure of the run), consecutive_failures and next_attempt."},
+		"credential_type":            {Type: framework.TypeString, Description: `How the mount authenticates to the Management API: "client_secret" or "private_key_jwt".`},
+		"root_overlap_period":        {Type: framework.TypeInt64, Description: "private_key_jwt: seconds the previous key stays attached after config/rotate-root."},
+		"key_id":                     {Type: framework.TypeString, Description: "private_key_jwt: Auth0 credential id of the mount's current key."},
+		"kid":                        {Type: framework.TypeString, Description: "private_key_jwt: key id of the mount's current key."},
+		"previous_key_ids":           {Type: framework.TypeStringSlice, Description: "private_key_jwt, during an overlap: Auth0 credential ids of the previous keys still attached."},
+		"overlap_until":              {Type: framework.TypeTime, Description: "private_key_jwt, during an overlap: when the previous key is detached."},
+		"pending_version":            {Type: framework.TypeInt, Description: "private_key_jwt: version of a new key being registered or attached, not yet in use."},
 	},
 }}}
 
@@ -395,8 +437,22 @@ shows last_root_rotation, next_root_rotation when root_rotation_period is set, a
 last_root_rotation_failure (time, message, consecutive_failures, next_attempt) while root
 rotations fail.
 
+credential_type=private_key_jwt makes the mount hold no shared secret at all: Vault
+generates a key, registers and attaches it to the Management API application (in the
+same PATCH that switches the application off its client secret: one way, Auth0 refuses
+the secret after it), signs its token requests with it, and config/rotate-root rotates it
+with an overlap of root_overlap_period (default 1h). The first key is made with the
+client_secret given in the same write, or with the one stored (migrating a mount is this
+one write); a cut-short switch is finished by the next root job. Or give private_key and
+key_id of a key you registered and attached yourself. It needs, besides the scopes above,
+update:clients and create:, read:, update: and delete:client_credentials on the
+application itself (Auth0 Enterprise plans offer private_key_jwt). Read then shows
+credential_type, key_id, kid, root_overlap_period and, during an overlap,
+previous_key_ids and overlap_until; never the key.
+
 Example:
 
   vault write auth0/config domain=acme.eu.auth0.com \
       client_id=... client_secret=...
+  vault write auth0/config credential_type=private_key_jwt   # then no secret is held
 `

@@ -99,6 +99,7 @@ func TestConfigWriteAndRead(t *testing.T) {
 		"token_refresh_fraction": defaultTokenRefreshFraction,
 		"creds_cache_size":       defaultCredsCacheSize,
 		"propagation_wait":       int64(30),
+		"credential_type":        "client_secret",
 	}
 	if len(got) != len(want) {
 		t.Fatalf("config read = %v, want exactly %v", got, want)

@@ -57,6 +57,12 @@ func pathRotate(b *backend) []*framework.Path {
 				OperationVerb:   "rotate",
 				OperationSuffix: "root-credentials",
 			},
+			Fields: map[string]*framework.FieldSchema{
+				"end_overlap": {
+					Type:        framework.TypeBool,
+					Description: "credential_type=private_key_jwt: detach and delete the previous key now, then rotate (Auth0 keeps two credentials per application).",
+				},
+			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{
 					Callback:    b.pathRotateRootWrite,
@@ -67,6 +73,10 @@ func pathRotate(b *backend) []*framework.Path {
 						Fields: map[string]*framework.FieldSchema{
 							"last_root_rotation": {Type: framework.TypeTime, Description: "When the rotation completed (RFC 3339)."},
 							"next_root_rotation": {Type: framework.TypeTime, Description: "When the next scheduled root rotation is due; only with root_rotation_period."},
+							"key_id":             {Type: framework.TypeString, Description: "private_key_jwt: Auth0 credential id of the mount's key now in use."},
+							"kid":                {Type: framework.TypeString, Description: "private_key_jwt: its key id."},
+							"overlap_until":      {Type: framework.TypeTime, Description: "private_key_jwt: when the previous key is detached."},
+							"pending_version":    {Type: framework.TypeInt, Description: "private_key_jwt: a new key attached at Auth0 and not yet in use, while Auth0 applies it (propagation_wait)."},
 						},
 					}}},
 					ForwardPerformanceStandby:   true,
@@ -79,8 +89,9 @@ func pathRotate(b *backend) []*framework.Path {
 	}
 }
 
-func (b *backend) pathRotateRootWrite(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	cfg, resp, err := b.runRootJob(ctx, req.Storage, triggerManual)
+func (b *backend) pathRotateRootWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	opts := rotateOptions{endOverlap: d.Get("end_overlap").(bool)}
+	cfg, resp, err := b.runRootJobWith(ctx, req.Storage, triggerManual, opts)
 	if resp != nil || err != nil {
 		return resp, err
 	}
@@ -88,6 +99,17 @@ func (b *backend) pathRotateRootWrite(ctx context.Context, req *logical.Request,
 	addTime(data, "last_root_rotation", cfg.LastRootRotation)
 	if cfg.RootRotationPeriod > 0 {
 		addTime(data, "next_root_rotation", cfg.NextRootRotation)
+	}
+	if r := cfg.RootKey; cfg.usesKey() && r != nil {
+		if cur := r.current(); cur != nil {
+			data["key_id"], data["kid"] = cur.KeyID, cur.KID
+		}
+		if ov := r.Overlap; ov != nil {
+			addTime(data, "overlap_until", ov.Until)
+		}
+		if pk := r.PendingKey; pk != nil {
+			data["pending_version"] = pk.Version
+		}
 	}
 	return &logical.Response{Data: data}, nil
 }
@@ -211,4 +233,11 @@ says so and is recorded on config (last_root_rotation_failure). The response car
 last_root_rotation, never the secret.
 
 Set root_rotation_period on config to rotate it on a schedule.
+
+A mount with credential_type=private_key_jwt rotates its key instead, as a key role does:
+the new key is stored as pending, registered, attached next to the current one, proven by
+a Management API token signed with it, and made current; the previous key stays attached
+for root_overlap_period, then is detached and deleted. During that overlap rotate-root is
+refused unless end_overlap=true (Auth0 keeps two credentials per application). The
+response adds key_id, kid and overlap_until.
 `

@@ -49,6 +49,11 @@ func generateClientSecret() (string, error) {
 // rotation left unfinished, rotates when asked or due, records a failure (time, message,
 // count) on the config with the next attempt after backoff, and requeues the root job.
 func (b *backend) runRootJob(ctx context.Context, s logical.Storage, trigger string) (*configEntry, *logical.Response, error) {
+	return b.runRootJobWith(ctx, s, trigger, rotateOptions{})
+}
+
+// runRootJobWith is runRootJob with a manual rotate-root's options.
+func (b *backend) runRootJobWith(ctx context.Context, s logical.Storage, trigger string, opts rotateOptions) (*configEntry, *logical.Response, error) {
 	b.configMu.Lock()
 	defer b.configMu.Unlock()
 
@@ -65,6 +70,18 @@ func (b *backend) runRootJob(ctx context.Context, s logical.Storage, trigger str
 	}
 	defer func() { b.scheduleRoot(cfg) }()
 	now := b.clock.Now()
+	if opts.endOverlap && !cfg.usesKey() {
+		return cfg, logical.ErrorResponse("end_overlap applies only to a mount with credential_type=private_key_jwt"), nil
+	}
+	if cfg.usesKey() {
+		due := cfg.rootDue(now)
+		idle := due.IsZero() || due.After(now)
+		if trigger == triggerReconcile && cfg.RootKey.pendingKey() == nil || trigger == triggerScheduled && idle {
+			return cfg, nil, nil
+		}
+		resp, err := b.runRootKeyLocked(ctx, s, cfg, trigger, opts)
+		return cfg, resp, err
+	}
 	pending := cfg.PendingClientSecret != ""
 	notDue := func() bool {
 		due := cfg.rootDue(now)
@@ -170,7 +187,7 @@ func rootFailure(what string, err error) (*logical.Response, error) {
 // neither works yet, nothing changes and an error is returned. The caller holds configMu.
 func (b *backend) resolvePendingRootLocked(ctx context.Context, s logical.Storage, cfg *configEntry) error {
 	pending := cfg.PendingClientSecret
-	err := auth0api.VerifyCredentials(ctx, settingsOf(cfg.withSecret(pending)))
+	err := auth0api.VerifyCredentials(ctx, b.settingsOf(cfg.withSecret(pending)))
 	if err == nil {
 		if err := b.promotePendingRoot(s, cfg); err != nil {
 			return err
@@ -181,7 +198,7 @@ func (b *backend) resolvePendingRootLocked(ctx context.Context, s logical.Storag
 	if !auth0api.CredentialsRejected(err) {
 		return fmt.Errorf("checking the pending root secret: %w", err)
 	}
-	if err := auth0api.VerifyCredentials(ctx, settingsOf(cfg)); err != nil {
+	if err := auth0api.VerifyCredentials(ctx, b.settingsOf(cfg)); err != nil {
 		return fmt.Errorf("Auth0 accepts neither the pending nor the current root secret (%s); if Auth0 is still propagating a change this resolves by itself, otherwise write config with a working client_secret", describeTokenError(err))
 	}
 	if err := b.setRootSecret(cfg); err != nil {
@@ -223,7 +240,7 @@ func (b *backend) setRootSecret(cfg *configEntry) error {
 func (b *backend) waitRootAccepted(cfg *configEntry, secret string) error {
 	deadline := b.clock.Now().Add(b.rootAcceptWait)
 	for {
-		err := auth0api.VerifyCredentials(b.ctx, settingsOf(cfg.withSecret(secret)))
+		err := auth0api.VerifyCredentials(b.ctx, b.settingsOf(cfg.withSecret(secret)))
 		if err == nil || !b.clock.Now().Before(deadline) {
 			return err
 		}

@@ -42,7 +42,7 @@ func (e *testEnv) storedConfig() *configEntry {
 // mgmtAuthenticates reports whether secret obtains a Management API token.
 func (e *testEnv) mgmtAuthenticates(secret string) bool {
 	e.t.Helper()
-	return auth0api.VerifyCredentials(e.t.Context(), settingsOf(e.storedConfig().withSecret(secret))) == nil
+	return auth0api.VerifyCredentials(e.t.Context(), e.b.settingsOf(e.storedConfig().withSecret(secret))) == nil
 }
 
 func TestRotateRoot(t *testing.T) {

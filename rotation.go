@@ -92,6 +92,8 @@ type roleJob struct {
 	now     time.Time
 	// hold is where the job keeps its state; nil: the role's entries (holder).
 	hold credentialHolder
+	// conn, if set, is the Management API connection the job uses instead of the mount's.
+	conn *connection
 }
 
 func (j *roleJob) run(ctx context.Context) (*versionMeta, *logical.Response, error) {

@@ -301,7 +301,7 @@ func (b *backend) verifySwitch(conn *connection, clientID, secret string) (strin
 	app.ClientID = clientID
 	deadline := b.clock.Now().Add(b.rootAcceptWait)
 	for {
-		err := auth0api.VerifyCredentials(b.ctx, settingsOf(app))
+		err := auth0api.VerifyCredentials(b.ctx, b.settingsOf(app))
 		switch forbidden, code := auth0api.TokenForbidden(err); {
 		case err == nil:
 			return verifiedToken, nil

@@ -454,7 +454,7 @@ func (b *backend) requestToken(ctx context.Context, cfg *configEntry, creds *cre
 		return nil, err
 	}
 	now := b.clock.Now()
-	tok, err := auth0api.RequestToken(ctx, settingsOf(cfg), req)
+	tok, err := auth0api.RequestToken(ctx, b.settingsOf(cfg), req)
 	if err != nil {
 		return nil, err
 	}

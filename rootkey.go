@@ -1,0 +1,298 @@
+package auth0
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/clock"
+)
+
+// The engine's own Management API credentials as private_key_jwt (config
+// credential_type=private_key_jwt). The mount then holds no shared secret: it signs each
+// Management API token request with a key it generated, attached to its own application's
+// private_key_jwt method. The key is rotated like a key role's (runAttached, keys.go): the
+// new key is stored as pending, registered, attached next to the current one, proven by
+// a Management API token signed with it, and committed; the previous one stays attached
+// for root_overlap_period, then is detached and deleted. Its state is a roleEntry inside
+// the config (RootKey), its private keys secret entries under secrets/@config/, and the
+// holder below keeps both in the config entry.
+//
+// The first key comes from the client secret the mount authenticated with until then (a
+// new config's, given once, or a stored one: the migration): the attachment switches the
+// application to private_key_jwt in the same PATCH, after which Auth0 refuses the secret,
+// and the config forgets it at the commit.
+
+const (
+	// rootKeyName names the root key's secret entries (secrets/@config/<n>); no role can
+	// have it, as role names do not contain "@".
+	rootKeyName              = "@config"
+	defaultRootOverlapPeriod = time.Hour
+)
+
+// usesKey reports whether the mount authenticates to the Management API with a key.
+func (c *configEntry) usesKey() bool { return c.CredentialType == credentialPrivateKeyJWT }
+
+// hasKey reports whether it has one in use already: before its first key is committed, a
+// mount switching to private_key_jwt still authenticates with its client secret.
+func (c *configEntry) hasKey() bool {
+	return c.usesKey() && c.PrivateKey != "" && c.RootKey != nil && c.RootKey.current() != nil
+}
+
+func (c *configEntry) rootOverlapPeriod() time.Duration {
+	if c.RootOverlapPeriod != nil {
+		return *c.RootOverlapPeriod
+	}
+	return defaultRootOverlapPeriod
+}
+
+// rootKeyState is the config's key state, with the config's settings in it.
+func (c *configEntry) rootKeyState() *roleEntry {
+	r := c.RootKey
+	if r == nil {
+		r = &roleEntry{Layout: roleLayout, MaxVersions: 2, CredentialType: credentialPrivateKeyJWT}
+	} else {
+		r = r.clone()
+	}
+	r.ClientID = c.ClientID
+	r.AllowAuthMethodChange = true // writing credential_type=private_key_jwt is the consent
+	r.OverlapPeriod = c.rootOverlapPeriod()
+	r.RotationPeriod, r.NextVaultRotation = c.RootRotationPeriod, c.NextRootRotation
+	return r
+}
+
+// rootKeyHolder keeps the root key's state in the config entry.
+type rootKeyHolder struct {
+	b   *backend
+	s   logical.Storage
+	cfg *configEntry
+}
+
+func (*rootKeyHolder) describe() string { return "the Management API application" }
+
+func (h *rootKeyHolder) storeState(ctx context.Context, next *roleEntry) error {
+	cp := *h.cfg
+	cp.RootKey = next
+	cp.RootFailures = next.failureState
+	if err := storeConfig(ctx, h.s, &cp); err != nil {
+		return err
+	}
+	*h.cfg = cp
+	return nil
+}
+
+// commitVersion stores the new key's secret entry, then the config that authenticates
+// with it (the commit point), retried whole on a storage error; the old secret goes.
+func (h *rootKeyHolder) commitVersion(ctx context.Context, role, next *roleEntry, creds *credsEntry, prune bool) error {
+	cp := *h.cfg
+	cp.RootKey = next
+	cp.PrivateKey = creds.Current.PrivateKey
+	cp.ClientSecret, cp.PendingClientSecret = "", "" // Auth0 refuses it since the first key
+	cp.LastRootRotation, cp.NextRootRotation = next.LastVaultRotation, next.NextVaultRotation
+	cp.RootFailures = next.failureState
+	var err error
+	for attempt := 0; attempt < storeAttempts; attempt++ {
+		if attempt > 0 {
+			if err := clock.Sleep(ctx, h.b.clock, time.Duration(attempt)*200*time.Millisecond); err != nil {
+				break
+			}
+		}
+		if err = saveSecret(ctx, h.s, rootKeyName, creds.Current); err == nil {
+			if err = storeConfig(ctx, h.s, &cp); err == nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	*h.cfg = cp
+	*role = *next
+	if prune {
+		h.b.pruneSecrets(ctx, h.s, rootKeyName, next)
+	}
+	h.b.resetConnection()
+	return nil
+}
+
+// runRootKeyLocked is the root job of a mount on private_key_jwt (runRootJob): the key
+// rotation of runAttached on the config's key state. The caller holds configMu.
+func (b *backend) runRootKeyLocked(ctx context.Context, s logical.Storage, cfg *configEntry, trigger string, opts rotateOptions) (*logical.Response, error) {
+	conn, err := b.rootKeyConnection(ctx, s, cfg)
+	if err != nil {
+		resp, rerr := rootFailure("rotating the Management API application's key", err)
+		return b.failRootKey(ctx, s, cfg, resp, rerr)
+	}
+	defer conn.client.Close()
+	j := &roleJob{b: b, s: s, name: rootKeyName, role: cfg.rootKeyState(), trigger: trigger, opts: opts, now: b.clock.Now(),
+		hold: &rootKeyHolder{b: b, s: s, cfg: cfg}, conn: conn}
+	_, resp, err := j.runAttached(ctx, keyKind{})
+	return resp, err
+}
+
+// failRootKey records a failure of the root job before it reached the key rotation.
+func (b *backend) failRootKey(ctx context.Context, s logical.Storage, cfg *configEntry, resp *logical.Response, err error) (*logical.Response, error) {
+	_, resp, err = b.failRoot(ctx, s, cfg, resp, err)
+	return resp, err
+}
+
+// rootKeyConnection is a Management API client with the credentials Auth0 accepts now:
+// the mount's current ones, or, when Auth0 refuses those while a first key is pending
+// (the cutover from the client secret was cut short after its PATCH), the pending key.
+func (b *backend) rootKeyConnection(ctx context.Context, s logical.Storage, cfg *configEntry) (*connection, error) {
+	err := auth0api.VerifyCredentials(ctx, b.settingsOf(cfg))
+	use := cfg
+	if err != nil {
+		pk := cfg.RootKey.pendingKey()
+		if !auth0api.CredentialsRejected(err) || pk == nil {
+			return nil, err
+		}
+		sec, serr := loadSecret(ctx, s, rootKeyName, nil, pk.Version)
+		if serr != nil || sec == nil || sec.PrivateKey == "" {
+			return nil, fmt.Errorf("Auth0 refuses the mount's credentials (%s) and the pending key cannot be read: %v", describeTokenError(err), serr)
+		}
+		try := *cfg
+		try.PrivateKey = sec.PrivateKey
+		try.RootKey = cfg.RootKey.clone()
+		try.RootKey.Versions = append(try.RootKey.Versions, &versionMeta{Version: pk.Version, KeyID: pk.CredentialID, KID: pk.KID, Algorithm: sec.Algorithm})
+		if verr := auth0api.VerifyCredentials(ctx, b.settingsOf(&try)); verr != nil {
+			return nil, fmt.Errorf("Auth0 accepts neither the mount's credentials (%s) nor its pending key (%s)", describeTokenError(err), describeTokenError(verr))
+		}
+		use = &try
+	}
+	client, err := b.newClient(b.ctx, use)
+	if err != nil {
+		return nil, err
+	}
+	return &connection{config: use, client: client}, nil
+}
+
+// pendingKey is r's pending key, nil for a nil r.
+func (r *roleEntry) pendingKey() *pendingKey {
+	if r == nil {
+		return nil
+	}
+	return r.PendingKey
+}
+
+// rootKeyDue is when the root job of a mount on private_key_jwt is due: at once while it
+// has no key yet, else when its key state says.
+func (c *configEntry) rootKeyDue(now time.Time) time.Time {
+	if c.RootKey == nil || c.RootKey.current() == nil && c.RootKey.PendingKey == nil {
+		return later(now, c.RootFailures.NextAttempt)
+	}
+	return c.rootKeyState().dueTime(now)
+}
+
+// applyRootKeyFields applies credential_type, root_overlap_period, private_key and key_id
+// to the config being written, and answers an error response for what cannot be.
+func (b *backend) applyRootKeyFields(ctx context.Context, s logical.Storage, cfg *configEntry, d *framework.FieldData) *logical.Response {
+	_, secretGiven := d.GetOk("client_secret")
+	if raw, ok := d.GetOk("credential_type"); ok {
+		switch ct := strings.ToLower(strings.TrimSpace(raw.(string))); ct {
+		case "", credentialClientSecret:
+			if cfg.usesKey() {
+				if !secretGiven {
+					return logical.ErrorResponse("switching the mount back to credential_type=client_secret needs client_secret in the same write: Auth0 refuses the application's old secret since it moved to private_key_jwt; switch it back in Auth0 (Applications > the application > Credentials) and give its secret")
+				}
+				cfg.CredentialType, cfg.PrivateKey, cfg.RootKey = "", "", nil
+			}
+		case credentialPrivateKeyJWT:
+			cfg.CredentialType = ct
+		default:
+			return logical.ErrorResponse("credential_type must be %q or %q, got %q", credentialClientSecret, credentialPrivateKeyJWT, raw)
+		}
+	}
+	if raw, ok := d.GetOk("root_overlap_period"); ok {
+		period := time.Duration(raw.(int)) * time.Second
+		if period < 0 || period > 7*24*time.Hour {
+			return logical.ErrorResponse("root_overlap_period must be between 0 and 168h, got %s", period)
+		}
+		cfg.RootOverlapPeriod = &period
+	}
+	if secretGiven && cfg.hasKey() {
+		return logical.ErrorResponse("the mount authenticates with its private_key_jwt key; client_secret applies only with credential_type=client_secret")
+	}
+	raw, keyGiven := d.GetOk("private_key")
+	if !keyGiven {
+		if _, ok := d.GetOk("key_id"); ok {
+			return logical.ErrorResponse("key_id applies only with private_key")
+		}
+		return nil
+	}
+	if !cfg.usesKey() {
+		return logical.ErrorResponse("private_key applies only with credential_type=private_key_jwt")
+	}
+	keyID := strings.TrimSpace(d.Get("key_id").(string))
+	if keyID == "" {
+		return logical.ErrorResponse("private_key needs key_id: the Auth0 credential id under which the key is registered (Auth0 Dashboard > Applications > the application > Credentials)")
+	}
+	privatePEM := raw.(string)
+	if _, err := auth0api.ParsePrivateKey(privatePEM); err != nil {
+		return logical.ErrorResponse("private_key must be an RSA private key in PEM (PKCS #8): %v", err)
+	}
+	// The key must work, and Auth0 says under which kid and algorithm it holds it.
+	try := *cfg
+	try.PrivateKey, try.ClientSecret, try.PendingClientSecret = privatePEM, "", ""
+	try.RootKey = &roleEntry{Layout: roleLayout, MaxVersions: 2, CredentialType: credentialPrivateKeyJWT,
+		Versions: []*versionMeta{{Version: 1, KeyID: keyID, Algorithm: auth0api.AlgRS256, Source: sourceImport, CreatedTime: b.clock.Now().UTC()}}}
+	client, err := b.newClient(ctx, &try)
+	if err != nil {
+		return logical.ErrorResponse("private_key: %v", err)
+	}
+	defer client.Close()
+	api, err := keyAPIOf(&connection{config: &try, client: client})
+	if err != nil {
+		return logical.ErrorResponse("private_key: %v", err)
+	}
+	stored, err := api.ListCredentials(ctx, cfg.ClientID)
+	if err != nil {
+		resp, rerr := auth0Failure(fmt.Sprintf("checking the key of credential %s with Auth0", keyID), err)
+		if resp == nil {
+			resp = logical.ErrorResponse("%v", rerr)
+		}
+		return resp
+	}
+	for _, cred := range stored {
+		if cred.ID == keyID {
+			v := try.RootKey.Versions[0]
+			v.KID, v.Algorithm = cred.KID, cred.Algorithm
+			sec := &secretEntry{Version: 1, PrivateKey: privatePEM, KeyID: keyID, KID: cred.KID, Algorithm: cred.Algorithm, CreatedTime: v.CreatedTime, Source: sourceImport}
+			if err := saveSecret(ctx, s, rootKeyName, sec); err != nil {
+				return logical.ErrorResponse("storing the key: %v", err)
+			}
+			cfg.PrivateKey, cfg.ClientSecret, cfg.PendingClientSecret, cfg.RootKey = privatePEM, "", "", try.RootKey
+			cfg.LastRootRotation = v.CreatedTime
+			return nil
+		}
+	}
+	return logical.ErrorResponse("Auth0 accepts the key, but the application has no credential %s; give the key_id Auth0 lists for it", keyID)
+}
+
+// rootKeyFields adds what a config read shows of the mount's key.
+func (c *configEntry) rootKeyFields(data map[string]interface{}) {
+	data["credential_type"] = credentialTypeName(c.CredentialType)
+	if !c.usesKey() {
+		return
+	}
+	data["root_overlap_period"] = int64(c.rootOverlapPeriod().Seconds())
+	r := c.RootKey
+	if r == nil {
+		return
+	}
+	if cur := r.current(); cur != nil {
+		data["key_id"], data["kid"] = cur.KeyID, cur.KID
+	}
+	if ov := r.Overlap; ov != nil {
+		data["previous_key_ids"] = ov.CredentialIDs
+		addTime(data, "overlap_until", ov.Until)
+	}
+	if pk := r.PendingKey; pk != nil {
+		data["pending_version"] = pk.Version
+	}
+}
