@@ -252,6 +252,24 @@ func (certKind) authenticate(*backend, *configEntry, *credsEntry, *auth0api.Toke
 
 func (certKind) schemas() kindSchemas {
 	return withAttachmentSchemas(kindSchemas{
+		About: `"self_signed_tls_client_auth": a key pair and a self-signed client certificate for mTLS through the tenant's edge, attached and overlapped the same way`,
+		RoleHelp: `"self_signed_tls_client_auth" rotates a key pair (key_bits) and a self-signed client
+certificate valid for certificate_ttl (default 365 days), attached to the application's
+self_signed_tls_client_auth method and overlapped like keys; the application presents it
+to the tenant's mTLS edge (an Enterprise tenant with mTLS and a custom domain). The
+engine renews a certificate two thirds into its lifetime whatever the schedule.
+
+`,
+		CredsHelp: `For a role with credential_type=self_signed_tls_client_auth: certificate (PEM,
+self-signed), private_key (its key, PEM, PKCS #8), key_id (the Auth0 credential id),
+thumbprint_sha256 and expires_at; while the previous certificate is still attached at
+Auth0, previous_certificate, previous_private_key, previous_key_id,
+previous_thumbprint_sha256, previous_expires_at and overlap_until.
+The application presents the certificate in the TLS handshake with the tenant's mTLS
+edge (mtls.<custom domain>/oauth/token, client_id in the body, no secret); either
+certificate works until overlap_until.
+
+`,
 		Role: map[string]*framework.FieldSchema{
 			"certificate_ttl": {
 				Type:        framework.TypeDurationSecond,

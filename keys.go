@@ -329,6 +329,24 @@ func (keyKind) consumerLead(r *roleEntry) time.Duration { return r.overlapPeriod
 // attaches credentials (attachmentSchemas).
 func (keyKind) schemas() kindSchemas {
 	return withAttachmentSchemas(kindSchemas{
+		About: `"private_key_jwt": an RSA key pair Vault generates, whose public key it registers and attaches at Auth0 next to the current one, and whose previous key it detaches only overlap_period later (zero downtime)`,
+		RoleHelp: `"private_key_jwt" rotates an RSA key pair (key_bits, algorithm) that Vault generates:
+each rotation registers the new public key at Auth0 and attaches it next to the current
+one, and the previous key stays attached for overlap_period (default 24h) before Vault
+detaches and deletes it, so applications that re-read creds within overlap_period never
+fail. An application that still authenticates with its client secret is switched to
+private_key_jwt at the first rotation only with allow_auth_method_change=true: one-way,
+Auth0 refuses the secret from then on. Needs the create:, read:, update: and
+delete:client_credentials and update:clients scopes.
+`,
+		CredsHelp: `For a role with credential_type=private_key_jwt, no client_secret: private_key (PEM,
+PKCS #8), key_id (the Auth0 credential id), kid (put it in the assertion's header) and
+algorithm; while the previous key is still attached at Auth0, previous_private_key,
+previous_key_id, previous_kid and overlap_until too. An application signs its client
+assertions (iss = sub = client_id, aud = "https://<domain>/", a unique jti, exp at most
+5 minutes ahead) with private_key; either key works until overlap_until.
+
+`,
 		Role: map[string]*framework.FieldSchema{
 			"algorithm": {
 				Type:        framework.TypeString,

@@ -73,6 +73,30 @@ type credentialKind interface {
 // its role settings, what a role read shows of it, and its fields in a creds answer.
 type kindSchemas struct {
 	Role, Read, Creds map[string]*framework.FieldSchema
+	// About describes the kind's credential_type in the field's description; RoleHelp
+	// and CredsHelp are its paragraphs of the roles' and creds' path-help (each ends with
+	// a line break, and a blank line to end its paragraph).
+	About, RoleHelp, CredsHelp string
+}
+
+// kindHelp joins the kinds' paragraphs picked by of, in their order.
+func kindHelp(of func(kindSchemas) string) string {
+	var b strings.Builder
+	for _, k := range credentialKinds {
+		b.WriteString(of(k.schemas()))
+	}
+	return b.String()
+}
+
+// credentialTypeHelp is the description of a role's credential_type.
+func credentialTypeHelp() string {
+	var about []string
+	for _, k := range credentialKinds {
+		if a := k.schemas().About; a != "" {
+			about = append(about, a)
+		}
+	}
+	return "What the role rotates: " + strings.Join(about, "; ") + ". Set on create; it cannot change once the role has a version."
 }
 
 // withKindFields adds to fields those of every kind picked by of; a field shared by

@@ -221,7 +221,7 @@ var credsResponses = map[int][]framework.Response{http.StatusOK: {{
 
 const pathCredsHelpSyn = `Read a role's current Auth0 client secret, private_key_jwt key, or mTLS certificate.`
 
-const pathCredsHelpDesc = `
+var pathCredsHelpDesc = `
 Returns what an application needs to call Auth0: client_id, client_secret and domain,
 with the version served. previous_client_secret is the version before it, when retained:
 Auth0 may take up to 30 seconds to accept a new secret, so a client can fall back to it.
@@ -241,34 +241,7 @@ of a rotation. rotation_period is the role's, for a rotation_schedule the interv
 between its next two times, and for a role without a schedule max_ttl: Vault Agent 1.13
 and Vault Secrets Operator re-read at ttl only when it is present.
 
-For a role with rotation_strategy=staged, while a next secret is staged (from
-stage_period before each rotation until the switch) next_client_secret, next_version and
-next_switch_time hold it. Two ways to consume it with zero downtime:
-
-  (a) an application that authenticates with client_secret: on a 401 from Auth0, retry
-      with next_client_secret, then with previous_client_secret, and keep cycling through
-      them for a while: Auth0 may take up to 30 seconds to accept a new secret
-      everywhere, answering for the old or the new one from request to request;
-  (b) an application that only verifies HS256 ID tokens signed with the secret: accept a
-      signature by client_secret, previous_client_secret or next_client_secret.
-
-For a role with credential_type=private_key_jwt, no client_secret: private_key (PEM,
-PKCS #8), key_id (the Auth0 credential id), kid (put it in the assertion's header) and
-algorithm; while the previous key is still attached at Auth0, previous_private_key,
-previous_key_id, previous_kid and overlap_until too. An application signs its client
-assertions (iss = sub = client_id, aud = "https://<domain>/", a unique jti, exp at most
-5 minutes ahead) with private_key; either key works until overlap_until.
-
-For a role with credential_type=self_signed_tls_client_auth: certificate (PEM,
-self-signed), private_key (its key, PEM, PKCS #8), key_id (the Auth0 credential id),
-thumbprint_sha256 and expires_at; while the previous certificate is still attached at
-Auth0, previous_certificate, previous_private_key, previous_key_id,
-previous_thumbprint_sha256, previous_expires_at and overlap_until.
-The application presents the certificate in the TLS handshake with the tenant's mTLS
-edge (mtls.<custom domain>/oauth/token, client_id in the body, no secret); either
-certificate works until overlap_until.
-
-Read an older retained version with:
+` + kindHelp(func(s kindSchemas) string { return s.CredsHelp }) + `Read an older retained version with:
 
   vault read auth0/creds/myapp version=3
 

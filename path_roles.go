@@ -53,7 +53,7 @@ func pathRoles(b *backend) []*framework.Path {
 				},
 				"credential_type": {
 					Type:        framework.TypeString,
-					Description: `What the role rotates: "client_secret" (default); "private_key_jwt": an RSA key pair Vault generates, whose public key it registers and attaches at Auth0 next to the current one, and whose previous key it detaches only overlap_period later (zero downtime); "self_signed_tls_client_auth": a key pair and a self-signed client certificate for mTLS through the tenant's edge, attached and overlapped the same way. Set on create; it cannot change once the role has a version.`,
+					Description: credentialTypeHelp(),
 				},
 				"token_audiences": {
 					Type:        framework.TypeCommaStringSlice,
@@ -571,7 +571,7 @@ var roleReadResponses = map[int][]framework.Response{http.StatusOK: {{
 
 const pathRolesHelpSyn = `Bind a Vault role to an Auth0 application.`
 
-const pathRolesHelpDesc = `
+var pathRolesHelpDesc = `
 A role names one Auth0 application (client_id) whose client secret the engine owns.
 On create the application is looked up in Auth0; an unknown client_id is refused and
 nothing is stored.
@@ -582,30 +582,7 @@ import_current_secret=true, the application's current secret is stored as versio
 without rotating. Creating a role never rotates: applications may still be using the
 current secret.
 
-Rotation strategy: "immediate" (default) calls Auth0's rotate-secret; the old secret
-stops working at once, so consumers fail until they re-read. "staged" gives zero downtime:
-stage_period (default 24h) before each rotation Vault generates the next secret (from
-password_policy, a Vault password policy, if set) and publishes it in creds as
-next_client_secret; at the rotation it sets it on Auth0 (PATCH, needs
-update:client_keys) and makes it current. Consumers that fall back to next_client_secret
-(see creds) never fail.
-
-Credential type: "client_secret" (default) rotates the application's secret.
-"private_key_jwt" rotates an RSA key pair (key_bits, algorithm) that Vault generates:
-each rotation registers the new public key at Auth0 and attaches it next to the current
-one, and the previous key stays attached for overlap_period (default 24h) before Vault
-detaches and deletes it, so applications that re-read creds within overlap_period never
-fail. An application that still authenticates with its client secret is switched to
-private_key_jwt at the first rotation only with allow_auth_method_change=true: one-way,
-Auth0 refuses the secret from then on. Needs the create:, read:, update: and
-delete:client_credentials and update:clients scopes.
-"self_signed_tls_client_auth" rotates a key pair (key_bits) and a self-signed client
-certificate valid for certificate_ttl (default 365 days), attached to the application's
-self_signed_tls_client_auth method and overlapped like keys; the application presents it
-to the tenant's mTLS edge (an Enterprise tenant with mTLS and a custom domain). The
-engine renews a certificate two thirds into its lifetime whatever the schedule.
-
-One application belongs to at most one role of a mount, and never to the mount's own
+` + kindHelp(func(s kindSchemas) string { return s.RoleHelp }) + `One application belongs to at most one role of a mount, and never to the mount's own
 Management API application (config's client_id): a write naming such a client_id is
 refused with the owner's name. Deleting a role frees its application.
 

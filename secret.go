@@ -51,7 +51,22 @@ func (secretKind) dueTime(r *roleEntry, now time.Time) time.Time { return r.sche
 func (secretKind) consumerLead(*roleEntry) time.Duration         { return 0 }
 
 // schemas are the immediate strategy's fields in the API: a client secret in creds.
-func (secretKind) schemas() kindSchemas { return kindSchemas{Creds: secretCredsSchemas()} }
+func (secretKind) schemas() kindSchemas {
+	return kindSchemas{
+		Creds: secretCredsSchemas(),
+		About: `"client_secret" (default): the application's client secret, rotated immediately or staged (rotation_strategy)`,
+		RoleHelp: `Rotation strategy: "immediate" (default) calls Auth0's rotate-secret; the old secret
+stops working at once, so consumers fail until they re-read. "staged" gives zero downtime:
+stage_period (default 24h) before each rotation Vault generates the next secret (from
+password_policy, a Vault password policy, if set) and publishes it in creds as
+next_client_secret; at the rotation it sets it on Auth0 (PATCH, needs
+update:client_keys) and makes it current. Consumers that fall back to next_client_secret
+(see creds) never fail.
+
+Credential type: "client_secret" (default) rotates the application's secret.
+`,
+	}
+}
 
 // secretCredsSchemas documents the creds fields of a client secret, immediate or staged.
 func secretCredsSchemas() map[string]*framework.FieldSchema {

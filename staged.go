@@ -115,6 +115,18 @@ func (stagedKind) schemas() kindSchemas {
 			"next_switch_time": {Type: framework.TypeTime, Description: "Staged roles, while a next secret is staged: when it becomes current."},
 		},
 		Creds: secretCredsSchemas(),
+		CredsHelp: `For a role with rotation_strategy=staged, while a next secret is staged (from
+stage_period before each rotation until the switch) next_client_secret, next_version and
+next_switch_time hold it. Two ways to consume it with zero downtime:
+
+  (a) an application that authenticates with client_secret: on a 401 from Auth0, retry
+      with next_client_secret, then with previous_client_secret, and keep cycling through
+      them for a while: Auth0 may take up to 30 seconds to accept a new secret
+      everywhere, answering for the old or the new one from request to request;
+  (b) an application that only verifies HS256 ID tokens signed with the secret: accept a
+      signature by client_secret, previous_client_secret or next_client_secret.
+
+`,
 	}
 }
 
