@@ -1,6 +1,7 @@
 package auth0
 
 import (
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strings"
@@ -189,4 +190,93 @@ func TestRootKeyFromOperatorKey(t *testing.T) {
 	e.ok(logical.UpdateOperation, "rotate/app", nil)
 	wantContains(t, e.userError(logical.UpdateOperation, "config", map[string]interface{}{"private_key": privatePEM}), "private_key needs key_id")
 	wantContains(t, e.userError(logical.UpdateOperation, "config", map[string]interface{}{"private_key": privatePEM, "key_id": "cred_nope"}), "has no credential cred_nope")
+}
+
+// Faults at every step of the mount's key rotations (an answer lost after Auth0 applied
+// the change, a 5xx, a refusal, a storage write that fails, a restart) never leave Auth0
+// holding a credential of the Management API application that the mount holds no key for,
+// never more than two, and always a key in use that obtains a Management API token, with
+// the roles rotating through it, once the engine has caught up. Seeded: -keys.seed
+// repeats a run.
+func TestRootKeyFaultsSearch(t *testing.T) {
+	seed := rand.Uint64()
+	if s := *keySeed; s != 0 {
+		seed = s
+	}
+	t.Logf("seed %d (go test -run %s -keys.seed=%d repeats it)", seed, t.Name(), seed)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	e, _ := newRootKeyEnv(t, map[string]interface{}{"root_overlap_period": "10m", "root_rotation_period": "1h"})
+
+	fired := 0
+	for round := 0; round < 30; round++ {
+		step := keyFaultSteps[rng.IntN(len(keyFaultSteps))]
+		phase := emulator.Phase(rng.IntN(2))
+		kind := rng.IntN(3)
+		var hit atomic.Bool
+		e.emu.SetFaults(func(p emulator.Phase, r *http.Request, id string) *emulator.Fault {
+			if hit.Load() || p != phase || id != testMgmtID || r.Method != step.method || !strings.HasSuffix(r.URL.Path, step.suffix) || step.suffix == "" && strings.HasSuffix(r.URL.Path, "/credentials") {
+				return nil
+			}
+			if step.method == http.MethodDelete && !strings.Contains(r.URL.Path, "/credentials/") {
+				return nil
+			}
+			if !hit.CompareAndSwap(false, true) {
+				return nil
+			}
+			switch kind {
+			case 0:
+				return &emulator.Fault{Drop: true}
+			case 1:
+				return &emulator.Fault{Status: http.StatusServiceUnavailable}
+			}
+			return &emulator.Fault{Status: http.StatusBadRequest, Message: "Bad Request"}
+		})
+		if rng.IntN(4) == 0 {
+			e.storage.failPutsUnder([]string{secretStoragePrefix, configStoragePath}[rng.IntN(2)], 1)
+		}
+		e.advance(time.Duration(1+rng.IntN(70)) * time.Minute)
+		if hit.Load() {
+			fired++
+		}
+		e.emu.SetFaults(nil)
+		if rng.IntN(5) == 0 {
+			e.b.Cleanup(t.Context())
+			e.b = restartBackend(t, e, logical.TestSystemView())
+		}
+		for i := 0; i < 20 && e.storedConfig().RootFailures.LastFailure != nil; i++ {
+			e.advance(time.Hour)
+		}
+		cfg := e.storedConfig()
+		r := cfg.RootKey
+		if cfg.RootFailures.LastFailure != nil || r.PendingKey != nil || !cfg.hasKey() {
+			t.Fatalf("round %d (%s %s, kind %d): the engine did not recover: failure %+v, pending %+v", round, step.name, phase, kind, cfg.RootFailures.LastFailure, r.PendingKey)
+		}
+		held := map[string]bool{r.current().KeyID: true}
+		if ov := r.Overlap; ov != nil {
+			for _, id := range ov.CredentialIDs {
+				held[id] = true
+			}
+		}
+		stored, attached := e.credentialIDs(testMgmtID)
+		if len(stored) > 2 {
+			t.Fatalf("round %d: %d credentials at Auth0", round, len(stored))
+		}
+		for _, id := range stored {
+			if !held[id] {
+				t.Fatalf("round %d (%s %s, kind %d): Auth0 holds credential %s of the Management API application, neither in use nor in the overlap (%v)", round, step.name, phase, kind, id, held)
+			}
+		}
+		if !slices.Contains(attached, r.current().KeyID) || !e.rootKeyLogsIn(r.current().Version) {
+			t.Fatalf("round %d (%s %s, kind %d): the key in use (%s) is not attached or obtains no token", round, step.name, phase, kind, r.current().KeyID)
+		}
+		e.ok(logical.UpdateOperation, "rotate/app", nil)
+		if cfg.ClientSecret != "" || cfg.PendingClientSecret != "" {
+			t.Fatalf("round %d: the config holds a secret", round)
+		}
+	}
+	if fired < 5 {
+		t.Fatalf("only %d of 30 rounds hit a fault: the search tests nothing", fired)
+	}
+	t.Logf("%d rounds hit a fault; version %d; %d credentials created, %d deleted", fired, e.storedConfig().RootKey.current().Version,
+		e.emu.Stats().CredentialsCreated[testMgmtID], e.emu.Stats().CredentialsDeleted[testMgmtID])
 }
