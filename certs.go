@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -85,11 +84,8 @@ func (certKind) applyFields(role *roleEntry, d *framework.FieldData, creating bo
 	if raw, ok := d.GetOk("token_audiences"); ok && len(raw.([]string)) > 0 || !ok && len(role.TokenAudiences) > 0 {
 		return logical.ErrorResponse("token_audiences does not apply to self_signed_tls_client_auth roles: Auth0 takes their certificate only through the tenant's mTLS edge, which Vault does not call; applications request their tokens there with the certificate creds serve")
 	}
-	if raw, ok := d.GetOk("key_bits"); ok {
-		if !slices.Contains(auth0api.KeyBitSizes, raw.(int)) {
-			return logical.ErrorResponse("key_bits must be 2048, 3072 or 4096, got %d", raw.(int))
-		}
-		role.KeyBits = raw.(int)
+	if resp := applyKeyBits(role, d); resp != nil {
+		return resp
 	}
 	if raw, ok := d.GetOk("certificate_ttl"); ok {
 		ttl := time.Duration(raw.(int)) * time.Second
@@ -112,22 +108,11 @@ func (k certKind) checkApplication(ctx context.Context, conn *connection, role *
 }
 
 func (certKind) readFields(role *roleEntry, data map[string]interface{}) {
-	data["key_bits"] = role.keyBits()
+	attachmentReadFields(role, data)
 	data["certificate_ttl"] = int64(role.certificateTTL().Seconds())
-	data["overlap_period"] = int64(role.overlapPeriod().Seconds())
-	data["allow_auth_method_change"] = role.AllowAuthMethodChange
 	if cur := role.current(); cur != nil {
-		data["key_id"] = cur.KeyID
 		data["thumbprint_sha256"] = cur.Thumbprint
 		addTime(data, "expires_at", cur.ExpiresAt)
-	}
-	if ov := role.Overlap; ov != nil {
-		data["previous_key_ids"] = ov.CredentialIDs
-		addTime(data, "overlap_until", ov.Until)
-	}
-	if pk := role.PendingKey; pk != nil {
-		data["pending_version"] = pk.Version
-		addTime(data, "pending_publish_time", pk.PublishAt)
 	}
 }
 

@@ -104,11 +104,8 @@ func (keyKind) applyFields(role *roleEntry, d *framework.FieldData, creating boo
 	if creating && !fieldSet(d, "overlap_period") {
 		role.OverlapPeriod = defaultOverlapPeriod
 	}
-	if raw, ok := d.GetOk("key_bits"); ok {
-		if !slices.Contains(auth0api.KeyBitSizes, raw.(int)) {
-			return logical.ErrorResponse("key_bits must be 2048, 3072 or 4096, got %d", raw.(int))
-		}
-		role.KeyBits = raw.(int)
+	if resp := applyKeyBits(role, d); resp != nil {
+		return resp
 	}
 	if raw, ok := d.GetOk("algorithm"); ok {
 		alg := strings.ToUpper(strings.TrimSpace(raw.(string)))
@@ -171,21 +168,10 @@ func checkAuthMethod(ctx context.Context, conn *connection, role *roleEntry, met
 }
 
 func (keyKind) readFields(role *roleEntry, data map[string]interface{}) {
-	data["key_bits"] = role.keyBits()
+	attachmentReadFields(role, data)
 	data["algorithm"] = role.keyAlgorithm()
-	data["overlap_period"] = int64(role.overlapPeriod().Seconds())
-	data["allow_auth_method_change"] = role.AllowAuthMethodChange
 	if cur := role.current(); cur != nil {
-		data["key_id"] = cur.KeyID
 		data["kid"] = cur.KID
-	}
-	if ov := role.Overlap; ov != nil {
-		data["previous_key_ids"] = ov.CredentialIDs
-		addTime(data, "overlap_until", ov.Until)
-	}
-	if pk := role.PendingKey; pk != nil {
-		data["pending_version"] = pk.Version
-		addTime(data, "pending_publish_time", pk.PublishAt)
 	}
 	data["allow_assertions"] = role.AllowAssertions
 	if role.AllowAssertions {
@@ -229,6 +215,36 @@ func (keyKind) describe(sec *secretEntry, meta *versionMeta) {
 
 func (keyKind) verify(b *backend, conn *connection, clientID string, sec *secretEntry) error {
 	return b.verifyKey(conn, clientID, sec.PrivateKey, sec.Algorithm, sec.KID)
+}
+
+// attachmentReadFields adds to a role read what every kind that attaches credentials
+// shows: its settings, the current credential, the overlap and a pending credential.
+func attachmentReadFields(role *roleEntry, data map[string]interface{}) {
+	data["key_bits"] = role.keyBits()
+	data["overlap_period"] = int64(role.overlapPeriod().Seconds())
+	data["allow_auth_method_change"] = role.AllowAuthMethodChange
+	if cur := role.current(); cur != nil {
+		data["key_id"] = cur.KeyID
+	}
+	if ov := role.Overlap; ov != nil {
+		data["previous_key_ids"] = ov.CredentialIDs
+		addTime(data, "overlap_until", ov.Until)
+	}
+	if pk := role.PendingKey; pk != nil {
+		data["pending_version"] = pk.Version
+		addTime(data, "pending_publish_time", pk.PublishAt)
+	}
+}
+
+// applyKeyBits validates and applies key_bits.
+func applyKeyBits(role *roleEntry, d *framework.FieldData) *logical.Response {
+	if raw, ok := d.GetOk("key_bits"); ok {
+		if !slices.Contains(auth0api.KeyBitSizes, raw.(int)) {
+			return logical.ErrorResponse("key_bits must be 2048, 3072 or 4096, got %d", raw.(int))
+		}
+		role.KeyBits = raw.(int)
+	}
+	return nil
 }
 
 // attachingTypes names the credential types whose kinds attach credentials, for the

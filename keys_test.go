@@ -283,16 +283,43 @@ func TestKeyRoleFields(t *testing.T) {
 }
 
 // keyFaultSteps are the Management API requests of a key rotation, where faults land.
-var keyFaultSteps = []struct {
+// keyFaultStep is a request of a credential rotation that a fault can hit.
+type keyFaultStep struct {
 	name   string
 	method string
 	suffix string // of the path
-}{
+}
+
+var keyFaultSteps = []keyFaultStep{
 	{"list credentials", http.MethodGet, "/credentials"},
 	{"create credential", http.MethodPost, "/credentials"},
 	{"read auth methods", http.MethodGet, ""},
 	{"attach", http.MethodPatch, ""},
 	{"delete credential", http.MethodDelete, ""},
+}
+
+// faultOnce is a fault hook that fails clientID's first request of step in phase, in the
+// way kind says (0: the connection dropped, 1: a 503, 2: a 400), and records in fired
+// that it did.
+func faultOnce(clientID string, step keyFaultStep, phase emulator.Phase, kind int, fired *atomic.Bool) emulator.FaultFunc {
+	return func(p emulator.Phase, r *http.Request, id string) *emulator.Fault {
+		if fired.Load() || p != phase || id != clientID || r.Method != step.method || !strings.HasSuffix(r.URL.Path, step.suffix) || step.suffix == "" && strings.HasSuffix(r.URL.Path, "/credentials") {
+			return nil
+		}
+		if step.method == http.MethodDelete && !strings.Contains(r.URL.Path, "/credentials/") {
+			return nil
+		}
+		if !fired.CompareAndSwap(false, true) {
+			return nil
+		}
+		switch kind {
+		case 0:
+			return &emulator.Fault{Drop: true}
+		case 1:
+			return &emulator.Fault{Status: http.StatusServiceUnavailable}
+		}
+		return &emulator.Fault{Status: http.StatusBadRequest, Message: "Bad Request"}
+	}
 }
 
 // Faults at every step of key rotations (an answer lost after Auth0 applied the change, a
@@ -326,24 +353,7 @@ func attachedFaultsSearch(t *testing.T, e *testEnv, servedLogsIn func() (string,
 		phase := emulator.Phase(rng.IntN(2))
 		kind := rng.IntN(3)
 		var fired atomic.Bool
-		e.emu.SetFaults(func(p emulator.Phase, r *http.Request, id string) *emulator.Fault {
-			if fired.Load() || p != phase || id != testAppID || r.Method != step.method || !strings.HasSuffix(r.URL.Path, step.suffix) || step.suffix == "" && strings.HasSuffix(r.URL.Path, "/credentials") {
-				return nil
-			}
-			if step.method == http.MethodDelete && !strings.Contains(r.URL.Path, "/credentials/") {
-				return nil
-			}
-			if !fired.CompareAndSwap(false, true) {
-				return nil
-			}
-			switch kind {
-			case 0:
-				return &emulator.Fault{Drop: true}
-			case 1:
-				return &emulator.Fault{Status: http.StatusServiceUnavailable}
-			}
-			return &emulator.Fault{Status: http.StatusBadRequest, Message: "Bad Request"}
-		})
+		e.emu.SetFaults(faultOnce(testAppID, step, phase, kind, &fired))
 		if rng.IntN(4) == 0 {
 			e.storage.failPutsUnder([]string{secretStoragePrefix, credsStoragePrefix, roleStoragePrefix}[rng.IntN(3)], 1)
 		}

@@ -162,13 +162,20 @@ func (c *credsEntry) kind() credentialKind {
 
 // credentialTypes lists the credential types, each once, for messages and help.
 func credentialTypes() []string {
-	var types []string
+	return kindStrings(func(k credentialKind) []string { return []string{k.credentialType()} })
+}
+
+// kindStrings is what of answers for every kind, each string once, in the kinds' order.
+func kindStrings(of func(credentialKind) []string) []string {
+	var all []string
 	for _, k := range credentialKinds {
-		if !slices.Contains(types, k.credentialType()) {
-			types = append(types, k.credentialType())
+		for _, v := range of(k) {
+			if !slices.Contains(all, v) {
+				all = append(all, v)
+			}
 		}
 	}
-	return types
+	return all
 }
 
 // typesTaking names the credential types whose kinds take field (or rotate option) f:
@@ -184,17 +191,7 @@ func typesTaking(f string, of func(credentialKind) []string) string {
 }
 
 // kindFields is every field some kind owns.
-func kindFields() []string {
-	var all []string
-	for _, k := range credentialKinds {
-		for _, f := range k.ownFields() {
-			if !slices.Contains(all, f) {
-				all = append(all, f)
-			}
-		}
-	}
-	return all
-}
+func kindFields() []string { return kindStrings(credentialKind.ownFields) }
 
 // selectKind applies credential_type and rotation_strategy to role and answers its kind,
 // or an error response when the pair names none or the role can no longer change kind.

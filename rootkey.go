@@ -10,7 +10,6 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
-	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/clock"
 )
 
 // The engine's own Management API credentials as private_key_jwt (config
@@ -95,19 +94,12 @@ func (h *rootKeyHolder) commitVersion(ctx context.Context, role, next *roleEntry
 	cp.ClientSecret, cp.PendingClientSecret = "", "" // Auth0 refuses it since the first key
 	cp.LastRootRotation, cp.NextRootRotation = next.LastVaultRotation, next.NextVaultRotation
 	cp.RootFailures = next.failureState
-	var err error
-	for attempt := 0; attempt < storeAttempts; attempt++ {
-		if attempt > 0 {
-			if err := clock.Sleep(ctx, h.b.clock, time.Duration(attempt)*200*time.Millisecond); err != nil {
-				break
-			}
+	err := h.b.retryStore(ctx, func() error {
+		if err := saveSecret(ctx, h.s, rootKeyName, creds.Current); err != nil {
+			return err
 		}
-		if err = saveSecret(ctx, h.s, rootKeyName, creds.Current); err == nil {
-			if err = storeConfig(ctx, h.s, &cp); err == nil {
-				break
-			}
-		}
-	}
+		return storeConfig(ctx, h.s, &cp)
+	})
 	if err != nil {
 		return err
 	}
@@ -126,7 +118,8 @@ func (b *backend) runRootKeyLocked(ctx context.Context, s logical.Storage, cfg *
 	conn, err := b.rootKeyConnection(ctx, s, cfg)
 	if err != nil {
 		resp, rerr := rootFailure("rotating the Management API application's key", err)
-		return b.failRootKey(ctx, s, cfg, resp, rerr)
+		_, resp, rerr = b.failRoot(ctx, s, cfg, resp, rerr)
+		return resp, rerr
 	}
 	defer conn.client.Close()
 	j := &roleJob{b: b, s: s, name: rootKeyName, role: cfg.rootKeyState(), trigger: trigger, opts: opts, now: b.clock.Now(),
@@ -135,35 +128,30 @@ func (b *backend) runRootKeyLocked(ctx context.Context, s logical.Storage, cfg *
 	return resp, err
 }
 
-// failRootKey records a failure of the root job before it reached the key rotation.
-func (b *backend) failRootKey(ctx context.Context, s logical.Storage, cfg *configEntry, resp *logical.Response, err error) (*logical.Response, error) {
-	_, resp, err = b.failRoot(ctx, s, cfg, resp, err)
-	return resp, err
-}
-
 // rootKeyConnection is a Management API client with the credentials Auth0 accepts now:
-// the mount's current ones, or, when Auth0 refuses those while a first key is pending
-// (the cutover from the client secret was cut short after its PATCH), the pending key.
+// the mount's current ones, or, when Auth0 refuses those while a key is pending (a
+// cutover from the client secret cut short after its PATCH), the pending key. Without a
+// pending key there is nothing to choose, and nothing is asked of Auth0 here.
 func (b *backend) rootKeyConnection(ctx context.Context, s logical.Storage, cfg *configEntry) (*connection, error) {
-	err := auth0api.VerifyCredentials(ctx, b.settingsOf(cfg))
 	use := cfg
-	if err != nil {
-		pk := cfg.RootKey.pendingKey()
-		if !auth0api.CredentialsRejected(err) || pk == nil {
-			return nil, err
+	if pk := cfg.RootKey.pendingKey(); pk != nil {
+		if err := auth0api.VerifyCredentials(ctx, b.settingsOf(cfg)); err != nil {
+			if !auth0api.CredentialsRejected(err) {
+				return nil, err
+			}
+			sec, serr := loadSecret(ctx, s, rootKeyName, nil, pk.Version)
+			if serr != nil || sec == nil || sec.PrivateKey == "" {
+				return nil, fmt.Errorf("Auth0 refuses the mount's credentials (%s) and the pending key cannot be read: %v", describeTokenError(err), serr)
+			}
+			try := *cfg
+			try.PrivateKey = sec.PrivateKey
+			try.RootKey = cfg.RootKey.clone()
+			try.RootKey.Versions = append(try.RootKey.Versions, &versionMeta{Version: pk.Version, KeyID: pk.CredentialID, KID: pk.KID, Algorithm: sec.Algorithm})
+			if verr := auth0api.VerifyCredentials(ctx, b.settingsOf(&try)); verr != nil {
+				return nil, fmt.Errorf("Auth0 accepts neither the mount's credentials (%s) nor its pending key (%s)", describeTokenError(err), describeTokenError(verr))
+			}
+			use = &try
 		}
-		sec, serr := loadSecret(ctx, s, rootKeyName, nil, pk.Version)
-		if serr != nil || sec == nil || sec.PrivateKey == "" {
-			return nil, fmt.Errorf("Auth0 refuses the mount's credentials (%s) and the pending key cannot be read: %v", describeTokenError(err), serr)
-		}
-		try := *cfg
-		try.PrivateKey = sec.PrivateKey
-		try.RootKey = cfg.RootKey.clone()
-		try.RootKey.Versions = append(try.RootKey.Versions, &versionMeta{Version: pk.Version, KeyID: pk.CredentialID, KID: pk.KID, Algorithm: sec.Algorithm})
-		if verr := auth0api.VerifyCredentials(ctx, b.settingsOf(&try)); verr != nil {
-			return nil, fmt.Errorf("Auth0 accepts neither the mount's credentials (%s) nor its pending key (%s)", describeTokenError(err), describeTokenError(verr))
-		}
-		use = &try
 	}
 	client, err := b.newClient(b.ctx, use)
 	if err != nil {

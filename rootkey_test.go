@@ -213,24 +213,7 @@ func TestRootKeyFaultsSearch(t *testing.T) {
 		phase := emulator.Phase(rng.IntN(2))
 		kind := rng.IntN(3)
 		var hit atomic.Bool
-		e.emu.SetFaults(func(p emulator.Phase, r *http.Request, id string) *emulator.Fault {
-			if hit.Load() || p != phase || id != testMgmtID || r.Method != step.method || !strings.HasSuffix(r.URL.Path, step.suffix) || step.suffix == "" && strings.HasSuffix(r.URL.Path, "/credentials") {
-				return nil
-			}
-			if step.method == http.MethodDelete && !strings.Contains(r.URL.Path, "/credentials/") {
-				return nil
-			}
-			if !hit.CompareAndSwap(false, true) {
-				return nil
-			}
-			switch kind {
-			case 0:
-				return &emulator.Fault{Drop: true}
-			case 1:
-				return &emulator.Fault{Status: http.StatusServiceUnavailable}
-			}
-			return &emulator.Fault{Status: http.StatusBadRequest, Message: "Bad Request"}
-		})
+		e.emu.SetFaults(faultOnce(testMgmtID, step, phase, kind, &hit))
 		if rng.IntN(4) == 0 {
 			e.storage.failPutsUnder([]string{secretStoragePrefix, configStoragePath}[rng.IntN(2)], 1)
 		}

@@ -240,18 +240,7 @@ func (b *backend) commit(s logical.Storage, name string, role *roleEntry, secret
 // idempotent. On success role becomes next, the role's cached tokens are dropped and, if
 // the version pushed older ones out, their secrets are deleted.
 func (b *backend) storeVersion(ctx context.Context, s logical.Storage, name string, role, next *roleEntry, creds *credsEntry, prune bool) error {
-	var err error
-	for attempt := 0; attempt < storeAttempts; attempt++ {
-		if attempt > 0 {
-			if err := clock.Sleep(ctx, b.clock, time.Duration(attempt)*200*time.Millisecond); err != nil {
-				break
-			}
-		}
-		if err = b.writeVersion(ctx, s, name, role, next, creds); err == nil {
-			break
-		}
-	}
-	if err != nil {
+	if err := b.retryStore(ctx, func() error { return b.writeVersion(ctx, s, name, role, next, creds) }); err != nil {
 		return err
 	}
 	*role = *next
@@ -260,6 +249,23 @@ func (b *backend) storeVersion(ctx context.Context, s logical.Storage, name stri
 		b.pruneSecrets(ctx, s, name, role)
 	}
 	return nil
+}
+
+// retryStore runs the writes of a commit, whole, until they succeed, storeAttempts times
+// at most, waiting a little longer after each failure; it answers the last error.
+func (b *backend) retryStore(ctx context.Context, write func() error) error {
+	var err error
+	for attempt := 0; attempt < storeAttempts; attempt++ {
+		if attempt > 0 {
+			if serr := clock.Sleep(ctx, b.clock, time.Duration(attempt)*200*time.Millisecond); serr != nil {
+				break
+			}
+		}
+		if err = write(); err == nil {
+			return nil
+		}
+	}
+	return err
 }
 
 // pruneSecrets deletes the secret entries of a role that it no longer retains: those

@@ -172,13 +172,10 @@ func (c *Management) call(ctx context.Context, beforeSend func() error, fn func(
 	}
 	c.mu.Unlock()
 	if api == nil {
-		fresh, err := c.build()
+		fresh, err := c.rebuild()
 		if err != nil {
 			return err
 		}
-		c.mu.Lock()
-		c.api = fresh
-		c.mu.Unlock()
 		api = fresh
 	}
 	err := attempt(api)
@@ -196,15 +193,24 @@ func (c *Management) call(ctx context.Context, beforeSend func() error, fn func(
 		default:
 			return err
 		}
-		fresh, berr := c.build()
+		fresh, berr := c.rebuild()
 		if berr != nil {
 			return err
 		}
-		c.mu.Lock()
-		c.api = fresh
-		c.mu.Unlock()
 		err = attempt(fresh)
 	}
+}
+
+// rebuild makes a fresh SDK client, with a fresh token, and uses it from now on.
+func (c *Management) rebuild() (*management.Management, error) {
+	fresh, err := c.build()
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.api = fresh
+	c.mu.Unlock()
+	return fresh, nil
 }
 
 func (c *Management) RotateSecret(ctx context.Context, clientID string, beforeSend func() error) (string, error) {
