@@ -165,7 +165,7 @@ func (a *apiSim) checkRole(ctx context.Context, n *apiNode, r *apiRole, wals int
 
 	// No half-stored role.
 	want := *creds
-	role.credsMeta(&want)
+	credsMeta(role, &want)
 	halfStored := creds.ClientID != want.ClientID || !slices.Equal(creds.TokenAudiences, want.TokenAudiences) || creds.Strategy != want.Strategy ||
 		creds.CredentialType != want.CredentialType || creds.RotationPeriod != want.RotationPeriod || creds.RotationSchedule != want.RotationSchedule
 	if halfStored && apiAllowed("half-stored") {

@@ -5,16 +5,12 @@ package auth0
 
 import (
 	"context"
+	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
-	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/clock"
 )
 
@@ -34,60 +30,7 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 
 type backend struct {
 	*framework.Backend
-
-	// clock is the engine's time: real in Vault, virtual in tests.
-	clock clock.Clock
-	// jitter spreads retries (retryDelay); tests make it deterministic.
-	jitter func(n int64) int64
-
-	// roleLocks serialize everything that changes one role (its jobs, update, delete).
-	// Reads of creds take no lock: they read one entry, which every change writes whole.
-	roleLocks []*locksutil.LockEntry
-	// ownerMu makes checking and claiming an application's ownership one step.
-	ownerMu sync.Mutex
-
-	// conn caches the parsed config and the Management API client built from it, so that
-	// the hot path (creds) reads no config from storage. It is dropped whenever the config
-	// changes, here or, through Invalidate, on another node.
-	conn   atomic.Pointer[connection]
-	connMu sync.Mutex
-
-	// ctx outlives requests: the Management client's token source and rotations use it, so
-	// a caller that disconnects cannot abort a rotation between Auth0 and storage.
-	ctx    context.Context
-	cancel context.CancelFunc
-
-	// configMu serializes config writes, deletes and root rotations.
-	configMu sync.Mutex
-	// rootAcceptWait bounds the wait for Auth0 to accept a new root secret.
-	rootAcceptWait time.Duration
-	// rootStepHook, when set (tests only), runs between the steps of a root rotation.
-	rootStepHook func(step string)
-
-	// limiter paces this mount's Management API calls; it outlives client rebuilds.
-	limiter *auth0api.RateLimiter
-
-	// recovering maps a role name to a channel closed once the rotation a crash left in
-	// flight for it is reconciled; creds reads of that role wait for it.
-	recovering sync.Map
-
-	// sched is the running scheduler, nil where this node may not write.
-	sched atomic.Pointer[scheduler]
-	// manualDispatch (tests only) starts no dispatcher: tests run due jobs with runDueNow.
-	manualDispatch bool
-	// retryBase and retryCap bound the delays between retries of failed attempts.
-	retryBase, retryCap time.Duration
-
-	// generateKey makes private_key_jwt key pairs (PKCS #8 and PKIX PEM).
-	generateKey func(bits int) (privatePEM, publicPEM string, err error)
-	// mountTag identifies this mount in the names of the Auth0 credentials it registers.
-	mountTag string
-	// tokens caches the access tokens token/ minted, in memory only.
-	tokens *tokenCache
-	// credsCache caches decoded creds entries for the read path (creds_cache.go).
-	credsCache *credsCache
-	// rotating maps a role name to a channel closed when its running job ends (tokens.go).
-	rotating sync.Map
+	*Engine
 }
 
 // Setup is framework.Backend's, and also takes the mount's identity from conf.
@@ -110,22 +53,8 @@ func newBackend() *backend {
 }
 
 func newBackendWithClock(clk clock.Clock) *backend {
-	ctx, cancel := context.WithCancel(context.Background())
-	b := &backend{
-		clock:     clk,
-		jitter:    randomJitter,
-		roleLocks: locksutil.CreateLocks(),
-		ctx:       ctx,
-		cancel:    cancel,
-		limiter:   auth0api.NewRateLimiter(auth0api.DefaultRateLimit, clk),
-		retryBase: defaultRetryBase,
-		retryCap:  defaultRetryCap,
-
-		rootAcceptWait: rootAcceptWait,
-		generateKey:    auth0api.GenerateRSAKey,
-		tokens:         newTokenCache(),
-		credsCache:     newCredsCache(defaultCredsCacheSize),
-	}
+	b := &backend{}
+	b.Engine = newEngine(clk, b, Version)
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
@@ -182,8 +111,15 @@ func (b *backend) clean(context.Context) {
 	b.resetConnection()
 }
 
-func (b *backend) roleLock(name string) *locksutil.LockEntry {
-	return locksutil.LockForKey(b.roleLocks, name)
+// HandleRequest is framework.Backend's, with the panic boundary.
+func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (resp *logical.Response, err error) {
+	defer func() {
+		if recover() != nil {
+			b.logPanic("request", "path", req.Path, "operation", req.Operation)
+			resp, err = nil, logical.CodedError(http.StatusInternalServerError, panicMessage)
+		}
+	}()
+	return b.Backend.HandleRequest(ctx, req)
 }
 
 const backendHelp = `

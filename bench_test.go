@@ -104,7 +104,7 @@ func benchStorage(b *testing.B, n int) *benchStored {
 		if err := saveRole(ctx, s.storage, name, role); err != nil {
 			b.Fatal(err)
 		}
-		if err := s.storage.Put(ctx, &logical.StorageEntry{Key: dueIndexKey(name, role.dueTime(now))}); err != nil {
+		if err := s.storage.Put(ctx, &logical.StorageEntry{Key: dueIndexKey(name, dueTime(role, now))}); err != nil {
 			b.Fatal(err)
 		}
 		s.names[i], s.dues[i] = name, role.NextVaultRotation

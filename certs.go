@@ -26,33 +26,11 @@ import (
 // refuses for its age.
 
 const (
-	credentialSelfSignedTLS = auth0api.MethodSelfSignedTLS
-
-	defaultCertificateTTL = 365 * 24 * time.Hour
-	minCertificateTTL     = time.Hour
+	minCertificateTTL = time.Hour
 	// certificateBackdate is how long before its creation a certificate is valid from,
 	// for the clocks of the edge and Auth0.
 	certificateBackdate = time.Minute
 )
-
-// certSettings are the settings only certificate roles have (a part of roleEntry).
-type certSettings struct {
-	// CertificateTTL is how long each certificate is valid (0: the default).
-	CertificateTTL time.Duration `json:"certificate_ttl,omitempty"`
-}
-
-// certVersion describes a certificate version (a part of versionMeta and secretEntry).
-type certVersion struct {
-	Thumbprint string    `json:"thumbprint_sha256,omitempty"`
-	ExpiresAt  time.Time `json:"expires_at,omitempty"`
-}
-
-// certSecret is a certificate version's material beyond its private key (a part of
-// secretEntry).
-type certSecret struct {
-	Certificate string `json:"certificate,omitempty"`
-	certVersion
-}
 
 // certKind is credential_type=self_signed_tls_client_auth.
 type certKind struct{}
@@ -68,13 +46,6 @@ func (certKind) ownFields() []string {
 func (certKind) options() []string { return []string{"end_overlap"} }
 func (certKind) method() string    { return auth0api.MethodSelfSignedTLS }
 func (certKind) noun() string      { return "certificate" }
-
-func (r *roleEntry) certificateTTL() time.Duration {
-	if r.CertificateTTL > 0 {
-		return r.CertificateTTL
-	}
-	return defaultCertificateTTL
-}
 
 // applyFields validates and applies the certificate settings.
 func (certKind) applyFields(role *roleEntry, d *framework.FieldData, creating bool, now time.Time) *logical.Response {
@@ -122,7 +93,7 @@ func (k certKind) run(ctx context.Context, j *roleJob) (*versionMeta, *logical.R
 
 // generate makes an RSA key pair and a certificate for it, signed by itself, valid for
 // certificate_ttl.
-func (certKind) generate(b *backend, role *roleEntry, sec *secretEntry, now time.Time) error {
+func (certKind) generate(b *Engine, role *roleEntry, sec *secretEntry, now time.Time) error {
 	privatePEM, _, err := b.generateKey(role.keyBits())
 	if err != nil {
 		return err
@@ -148,7 +119,7 @@ func (certKind) describe(sec *secretEntry, meta *versionMeta) { meta.certVersion
 // verify checks that the credential Auth0 holds is this certificate. Vault cannot prove
 // that Auth0 accepts it (only the tenant's mTLS edge can present it), so the new
 // certificate is served once Auth0 had propagation_wait to apply the attachment.
-func (certKind) verify(b *backend, conn *connection, clientID string, sec *secretEntry) error {
+func (certKind) verify(b *Engine, conn *connection, clientID string, sec *secretEntry) error {
 	api, err := keyAPIOf(conn)
 	if err != nil {
 		return err
@@ -231,7 +202,7 @@ func (certKind) credsFields(c *credsEntry, served, previous *secretEntry, curren
 	}
 }
 
-func (certKind) authenticate(*backend, *configEntry, *credsEntry, *auth0api.TokenRequest) error {
+func (certKind) authenticate(*Engine, *configEntry, *credsEntry, *auth0api.TokenRequest) error {
 	return errors.New("self_signed_tls_client_auth roles have no token/: Auth0 takes their certificate only through the tenant's mTLS edge")
 }
 

@@ -40,7 +40,7 @@ type connection struct {
 
 // connection returns the cached connection, loading config from storage on first use.
 // It returns nil, nil when the engine has no config yet.
-func (b *backend) connection(ctx context.Context, s logical.Storage) (*connection, error) {
+func (b *Engine) connection(ctx context.Context, s logical.Storage) (*connection, error) {
 	if c := b.conn.Load(); c != nil {
 		return c, nil
 	}
@@ -65,17 +65,17 @@ func (b *backend) connection(ctx context.Context, s logical.Storage) (*connectio
 }
 
 // newClient builds the Management API client for cfg.
-func (b *backend) newClient(ctx context.Context, cfg *configEntry) (auth0API, error) {
+func (b *Engine) newClient(ctx context.Context, cfg *configEntry) (auth0API, error) {
 	return auth0api.NewManagement(ctx, b.settingsOf(cfg), b.limiter, b.clock)
 }
 
 // settingsOf is what the Auth0 side needs of cfg: its client secret, or once it has one
 // its key (rootkey.go), which signs assertions on the engine's clock.
-func (b *backend) settingsOf(cfg *configEntry) auth0api.Settings {
+func (b *Engine) settingsOf(cfg *configEntry) auth0api.Settings {
 	s := auth0api.Settings{
 		Host: cfg.Host, Scheme: cfg.Scheme, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
 		Audience: cfg.audience(), TokenURL: cfg.tokenURL(), Timeout: cfg.requestTimeout(),
-		UserAgent: "vault-plugin-auth0/" + Version, AssertionAudience: cfg.assertionAudience(), Now: b.clock.Now,
+		UserAgent: "vault-plugin-auth0/" + b.version, AssertionAudience: cfg.assertionAudience(), Now: b.clock.Now,
 	}
 	if cfg.hasKey() {
 		cur := cfg.RootKey.current()
@@ -90,7 +90,7 @@ func (b *backend) settingsOf(cfg *configEntry) auth0api.Settings {
 // resetConnection drops the cached connection; the next use rebuilds it from storage.
 // Callers change storage first: a rebuild racing with them then either read the old
 // config and is dropped here, or already reads the new one.
-func (b *backend) resetConnection() {
+func (b *Engine) resetConnection() {
 	b.connMu.Lock()
 	defer b.connMu.Unlock()
 	if c := b.conn.Swap(nil); c != nil {
@@ -99,7 +99,7 @@ func (b *backend) resetConnection() {
 }
 
 // requireConnection is connection for handlers that cannot work without config.
-func (b *backend) requireConnection(ctx context.Context, s logical.Storage) (*connection, *logical.Response, error) {
+func (b *Engine) requireConnection(ctx context.Context, s logical.Storage) (*connection, *logical.Response, error) {
 	c, err := b.connection(ctx, s)
 	if err != nil {
 		return nil, nil, err
@@ -154,4 +154,17 @@ func publicError(err error) string {
 		return auth0api.ErrOutcomeUnknown.Error() + ": " + auth0api.DescribeTransportError(err)
 	}
 	return auth0api.DescribeTransportError(err)
+}
+
+// describeTokenError says why a token request failed, from Auth0's answer when there is
+// one. Anything else (no answer, or an answer that is not Auth0's) is described in the same
+// generic words, so that the answer does not tell what listens at an address.
+func describeTokenError(err error) string {
+	if status, code, desc, _, _ := auth0api.TokenAnswer(err); auth0api.IsOAuthAnswer(err) {
+		return fmt.Sprintf("Auth0 answered %d %s: %s", status, code, desc)
+	}
+	if auth0api.IsTokenFailure(err) || auth0api.IsTransportFailure(err) {
+		return auth0api.DescribeTransportError(err)
+	}
+	return err.Error()
 }

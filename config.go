@@ -23,6 +23,17 @@ const (
 	// config delete (path_config.go, the tenant rule).
 	tenantStoragePath     = "tenant"
 	defaultRequestTimeout = 30 * time.Second
+
+	// defaultTokenRefreshFraction is how far into a cached access token's life token/
+	// asks Auth0 for a new one.
+	defaultTokenRefreshFraction = 0.67
+	// defaultPropagationWait is how long after attaching a key it is served: Auth0
+	// documents up to 30 seconds for a credential change to apply everywhere.
+	defaultPropagationWait = 30 * time.Second
+	// defaultCredsCacheSize is how many roles' creds the read path keeps decoded.
+	defaultCredsCacheSize = 10000
+	// defaultRootOverlapPeriod is how long the mount's previous key stays attached.
+	defaultRootOverlapPeriod = time.Hour
 )
 
 // configEntry is the Management API connection, stored seal-wrapped at "config".
@@ -75,23 +86,6 @@ func (c *configEntry) withSecret(secret string) *configEntry {
 	cp.ClientSecret = secret
 	cp.CredentialType, cp.PrivateKey, cp.RootKey = "", "", nil
 	return &cp
-}
-
-// rootDue is when the scheduler should next run the root job, zero for never: at once
-// (after any backoff) while a root rotation is unfinished, else at the next periodic
-// rotation, or after a failure the next attempt if that is later.
-func (c *configEntry) rootDue(now time.Time) time.Time {
-	switch {
-	case c == nil:
-		return time.Time{}
-	case c.usesKey():
-		return c.rootKeyDue(now)
-	case c.PendingClientSecret != "":
-		return later(now, c.RootFailures.NextAttempt)
-	case c.RootRotationPeriod == 0 || !plausibleDue(c.NextRootRotation, now):
-		return time.Time{}
-	}
-	return later(c.NextRootRotation, c.RootFailures.NextAttempt)
 }
 
 func storeConfig(ctx context.Context, s logical.Storage, cfg *configEntry) error {
@@ -307,4 +301,35 @@ func validateAudience(audience string) error {
 		return errors.New(`give the Management API identifier as a URL, e.g. "https://acme.eu.auth0.com/api/v2/"`)
 	}
 	return nil
+}
+
+// usesKey reports whether the mount authenticates to the Management API with a key.
+func (c *configEntry) usesKey() bool { return c.CredentialType == credentialPrivateKeyJWT }
+
+// hasKey reports whether it has one in use already: before its first key is committed, a
+// mount switching to private_key_jwt still authenticates with its client secret.
+func (c *configEntry) hasKey() bool {
+	return c.usesKey() && c.PrivateKey != "" && c.RootKey != nil && c.RootKey.current() != nil
+}
+
+func (c *configEntry) rootOverlapPeriod() time.Duration {
+	if c.RootOverlapPeriod != nil {
+		return *c.RootOverlapPeriod
+	}
+	return defaultRootOverlapPeriod
+}
+
+// rootKeyState is the config's key state, with the config's settings in it.
+func (c *configEntry) rootKeyState() *roleEntry {
+	r := c.RootKey
+	if r == nil {
+		r = &roleEntry{Layout: roleLayout, MaxVersions: 2, CredentialType: credentialPrivateKeyJWT}
+	} else {
+		r = r.clone()
+	}
+	r.ClientID = c.ClientID
+	r.AllowAuthMethodChange = true // writing credential_type=private_key_jwt is the consent
+	r.OverlapPeriod = c.rootOverlapPeriod()
+	r.RotationPeriod, r.NextVaultRotation = c.RootRotationPeriod, c.NextRootRotation
+	return r
 }

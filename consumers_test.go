@@ -55,7 +55,7 @@ func consumerScenarios() []consumerScenario {
 const (
 	consumerPeriod   = time.Hour
 	consumerSchedule = "*/40 * * * *" // at :00 and :40: uneven intervals (40m, 20m)
-	consumerLead     = 10 * time.Minute
+	testConsumerLead     = 10 * time.Minute
 	consumerCSIPoll  = consumers.DefaultCSIPoll
 	consumerESO      = 4 * time.Minute
 )
@@ -106,7 +106,7 @@ func runConsumerScenario(t *testing.T, sc consumerScenario, seed uint64) {
 		e.configure()
 		e.ok(logical.UpdateOperation, "config", map[string]interface{}{"propagation_wait": "30s"})
 		role["client_id"], role["credential_type"], role["allow_auth_method_change"] = testAppID, "private_key_jwt", true
-		role["overlap_period"] = consumerLead.String()
+		role["overlap_period"] = testConsumerLead.String()
 		e.ok(logical.UpdateOperation, "roles/app", role)
 		e.ok(logical.UpdateOperation, "rotate/app", nil)
 		e.advance(31 * time.Second) // the first key is published after propagation_wait
@@ -115,7 +115,7 @@ func runConsumerScenario(t *testing.T, sc consumerScenario, seed uint64) {
 		e.clock.Set(startAt)
 		role["import_current_secret"] = true
 		if sc.kind == "staged" {
-			role["rotation_strategy"], role["stage_period"] = "staged", consumerLead.String()
+			role["rotation_strategy"], role["stage_period"] = "staged", testConsumerLead.String()
 		}
 		e.configureWithRole(role)
 	}

@@ -4,42 +4,6 @@ import (
 	"time"
 )
 
-const (
-	// defaultMaxTTL bounds the ttl creds answers when the role sets no max_ttl.
-	defaultMaxTTL = 5 * time.Minute
-	// minMaxTTL keeps ttl well above the 2 seconds under which Vault Secrets Operator
-	// treats an answer as "about to rotate" and reads again.
-	minMaxTTL = 10 * time.Second
-)
-
-// maxTTL is the largest ttl creds answers for the role.
-func (c *credsEntry) maxTTL() time.Duration {
-	if c.MaxTTL > 0 {
-		return c.MaxTTL
-	}
-	return defaultMaxTTL
-}
-
-// maxTTL is the role's max_ttl, or its default: defaultMaxTTL, or a quarter of the lead a
-// consumer has on a manual rotation (stage_period, overlap_period) if that is shorter, so
-// that consumers re-reading at ttl see a manually staged secret or key well before Auth0
-// requires it.
-func (r *roleEntry) maxTTL() time.Duration {
-	if r.MaxTTL > 0 {
-		return r.MaxTTL
-	}
-	d := defaultMaxTTL
-	if lead := r.consumerLead(); lead > 0 && lead/4 < d {
-		d = max(lead/4, minMaxTTL)
-	}
-	return d
-}
-
-// consumerLead is how long consumers have between seeing a new credential and Auth0
-// requiring it: stage_period for a staged role, overlap_period for a key role (while
-// either key works), none for an immediate rotation.
-func (r *roleEntry) consumerLead() time.Duration { return r.kind().consumerLead(r) }
-
 // readAgain is when creds tell consumers to read again, and what they report as
 // last_vault_rotation: the contract that keeps every consumer that re-reads at ttl
 // (Vault Agent, Vault Secrets Operator) in step with the engine.
@@ -72,7 +36,7 @@ func readAgainAt(c *credsEntry, now time.Time) readAgain {
 		base = later(base, c.Next.CreatedTime)
 	}
 	step := c.maxTTL()
-	next := c.nextChange()
+	next := nextChange(c)
 	// Confirmation points stop at a due event whose job has not run yet: one that passed
 	// meanwhile would tell a consumer the answer is new while the change is still to come.
 	until := now

@@ -27,9 +27,8 @@ import (
 // under pressure a hot entry may be evicted and is refilled by one storage read.
 
 const (
-	defaultCredsCacheSize = 10000
-	maxCredsCacheSize     = 1000000
-	cacheStripes          = 256
+	maxCredsCacheSize = 1000000
+	cacheStripes      = 256
 )
 
 type credsCache struct {
@@ -119,13 +118,13 @@ func (c *credsCache) len() int {
 // putCreds writes creds/<name> and invalidates the read cache's entry, whether or not the
 // write succeeded (a failed Put may still have reached storage). Every write of creds goes
 // through it, under the role's lock.
-func (b *backend) putCreds(ctx context.Context, s logical.Storage, name string, c *credsEntry) error {
+func (b *Engine) putCreds(ctx context.Context, s logical.Storage, name string, c *credsEntry) error {
 	defer b.credsCache.invalidate(name)
 	return saveCreds(ctx, s, name, c)
 }
 
 // loadCredsCached is loadCreds through the read cache: the read path's way to creds.
-func (b *backend) loadCredsCached(ctx context.Context, s logical.Storage, name string) (*credsEntry, error) {
+func (b *Engine) loadCredsCached(ctx context.Context, s logical.Storage, name string) (*credsEntry, error) {
 	e, gen := b.credsCache.get(name)
 	if e != nil {
 		return e, nil

@@ -26,7 +26,7 @@ type credentialHolder interface {
 
 // roleHolder keeps a role's state in its entries.
 type roleHolder struct {
-	b    *backend
+	b    *Engine
 	s    logical.Storage
 	name string
 }

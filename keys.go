@@ -40,53 +40,13 @@ import (
 // finishes step 5. Credentials of this role that Vault holds no key for (left by an
 // interrupted run) are deleted before a new key is registered.
 
-// Credential types (credential_type).
 const (
-	credentialClientSecret  = "client_secret"
-	credentialPrivateKeyJWT = "private_key_jwt"
-
-	defaultKeyBits       = 2048
 	defaultOverlapPeriod = 24 * time.Hour
 	// maxAttachedCredentials is Auth0's limit of credentials per application.
 	maxAttachedCredentials = 2
 	// verifyAssertionTTL is the lifetime of the assertions that prove a new key.
 	verifyAssertionTTL = time.Minute
-	// defaultPropagationWait is how long after attaching a key it is served: Auth0
-	// documents up to 30 seconds for a credential change to apply everywhere.
-	defaultPropagationWait = 30 * time.Second
 )
-
-// pendingKey is a key rotation under way; its private key is in secrets/<name>/<Version>.
-type pendingKey struct {
-	Version int `json:"version"`
-	// Name is the credential's name at Auth0 (credentialName): how a credential whose
-	// creation answer was lost is found.
-	Name string `json:"name"`
-	// CredentialID and KID are Auth0's, once known.
-	CredentialID string    `json:"credential_id,omitempty"`
-	KID          string    `json:"kid,omitempty"`
-	Started      time.Time `json:"started"`
-	Source       string    `json:"source"`
-	// Keep are the credentials attached when the rotation started: they stay attached
-	// next to the new key, for the overlap.
-	Keep []string `json:"keep,omitempty"`
-	// AttachedAt is when Auth0 accepted the attachment of the new key; it is served from
-	// PublishAt, once Auth0 has had propagation_wait to apply it everywhere.
-	AttachedAt time.Time `json:"attached_at,omitempty"`
-	PublishAt  time.Time `json:"publish_at,omitempty"`
-}
-
-// keyOverlap is the key generation a rotation replaced, still attached until Until.
-type keyOverlap struct {
-	// Version is the role's version of the previous key; 0 when the keys were not Vault's
-	// (an application already on private_key_jwt when the role took it over).
-	Version       int       `json:"version,omitempty"`
-	CredentialIDs []string  `json:"credential_ids"`
-	Until         time.Time `json:"until"`
-	// Ending is set, and creds stop serving the previous key, before Auth0 is asked to
-	// detach it: a detach cut short never leaves creds serving a key that no longer works.
-	Ending bool `json:"ending,omitempty"`
-}
 
 // keyKind is credential_type=private_key_jwt.
 type keyKind struct{}
@@ -191,7 +151,7 @@ func (keyKind) method() string { return auth0api.MethodPrivateKeyJWT }
 func (keyKind) noun() string   { return "key" }
 
 // generate makes an RSA key pair of the role's size.
-func (keyKind) generate(b *backend, role *roleEntry, sec *secretEntry, _ time.Time) error {
+func (keyKind) generate(b *Engine, role *roleEntry, sec *secretEntry, _ time.Time) error {
 	privatePEM, _, err := b.generateKey(role.keyBits())
 	if err != nil {
 		return err
@@ -213,7 +173,7 @@ func (keyKind) describe(sec *secretEntry, meta *versionMeta) {
 	meta.KID, meta.Algorithm = sec.KID, sec.Algorithm
 }
 
-func (keyKind) verify(b *backend, conn *connection, clientID string, sec *secretEntry) error {
+func (keyKind) verify(b *Engine, conn *connection, clientID string, sec *secretEntry) error {
 	return b.verifyKey(conn, clientID, sec.PrivateKey, sec.Algorithm, sec.KID)
 }
 
@@ -313,13 +273,13 @@ type attachment interface {
 	// noun names the credential in messages: "key", "certificate".
 	noun() string
 	// generate makes the next version's material (its private key, ...) into sec.
-	generate(b *backend, role *roleEntry, sec *secretEntry, now time.Time) error
+	generate(b *Engine, role *roleEntry, sec *secretEntry, now time.Time) error
 	// register is what Auth0 registers for sec, under name.
 	register(sec *secretEntry, name string) (auth0api.NewCredential, error)
 	// describe copies into a new version's meta what the kind records of sec.
 	describe(sec *secretEntry, meta *versionMeta)
 	// verify proves that Auth0 accepts sec, attached (its KeyID and KID are Auth0's).
-	verify(b *backend, conn *connection, clientID string, sec *secretEntry) error
+	verify(b *Engine, conn *connection, clientID string, sec *secretEntry) error
 }
 
 func (keyKind) dueTime(r *roleEntry, now time.Time) time.Time { return overlapDue(r, now) }
@@ -429,7 +389,7 @@ func (keyKind) credsFields(c *credsEntry, served, previous *secretEntry, current
 	}
 }
 
-func (keyKind) authenticate(b *backend, cfg *configEntry, c *credsEntry, req *auth0api.TokenRequest) error {
+func (keyKind) authenticate(b *Engine, cfg *configEntry, c *credsEntry, req *auth0api.TokenRequest) error {
 	assertion, err := auth0api.SignAssertion(c.Current.PrivateKey, c.Current.Algorithm, c.Current.KID, c.ClientID, cfg.assertionAudience(), b.clock.Now(), verifyAssertionTTL)
 	if err != nil {
 		return err
@@ -438,35 +398,17 @@ func (keyKind) authenticate(b *backend, cfg *configEntry, c *credsEntry, req *au
 	return nil
 }
 
-func (r *roleEntry) keyBits() int {
-	if r.KeyBits > 0 {
-		return r.KeyBits
-	}
-	return defaultKeyBits
-}
-
-func (r *roleEntry) keyAlgorithm() string {
-	if r.Algorithm != "" {
-		return r.Algorithm
-	}
-	return auth0api.AlgRS256
-}
-
-// overlapPeriod is how long the previous key stays attached; a role write sets the default
-// explicitly, so that 0 (detach at once) stays expressible.
-func (r *roleEntry) overlapPeriod() time.Duration { return r.OverlapPeriod }
-
 // credentialName names the Auth0 credential of version n of role name on this mount.
-func (b *backend) credentialName(name string, n int) string {
+func (b *Engine) credentialName(name string, n int) string {
 	return b.credentialPrefix(name) + strconv.Itoa(n)
 }
 
-func (b *backend) credentialPrefix(name string) string {
+func (b *Engine) credentialPrefix(name string) string {
 	return "vault/" + b.mountTag + "/" + name + "/v"
 }
 
 // ownCredential reports whether cred was registered by role name of this mount.
-func (b *backend) ownCredential(name string, cred auth0api.CredentialInfo) bool {
+func (b *Engine) ownCredential(name string, cred auth0api.CredentialInfo) bool {
 	rest, ok := strings.CutPrefix(cred.Name, b.credentialPrefix(name))
 	if !ok {
 		return false
@@ -521,7 +463,7 @@ func (j *roleJob) runAttached(ctx context.Context, a attachment) (*versionMeta, 
 			return nil, nil, nil
 		}
 	}
-	switch due := role.dueTime(j.now); {
+	switch due := dueTime(role, j.now); {
 	case j.trigger == triggerReconcile:
 		return nil, nil, nil
 	case j.trigger == triggerScheduled && (due.IsZero() || due.After(j.now)):
@@ -564,7 +506,7 @@ func (j *roleJob) startAttached(ctx context.Context, conn *connection, api keyAP
 				resp, rerr := auth0Failure(fmt.Sprintf("%s: deleting credential %s, which an interrupted rotation left behind", what, cred.ID), err)
 				return j.fail(ctx, resp, rerr)
 			}
-			b.Logger().Info("deleted a credential an interrupted rotation left behind", "role", j.name, "client_id", role.ClientID, "credential_id", cred.ID)
+			b.logger().Info("deleted a credential an interrupted rotation left behind", "role", j.name, "client_id", role.ClientID, "credential_id", cred.ID)
 			continue
 		}
 		kept = append(kept, cred)
@@ -641,7 +583,7 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 		created, err := api.CreateCredential(b.ctx, role.ClientID, registration)
 		switch {
 		case errors.Is(err, auth0api.ErrOutcomeUnknown):
-			b.Logger().Warn("Auth0's answer to a credential's creation was lost; looking for it by name", "role", j.name, "client_id", role.ClientID, "name", pk.Name, "error", err)
+			b.logger().Warn("Auth0's answer to a credential's creation was lost; looking for it by name", "role", j.name, "client_id", role.ClientID, "name", pk.Name, "error", err)
 			if stored, lerr := api.ListCredentials(b.ctx, role.ClientID); lerr == nil {
 				found = findCredential(stored, pk)
 			}
@@ -654,7 +596,7 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 			resp, rerr := auth0Failure(what+": registering it", err)
 			if status := auth0api.ManagementStatus(err); status >= 400 && status < 500 && status != http.StatusTooManyRequests && status != http.StatusUnauthorized {
 				if derr := j.dropPendingKey(ctx, api, a, nil); derr != nil {
-					b.Logger().Warn("could not discard a credential Auth0 refused; the next attempt registers it again", "role", j.name, "error", derr)
+					b.logger().Warn("could not discard a credential Auth0 refused; the next attempt registers it again", "role", j.name, "error", derr)
 				}
 			}
 			return j.fail(ctx, resp, rerr)
@@ -706,7 +648,7 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 			return j.fail(ctx, resp, rerr)
 		}
 		if methods.Switching() {
-			b.Logger().Warn("switched the application's authentication method (allow_auth_method_change)", "role", j.name, "client_id", role.ClientID, "from", methods.Current(), "to", a.method())
+			b.logger().Warn("switched the application's authentication method (allow_auth_method_change)", "role", j.name, "client_id", role.ClientID, "from", methods.Current(), "to", a.method())
 		}
 	}
 	// A credential left out of the overlap because it expired is detached now: delete it,
@@ -717,7 +659,7 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 				resp, rerr := auth0Failure(fmt.Sprintf("%s: deleting credential %s, which expired", what, id), err)
 				return j.fail(ctx, resp, rerr)
 			}
-			b.Logger().Info("deleted a credential that expired before the rotation replaced it", "role", j.name, "client_id", role.ClientID, "credential_id", id)
+			b.logger().Info("deleted a credential that expired before the rotation replaced it", "role", j.name, "client_id", role.ClientID, "credential_id", id)
 		}
 	}
 	if pk.AttachedAt.IsZero() {
@@ -734,7 +676,7 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 		pk = role.PendingKey
 	}
 	if b.clock.Now().Before(pk.PublishAt) {
-		b.Logger().Info("attached the new credential; it is served once Auth0 has applied the change everywhere", "role", j.name, "client_id", role.ClientID, "kind", a.noun(), "version", pk.Version, "publish_at", pk.PublishAt.Format(time.RFC3339))
+		b.logger().Info("attached the new credential; it is served once Auth0 has applied the change everywhere", "role", j.name, "client_id", role.ClientID, "kind", a.noun(), "version", pk.Version, "publish_at", pk.PublishAt.Format(time.RFC3339))
 		return nil, nil, nil // the scheduler comes back at PublishAt
 	}
 	sec.KeyID, sec.KID = pk.CredentialID, pk.KID
@@ -745,10 +687,10 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 	if err != nil {
 		return j.fail(ctx, nil, fmt.Errorf("%s: Auth0 holds it but storing it failed (%w); it is stored at the next attempt", what, err))
 	}
-	b.Logger().Info("rotated "+a.noun(), "role", j.name, "client_id", role.ClientID, "version", version.Version, "credential_id", version.KeyID, "kid", version.KID, "source", version.Source)
+	b.logger().Info("rotated "+a.noun(), "role", j.name, "client_id", role.ClientID, "version", version.Version, "credential_id", version.KeyID, "kid", version.KID, "source", version.Source)
 	if role.Overlap != nil && role.overlapPeriod() == 0 {
 		if err := j.endOverlap(ctx, api, a); err != nil {
-			b.Logger().Warn("could not detach the previous credential at once (overlap_period=0); the role's next job does", "role", j.name, "error", err)
+			b.logger().Warn("could not detach the previous credential at once (overlap_period=0); the role's next job does", "role", j.name, "error", err)
 		}
 	}
 	return version, nil, nil
@@ -794,7 +736,7 @@ func (j *roleJob) dropPendingKey(ctx context.Context, api keyAPI, a attachment, 
 	}
 	*role = *next
 	if err := deleteKey(ctx, j.s, secretKey(j.name, version)); err != nil {
-		b.Logger().Warn("could not delete an abandoned pending credential", "role", j.name, "error", err)
+		b.logger().Warn("could not delete an abandoned pending credential", "role", j.name, "error", err)
 	}
 	return nil
 }
@@ -839,14 +781,14 @@ func (j *roleJob) endOverlap(ctx context.Context, api keyAPI, a attachment) erro
 		return err
 	}
 	*role = *next
-	b.Logger().Info("detached and deleted the previous credential", "kind", a.noun(), "role", j.name, "client_id", role.ClientID, "credential_ids", strings.Join(ov.CredentialIDs, ","), "previous_version", ov.Version)
+	b.logger().Info("detached and deleted the previous credential", "kind", a.noun(), "role", j.name, "client_id", role.ClientID, "credential_ids", strings.Join(ov.CredentialIDs, ","), "previous_version", ov.Version)
 	return nil
 }
 
 // verifyKey proves that Auth0 accepts the key: it exchanges a client assertion signed with
 // it at /oauth/token, polling through Auth0's propagation window. A 403 (authenticated,
 // audience not granted) counts as accepted.
-func (b *backend) verifyKey(conn *connection, clientID, privatePEM, alg, kid string) error {
+func (b *Engine) verifyKey(conn *connection, clientID, privatePEM, alg, kid string) error {
 	deadline := b.clock.Now().Add(b.rootAcceptWait)
 	for {
 		assertion, err := auth0api.SignAssertion(privatePEM, alg, kid, clientID, conn.config.assertionAudience(), b.clock.Now(), verifyAssertionTTL)
@@ -887,7 +829,7 @@ func (j *roleJob) commitKey(sec *secretEntry, a attachment, keep []string, keepU
 	a.describe(sec, &info)
 	meta, dropped := next.addVersion(info, now)
 	next.LastVaultRotation = now.UTC()
-	next.NextVaultRotation = role.nextAfterRotation(now)
+	next.NextVaultRotation = nextAfterRotation(role, now)
 	next.succeed()
 	next.Warning = ""
 	next.Overlap = nil
@@ -902,7 +844,7 @@ func (j *roleJob) commitKey(sec *secretEntry, a attachment, keep []string, keepU
 	cur.Version, cur.CreatedTime, cur.Source = meta.Version, meta.CreatedTime, pk.Source
 	cur.KeyID, cur.KID = pk.CredentialID, pk.KID
 	creds := &credsEntry{Current: &cur}
-	next.credsMeta(creds)
+	credsMeta(next, creds)
 	if err := j.holder().commitVersion(ctx, role, next, creds, len(dropped) > 0); err != nil {
 		return nil, err
 	}

@@ -66,7 +66,7 @@ type credentialKind interface {
 	schemas() kindSchemas
 	// authenticate sets how a token request of token/ authenticates with the served
 	// credential.
-	authenticate(b *backend, cfg *configEntry, c *credsEntry, req *auth0api.TokenRequest) error
+	authenticate(b *Engine, cfg *configEntry, c *credsEntry, req *auth0api.TokenRequest) error
 }
 
 // kindSchemas are the fields a kind adds to the API (OpenAPI, docs/API.md, path-help):
@@ -135,29 +135,13 @@ func kindOf(ct, strategy string) credentialKind {
 	return nil
 }
 
-// kind is the role's credential kind. A role with a staged secret stays staged until it
-// is finished, whatever its settings say.
-func (r *roleEntry) kind() credentialKind {
-	strategy := r.RotationStrategy
-	if r.Staged != nil {
-		strategy = strategyStaged
-	}
-	if k := kindOf(r.CredentialType, strategy); k != nil {
+// kindFor is the kind of credential type ct and rotation strategy strategy, as a role or
+// its creds entry stores them (kindKey).
+func kindFor(ct, strategy string) credentialKind {
+	if k := kindOf(ct, strategy); k != nil {
 		return k
 	}
 	return secretKind{} // written by no build; served as the default kind
-}
-
-// kind is the kind of the role whose creds these are.
-func (c *credsEntry) kind() credentialKind {
-	strategy := c.Strategy
-	if c.Next != nil {
-		strategy = strategyStaged
-	}
-	if k := kindOf(c.CredentialType, strategy); k != nil {
-		return k
-	}
-	return secretKind{}
 }
 
 // credentialTypes lists the credential types, each once, for messages and help.
@@ -279,16 +263,6 @@ func (o rotateOptions) set() []string {
 	return set
 }
 
-// scheduledDue is the due time of a role with nothing under way: its next rotation, lead
-// before it, or the next attempt after a failure if that is later; zero without a
-// schedule or with a due time no schedule produces.
-func (r *roleEntry) scheduledDue(now time.Time, lead time.Duration) time.Time {
-	if !r.scheduled() || !plausibleDue(r.NextVaultRotation, now) {
-		return time.Time{}
-	}
-	return later(r.NextVaultRotation.Add(-lead), r.NextAttempt)
-}
-
 // resolveThenRotate is the job of the client secret kinds: resolve any rotation left in
 // flight, then, unless only reconciling or the resolution stored what was due, rotate.
 func (j *roleJob) resolveThenRotate(ctx context.Context, rotate func(ctx context.Context) (*versionMeta, *logical.Response, error)) (*versionMeta, *logical.Response, error) {
@@ -298,8 +272,43 @@ func (j *roleJob) resolveThenRotate(ctx context.Context, rotate func(ctx context
 	if j.trigger == triggerReconcile {
 		return nil, nil, nil
 	}
-	if j.trigger == triggerScheduled && j.role.dueTime(j.now).After(j.now) {
+	if j.trigger == triggerScheduled && dueTime(j.role, j.now).After(j.now) {
 		return nil, nil, nil // resolving stored the rotation that was due
 	}
 	return rotate(ctx)
+}
+
+// timeOrEmpty is t in RFC 3339, or "" when t is zero.
+func timeOrEmpty(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func credentialTypeName(ct string) string {
+	if ct == "" {
+		return credentialClientSecret
+	}
+	return ct
+}
+
+func fieldSet(d *framework.FieldData, name string) bool {
+	_, ok := d.GetOk(name)
+	return ok
+}
+
+// defaultNote marks a stage_period that was not set.
+func defaultNote(set time.Duration) string {
+	if set == 0 {
+		return ", the default"
+	}
+	return ""
+}
+
+// addTime sets data[key] to t in RFC 3339, unless t is zero.
+func addTime(data map[string]interface{}, key string, t time.Time) {
+	if !t.IsZero() {
+		data[key] = t.UTC().Format(time.RFC3339)
+	}
 }

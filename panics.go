@@ -1,12 +1,8 @@
 package auth0
 
 import (
-	"context"
 	"errors"
-	"net/http"
 	"runtime/debug"
-
-	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // A panic in the plugin process ends it, and with plugin multiplexing every mount of the
@@ -20,19 +16,8 @@ const panicMessage = "internal error in the Auth0 secrets engine (a bug: it is l
 
 var errPanic = errors.New(panicMessage)
 
-// HandleRequest is framework.Backend's, with the panic boundary.
-func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (resp *logical.Response, err error) {
-	defer func() {
-		if recover() != nil {
-			b.logPanic("request", "path", req.Path, "operation", req.Operation)
-			resp, err = nil, logical.CodedError(http.StatusInternalServerError, panicMessage)
-		}
-	}()
-	return b.Backend.HandleRequest(ctx, req)
-}
-
 // recoverInto, deferred, turns a panic of the calling goroutine into *errp.
-func (b *backend) recoverInto(where string, errp *error) {
+func (b *Engine) recoverInto(where string, errp *error) {
 	if recover() != nil {
 		b.logPanic(where)
 		*errp = errPanic
@@ -40,7 +25,7 @@ func (b *backend) recoverInto(where string, errp *error) {
 }
 
 // guard runs fn, recovering a panic: for goroutines, which nothing else would catch.
-func (b *backend) guard(where string, fn func()) {
+func (b *Engine) guard(where string, fn func()) {
 	defer func() {
 		if recover() != nil {
 			b.logPanic(where)
@@ -51,13 +36,13 @@ func (b *backend) guard(where string, fn func()) {
 
 // recoverJob, deferred by a scheduled job, recovers its panic: the job is due again at its
 // next attempt.
-func (b *backend) recoverJob() {
+func (b *Engine) recoverJob() {
 	if recover() != nil {
 		b.logPanic("scheduled job")
 	}
 }
 
-func (b *backend) logPanic(where string, args ...any) {
+func (b *Engine) logPanic(where string, args ...any) {
 	args = append([]any{"where", where}, args...)
-	b.Logger().Error("recovered from a panic; the plugin keeps serving", append(args, "stack", string(debug.Stack()))...)
+	b.logger().Error("recovered from a panic; the plugin keeps serving", append(args, "stack", string(debug.Stack()))...)
 }

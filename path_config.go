@@ -152,7 +152,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 	if f := cfg.RootFailures.LastFailure; f != nil {
 		data["last_root_rotation_failure"] = failureData(f, cfg.RootFailures.NextAttempt)
 	}
-	cfg.rootKeyFields(data)
+	rootKeyFields(cfg, data)
 	return &logical.Response{Data: data}, nil
 }
 
@@ -357,19 +357,6 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ 
 	b.resetConnection()
 	b.scheduleRoot(nil)
 	return nil, nil
-}
-
-// describeTokenError says why a token request failed, from Auth0's answer when there is
-// one. Anything else (no answer, or an answer that is not Auth0's) is described in the same
-// generic words, so that the answer does not tell what listens at an address.
-func describeTokenError(err error) string {
-	if status, code, desc, _, _ := auth0api.TokenAnswer(err); auth0api.IsOAuthAnswer(err) {
-		return fmt.Sprintf("Auth0 answered %d %s: %s", status, code, desc)
-	}
-	if auth0api.IsTokenFailure(err) || auth0api.IsTransportFailure(err) {
-		return auth0api.DescribeTransportError(err)
-	}
-	return err.Error()
 }
 
 const configWriteSummary = "Write the Management API connection, checked against Auth0 first."

@@ -162,7 +162,7 @@ func (b *backend) credsResponse(ctx context.Context, s logical.Storage, creds *c
 		"version":             served.Version,
 		"last_vault_rotation": served.CreatedTime.Format(time.RFC3339),
 	}
-	creds.kind().credsFields(creds, served, previous, current, data)
+	kindFor(creds.kindKey()).credsFields(creds, served, previous, current, data)
 	if !current {
 		return &logical.Response{Data: data}, nil
 	}
@@ -187,14 +187,6 @@ func (b *backend) credsResponse(ctx context.Context, s logical.Storage, creds *c
 	}
 	data["rotation_period"] = int64(period.Seconds())
 	return &logical.Response{Data: data}, nil
-}
-
-// timeOrEmpty is t in RFC 3339, or "" when t is zero.
-func timeOrEmpty(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(time.RFC3339)
 }
 
 // secondsUntil is the whole seconds from now to t, at least 1 so that a client treats an

@@ -147,7 +147,7 @@ func (b *backend) pathRoleList(ctx context.Context, req *logical.Request, _ *fra
 		if role == nil {
 			continue
 		}
-		kind := role.kind()
+		kind := kindFor(role.kindKey())
 		entry := map[string]interface{}{
 			"client_id":         role.ClientID,
 			"rotation_strategy": strategyName(kind),
@@ -178,7 +178,7 @@ func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *fra
 		"rotation_window":   int64(role.RotationWindow.Seconds()),
 		"max_versions":      role.MaxVersions,
 		"current_version":   role.currentVersion(),
-		"max_ttl":           int64(role.maxTTL().Seconds()),
+		"max_ttl":           int64(roleMaxTTL(role).Seconds()),
 	}
 	addTime(data, "last_vault_rotation", role.LastVaultRotation)
 	addTime(data, "next_vault_rotation", role.NextVaultRotation)
@@ -188,7 +188,7 @@ func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *fra
 	if role.Blocked != "" {
 		data["rotation_blocked"] = role.Blocked
 	}
-	kind := role.kind()
+	kind := kindFor(role.kindKey())
 	data["rotation_strategy"] = strategyName(kind)
 	data["credential_type"] = kind.credentialType()
 	kind.readFields(role, data)
@@ -273,7 +273,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 			return auth0Failure(fmt.Sprintf("checking client_id %q in Auth0", role.ClientID), err)
 		}
 		imported = info.Secret
-		if resp, err := role.kind().checkApplication(ctx, conn, role); resp != nil || err != nil {
+		if resp, err := kindFor(role.kindKey()).checkApplication(ctx, conn, role); resp != nil || err != nil {
 			return resp, err
 		}
 	}
@@ -404,7 +404,7 @@ func applyRoleFields(role *roleEntry, d *framework.FieldData, creating bool, now
 	if resp := applyTokenFields(role, d); resp != nil {
 		return nil, resp
 	}
-	if lead := role.consumerLead(); role.MaxTTL > 0 && lead > 0 && role.MaxTTL >= lead {
+	if lead := consumerLead(role); role.MaxTTL > 0 && lead > 0 && role.MaxTTL >= lead {
 		what := "overlap_period"
 		if kind.strategy() == strategyStaged {
 			what = "stage_period"
@@ -458,26 +458,6 @@ func strategyName(kind credentialKind) string {
 	return kind.strategy()
 }
 
-func credentialTypeName(ct string) string {
-	if ct == "" {
-		return credentialClientSecret
-	}
-	return ct
-}
-
-func fieldSet(d *framework.FieldData, name string) bool {
-	_, ok := d.GetOk(name)
-	return ok
-}
-
-// defaultNote marks a stage_period that was not set.
-func defaultNote(set time.Duration) string {
-	if set == 0 {
-		return ", the default"
-	}
-	return ""
-}
-
 func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	lock := b.roleLock(name)
@@ -527,13 +507,6 @@ func failureData(f *rotationFailure, nextAttempt time.Time) map[string]interface
 	addTime(data, "since", f.Since)
 	addTime(data, "next_attempt", nextAttempt)
 	return data
-}
-
-// addTime sets data[key] to t in RFC 3339, unless t is zero.
-func addTime(data map[string]interface{}, key string, t time.Time) {
-	if !t.IsZero() {
-		data[key] = t.UTC().Format(time.RFC3339)
-	}
 }
 
 func sortedStrings(s []string) []string {

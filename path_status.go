@@ -66,7 +66,7 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *f
 		if role.Blocked != "" {
 			blocked = append(blocked, map[string]interface{}{"role": name, "reason": role.Blocked})
 		}
-		if due := role.dueTime(now); !due.IsZero() && now.Sub(due) > overdueGrace {
+		if due := dueTime(role, now); !due.IsZero() && now.Sub(due) > overdueGrace {
 			overdue = append(overdue, map[string]interface{}{
 				"role": name, "due": due.UTC().Format(time.RFC3339), "overdue_seconds": int64(now.Sub(due).Seconds()),
 			})

@@ -3,19 +3,12 @@ package auth0
 import (
 	"context"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
-)
-
-const (
-	defaultAssertionTTL = time.Minute
-	maxAssertionTTL     = 5 * time.Minute
-	minAssertionTTL     = 10 * time.Second
 )
 
 func pathToken(b *backend) []*framework.Path {
@@ -129,19 +122,6 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *fr
 		"rotation_period": int64(tok.RefreshAt.Sub(tok.ObtainedAt).Seconds()),
 	}
 	return &logical.Response{Data: data}, nil
-}
-
-// tokenAllowed says why token/ refuses a request for audience, nil when it may proceed.
-func tokenAllowed(name string, creds *credsEntry, audience string) *logical.Response {
-	switch {
-	case creds == nil:
-		return logical.ErrorResponse("role %q does not exist or has no token_audiences", name)
-	case len(creds.TokenAudiences) == 0:
-		return logical.ErrorResponse("role %q mints no access tokens: set token_audiences on it (the APIs its application may call)", name)
-	case audience != "" && !slices.Contains(creds.TokenAudiences, audience):
-		return logical.ErrorResponse("role %q may not mint tokens for audience %q; its token_audiences are %v", name, audience, creds.TokenAudiences)
-	}
-	return nil
 }
 
 func (b *backend) pathAssertionRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

@@ -61,7 +61,7 @@ const scopeWarning = "after an interrupted rotation Vault could not read the app
 
 // resolveRoleWALs resolves every rotation of role name left in flight. The caller holds
 // the role's lock, so no live rotation owns any entry found here.
-func (b *backend) resolveRoleWALs(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
+func (b *Engine) resolveRoleWALs(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
 	pending, err := b.pendingRotations(ctx, s)
 	if err != nil {
 		return err
@@ -85,7 +85,7 @@ func (b *backend) resolveRoleWALs(ctx context.Context, s logical.Storage, name s
 //   - the secret entry of version BaseVersion+1 records it: Auth0 answered and Vault
 //     stored the secret, but a crash cut the commit short: the commit is finished;
 //   - otherwise Auth0 may hold a secret Vault never saw: it is read back (recoverLocked).
-func (b *backend) resolveWALLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry, p pendingRotation) (*versionMeta, error) {
+func (b *Engine) resolveWALLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry, p pendingRotation) (*versionMeta, error) {
 	w := p.wal
 	if role == nil || role.ClientID != w.ClientID {
 		b.deleteWAL(s, p.id)
@@ -108,7 +108,7 @@ func (b *backend) resolveWALLocked(ctx context.Context, s logical.Storage, name 
 				return nil, fmt.Errorf("finishing the storage of a rotated secret: %w", err)
 			}
 			b.deleteWAL(s, p.id)
-			b.Logger().Info("finished storing a rotation a crash interrupted", "role", name, "version", version.Version)
+			b.logger().Info("finished storing a rotation a crash interrupted", "role", name, "version", version.Version)
 			return version, nil
 		}
 	}
@@ -132,7 +132,7 @@ func (b *backend) resolveWALLocked(ctx context.Context, s logical.Storage, name 
 // version's, stores it as a new version with source "recovered". Without that scope it
 // rotates again and stores the result, and warns on the role. It returns the stored
 // version, or nil if the role already held Auth0's secret.
-func (b *backend) recoverLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry, conn *connection, walID, priorHash string) (*versionMeta, error) {
+func (b *Engine) recoverLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry, conn *connection, walID, priorHash string) (*versionMeta, error) {
 	info, err := conn.client.ReadClient(ctx, role.ClientID, true)
 	var secret string
 	switch {
@@ -151,7 +151,7 @@ func (b *backend) recoverLocked(ctx context.Context, s logical.Storage, name str
 		}
 		secret = info.Secret
 	case lacksReadClientKeys(err):
-		b.Logger().Warn("cannot read the application's secret back from Auth0 (grant read:client_keys); rotating again to recover", "role", name, "client_id", role.ClientID)
+		b.logger().Warn("cannot read the application's secret back from Auth0 (grant read:client_keys); rotating again to recover", "role", name, "client_id", role.ClientID)
 		// The entry being resolved still covers this rotation: it is deleted only once
 		// the result is stored.
 		if secret, err = conn.client.RotateSecret(ctx, role.ClientID, nil); err != nil {
@@ -165,7 +165,7 @@ func (b *backend) recoverLocked(ctx context.Context, s logical.Storage, name str
 	if err != nil {
 		return nil, fmt.Errorf("storing the recovered secret: %w", err)
 	}
-	b.Logger().Info("recovered the application's secret from Auth0", "role", name, "client_id", role.ClientID, "version", version.Version)
+	b.logger().Info("recovered the application's secret from Auth0", "role", name, "client_id", role.ClientID, "version", version.Version)
 	return version, nil
 }
 
@@ -178,11 +178,11 @@ func lacksReadClientKeys(err error) bool {
 // walRollback is the framework's hook for entries Vault's rollback manager finds; returning
 // nil lets the framework delete the entry. It resolves the entry's role through the role's
 // job, like every other path that may change Auth0.
-func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind string, data interface{}) error {
+func (b *Engine) walRollback(ctx context.Context, req *logical.Request, kind string, data interface{}) error {
 	if kind != walKindRotation && kind != walKindRoleWrite {
 		return nil
 	}
-	if !b.WriteSafeReplicationState() {
+	if !b.host.WriteSafeReplicationState() {
 		return errors.New("rotations and role writes left in flight are resolved where storage is writable (the active node of the primary cluster)")
 	}
 	if kind == walKindRoleWrite {
@@ -208,12 +208,12 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 
 // pendingRotations lists the rotations left in flight. An entry that cannot be read is an
 // error (the caller retries); one that cannot be decoded is reported and skipped.
-func (b *backend) pendingRotations(ctx context.Context, s logical.Storage) ([]pendingRotation, error) {
+func (b *Engine) pendingRotations(ctx context.Context, s logical.Storage) ([]pendingRotation, error) {
 	var pending []pendingRotation
 	err := b.eachWAL(ctx, s, walKindRotation, func(id string, data interface{}) {
 		w, err := decodeRotationWAL(data)
 		if err != nil {
-			b.Logger().Error("ignoring an unreadable rotation log entry", "id", id, "error", err)
+			b.logger().Error("ignoring an unreadable rotation log entry", "id", id, "error", err)
 			return
 		}
 		pending = append(pending, pendingRotation{id: id, wal: w})
@@ -222,7 +222,7 @@ func (b *backend) pendingRotations(ctx context.Context, s logical.Storage) ([]pe
 }
 
 // eachWAL calls fn with every write-ahead entry of kind.
-func (b *backend) eachWAL(ctx context.Context, s logical.Storage, kind string, fn func(id string, data interface{})) error {
+func (b *Engine) eachWAL(ctx context.Context, s logical.Storage, kind string, fn func(id string, data interface{})) error {
 	ids, err := framework.ListWAL(ctx, s)
 	if err != nil {
 		return fmt.Errorf("listing write-ahead entries: %w", err)
@@ -242,19 +242,19 @@ func (b *backend) eachWAL(ctx context.Context, s logical.Storage, kind string, f
 // holdCreds makes creds reads of the pending rotations' roles wait until they are
 // reconciled (awaitRecovery): until then what creds would serve may be a secret Auth0 has
 // already replaced.
-func (b *backend) holdCreds(pending []pendingRotation) {
+func (b *Engine) holdCreds(pending []pendingRotation) {
 	for _, p := range pending {
 		b.holdRole(p.wal.Role)
 	}
 }
 
 // holdRole makes reads of role wait (awaitRecovery) until releaseCreds.
-func (b *backend) holdRole(role string) {
+func (b *Engine) holdRole(role string) {
 	b.recovering.LoadOrStore(role, make(chan struct{}))
 }
 
 // releaseCreds lets creds reads of role go on, reconciled or not.
-func (b *backend) releaseCreds(role string) {
+func (b *Engine) releaseCreds(role string) {
 	if ch, ok := b.recovering.LoadAndDelete(role); ok {
 		close(ch.(chan struct{}))
 	}
@@ -263,7 +263,7 @@ func (b *backend) releaseCreds(role string) {
 // awaitRecovery waits, for at most recoveryWait, while role has a rotation left in flight
 // by a crash that the start of this mount has not reconciled yet. For every other role it
 // is a single lookup in an empty map.
-func (b *backend) awaitRecovery(ctx context.Context, role string) {
+func (b *Engine) awaitRecovery(ctx context.Context, role string) {
 	ch, ok := b.recovering.Load(role)
 	if !ok {
 		return
@@ -282,7 +282,7 @@ func (b *backend) awaitRecovery(ctx context.Context, role string) {
 // reconcilePending resolves the roles of the given rotations left in flight, each through
 // its role's job, and releases the creds reads that wait for them whatever the outcome: a
 // failure is recorded on the role, and its next job resolves the entry first.
-func (b *backend) reconcilePending(ctx context.Context, s logical.Storage, pending []pendingRotation) {
+func (b *Engine) reconcilePending(ctx context.Context, s logical.Storage, pending []pendingRotation) {
 	gone := make(map[string]bool)
 	done := make(map[string]bool)
 	for _, p := range pending {
@@ -301,9 +301,9 @@ func (b *backend) reconcilePending(ctx context.Context, s logical.Storage, pendi
 			gone[role] = true
 			b.deleteWAL(s, p.id)
 		case err != nil:
-			b.Logger().Error("could not reconcile a rotation left in flight; will retry", "role", role, "error", err)
+			b.logger().Error("could not reconcile a rotation left in flight; will retry", "role", role, "error", err)
 		case resp != nil && resp.IsError():
-			b.Logger().Error("could not reconcile a rotation left in flight; will retry", "role", role, "error", resp.Error())
+			b.logger().Error("could not reconcile a rotation left in flight; will retry", "role", role, "error", resp.Error())
 		}
 		b.releaseCreds(role)
 	}
@@ -332,11 +332,11 @@ func decodeWAL(data, w interface{}, role *string) error {
 
 // deleteWAL removes a finished step's write-ahead entry. Failing is harmless: resolving an
 // entry whose step was stored finds it done and does nothing more.
-func (b *backend) deleteWAL(s logical.Storage, id string) {
+func (b *Engine) deleteWAL(s logical.Storage, id string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(b.ctx), commitTimeout)
 	defer cancel()
 	if err := framework.DeleteWAL(ctx, s, id); err != nil {
-		b.Logger().Warn("could not delete a finished step's write-ahead entry; resolving it later finds nothing to do", "error", err)
+		b.logger().Warn("could not delete a finished step's write-ahead entry; resolving it later finds nothing to do", "error", err)
 	}
 }
 
@@ -356,7 +356,7 @@ type roleWriteWAL struct {
 // write that fails writes creds again from the role stored (whether the failed write landed
 // or not) and drops the tokens readers may have fetched meanwhile; its entry stays only if
 // that failed too.
-func (b *backend) storeRoleWrite(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
+func (b *Engine) storeRoleWrite(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
 	id, err := framework.PutWAL(ctx, s, walKindRoleWrite, &roleWriteWAL{Role: name})
 	if err != nil {
 		return fmt.Errorf("storing the write-ahead entry of the role write: %w", err)
@@ -373,12 +373,12 @@ func (b *backend) storeRoleWrite(ctx context.Context, s logical.Storage, name st
 }
 
 // pendingRoleWrites lists the roles whose write a crash may have cut, with their entries.
-func (b *backend) pendingRoleWrites(ctx context.Context, s logical.Storage) (map[string][]string, error) {
+func (b *Engine) pendingRoleWrites(ctx context.Context, s logical.Storage) (map[string][]string, error) {
 	pending := make(map[string][]string)
 	err := b.eachWAL(ctx, s, walKindRoleWrite, func(id string, data interface{}) {
 		w, err := decodeRoleWriteWAL(data)
 		if err != nil {
-			b.Logger().Error("ignoring an unreadable role write log entry", "id", id, "error", err)
+			b.logger().Error("ignoring an unreadable role write log entry", "id", id, "error", err)
 			return
 		}
 		pending[w.Role] = append(pending[w.Role], id)
@@ -389,7 +389,7 @@ func (b *backend) pendingRoleWrites(ctx context.Context, s logical.Storage) (map
 // repairRoleWrite makes creds of name carry the stored role's definition again, after a
 // role write a crash may have cut, then deletes the write's entries. It does nothing more
 // for a role that is gone: a delete removes creds before the role.
-func (b *backend) repairRoleWrite(ctx context.Context, s logical.Storage, name string, ids []string) error {
+func (b *Engine) repairRoleWrite(ctx context.Context, s logical.Storage, name string, ids []string) error {
 	lock := b.roleLock(name)
 	lock.Lock()
 	defer lock.Unlock()
@@ -404,7 +404,7 @@ func (b *backend) repairRoleWrite(ctx context.Context, s logical.Storage, name s
 
 // repairRoleWriteLocked is repairRoleWrite for a caller that holds the role's lock, without
 // deleting entries.
-func (b *backend) repairRoleWriteLocked(ctx context.Context, s logical.Storage, name string) error {
+func (b *Engine) repairRoleWriteLocked(ctx context.Context, s logical.Storage, name string) error {
 	defer b.tokens.dropRole(name)
 	role, err := loadRole(ctx, s, name)
 	if err != nil || role == nil {
@@ -416,7 +416,7 @@ func (b *backend) repairRoleWriteLocked(ctx context.Context, s logical.Storage, 
 // repairRoleWrites repairs every role write a crash may have cut, retrying until each is
 // repaired, and lets reads of each role go on once it is, unless a rotation of the role is
 // left in flight too (reconcilePending lets those go on).
-func (b *backend) repairRoleWrites(ctx context.Context, s logical.Storage, left inFlight) {
+func (b *Engine) repairRoleWrites(ctx context.Context, s logical.Storage, left inFlight) {
 	release := func(name string) {
 		if !slices.ContainsFunc(left.rotations, func(p pendingRotation) bool { return p.wal.Role == name }) {
 			b.releaseCreds(name)

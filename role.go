@@ -399,23 +399,6 @@ func (r *roleEntry) trimVersions() []*versionMeta {
 // legacy reports whether the role is still in layout 0, secrets inside.
 func (r *roleEntry) legacy() bool { return r.Layout < roleLayout }
 
-// credsMeta copies into c the role's state that creds reports.
-func (r *roleEntry) credsMeta(c *credsEntry) {
-	c.ClientID = r.ClientID
-	c.RotationPeriod = r.RotationPeriod
-	c.RotationSchedule = r.RotationSchedule
-	c.NextVaultRotation = r.NextVaultRotation
-	c.NextAttempt = r.NextAttempt
-	c.Strategy = r.RotationStrategy
-	c.CredentialType = r.CredentialType
-	c.TokenAudiences, c.TokenScopes = r.TokenAudiences, r.TokenScopes
-	c.AllowAssertions, c.AssertionTTL = r.AllowAssertions, r.AssertionTTL
-	c.LastEvent, c.MaxTTL = r.lastEvent(), r.maxTTL()
-	c.Halted = r.Blocked != ""
-	c.StagePeriod, c.OverlapUntil, c.PublishAt = 0, time.Time{}, time.Time{}
-	r.kind().credsMeta(r, c)
-}
-
 // lastEvent is when the engine last acted on the role's credential: a rotation, the
 // publication of a staged secret, its switch or cancellation, the start of a key
 // rotation or the attachment of its key, or an attempt that failed. Each moves what creds answers, or when it will
@@ -444,16 +427,6 @@ func (r *roleEntry) stagePeriod() time.Duration {
 	return defaultStagePeriod
 }
 
-// nextChange is the next change of the credential a consumer of creds must see: the next
-// rotation, publication, switch or key publication, or while rotations fail the next
-// attempt, whichever is later. Zero when the role has no schedule, or is blocked.
-func (c *credsEntry) nextChange() time.Time {
-	if c.Halted {
-		return time.Time{} // nothing happens until the operator acts
-	}
-	return c.kind().nextChange(c)
-}
-
 func later(a, b time.Time) time.Time {
 	if b.After(a) {
 		return b
@@ -464,17 +437,6 @@ func later(a, b time.Time) time.Time {
 // scheduled reports whether the role rotates by itself.
 func (r *roleEntry) scheduled() bool {
 	return r.RotationPeriod > 0 || r.RotationSchedule != ""
-}
-
-// dueTime is when the scheduler should next look at the role: its next rotation, or after
-// a failure the next attempt if that is later, or what its kind has under way. Zero when
-// it must not be queued: no schedule, blocked, or a due time that is missing or absurd
-// (left by an older build).
-func (r *roleEntry) dueTime(now time.Time) time.Time {
-	if r.Blocked != "" {
-		return time.Time{}
-	}
-	return r.kind().dueTime(r, now)
 }
 
 // shortestScheduleGap is the shortest interval between the role's rotation_schedule times
@@ -534,30 +496,6 @@ func (r *roleEntry) nextRotation(from time.Time) time.Time {
 		return next
 	}
 	return time.Time{}
-}
-
-// nextAfterRotation is the next scheduled rotation after one committed at now, r being
-// the role before it. Consumers of creds that read before this rotation were told to read
-// again at the next change they had to see then (its time, announced), or within max_ttl;
-// had the next scheduled time come sooner than both, as after a rotation that ended a run
-// of failures (they were told the next attempt, not the schedule), such a consumer would
-// still hold the replaced credential when Auth0 already required the next one. So the next
-// rotation comes no sooner than that: by then every consumer has read this one.
-func (r *roleEntry) nextAfterRotation(now time.Time) time.Time {
-	next := r.nextRotation(now)
-	var told credsEntry
-	r.credsMeta(&told)
-	floor := now.Add(r.maxTTL())
-	if announced := told.nextChange(); !announced.IsZero() && announced.Before(floor) {
-		floor = announced
-	}
-	if next.IsZero() || !next.Before(floor) {
-		return next
-	}
-	if r.RotationSchedule != "" {
-		return r.nextRotation(floor.Add(-time.Nanosecond))
-	}
-	return floor.UTC()
 }
 
 // missedWindow reports whether a schedule's rotation window has passed for the due time.
@@ -710,68 +648,10 @@ func saveSecret(ctx context.Context, s logical.Storage, name string, sec *secret
 	return putJSON(ctx, s, secretKey(name, sec.Version), sec)
 }
 
-// buildCreds assembles what creds serves from the role and its secret entries: used where
-// creds/<name> is missing (a role not yet upgraded) and to write it anew.
-func buildCreds(ctx context.Context, s logical.Storage, name string, role *roleEntry) (*credsEntry, error) {
-	cur := role.current()
-	if cur == nil {
-		return nil, nil
-	}
-	c := &credsEntry{}
-	role.credsMeta(c)
-	var err error
-	if c.Current, err = loadSecret(ctx, s, name, role, cur.Version); err != nil {
-		return nil, err
-	}
-	if c.Current == nil {
-		return nil, fmt.Errorf("role %q: the secret of its current version %d is missing from storage", name, cur.Version)
-	}
-	if role.version(cur.Version-1) != nil && role.kind().servesPrevious(role, cur.Version-1) {
-		if c.Previous, err = loadSecret(ctx, s, name, role, cur.Version-1); err != nil {
-			return nil, err
-		}
-	}
-	if role.Staged != nil {
-		if c.Next, err = loadSecret(ctx, s, name, nil, role.Staged.Version); err != nil {
-			return nil, err
-		}
-	}
-	return c, nil
-}
-
 // roleGone reports whether role name no longer exists.
 func roleGone(ctx context.Context, s logical.Storage, name string) (bool, error) {
 	role, err := loadRole(ctx, s, name)
 	return role == nil && err == nil, err
-}
-
-// deleteRoleData removes everything stored for a role name except its metadata and
-// ownership claim: what creds serves, then every version's secret.
-func (b *backend) deleteRoleData(ctx context.Context, s logical.Storage, name string) error {
-	err := deleteKey(ctx, s, credsKey(name))
-	b.credsCache.invalidate(name)
-	if err != nil {
-		return err
-	}
-	keys, err := s.List(ctx, secretsDir(name))
-	if err != nil {
-		return fmt.Errorf("listing the secrets of role %q: %w", name, err)
-	}
-	for _, k := range keys {
-		if err := deleteKey(ctx, s, secretsDir(name)+k); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// rewriteCreds writes what creds serves anew from the role and its secret entries.
-func (b *backend) rewriteCreds(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
-	creds, err := buildCreds(ctx, s, name, role)
-	if err != nil || creds == nil {
-		return err
-	}
-	return b.putCreds(ctx, s, name, creds)
 }
 
 func loadOwner(ctx context.Context, s logical.Storage, clientID string) (string, error) {
@@ -785,4 +665,55 @@ func loadOwner(ctx context.Context, s logical.Storage, clientID string) (string,
 
 func saveOwner(ctx context.Context, s logical.Storage, clientID, role string) error {
 	return putJSON(ctx, s, ownerKey(clientID), &ownerEntry{Role: role})
+}
+
+// Credential types (credential_type).
+const (
+	credentialClientSecret  = "client_secret"
+	credentialPrivateKeyJWT = "private_key_jwt"
+	credentialSelfSignedTLS = "self_signed_tls_client_auth"
+)
+
+const (
+	// defaultMaxTTL bounds the ttl creds answers when the role sets no max_ttl.
+	defaultMaxTTL = 5 * time.Minute
+	// minMaxTTL keeps ttl well above the 2 seconds under which Vault Secrets Operator
+	// treats an answer as "about to rotate" and reads again.
+	minMaxTTL = 10 * time.Second
+)
+
+// maxTTL is the largest ttl creds answers for the role.
+func (c *credsEntry) maxTTL() time.Duration {
+	if c.MaxTTL > 0 {
+		return c.MaxTTL
+	}
+	return defaultMaxTTL
+}
+
+// scheduledDue is the due time of a role with nothing under way: its next rotation, lead
+// before it, or the next attempt after a failure if that is later; zero without a
+// schedule or with a due time no schedule produces.
+func (r *roleEntry) scheduledDue(now time.Time, lead time.Duration) time.Time {
+	if !r.scheduled() || !plausibleDue(r.NextVaultRotation, now) {
+		return time.Time{}
+	}
+	return later(r.NextVaultRotation.Add(-lead), r.NextAttempt)
+}
+
+// kindKey is the credential type and rotation strategy of the role's kind (kindFor). A
+// role with a staged secret stays staged until it is finished, whatever its settings say.
+func (r *roleEntry) kindKey() (credentialType, strategy string) {
+	if r.Staged != nil {
+		return r.CredentialType, strategyStaged
+	}
+	return r.CredentialType, r.RotationStrategy
+}
+
+// kindKey is the credential type and rotation strategy of the kind of the role whose creds
+// these are.
+func (c *credsEntry) kindKey() (credentialType, strategy string) {
+	if c.Next != nil {
+		return c.CredentialType, strategyStaged
+	}
+	return c.CredentialType, c.Strategy
 }

@@ -48,12 +48,12 @@ func generateClientSecret() (string, error) {
 // scheduled or reconciling, as runRoleJob is for roles: under configMu it resolves a root
 // rotation left unfinished, rotates when asked or due, records a failure (time, message,
 // count) on the config with the next attempt after backoff, and requeues the root job.
-func (b *backend) runRootJob(ctx context.Context, s logical.Storage, trigger string) (*configEntry, *logical.Response, error) {
+func (b *Engine) runRootJob(ctx context.Context, s logical.Storage, trigger string) (*configEntry, *logical.Response, error) {
 	return b.runRootJobWith(ctx, s, trigger, rotateOptions{})
 }
 
 // runRootJobWith is runRootJob with a manual rotate-root's options.
-func (b *backend) runRootJobWith(ctx context.Context, s logical.Storage, trigger string, opts rotateOptions) (*configEntry, *logical.Response, error) {
+func (b *Engine) runRootJobWith(ctx context.Context, s logical.Storage, trigger string, opts rotateOptions) (*configEntry, *logical.Response, error) {
 	b.configMu.Lock()
 	defer b.configMu.Unlock()
 
@@ -74,7 +74,7 @@ func (b *backend) runRootJobWith(ctx context.Context, s logical.Storage, trigger
 		return cfg, logical.ErrorResponse("end_overlap applies only to a mount with credential_type=private_key_jwt"), nil
 	}
 	if cfg.usesKey() {
-		due := cfg.rootDue(now)
+		due := rootDue(cfg, now)
 		idle := due.IsZero() || due.After(now)
 		if trigger == triggerReconcile && cfg.RootKey.pendingKey() == nil || trigger == triggerScheduled && idle {
 			return cfg, nil, nil
@@ -84,7 +84,7 @@ func (b *backend) runRootJobWith(ctx context.Context, s logical.Storage, trigger
 	}
 	pending := cfg.PendingClientSecret != ""
 	notDue := func() bool {
-		due := cfg.rootDue(now)
+		due := rootDue(cfg, now)
 		return due.IsZero() || due.After(now)
 	}
 	switch {
@@ -110,13 +110,13 @@ func (b *backend) runRootJobWith(ctx context.Context, s logical.Storage, trigger
 }
 
 // failRoot records a failed root rotation on the config, best effort.
-func (b *backend) failRoot(ctx context.Context, s logical.Storage, cfg *configEntry, resp *logical.Response, err error) (*configEntry, *logical.Response, error) {
+func (b *Engine) failRoot(ctx context.Context, s logical.Storage, cfg *configEntry, resp *logical.Response, err error) (*configEntry, *logical.Response, error) {
 	msg := failureMessage(resp, err)
 	cfg.RootFailures.fail(msg, b.clock.Now(), b.backoff)
 	if serr := storeConfig(ctx, s, cfg); serr != nil {
-		b.Logger().Warn("could not record the root rotation failure", "error", serr)
+		b.logger().Warn("could not record the root rotation failure", "error", serr)
 	}
-	b.Logger().Warn("root rotation failed", "consecutive_failures", cfg.RootFailures.LastFailure.ConsecutiveFailures,
+	b.logger().Warn("root rotation failed", "consecutive_failures", cfg.RootFailures.LastFailure.ConsecutiveFailures,
 		"next_attempt", cfg.RootFailures.NextAttempt.Format(time.RFC3339), "error", msg)
 	return cfg, resp, err
 }
@@ -126,7 +126,7 @@ func (b *backend) failRoot(ctx context.Context, s logical.Storage, cfg *configEn
 // touched, set with an idempotent PATCH, proven by obtaining a token with it, and only then
 // made current. A crash at any point leaves a config from which resolvePendingRootLocked
 // finishes or rolls back the rotation. The caller holds configMu.
-func (b *backend) rotateRootLocked(ctx context.Context, s logical.Storage, cfg *configEntry) (*logical.Response, error) {
+func (b *Engine) rotateRootLocked(ctx context.Context, s logical.Storage, cfg *configEntry) (*logical.Response, error) {
 	secret, err := generateClientSecret()
 	if err != nil {
 		return nil, err
@@ -141,7 +141,7 @@ func (b *backend) rotateRootLocked(ctx context.Context, s logical.Storage, cfg *
 	if err := b.setRootSecret(cfg); err != nil {
 		if errors.Is(err, auth0api.ErrOutcomeUnknown) {
 			// Auth0 may or may not have applied it; resolving sets it again if needed.
-			b.Logger().Warn("Auth0's answer to the root secret change was lost; resolving", "error", err)
+			b.logger().Warn("Auth0's answer to the root secret change was lost; resolving", "error", err)
 			if err := b.resolvePendingRootLocked(ctx, s, cfg); err != nil {
 				return rootFailure("rotating the root credentials: Auth0's answer was lost", err)
 			}
@@ -149,7 +149,7 @@ func (b *backend) rotateRootLocked(ctx context.Context, s logical.Storage, cfg *
 		}
 		cfg.PendingClientSecret = ""
 		if serr := storeConfig(b.ctx, s, cfg); serr != nil {
-			b.Logger().Warn("could not clear the pending root secret; it will be resolved at the next start", "error", serr)
+			b.logger().Warn("could not clear the pending root secret; it will be resolved at the next start", "error", serr)
 		}
 		return auth0Failure(fmt.Sprintf("setting a new secret on the Management API application %q (nothing changed; the current secret stays in use)", cfg.ClientID), err)
 	}
@@ -163,7 +163,7 @@ func (b *backend) rotateRootLocked(ctx context.Context, s logical.Storage, cfg *
 	if err := b.promotePendingRoot(s, cfg); err != nil {
 		return nil, err
 	}
-	b.Logger().Info("rotated the Management API application's secret", "client_id", cfg.ClientID)
+	b.logger().Info("rotated the Management API application's secret", "client_id", cfg.ClientID)
 	return nil, nil
 }
 
@@ -185,14 +185,14 @@ func rootFailure(what string, err error) (*logical.Response, error) {
 // works, the pending secret is set again (the PATCH is idempotent) and the rotation
 // finished; if Auth0 refuses that, it is rolled back and errRootRolledBack returned. If
 // neither works yet, nothing changes and an error is returned. The caller holds configMu.
-func (b *backend) resolvePendingRootLocked(ctx context.Context, s logical.Storage, cfg *configEntry) error {
+func (b *Engine) resolvePendingRootLocked(ctx context.Context, s logical.Storage, cfg *configEntry) error {
 	pending := cfg.PendingClientSecret
 	err := auth0api.VerifyCredentials(ctx, b.settingsOf(cfg.withSecret(pending)))
 	if err == nil {
 		if err := b.promotePendingRoot(s, cfg); err != nil {
 			return err
 		}
-		b.Logger().Info("finished an interrupted root rotation: Auth0 accepts the new secret", "client_id", cfg.ClientID)
+		b.logger().Info("finished an interrupted root rotation: Auth0 accepts the new secret", "client_id", cfg.ClientID)
 		return nil
 	}
 	if !auth0api.CredentialsRejected(err) {
@@ -210,7 +210,7 @@ func (b *backend) resolvePendingRootLocked(ctx context.Context, s logical.Storag
 			cfg.PendingClientSecret = pending
 			return fmt.Errorf("rolling back the root rotation: %w", serr)
 		}
-		b.Logger().Warn("rolled back a root rotation: Auth0 refused the new secret and still accepts the current one", "client_id", cfg.ClientID, "error", err)
+		b.logger().Warn("rolled back a root rotation: Auth0 refused the new secret and still accepts the current one", "client_id", cfg.ClientID, "error", err)
 		return fmt.Errorf("%w (%v)", errRootRolledBack, err)
 	}
 	if err := b.waitRootAccepted(cfg, pending); err != nil {
@@ -219,13 +219,13 @@ func (b *backend) resolvePendingRootLocked(ctx context.Context, s logical.Storag
 	if err := b.promotePendingRoot(s, cfg); err != nil {
 		return err
 	}
-	b.Logger().Info("finished an interrupted root rotation: set the new secret again and Auth0 accepts it", "client_id", cfg.ClientID)
+	b.logger().Info("finished an interrupted root rotation: set the new secret again and Auth0 accepts it", "client_id", cfg.ClientID)
 	return nil
 }
 
 // setRootSecret PATCHes the pending secret onto the Management API application, using the
 // current credentials.
-func (b *backend) setRootSecret(cfg *configEntry) error {
+func (b *Engine) setRootSecret(cfg *configEntry) error {
 	// A client of its own, built from exactly these credentials: the cached one may
 	// predate them.
 	client, err := b.newClient(b.ctx, cfg)
@@ -237,7 +237,7 @@ func (b *backend) setRootSecret(cfg *configEntry) error {
 }
 
 // waitRootAccepted polls until Auth0 issues a token for secret, for up to rootAcceptWait.
-func (b *backend) waitRootAccepted(cfg *configEntry, secret string) error {
+func (b *Engine) waitRootAccepted(cfg *configEntry, secret string) error {
 	deadline := b.clock.Now().Add(b.rootAcceptWait)
 	for {
 		err := auth0api.VerifyCredentials(b.ctx, b.settingsOf(cfg.withSecret(secret)))
@@ -252,7 +252,7 @@ func (b *backend) waitRootAccepted(cfg *configEntry, secret string) error {
 
 // promotePendingRoot makes the pending secret current, drops the old one, and switches the
 // mount's client to it at once (other nodes follow through Invalidate).
-func (b *backend) promotePendingRoot(s logical.Storage, cfg *configEntry) error {
+func (b *Engine) promotePendingRoot(s logical.Storage, cfg *configEntry) error {
 	now := b.clock.Now().UTC()
 	next := *cfg
 	next.ClientSecret = cfg.PendingClientSecret
@@ -271,22 +271,48 @@ func (b *backend) promotePendingRoot(s logical.Storage, cfg *configEntry) error 
 }
 
 // rootStep is a test hook between the steps of a root rotation.
-func (b *backend) rootStep(step string) {
+func (b *Engine) rootStep(step string) {
 	if b.rootStepHook != nil {
 		b.rootStepHook(step)
 	}
 }
 
 // scheduleRoot queues the root job at the time the config says, or takes it out.
-func (b *backend) scheduleRoot(cfg *configEntry) {
+func (b *Engine) scheduleRoot(cfg *configEntry) {
 	sch := b.sched.Load()
 	if sch == nil {
 		return
 	}
 	var due time.Time
 	if cfg != nil {
-		due = cfg.rootDue(b.clock.Now())
+		due = rootDue(cfg, b.clock.Now())
 		sch.clearUnreadable(rootQueueKey)
 	}
 	sch.enqueue(rootQueueKey, due)
+}
+
+// rootKeyDue is when the root job of a mount on private_key_jwt is due: at once while it
+// has no key yet, else when its key state says.
+func rootKeyDue(c *configEntry, now time.Time) time.Time {
+	if c.RootKey == nil || c.RootKey.current() == nil && c.RootKey.PendingKey == nil {
+		return later(now, c.RootFailures.NextAttempt)
+	}
+	return dueTime(c.rootKeyState(), now)
+}
+
+// rootDue is when the scheduler should next run the root job, zero for never: at once
+// (after any backoff) while a root rotation is unfinished, else at the next periodic
+// rotation, or after a failure the next attempt if that is later.
+func rootDue(c *configEntry, now time.Time) time.Time {
+	switch {
+	case c == nil:
+		return time.Time{}
+	case c.usesKey():
+		return rootKeyDue(c, now)
+	case c.PendingClientSecret != "":
+		return later(now, c.RootFailures.NextAttempt)
+	case c.RootRotationPeriod == 0 || !plausibleDue(c.NextRootRotation, now):
+		return time.Time{}
+	}
+	return later(c.NextRootRotation, c.RootFailures.NextAttempt)
 }

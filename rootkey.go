@@ -30,44 +30,12 @@ import (
 const (
 	// rootKeyName names the root key's secret entries (secrets/@config/<n>); no role can
 	// have it, as role names do not contain "@".
-	rootKeyName              = "@config"
-	defaultRootOverlapPeriod = time.Hour
+	rootKeyName = "@config"
 )
-
-// usesKey reports whether the mount authenticates to the Management API with a key.
-func (c *configEntry) usesKey() bool { return c.CredentialType == credentialPrivateKeyJWT }
-
-// hasKey reports whether it has one in use already: before its first key is committed, a
-// mount switching to private_key_jwt still authenticates with its client secret.
-func (c *configEntry) hasKey() bool {
-	return c.usesKey() && c.PrivateKey != "" && c.RootKey != nil && c.RootKey.current() != nil
-}
-
-func (c *configEntry) rootOverlapPeriod() time.Duration {
-	if c.RootOverlapPeriod != nil {
-		return *c.RootOverlapPeriod
-	}
-	return defaultRootOverlapPeriod
-}
-
-// rootKeyState is the config's key state, with the config's settings in it.
-func (c *configEntry) rootKeyState() *roleEntry {
-	r := c.RootKey
-	if r == nil {
-		r = &roleEntry{Layout: roleLayout, MaxVersions: 2, CredentialType: credentialPrivateKeyJWT}
-	} else {
-		r = r.clone()
-	}
-	r.ClientID = c.ClientID
-	r.AllowAuthMethodChange = true // writing credential_type=private_key_jwt is the consent
-	r.OverlapPeriod = c.rootOverlapPeriod()
-	r.RotationPeriod, r.NextVaultRotation = c.RootRotationPeriod, c.NextRootRotation
-	return r
-}
 
 // rootKeyHolder keeps the root key's state in the config entry.
 type rootKeyHolder struct {
-	b   *backend
+	b   *Engine
 	s   logical.Storage
 	cfg *configEntry
 }
@@ -114,7 +82,7 @@ func (h *rootKeyHolder) commitVersion(ctx context.Context, role, next *roleEntry
 
 // runRootKeyLocked is the root job of a mount on private_key_jwt (runRootJob): the key
 // rotation of runAttached on the config's key state. The caller holds configMu.
-func (b *backend) runRootKeyLocked(ctx context.Context, s logical.Storage, cfg *configEntry, trigger string, opts rotateOptions) (*logical.Response, error) {
+func (b *Engine) runRootKeyLocked(ctx context.Context, s logical.Storage, cfg *configEntry, trigger string, opts rotateOptions) (*logical.Response, error) {
 	conn, err := b.rootKeyConnection(ctx, s, cfg)
 	if err != nil {
 		resp, rerr := rootFailure("rotating the Management API application's key", err)
@@ -132,7 +100,7 @@ func (b *backend) runRootKeyLocked(ctx context.Context, s logical.Storage, cfg *
 // the mount's current ones, or, when Auth0 refuses those while a key is pending (a
 // cutover from the client secret cut short after its PATCH), the pending key. Without a
 // pending key there is nothing to choose, and nothing is asked of Auth0 here.
-func (b *backend) rootKeyConnection(ctx context.Context, s logical.Storage, cfg *configEntry) (*connection, error) {
+func (b *Engine) rootKeyConnection(ctx context.Context, s logical.Storage, cfg *configEntry) (*connection, error) {
 	use := cfg
 	if pk := cfg.RootKey.pendingKey(); pk != nil {
 		if err := auth0api.VerifyCredentials(ctx, b.settingsOf(cfg)); err != nil {
@@ -160,26 +128,9 @@ func (b *backend) rootKeyConnection(ctx context.Context, s logical.Storage, cfg 
 	return &connection{config: use, client: client}, nil
 }
 
-// pendingKey is r's pending key, nil for a nil r.
-func (r *roleEntry) pendingKey() *pendingKey {
-	if r == nil {
-		return nil
-	}
-	return r.PendingKey
-}
-
-// rootKeyDue is when the root job of a mount on private_key_jwt is due: at once while it
-// has no key yet, else when its key state says.
-func (c *configEntry) rootKeyDue(now time.Time) time.Time {
-	if c.RootKey == nil || c.RootKey.current() == nil && c.RootKey.PendingKey == nil {
-		return later(now, c.RootFailures.NextAttempt)
-	}
-	return c.rootKeyState().dueTime(now)
-}
-
 // applyRootKeyFields applies credential_type, root_overlap_period, private_key and key_id
 // to the config being written, and answers an error response for what cannot be.
-func (b *backend) applyRootKeyFields(ctx context.Context, s logical.Storage, cfg *configEntry, d *framework.FieldData) *logical.Response {
+func (b *Engine) applyRootKeyFields(ctx context.Context, s logical.Storage, cfg *configEntry, d *framework.FieldData) *logical.Response {
 	_, secretGiven := d.GetOk("client_secret")
 	if raw, ok := d.GetOk("credential_type"); ok {
 		switch ct := strings.ToLower(strings.TrimSpace(raw.(string))); ct {
@@ -263,7 +214,7 @@ func (b *backend) applyRootKeyFields(ctx context.Context, s logical.Storage, cfg
 }
 
 // rootKeyFields adds what a config read shows of the mount's key.
-func (c *configEntry) rootKeyFields(data map[string]interface{}) {
+func rootKeyFields(c *configEntry, data map[string]interface{}) {
 	data["credential_type"] = credentialTypeName(c.CredentialType)
 	if !c.usesKey() {
 		return

@@ -53,12 +53,12 @@ const (
 //     and sets the next attempt after a capped exponential backoff.
 //
 // Whatever happens, the role is requeued at the time its stored state says.
-func (b *backend) runRoleJob(ctx context.Context, s logical.Storage, name, trigger string) (*roleEntry, *versionMeta, *logical.Response, error) {
+func (b *Engine) runRoleJob(ctx context.Context, s logical.Storage, name, trigger string) (*roleEntry, *versionMeta, *logical.Response, error) {
 	return b.runRoleJobWith(ctx, s, name, trigger, rotateOptions{})
 }
 
 // runRoleJobWith is runRoleJob with a manual rotate's options.
-func (b *backend) runRoleJobWith(ctx context.Context, s logical.Storage, name, trigger string, opts rotateOptions) (*roleEntry, *versionMeta, *logical.Response, error) {
+func (b *Engine) runRoleJobWith(ctx context.Context, s logical.Storage, name, trigger string, opts rotateOptions) (*roleEntry, *versionMeta, *logical.Response, error) {
 	lock := b.roleLock(name)
 	lock.Lock()
 	defer lock.Unlock()
@@ -83,7 +83,7 @@ func (b *backend) runRoleJobWith(ctx context.Context, s logical.Storage, name, t
 
 // roleJob is one run of runRoleJob; its methods run under the role's lock.
 type roleJob struct {
-	b       *backend
+	b       *Engine
 	s       logical.Storage
 	name    string
 	role    *roleEntry
@@ -103,12 +103,12 @@ func (j *roleJob) run(ctx context.Context) (*versionMeta, *logical.Response, err
 			return j.fail(ctx, nil, fmt.Errorf("moving role %q to the current storage layout: %w", j.name, err))
 		}
 	}
-	kind := role.kind()
+	kind := kindFor(role.kindKey())
 	if resp := checkOptions(kind, j.name, j.opts); resp != nil {
 		return nil, resp, nil
 	}
 	if j.trigger == triggerScheduled {
-		due := role.dueTime(j.now)
+		due := dueTime(role, j.now)
 		switch {
 		case due.IsZero() || due.After(j.now):
 			return nil, nil, nil
@@ -155,12 +155,12 @@ func (j *roleJob) checkOwner(ctx context.Context) (*logical.Response, error) {
 	if j.role.Blocked != msg {
 		j.role.Blocked = msg
 		if err := j.b.storeRoleState(ctx, j.s, j.name, j.role); err != nil {
-			j.b.Logger().Warn("could not record on the role why it is blocked", "role", j.name, "error", err)
+			j.b.logger().Warn("could not record on the role why it is blocked", "role", j.name, "error", err)
 		}
 		if owner != "" {
-			j.b.Logger().Error("role not rotated: its application belongs to another owner", "role", j.name, "client_id", j.role.ClientID, "owner", owner)
+			j.b.logger().Error("role not rotated: its application belongs to another owner", "role", j.name, "client_id", j.role.ClientID, "owner", owner)
 		} else {
-			j.b.Logger().Error("role not rotated: its application is not in the mount's allowed_client_ids", "role", j.name, "client_id", j.role.ClientID)
+			j.b.logger().Error("role not rotated: its application is not in the mount's allowed_client_ids", "role", j.name, "client_id", j.role.ClientID)
 		}
 	}
 	return logical.ErrorResponse("role %q: %s", j.name, msg), nil
@@ -175,7 +175,7 @@ func (j *roleJob) skipMissedWindow(ctx context.Context) (*versionMeta, *logical.
 	if err := j.b.storeRoleState(ctx, j.s, j.name, role); err != nil {
 		return j.fail(ctx, nil, err)
 	}
-	j.b.Logger().Warn("rotation window missed; waiting for the next scheduled time", "role", j.name, "missed", missed, "next", role.NextVaultRotation)
+	j.b.logger().Warn("rotation window missed; waiting for the next scheduled time", "role", j.name, "missed", missed, "next", role.NextVaultRotation)
 	return nil, nil, nil
 }
 
@@ -186,15 +186,15 @@ func (j *roleJob) fail(ctx context.Context, resp *logical.Response, err error) (
 	msg := failureMessage(resp, err)
 	j.role.fail(msg, j.b.clock.Now(), j.b.backoff)
 	if serr := j.holder().storeState(ctx, j.role); serr != nil {
-		j.b.Logger().Warn("could not record the rotation failure on the role", "role", j.name, "error", serr)
+		j.b.logger().Warn("could not record the rotation failure on the role", "role", j.name, "error", serr)
 	}
-	j.b.Logger().Warn("rotation failed", "role", j.name, "client_id", j.role.ClientID, "trigger", j.trigger,
+	j.b.logger().Warn("rotation failed", "role", j.name, "client_id", j.role.ClientID, "trigger", j.trigger,
 		"consecutive_failures", j.role.LastFailure.ConsecutiveFailures, "next_attempt", j.role.NextAttempt.Format(time.RFC3339), "error", msg)
 	return nil, resp, err
 }
 
 // backoff is the delay before the next attempt after failures consecutive failures.
-func (b *backend) backoff(failures int) time.Duration {
+func (b *Engine) backoff(failures int) time.Duration {
 	return retryDelay(failures, b.retryBase, b.retryCap, b.jitter)
 }
 
@@ -203,14 +203,14 @@ func (b *backend) backoff(failures int) time.Duration {
 // then what creds serves, then the role entry, which is the commit point. Every step is
 // idempotent, so the sequence is retried whole on a storage error; on success role is
 // updated in place.
-func (b *backend) commitVersion(s logical.Storage, name string, role *roleEntry, secret, source, walID string, now time.Time) (*versionMeta, error) {
+func (b *Engine) commitVersion(s logical.Storage, name string, role *roleEntry, secret, source, walID string, now time.Time) (*versionMeta, error) {
 	return b.commit(s, name, role, secret, versionMeta{Source: source, WALID: walID}, now)
 }
 
 // commit is commitVersion for a version described by info (its source, write-ahead entry
 // and, for a staged secret, when it was staged and how the switch was checked). It also
 // ends the role's staged state: a committed version is no longer next.
-func (b *backend) commit(s logical.Storage, name string, role *roleEntry, secret string, info versionMeta, now time.Time) (*versionMeta, error) {
+func (b *Engine) commit(s logical.Storage, name string, role *roleEntry, secret string, info versionMeta, now time.Time) (*versionMeta, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(b.ctx), commitTimeout)
 	defer cancel()
 	source, walID := info.Source, info.WALID
@@ -221,13 +221,13 @@ func (b *backend) commit(s logical.Storage, name string, role *roleEntry, secret
 	if source != sourceImport { // an imported secret was not rotated by Vault
 		next.LastVaultRotation = now.UTC()
 	}
-	next.NextVaultRotation = role.nextAfterRotation(now)
+	next.NextVaultRotation = nextAfterRotation(role, now)
 	next.succeed()
 	if source != sourceRecovered {
 		next.Warning = ""
 	}
 	creds := &credsEntry{Current: &secretEntry{Version: meta.Version, Secret: secret, CreatedTime: meta.CreatedTime, Source: source, WALID: walID}}
-	next.credsMeta(creds)
+	credsMeta(next, creds)
 
 	if err := b.storeVersion(ctx, s, name, role, next, creds, len(dropped) > 0); err != nil {
 		return nil, err
@@ -239,7 +239,7 @@ func (b *backend) commit(s logical.Storage, name string, role *roleEntry, secret
 // sequence of writes (writeVersion) is retried on a storage error, each step being
 // idempotent. On success role becomes next, the role's cached tokens are dropped and, if
 // the version pushed older ones out, their secrets are deleted.
-func (b *backend) storeVersion(ctx context.Context, s logical.Storage, name string, role, next *roleEntry, creds *credsEntry, prune bool) error {
+func (b *Engine) storeVersion(ctx context.Context, s logical.Storage, name string, role, next *roleEntry, creds *credsEntry, prune bool) error {
 	if err := b.retryStore(ctx, func() error { return b.writeVersion(ctx, s, name, role, next, creds) }); err != nil {
 		return err
 	}
@@ -253,7 +253,7 @@ func (b *backend) storeVersion(ctx context.Context, s logical.Storage, name stri
 
 // retryStore runs the writes of a commit, whole, until they succeed, storeAttempts times
 // at most, waiting a little longer after each failure; it answers the last error.
-func (b *backend) retryStore(ctx context.Context, write func() error) error {
+func (b *Engine) retryStore(ctx context.Context, write func() error) error {
 	var err error
 	for attempt := 0; attempt < storeAttempts; attempt++ {
 		if attempt > 0 {
@@ -271,10 +271,10 @@ func (b *backend) retryStore(ctx context.Context, write func() error) error {
 // pruneSecrets deletes the secret entries of a role that it no longer retains: those
 // max_versions dropped, including any an earlier prune failed to delete. Best effort, after
 // the role entry that drops them is stored: a left-over entry is never served.
-func (b *backend) pruneSecrets(ctx context.Context, s logical.Storage, name string, role *roleEntry) {
+func (b *Engine) pruneSecrets(ctx context.Context, s logical.Storage, name string, role *roleEntry) {
 	keys, err := s.List(ctx, secretsDir(name))
 	if err != nil {
-		b.Logger().Warn("could not list a role's secrets to delete those it no longer retains", "role", name, "error", err)
+		b.logger().Warn("could not list a role's secrets to delete those it no longer retains", "role", name, "error", err)
 		return
 	}
 	for _, k := range keys {
@@ -283,17 +283,17 @@ func (b *backend) pruneSecrets(ctx context.Context, s logical.Storage, name stri
 			continue
 		}
 		if err := deleteKey(ctx, s, secretsDir(name)+k); err != nil {
-			b.Logger().Warn("could not delete the secret of a version the role no longer retains", "role", name, "version", n, "error", err)
+			b.logger().Warn("could not delete the secret of a version the role no longer retains", "role", name, "version", n, "error", err)
 		}
 	}
 }
 
 // writeVersion is one attempt of commitVersion's writes.
-func (b *backend) writeVersion(ctx context.Context, s logical.Storage, name string, old, next *roleEntry, creds *credsEntry) error {
+func (b *Engine) writeVersion(ctx context.Context, s logical.Storage, name string, old, next *roleEntry, creds *credsEntry) error {
 	if err := saveSecret(ctx, s, name, creds.Current); err != nil {
 		return err
 	}
-	if prev := creds.Current.Version - 1; creds.Previous == nil && next.version(prev) != nil && next.kind().servesPrevious(next, prev) {
+	if prev := creds.Current.Version - 1; creds.Previous == nil && next.version(prev) != nil && kindFor(next.kindKey()).servesPrevious(next, prev) {
 		sec, err := loadSecret(ctx, s, name, old, prev)
 		if err != nil {
 			return err
@@ -311,14 +311,14 @@ func (b *backend) writeVersion(ctx context.Context, s logical.Storage, name stri
 // What creds serves is written first and the role entry last, as in a commit: a failure
 // in between leaves the old role, never a creds entry behind it (serving a previous
 // version the role no longer retains, say).
-func (b *backend) storeRoleState(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
+func (b *Engine) storeRoleState(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
 	old, err := loadCreds(ctx, s, name)
 	if err != nil {
 		return err
 	}
 	if old != nil {
 		creds := *old
-		role.credsMeta(&creds)
+		credsMeta(role, &creds)
 		if creds.Previous != nil && role.version(creds.Previous.Version) == nil {
 			creds.Previous = nil // max_versions no longer retains it
 		}
@@ -336,7 +336,7 @@ func (b *backend) storeRoleState(ctx context.Context, s logical.Storage, name st
 		if old != nil {
 			// Put creds back as they were, so that the failed change is not half-stored.
 			if rerr := b.putCreds(ctx, s, name, old); rerr != nil {
-				b.Logger().Warn("could not restore creds after a failed role write; the next write of the role repairs them", "role", name, "error", rerr)
+				b.logger().Warn("could not restore creds after a failed role write; the next write of the role repairs them", "role", name, "error", rerr)
 			}
 		}
 		return err
@@ -349,7 +349,7 @@ func (b *backend) storeRoleState(ctx context.Context, s logical.Storage, name st
 // existing role owns it: then it returns that owner. A claim whose role is gone or now
 // manages another application is stale and taken over. ownerMu makes check and claim one
 // step, so two concurrent writes cannot both win.
-func (b *backend) claimApplication(ctx context.Context, s logical.Storage, name, clientID string) (string, error) {
+func (b *Engine) claimApplication(ctx context.Context, s logical.Storage, name, clientID string) (string, error) {
 	b.ownerMu.Lock()
 	defer b.ownerMu.Unlock()
 	return claimApplicationLocked(ctx, s, name, clientID)
@@ -392,7 +392,7 @@ func liveOwner(ctx context.Context, s logical.Storage, clientID string) (string,
 }
 
 // releaseApplication drops role name's claim on clientID, if it holds it.
-func (b *backend) releaseApplication(ctx context.Context, s logical.Storage, name, clientID string) error {
+func (b *Engine) releaseApplication(ctx context.Context, s logical.Storage, name, clientID string) error {
 	b.ownerMu.Lock()
 	defer b.ownerMu.Unlock()
 	owner, err := loadOwner(ctx, s, clientID)
@@ -429,4 +429,144 @@ func failureMessage(resp *logical.Response, err error) string {
 		}
 	}
 	return "unknown error"
+}
+
+// credsMeta copies into c the role's state that creds reports.
+func credsMeta(r *roleEntry, c *credsEntry) {
+	c.ClientID = r.ClientID
+	c.RotationPeriod = r.RotationPeriod
+	c.RotationSchedule = r.RotationSchedule
+	c.NextVaultRotation = r.NextVaultRotation
+	c.NextAttempt = r.NextAttempt
+	c.Strategy = r.RotationStrategy
+	c.CredentialType = r.CredentialType
+	c.TokenAudiences, c.TokenScopes = r.TokenAudiences, r.TokenScopes
+	c.AllowAssertions, c.AssertionTTL = r.AllowAssertions, r.AssertionTTL
+	c.LastEvent, c.MaxTTL = r.lastEvent(), roleMaxTTL(r)
+	c.Halted = r.Blocked != ""
+	c.StagePeriod, c.OverlapUntil, c.PublishAt = 0, time.Time{}, time.Time{}
+	kindFor(r.kindKey()).credsMeta(r, c)
+}
+
+// nextChange is the next change of the credential a consumer of creds must see: the next
+// rotation, publication, switch or key publication, or while rotations fail the next
+// attempt, whichever is later. Zero when the role has no schedule, or is blocked.
+func nextChange(c *credsEntry) time.Time {
+	if c.Halted {
+		return time.Time{} // nothing happens until the operator acts
+	}
+	return kindFor(c.kindKey()).nextChange(c)
+}
+
+// dueTime is when the scheduler should next look at the role: its next rotation, or after
+// a failure the next attempt if that is later, or what its kind has under way. Zero when
+// it must not be queued: no schedule, blocked, or a due time that is missing or absurd
+// (left by an older build).
+func dueTime(r *roleEntry, now time.Time) time.Time {
+	if r.Blocked != "" {
+		return time.Time{}
+	}
+	return kindFor(r.kindKey()).dueTime(r, now)
+}
+
+// buildCreds assembles what creds serves from the role and its secret entries: used where
+// creds/<name> is missing (a role not yet upgraded) and to write it anew.
+func buildCreds(ctx context.Context, s logical.Storage, name string, role *roleEntry) (*credsEntry, error) {
+	cur := role.current()
+	if cur == nil {
+		return nil, nil
+	}
+	c := &credsEntry{}
+	credsMeta(role, c)
+	var err error
+	if c.Current, err = loadSecret(ctx, s, name, role, cur.Version); err != nil {
+		return nil, err
+	}
+	if c.Current == nil {
+		return nil, fmt.Errorf("role %q: the secret of its current version %d is missing from storage", name, cur.Version)
+	}
+	if role.version(cur.Version-1) != nil && kindFor(role.kindKey()).servesPrevious(role, cur.Version-1) {
+		if c.Previous, err = loadSecret(ctx, s, name, role, cur.Version-1); err != nil {
+			return nil, err
+		}
+	}
+	if role.Staged != nil {
+		if c.Next, err = loadSecret(ctx, s, name, nil, role.Staged.Version); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// deleteRoleData removes everything stored for a role name except its metadata and
+// ownership claim: what creds serves, then every version's secret.
+func (b *Engine) deleteRoleData(ctx context.Context, s logical.Storage, name string) error {
+	err := deleteKey(ctx, s, credsKey(name))
+	b.credsCache.invalidate(name)
+	if err != nil {
+		return err
+	}
+	keys, err := s.List(ctx, secretsDir(name))
+	if err != nil {
+		return fmt.Errorf("listing the secrets of role %q: %w", name, err)
+	}
+	for _, k := range keys {
+		if err := deleteKey(ctx, s, secretsDir(name)+k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rewriteCreds writes what creds serves anew from the role and its secret entries.
+func (b *Engine) rewriteCreds(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
+	creds, err := buildCreds(ctx, s, name, role)
+	if err != nil || creds == nil {
+		return err
+	}
+	return b.putCreds(ctx, s, name, creds)
+}
+
+// maxTTL is the role's max_ttl, or its default: defaultMaxTTL, or a quarter of the lead a
+// consumer has on a manual rotation (stage_period, overlap_period) if that is shorter, so
+// that consumers re-reading at ttl see a manually staged secret or key well before Auth0
+// requires it.
+func roleMaxTTL(r *roleEntry) time.Duration {
+	if r.MaxTTL > 0 {
+		return r.MaxTTL
+	}
+	d := defaultMaxTTL
+	if lead := consumerLead(r); lead > 0 && lead/4 < d {
+		d = max(lead/4, minMaxTTL)
+	}
+	return d
+}
+
+// consumerLead is how long consumers have between seeing a new credential and Auth0
+// requiring it: stage_period for a staged role, overlap_period for a key role (while
+// either key works), none for an immediate rotation.
+func consumerLead(r *roleEntry) time.Duration { return kindFor(r.kindKey()).consumerLead(r) }
+
+// nextAfterRotation is the next scheduled rotation after one committed at now, r being
+// the role before it. Consumers of creds that read before this rotation were told to read
+// again at the next change they had to see then (its time, announced), or within max_ttl;
+// had the next scheduled time come sooner than both, as after a rotation that ended a run
+// of failures (they were told the next attempt, not the schedule), such a consumer would
+// still hold the replaced credential when Auth0 already required the next one. So the next
+// rotation comes no sooner than that: by then every consumer has read this one.
+func nextAfterRotation(r *roleEntry, now time.Time) time.Time {
+	next := r.nextRotation(now)
+	var told credsEntry
+	credsMeta(r, &told)
+	floor := now.Add(roleMaxTTL(r))
+	if announced := nextChange(&told); !announced.IsZero() && announced.Before(floor) {
+		floor = announced
+	}
+	if next.IsZero() || !next.Before(floor) {
+		return next
+	}
+	if r.RotationSchedule != "" {
+		return r.nextRotation(floor.Add(-time.Nanosecond))
+	}
+	return floor.UTC()
 }

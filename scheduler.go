@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -82,14 +83,14 @@ func (sch *scheduler) enqueue(name string, due time.Time) {
 // Rotations left in flight by a crash are found before Initialize returns, so that creds
 // reads of their roles wait for reconciliation instead of serving a secret Auth0 may have
 // replaced; the reconciliation itself runs in the background.
-func (b *backend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
-	if !b.WriteSafeReplicationState() {
-		b.Logger().Debug("storage is read-only here (standby or secondary); scheduled rotations run elsewhere")
+func (b *Engine) initialize(ctx context.Context, req *logical.InitializationRequest) error {
+	if !b.host.WriteSafeReplicationState() {
+		b.logger().Debug("storage is read-only here (standby or secondary); scheduled rotations run elsewhere")
 		return nil
 	}
 	left, err := b.leftInFlight(ctx, req.Storage)
 	if err != nil {
-		b.Logger().Error("could not look for rotations left in flight; retrying in the background", "error", err)
+		b.logger().Error("could not look for rotations left in flight; retrying in the background", "error", err)
 	}
 	b.startScheduler(req.Storage, left, err == nil)
 	return nil
@@ -103,7 +104,7 @@ type inFlight struct {
 
 // leftInFlight lists what a crash left in flight and holds the reads of its roles until
 // each is resolved.
-func (b *backend) leftInFlight(ctx context.Context, s logical.Storage) (inFlight, error) {
+func (b *Engine) leftInFlight(ctx context.Context, s logical.Storage) (inFlight, error) {
 	var left inFlight
 	var err error
 	if left.rotations, err = b.pendingRotations(ctx, s); err != nil {
@@ -119,7 +120,7 @@ func (b *backend) leftInFlight(ctx context.Context, s logical.Storage) (inFlight
 	return left, nil
 }
 
-func (b *backend) startScheduler(s logical.Storage, pending inFlight, pendingListed bool) {
+func (b *Engine) startScheduler(s logical.Storage, pending inFlight, pendingListed bool) {
 	ctx, stop := context.WithCancel(b.ctx)
 	sch := &scheduler{
 		queue:   newRotationQueue(),
@@ -170,7 +171,7 @@ func (b *backend) startScheduler(s logical.Storage, pending inFlight, pendingLis
 // startup brings the mount to a state where the scheduler may dispatch: it finishes what
 // a crash left in flight, then loads the queue from the due index (verifyQueue then reads
 // every role). Every step is retried with backoff until it succeeds or the mount stops.
-func (b *backend) startup(ctx context.Context, sch *scheduler, pending inFlight, pendingListed bool) {
+func (b *Engine) startup(ctx context.Context, sch *scheduler, pending inFlight, pendingListed bool) {
 	if !pendingListed {
 		err := b.retryUntil(ctx, "listing rotations left in flight", func() (err error) {
 			pending, err = b.leftInFlight(ctx, sch.storage)
@@ -182,31 +183,31 @@ func (b *backend) startup(ctx context.Context, sch *scheduler, pending inFlight,
 	}
 	b.repairRoleWrites(ctx, sch.storage, pending)
 	if _, _, err := b.runRootJob(ctx, sch.storage, triggerReconcile); err != nil {
-		b.Logger().Error("could not resolve an interrupted root rotation; will retry", "error", err)
+		b.logger().Error("could not resolve an interrupted root rotation; will retry", "error", err)
 	}
 	b.reconcilePending(ctx, sch.storage, pending.rotations)
 	b.loadQueue(ctx, sch)
 }
 
 // runDue runs the job of a key the queue says is due.
-func (b *backend) runDue(ctx context.Context, sch *scheduler, name string) {
+func (b *Engine) runDue(ctx context.Context, sch *scheduler, name string) {
 	defer b.recoverJob()
 	if name == rootQueueKey {
 		if _, resp, err := b.runRootJob(ctx, sch.storage, triggerScheduled); err != nil || resp != nil {
-			b.Logger().Warn("scheduled root rotation failed", "error", failureMessage(resp, err))
+			b.logger().Warn("scheduled root rotation failed", "error", failureMessage(resp, err))
 		}
 		return
 	}
 	_, _, resp, err := b.runRoleJob(ctx, sch.storage, name, triggerScheduled)
 	if err != nil && !errors.Is(err, errRoleNotFound) || resp != nil && resp.IsError() {
-		b.Logger().Warn("scheduled rotation failed", "role", name, "error", failureMessage(resp, err))
+		b.logger().Warn("scheduled rotation failed", "role", name, "error", failureMessage(resp, err))
 	}
 }
 
 // runDueNow runs, one after the other on the caller's goroutine, every job due at the
 // clock's current time, and returns how many ran. Tests drive a scheduler with
 // manualDispatch this way, deterministically.
-func (b *backend) runDueNow(ctx context.Context) int {
+func (b *Engine) runDueNow(ctx context.Context) int {
 	sch := b.sched.Load()
 	if sch == nil {
 		return 0
@@ -225,7 +226,7 @@ func (b *backend) runDueNow(ctx context.Context) int {
 // stopScheduler stops dispatching and waits, at most stopWait, for the workers: Clean
 // cancels their Auth0 calls first, so a request not yet sent is abandoned and one already
 // sent leaves its write-ahead entry for reconciliation.
-func (b *backend) stopScheduler() {
+func (b *Engine) stopScheduler() {
 	sch := b.sched.Swap(nil)
 	if sch == nil {
 		return
@@ -239,20 +240,20 @@ func (b *backend) stopScheduler() {
 	select {
 	case <-stopped:
 	case <-time.After(stopWait):
-		b.Logger().Warn("scheduler workers still busy at shutdown; their rotations are resolved at the next start")
+		b.logger().Warn("scheduler workers still busy at shutdown; their rotations are resolved at the next start")
 	}
 }
 
 // retryUntil runs fn until it succeeds, waiting with backoff between attempts and logging
 // each failure, or until ctx ends.
-func (b *backend) retryUntil(ctx context.Context, what string, fn func() error) error {
+func (b *Engine) retryUntil(ctx context.Context, what string, fn func() error) error {
 	for failures := 1; ; failures++ {
 		err := fn()
 		if err == nil {
 			return nil
 		}
 		delay := b.backoff(failures)
-		b.Logger().Error("startup step failed; retrying", "step", what, "error", err, "consecutive_failures", failures, "retry_in", delay.String())
+		b.logger().Error("startup step failed; retrying", "step", what, "error", err, "consecutive_failures", failures, "retry_in", delay.String())
 		if err := clock.Sleep(ctx, b.clock, delay); err != nil {
 			return err
 		}
@@ -261,11 +262,11 @@ func (b *backend) retryUntil(ctx context.Context, what string, fn func() error) 
 
 // loadQueue queues every role of the due index (due_index.go) at its indexed time, and
 // the root rotation: one LIST and one read, however many roles. verifyQueue corrects it.
-func (b *backend) loadQueue(ctx context.Context, sch *scheduler) {
+func (b *Engine) loadQueue(ctx context.Context, sch *scheduler) {
 	start := time.Now()
 	due, current, stale, err := loadDueIndex(ctx, sch.storage)
 	if err != nil {
-		b.Logger().Warn("could not list the due index; the queue is built from the roles alone", "error", err)
+		b.logger().Warn("could not list the due index; the queue is built from the roles alone", "error", err)
 	}
 	sch.indexMu.Lock()
 	for name, t := range due {
@@ -275,7 +276,7 @@ func (b *backend) loadQueue(ctx context.Context, sch *scheduler) {
 	sch.indexMu.Unlock()
 	for _, k := range stale {
 		if err := sch.storage.Delete(ctx, dueIndexPrefix+k); err != nil {
-			b.Logger().Warn("could not delete a stale due index entry", "key", k, "error", err)
+			b.logger().Warn("could not delete a stale due index entry", "key", k, "error", err)
 		}
 	}
 	if err := b.retryUntil(ctx, "reading config for the root rotation schedule", func() error {
@@ -287,7 +288,7 @@ func (b *backend) loadQueue(ctx context.Context, sch *scheduler) {
 	}); err != nil {
 		return
 	}
-	b.Logger().Info("rotation queue loaded", "source", "due index", "roles", len(due), "queued", sch.queue.len(), "duration", time.Since(start).String())
+	b.logger().Info("rotation queue loaded", "source", "due index", "roles", len(due), "queued", sch.queue.len(), "duration", time.Since(start).String())
 }
 
 // verifyQueue reads every stored role and queues it at the due time its entry says,
@@ -296,7 +297,7 @@ func (b *backend) loadQueue(ctx context.Context, sch *scheduler) {
 // backoff instead, like a due role whose read fails: one unreadable entry (a storage
 // error, or a stray file a crash left in Vault's file backend) must not hold back the
 // other roles. Roles are read by queueLoaders goroutines at once.
-func (b *backend) verifyQueue(ctx context.Context, sch *scheduler) {
+func (b *Engine) verifyQueue(ctx context.Context, sch *scheduler) {
 	start := time.Now()
 	var names []string
 	if err := b.retryUntil(ctx, "listing roles", func() (err error) {
@@ -328,7 +329,7 @@ func (b *backend) verifyQueue(ctx context.Context, sch *scheduler) {
 	for _, name := range gone {
 		b.dropIfGone(ctx, sch, name)
 	}
-	b.Logger().Info("rotation queue verified against every role", "roles", len(names), "queued", sch.queue.len(), "unreadable", len(failed), "duration", time.Since(start).String())
+	b.logger().Info("rotation queue verified against every role", "roles", len(names), "queued", sch.queue.len(), "unreadable", len(failed), "duration", time.Since(start).String())
 }
 
 // roleReadFailure is a role queueRoles could not read, with why.
@@ -339,7 +340,7 @@ type roleReadFailure struct {
 
 // queueRoles queues the named roles, queueLoaders at a time, and returns those that could
 // not be read.
-func (b *backend) queueRoles(ctx context.Context, sch *scheduler, names []string) []roleReadFailure {
+func (b *Engine) queueRoles(ctx context.Context, sch *scheduler, names []string) []roleReadFailure {
 	work := make(chan string)
 	var mu sync.Mutex
 	var failed []roleReadFailure
@@ -389,7 +390,7 @@ var errLegacyLayout = errors.New("role in v0.1.0's storage layout")
 // is set (else it returns errLegacyLayout). A role whose schedule cannot produce a due time
 // is marked blocked and reported, never queued. It holds the role's lock so that a
 // concurrent change to the role, which requeues it, cannot be overtaken by this older read.
-func (b *backend) queueRole(ctx context.Context, sch *scheduler, name string, upgrade bool) error {
+func (b *Engine) queueRole(ctx context.Context, sch *scheduler, name string, upgrade bool) error {
 	lock := b.roleLock(name)
 	lock.Lock()
 	defer lock.Unlock()
@@ -407,12 +408,12 @@ func (b *backend) queueRole(ctx context.Context, sch *scheduler, name string, up
 	}
 	if problem := role.scheduleProblem(b.clock.Now()); problem != "" && role.Blocked == "" {
 		role.Blocked = problem
-		b.Logger().Error("role not rotated until its operator acts", "role", name, "reason", problem)
+		b.logger().Error("role not rotated until its operator acts", "role", name, "reason", problem)
 		if err := b.storeRoleState(ctx, sch.storage, name, role); err != nil {
 			return err
 		}
 	}
-	due := role.dueTime(b.clock.Now())
+	due := dueTime(role, b.clock.Now())
 	sch.enqueue(name, due)
 	b.indexDue(sch, name, due)
 	return nil
@@ -422,7 +423,7 @@ func (b *backend) queueRole(ctx context.Context, sch *scheduler, name string, up
 // or the queue changes, and pops a job only when a worker is free to take it, so a burst
 // of due roles stays ordered in the queue and is worked off at the pace of the workers and
 // the rate limiter.
-func (b *backend) dispatch(ctx context.Context, sch *scheduler) {
+func (b *Engine) dispatch(ctx context.Context, sch *scheduler) {
 	defer close(sch.work)
 	for {
 		for {
@@ -459,14 +460,14 @@ func (b *backend) dispatch(ctx context.Context, sch *scheduler) {
 
 // schedule (re)queues a role after a change to it; callers hold the role's lock so that
 // the queue always follows the latest stored state.
-func (b *backend) schedule(name string, role *roleEntry) {
+func (b *Engine) schedule(name string, role *roleEntry) {
 	sch := b.sched.Load()
 	if sch == nil {
 		return
 	}
 	var due time.Time
 	if role != nil {
-		due = role.dueTime(b.clock.Now())
+		due = dueTime(role, b.clock.Now())
 		sch.clearUnreadable(name)
 	}
 	sch.enqueue(name, due)
@@ -476,15 +477,65 @@ func (b *backend) schedule(name string, role *roleEntry) {
 // retryUnreadable requeues a role whose entry could not be read when its job ran, after
 // a backoff that grows with each consecutive failure (kept in memory: the failure cannot
 // be recorded on a role that cannot be read).
-func (b *backend) retryUnreadable(name string, err error) {
+func (b *Engine) retryUnreadable(name string, err error) {
 	if sch := b.sched.Load(); sch != nil {
 		b.retryUnreadableIn(sch, name, err)
 	}
 }
 
-func (b *backend) retryUnreadableIn(sch *scheduler, name string, err error) {
+func (b *Engine) retryUnreadableIn(sch *scheduler, name string, err error) {
 	failures := sch.noteUnreadable(name)
 	delay := b.backoff(failures)
-	b.Logger().Error("could not read stored state; its scheduled rotations wait until it can be read", "job", name, "error", err, "consecutive_failures", failures, "retry_in", delay.String())
+	b.logger().Error("could not read stored state; its scheduled rotations wait until it can be read", "job", name, "error", err, "consecutive_failures", failures, "retry_in", delay.String())
 	sch.enqueue(name, b.clock.Now().Add(delay))
+}
+
+// dropIfGone takes a role that the index has but the role list had not out of the queue
+// and the index, if it still does not exist once its lock is held (it may have been
+// created since the list).
+func (b *Engine) dropIfGone(ctx context.Context, sch *scheduler, name string) {
+	lock := b.roleLock(name)
+	lock.Lock()
+	defer lock.Unlock()
+	role, err := loadRole(ctx, sch.storage, name)
+	if err != nil || role != nil {
+		return
+	}
+	sch.queue.remove(name)
+	b.indexDue(sch, name, time.Time{})
+}
+
+// indexDue records name's due time in the index (zero: not queued), if it changed: the
+// new entry first, then the old one goes. Best effort: a failure is logged, and the next
+// change or start repairs it.
+func (b *Engine) indexDue(sch *scheduler, name string, due time.Time) {
+	if name == rootQueueKey {
+		return
+	}
+	sch.indexMu.Lock()
+	defer sch.indexMu.Unlock()
+	old := sch.index[name]
+	var key string
+	if !due.IsZero() {
+		key = strings.TrimPrefix(dueIndexKey(name, due), dueIndexPrefix)
+	}
+	if key == old {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(b.ctx), commitTimeout)
+	defer cancel()
+	if key != "" {
+		if err := sch.storage.Put(ctx, &logical.StorageEntry{Key: dueIndexPrefix + key}); err != nil {
+			b.logger().Warn("could not update the due index (the next start reads the role instead)", "role", name, "error", err)
+			return
+		}
+		sch.index[name] = key
+	} else {
+		delete(sch.index, name)
+	}
+	if old != "" {
+		if err := sch.storage.Delete(ctx, dueIndexPrefix+old); err != nil {
+			b.logger().Warn("could not delete an old due index entry (the next start does)", "role", name, "error", err)
+		}
+	}
 }

@@ -96,7 +96,7 @@ func (secretKind) credsFields(c *credsEntry, served, previous *secretEntry, curr
 	secretCredsFields(c, served, previous, current, data)
 }
 
-func (secretKind) authenticate(_ *backend, _ *configEntry, c *credsEntry, req *auth0api.TokenRequest) error {
+func (secretKind) authenticate(_ *Engine, _ *configEntry, c *credsEntry, req *auth0api.TokenRequest) error {
 	req.Secret = c.Current.Secret
 	return nil
 }
@@ -182,7 +182,7 @@ func (j *roleJob) rotate(conn *connection) (*versionMeta, *logical.Response, err
 		resp, rerr := auth0Failure(what, err)
 		return j.fail(b.ctx, resp, rerr)
 	case errors.Is(err, auth0api.ErrOutcomeUnknown):
-		b.Logger().Warn("Auth0's answer to rotate-secret was lost; reading the application's secret back", "role", j.name, "client_id", role.ClientID, "error", err)
+		b.logger().Warn("Auth0's answer to rotate-secret was lost; reading the application's secret back", "role", j.name, "client_id", role.ClientID, "error", err)
 		version, rerr := b.resolveWALLocked(b.ctx, j.s, j.name, role, pendingRotation{id: walID, wal: wal})
 		if rerr != nil {
 			msg := fmt.Sprintf("%s: %v; reading the secret back from Auth0 failed too (%v); Vault keeps retrying until it holds the secret Auth0 accepts", what, err, rerr)
@@ -202,11 +202,11 @@ func (j *roleJob) rotate(conn *connection) (*versionMeta, *logical.Response, err
 
 	version, err := b.commitVersion(j.s, j.name, role, secret, j.trigger, walID, b.clock.Now())
 	if err != nil {
-		b.Logger().Error("Auth0 rotated the secret but Vault could not store it; it will be read back from Auth0 before the role rotates again",
+		b.logger().Error("Auth0 rotated the secret but Vault could not store it; it will be read back from Auth0 before the role rotates again",
 			"role", j.name, "client_id", role.ClientID, "error", err)
 		return j.fail(b.ctx, nil, fmt.Errorf("Auth0 rotated the secret of role %q but storing it failed (%w); Vault will read it back from Auth0 and store it", j.name, err))
 	}
 	b.deleteWAL(j.s, walID)
-	b.Logger().Info("rotated client secret", "role", j.name, "client_id", role.ClientID, "version", version.Version, "source", j.trigger)
+	b.logger().Info("rotated client secret", "role", j.name, "client_id", role.ClientID, "version", version.Version, "source", j.trigger)
 	return version, nil, nil
 }

@@ -543,7 +543,7 @@ func (s *sim) checkKeyRole(r *simRole, role *roleEntry, stats emulator.Stats, cr
 	}
 
 	// 13. Only Vault's keys, each registered once, and no client secret rotation.
-	if role.ClientID != app || role.kind().credentialType() != r.k.credentialType() || role.Staged != nil {
+	if role.ClientID != app || kindFor(role.kindKey()).credentialType() != r.k.credentialType() || role.Staged != nil {
 		s.fail("role %s: client %s, credential type %q, staged %+v", r.name, role.ClientID, role.CredentialType, role.Staged)
 	}
 	if role.Warning != "" || role.Blocked != "" {
@@ -697,7 +697,7 @@ func (s *sim) checkKeyRole(r *simRole, role *roleEntry, stats emulator.Stats, cr
 			}
 			if !creds.Current.ExpiresAt.After(now) {
 				s.fail("invariant 18: creds/%s serves a certificate (version %d) that expired at %s; the role's due time %s, pending %+v, overlap %+v, failure %+v, next rotation %s",
-					r.name, creds.Current.Version, creds.Current.ExpiresAt.Format(time.RFC3339), role.dueTime(now).Format(time.RFC3339Nano), pk, role.Overlap, role.LastFailure, role.NextVaultRotation)
+					r.name, creds.Current.Version, creds.Current.ExpiresAt.Format(time.RFC3339), dueTime(role, now).Format(time.RFC3339Nano), pk, role.Overlap, role.LastFailure, role.NextVaultRotation)
 			}
 			d["key_id"] = creds.Current.KeyID
 			if creds.Previous != nil {
@@ -930,7 +930,9 @@ func (s *sim) finalKeyCheck(r *simRole) {
 }
 
 // usesKeys reports whether the role rotates a private_key_jwt key pair.
-func (r *roleEntry) usesKeys() bool { return r.kind().credentialType() == credentialPrivateKeyJWT }
+func (r *roleEntry) usesKeys() bool {
+	return kindFor(r.kindKey()).credentialType() == credentialPrivateKeyJWT
+}
 
 // isStaged reports whether the role rotates with the staged strategy.
-func (r *roleEntry) isStaged() bool { return r.kind().strategy() == strategyStaged }
+func (r *roleEntry) isStaged() bool { return kindFor(r.kindKey()).strategy() == strategyStaged }

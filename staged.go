@@ -158,7 +158,7 @@ func (stagedKind) credsFields(c *credsEntry, served, previous *secretEntry, curr
 	secretCredsFields(c, served, previous, current, data)
 }
 
-func (stagedKind) authenticate(b *backend, cfg *configEntry, c *credsEntry, req *auth0api.TokenRequest) error {
+func (stagedKind) authenticate(b *Engine, cfg *configEntry, c *credsEntry, req *auth0api.TokenRequest) error {
 	return secretKind{}.authenticate(b, cfg, c, req)
 }
 
@@ -229,7 +229,7 @@ func (j *roleJob) runStaged(ctx context.Context) (*versionMeta, *logical.Respons
 // stageLocked generates the role's next secret and publishes it, to switch at switchAt:
 // the secret entry first, then creds (next_client_secret), then the role, whose staged
 // state is the commit point. Nothing changes at Auth0.
-func (b *backend) stageLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry, switchAt, now time.Time) error {
+func (b *Engine) stageLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry, switchAt, now time.Time) error {
 	secret, err := b.generateSecret(ctx, role.PasswordPolicy)
 	if err != nil {
 		return err
@@ -245,7 +245,7 @@ func (b *backend) stageLocked(ctx context.Context, s logical.Storage, name strin
 		return err
 	} else if creds != nil {
 		creds.Next = sec
-		next.credsMeta(creds)
+		credsMeta(next, creds)
 		if err := b.putCreds(ctx, s, name, creds); err != nil {
 			return err
 		}
@@ -254,14 +254,14 @@ func (b *backend) stageLocked(ctx context.Context, s logical.Storage, name strin
 		return err
 	}
 	*role = *next
-	b.Logger().Info("staged the next client secret", "role", name, "client_id", role.ClientID, "next_version", sec.Version, "switch_time", role.Staged.SwitchTime.Format(time.RFC3339))
+	b.logger().Info("staged the next client secret", "role", name, "client_id", role.ClientID, "next_version", sec.Version, "switch_time", role.Staged.SwitchTime.Format(time.RFC3339))
 	return nil
 }
 
 // switchStagedLocked sets the staged secret on Auth0 (PATCH, idempotent: a retry after
 // any failure sends the same secret), checks it where the scopes allow, and makes it the
 // current version.
-func (b *backend) switchStagedLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry, conn *connection) (*versionMeta, *logical.Response, error) {
+func (b *Engine) switchStagedLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry, conn *connection) (*versionMeta, *logical.Response, error) {
 	staged := role.Staged
 	sec, err := loadSecret(ctx, s, name, nil, staged.Version)
 	if err != nil {
@@ -278,7 +278,7 @@ func (b *backend) switchStagedLocked(ctx context.Context, s logical.Storage, nam
 	what := fmt.Sprintf("setting the staged secret of role %q (client_id %q, version %d) on Auth0", name, role.ClientID, staged.Version)
 	if err := conn.client.SetClientSecret(b.ctx, role.ClientID, sec.Secret); err != nil {
 		if errors.Is(err, auth0api.ErrOutcomeUnknown) {
-			b.Logger().Warn("Auth0's answer to the staged secret's PATCH was lost; the same secret is set again at the next attempt", "role", name, "error", err)
+			b.logger().Warn("Auth0's answer to the staged secret's PATCH was lost; the same secret is set again at the next attempt", "role", name, "error", err)
 		}
 		resp, rerr := auth0Failure(what, err)
 		return nil, resp, rerr
@@ -291,7 +291,7 @@ func (b *backend) switchStagedLocked(ctx context.Context, s logical.Storage, nam
 	if err != nil {
 		return nil, nil, fmt.Errorf("Auth0 holds the staged secret of role %q but storing the switch failed (%w); the same secret is set again and stored at the next attempt", name, err)
 	}
-	b.Logger().Info("switched to the staged client secret", "role", name, "client_id", role.ClientID, "version", version.Version, "verified", verified)
+	b.logger().Info("switched to the staged client secret", "role", name, "client_id", role.ClientID, "version", version.Version, "verified", verified)
 	return version, nil, nil
 }
 
@@ -299,7 +299,7 @@ func (b *backend) switchStagedLocked(ctx context.Context, s logical.Storage, nam
 // reading it back when the Management API application may (read:client_keys), else by
 // authenticating with it at /oauth/token, polling through Auth0's propagation window. It
 // says which check was made; an error only when a check shows Auth0 holds another secret.
-func (b *backend) verifySwitch(conn *connection, clientID, secret string) (string, error) {
+func (b *Engine) verifySwitch(conn *connection, clientID, secret string) (string, error) {
 	info, err := conn.client.ReadClient(b.ctx, clientID, true)
 	switch {
 	case err == nil && info.Secret == secret:
@@ -307,7 +307,7 @@ func (b *backend) verifySwitch(conn *connection, clientID, secret string) (strin
 	case err == nil:
 		return "", errors.New("after the PATCH Auth0 holds another secret (something else changed it); the staged secret is set again at the next attempt")
 	case !lacksReadClientKeys(err):
-		b.Logger().Warn("could not read the switched secret back; trying a token instead", "client_id", clientID, "error", err)
+		b.logger().Warn("could not read the switched secret back; trying a token instead", "client_id", clientID, "error", err)
 	}
 	app := conn.config.withSecret(secret)
 	app.ClientID = clientID
@@ -323,7 +323,7 @@ func (b *backend) verifySwitch(conn *connection, clientID, secret string) (strin
 			}
 			return verifiedToken, nil // authenticated; only the audience is not granted
 		case !auth0api.CredentialsRejected(err):
-			b.Logger().Warn("could not check the switched secret at /oauth/token", "client_id", clientID, "error", err)
+			b.logger().Warn("could not check the switched secret at /oauth/token", "client_id", clientID, "error", err)
 			return verifiedNone, nil
 		case !b.clock.Now().Before(deadline):
 			return "", fmt.Errorf("Auth0 accepted the PATCH but still refuses the secret at /oauth/token after %s", b.rootAcceptWait)
@@ -336,7 +336,7 @@ func (b *backend) verifySwitch(conn *connection, clientID, secret string) (strin
 
 // cancelStagedLocked discards the staged secret, which never reached Auth0 (or, if a
 // PATCH did go out, was answered with a failure), and records the cancellation.
-func (b *backend) cancelStagedLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry, now time.Time) error {
+func (b *Engine) cancelStagedLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry, now time.Time) error {
 	staged := role.Staged
 	next := role.clone()
 	next.Staged = nil
@@ -352,26 +352,26 @@ func (b *backend) cancelStagedLocked(ctx context.Context, s logical.Storage, nam
 	}
 	*role = *next
 	if creds, err := loadCreds(ctx, s, name); err == nil && creds != nil {
-		role.credsMeta(creds)
+		credsMeta(role, creds)
 		err = b.putCreds(ctx, s, name, creds)
 		if err != nil {
-			b.Logger().Warn("could not withdraw a cancelled staged secret from creds; the role's next write does", "role", name, "error", err)
+			b.logger().Warn("could not withdraw a cancelled staged secret from creds; the role's next write does", "role", name, "error", err)
 		}
 	}
 	if err := deleteKey(ctx, s, secretKey(name, staged.Version)); err != nil {
-		b.Logger().Warn("could not delete a cancelled staged secret", "role", name, "error", err)
+		b.logger().Warn("could not delete a cancelled staged secret", "role", name, "error", err)
 	}
-	b.Logger().Info("cancelled the staged client secret", "role", name, "next_version", staged.Version)
+	b.logger().Info("cancelled the staged client secret", "role", name, "next_version", staged.Version)
 	return nil
 }
 
 // generateSecret makes a new client secret: from the role's Vault password policy if it
 // names one, else 64 characters of Auth0's own alphabet from crypto/rand.
-func (b *backend) generateSecret(ctx context.Context, policy string) (string, error) {
+func (b *Engine) generateSecret(ctx context.Context, policy string) (string, error) {
 	if policy == "" {
 		return generateClientSecret()
 	}
-	secret, err := b.System().GeneratePasswordFromPolicy(ctx, policy)
+	secret, err := b.host.System().GeneratePasswordFromPolicy(ctx, policy)
 	if err != nil {
 		return "", fmt.Errorf("generating a secret from password policy %q: %w", policy, err)
 	}

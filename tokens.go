@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,7 +26,6 @@ import (
 // token_refresh_fraction of its lifetime, asks Auth0 once for all concurrent readers.
 
 const (
-	defaultTokenRefreshFraction = 0.67
 	// tokenAcceptWindow is how long after a credential changed a refusal of it is taken
 	// for Auth0's propagation (up to 30 s documented) and retried.
 	tokenAcceptWindow = 30 * time.Second
@@ -252,7 +252,7 @@ func (c *tokenCache) paused() time.Time {
 // default of creds, the role as the caller loaded and checked it). gen is the role's token
 // generation, read before the caller loaded creds: the fetch checks the role again on what
 // it loads, and stores its token only if the role did not change since.
-func (b *backend) token(ctx context.Context, s logical.Storage, name, requested string, creds *credsEntry, gen uint64) (*cachedToken, *logical.Response, error) {
+func (b *Engine) token(ctx context.Context, s logical.Storage, name, requested string, creds *credsEntry, gen uint64) (*cachedToken, *logical.Response, error) {
 	key := tokenKey{name, canonicalAudience(creds, requested)}
 	// The fetch is for a named audience: readers share it only if they want the same one,
 	// whatever each takes for the role's default.
@@ -297,7 +297,7 @@ func (b *backend) token(ctx context.Context, s logical.Storage, name, requested 
 	}
 	if cached != nil && now.Before(cached.ExpiresAt) && !errors.As(err, new(notAllowed)) {
 		// Auth0 refused or failed the refresh, but the token in hand is still valid.
-		b.Logger().Warn("could not refresh an access token; serving the cached one until it expires", "role", name, "audience", cached.Audience, "expires_at", cached.ExpiresAt.Format(time.RFC3339), "error", err)
+		b.logger().Warn("could not refresh an access token; serving the cached one until it expires", "role", name, "audience", cached.Audience, "expires_at", cached.ExpiresAt.Format(time.RFC3339), "error", err)
 		return cached, nil, nil
 	}
 	var er errorResponse
@@ -317,7 +317,7 @@ func canonicalAudience(creds *credsEntry, requested string) string {
 
 // markRotating records that a job of role name runs, until the returned func is called:
 // token/ waits for it when Auth0 refuses the credential it holds.
-func (b *backend) markRotating(name string) func() {
+func (b *Engine) markRotating(name string) func() {
 	done := make(chan struct{})
 	b.rotating.Store(name, done)
 	return func() {
@@ -329,7 +329,7 @@ func (b *backend) markRotating(name string) func() {
 // awaitRotation waits for a job of role name running on this node to end, and reports
 // whether there was one. The wait is for another goroutine, not for time to pass; the real
 // timer only bounds a hang.
-func (b *backend) awaitRotation(ctx context.Context, name string) bool {
+func (b *Engine) awaitRotation(ctx context.Context, name string) bool {
 	v, ok := b.rotating.Load(name)
 	if !ok {
 		return false
@@ -361,7 +361,7 @@ func (e notAllowed) Unwrap() error { return errorResponse(e) }
 // are the cache entry the caller would fill, for a refusal. It runs on the backend's
 // context: concurrent readers share it, and one going away must not cancel it for the
 // others.
-func (b *backend) fetchToken(s logical.Storage, name, audience string, key tokenKey, gen uint64) (*cachedToken, error) {
+func (b *Engine) fetchToken(s logical.Storage, name, audience string, key tokenKey, gen uint64) (*cachedToken, error) {
 	ctx := b.ctx
 	conn, resp, err := b.requireConnection(ctx, s)
 	if resp != nil {
@@ -448,9 +448,9 @@ func (b *backend) fetchToken(s logical.Storage, name, audience string, key token
 }
 
 // requestToken makes one client-credentials request with the credential creds serve.
-func (b *backend) requestToken(ctx context.Context, cfg *configEntry, creds *credsEntry, audience string) (*cachedToken, error) {
+func (b *Engine) requestToken(ctx context.Context, cfg *configEntry, creds *credsEntry, audience string) (*cachedToken, error) {
 	req := auth0api.TokenRequest{ClientID: creds.ClientID, Audience: audience, Scopes: creds.TokenScopes}
-	if err := creds.kind().authenticate(b, cfg, creds, &req); err != nil {
+	if err := kindFor(creds.kindKey()).authenticate(b, cfg, creds, &req); err != nil {
 		return nil, err
 	}
 	now := b.clock.Now()
@@ -467,4 +467,23 @@ func (b *backend) requestToken(ctx context.Context, cfg *configEntry, creds *cre
 		ExpiresAt:   now.Add(tok.Lifetime),
 		RefreshAt:   now.Add(time.Duration(math.Floor(float64(tok.Lifetime) * cfg.tokenRefreshFraction()))),
 	}, nil
+}
+
+const (
+	defaultAssertionTTL = time.Minute
+	maxAssertionTTL     = 5 * time.Minute
+	minAssertionTTL     = 10 * time.Second
+)
+
+// tokenAllowed says why token/ refuses a request for audience, nil when it may proceed.
+func tokenAllowed(name string, creds *credsEntry, audience string) *logical.Response {
+	switch {
+	case creds == nil:
+		return logical.ErrorResponse("role %q does not exist or has no token_audiences", name)
+	case len(creds.TokenAudiences) == 0:
+		return logical.ErrorResponse("role %q mints no access tokens: set token_audiences on it (the APIs its application may call)", name)
+	case audience != "" && !slices.Contains(creds.TokenAudiences, audience):
+		return logical.ErrorResponse("role %q may not mint tokens for audience %q; its token_audiences are %v", name, audience, creds.TokenAudiences)
+	}
+	return nil
 }

@@ -15,7 +15,7 @@ import (
 // to share its application with another, or with the mount's config, or whose stored
 // schedule cannot fire, is marked blocked and reported, never rotated. The caller holds the
 // role's lock.
-func (b *backend) upgradeRoleLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
+func (b *Engine) upgradeRoleLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
 	for _, v := range role.Versions {
 		if v.LegacySecret == "" {
 			continue
@@ -50,8 +50,8 @@ func (b *backend) upgradeRoleLocked(ctx context.Context, s logical.Storage, name
 	}
 	*role = *next
 	if role.Blocked != "" {
-		b.Logger().Error("role not rotated until its operator acts", "role", name, "client_id", role.ClientID, "reason", role.Blocked)
+		b.logger().Error("role not rotated until its operator acts", "role", name, "client_id", role.ClientID, "reason", role.Blocked)
 	}
-	b.Logger().Info("moved role to the current storage layout", "role", name, "layout", fmt.Sprint(roleLayout), "versions", len(role.Versions))
+	b.logger().Info("moved role to the current storage layout", "role", name, "layout", fmt.Sprint(roleLayout), "versions", len(role.Versions))
 	return nil
 }

@@ -1,0 +1,36 @@
+package auth0
+
+import (
+	"time"
+)
+
+// The state of certificate roles (certs.go), a part of roleEntry, versionMeta and
+// secretEntry.
+
+const defaultCertificateTTL = 365 * 24 * time.Hour
+
+// certSettings are the settings only certificate roles have (a part of roleEntry).
+type certSettings struct {
+	// CertificateTTL is how long each certificate is valid (0: the default).
+	CertificateTTL time.Duration `json:"certificate_ttl,omitempty"`
+}
+
+// certVersion describes a certificate version (a part of versionMeta and secretEntry).
+type certVersion struct {
+	Thumbprint string    `json:"thumbprint_sha256,omitempty"`
+	ExpiresAt  time.Time `json:"expires_at,omitempty"`
+}
+
+// certSecret is a certificate version's material beyond its private key (a part of
+// secretEntry).
+type certSecret struct {
+	Certificate string `json:"certificate,omitempty"`
+	certVersion
+}
+
+func (r *roleEntry) certificateTTL() time.Duration {
+	if r.CertificateTTL > 0 {
+		return r.CertificateTTL
+	}
+	return defaultCertificateTTL
+}
