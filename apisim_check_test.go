@@ -55,11 +55,11 @@ func (a *apiSim) check(stage string) {
 }
 
 func (a *apiSim) checkRole(ctx context.Context, n *apiNode, r *apiRole, wals int) string {
-	role, err := loadRole(ctx, a.base, r.name)
+	role, err := LoadRole(ctx, a.base, r.name)
 	if err != nil {
 		return err.Error()
 	}
-	creds, err := loadCreds(ctx, a.base, r.name)
+	creds, err := LoadCreds(ctx, a.base, r.name)
 	if err != nil {
 		return err.Error()
 	}
@@ -90,16 +90,16 @@ func (a *apiSim) checkRole(ctx context.Context, n *apiNode, r *apiRole, wals int
 	}
 
 	// Versions.
-	cur := role.currentVersion()
+	cur := role.CurrentVersion()
 	if len(role.Versions) > role.MaxVersions {
 		return fmt.Sprintf("retains %d versions, max_versions is %d", len(role.Versions), role.MaxVersions)
 	}
-	secrets := map[int]*secretEntry{}
+	secrets := map[int]*SecretEntry{}
 	for i, v := range role.Versions {
 		if i > 0 && v.Version != role.Versions[i-1].Version+1 {
 			return "versions not consecutive: " + describeVersions(role)
 		}
-		sec, err := loadSecret(ctx, a.base, r.name, role, v.Version)
+		sec, err := LoadSecret(ctx, a.base, r.name, role, v.Version)
 		if err != nil || sec == nil || sec.Version != v.Version || sec.Secret == "" && sec.PrivateKey == "" {
 			return fmt.Sprintf("retained version %d has secret entry %s (%v)", v.Version, redact(sec), err)
 		}
@@ -108,13 +108,13 @@ func (a *apiSim) checkRole(ctx context.Context, n *apiNode, r *apiRole, wals int
 	}
 
 	// Staged state.
-	var staged *secretEntry
+	var staged *SecretEntry
 	if st := role.Staged; st != nil {
 		if !role.isStaged() || st.Version != cur+1 {
 			return fmt.Sprintf("stores staged version %d with strategy %q at version %d", st.Version, role.RotationStrategy, cur)
 		}
-		staged, err = loadSecret(ctx, a.base, r.name, nil, st.Version)
-		if err != nil || staged == nil || staged.Version != st.Version || staged.Source != sourceStaged || staged.Secret == "" {
+		staged, err = LoadSecret(ctx, a.base, r.name, nil, st.Version)
+		if err != nil || staged == nil || staged.Version != st.Version || staged.Source != SourceStaged || staged.Secret == "" {
 			return fmt.Sprintf("staged version %d has secret entry %s (%v)", st.Version, redact(staged), err)
 		}
 		a.logs.addSecret(staged.Secret)
@@ -147,7 +147,7 @@ func (a *apiSim) checkRole(ctx context.Context, n *apiNode, r *apiRole, wals int
 	case served == cur+1 && r.keys && role.PendingKey != nil && role.PendingKey.Version == served:
 		a.count("check: creds ahead of a pending key")
 	case served == cur+1 && !r.keys && wals > 0:
-		sec, err := loadSecret(ctx, a.base, r.name, nil, served)
+		sec, err := LoadSecret(ctx, a.base, r.name, nil, served)
 		if err != nil || !sameCredential(creds.Current, sec) {
 			return fmt.Sprintf("creds serve version %d ahead of the role (version %d), and no secret entry of the rotation in flight matches it", served, cur)
 		}
@@ -165,7 +165,7 @@ func (a *apiSim) checkRole(ctx context.Context, n *apiNode, r *apiRole, wals int
 
 	// No half-stored role.
 	want := *creds
-	credsMeta(role, &want)
+	CredsMeta(role, &want)
 	halfStored := creds.ClientID != want.ClientID || !slices.Equal(creds.TokenAudiences, want.TokenAudiences) || creds.Strategy != want.Strategy ||
 		creds.CredentialType != want.CredentialType || creds.RotationPeriod != want.RotationPeriod || creds.RotationSchedule != want.RotationSchedule
 	if halfStored && apiAllowed("half-stored") {
@@ -204,13 +204,13 @@ func (a *apiSim) checkRole(ctx context.Context, n *apiNode, r *apiRole, wals int
 }
 
 // sameCredential reports whether a and b hold the same version and credential.
-func sameCredential(a, b *secretEntry) bool {
+func sameCredential(a, b *SecretEntry) bool {
 	return a != nil && b != nil && a.Version == b.Version && a.Secret == b.Secret && a.PrivateKey == b.PrivateKey && a.KeyID == b.KeyID
 }
 
 // checkCredsCache: the node's cached creds of name, if any, are what storage holds.
-func (a *apiSim) checkCredsCache(n *apiNode, name string, stored *credsEntry) string {
-	l := n.b.credsCache.lru.Load()
+func (a *apiSim) checkCredsCache(n *apiNode, name string, stored *CredsEntry) string {
+	l := n.b.CredsCache.Lru.Load()
 	if l == nil {
 		return ""
 	}
@@ -239,20 +239,20 @@ func (a *apiSim) checkTokenCache(ctx context.Context, n *apiNode) string {
 // while requests run, the caller holds the role's lock, so that no change of the role is
 // half done (a change drops the role's tokens before it releases the lock).
 func (a *apiSim) checkTokensOf(ctx context.Context, n *apiNode, of func(role string) bool) string {
-	n.b.tokens.mu.Lock()
-	cached := map[tokenKey]string{} // the audience each token is for
-	for k, tok := range n.b.tokens.entries {
-		if of(k.role) {
+	n.b.Tokens.Mu.Lock()
+	cached := map[TokenKey]string{} // the audience each token is for
+	for k, tok := range n.b.Tokens.Entries {
+		if of(k.Role) {
 			cached[k] = tok.Audience
 		}
 	}
-	n.b.tokens.mu.Unlock()
+	n.b.Tokens.Mu.Unlock()
 	for k, aud := range cached {
-		creds, err := loadCreds(ctx, a.base, k.role)
+		creds, err := LoadCreds(ctx, a.base, k.Role)
 		listed := creds != nil && len(creds.TokenAudiences) > 0 &&
-			(k.audience == "" && aud == creds.TokenAudiences[0] || k.audience != "" && slices.Contains(creds.TokenAudiences, k.audience))
+			(k.AudienceOrDefault == "" && aud == creds.TokenAudiences[0] || k.AudienceOrDefault != "" && slices.Contains(creds.TokenAudiences, k.AudienceOrDefault))
 		a.mu.Lock()
-		failed := a.failedWrite[k.role]
+		failed := a.failedWrite[k.Role]
 		a.mu.Unlock()
 		switch {
 		case err != nil:
@@ -260,11 +260,11 @@ func (a *apiSim) checkTokensOf(ctx context.Context, n *apiNode, of func(role str
 		case !listed && failed && apiAllowed("failed-write-token"):
 			a.count("allowed: token cached by a failed role write")
 		case creds == nil || len(creds.TokenAudiences) == 0:
-			return fmt.Sprintf("node %d caches a token of role %s for audience %q, and the role lists none (or has no credential)", n.id, k.role, k.audience)
-		case k.audience != "" && !slices.Contains(creds.TokenAudiences, k.audience):
-			return fmt.Sprintf("node %d caches a token of role %s for audience %q, which the role does not list (it lists %v)", n.id, k.role, k.audience, creds.TokenAudiences)
+			return fmt.Sprintf("node %d caches a token of role %s for audience %q, and the role lists none (or has no credential)", n.id, k.Role, k.AudienceOrDefault)
+		case k.AudienceOrDefault != "" && !slices.Contains(creds.TokenAudiences, k.AudienceOrDefault):
+			return fmt.Sprintf("node %d caches a token of role %s for audience %q, which the role does not list (it lists %v)", n.id, k.Role, k.AudienceOrDefault, creds.TokenAudiences)
 		case !listed:
-			return fmt.Sprintf("node %d caches, as role %s's default, a token for audience %q; the role's default is %q", n.id, k.role, aud, creds.TokenAudiences[0])
+			return fmt.Sprintf("node %d caches, as role %s's default, a token for audience %q; the role's default is %q", n.id, k.Role, aud, creds.TokenAudiences[0])
 		}
 	}
 	return ""
@@ -281,10 +281,10 @@ func (a *apiSim) walsByRole() map[string]int {
 	}
 	for _, id := range ids {
 		entry, err := framework.GetWAL(ctx, a.base, id)
-		if err != nil || entry == nil || entry.Kind != walKindRotation {
+		if err != nil || entry == nil || entry.Kind != WalKindRotation {
 			continue
 		}
-		if w, err := decodeRotationWAL(entry.Data); err == nil {
+		if w, err := DecodeRotationWAL(entry.Data); err == nil {
 			out[w.Role]++
 		}
 	}

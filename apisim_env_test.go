@@ -117,7 +117,7 @@ func (s *apiStorage) Get(ctx context.Context, key string) (*logical.StorageEntry
 		return nil, err
 	}
 	e, err := s.inner.Get(ctx, key)
-	if hold, ok := ctx.Value(apiHoldKey{}).(chan struct{}); ok && strings.HasPrefix(key, credsStoragePrefix) {
+	if hold, ok := ctx.Value(apiHoldKey{}).(chan struct{}); ok && strings.HasPrefix(key, CredsStoragePrefix) {
 		select {
 		case <-hold:
 		case <-s.node.died:
@@ -168,9 +168,9 @@ func (a *apiSim) startOneNode(offset time.Duration) (*apiNode, error) {
 	conf.StorageView = n.store
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Name: fmt.Sprintf("node%d", n.id), Level: hclog.Trace, Output: a.logs})
 	b := newBackendWithClock(n.clock)
-	b.manualDispatch = true
-	b.jitter = func(n int64) int64 { return n - 1 }
-	b.generateKey = a.generateKey
+	b.ManualDispatch = true
+	b.Jitter = func(n int64) int64 { return n - 1 }
+	b.GenerateKey = a.generateKey
 	if err := b.Setup(context.Background(), conf); err != nil {
 		return nil, err
 	}
@@ -178,9 +178,9 @@ func (a *apiSim) startOneNode(offset time.Duration) (*apiNode, error) {
 		return nil, err
 	}
 	n.b = b
-	if sch := b.sched.Load(); sch != nil {
+	if sch := b.Sched.Load(); sch != nil {
 		select {
-		case <-sch.loaded:
+		case <-sch.Loaded:
 		case <-n.died:
 		}
 	}
@@ -216,7 +216,7 @@ func (a *apiSim) failover(old *apiNode, lag time.Duration, why string) {
 func (a *apiSim) generateKey(bits int) (string, string, error) {
 	var private, public string
 	var err error
-	if bits == defaultKeyBits {
+	if bits == DefaultKeyBits {
 		select {
 		case k := <-a.keyPool.keys:
 			private, public = k[0], k[1]
@@ -315,7 +315,7 @@ func (a *apiSim) armCut(name string) {
 func (a *apiSim) notePut(key string) {
 	a.cutMu.Lock()
 	defer a.cutMu.Unlock()
-	if a.cutRole != "" && key == credsKey(a.cutRole) {
+	if a.cutRole != "" && key == CredsKey(a.cutRole) {
 		a.cutSawCreds = true
 	}
 }
@@ -325,7 +325,7 @@ func (a *apiSim) notePut(key string) {
 func (a *apiSim) cuts(key string) bool {
 	a.cutMu.Lock()
 	defer a.cutMu.Unlock()
-	if a.cutRole == "" || !a.cutSawCreds || key != roleKey(a.cutRole) {
+	if a.cutRole == "" || !a.cutSawCreds || key != RoleKey(a.cutRole) {
 		return false
 	}
 	a.cutRole = ""

@@ -238,7 +238,7 @@ func newAPISim(t *testing.T, seed uint64) *apiSim {
 		case 1:
 			data["import_current_secret"] = true
 		case 2:
-			data["rotation_strategy"] = strategyStaged
+			data["rotation_strategy"] = StrategyStaged
 			data["rotation_period"], data["rotation_schedule"] = "10m", ""
 			data["stage_period"] = "2m"
 		}
@@ -563,7 +563,7 @@ func (a *apiSim) runDue() int {
 			}
 		}()
 		if !n.dead.Load() {
-			ran = n.b.runDueNow(context.Background())
+			ran = n.b.RunDueNow(context.Background())
 		}
 	}()
 	crashed := n.crashed()
@@ -608,13 +608,13 @@ func (w *apiWorker) role() *apiRole { return w.a.roles[w.rng.IntN(len(w.a.roles)
 // pick is, percent times in a hundred, a role whose stored state is like, if there is
 // one, else any role: operations aimed where they have something to do, as the engine
 // simulation makes cancels likelier while a secret is staged.
-func (w *apiWorker) pick(percent int, like func(*roleEntry) bool) *apiRole {
+func (w *apiWorker) pick(percent int, like func(*RoleEntry) bool) *apiRole {
 	if w.rng.IntN(100) >= percent {
 		return w.role()
 	}
 	var fit []*apiRole
 	for _, r := range w.a.roles {
-		if role, err := loadRole(context.Background(), w.a.base, r.name); err == nil && role != nil && like(role) {
+		if role, err := LoadRole(context.Background(), w.a.base, r.name); err == nil && role != nil && like(role) {
 			fit = append(fit, r)
 		}
 	}
@@ -627,7 +627,7 @@ func (w *apiWorker) pick(percent int, like func(*roleEntry) bool) *apiRole {
 // new is a role without a version yet, most of the time: its first commit cut short leaves
 // creds ahead of a role that lists no version.
 func (w *apiWorker) new() *apiRole {
-	return w.pick(70, func(role *roleEntry) bool { return role.currentVersion() == 0 })
+	return w.pick(70, func(role *RoleEntry) bool { return role.CurrentVersion() == 0 })
 }
 
 // apiOps are the operations and their weights.
@@ -635,7 +635,7 @@ var apiOps = []struct {
 	weight int
 	do     func(w *apiWorker) string
 }{
-	{120, (*apiWorker).token},
+	{120, (*apiWorker).Token},
 	{40, (*apiWorker).burst},
 	{30, (*apiWorker).checkTokens},
 	{30, (*apiWorker).assertion},
@@ -653,7 +653,7 @@ var apiOps = []struct {
 	{15, (*apiWorker).readRole},
 	{15, (*apiWorker).rollback},
 	{25, (*apiWorker).writeConfig},
-	{40, (*apiWorker).invalidate},
+	{40, (*apiWorker).Invalidate},
 	{50, (*apiWorker).advance},
 	{30, (*apiWorker).advanceToDue},
 	{30, (*apiWorker).clockStep},
@@ -696,7 +696,7 @@ func (w *apiWorker) do(op logical.Operation, path string, data map[string]interf
 	return resp, err, desc + " -> " + outcome(resp, err)
 }
 
-func (w *apiWorker) audience() string {
+func (w *apiWorker) AudienceOrDefault() string {
 	switch x := w.rng.IntN(10); {
 	case x < 4:
 		return ""
@@ -706,11 +706,11 @@ func (w *apiWorker) audience() string {
 	return "https://unlisted.test/"
 }
 
-func (w *apiWorker) token() string { return w.tokenOf(w.role()) }
+func (w *apiWorker) Token() string { return w.tokenOf(w.role()) }
 
 func (w *apiWorker) tokenOf(r *apiRole) string {
 	var data map[string]interface{}
-	aud := w.audience()
+	aud := w.AudienceOrDefault()
 	if aud != "" {
 		data = map[string]interface{}{"audience": aud}
 	}
@@ -748,7 +748,7 @@ func (w *apiWorker) burst() string {
 		// storage, rather than the cache.
 		n := w.a.node.Load()
 		n.reqMu.RLock()
-		n.b.InvalidateKey(context.Background(), credsKey(r.name))
+		n.b.InvalidateKey(context.Background(), CredsKey(r.name))
 		n.reqMu.RUnlock()
 	}
 	written := make(chan struct{})
@@ -783,7 +783,7 @@ func (w *apiWorker) checkTokens() string {
 	if n.dead.Load() {
 		return "check the tokens: the node is down"
 	}
-	lock := n.b.roleLock(r.name)
+	lock := n.b.RoleLock(r.name)
 	lock.Lock()
 	defer lock.Unlock()
 	if msg := w.a.checkTokensOf(context.Background(), n, func(role string) bool { return role == r.name }); msg != "" {
@@ -839,19 +839,19 @@ func (w *apiWorker) checkCredsAnswer(desc string, r *apiRole, resp *logical.Resp
 
 // createData is the creation of role r: its application, a schedule, token_audiences.
 func (w *apiWorker) createData(r *apiRole) map[string]interface{} {
-	data := w.schedule(r)
+	data := w.Schedule(r)
 	data["client_id"] = r.clientID
 	data["token_audiences"] = w.audiences()
 	if r.keys {
-		data["credential_type"] = credentialPrivateKeyJWT
+		data["credential_type"] = CredentialPrivateKeyJWT
 		data["allow_auth_method_change"] = true
 		data["allow_assertions"] = true
 		data["overlap_period"] = []string{"0s", "5m", "30m"}[w.rng.IntN(3)]
 		return data
 	}
 	if w.rng.IntN(3) == 0 {
-		data["rotation_strategy"] = strategyStaged
-		data["stage_period"] = w.stagePeriod()
+		data["rotation_strategy"] = StrategyStaged
+		data["stage_period"] = w.StagePeriodOrDefault()
 	}
 	if w.rng.IntN(2) == 0 {
 		data["import_current_secret"] = true
@@ -861,7 +861,7 @@ func (w *apiWorker) createData(r *apiRole) map[string]interface{} {
 
 // write writes role r; a role that a delete removed is created again.
 func (w *apiWorker) write(r *apiRole, data map[string]interface{}) string {
-	role, err := loadRole(context.Background(), w.a.base, r.name)
+	role, err := LoadRole(context.Background(), w.a.base, r.name)
 	creating := err == nil && role == nil
 	if creating {
 		data = w.createData(r)
@@ -905,7 +905,7 @@ func (w *apiWorker) writeMaxVersions() string {
 }
 
 // schedule is a rotation schedule minutes apart (hours for the key role, whose keys cost).
-func (w *apiWorker) schedule(r *apiRole) map[string]interface{} {
+func (w *apiWorker) Schedule(r *apiRole) map[string]interface{} {
 	if r.keys {
 		if w.rng.IntN(2) == 0 {
 			return map[string]interface{}{"rotation_period": "6h", "rotation_schedule": ""}
@@ -923,13 +923,13 @@ func (w *apiWorker) schedule(r *apiRole) map[string]interface{} {
 }
 
 // stagePeriod is shorter than any schedule's interval.
-func (w *apiWorker) stagePeriod() string {
+func (w *apiWorker) StagePeriodOrDefault() string {
 	return []string{"30s", "1m", "2m", "4m"}[w.rng.IntN(4)]
 }
 
 func (w *apiWorker) writeSchedule() string {
 	r := w.role()
-	return w.write(r, w.schedule(r))
+	return w.write(r, w.Schedule(r))
 }
 
 func (w *apiWorker) writeStrategy() string {
@@ -937,9 +937,9 @@ func (w *apiWorker) writeStrategy() string {
 	if r.keys {
 		return w.writeAudiences()
 	}
-	data := map[string]interface{}{"rotation_strategy": strategyImmediate}
+	data := map[string]interface{}{"rotation_strategy": StrategyImmediate}
 	if w.rng.IntN(2) == 0 {
-		data = map[string]interface{}{"rotation_strategy": strategyStaged, "stage_period": w.stagePeriod()}
+		data = map[string]interface{}{"rotation_strategy": StrategyStaged, "stage_period": w.StagePeriodOrDefault()}
 	}
 	return w.write(r, data)
 }
@@ -975,13 +975,13 @@ func (w *apiWorker) rotate(option string) string {
 	r := w.role()
 	switch option {
 	case "switch_now":
-		r = w.pick(80, (*roleEntry).isStaged)
+		r = w.pick(80, (*RoleEntry).isStaged)
 	case "cancel_staged":
-		r = w.pick(80, func(role *roleEntry) bool { return role.Staged != nil })
+		r = w.pick(80, func(role *RoleEntry) bool { return role.Staged != nil })
 		// Half the time, of a secret whose switch is due (by the shared time) or under way:
 		// an operator's reflex when a switch fails.
 		if w.rng.IntN(2) == 0 {
-			r = w.pick(100, func(role *roleEntry) bool {
+			r = w.pick(100, func(role *RoleEntry) bool {
 				return role.Staged != nil && !w.a.clock.Now().Before(role.Staged.SwitchTime)
 			})
 		}
@@ -1020,9 +1020,9 @@ func (w *apiWorker) writeConfig() string {
 
 // invalidate delivers an invalidation to the active node, as Vault does when another
 // node (or a replicated cluster) wrote the key.
-func (w *apiWorker) invalidate() string {
+func (w *apiWorker) Invalidate() string {
 	r := w.role()
-	key := []string{configStoragePath, roleKey(r.name), credsKey(r.name)}[w.rng.IntN(3)]
+	key := []string{ConfigStoragePath, RoleKey(r.name), CredsKey(r.name)}[w.rng.IntN(3)]
 	n := w.a.node.Load()
 	n.reqMu.RLock()
 	defer n.reqMu.RUnlock()
@@ -1044,8 +1044,8 @@ func (w *apiWorker) advanceToDue() string {
 	w.a.timeMu.Lock()
 	n := w.a.node.Load()
 	d := time.Duration(0)
-	if sch := n.b.sched.Load(); sch != nil {
-		if due, ok := sch.queue.peek(); ok && due.After(n.clock.Now()) {
+	if sch := n.b.Sched.Load(); sch != nil {
+		if due, ok := sch.Queue.Peek(); ok && due.After(n.clock.Now()) {
 			d = due.Sub(n.clock.Now())
 		}
 	}
@@ -1102,12 +1102,12 @@ func (w *apiWorker) auth0Fault() string {
 
 func (w *apiWorker) storageFault() string {
 	r := w.new()
-	prefixes := []string{"", roleStoragePrefix, credsStoragePrefix, secretStoragePrefix, framework.WALPrefix, roleKey(r.name), credsKey(r.name)}
+	prefixes := []string{"", RoleStoragePrefix, CredsStoragePrefix, SecretStoragePrefix, framework.WALPrefix, RoleKey(r.name), CredsKey(r.name)}
 	prefix := prefixes[w.rng.IntN(len(prefixes))]
 	n := []int{1, 2, 3, 6}[w.rng.IntN(4)]
 	if w.rng.IntN(3) == 0 {
 		// The role's writes fail for longer than a commit retries them.
-		prefix, n = roleKey(r.name), 6
+		prefix, n = RoleKey(r.name), 6
 	}
 	w.a.plan.setFailures("put", prefix, n)
 	return fmt.Sprintf("storage fault: the next %d puts under %q fail", n, prefix)
@@ -1144,7 +1144,7 @@ func (a *apiSim) converge() {
 		wals := a.walsByRole()
 		var unsettled []*apiRole
 		for _, r := range a.roles {
-			role, err := loadRole(ctx, a.base, r.name)
+			role, err := LoadRole(ctx, a.base, r.name)
 			if err != nil {
 				a.problem("converge: %v", err)
 				return
@@ -1189,8 +1189,8 @@ func (a *apiSim) finalCheck() {
 	// Past any pause a 429 of /oauth/token left.
 	a.advance(5 * time.Minute)
 	for _, r := range a.roles {
-		role, err := loadRole(ctx, a.base, r.name)
-		if err != nil || role == nil || role.currentVersion() == 0 {
+		role, err := LoadRole(ctx, a.base, r.name)
+		if err != nil || role == nil || role.CurrentVersion() == 0 {
 			continue
 		}
 		resp, err := a.request("final creds/"+r.name, logical.ReadOperation, "creds/"+r.name, nil)
@@ -1206,7 +1206,7 @@ func (a *apiSim) finalCheck() {
 		} else if !a.secretLogsIn(r.clientID, str("client_secret")) {
 			a.problem("at the end, the secret creds/%s serves (version %v) does not log in", r.name, resp.Data["version"])
 		}
-		creds, err := loadCreds(ctx, a.base, r.name)
+		creds, err := LoadCreds(ctx, a.base, r.name)
 		if err != nil || creds == nil {
 			continue
 		}

@@ -35,7 +35,7 @@ type backend struct {
 
 // Setup is framework.Backend's, and also takes the mount's identity from conf.
 func (b *backend) Setup(ctx context.Context, conf *logical.BackendConfig) error {
-	b.mountTag = mountTag(conf.BackendUUID)
+	b.MountTag = mountTag(conf.BackendUUID)
 	return b.Backend.Setup(ctx, conf)
 }
 
@@ -54,15 +54,15 @@ func newBackend() *backend {
 
 func newBackendWithClock(clk clock.Clock) *backend {
 	b := &backend{}
-	b.Engine = newEngine(clk, b, Version)
+	b.Engine = NewEngine(clk, b, Version)
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
 			SealWrapStorage: []string{
-				configStoragePath,
-				credsStoragePrefix,
-				secretStoragePrefix,
+				ConfigStoragePath,
+				CredsStoragePrefix,
+				SecretStoragePrefix,
 			},
 			// A write-ahead entry belongs to the cluster whose rotation wrote it.
 			LocalStorage: []string{
@@ -78,26 +78,26 @@ func newBackendWithClock(clk clock.Clock) *backend {
 			pathToken(b),
 			pathStatus(b),
 		),
-		InitializeFunc:    b.initialize,
-		WALRollback:       b.walRollback,
-		WALRollbackMinAge: walRollbackMinAge,
-		Invalidate:        b.invalidate,
+		InitializeFunc:    b.InitializeMount,
+		WALRollback:       b.RollbackWAL,
+		WALRollbackMinAge: WalRollbackMinAge,
+		Invalidate:        b.Invalidate,
 		Clean:             b.clean,
 		RunningVersion:    Version,
 	}
 	return b
 }
 
-func (b *backend) invalidate(_ context.Context, key string) {
+func (b *backend) Invalidate(_ context.Context, key string) {
 	switch {
-	case key == configStoragePath:
-		b.resetConnection()
-	case strings.HasPrefix(key, roleStoragePrefix):
-		b.tokens.dropRole(strings.TrimPrefix(key, roleStoragePrefix))
-	case strings.HasPrefix(key, credsStoragePrefix):
-		name := strings.TrimPrefix(key, credsStoragePrefix)
-		b.credsCache.invalidate(name)
-		b.tokens.dropRole(name)
+	case key == ConfigStoragePath:
+		b.ResetConnection()
+	case strings.HasPrefix(key, RoleStoragePrefix):
+		b.Tokens.DropRole(strings.TrimPrefix(key, RoleStoragePrefix))
+	case strings.HasPrefix(key, CredsStoragePrefix):
+		name := strings.TrimPrefix(key, CredsStoragePrefix)
+		b.CredsCache.Invalidate(name)
+		b.Tokens.DropRole(name)
 	}
 }
 
@@ -106,17 +106,17 @@ func (b *backend) invalidate(_ context.Context, key string) {
 // already sent is cut off and leaves its write-ahead entry for reconciliation. Then it
 // waits a bounded time for the scheduler's workers.
 func (b *backend) clean(context.Context) {
-	b.cancel()
-	b.stopScheduler()
-	b.resetConnection()
+	b.Cancel()
+	b.StopScheduler()
+	b.ResetConnection()
 }
 
 // HandleRequest is framework.Backend's, with the panic boundary.
 func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (resp *logical.Response, err error) {
 	defer func() {
 		if recover() != nil {
-			b.logPanic("request", "path", req.Path, "operation", req.Operation)
-			resp, err = nil, logical.CodedError(http.StatusInternalServerError, panicMessage)
+			b.LogPanic("request", "path", req.Path, "operation", req.Operation)
+			resp, err = nil, logical.CodedError(http.StatusInternalServerError, PanicMessage)
 		}
 	}()
 	return b.Backend.HandleRequest(ctx, req)

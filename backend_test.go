@@ -67,8 +67,8 @@ func newTestEnv(t *testing.T, scopes ...string) *testEnv {
 	b := startBackendWithClock(t, storage, logical.TestSystemView(), hclog.Trace, logs, clk)
 	// The scheduler's startup reads storage in the background: settled before the test
 	// begins, so that what a test counts (storage reads of the hot path) is its own.
-	if sch := b.sched.Load(); sch != nil {
-		<-sch.loaded
+	if sch := b.Sched.Load(); sch != nil {
+		<-sch.Loaded
 	}
 	return &testEnv{t: t, b: b, storage: storage, emu: emu, emuURL: srv.URL, logs: logs, clock: clk}
 }
@@ -98,8 +98,8 @@ func buildBackend(tb testing.TB, s logical.Storage, sys logical.SystemView, leve
 	b := newBackend()
 	if clk != nil {
 		b = newBackendWithClock(clk)
-		b.manualDispatch = manual
-		b.jitter = func(n int64) int64 { return n - 1 } // the longest delay: deterministic
+		b.ManualDispatch = manual
+		b.Jitter = func(n int64) int64 { return n - 1 } // the longest delay: deterministic
 	}
 	if err := b.Setup(context.Background(), conf); err != nil {
 		tb.Fatal(err)
@@ -115,12 +115,12 @@ func buildBackend(tb testing.TB, s logical.Storage, sys logical.SystemView, leve
 // virtual clock's time, and returns how many ran.
 func (e *testEnv) runDue() int {
 	e.t.Helper()
-	sch := e.b.sched.Load()
+	sch := e.b.Sched.Load()
 	if sch == nil {
 		return 0
 	}
-	<-sch.loaded
-	return e.b.runDueNow(e.t.Context())
+	<-sch.Loaded
+	return e.b.RunDueNow(e.t.Context())
 }
 
 // advance moves the virtual clock by d and runs what fell due.
@@ -311,7 +311,7 @@ func (s *countingStorage) List(ctx context.Context, prefix string) ([]string, er
 
 func (s *countingStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
 	s.putsTotal.Add(1)
-	prefix := roleStoragePrefix
+	prefix := RoleStoragePrefix
 	if p := s.failPrefix.Load(); p != nil {
 		prefix = *p
 	}

@@ -57,19 +57,19 @@ func benchRandString(r *rand.Rand, n int) string {
 // benchRole is a realistic stored role: a 32-character client ID, a monthly
 // rotation_period, max_versions 10 holding 3 versions of 64-character secrets, and a last
 // rotation somewhere in the past period, so that due times spread over the next month.
-func benchRole(r *rand.Rand, now time.Time) *roleEntry {
+func benchRole(r *rand.Rand, now time.Time) *RoleEntry {
 	last := now.Add(-time.Duration(r.Int64N(int64(benchRotationPeriod)))).UTC()
-	role := &roleEntry{
-		Layout:         roleLayout,
+	role := &RoleEntry{
+		Layout:         RoleLayout,
 		ClientID:       benchRandString(r, 32),
 		RotationPeriod: benchRotationPeriod,
-		MaxVersions:    defaultMaxVersions,
+		MaxVersions:    DefaultMaxVersions,
 	}
 	for v := benchVersions; v >= 1; v-- {
-		role.addVersion(versionMeta{Source: sourceScheduled}, last.Add(-time.Duration(v-1)*benchRotationPeriod))
+		role.AddVersion(VersionMeta{Source: SourceScheduled}, last.Add(-time.Duration(v-1)*benchRotationPeriod))
 	}
 	role.LastVaultRotation = last
-	role.NextVaultRotation = role.nextRotation(last)
+	role.NextVaultRotation = role.NextRotation(last)
 	return role
 }
 
@@ -101,10 +101,10 @@ func benchStorage(b *testing.B, n int) *benchStored {
 	for i := 0; i < n; i++ {
 		name := benchRoleName(i)
 		role := benchRole(r, now)
-		if err := saveRole(ctx, s.storage, name, role); err != nil {
+		if err := SaveRole(ctx, s.storage, name, role); err != nil {
 			b.Fatal(err)
 		}
-		if err := s.storage.Put(ctx, &logical.StorageEntry{Key: dueIndexKey(name, dueTime(role, now))}); err != nil {
+		if err := s.storage.Put(ctx, &logical.StorageEntry{Key: DueIndexKey(name, DueTime(role, now))}); err != nil {
 			b.Fatal(err)
 		}
 		s.names[i], s.dues[i] = name, role.NextVaultRotation
@@ -128,13 +128,13 @@ func BenchmarkQueueRebuild(b *testing.B) {
 
 			b.Run("loadQueue", func(b *testing.B) {
 				be := newBackend()
-				defer be.cancel()
+				defer be.Cancel()
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
-					sch := &scheduler{queue: newRotationQueue(), storage: st.storage, index: map[string]string{}, unreadable: map[string]int{}}
-					be.loadQueue(ctx, sch)
-					if got := sch.queue.len(); got != n {
+					sch := &Scheduler{Queue: NewRotationQueue(), Storage: st.storage, Index: map[string]string{}, Unreadable: map[string]int{}}
+					be.LoadQueue(ctx, sch)
+					if got := sch.Queue.Len(); got != n {
 						b.Fatalf("loadQueue queued %d roles, want %d", got, n)
 					}
 				}
@@ -142,14 +142,14 @@ func BenchmarkQueueRebuild(b *testing.B) {
 
 			b.Run("loadQueue+verifyQueue", func(b *testing.B) {
 				be := newBackend()
-				defer be.cancel()
+				defer be.Cancel()
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
-					sch := &scheduler{queue: newRotationQueue(), storage: st.storage, index: map[string]string{}, unreadable: map[string]int{}}
-					be.loadQueue(ctx, sch)
-					be.verifyQueue(ctx, sch)
-					if got := sch.queue.len(); got != n {
+					sch := &Scheduler{Queue: NewRotationQueue(), Storage: st.storage, Index: map[string]string{}, Unreadable: map[string]int{}}
+					be.LoadQueue(ctx, sch)
+					be.VerifyQueue(ctx, sch)
+					if got := sch.Queue.Len(); got != n {
 						b.Fatalf("verifyQueue queued %d roles, want %d", got, n)
 					}
 				}
@@ -159,17 +159,17 @@ func BenchmarkQueueRebuild(b *testing.B) {
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
-					names, err := st.storage.List(ctx, roleStoragePrefix)
+					names, err := st.storage.List(ctx, RoleStoragePrefix)
 					if err != nil {
 						b.Fatal(err)
 					}
 					scheduled := 0
 					for _, name := range names {
-						role, err := loadRole(ctx, st.storage, name)
+						role, err := LoadRole(ctx, st.storage, name)
 						if err != nil {
 							b.Fatal(err)
 						}
-						if role != nil && role.scheduled() {
+						if role != nil && role.Scheduled() {
 							scheduled++
 						}
 					}
@@ -183,12 +183,12 @@ func BenchmarkQueueRebuild(b *testing.B) {
 			// the name (locksutil, blake2b).
 			b.Run("roleLock-only", func(b *testing.B) {
 				be := newBackend()
-				defer be.cancel()
+				defer be.Cancel()
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					for _, name := range st.names {
-						lock := be.roleLock(name)
+						lock := be.RoleLock(name)
 						lock.RLock()
 						lock.RUnlock()
 					}
@@ -199,11 +199,11 @@ func BenchmarkQueueRebuild(b *testing.B) {
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
-					q := newRotationQueue()
+					q := NewRotationQueue()
 					for j, name := range st.names {
-						q.schedule(name, st.dues[j])
+						q.Schedule(name, st.dues[j])
 					}
-					if q.len() != n {
+					if q.Len() != n {
 						b.Fatal("lost roles")
 					}
 				}
@@ -276,9 +276,9 @@ func BenchmarkQueueMemory(b *testing.B) {
 		b.Run("roles="+strconv.Itoa(n), func(b *testing.B) {
 			b.Run("rotationQueue", func(b *testing.B) {
 				benchQueueMemory(b, n, func(names []string, dues []int64) any {
-					q := newRotationQueue()
+					q := NewRotationQueue()
 					for i, name := range names {
-						q.schedule(name, time.Unix(0, dues[i]))
+						q.Schedule(name, time.Unix(0, dues[i]))
 					}
 					return q
 				})
@@ -315,14 +315,14 @@ func BenchmarkIdleTick(b *testing.B) {
 			}
 
 			b.Run("popDue", func(b *testing.B) {
-				q := newRotationQueue()
+				q := NewRotationQueue()
 				for i, name := range names {
-					q.schedule(name, dues[i])
+					q.Schedule(name, dues[i])
 				}
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
-					if _, ok := q.popDue(time.Now()); ok {
+					if _, ok := q.PopDue(time.Now()); ok {
 						b.Fatal("popped a role that is not due")
 					}
 				}
@@ -370,8 +370,8 @@ func (s *benchCountingStorage) Get(ctx context.Context, key string) (*logical.St
 func benchBackend(b *testing.B, s logical.Storage) *backend {
 	b.Helper()
 	be := startBackend(b, s, logical.TestSystemView(), hclog.Warn, io.Discard)
-	if sch := be.sched.Load(); sch != nil {
-		<-sch.loaded
+	if sch := be.Sched.Load(); sch != nil {
+		<-sch.Loaded
 	}
 	return be
 }
@@ -411,9 +411,9 @@ func BenchmarkCredsRead(b *testing.B) {
 		"verify_connection": false,
 	})
 	r := rand.New(rand.NewPCG(4, 4))
-	app := benchStoreVersions(b, be, s, "app", benchVersions, defaultMaxVersions, r)
+	app := benchStoreVersions(b, be, s, "app", benchVersions, DefaultMaxVersions, r)
 	// The same role at max_versions=100 with 100 versions retained.
-	full := benchStoreVersions(b, be, s, "full", maxMaxVersions, maxMaxVersions, r)
+	full := benchStoreVersions(b, be, s, "full", MaxMaxVersions, MaxMaxVersions, r)
 	for _, tc := range []struct {
 		name, path string
 		want       string
@@ -447,11 +447,11 @@ func BenchmarkCredsRead(b *testing.B) {
 // engine's own commit, and returns the current secret.
 func benchStoreVersions(b *testing.B, be *backend, s logical.Storage, name string, n, maxVersions int, r *rand.Rand) string {
 	b.Helper()
-	role := &roleEntry{Layout: roleLayout, ClientID: benchRandString(r, 32), RotationPeriod: benchRotationPeriod, MaxVersions: maxVersions}
+	role := &RoleEntry{Layout: RoleLayout, ClientID: benchRandString(r, 32), RotationPeriod: benchRotationPeriod, MaxVersions: maxVersions}
 	var secret string
 	for i := 0; i < n; i++ {
 		secret = benchRandString(r, 64)
-		if _, err := be.commitVersion(s, name, role, secret, sourceScheduled, "", time.Now()); err != nil {
+		if _, err := be.CommitVersion(s, name, role, secret, SourceScheduled, "", time.Now()); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -495,14 +495,14 @@ func BenchmarkDueBurst(b *testing.B) {
 	start := time.Now()
 	for i, id := range ids {
 		name := fmt.Sprintf("burst-%04d", i)
-		role := &roleEntry{Layout: roleLayout, ClientID: id, RotationPeriod: benchRotationPeriod, MaxVersions: defaultMaxVersions, NextVaultRotation: start}
-		lock := be.roleLock(name)
+		role := &RoleEntry{Layout: RoleLayout, ClientID: id, RotationPeriod: benchRotationPeriod, MaxVersions: DefaultMaxVersions, NextVaultRotation: start}
+		lock := be.RoleLock(name)
 		lock.Lock()
-		if err := saveRole(ctx, s, name, role); err != nil {
+		if err := SaveRole(ctx, s, name, role); err != nil {
 			lock.Unlock()
 			b.Fatal(err)
 		}
-		be.schedule(name, role)
+		be.Schedule(name, role)
 		lock.Unlock()
 	}
 	b.ResetTimer()
@@ -519,8 +519,8 @@ func BenchmarkDueBurst(b *testing.B) {
 	storedCount := func() int {
 		stored := 0
 		for i := range ids {
-			role, err := loadRole(ctx, s, fmt.Sprintf("burst-%04d", i))
-			if err == nil && role != nil && role.current() != nil {
+			role, err := LoadRole(ctx, s, fmt.Sprintf("burst-%04d", i))
+			if err == nil && role != nil && role.Current() != nil {
 				stored++
 			}
 		}
@@ -574,17 +574,17 @@ func BenchmarkCredsCacheMemory(b *testing.B) {
 	now := time.Now().UTC()
 	raw := make([][]byte, n)
 	for i := range raw {
-		e := credsEntry{
+		e := CredsEntry{
 			ClientID: fmt.Sprintf("client-%08d-abcdefghijklmnopqrstu", i), RotationPeriod: 720 * time.Hour, NextVaultRotation: now,
-			Current:  &secretEntry{Version: 2, Secret: fmt.Sprintf("%064d", i), CreatedTime: now, Source: sourceScheduled, WALID: fmt.Sprintf("%036d", i)},
-			Previous: &secretEntry{Version: 1, Secret: fmt.Sprintf("%063dp", i), CreatedTime: now, Source: sourceRotate, WALID: fmt.Sprintf("%035dp", i)},
+			Current:  &SecretEntry{Version: 2, Secret: fmt.Sprintf("%064d", i), CreatedTime: now, Source: SourceScheduled, WALID: fmt.Sprintf("%036d", i)},
+			Previous: &SecretEntry{Version: 1, Secret: fmt.Sprintf("%063dp", i), CreatedTime: now, Source: SourceRotate, WALID: fmt.Sprintf("%035dp", i)},
 		}
 		var err error
 		if raw[i], err = json.Marshal(e); err != nil {
 			b.Fatal(err)
 		}
 	}
-	for _, size := range []int{n, defaultCredsCacheSize} {
+	for _, size := range []int{n, DefaultCredsCacheSize} {
 		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
 			var total uint64
 			held := 0
@@ -592,19 +592,19 @@ func BenchmarkCredsCacheMemory(b *testing.B) {
 				b.StopTimer()
 				before := benchHeapInUse()
 				b.StartTimer()
-				c := newCredsCache(size)
+				c := NewCredsCache(size)
 				for j := 0; j < n; j++ {
-					e := new(credsEntry)
+					e := new(CredsEntry)
 					if err := json.Unmarshal(raw[j], e); err != nil {
 						b.Fatal(err)
 					}
 					name := benchRoleName(j)
-					_, gen := c.get(name)
-					c.fill(name, e, gen)
+					_, gen := c.Get(name)
+					c.Fill(name, e, gen)
 				}
 				b.StopTimer()
 				after := benchHeapInUse()
-				held = c.len()
+				held = c.Len()
 				runtime.KeepAlive(c)
 				if after > before {
 					total += after - before

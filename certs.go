@@ -35,8 +35,8 @@ const (
 // certKind is credential_type=self_signed_tls_client_auth.
 type certKind struct{}
 
-func (certKind) credentialType() string { return credentialSelfSignedTLS }
-func (certKind) strategy() string       { return "" }
+func (certKind) CredentialType() string { return CredentialSelfSignedTLS }
+func (certKind) Strategy() string       { return "" }
 func (certKind) rotates() string {
 	return "self-signed mTLS certificates (end_overlap=true is its option)"
 }
@@ -48,8 +48,8 @@ func (certKind) method() string    { return auth0api.MethodSelfSignedTLS }
 func (certKind) noun() string      { return "certificate" }
 
 // applyFields validates and applies the certificate settings.
-func (certKind) applyFields(role *roleEntry, d *framework.FieldData, creating bool, now time.Time) *logical.Response {
-	if creating && !fieldSet(d, "overlap_period") {
+func (certKind) ApplyFields(role *RoleEntry, d *framework.FieldData, creating bool, now time.Time) *logical.Response {
+	if creating && !FieldSet(d, "overlap_period") {
 		role.OverlapPeriod = defaultOverlapPeriod
 	}
 	if raw, ok := d.GetOk("token_audiences"); ok && len(raw.([]string)) > 0 || !ok && len(role.TokenAudiences) > 0 {
@@ -61,44 +61,44 @@ func (certKind) applyFields(role *roleEntry, d *framework.FieldData, creating bo
 	if raw, ok := d.GetOk("certificate_ttl"); ok {
 		ttl := time.Duration(raw.(int)) * time.Second
 		if ttl != 0 && ttl < minCertificateTTL {
-			return logical.ErrorResponse("certificate_ttl must be 0 (the default, %s) or at least %s, got %s", defaultCertificateTTL, minCertificateTTL, ttl)
+			return logical.ErrorResponse("certificate_ttl must be 0 (the default, %s) or at least %s, got %s", DefaultCertificateTTL, minCertificateTTL, ttl)
 		}
 		role.CertificateTTL = ttl
 	}
 	if resp := applyOverlapFields(role, d, now); resp != nil {
 		return resp
 	}
-	if need := role.RotationPeriod + role.overlapPeriod(); role.RotationPeriod > 0 && role.certificateTTL() <= need {
-		return logical.ErrorResponse("certificate_ttl (%s) must be longer than rotation_period plus overlap_period (%s): a certificate must outlive its overlap", role.certificateTTL(), need)
+	if need := role.RotationPeriod + role.OverlapPeriodOrDefault(); role.RotationPeriod > 0 && role.CertificateTTLOrDefault() <= need {
+		return logical.ErrorResponse("certificate_ttl (%s) must be longer than rotation_period plus overlap_period (%s): a certificate must outlive its overlap", role.CertificateTTLOrDefault(), need)
 	}
 	return nil
 }
 
-func (k certKind) checkApplication(ctx context.Context, conn *connection, role *roleEntry) (*logical.Response, error) {
+func (k certKind) CheckApplication(ctx context.Context, conn *connection, role *RoleEntry) (*logical.Response, error) {
 	return checkAuthMethod(ctx, conn, role, k.method())
 }
 
-func (certKind) readFields(role *roleEntry, data map[string]interface{}) {
+func (certKind) ReadFields(role *RoleEntry, data map[string]interface{}) {
 	attachmentReadFields(role, data)
-	data["certificate_ttl"] = int64(role.certificateTTL().Seconds())
-	if cur := role.current(); cur != nil {
+	data["certificate_ttl"] = int64(role.CertificateTTLOrDefault().Seconds())
+	if cur := role.Current(); cur != nil {
 		data["thumbprint_sha256"] = cur.Thumbprint
-		addTime(data, "expires_at", cur.ExpiresAt)
+		AddTime(data, "expires_at", cur.ExpiresAt)
 	}
 }
 
-func (k certKind) run(ctx context.Context, j *roleJob) (*versionMeta, *logical.Response, error) {
+func (k certKind) run(ctx context.Context, j *roleJob) (*VersionMeta, *logical.Response, error) {
 	return j.runAttached(ctx, k)
 }
 
 // generate makes an RSA key pair and a certificate for it, signed by itself, valid for
 // certificate_ttl.
-func (certKind) generate(b *Engine, role *roleEntry, sec *secretEntry, now time.Time) error {
-	privatePEM, _, err := b.generateKey(role.keyBits())
+func (certKind) generate(b *Engine, role *RoleEntry, sec *SecretEntry, now time.Time) error {
+	privatePEM, _, err := b.GenerateKey(role.KeyBitsOrDefault())
 	if err != nil {
 		return err
 	}
-	expires := now.Add(role.certificateTTL()).UTC().Truncate(time.Second)
+	expires := now.Add(role.CertificateTTLOrDefault()).UTC().Truncate(time.Second)
 	certPEM, thumbprint, err := auth0api.SelfSignedCertificate(privatePEM, role.ClientID, now.Add(-certificateBackdate), expires)
 	if err != nil {
 		return err
@@ -107,19 +107,19 @@ func (certKind) generate(b *Engine, role *roleEntry, sec *secretEntry, now time.
 	return nil
 }
 
-func (certKind) register(sec *secretEntry, name string) (auth0api.NewCredential, error) {
+func (certKind) register(sec *SecretEntry, name string) (auth0api.NewCredential, error) {
 	if sec.Certificate == "" {
 		return auth0api.NewCredential{}, errors.New("the pending version has no certificate")
 	}
 	return auth0api.NewCredential{Type: auth0api.CredentialX509Cert, Name: name, PEM: sec.Certificate}, nil
 }
 
-func (certKind) describe(sec *secretEntry, meta *versionMeta) { meta.certVersion = sec.certVersion }
+func (certKind) describe(sec *SecretEntry, meta *VersionMeta) { meta.CertVersion = sec.CertVersion }
 
 // verify checks that the credential Auth0 holds is this certificate. Vault cannot prove
 // that Auth0 accepts it (only the tenant's mTLS edge can present it), so the new
 // certificate is served once Auth0 had propagation_wait to apply the attachment.
-func (certKind) verify(b *Engine, conn *connection, clientID string, sec *secretEntry) error {
+func (certKind) verify(b *Engine, conn *connection, clientID string, sec *SecretEntry) error {
 	api, err := keyAPIOf(conn)
 	if err != nil {
 		return err
@@ -142,13 +142,13 @@ func (certKind) verify(b *Engine, conn *connection, clientID string, sec *secret
 
 // dueTime is the overlap kinds' due time, brought forward to the current certificate's
 // renewal: two thirds into its lifetime.
-func (certKind) dueTime(r *roleEntry, now time.Time) time.Time {
+func (certKind) dueTime(r *RoleEntry, now time.Time) time.Time {
 	due := overlapDue(r, now)
 	if r.PendingKey != nil || r.Overlap != nil {
 		return due
 	}
-	if cur := r.current(); cur != nil {
-		return earliest(due, later(renewalTime(cur.CreatedTime, cur.ExpiresAt), r.NextAttempt))
+	if cur := r.Current(); cur != nil {
+		return earliest(due, Later(renewalTime(cur.CreatedTime, cur.ExpiresAt), r.NextAttempt))
 	}
 	return due
 }
@@ -173,23 +173,23 @@ func earliest(a, b time.Time) time.Time {
 	return b
 }
 
-func (certKind) consumerLead(r *roleEntry) time.Duration { return r.overlapPeriod() }
+func (certKind) consumerLead(r *RoleEntry) time.Duration { return r.OverlapPeriodOrDefault() }
 
-func (certKind) servesPrevious(r *roleEntry, prev int) bool { return overlapServes(r, prev) }
+func (certKind) servesPrevious(r *RoleEntry, prev int) bool { return overlapServes(r, prev) }
 
-func (certKind) credsMeta(r *roleEntry, c *credsEntry) { overlapCredsMeta(r, c) }
+func (certKind) credsMeta(r *RoleEntry, c *CredsEntry) { overlapCredsMeta(r, c) }
 
-func (certKind) nextChange(c *credsEntry) time.Time {
+func (certKind) nextChange(c *CredsEntry) time.Time {
 	next := overlapNextChange(c)
 	if c.PublishAt.IsZero() && c.Current != nil && !c.Halted {
-		next = earliest(next, later(renewalTime(c.Current.CreatedTime, c.Current.ExpiresAt), c.NextAttempt))
+		next = earliest(next, Later(renewalTime(c.Current.CreatedTime, c.Current.ExpiresAt), c.NextAttempt))
 	}
 	return next
 }
 
-func (certKind) credsFields(c *credsEntry, served, previous *secretEntry, current bool, data map[string]interface{}) {
+func (certKind) CredsFields(c *CredsEntry, served, previous *SecretEntry, current bool, data map[string]interface{}) {
 	data["certificate"], data["private_key"], data["key_id"] = served.Certificate, served.PrivateKey, served.KeyID
-	data["thumbprint_sha256"], data["expires_at"] = served.Thumbprint, timeOrEmpty(served.ExpiresAt)
+	data["thumbprint_sha256"], data["expires_at"] = served.Thumbprint, TimeOrEmpty(served.ExpiresAt)
 	if !current {
 		return
 	}
@@ -197,17 +197,17 @@ func (certKind) credsFields(c *credsEntry, served, previous *secretEntry, curren
 	data["previous_thumbprint_sha256"], data["previous_expires_at"], data["overlap_until"] = "", "", ""
 	if previous != nil {
 		data["previous_certificate"], data["previous_private_key"], data["previous_key_id"] = previous.Certificate, previous.PrivateKey, previous.KeyID
-		data["previous_thumbprint_sha256"], data["previous_expires_at"] = previous.Thumbprint, timeOrEmpty(previous.ExpiresAt)
-		data["overlap_until"] = timeOrEmpty(c.OverlapUntil)
+		data["previous_thumbprint_sha256"], data["previous_expires_at"] = previous.Thumbprint, TimeOrEmpty(previous.ExpiresAt)
+		data["overlap_until"] = TimeOrEmpty(c.OverlapUntil)
 	}
 }
 
-func (certKind) authenticate(*Engine, *configEntry, *credsEntry, *auth0api.TokenRequest) error {
+func (certKind) authenticate(*Engine, *ConfigEntry, *CredsEntry, *auth0api.TokenRequest) error {
 	return errors.New("self_signed_tls_client_auth roles have no token/: Auth0 takes their certificate only through the tenant's mTLS edge")
 }
 
-func (certKind) schemas() kindSchemas {
-	return withAttachmentSchemas(kindSchemas{
+func (certKind) schemas() KindSchemas {
+	return withAttachmentSchemas(KindSchemas{
 		About: `"self_signed_tls_client_auth": a key pair and a self-signed client certificate for mTLS through the tenant's edge, attached and overlapped the same way`,
 		RoleHelp: `"self_signed_tls_client_auth" rotates a key pair (key_bits) and a self-signed client
 certificate valid for certificate_ttl (default 365 days), attached to the application's
@@ -229,7 +229,7 @@ certificate works until overlap_until.
 		Role: map[string]*framework.FieldSchema{
 			"certificate_ttl": {
 				Type:        framework.TypeDurationSecond,
-				Description: fmt.Sprintf("self_signed_tls_client_auth roles: how long each certificate is valid. Default %s, at least %s, longer than rotation_period plus overlap_period. The engine renews a certificate two thirds into its lifetime whatever the schedule.", defaultCertificateTTL, minCertificateTTL),
+				Description: fmt.Sprintf("self_signed_tls_client_auth roles: how long each certificate is valid. Default %s, at least %s, longer than rotation_period plus overlap_period. The engine renews a certificate two thirds into its lifetime whatever the schedule.", DefaultCertificateTTL, minCertificateTTL),
 			},
 		},
 		Read: map[string]*framework.FieldSchema{

@@ -7,7 +7,7 @@ import (
 // The state of certificate roles (certs.go), a part of roleEntry, versionMeta and
 // secretEntry.
 
-const defaultCertificateTTL = 365 * 24 * time.Hour
+const DefaultCertificateTTL = 365 * 24 * time.Hour
 
 // certSettings are the settings only certificate roles have (a part of roleEntry).
 type certSettings struct {
@@ -16,7 +16,7 @@ type certSettings struct {
 }
 
 // certVersion describes a certificate version (a part of versionMeta and secretEntry).
-type certVersion struct {
+type CertVersion struct {
 	Thumbprint string    `json:"thumbprint_sha256,omitempty"`
 	ExpiresAt  time.Time `json:"expires_at,omitempty"`
 }
@@ -25,12 +25,12 @@ type certVersion struct {
 // secretEntry).
 type certSecret struct {
 	Certificate string `json:"certificate,omitempty"`
-	certVersion
+	CertVersion
 }
 
-func (r *roleEntry) certificateTTL() time.Duration {
+func (r *RoleEntry) CertificateTTLOrDefault() time.Duration {
 	if r.CertificateTTL > 0 {
 		return r.CertificateTTL
 	}
-	return defaultCertificateTTL
+	return DefaultCertificateTTL
 }

@@ -110,7 +110,7 @@ func TestCertRotationOverlaps(t *testing.T) {
 		old := cur
 		e.advance(time.Hour)
 		cur, prev, _ = e.servedCerts()
-		if got := e.storedRole("app").currentVersion(); got != round {
+		if got := e.storedRole("app").CurrentVersion(); got != round {
 			t.Fatalf("round %d: version %d after the scheduled rotation", round, got)
 		}
 		if prev == nil || prev.thumbprint != old.thumbprint || cur.thumbprint == old.thumbprint {
@@ -125,7 +125,7 @@ func TestCertRotationOverlaps(t *testing.T) {
 		}
 		e.advance(10 * time.Minute)
 		stored, attached = e.credentialIDs(testAppID)
-		if len(stored) != 1 || !slices.Equal(stored, attached) || stored[0] != e.storedRole("app").current().KeyID {
+		if len(stored) != 1 || !slices.Equal(stored, attached) || stored[0] != e.storedRole("app").Current().KeyID {
 			t.Fatalf("round %d after the overlap: stored %v, attached %v", round, stored, attached)
 		}
 		if e.certLogsIn(old) || !e.certLogsIn(cur) {
@@ -151,13 +151,13 @@ func TestCertRenewedBeforeExpiry(t *testing.T) {
 		t.Fatalf("ttl %d", ttl)
 	}
 	e.advance(2*time.Hour - time.Minute)
-	if v := e.storedRole("app").currentVersion(); v != 1 {
+	if v := e.storedRole("app").CurrentVersion(); v != 1 {
 		t.Fatalf("renewed early: version %d", v)
 	}
 	e.advance(2 * time.Minute)
 	role := e.storedRole("app")
-	if role.currentVersion() != 2 || role.Overlap == nil {
-		t.Fatalf("not renewed two thirds into the certificate's life: version %d, overlap %+v", role.currentVersion(), role.Overlap)
+	if role.CurrentVersion() != 2 || role.Overlap == nil {
+		t.Fatalf("not renewed two thirds into the certificate's life: version %d, overlap %+v", role.CurrentVersion(), role.Overlap)
 	}
 	cur, prev, _ := e.servedCerts()
 	if prev == nil || prev.thumbprint != first.thumbprint || !e.certLogsIn(cur) || !e.certLogsIn(first) {
@@ -199,7 +199,7 @@ func TestCertRoleFields(t *testing.T) {
 		{map[string]interface{}{"key_bits": 1024}, "key_bits must be 2048, 3072 or 4096"},
 	} {
 		wantContains(t, e.userError(logical.UpdateOperation, "roles/app", with(c.extra)), c.want)
-		if r, err := loadRole(t.Context(), e.storage, "app"); r != nil || err != nil {
+		if r, err := LoadRole(t.Context(), e.storage, "app"); r != nil || err != nil {
 			t.Fatalf("%v: a refused write stored the role", c.extra)
 		}
 	}
@@ -239,7 +239,7 @@ func TestCertRotationFaultsSearch(t *testing.T) {
 	e := newCertEnv(t, map[string]interface{}{"rotation_period": "1h", "overlap_period": "10m", "certificate_ttl": "24h"})
 	attachedFaultsSearch(t, e, func() (string, bool) {
 		cur, _, _ := e.servedCerts()
-		return e.storedRole("app").current().KeyID, cur.thumbprint == e.storedRole("app").current().Thumbprint && e.certLogsIn(cur)
+		return e.storedRole("app").Current().KeyID, cur.thumbprint == e.storedRole("app").Current().Thumbprint && e.certLogsIn(cur)
 	})
 }
 
@@ -249,7 +249,7 @@ func TestCertRotationFaultsSearch(t *testing.T) {
 func TestCertExpiredPreviousIsNotKept(t *testing.T) {
 	e := newCertEnv(t, map[string]interface{}{"certificate_ttl": "1h", "overlap_period": "10m"})
 	e.ok(logical.UpdateOperation, "rotate/app", nil)
-	first := e.storedRole("app").current()
+	first := e.storedRole("app").Current()
 	e.emu.SetFaults(func(p emulator.Phase, r *http.Request, id string) *emulator.Fault {
 		if p == emulator.BeforeApply && r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/credentials") {
 			return &emulator.Fault{Status: http.StatusServiceUnavailable}
@@ -257,23 +257,23 @@ func TestCertExpiredPreviousIsNotKept(t *testing.T) {
 		return nil
 	})
 	e.advance(70 * time.Minute) // the renewal, due at 40m, fails past the expiry at 60m
-	if role := e.storedRole("app"); role.currentVersion() != 1 || role.LastFailure == nil {
-		t.Fatalf("the renewal did not fail: version %d, failure %+v", role.currentVersion(), role.LastFailure)
+	if role := e.storedRole("app"); role.CurrentVersion() != 1 || role.LastFailure == nil {
+		t.Fatalf("the renewal did not fail: version %d, failure %+v", role.CurrentVersion(), role.LastFailure)
 	}
 	e.emu.SetFaults(nil)
-	for i := 0; i < 10 && e.storedRole("app").currentVersion() < 2; i++ {
+	for i := 0; i < 10 && e.storedRole("app").CurrentVersion() < 2; i++ {
 		e.advance(30 * time.Minute)
 	}
 	role := e.storedRole("app")
-	if role.currentVersion() != 2 || role.LastFailure != nil {
-		t.Fatalf("no renewal after the faults: version %d, failure %+v", role.currentVersion(), role.LastFailure)
+	if role.CurrentVersion() != 2 || role.LastFailure != nil {
+		t.Fatalf("no renewal after the faults: version %d, failure %+v", role.CurrentVersion(), role.LastFailure)
 	}
 	if role.Overlap != nil && slices.Contains(role.Overlap.CredentialIDs, first.KeyID) {
 		t.Fatalf("the expired certificate is in the overlap: %+v", role.Overlap)
 	}
 	stored, attached := e.credentialIDs(testAppID)
-	if !slices.Equal(stored, []string{role.current().KeyID}) || !slices.Equal(attached, stored) {
-		t.Fatalf("Auth0 stores %v, attaches %v; want only the new certificate %s", stored, attached, role.current().KeyID)
+	if !slices.Equal(stored, []string{role.Current().KeyID}) || !slices.Equal(attached, stored) {
+		t.Fatalf("Auth0 stores %v, attaches %v; want only the new certificate %s", stored, attached, role.Current().KeyID)
 	}
 	if cur, prev, _ := e.servedCerts(); prev != nil || !e.certLogsIn(cur) {
 		t.Fatalf("creds serve a previous certificate %v, or the new one does not log in", prev)
@@ -285,11 +285,11 @@ func TestCertExpiredPreviousIsNotKept(t *testing.T) {
 func TestCertOverlapEndsWhenPreviousExpires(t *testing.T) {
 	e := newCertEnv(t, map[string]interface{}{"certificate_ttl": "3h", "overlap_period": "2h"})
 	e.ok(logical.UpdateOperation, "rotate/app", nil)
-	first := e.storedRole("app").current()
+	first := e.storedRole("app").Current()
 	e.advance(2*time.Hour + time.Minute) // renewed two thirds in
 	role := e.storedRole("app")
-	if role.currentVersion() != 2 || role.Overlap == nil || !role.Overlap.Until.Equal(first.ExpiresAt) {
-		t.Fatalf("version %d, overlap %+v; want it to end when version 1 expires (%s)", role.currentVersion(), role.Overlap, first.ExpiresAt)
+	if role.CurrentVersion() != 2 || role.Overlap == nil || !role.Overlap.Until.Equal(first.ExpiresAt) {
+		t.Fatalf("version %d, overlap %+v; want it to end when version 1 expires (%s)", role.CurrentVersion(), role.Overlap, first.ExpiresAt)
 	}
 	if _, prev, data := e.servedCerts(); prev == nil || data["overlap_until"] != first.ExpiresAt.Format(time.RFC3339) {
 		t.Fatalf("creds serve previous %v until %v", prev, data["overlap_until"])

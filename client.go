@@ -34,51 +34,51 @@ var _ auth0API = (*auth0api.Management)(nil)
 
 // connection is the config in force and the client built from it.
 type connection struct {
-	config *configEntry
-	client auth0API
+	Config *ConfigEntry
+	Client auth0API
 }
 
 // connection returns the cached connection, loading config from storage on first use.
 // It returns nil, nil when the engine has no config yet.
-func (b *Engine) connection(ctx context.Context, s logical.Storage) (*connection, error) {
-	if c := b.conn.Load(); c != nil {
+func (b *Engine) Connection(ctx context.Context, s logical.Storage) (*connection, error) {
+	if c := b.Conn.Load(); c != nil {
 		return c, nil
 	}
 	b.connMu.Lock()
 	defer b.connMu.Unlock()
-	if c := b.conn.Load(); c != nil {
+	if c := b.Conn.Load(); c != nil {
 		return c, nil
 	}
-	cfg, err := loadConfig(ctx, s)
+	cfg, err := LoadConfig(ctx, s)
 	if err != nil || cfg == nil {
 		return nil, err
 	}
-	b.limiter.SetRate(cfg.rateLimit())
-	b.credsCache.resize(cfg.credsCacheSize())
+	b.Limiter.SetRate(cfg.RateLimitOrDefault())
+	b.CredsCache.resize(cfg.CredsCacheSizeOrDefault())
 	client, err := b.newClient(b.ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	c := &connection{config: cfg, client: client}
-	b.conn.Store(c)
+	c := &connection{Config: cfg, Client: client}
+	b.Conn.Store(c)
 	return c, nil
 }
 
 // newClient builds the Management API client for cfg.
-func (b *Engine) newClient(ctx context.Context, cfg *configEntry) (auth0API, error) {
-	return auth0api.NewManagement(ctx, b.settingsOf(cfg), b.limiter, b.clock)
+func (b *Engine) newClient(ctx context.Context, cfg *ConfigEntry) (auth0API, error) {
+	return auth0api.NewManagement(ctx, b.SettingsOf(cfg), b.Limiter, b.Clock)
 }
 
 // settingsOf is what the Auth0 side needs of cfg: its client secret, or once it has one
 // its key (rootkey.go), which signs assertions on the engine's clock.
-func (b *Engine) settingsOf(cfg *configEntry) auth0api.Settings {
+func (b *Engine) SettingsOf(cfg *ConfigEntry) auth0api.Settings {
 	s := auth0api.Settings{
 		Host: cfg.Host, Scheme: cfg.Scheme, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
-		Audience: cfg.audience(), TokenURL: cfg.tokenURL(), Timeout: cfg.requestTimeout(),
-		UserAgent: "vault-plugin-auth0/" + b.version, AssertionAudience: cfg.assertionAudience(), Now: b.clock.Now,
+		Audience: cfg.AudienceOrDefault(), TokenURL: cfg.TokenURL(), Timeout: cfg.RequestTimeoutOrDefault(),
+		UserAgent: "vault-plugin-auth0/" + b.version, AssertionAudience: cfg.AssertionAudience(), Now: b.Clock.Now,
 	}
-	if cfg.hasKey() {
-		cur := cfg.RootKey.current()
+	if cfg.HasKey() {
+		cur := cfg.RootKey.Current()
 		s.ClientSecret, s.PrivateKey, s.KID, s.Algorithm = "", cfg.PrivateKey, cur.KID, cur.Algorithm
 	}
 	if !cfg.LastRootRotation.IsZero() {
@@ -90,17 +90,17 @@ func (b *Engine) settingsOf(cfg *configEntry) auth0api.Settings {
 // resetConnection drops the cached connection; the next use rebuilds it from storage.
 // Callers change storage first: a rebuild racing with them then either read the old
 // config and is dropped here, or already reads the new one.
-func (b *Engine) resetConnection() {
+func (b *Engine) ResetConnection() {
 	b.connMu.Lock()
 	defer b.connMu.Unlock()
-	if c := b.conn.Swap(nil); c != nil {
-		c.client.Close()
+	if c := b.Conn.Swap(nil); c != nil {
+		c.Client.Close()
 	}
 }
 
 // requireConnection is connection for handlers that cannot work without config.
-func (b *Engine) requireConnection(ctx context.Context, s logical.Storage) (*connection, *logical.Response, error) {
-	c, err := b.connection(ctx, s)
+func (b *Engine) RequireConnection(ctx context.Context, s logical.Storage) (*connection, *logical.Response, error) {
+	c, err := b.Connection(ctx, s)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -114,7 +114,7 @@ func (b *Engine) requireConnection(ctx context.Context, s logical.Storage) (*con
 // says what to do where the operator can act (credentials, scopes, unknown application),
 // a 502 where Auth0 or the network failed. what names the operation, e.g. "rotating the
 // secret of client_id \"abc\"". Auth0's messages never contain secrets.
-func auth0Failure(what string, err error) (*logical.Response, error) {
+func Auth0Failure(what string, err error) (*logical.Response, error) {
 	switch {
 	case errors.Is(err, auth0api.ErrNoSecretScope):
 		return logical.ErrorResponse("%s: %s; grant that scope to the Management API application in Auth0 (Applications > APIs > Auth0 Management API > Machine to Machine Applications)", what, err), nil
@@ -159,7 +159,7 @@ func publicError(err error) string {
 // describeTokenError says why a token request failed, from Auth0's answer when there is
 // one. Anything else (no answer, or an answer that is not Auth0's) is described in the same
 // generic words, so that the answer does not tell what listens at an address.
-func describeTokenError(err error) string {
+func DescribeTokenError(err error) string {
 	if status, code, desc, _, _ := auth0api.TokenAnswer(err); auth0api.IsOAuthAnswer(err) {
 		return fmt.Sprintf("Auth0 answered %d %s: %s", status, code, desc)
 	}

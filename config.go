@@ -18,26 +18,26 @@ import (
 )
 
 const (
-	configStoragePath = "config"
+	ConfigStoragePath = "config"
 	// tenantStoragePath keeps the domain the mount's roles are bound under; it outlives a
 	// config delete (path_config.go, the tenant rule).
 	tenantStoragePath     = "tenant"
-	defaultRequestTimeout = 30 * time.Second
+	DefaultRequestTimeout = 30 * time.Second
 
 	// defaultTokenRefreshFraction is how far into a cached access token's life token/
 	// asks Auth0 for a new one.
-	defaultTokenRefreshFraction = 0.67
+	DefaultTokenRefreshFraction = 0.67
 	// defaultPropagationWait is how long after attaching a key it is served: Auth0
 	// documents up to 30 seconds for a credential change to apply everywhere.
-	defaultPropagationWait = 30 * time.Second
+	DefaultPropagationWait = 30 * time.Second
 	// defaultCredsCacheSize is how many roles' creds the read path keeps decoded.
-	defaultCredsCacheSize = 10000
+	DefaultCredsCacheSize = 10000
 	// defaultRootOverlapPeriod is how long the mount's previous key stays attached.
-	defaultRootOverlapPeriod = time.Hour
+	DefaultRootOverlapPeriod = time.Hour
 )
 
 // configEntry is the Management API connection, stored seal-wrapped at "config".
-type configEntry struct {
+type ConfigEntry struct {
 	// Scheme is "https", or "http" for a loopback host (a local emulator).
 	Scheme         string        `json:"scheme"`
 	Host           string        `json:"host"`
@@ -69,27 +69,27 @@ type configEntry struct {
 	RootRotationPeriod  time.Duration `json:"root_rotation_period,omitempty"`
 	NextRootRotation    time.Time     `json:"next_root_rotation,omitempty"`
 	// RootFailures records failed root rotations and when the next attempt is due.
-	RootFailures failureState `json:"root_failures,omitempty"`
+	RootFailures FailureState `json:"root_failures,omitempty"`
 
 	// CredentialType is how the mount authenticates to the Management API: "" (its
 	// client secret) or private_key_jwt, with PrivateKey, whose state (versions, the
 	// pending key, the overlap) RootKey keeps like a key role's (rootkey.go).
 	CredentialType    string         `json:"credential_type,omitempty"`
 	PrivateKey        string         `json:"private_key,omitempty"`
-	RootKey           *roleEntry     `json:"root_key,omitempty"`
+	RootKey           *RoleEntry     `json:"root_key,omitempty"`
 	RootOverlapPeriod *time.Duration `json:"root_overlap_period,omitempty"`
 }
 
 // withSecret is a copy of the config that authenticates with secret.
-func (c *configEntry) withSecret(secret string) *configEntry {
+func (c *ConfigEntry) WithSecret(secret string) *ConfigEntry {
 	cp := *c
 	cp.ClientSecret = secret
 	cp.CredentialType, cp.PrivateKey, cp.RootKey = "", "", nil
 	return &cp
 }
 
-func storeConfig(ctx context.Context, s logical.Storage, cfg *configEntry) error {
-	entry, err := logical.StorageEntryJSON(configStoragePath, cfg)
+func StoreConfig(ctx context.Context, s logical.Storage, cfg *ConfigEntry) error {
+	entry, err := logical.StorageEntryJSON(ConfigStoragePath, cfg)
 	if err != nil {
 		return fmt.Errorf("encoding config: %w", err)
 	}
@@ -100,7 +100,7 @@ func storeConfig(ctx context.Context, s logical.Storage, cfg *configEntry) error
 }
 
 // clientAllowed reports whether roles of this mount may bind and rotate clientID.
-func (c *configEntry) clientAllowed(clientID string) bool {
+func (c *ConfigEntry) ClientAllowed(clientID string) bool {
 	if len(c.AllowedClientIDs) == 0 {
 		return true
 	}
@@ -108,13 +108,13 @@ func (c *configEntry) clientAllowed(clientID string) bool {
 }
 
 // notAllowedClient says why a role's application is refused by allowed_client_ids.
-func notAllowedClient(clientID string) string {
+func NotAllowedClient(clientID string) string {
 	return fmt.Sprintf("client_id %q is not in this mount's allowed_client_ids; an operator who may write <mount>/config can add it (or bind the role on the mount meant for it)", clientID)
 }
 
 // validateAllowedClientIDs checks allowed_client_ids entries: client IDs, where "*"
 // matches any run of characters.
-func validateAllowedClientIDs(ids []string) error {
+func ValidateAllowedClientIDs(ids []string) error {
 	for _, id := range ids {
 		if id == "" || strings.ContainsAny(id, " \t\r\n/") {
 			return fmt.Errorf("%q is not a client ID or a glob of client IDs (e.g. \"abc123\", \"team-a-*\" or \"*\")", id)
@@ -124,7 +124,7 @@ func validateAllowedClientIDs(ids []string) error {
 }
 
 // tenantEntry is the domain the mount's roles are bound under.
-type tenantEntry struct {
+type TenantEntry struct {
 	Scheme string `json:"scheme"`
 	Host   string `json:"host"`
 }
@@ -132,7 +132,7 @@ type tenantEntry struct {
 // tenantMove says from which domain cfg would move a mount that has roles ("" if it moves
 // none: same domain, no roles, or no domain known yet). The domain is the tenant entry's,
 // or for a mount configured before there was one, prev's (the config being replaced).
-func tenantMove(ctx context.Context, s logical.Storage, prev tenantEntry, cfg *configEntry) (string, error) {
+func TenantMove(ctx context.Context, s logical.Storage, prev TenantEntry, cfg *ConfigEntry) (string, error) {
 	entry, err := s.Get(ctx, tenantStoragePath)
 	if err != nil {
 		return "", err
@@ -146,15 +146,15 @@ func tenantMove(ctx context.Context, s logical.Storage, prev tenantEntry, cfg *c
 	if t.Host == "" || t.Scheme == cfg.Scheme && strings.EqualFold(t.Host, cfg.Host) {
 		return "", nil
 	}
-	roles, err := s.List(ctx, roleStoragePrefix)
+	roles, err := s.List(ctx, RoleStoragePrefix)
 	if err != nil || len(roles) == 0 {
 		return "", err
 	}
-	return (&configEntry{Scheme: t.Scheme, Host: t.Host}).domain(), nil
+	return (&ConfigEntry{Scheme: t.Scheme, Host: t.Host}).Domain(), nil
 }
 
-func storeTenant(ctx context.Context, s logical.Storage, cfg *configEntry) error {
-	entry, err := logical.StorageEntryJSON(tenantStoragePath, tenantEntry{Scheme: cfg.Scheme, Host: cfg.Host})
+func StoreTenant(ctx context.Context, s logical.Storage, cfg *ConfigEntry) error {
+	entry, err := logical.StorageEntryJSON(tenantStoragePath, TenantEntry{Scheme: cfg.Scheme, Host: cfg.Host})
 	if err != nil {
 		return err
 	}
@@ -162,7 +162,7 @@ func storeTenant(ctx context.Context, s logical.Storage, cfg *configEntry) error
 }
 
 // audience is the configured audience or Auth0's default for the domain.
-func (c *configEntry) audience() string {
+func (c *ConfigEntry) AudienceOrDefault() string {
 	if c.Audience != "" {
 		return c.Audience
 	}
@@ -170,67 +170,67 @@ func (c *configEntry) audience() string {
 }
 
 // assertionAudience is the aud of client assertions: Auth0 takes "https://<domain>/".
-func (c *configEntry) assertionAudience() string {
+func (c *ConfigEntry) AssertionAudience() string {
 	return "https://" + c.Host + "/"
 }
 
 // domain is the domain as users give it: the bare host, with the scheme only for http.
-func (c *configEntry) domain() string {
+func (c *ConfigEntry) Domain() string {
 	if c.Scheme == "http" {
 		return "http://" + c.Host
 	}
 	return c.Host
 }
 
-func (c *configEntry) rateLimit() float64 {
+func (c *ConfigEntry) RateLimitOrDefault() float64 {
 	if c.RateLimit > 0 {
 		return c.RateLimit
 	}
 	return auth0api.DefaultRateLimit
 }
 
-func (c *configEntry) propagationWait() time.Duration {
+func (c *ConfigEntry) PropagationWaitOrDefault() time.Duration {
 	if c.PropagationWait != nil {
 		return *c.PropagationWait
 	}
-	return defaultPropagationWait
+	return DefaultPropagationWait
 }
 
-func (c *configEntry) credsCacheSize() int {
+func (c *ConfigEntry) CredsCacheSizeOrDefault() int {
 	if c.CredsCacheSize != nil {
 		return *c.CredsCacheSize
 	}
-	return defaultCredsCacheSize
+	return DefaultCredsCacheSize
 }
 
-func (c *configEntry) tokenRefreshFraction() float64 {
+func (c *ConfigEntry) TokenRefreshFractionOrDefault() float64 {
 	if c.TokenRefreshFraction > 0 {
 		return c.TokenRefreshFraction
 	}
-	return defaultTokenRefreshFraction
+	return DefaultTokenRefreshFraction
 }
 
 // tokenURL is the tenant's token endpoint.
-func (c *configEntry) tokenURL() string {
+func (c *ConfigEntry) TokenURL() string {
 	return c.Scheme + "://" + c.Host + "/oauth/token"
 }
 
-func (c *configEntry) requestTimeout() time.Duration {
+func (c *ConfigEntry) RequestTimeoutOrDefault() time.Duration {
 	if c.RequestTimeout > 0 {
 		return c.RequestTimeout
 	}
-	return defaultRequestTimeout
+	return DefaultRequestTimeout
 }
 
-func loadConfig(ctx context.Context, s logical.Storage) (*configEntry, error) {
-	entry, err := s.Get(ctx, configStoragePath)
+func LoadConfig(ctx context.Context, s logical.Storage) (*ConfigEntry, error) {
+	entry, err := s.Get(ctx, ConfigStoragePath)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
 	if entry == nil {
 		return nil, nil
 	}
-	cfg := new(configEntry)
+	cfg := new(ConfigEntry)
 	if err := entry.DecodeJSON(cfg); err != nil {
 		return nil, fmt.Errorf("decoding config: %w", err)
 	}
@@ -244,7 +244,7 @@ var dnsName = regexp.MustCompile(`^(?i)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z
 // parseDomain validates a domain as API.md defines it and returns the scheme and the host
 // (with port, if any). A leading "https://" is stripped; "http://" is allowed only for
 // loopback hosts; paths, queries, fragments, user info and other schemes are rejected.
-func parseDomain(raw string) (scheme, host string, err error) {
+func ParseDomain(raw string) (scheme, host string, err error) {
 	raw = strings.TrimSpace(raw)
 	if raw == "" {
 		return "", "", errors.New(`domain must not be empty; give the tenant domain, e.g. "acme.eu.auth0.com"`)
@@ -292,7 +292,7 @@ func isLoopback(hostname string, ip net.IP) bool {
 	return strings.EqualFold(hostname, "localhost")
 }
 
-func validateAudience(audience string) error {
+func ValidateAudience(audience string) error {
 	if audience == "" {
 		return nil
 	}
@@ -304,32 +304,32 @@ func validateAudience(audience string) error {
 }
 
 // usesKey reports whether the mount authenticates to the Management API with a key.
-func (c *configEntry) usesKey() bool { return c.CredentialType == credentialPrivateKeyJWT }
+func (c *ConfigEntry) UsesKey() bool { return c.CredentialType == CredentialPrivateKeyJWT }
 
 // hasKey reports whether it has one in use already: before its first key is committed, a
 // mount switching to private_key_jwt still authenticates with its client secret.
-func (c *configEntry) hasKey() bool {
-	return c.usesKey() && c.PrivateKey != "" && c.RootKey != nil && c.RootKey.current() != nil
+func (c *ConfigEntry) HasKey() bool {
+	return c.UsesKey() && c.PrivateKey != "" && c.RootKey != nil && c.RootKey.Current() != nil
 }
 
-func (c *configEntry) rootOverlapPeriod() time.Duration {
+func (c *ConfigEntry) RootOverlapPeriodOrDefault() time.Duration {
 	if c.RootOverlapPeriod != nil {
 		return *c.RootOverlapPeriod
 	}
-	return defaultRootOverlapPeriod
+	return DefaultRootOverlapPeriod
 }
 
 // rootKeyState is the config's key state, with the config's settings in it.
-func (c *configEntry) rootKeyState() *roleEntry {
+func (c *ConfigEntry) RootKeyState() *RoleEntry {
 	r := c.RootKey
 	if r == nil {
-		r = &roleEntry{Layout: roleLayout, MaxVersions: 2, CredentialType: credentialPrivateKeyJWT}
+		r = &RoleEntry{Layout: RoleLayout, MaxVersions: 2, CredentialType: CredentialPrivateKeyJWT}
 	} else {
-		r = r.clone()
+		r = r.Clone()
 	}
 	r.ClientID = c.ClientID
 	r.AllowAuthMethodChange = true // writing credential_type=private_key_jwt is the consent
-	r.OverlapPeriod = c.rootOverlapPeriod()
+	r.OverlapPeriod = c.RootOverlapPeriodOrDefault()
 	r.RotationPeriod, r.NextVaultRotation = c.RootRotationPeriod, c.NextRootRotation
 	return r
 }

@@ -55,7 +55,7 @@ func consumerScenarios() []consumerScenario {
 const (
 	consumerPeriod   = time.Hour
 	consumerSchedule = "*/40 * * * *" // at :00 and :40: uneven intervals (40m, 20m)
-	testConsumerLead     = 10 * time.Minute
+	testConsumerLead = 10 * time.Minute
 	consumerCSIPoll  = consumers.DefaultCSIPoll
 	consumerESO      = 4 * time.Minute
 )
@@ -177,7 +177,7 @@ func runConsumerScenario(t *testing.T, sc consumerScenario, seed uint64) {
 				next = d
 			}
 		}
-		if due, ok := e.b.sched.Load().queue.peek(); ok && due.Before(next) {
+		if due, ok := e.b.Sched.Load().Queue.Peek(); ok && due.Before(next) {
 			next = due
 		}
 		for len(manual) > 0 && !manual[0].After(now) {
@@ -235,7 +235,7 @@ func runConsumerScenario(t *testing.T, sc consumerScenario, seed uint64) {
 // consumerLagBound is how long after a change at Auth0 a consumer may still hold the old
 // secret: its own delay.
 func consumerLagBound(c consumers.Consumer, manual bool) time.Duration {
-	maxTTL := defaultMaxTTL
+	maxTTL := DefaultMaxTTL
 	if c.Name() == "vso-0.4.0" {
 		maxTTL += maxTTL / 20 // its jitter: up to 5% of ttl
 	}

@@ -30,12 +30,12 @@ type readAgain struct {
 // consumer that re-reads while the due event's job has not run yet finds
 // last_vault_rotation unchanged and ttl at its 1 second floor: it reads again, and finds
 // the change a moment later.
-func readAgainAt(c *credsEntry, now time.Time) readAgain {
-	base := later(c.LastEvent, c.Current.CreatedTime)
+func ReadAgainAt(c *CredsEntry, now time.Time) readAgain {
+	base := Later(c.LastEvent, c.Current.CreatedTime)
 	if c.Next != nil {
-		base = later(base, c.Next.CreatedTime)
+		base = Later(base, c.Next.CreatedTime)
 	}
-	step := c.maxTTL()
+	step := c.MaxTTLOrDefault()
 	next := nextChange(c)
 	// Confirmation points stop at a due event whose job has not run yet: one that passed
 	// meanwhile would tell a consumer the answer is new while the change is still to come.

@@ -27,23 +27,23 @@ import (
 // under pressure a hot entry may be evicted and is refilled by one storage read.
 
 const (
-	maxCredsCacheSize = 1000000
+	MaxCredsCacheSize = 1000000
 	cacheStripes      = 256
 )
 
 type credsCache struct {
-	lru  atomic.Pointer[lru.Cache[string, *credsEntry]] // nil: disabled
+	Lru  atomic.Pointer[lru.Cache[string, *CredsEntry]] // nil: disabled
 	seed maphash.Seed
 	// gens counts invalidations per stripe of names.
 	gens [cacheStripes]atomic.Uint64
 	// fillMu makes a fill's check of its stripe and its add one step against invalidate.
 	fillMu sync.Mutex
 	size   atomic.Int64
-	hits   atomic.Int64
-	misses atomic.Int64
+	Hits   atomic.Int64
+	Misses atomic.Int64
 }
 
-func newCredsCache(size int) *credsCache {
+func NewCredsCache(size int) *credsCache {
 	c := &credsCache{seed: maphash.MakeSeed()}
 	c.resize(size)
 	return c
@@ -53,20 +53,20 @@ func newCredsCache(size int) *credsCache {
 func (c *credsCache) resize(size int) {
 	c.fillMu.Lock()
 	defer c.fillMu.Unlock()
-	if int64(size) == c.size.Load() && (size == 0) == (c.lru.Load() == nil) {
+	if int64(size) == c.size.Load() && (size == 0) == (c.Lru.Load() == nil) {
 		return
 	}
 	c.size.Store(int64(size))
 	if size <= 0 {
-		c.lru.Store(nil)
+		c.Lru.Store(nil)
 		return
 	}
-	if cur := c.lru.Load(); cur != nil {
+	if cur := c.Lru.Load(); cur != nil {
 		cur.Resize(size)
 		return
 	}
-	l, _ := lru.New[string, *credsEntry](size)
-	c.lru.Store(l)
+	l, _ := lru.New[string, *CredsEntry](size)
+	c.Lru.Store(l)
 }
 
 func (c *credsCache) stripe(name string) *atomic.Uint64 {
@@ -74,20 +74,20 @@ func (c *credsCache) stripe(name string) *atomic.Uint64 {
 }
 
 // get returns the cached entry of name; a miss returns the stripe generation to fill with.
-func (c *credsCache) get(name string) (*credsEntry, uint64) {
-	if l := c.lru.Load(); l != nil {
+func (c *credsCache) Get(name string) (*CredsEntry, uint64) {
+	if l := c.Lru.Load(); l != nil {
 		if e, ok := l.Peek(name); ok {
-			c.hits.Add(1)
+			c.Hits.Add(1)
 			return e, 0
 		}
 	}
-	c.misses.Add(1)
+	c.Misses.Add(1)
 	return nil, c.stripe(name).Load()
 }
 
 // fill caches what a read found, unless an invalidation of its stripe came in between.
-func (c *credsCache) fill(name string, e *credsEntry, gen uint64) {
-	l := c.lru.Load()
+func (c *credsCache) Fill(name string, e *CredsEntry, gen uint64) {
+	l := c.Lru.Load()
 	if l == nil || e == nil {
 		return
 	}
@@ -99,17 +99,17 @@ func (c *credsCache) fill(name string, e *credsEntry, gen uint64) {
 }
 
 // invalidate drops name after a write or delete of creds/<name>.
-func (c *credsCache) invalidate(name string) {
+func (c *credsCache) Invalidate(name string) {
 	c.fillMu.Lock()
 	defer c.fillMu.Unlock()
 	c.stripe(name).Add(1)
-	if l := c.lru.Load(); l != nil {
+	if l := c.Lru.Load(); l != nil {
 		l.Remove(name)
 	}
 }
 
-func (c *credsCache) len() int {
-	if l := c.lru.Load(); l != nil {
+func (c *credsCache) Len() int {
+	if l := c.Lru.Load(); l != nil {
 		return l.Len()
 	}
 	return 0
@@ -118,21 +118,21 @@ func (c *credsCache) len() int {
 // putCreds writes creds/<name> and invalidates the read cache's entry, whether or not the
 // write succeeded (a failed Put may still have reached storage). Every write of creds goes
 // through it, under the role's lock.
-func (b *Engine) putCreds(ctx context.Context, s logical.Storage, name string, c *credsEntry) error {
-	defer b.credsCache.invalidate(name)
-	return saveCreds(ctx, s, name, c)
+func (b *Engine) putCreds(ctx context.Context, s logical.Storage, name string, c *CredsEntry) error {
+	defer b.CredsCache.Invalidate(name)
+	return SaveCreds(ctx, s, name, c)
 }
 
 // loadCredsCached is loadCreds through the read cache: the read path's way to creds.
-func (b *Engine) loadCredsCached(ctx context.Context, s logical.Storage, name string) (*credsEntry, error) {
-	e, gen := b.credsCache.get(name)
+func (b *Engine) LoadCredsCached(ctx context.Context, s logical.Storage, name string) (*CredsEntry, error) {
+	e, gen := b.CredsCache.Get(name)
 	if e != nil {
 		return e, nil
 	}
-	e, err := loadCreds(ctx, s, name)
+	e, err := LoadCreds(ctx, s, name)
 	if err != nil {
 		return nil, err
 	}
-	b.credsCache.fill(name, e, gen)
+	b.CredsCache.Fill(name, e, gen)
 	return e, nil
 }

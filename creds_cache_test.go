@@ -61,7 +61,7 @@ func TestCredsCacheNoStaleReadAfterRotation(t *testing.T) {
 	if stale.Load() != 0 || reads.Load() < 100 {
 		t.Fatalf("%d of %d reads served a version older than an answered rotation (first: %v)", stale.Load(), reads.Load(), firstStale.Load())
 	}
-	t.Logf("%d reads raced 40 rotations; none stale; cache hits %d, misses %d", reads.Load(), e.b.credsCache.hits.Load(), e.b.credsCache.misses.Load())
+	t.Logf("%d reads raced 40 rotations; none stale; cache hits %d, misses %d", reads.Load(), e.b.CredsCache.Hits.Load(), e.b.CredsCache.Misses.Load())
 }
 
 // A node that did not write (a performance standby) drops its cached entry when Vault
@@ -85,7 +85,7 @@ func TestCredsCacheInvalidatedOnOtherNode(t *testing.T) {
 	if v := read(); v != 1 {
 		t.Fatalf("standby served version %d before any invalidation: is it caching at all?", v)
 	}
-	standby.Invalidate(t.Context(), credsKey("app"))
+	standby.Invalidate(t.Context(), CredsKey("app"))
 	if v := read(); v != 2 {
 		t.Fatalf("standby serves version %d after the invalidation, want 2", v)
 	}

@@ -23,10 +23,10 @@ import (
 // the index. A stale entry costs at most a job that finds its role not due (too early) or a
 // rotation late by the time that pass takes (seconds at 10,000 roles); a role missing from
 // the index is queued by the pass.
-const dueIndexPrefix = "due/"
+const DueIndexPrefix = "due/"
 
-func dueIndexKey(name string, due time.Time) string {
-	return dueIndexPrefix + name + ":" + strconv.FormatInt(due.Unix(), 10)
+func DueIndexKey(name string, due time.Time) string {
+	return DueIndexPrefix + name + ":" + strconv.FormatInt(due.Unix(), 10)
 }
 
 // parseDueIndexKey splits an index key (without the prefix) into name and due time.
@@ -45,8 +45,8 @@ func parseDueIndexKey(key string) (string, time.Time, bool) {
 // loadDueIndex lists the index and returns the due time of every role in it; where a crash
 // left two entries for one role, the earlier wins (an early job only finds the role not
 // due) and the others are returned as stale keys to delete.
-func loadDueIndex(ctx context.Context, s logical.Storage) (map[string]time.Time, map[string]string, []string, error) {
-	keys, err := s.List(ctx, dueIndexPrefix)
+func LoadDueIndex(ctx context.Context, s logical.Storage) (map[string]time.Time, map[string]string, []string, error) {
+	keys, err := s.List(ctx, DueIndexPrefix)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -15,7 +15,7 @@ import (
 // indexEntries is the due index as stored, name to due time.
 func (e *testEnv) indexEntries() map[string]time.Time {
 	e.t.Helper()
-	due, _, stale, err := loadDueIndex(e.t.Context(), e.storage)
+	due, _, stale, err := LoadDueIndex(e.t.Context(), e.storage)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -39,11 +39,11 @@ func TestDueIndexFollowsRoles(t *testing.T) {
 		got := e.indexEntries()
 		want := map[string]time.Time{}
 		for _, name := range []string{"a", "b", "manual"} {
-			role, _ := loadRole(t.Context(), e.storage, name)
+			role, _ := LoadRole(t.Context(), e.storage, name)
 			if role == nil {
 				continue
 			}
-			if due := dueTime(role, e.clock.Now()); !due.IsZero() {
+			if due := DueTime(role, e.clock.Now()); !due.IsZero() {
 				want[name] = due.Truncate(time.Second)
 			}
 		}
@@ -81,10 +81,10 @@ func TestDueIndexStartAndRepair(t *testing.T) {
 	// a crash left a second, later entry for b, and a deleted role left its entry.
 	a := e.storedRole("a")
 	a.NextVaultRotation = e.clock.Now().Add(10 * time.Minute).UTC()
-	if err := saveRole(t.Context(), e.storage, "a", a); err != nil {
+	if err := SaveRole(t.Context(), e.storage, "a", a); err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{dueIndexKey("b", e.clock.Now().Add(5*time.Hour)), dueIndexKey("ghost", e.clock.Now().Add(time.Hour))} {
+	for _, key := range []string{DueIndexKey("b", e.clock.Now().Add(5*time.Hour)), DueIndexKey("ghost", e.clock.Now().Add(time.Hour))} {
 		if err := e.storage.Put(t.Context(), &logical.StorageEntry{Key: key}); err != nil {
 			t.Fatal(err)
 		}
@@ -92,32 +92,32 @@ func TestDueIndexStartAndRepair(t *testing.T) {
 
 	var roleReads atomic.Int64
 	hook := func(key string) {
-		if strings.HasPrefix(key, roleStoragePrefix) {
+		if strings.HasPrefix(key, RoleStoragePrefix) {
 			roleReads.Add(1)
 		}
 	}
 	e.storage.onGet.Store(&hook)
 	e.clock.autoAdvance = false
 	b := restartBackend(t, e, logical.TestSystemView())
-	sch := b.sched.Load()
-	<-sch.loaded
+	sch := b.Sched.Load()
+	<-sch.Loaded
 	e.storage.onGet.Store(nil)
 	// The queue was first loaded from the index: its three names, one listing.
 	wantContains(t, e.logs.String(), `rotation queue loaded: source="due index" roles=3`)
 	if n := roleReads.Load(); n < 2 {
 		t.Fatalf("the verification read %d roles", n)
 	}
-	if due, _ := sch.queue.due("a"); !due.Equal(a.NextVaultRotation.Truncate(time.Second)) && !due.Equal(a.NextVaultRotation) {
+	if due, _ := sch.Queue.Due("a"); !due.Equal(a.NextVaultRotation.Truncate(time.Second)) && !due.Equal(a.NextVaultRotation) {
 		t.Fatalf("a queued at %v after the verification, want its stored %v", due, a.NextVaultRotation)
 	}
-	if _, ok := sch.queue.due("ghost"); ok {
+	if _, ok := sch.Queue.Due("ghost"); ok {
 		t.Fatal("a role that does not exist is queued")
 	}
 	got := e.indexEntries()
 	if _, ok := got["ghost"]; ok || len(got) != 2 {
 		t.Fatalf("index after the repair: %v", got)
 	}
-	keys, _ := e.storage.List(t.Context(), dueIndexPrefix)
+	keys, _ := e.storage.List(t.Context(), DueIndexPrefix)
 	slices.Sort(keys)
 	if len(keys) != 2 {
 		t.Fatalf("index keys %v: duplicates and ghosts must be gone", keys)

@@ -31,84 +31,84 @@ type Engine struct {
 	version string
 
 	// clock is the engine's time: real in Vault, virtual in tests.
-	clock clock.Clock
+	Clock clock.Clock
 	// jitter spreads retries (retryDelay); tests make it deterministic.
-	jitter func(n int64) int64
+	Jitter func(n int64) int64
 
 	// roleLocks serialize everything that changes one role (its jobs, update, delete).
 	// Reads of creds take no lock: they read one entry, which every change writes whole.
 	roleLocks []*locksutil.LockEntry
 	// ownerMu makes checking and claiming an application's ownership one step.
-	ownerMu sync.Mutex
+	OwnerMu sync.Mutex
 
 	// conn caches the parsed config and the Management API client built from it, so that
 	// the hot path (creds) reads no config from storage. It is dropped whenever the config
 	// changes, here or, through Invalidate, on another node.
-	conn   atomic.Pointer[connection]
+	Conn   atomic.Pointer[connection]
 	connMu sync.Mutex
 
 	// ctx outlives requests: the Management client's token source and rotations use it, so
 	// a caller that disconnects cannot abort a rotation between Auth0 and storage.
 	ctx    context.Context
-	cancel context.CancelFunc
+	Cancel context.CancelFunc
 
 	// configMu serializes config writes, deletes and root rotations.
-	configMu sync.Mutex
+	ConfigMu sync.Mutex
 	// rootAcceptWait bounds the wait for Auth0 to accept a new root secret.
 	rootAcceptWait time.Duration
 	// rootStepHook, when set (tests only), runs between the steps of a root rotation.
-	rootStepHook func(step string)
+	RootStepHook func(step string)
 
 	// limiter paces this mount's Management API calls; it outlives client rebuilds.
-	limiter *auth0api.RateLimiter
+	Limiter *auth0api.RateLimiter
 
 	// recovering maps a role name to a channel closed once the rotation a crash left in
 	// flight for it is reconciled; creds reads of that role wait for it.
 	recovering sync.Map
 
 	// sched is the running scheduler, nil where this node may not write.
-	sched atomic.Pointer[scheduler]
+	Sched atomic.Pointer[Scheduler]
 	// manualDispatch (tests only) starts no dispatcher: tests run due jobs with runDueNow.
-	manualDispatch bool
+	ManualDispatch bool
 	// retryBase and retryCap bound the delays between retries of failed attempts.
 	retryBase, retryCap time.Duration
 
 	// generateKey makes private_key_jwt key pairs (PKCS #8 and PKIX PEM).
-	generateKey func(bits int) (privatePEM, publicPEM string, err error)
+	GenerateKey func(bits int) (privatePEM, publicPEM string, err error)
 	// mountTag identifies this mount in the names of the Auth0 credentials it registers.
-	mountTag string
+	MountTag string
 	// tokens caches the access tokens token/ minted, in memory only.
-	tokens *tokenCache
+	Tokens *tokenCache
 	// credsCache caches decoded creds entries for the read path (creds_cache.go).
-	credsCache *credsCache
+	CredsCache *credsCache
 	// rotating maps a role name to a channel closed when its running job ends (tokens.go).
 	rotating sync.Map
 }
 
-func newEngine(clk clock.Clock, host Host, version string) *Engine {
+func NewEngine(clk clock.Clock, host Host, version string) *Engine {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Engine{
 		host:      host,
 		version:   version,
-		clock:     clk,
-		jitter:    randomJitter,
+		Clock:     clk,
+		Jitter:    RandomJitter,
 		roleLocks: locksutil.CreateLocks(),
 		ctx:       ctx,
-		cancel:    cancel,
-		limiter:   auth0api.NewRateLimiter(auth0api.DefaultRateLimit, clk),
-		retryBase: defaultRetryBase,
-		retryCap:  defaultRetryCap,
+		Cancel:    cancel,
+		Limiter:   auth0api.NewRateLimiter(auth0api.DefaultRateLimit, clk),
+		retryBase: DefaultRetryBase,
+		retryCap:  DefaultRetryCap,
 
 		rootAcceptWait: rootAcceptWait,
-		generateKey:    auth0api.GenerateRSAKey,
-		tokens:         newTokenCache(),
-		credsCache:     newCredsCache(defaultCredsCacheSize),
+		GenerateKey:    auth0api.GenerateRSAKey,
+		Tokens:         newTokenCache(),
+		CredsCache:     NewCredsCache(DefaultCredsCacheSize),
 	}
 }
 
 // logger is the mount's logger.
 func (b *Engine) logger() hclog.Logger { return b.host.Logger() }
 
-func (b *Engine) roleLock(name string) *locksutil.LockEntry {
+func (b *Engine) RoleLock(name string) *locksutil.LockEntry {
 	return locksutil.LockForKey(b.roleLocks, name)
 }

@@ -111,7 +111,7 @@ var fuzzKeys struct {
 func fuzzGenerateKey(int) (string, string, error) {
 	fuzzKeys.once.Do(func() {
 		for range 4 {
-			private, public, err := auth0api.GenerateRSAKey(defaultKeyBits)
+			private, public, err := auth0api.GenerateRSAKey(DefaultKeyBits)
 			if err != nil {
 				panic(err)
 			}
@@ -149,9 +149,9 @@ func (w *fuzzWorld) env(t testing.TB, stored map[string][]byte, start time.Time)
 	}
 	logs := &syncBuffer{}
 	b := newBackendWithClock(clk)
-	b.manualDispatch = true
-	b.jitter = func(n int64) int64 { return n - 1 }
-	b.generateKey = fuzzGenerateKey
+	b.ManualDispatch = true
+	b.Jitter = func(n int64) int64 { return n - 1 }
+	b.GenerateKey = fuzzGenerateKey
 	conf := logical.TestBackendConfig()
 	conf.StorageView = s
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, Output: logs})
@@ -164,7 +164,7 @@ func (w *fuzzWorld) env(t testing.TB, stored map[string][]byte, start time.Time)
 	t.Cleanup(func() { b.Cleanup(context.Background()) })
 	// The start's reconciliation and queue load run in the background: let them finish,
 	// so that what an input changes in storage is the input's doing.
-	<-b.sched.Load().loaded
+	<-b.Sched.Load().Loaded
 	return &fuzzEnv{t: t, w: w, b: b, storage: s, logs: logs}
 }
 
@@ -280,7 +280,7 @@ func (e *fuzzEnv) secrets(stored ...map[string][]byte) []string {
 	}
 	for _, snap := range stored {
 		for k, raw := range snap {
-			if strings.HasPrefix(k, ownerStoragePrefix) {
+			if strings.HasPrefix(k, OwnerStoragePrefix) {
 				continue
 			}
 			var v interface{}
@@ -458,7 +458,7 @@ func (w *fuzzWorld) buildFixture(t testing.TB) *fuzzEnv {
 	// role entry is the one from before, and the write-ahead entry is gone (as after a
 	// reconciliation that found nothing to do at Auth0, or a copy restored from backups).
 	e.must(logical.UpdateOperation, "roles/cut", map[string]interface{}{"client_id": fuzzApp7ID})
-	uncommitted, err := e.storage.Get(t.Context(), roleKey("cut"))
+	uncommitted, err := e.storage.Get(t.Context(), RoleKey("cut"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -612,7 +612,7 @@ func FuzzConfigWrite(f *testing.F) {
 		// credentials against another host verifies nothing.
 		if raw, given := data["domain"]; given {
 			d, isString := raw.(string)
-			if _, host, err := parseDomain(d); !isString || err != nil || host != w.host {
+			if _, host, err := ParseDomain(d); !isString || err != nil || host != w.host {
 				data["verify_connection"] = false
 			}
 		}
@@ -629,7 +629,7 @@ func FuzzConfigWrite(f *testing.F) {
 			}
 			return
 		}
-		cfg, err := loadConfig(t.Context(), e.storage)
+		cfg, err := LoadConfig(t.Context(), e.storage)
 		if err != nil || cfg == nil {
 			t.Fatalf("%s succeeded, but the stored config cannot be read: %v", what, err)
 		}
@@ -646,23 +646,23 @@ func FuzzConfigWrite(f *testing.F) {
 
 // checkConfigInvariants fails when a stored config holds a value its write should have
 // refused.
-func checkConfigInvariants(t *testing.T, what string, cfg *configEntry) {
+func checkConfigInvariants(t *testing.T, what string, cfg *ConfigEntry) {
 	t.Helper()
 	inRange := func(v, lo, hi float64) bool { return !math.IsNaN(v) && v >= lo && v <= hi }
 	switch {
 	case cfg.Host == "" || cfg.ClientID == "" || strings.TrimSpace(cfg.ClientSecret) == "":
 		t.Fatalf("%s stored a config without domain, client_id or client_secret", what)
-	case !inRange(cfg.rateLimit(), 0.01, 1000):
-		t.Fatalf("%s stored rate_limit %g", what, cfg.rateLimit())
-	case !inRange(cfg.tokenRefreshFraction(), 0.1, 1):
-		t.Fatalf("%s stored token_refresh_fraction %g", what, cfg.tokenRefreshFraction())
-	case cfg.requestTimeout() < time.Second || cfg.requestTimeout() > 5*time.Minute:
-		t.Fatalf("%s stored request_timeout %s", what, cfg.requestTimeout())
-	case cfg.propagationWait() < 0 || cfg.propagationWait() > 5*time.Minute:
-		t.Fatalf("%s stored propagation_wait %s", what, cfg.propagationWait())
-	case cfg.credsCacheSize() < 0 || cfg.credsCacheSize() > maxCredsCacheSize:
-		t.Fatalf("%s stored creds_cache_size %d", what, cfg.credsCacheSize())
-	case cfg.RootRotationPeriod != 0 && cfg.RootRotationPeriod < minRotationPeriod:
+	case !inRange(cfg.RateLimitOrDefault(), 0.01, 1000):
+		t.Fatalf("%s stored rate_limit %g", what, cfg.RateLimitOrDefault())
+	case !inRange(cfg.TokenRefreshFractionOrDefault(), 0.1, 1):
+		t.Fatalf("%s stored token_refresh_fraction %g", what, cfg.TokenRefreshFractionOrDefault())
+	case cfg.RequestTimeoutOrDefault() < time.Second || cfg.RequestTimeoutOrDefault() > 5*time.Minute:
+		t.Fatalf("%s stored request_timeout %s", what, cfg.RequestTimeoutOrDefault())
+	case cfg.PropagationWaitOrDefault() < 0 || cfg.PropagationWaitOrDefault() > 5*time.Minute:
+		t.Fatalf("%s stored propagation_wait %s", what, cfg.PropagationWaitOrDefault())
+	case cfg.CredsCacheSizeOrDefault() < 0 || cfg.CredsCacheSizeOrDefault() > MaxCredsCacheSize:
+		t.Fatalf("%s stored creds_cache_size %d", what, cfg.CredsCacheSizeOrDefault())
+	case cfg.RootRotationPeriod != 0 && cfg.RootRotationPeriod < MinRotationPeriod:
 		t.Fatalf("%s stored root_rotation_period %s", what, cfg.RootRotationPeriod)
 	}
 }
@@ -749,7 +749,7 @@ func FuzzRoleWrite(f *testing.F) {
 			}
 			return
 		}
-		role, err := loadRole(t.Context(), e.storage, strings.ToLower(name))
+		role, err := LoadRole(t.Context(), e.storage, strings.ToLower(name))
 		if err != nil || role == nil {
 			t.Fatalf("%s succeeded, but the role cannot be read: %v", what, err)
 		}
@@ -760,24 +760,24 @@ func FuzzRoleWrite(f *testing.F) {
 
 // checkRoleInvariants fails when a stored role holds a value its write should have
 // refused.
-func checkRoleInvariants(t *testing.T, what string, role *roleEntry) {
+func checkRoleInvariants(t *testing.T, what string, role *RoleEntry) {
 	t.Helper()
 	switch {
 	case role.ClientID == "":
 		t.Fatalf("%s stored a role without client_id", what)
-	case role.MaxVersions < 1 || role.MaxVersions > maxMaxVersions:
+	case role.MaxVersions < 1 || role.MaxVersions > MaxMaxVersions:
 		t.Fatalf("%s stored max_versions %d", what, role.MaxVersions)
 	case len(role.Versions) > role.MaxVersions:
 		t.Fatalf("%s keeps %d versions with max_versions %d", what, len(role.Versions), role.MaxVersions)
-	case role.RotationPeriod < 0 || role.RotationPeriod != 0 && role.RotationPeriod < minRotationPeriod:
+	case role.RotationPeriod < 0 || role.RotationPeriod != 0 && role.RotationPeriod < MinRotationPeriod:
 		t.Fatalf("%s stored rotation_period %s", what, role.RotationPeriod)
 	case role.RotationPeriod > 0 && role.RotationSchedule != "":
 		t.Fatalf("%s stored both rotation_period and rotation_schedule", what)
-	case role.RotationWindow < 0 || role.RotationWindow != 0 && role.RotationWindow < minRotationWindow:
+	case role.RotationWindow < 0 || role.RotationWindow != 0 && role.RotationWindow < MinRotationWindow:
 		t.Fatalf("%s stored rotation_window %s", what, role.RotationWindow)
 	case role.KeyBits != 0 && !sliceHas(auth0api.KeyBitSizes, role.KeyBits):
 		t.Fatalf("%s stored key_bits %d", what, role.KeyBits)
-	case role.AssertionTTL != 0 && (role.AssertionTTL < minAssertionTTL || role.AssertionTTL > maxAssertionTTL):
+	case role.AssertionTTL != 0 && (role.AssertionTTL < MinAssertionTTL || role.AssertionTTL > MaxAssertionTTL):
 		t.Fatalf("%s stored assertion_ttl %s", what, role.AssertionTTL)
 	case role.OverlapPeriod < 0 || role.StagePeriod < 0:
 		t.Fatalf("%s stored a negative overlap_period or stage_period", what)

@@ -18,10 +18,10 @@ type credentialHolder interface {
 	// application.
 	describe() string
 	// storeState stores next as the holder's state: no new version.
-	storeState(ctx context.Context, next *roleEntry) error
+	storeState(ctx context.Context, next *RoleEntry) error
 	// commitVersion stores next, whose new current version creds.Current holds, as one
 	// commit, and then makes role next.
-	commitVersion(ctx context.Context, role, next *roleEntry, creds *credsEntry, prune bool) error
+	CommitVersion(ctx context.Context, role, next *RoleEntry, creds *CredsEntry, prune bool) error
 }
 
 // roleHolder keeps a role's state in its entries.
@@ -33,11 +33,11 @@ type roleHolder struct {
 
 func (h roleHolder) describe() string { return "role " + strconv.Quote(h.name) }
 
-func (h roleHolder) storeState(ctx context.Context, next *roleEntry) error {
-	return h.b.storeRoleState(ctx, h.s, h.name, next)
+func (h roleHolder) storeState(ctx context.Context, next *RoleEntry) error {
+	return h.b.StoreRoleState(ctx, h.s, h.name, next)
 }
 
-func (h roleHolder) commitVersion(ctx context.Context, role, next *roleEntry, creds *credsEntry, prune bool) error {
+func (h roleHolder) CommitVersion(ctx context.Context, role, next *RoleEntry, creds *CredsEntry, prune bool) error {
 	return h.b.storeVersion(ctx, h.s, h.name, role, next, creds, prune)
 }
 

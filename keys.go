@@ -51,8 +51,8 @@ const (
 // keyKind is credential_type=private_key_jwt.
 type keyKind struct{}
 
-func (keyKind) credentialType() string { return credentialPrivateKeyJWT }
-func (keyKind) strategy() string       { return "" }
+func (keyKind) CredentialType() string { return CredentialPrivateKeyJWT }
+func (keyKind) Strategy() string       { return "" }
 func (keyKind) rotates() string        { return "private_key_jwt keys (end_overlap=true is its option)" }
 func (keyKind) ownFields() []string {
 	return []string{"key_bits", "algorithm", "overlap_period", "allow_auth_method_change"}
@@ -60,8 +60,8 @@ func (keyKind) ownFields() []string {
 func (keyKind) options() []string { return []string{"end_overlap"} }
 
 // applyFields validates and applies the key settings.
-func (keyKind) applyFields(role *roleEntry, d *framework.FieldData, creating bool, now time.Time) *logical.Response {
-	if creating && !fieldSet(d, "overlap_period") {
+func (keyKind) ApplyFields(role *RoleEntry, d *framework.FieldData, creating bool, now time.Time) *logical.Response {
+	if creating && !FieldSet(d, "overlap_period") {
 		role.OverlapPeriod = defaultOverlapPeriod
 	}
 	if resp := applyKeyBits(role, d); resp != nil {
@@ -79,7 +79,7 @@ func (keyKind) applyFields(role *roleEntry, d *framework.FieldData, creating boo
 
 // applyOverlapFields validates and applies overlap_period and allow_auth_method_change,
 // the settings of every kind that attaches credentials at Auth0.
-func applyOverlapFields(role *roleEntry, d *framework.FieldData, now time.Time) *logical.Response {
+func applyOverlapFields(role *RoleEntry, d *framework.FieldData, now time.Time) *logical.Response {
 	if raw, ok := d.GetOk("overlap_period"); ok {
 		period := time.Duration(raw.(int)) * time.Second
 		if period < 0 {
@@ -90,26 +90,26 @@ func applyOverlapFields(role *roleEntry, d *framework.FieldData, now time.Time) 
 	if raw, ok := d.GetOk("allow_auth_method_change"); ok {
 		role.AllowAuthMethodChange = raw.(bool)
 	}
-	overlap := role.overlapPeriod()
+	overlap := role.OverlapPeriodOrDefault()
 	if role.RotationPeriod > 0 && overlap >= role.RotationPeriod {
 		return logical.ErrorResponse("overlap_period (%s) must be shorter than rotation_period (%s): Auth0 keeps two credentials per application, so the next one is made only once the previous one is detached", overlap, role.RotationPeriod)
 	}
 	if role.RotationSchedule != "" {
-		if gap := role.shortestScheduleGap(now); gap > 0 && overlap >= gap {
+		if gap := role.ShortestScheduleGap(now); gap > 0 && overlap >= gap {
 			return logical.ErrorResponse("overlap_period (%s) must be shorter than the shortest interval between rotation_schedule's times (%s)", overlap, gap)
 		}
 	}
 	return nil
 }
 
-func (k keyKind) checkApplication(ctx context.Context, conn *connection, role *roleEntry) (*logical.Response, error) {
-	return checkAuthMethod(ctx, conn, role, k.credentialType())
+func (k keyKind) CheckApplication(ctx context.Context, conn *connection, role *RoleEntry) (*logical.Response, error) {
+	return checkAuthMethod(ctx, conn, role, k.CredentialType())
 }
 
 // checkAuthMethod refuses to take over an application that authenticates with a client
 // secret or another credential method, unless the role allows Vault to switch it to
 // method.
-func checkAuthMethod(ctx context.Context, conn *connection, role *roleEntry, method string) (*logical.Response, error) {
+func checkAuthMethod(ctx context.Context, conn *connection, role *RoleEntry, method string) (*logical.Response, error) {
 	if role.AllowAuthMethodChange {
 		return nil, nil
 	}
@@ -119,7 +119,7 @@ func checkAuthMethod(ctx context.Context, conn *connection, role *roleEntry, met
 	}
 	methods, err := api.AuthMethods(ctx, role.ClientID, method)
 	if err != nil {
-		return auth0Failure(fmt.Sprintf("checking how client_id %q authenticates", role.ClientID), err)
+		return Auth0Failure(fmt.Sprintf("checking how client_id %q authenticates", role.ClientID), err)
 	}
 	if methods.Switching() {
 		return logical.ErrorResponse(authMethodRefusal(role.ClientID, methods, method)), nil
@@ -127,23 +127,23 @@ func checkAuthMethod(ctx context.Context, conn *connection, role *roleEntry, met
 	return nil, nil
 }
 
-func (keyKind) readFields(role *roleEntry, data map[string]interface{}) {
+func (keyKind) ReadFields(role *RoleEntry, data map[string]interface{}) {
 	attachmentReadFields(role, data)
-	data["algorithm"] = role.keyAlgorithm()
-	if cur := role.current(); cur != nil {
+	data["algorithm"] = role.KeyAlgorithm()
+	if cur := role.Current(); cur != nil {
 		data["kid"] = cur.KID
 	}
 	data["allow_assertions"] = role.AllowAssertions
 	if role.AllowAssertions {
 		ttl := role.AssertionTTL
 		if ttl == 0 {
-			ttl = defaultAssertionTTL
+			ttl = DefaultAssertionTTL
 		}
 		data["assertion_ttl"] = int64(ttl.Seconds())
 	}
 }
 
-func (k keyKind) run(ctx context.Context, j *roleJob) (*versionMeta, *logical.Response, error) {
+func (k keyKind) run(ctx context.Context, j *roleJob) (*VersionMeta, *logical.Response, error) {
 	return j.runAttached(ctx, k)
 }
 
@@ -151,17 +151,17 @@ func (keyKind) method() string { return auth0api.MethodPrivateKeyJWT }
 func (keyKind) noun() string   { return "key" }
 
 // generate makes an RSA key pair of the role's size.
-func (keyKind) generate(b *Engine, role *roleEntry, sec *secretEntry, _ time.Time) error {
-	privatePEM, _, err := b.generateKey(role.keyBits())
+func (keyKind) generate(b *Engine, role *RoleEntry, sec *SecretEntry, _ time.Time) error {
+	privatePEM, _, err := b.GenerateKey(role.KeyBitsOrDefault())
 	if err != nil {
 		return err
 	}
-	sec.PrivateKey, sec.Algorithm = privatePEM, role.keyAlgorithm()
+	sec.PrivateKey, sec.Algorithm = privatePEM, role.KeyAlgorithm()
 	return nil
 }
 
 // register registers the public key.
-func (keyKind) register(sec *secretEntry, name string) (auth0api.NewCredential, error) {
+func (keyKind) register(sec *SecretEntry, name string) (auth0api.NewCredential, error) {
 	publicPEM, err := auth0api.PublicKeyPEM(sec.PrivateKey)
 	if err != nil {
 		return auth0api.NewCredential{}, err
@@ -169,35 +169,35 @@ func (keyKind) register(sec *secretEntry, name string) (auth0api.NewCredential, 
 	return auth0api.NewCredential{Type: auth0api.CredentialPublicKey, Name: name, PEM: publicPEM, Algorithm: sec.Algorithm}, nil
 }
 
-func (keyKind) describe(sec *secretEntry, meta *versionMeta) {
+func (keyKind) describe(sec *SecretEntry, meta *VersionMeta) {
 	meta.KID, meta.Algorithm = sec.KID, sec.Algorithm
 }
 
-func (keyKind) verify(b *Engine, conn *connection, clientID string, sec *secretEntry) error {
+func (keyKind) verify(b *Engine, conn *connection, clientID string, sec *SecretEntry) error {
 	return b.verifyKey(conn, clientID, sec.PrivateKey, sec.Algorithm, sec.KID)
 }
 
 // attachmentReadFields adds to a role read what every kind that attaches credentials
 // shows: its settings, the current credential, the overlap and a pending credential.
-func attachmentReadFields(role *roleEntry, data map[string]interface{}) {
-	data["key_bits"] = role.keyBits()
-	data["overlap_period"] = int64(role.overlapPeriod().Seconds())
+func attachmentReadFields(role *RoleEntry, data map[string]interface{}) {
+	data["key_bits"] = role.KeyBitsOrDefault()
+	data["overlap_period"] = int64(role.OverlapPeriodOrDefault().Seconds())
 	data["allow_auth_method_change"] = role.AllowAuthMethodChange
-	if cur := role.current(); cur != nil {
+	if cur := role.Current(); cur != nil {
 		data["key_id"] = cur.KeyID
 	}
 	if ov := role.Overlap; ov != nil {
 		data["previous_key_ids"] = ov.CredentialIDs
-		addTime(data, "overlap_until", ov.Until)
+		AddTime(data, "overlap_until", ov.Until)
 	}
 	if pk := role.PendingKey; pk != nil {
 		data["pending_version"] = pk.Version
-		addTime(data, "pending_publish_time", pk.PublishAt)
+		AddTime(data, "pending_publish_time", pk.PublishAt)
 	}
 }
 
 // applyKeyBits validates and applies key_bits.
-func applyKeyBits(role *roleEntry, d *framework.FieldData) *logical.Response {
+func applyKeyBits(role *RoleEntry, d *framework.FieldData) *logical.Response {
 	if raw, ok := d.GetOk("key_bits"); ok {
 		if !slices.Contains(auth0api.KeyBitSizes, raw.(int)) {
 			return logical.ErrorResponse("key_bits must be 2048, 3072 or 4096, got %d", raw.(int))
@@ -212,17 +212,17 @@ func applyKeyBits(role *roleEntry, d *framework.FieldData) *logical.Response {
 func attachingTypes() string {
 	var types []string
 	for _, k := range credentialKinds {
-		if _, ok := k.(attachment); ok && !slices.Contains(types, k.credentialType()) {
-			types = append(types, k.credentialType())
+		if _, ok := k.(attachment); ok && !slices.Contains(types, k.CredentialType()) {
+			types = append(types, k.CredentialType())
 		}
 	}
 	return strings.Join(types, " and ")
 }
 
 // withAttachmentSchemas adds to own the fields every kind that attaches credentials has.
-func withAttachmentSchemas(own kindSchemas) kindSchemas {
+func withAttachmentSchemas(own KindSchemas) KindSchemas {
 	who := attachingTypes() + " roles"
-	shared := kindSchemas{
+	shared := KindSchemas{
 		Creds: map[string]*framework.FieldSchema{
 			"private_key":          {Type: framework.TypeString, Description: who + ": the private key (PEM, PKCS #8): the key that signs assertions, or the certificate's key.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
 			"previous_private_key": {Type: framework.TypeString, Description: who + ", until overlap_until: the previous private key, its credential still attached at Auth0; else empty.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
@@ -267,44 +267,44 @@ func withAttachmentSchemas(own kindSchemas) kindSchemas {
 // private_key_jwt keys, self-signed mTLS certificates. The rotation itself (runAttached)
 // is the same for all of them.
 type attachment interface {
-	credentialKind
+	CredentialKind
 	// method is the client_authentication_methods entry the credentials attach to.
 	method() string
 	// noun names the credential in messages: "key", "certificate".
 	noun() string
 	// generate makes the next version's material (its private key, ...) into sec.
-	generate(b *Engine, role *roleEntry, sec *secretEntry, now time.Time) error
+	generate(b *Engine, role *RoleEntry, sec *SecretEntry, now time.Time) error
 	// register is what Auth0 registers for sec, under name.
-	register(sec *secretEntry, name string) (auth0api.NewCredential, error)
+	register(sec *SecretEntry, name string) (auth0api.NewCredential, error)
 	// describe copies into a new version's meta what the kind records of sec.
-	describe(sec *secretEntry, meta *versionMeta)
+	describe(sec *SecretEntry, meta *VersionMeta)
 	// verify proves that Auth0 accepts sec, attached (its KeyID and KID are Auth0's).
-	verify(b *Engine, conn *connection, clientID string, sec *secretEntry) error
+	verify(b *Engine, conn *connection, clientID string, sec *SecretEntry) error
 }
 
-func (keyKind) dueTime(r *roleEntry, now time.Time) time.Time { return overlapDue(r, now) }
+func (keyKind) dueTime(r *RoleEntry, now time.Time) time.Time { return overlapDue(r, now) }
 
 // overlapDue is the due time of a kind that attaches credentials with an overlap.
-func overlapDue(r *roleEntry, now time.Time) time.Time {
+func overlapDue(r *RoleEntry, now time.Time) time.Time {
 	switch {
 	case r.PendingKey != nil:
 		// A rotation under way is finished at once (or at the next attempt), or, once its
 		// credential is attached, when it may be published.
-		return later(later(r.PendingKey.Started, r.PendingKey.PublishAt), r.NextAttempt)
+		return Later(Later(r.PendingKey.Started, r.PendingKey.PublishAt), r.NextAttempt)
 	case r.Overlap != nil:
 		// The previous credential is detached at the end of the overlap, scheduled role or
 		// not; the next rotation waits for it.
-		return later(r.Overlap.Until, r.NextAttempt)
+		return Later(r.Overlap.Until, r.NextAttempt)
 	}
-	return r.scheduledDue(now, 0)
+	return r.ScheduledDue(now, 0)
 }
 
-func (keyKind) consumerLead(r *roleEntry) time.Duration { return r.overlapPeriod() }
+func (keyKind) consumerLead(r *RoleEntry) time.Duration { return r.OverlapPeriodOrDefault() }
 
 // schemas are private_key_jwt's fields in the API, next to those of every kind that
 // attaches credentials (attachmentSchemas).
-func (keyKind) schemas() kindSchemas {
-	return withAttachmentSchemas(kindSchemas{
+func (keyKind) schemas() KindSchemas {
+	return withAttachmentSchemas(KindSchemas{
 		About: `"private_key_jwt": an RSA key pair Vault generates, whose public key it registers and attaches at Auth0 next to the current one, and whose previous key it detaches only overlap_period later (zero downtime)`,
 		RoleHelp: `"private_key_jwt" rotates an RSA key pair (key_bits, algorithm) that Vault generates:
 each rotation registers the new public key at Auth0 and attaches it next to the current
@@ -341,17 +341,17 @@ assertions (iss = sub = client_id, aud = "https://<domain>/", a unique jti, exp 
 	})
 }
 
-func (keyKind) servesPrevious(r *roleEntry, prev int) bool { return overlapServes(r, prev) }
+func (keyKind) servesPrevious(r *RoleEntry, prev int) bool { return overlapServes(r, prev) }
 
 // overlapServes reports whether version prev is the overlap's, still attached at Auth0.
-func overlapServes(r *roleEntry, prev int) bool {
+func overlapServes(r *RoleEntry, prev int) bool {
 	return r.Overlap != nil && !r.Overlap.Ending && r.Overlap.Version == prev
 }
 
-func (keyKind) credsMeta(r *roleEntry, c *credsEntry) { overlapCredsMeta(r, c) }
+func (keyKind) credsMeta(r *RoleEntry, c *CredsEntry) { overlapCredsMeta(r, c) }
 
 // overlapCredsMeta is credsMeta of a kind that attaches credentials with an overlap.
-func overlapCredsMeta(r *roleEntry, c *credsEntry) {
+func overlapCredsMeta(r *RoleEntry, c *CredsEntry) {
 	c.Next, c.NextSwitchTime = nil, time.Time{}
 	if r.Overlap == nil || r.Overlap.Ending {
 		c.Previous = nil // detached (or being detached) at Auth0: nothing to fall back to
@@ -363,34 +363,34 @@ func overlapCredsMeta(r *roleEntry, c *credsEntry) {
 	}
 }
 
-func (keyKind) nextChange(c *credsEntry) time.Time { return overlapNextChange(c) }
+func (keyKind) nextChange(c *CredsEntry) time.Time { return overlapNextChange(c) }
 
 // overlapNextChange is nextChange of a kind that attaches credentials with an overlap.
-func overlapNextChange(c *credsEntry) time.Time {
+func overlapNextChange(c *CredsEntry) time.Time {
 	switch {
 	case !c.PublishAt.IsZero():
 		// A rotation under way: consumers must see the new credential when it is served.
-		return later(c.PublishAt, c.NextAttempt)
+		return Later(c.PublishAt, c.NextAttempt)
 	case c.RotationPeriod == 0 && c.RotationSchedule == "":
 		return time.Time{}
 	}
 	// A new credential is not made while the previous one is still attached.
-	return later(later(c.NextVaultRotation, c.OverlapUntil), c.NextAttempt)
+	return Later(Later(c.NextVaultRotation, c.OverlapUntil), c.NextAttempt)
 }
 
-func (keyKind) credsFields(c *credsEntry, served, previous *secretEntry, current bool, data map[string]interface{}) {
+func (keyKind) CredsFields(c *CredsEntry, served, previous *SecretEntry, current bool, data map[string]interface{}) {
 	data["private_key"], data["key_id"], data["kid"], data["algorithm"] = served.PrivateKey, served.KeyID, served.KID, served.Algorithm
 	if current {
 		data["previous_private_key"], data["previous_key_id"], data["previous_kid"], data["overlap_until"] = "", "", "", ""
 		if previous != nil {
 			data["previous_private_key"], data["previous_key_id"], data["previous_kid"] = previous.PrivateKey, previous.KeyID, previous.KID
-			data["overlap_until"] = timeOrEmpty(c.OverlapUntil)
+			data["overlap_until"] = TimeOrEmpty(c.OverlapUntil)
 		}
 	}
 }
 
-func (keyKind) authenticate(b *Engine, cfg *configEntry, c *credsEntry, req *auth0api.TokenRequest) error {
-	assertion, err := auth0api.SignAssertion(c.Current.PrivateKey, c.Current.Algorithm, c.Current.KID, c.ClientID, cfg.assertionAudience(), b.clock.Now(), verifyAssertionTTL)
+func (keyKind) authenticate(b *Engine, cfg *ConfigEntry, c *CredsEntry, req *auth0api.TokenRequest) error {
+	assertion, err := auth0api.SignAssertion(c.Current.PrivateKey, c.Current.Algorithm, c.Current.KID, c.ClientID, cfg.AssertionAudience(), b.Clock.Now(), verifyAssertionTTL)
 	if err != nil {
 		return err
 	}
@@ -404,7 +404,7 @@ func (b *Engine) credentialName(name string, n int) string {
 }
 
 func (b *Engine) credentialPrefix(name string) string {
-	return "vault/" + b.mountTag + "/" + name + "/v"
+	return "vault/" + b.MountTag + "/" + name + "/v"
 }
 
 // ownCredential reports whether cred was registered by role name of this mount.
@@ -419,7 +419,7 @@ func (b *Engine) ownCredential(name string, cred auth0api.CredentialInfo) bool {
 
 // keyAPIOf is the connection's client as a keyAPI.
 func keyAPIOf(conn *connection) (keyAPI, error) {
-	api, ok := conn.client.(keyAPI)
+	api, ok := conn.Client.(keyAPI)
 	if !ok {
 		return nil, errors.New("the Management API client cannot manage credentials")
 	}
@@ -429,21 +429,21 @@ func keyAPIOf(conn *connection) (keyAPI, error) {
 // runAttached is the part of a role's job (runRoleJob) that the kinds attaching
 // credentials run, under the role's lock: finish a rotation under way, end an overlap
 // that is over, rotate.
-func (j *roleJob) runAttached(ctx context.Context, a attachment) (*versionMeta, *logical.Response, error) {
+func (j *roleJob) runAttached(ctx context.Context, a attachment) (*VersionMeta, *logical.Response, error) {
 	b, role := j.b, j.role
 	conn := j.conn
 	if conn == nil {
 		var err error
-		if conn, err = b.connection(ctx, j.s); err != nil {
-			return j.fail(ctx, nil, err)
+		if conn, err = b.Connection(ctx, j.s); err != nil {
+			return j.Fail(ctx, nil, err)
 		}
 	}
 	if conn == nil {
-		return j.fail(ctx, logical.ErrorResponse(errNotConfigured), nil)
+		return j.Fail(ctx, logical.ErrorResponse(errNotConfigured), nil)
 	}
 	api, err := keyAPIOf(conn)
 	if err != nil {
-		return j.fail(ctx, nil, err)
+		return j.Fail(ctx, nil, err)
 	}
 	if role.PendingKey != nil {
 		// A rotation under way is finished first; for a manual rotate it is the rotation.
@@ -451,24 +451,24 @@ func (j *roleJob) runAttached(ctx context.Context, a attachment) (*versionMeta, 
 	}
 	if ov := role.Overlap; ov != nil {
 		switch {
-		case !j.now.Before(ov.Until) || j.opts.endOverlap:
+		case !j.now.Before(ov.Until) || j.opts.EndOverlap:
 			if err := j.endOverlap(ctx, api, a); err != nil {
-				resp, rerr := auth0Failure(fmt.Sprintf("detaching the previous %s of %s (client_id %q)", a.noun(), j.holder().describe(), role.ClientID), err)
-				return j.fail(ctx, resp, rerr)
+				resp, rerr := Auth0Failure(fmt.Sprintf("detaching the previous %s of %s (client_id %q)", a.noun(), j.holder().describe(), role.ClientID), err)
+				return j.Fail(ctx, resp, rerr)
 			}
-		case j.trigger == triggerManual:
+		case j.trigger == TriggerManual:
 			return nil, logical.ErrorResponse("%s: the previous %s (credentials %s) stays attached at Auth0 until %s (overlap_period), and Auth0 allows %d credentials per application; rotate after that, or pass end_overlap=true to detach it now (applications still using it then fail)",
 				j.holder().describe(), a.noun(), strings.Join(ov.CredentialIDs, ", "), ov.Until.Format(time.RFC3339), maxAttachedCredentials), nil
 		default:
 			return nil, nil, nil
 		}
 	}
-	switch due := dueTime(role, j.now); {
-	case j.trigger == triggerReconcile:
+	switch due := DueTime(role, j.now); {
+	case j.trigger == TriggerReconcile:
 		return nil, nil, nil
 	case j.trigger == triggerScheduled && (due.IsZero() || due.After(j.now)):
 		return nil, nil, nil // the job ended an overlap; no rotation is due (or ever, unscheduled)
-	case j.trigger == triggerScheduled && role.missedWindow(j.now):
+	case j.trigger == triggerScheduled && role.MissedWindow(j.now):
 		return j.skipMissedWindow(ctx)
 	}
 	return j.startAttached(ctx, conn, api, a)
@@ -476,35 +476,35 @@ func (j *roleJob) runAttached(ctx context.Context, a attachment) (*versionMeta, 
 
 // startAttached begins a rotation: checks the application, generates and stores the
 // material as pending, then finishes it.
-func (j *roleJob) startAttached(ctx context.Context, conn *connection, api keyAPI, a attachment) (*versionMeta, *logical.Response, error) {
+func (j *roleJob) startAttached(ctx context.Context, conn *connection, api keyAPI, a attachment) (*VersionMeta, *logical.Response, error) {
 	b, role := j.b, j.role
 	what := fmt.Sprintf("rotating the %s of %s (client_id %q)", a.noun(), j.holder().describe(), role.ClientID)
 	methods, err := api.AuthMethods(b.ctx, role.ClientID, a.method())
 	if err != nil {
-		resp, rerr := auth0Failure(what, err)
-		return j.fail(ctx, resp, rerr)
+		resp, rerr := Auth0Failure(what, err)
+		return j.Fail(ctx, resp, rerr)
 	}
 	if methods.Switching() && !role.AllowAuthMethodChange {
-		return j.fail(ctx, logical.ErrorResponse("%s: %s", what, authMethodRefusal(role.ClientID, methods, a.method())), nil)
+		return j.Fail(ctx, logical.ErrorResponse("%s: %s", what, authMethodRefusal(role.ClientID, methods, a.method())), nil)
 	}
 	stored, err := api.ListCredentials(b.ctx, role.ClientID)
 	if err != nil {
-		resp, rerr := auth0Failure(what, err)
-		return j.fail(ctx, resp, rerr)
+		resp, rerr := Auth0Failure(what, err)
+		return j.Fail(ctx, resp, rerr)
 	}
 	// Credentials this role registered that are neither attached nor current were left
 	// by an interrupted run; they count against Auth0's limit, and Vault holds no key for
 	// them (or no longer serves it).
 	current := ""
-	if cur := role.current(); cur != nil {
+	if cur := role.Current(); cur != nil {
 		current = cur.KeyID
 	}
 	var kept []auth0api.CredentialInfo
 	for _, cred := range stored {
 		if b.ownCredential(j.name, cred) && cred.ID != current && !slices.Contains(methods.Attached, cred.ID) {
 			if err := api.DeleteCredential(b.ctx, role.ClientID, cred.ID); err != nil {
-				resp, rerr := auth0Failure(fmt.Sprintf("%s: deleting credential %s, which an interrupted rotation left behind", what, cred.ID), err)
-				return j.fail(ctx, resp, rerr)
+				resp, rerr := Auth0Failure(fmt.Sprintf("%s: deleting credential %s, which an interrupted rotation left behind", what, cred.ID), err)
+				return j.Fail(ctx, resp, rerr)
 			}
 			b.logger().Info("deleted a credential an interrupted rotation left behind", "role", j.name, "client_id", role.ClientID, "credential_id", cred.ID)
 			continue
@@ -516,23 +516,23 @@ func (j *roleJob) startAttached(ctx context.Context, conn *connection, api keyAP
 		for _, cred := range kept {
 			names = append(names, fmt.Sprintf("%s (%q)", cred.ID, cred.Name))
 		}
-		return j.fail(ctx, logical.ErrorResponse("%s: the application already has %d credentials at Auth0 (%s), Auth0's limit; delete the one that is not in use (Auth0 Dashboard > Applications > Credentials) so that Vault can register the next %s",
+		return j.Fail(ctx, logical.ErrorResponse("%s: the application already has %d credentials at Auth0 (%s), Auth0's limit; delete the one that is not in use (Auth0 Dashboard > Applications > Credentials) so that Vault can register the next %s",
 			what, len(kept), strings.Join(names, ", "), a.noun()), nil)
 	}
 
-	v := role.currentVersion() + 1
-	pk := &pendingKey{Version: v, Name: b.credentialName(j.name, v), Started: j.now.UTC(), Source: j.trigger, Keep: methods.Attached}
-	sec := &secretEntry{Version: v, CreatedTime: j.now.UTC(), Source: j.trigger}
+	v := role.CurrentVersion() + 1
+	pk := &PendingKeyIfAny{Version: v, Name: b.credentialName(j.name, v), Started: j.now.UTC(), Source: j.trigger, Keep: methods.Attached}
+	sec := &SecretEntry{Version: v, CreatedTime: j.now.UTC(), Source: j.trigger}
 	if err := a.generate(b, role, sec, j.now); err != nil {
-		return j.fail(ctx, nil, err)
+		return j.Fail(ctx, nil, err)
 	}
-	if err := saveSecret(ctx, j.s, j.name, sec); err != nil {
-		return j.fail(ctx, nil, err)
+	if err := SaveSecret(ctx, j.s, j.name, sec); err != nil {
+		return j.Fail(ctx, nil, err)
 	}
-	next := role.clone()
+	next := role.Clone()
 	next.PendingKey = pk
 	if err := j.holder().storeState(ctx, next); err != nil {
-		return j.fail(ctx, nil, err)
+		return j.Fail(ctx, nil, err)
 	}
 	*role = *next
 	return j.finishAttached(ctx, conn, api, a)
@@ -549,18 +549,18 @@ func authMethodRefusal(clientID string, now *auth0api.AuthMethods, method string
 
 // finishAttached takes a pending credential from wherever a run stopped to the current
 // version.
-func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyAPI, a attachment) (*versionMeta, *logical.Response, error) {
+func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyAPI, a attachment) (*VersionMeta, *logical.Response, error) {
 	b, role := j.b, j.role
 	pk := role.PendingKey
 	what := fmt.Sprintf("rotating the %s of %s (client_id %q, version %d)", a.noun(), j.holder().describe(), role.ClientID, pk.Version)
-	sec, err := loadSecret(ctx, j.s, j.name, nil, pk.Version)
+	sec, err := LoadSecret(ctx, j.s, j.name, nil, pk.Version)
 	if err != nil {
-		return j.fail(ctx, nil, err)
+		return j.Fail(ctx, nil, err)
 	}
 	stored, err := api.ListCredentials(b.ctx, role.ClientID)
 	if err != nil {
-		resp, rerr := auth0Failure(what, err)
-		return j.fail(ctx, resp, rerr)
+		resp, rerr := Auth0Failure(what, err)
+		return j.Fail(ctx, resp, rerr)
 	}
 	found := findCredential(stored, pk)
 	if sec == nil || sec.PrivateKey == "" {
@@ -569,7 +569,7 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 		if err := j.dropPendingKey(ctx, api, a, found); err != nil {
 			cause = fmt.Errorf("%w (discarding it failed: %w)", cause, err)
 		}
-		return j.fail(ctx, nil, cause)
+		return j.Fail(ctx, nil, cause)
 	}
 	registration, err := a.register(sec, pk.Name)
 	if err != nil {
@@ -577,7 +577,7 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 		if err := j.dropPendingKey(ctx, api, a, found); err != nil {
 			cause = fmt.Errorf("%w (discarding it failed: %w)", cause, err)
 		}
-		return j.fail(ctx, nil, cause)
+		return j.Fail(ctx, nil, cause)
 	}
 	if found == nil {
 		created, err := api.CreateCredential(b.ctx, role.ClientID, registration)
@@ -588,27 +588,27 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 				found = findCredential(stored, pk)
 			}
 			if found == nil {
-				resp, rerr := auth0Failure(what, err)
-				return j.fail(ctx, resp, rerr) // pending stays: the next attempt looks again
+				resp, rerr := Auth0Failure(what, err)
+				return j.Fail(ctx, resp, rerr) // pending stays: the next attempt looks again
 			}
 		case err != nil:
 			// Auth0 refused the key (a 4xx): nothing was registered.
-			resp, rerr := auth0Failure(what+": registering it", err)
+			resp, rerr := Auth0Failure(what+": registering it", err)
 			if status := auth0api.ManagementStatus(err); status >= 400 && status < 500 && status != http.StatusTooManyRequests && status != http.StatusUnauthorized {
 				if derr := j.dropPendingKey(ctx, api, a, nil); derr != nil {
 					b.logger().Warn("could not discard a credential Auth0 refused; the next attempt registers it again", "role", j.name, "error", derr)
 				}
 			}
-			return j.fail(ctx, resp, rerr)
+			return j.Fail(ctx, resp, rerr)
 		default:
 			found = &created
 		}
 	}
 	if pk.CredentialID != found.ID || pk.KID != found.KID {
-		next := role.clone()
+		next := role.Clone()
 		next.PendingKey.CredentialID, next.PendingKey.KID = found.ID, found.KID
 		if err := j.holder().storeState(ctx, next); err != nil {
-			return j.fail(ctx, nil, err)
+			return j.Fail(ctx, nil, err)
 		}
 		*role = *next
 		pk = role.PendingKey
@@ -616,15 +616,15 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 
 	methods, err := api.AuthMethods(b.ctx, role.ClientID, a.method())
 	if err != nil {
-		resp, rerr := auth0Failure(what, err)
-		return j.fail(ctx, resp, rerr)
+		resp, rerr := Auth0Failure(what, err)
+		return j.Fail(ctx, resp, rerr)
 	}
 	// Keep what was attached when the rotation started and still exists, unless it has
 	// expired: Auth0 refuses to enable an expired credential, and nobody logs in with it.
 	// The overlap ends when the first kept credential expires, if that is sooner.
 	var keep []string
 	var keepUntil time.Time
-	now := b.clock.Now()
+	now := b.Clock.Now()
 	for _, id := range pk.Keep {
 		i := slices.IndexFunc(stored, func(c auth0api.CredentialInfo) bool { return c.ID == id })
 		if id == pk.CredentialID || i < 0 {
@@ -639,13 +639,13 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 		keep = append(keep, id)
 	}
 	attach := append(slices.Clone(keep), pk.CredentialID)
-	if !sameSet(methods.Attached, attach) {
+	if !SameSet(methods.Attached, attach) {
 		if methods.Switching() && !role.AllowAuthMethodChange {
-			return j.fail(ctx, logical.ErrorResponse("%s: %s", what, authMethodRefusal(role.ClientID, methods, a.method())), nil)
+			return j.Fail(ctx, logical.ErrorResponse("%s: %s", what, authMethodRefusal(role.ClientID, methods, a.method())), nil)
 		}
 		if err := api.AttachCredentials(b.ctx, role.ClientID, a.method(), attach, methods.Switching()); err != nil {
-			resp, rerr := auth0Failure(what+": attaching it", err)
-			return j.fail(ctx, resp, rerr)
+			resp, rerr := Auth0Failure(what+": attaching it", err)
+			return j.Fail(ctx, resp, rerr)
 		}
 		if methods.Switching() {
 			b.logger().Warn("switched the application's authentication method (allow_auth_method_change)", "role", j.name, "client_id", role.ClientID, "from", methods.Current(), "to", a.method())
@@ -656,8 +656,8 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 	for _, id := range pk.Keep {
 		if id != pk.CredentialID && !slices.Contains(keep, id) && slices.ContainsFunc(stored, func(c auth0api.CredentialInfo) bool { return c.ID == id }) {
 			if err := api.DeleteCredential(b.ctx, role.ClientID, id); err != nil {
-				resp, rerr := auth0Failure(fmt.Sprintf("%s: deleting credential %s, which expired", what, id), err)
-				return j.fail(ctx, resp, rerr)
+				resp, rerr := Auth0Failure(fmt.Sprintf("%s: deleting credential %s, which expired", what, id), err)
+				return j.Fail(ctx, resp, rerr)
 			}
 			b.logger().Info("deleted a credential that expired before the rotation replaced it", "role", j.name, "client_id", role.ClientID, "credential_id", id)
 		}
@@ -665,30 +665,30 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 	if pk.AttachedAt.IsZero() {
 		// Auth0 holds the key now; it is served once Auth0 has applied the change
 		// everywhere. Until then the current key is served, and keeps working.
-		next := role.clone()
-		next.PendingKey.AttachedAt = b.clock.Now().UTC()
-		next.PendingKey.PublishAt = next.PendingKey.AttachedAt.Add(conn.config.propagationWait())
-		next.succeed()
+		next := role.Clone()
+		next.PendingKey.AttachedAt = b.Clock.Now().UTC()
+		next.PendingKey.PublishAt = next.PendingKey.AttachedAt.Add(conn.Config.PropagationWaitOrDefault())
+		next.Succeed()
 		if err := j.holder().storeState(ctx, next); err != nil {
-			return j.fail(ctx, nil, err)
+			return j.Fail(ctx, nil, err)
 		}
 		*role = *next
 		pk = role.PendingKey
 	}
-	if b.clock.Now().Before(pk.PublishAt) {
+	if b.Clock.Now().Before(pk.PublishAt) {
 		b.logger().Info("attached the new credential; it is served once Auth0 has applied the change everywhere", "role", j.name, "client_id", role.ClientID, "kind", a.noun(), "version", pk.Version, "publish_at", pk.PublishAt.Format(time.RFC3339))
 		return nil, nil, nil // the scheduler comes back at PublishAt
 	}
 	sec.KeyID, sec.KID = pk.CredentialID, pk.KID
 	if err := a.verify(b, conn, role.ClientID, sec); err != nil {
-		return j.fail(ctx, nil, fmt.Errorf("%s: %w", what, err))
+		return j.Fail(ctx, nil, fmt.Errorf("%s: %w", what, err))
 	}
-	version, err := j.commitKey(sec, a, keep, keepUntil, b.clock.Now())
+	version, err := j.commitKey(sec, a, keep, keepUntil, b.Clock.Now())
 	if err != nil {
-		return j.fail(ctx, nil, fmt.Errorf("%s: Auth0 holds it but storing it failed (%w); it is stored at the next attempt", what, err))
+		return j.Fail(ctx, nil, fmt.Errorf("%s: Auth0 holds it but storing it failed (%w); it is stored at the next attempt", what, err))
 	}
 	b.logger().Info("rotated "+a.noun(), "role", j.name, "client_id", role.ClientID, "version", version.Version, "credential_id", version.KeyID, "kid", version.KID, "source", version.Source)
-	if role.Overlap != nil && role.overlapPeriod() == 0 {
+	if role.Overlap != nil && role.OverlapPeriodOrDefault() == 0 {
 		if err := j.endOverlap(ctx, api, a); err != nil {
 			b.logger().Warn("could not detach the previous credential at once (overlap_period=0); the role's next job does", "role", j.name, "error", err)
 		}
@@ -697,7 +697,7 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 }
 
 // findCredential is the credential of the pending key among stored, or nil.
-func findCredential(stored []auth0api.CredentialInfo, pk *pendingKey) *auth0api.CredentialInfo {
+func findCredential(stored []auth0api.CredentialInfo, pk *PendingKeyIfAny) *auth0api.CredentialInfo {
 	for i := range stored {
 		if pk.CredentialID != "" && stored[i].ID == pk.CredentialID || pk.CredentialID == "" && stored[i].Name == pk.Name {
 			return &stored[i]
@@ -729,13 +729,13 @@ func (j *roleJob) dropPendingKey(ctx context.Context, api keyAPI, a attachment, 
 		}
 	}
 	version := role.PendingKey.Version
-	next := role.clone()
+	next := role.Clone()
 	next.PendingKey = nil
 	if err := j.holder().storeState(ctx, next); err != nil {
 		return err
 	}
 	*role = *next
-	if err := deleteKey(ctx, j.s, secretKey(j.name, version)); err != nil {
+	if err := DeleteKey(ctx, j.s, SecretKey(j.name, version)); err != nil {
 		b.logger().Warn("could not delete an abandoned pending credential", "role", j.name, "error", err)
 	}
 	return nil
@@ -745,9 +745,9 @@ func (j *roleJob) dropPendingKey(ctx context.Context, api keyAPI, a attachment, 
 // is over. Both Auth0 calls are idempotent, so an interrupted run is simply run again.
 func (j *roleJob) endOverlap(ctx context.Context, api keyAPI, a attachment) error {
 	b, role := j.b, j.role
-	ov, cur := role.Overlap, role.current()
+	ov, cur := role.Overlap, role.Current()
 	if !ov.Ending {
-		next := role.clone()
+		next := role.Clone()
 		next.Overlap.Ending = true
 		if err := j.holder().storeState(ctx, next); err != nil {
 			return err
@@ -760,7 +760,7 @@ func (j *roleJob) endOverlap(ctx context.Context, api keyAPI, a attachment) erro
 		if err != nil {
 			return err
 		}
-		if !sameSet(methods.Attached, []string{cur.KeyID}) {
+		if !SameSet(methods.Attached, []string{cur.KeyID}) {
 			if err := api.AttachCredentials(b.ctx, role.ClientID, a.method(), []string{cur.KeyID}, false); err != nil {
 				return err
 			}
@@ -774,9 +774,9 @@ func (j *roleJob) endOverlap(ctx context.Context, api keyAPI, a attachment) erro
 			}
 		}
 	}
-	next := role.clone()
+	next := role.Clone()
 	next.Overlap = nil
-	next.succeed()
+	next.Succeed()
 	if err := j.holder().storeState(ctx, next); err != nil {
 		return err
 	}
@@ -789,13 +789,13 @@ func (j *roleJob) endOverlap(ctx context.Context, api keyAPI, a attachment) erro
 // it at /oauth/token, polling through Auth0's propagation window. A 403 (authenticated,
 // audience not granted) counts as accepted.
 func (b *Engine) verifyKey(conn *connection, clientID, privatePEM, alg, kid string) error {
-	deadline := b.clock.Now().Add(b.rootAcceptWait)
+	deadline := b.Clock.Now().Add(b.rootAcceptWait)
 	for {
-		assertion, err := auth0api.SignAssertion(privatePEM, alg, kid, clientID, conn.config.assertionAudience(), b.clock.Now(), verifyAssertionTTL)
+		assertion, err := auth0api.SignAssertion(privatePEM, alg, kid, clientID, conn.Config.AssertionAudience(), b.Clock.Now(), verifyAssertionTTL)
 		if err != nil {
 			return err
 		}
-		err = auth0api.VerifyAssertion(b.ctx, b.settingsOf(conn.config), clientID, assertion)
+		err = auth0api.VerifyAssertion(b.ctx, b.SettingsOf(conn.Config), clientID, assertion)
 		switch forbidden, _ := auth0api.TokenForbidden(err); {
 		case err == nil:
 			return nil
@@ -803,10 +803,10 @@ func (b *Engine) verifyKey(conn *connection, clientID, privatePEM, alg, kid stri
 			return nil
 		case !auth0api.TokenRefused(err):
 			return fmt.Errorf("could not check the new key at /oauth/token: %w", err)
-		case !b.clock.Now().Before(deadline):
+		case !b.Clock.Now().Before(deadline):
 			return fmt.Errorf("Auth0 attached the new key but still refuses assertions signed with it after %s", b.rootAcceptWait)
 		}
-		if err := clock.Sleep(b.ctx, b.clock, time.Second); err != nil {
+		if err := clock.Sleep(b.ctx, b.Clock, time.Second); err != nil {
 			return err
 		}
 	}
@@ -815,27 +815,27 @@ func (b *Engine) verifyKey(conn *connection, clientID, privatePEM, alg, kid stri
 // commitKey stores a registered, attached and verified key as the role's next version,
 // the keys attached before it as the overlap: the secret entry (now with its credential),
 // then creds, then the role (the commit point), retried whole on a storage error.
-func (j *roleJob) commitKey(sec *secretEntry, a attachment, keep []string, keepUntil, now time.Time) (*versionMeta, error) {
+func (j *roleJob) commitKey(sec *SecretEntry, a attachment, keep []string, keepUntil, now time.Time) (*VersionMeta, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.b.ctx), commitTimeout)
 	defer cancel()
 	role := j.role
 	pk := role.PendingKey
-	if pk.Version != role.currentVersion()+1 {
-		return nil, fmt.Errorf("the pending key is version %d but the role is at version %d", pk.Version, role.currentVersion())
+	if pk.Version != role.CurrentVersion()+1 {
+		return nil, fmt.Errorf("the pending key is version %d but the role is at version %d", pk.Version, role.CurrentVersion())
 	}
-	next := role.clone()
+	next := role.Clone()
 	next.PendingKey = nil
-	info := versionMeta{Source: pk.Source, KeyID: pk.CredentialID}
+	info := VersionMeta{Source: pk.Source, KeyID: pk.CredentialID}
 	a.describe(sec, &info)
-	meta, dropped := next.addVersion(info, now)
+	meta, dropped := next.AddVersion(info, now)
 	next.LastVaultRotation = now.UTC()
 	next.NextVaultRotation = nextAfterRotation(role, now)
-	next.succeed()
+	next.Succeed()
 	next.Warning = ""
 	next.Overlap = nil
 	if len(keep) > 0 {
-		ov := &keyOverlap{CredentialIDs: keep, Until: earliest(now.Add(role.overlapPeriod()), keepUntil).UTC()}
-		if cur := role.current(); cur != nil && slices.Contains(keep, cur.KeyID) && next.version(cur.Version) != nil {
+		ov := &KeyOverlap{CredentialIDs: keep, Until: earliest(now.Add(role.OverlapPeriodOrDefault()), keepUntil).UTC()}
+		if cur := role.Current(); cur != nil && slices.Contains(keep, cur.KeyID) && next.Version(cur.Version) != nil {
 			ov.Version = cur.Version
 		}
 		next.Overlap = ov
@@ -843,16 +843,16 @@ func (j *roleJob) commitKey(sec *secretEntry, a attachment, keep []string, keepU
 	cur := *sec
 	cur.Version, cur.CreatedTime, cur.Source = meta.Version, meta.CreatedTime, pk.Source
 	cur.KeyID, cur.KID = pk.CredentialID, pk.KID
-	creds := &credsEntry{Current: &cur}
-	credsMeta(next, creds)
-	if err := j.holder().commitVersion(ctx, role, next, creds, len(dropped) > 0); err != nil {
+	creds := &CredsEntry{Current: &cur}
+	CredsMeta(next, creds)
+	if err := j.holder().CommitVersion(ctx, role, next, creds, len(dropped) > 0); err != nil {
 		return nil, err
 	}
 	return meta, nil
 }
 
 // sameSet reports whether a and b hold the same ids.
-func sameSet(a, b []string) bool {
+func SameSet(a, b []string) bool {
 	if len(a) != len(b) {
 		return false
 	}

@@ -7,10 +7,10 @@ import (
 
 // The state of private_key_jwt rotations (keys.go), a part of roleEntry.
 
-const defaultKeyBits = 2048
+const DefaultKeyBits = 2048
 
 // pendingKey is a key rotation under way; its private key is in secrets/<name>/<Version>.
-type pendingKey struct {
+type PendingKeyIfAny struct {
 	Version int `json:"version"`
 	// Name is the credential's name at Auth0 (credentialName): how a credential whose
 	// creation answer was lost is found.
@@ -30,7 +30,7 @@ type pendingKey struct {
 }
 
 // keyOverlap is the key generation a rotation replaced, still attached until Until.
-type keyOverlap struct {
+type KeyOverlap struct {
 	// Version is the role's version of the previous key; 0 when the keys were not Vault's
 	// (an application already on private_key_jwt when the role took it over).
 	Version       int       `json:"version,omitempty"`
@@ -41,14 +41,14 @@ type keyOverlap struct {
 	Ending bool `json:"ending,omitempty"`
 }
 
-func (r *roleEntry) keyBits() int {
+func (r *RoleEntry) KeyBitsOrDefault() int {
 	if r.KeyBits > 0 {
 		return r.KeyBits
 	}
-	return defaultKeyBits
+	return DefaultKeyBits
 }
 
-func (r *roleEntry) keyAlgorithm() string {
+func (r *RoleEntry) KeyAlgorithm() string {
 	if r.Algorithm != "" {
 		return r.Algorithm
 	}
@@ -57,10 +57,10 @@ func (r *roleEntry) keyAlgorithm() string {
 
 // overlapPeriod is how long the previous key stays attached; a role write sets the default
 // explicitly, so that 0 (detach at once) stays expressible.
-func (r *roleEntry) overlapPeriod() time.Duration { return r.OverlapPeriod }
+func (r *RoleEntry) OverlapPeriodOrDefault() time.Duration { return r.OverlapPeriod }
 
 // pendingKey is r's pending key, nil for a nil r.
-func (r *roleEntry) pendingKey() *pendingKey {
+func (r *RoleEntry) PendingKeyIfAny() *PendingKeyIfAny {
 	if r == nil {
 		return nil
 	}

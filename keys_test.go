@@ -78,7 +78,7 @@ func (e *testEnv) keyLogsIn(clientID, privatePEM, kid, alg string) bool {
 
 func (e *testEnv) roleStored(name string) bool {
 	e.t.Helper()
-	role, err := loadRole(e.t.Context(), e.storage, name)
+	role, err := LoadRole(e.t.Context(), e.storage, name)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestKeyRotationOverlaps(t *testing.T) {
 		old := cur
 		e.advance(time.Hour)
 		cur, prev, _ = e.servedKeys()
-		if got := e.storedRole("app").currentVersion(); got != round {
+		if got := e.storedRole("app").CurrentVersion(); got != round {
 			t.Fatalf("round %d: version %d after the scheduled rotation", round, got)
 		}
 		if prev == nil || prev.keyID != old.keyID {
@@ -230,7 +230,7 @@ func TestKeyRotationDuringOverlap(t *testing.T) {
 	e.ok(logical.UpdateOperation, "rotate/app", nil)
 	msg := e.userError(logical.UpdateOperation, "rotate/app", nil)
 	wantContains(t, msg, "overlap_period", "end_overlap=true")
-	first := e.storedRole("app").version(1).KeyID
+	first := e.storedRole("app").Version(1).KeyID
 	resp := e.ok(logical.UpdateOperation, "rotate/app", map[string]interface{}{"end_overlap": true})
 	if resp["version"] != 3 {
 		t.Fatalf("rotate with end_overlap answered %v", resp)
@@ -355,7 +355,7 @@ func attachedFaultsSearch(t *testing.T, e *testEnv, servedLogsIn func() (string,
 		var fired atomic.Bool
 		e.emu.SetFaults(faultOnce(testAppID, step, phase, kind, &fired))
 		if rng.IntN(4) == 0 {
-			e.storage.failPutsUnder([]string{secretStoragePrefix, credsStoragePrefix, roleStoragePrefix}[rng.IntN(3)], 1)
+			e.storage.failPutsUnder([]string{SecretStoragePrefix, CredsStoragePrefix, RoleStoragePrefix}[rng.IntN(3)], 1)
 		}
 		e.advance(time.Duration(1+rng.IntN(70)) * time.Minute)
 		if fired.Load() {
@@ -375,7 +375,7 @@ func attachedFaultsSearch(t *testing.T, e *testEnv, servedLogsIn func() (string,
 			t.Fatalf("round %d (%s %s, kind %d): the engine did not recover: failure %+v, pending %+v", round, step.name, phase, kind, role.LastFailure, role.PendingKey)
 		}
 		stored, attached := e.credentialIDs(testAppID)
-		held := map[string]bool{role.current().KeyID: true}
+		held := map[string]bool{role.Current().KeyID: true}
 		if ov := role.Overlap; ov != nil {
 			for _, id := range ov.CredentialIDs {
 				held[id] = true
@@ -389,11 +389,11 @@ func attachedFaultsSearch(t *testing.T, e *testEnv, servedLogsIn func() (string,
 				t.Fatalf("round %d (%s %s, kind %d): Auth0 holds credential %s that is neither current nor in overlap (%v)", round, step.name, phase, kind, id, held)
 			}
 		}
-		if !slices.Contains(attached, role.current().KeyID) {
-			t.Fatalf("round %d: the current key %s is not attached (%v)", round, role.current().KeyID, attached)
+		if !slices.Contains(attached, role.Current().KeyID) {
+			t.Fatalf("round %d: the current key %s is not attached (%v)", round, role.Current().KeyID, attached)
 		}
-		if id, ok := servedLogsIn(); id != role.current().KeyID || !ok {
-			t.Fatalf("round %d (%s %s, kind %d): the served credential %s (current %s) does not log in", round, step.name, phase, kind, id, role.current().KeyID)
+		if id, ok := servedLogsIn(); id != role.Current().KeyID || !ok {
+			t.Fatalf("round %d (%s %s, kind %d): the served credential %s (current %s) does not log in", round, step.name, phase, kind, id, role.Current().KeyID)
 		}
 	}
 	if firedTotal < 5 {
@@ -420,8 +420,8 @@ func TestKeyCreationAnswerLost(t *testing.T) {
 	}
 	role := e.storedRole("app")
 	stored, attached := e.credentialIDs(testAppID)
-	if role.currentVersion() != 1 || len(stored) != 1 || !slices.Equal(attached, stored) || stored[0] != role.current().KeyID {
-		t.Fatalf("version %d, stored %v, attached %v", role.currentVersion(), stored, attached)
+	if role.CurrentVersion() != 1 || len(stored) != 1 || !slices.Equal(attached, stored) || stored[0] != role.Current().KeyID {
+		t.Fatalf("version %d, stored %v, attached %v", role.CurrentVersion(), stored, attached)
 	}
 	if n := e.emu.Stats().CredentialsCreated[testAppID]; n != 1 {
 		t.Fatalf("%d credentials created; the lost one must be adopted", n)
@@ -439,8 +439,8 @@ func TestKeyUnscheduledRoleRotatesOnlyWhenAsked(t *testing.T) {
 		e.advance(time.Hour)
 	}
 	role := e.storedRole("app")
-	if role.currentVersion() != 2 || role.Overlap != nil || role.PendingKey != nil {
-		t.Fatalf("after 48h: version %d, overlap %+v, pending %+v; want version 2 and nothing under way", role.currentVersion(), role.Overlap, role.PendingKey)
+	if role.CurrentVersion() != 2 || role.Overlap != nil || role.PendingKey != nil {
+		t.Fatalf("after 48h: version %d, overlap %+v, pending %+v; want version 2 and nothing under way", role.CurrentVersion(), role.Overlap, role.PendingKey)
 	}
 	if n := e.emu.Stats().CredentialsCreated[testAppID]; n != 2 {
 		t.Fatalf("%d credentials created; an unscheduled role must make only the 2 asked for", n)
@@ -468,7 +468,7 @@ func TestKeyPublishedAfterPropagation(t *testing.T) {
 				failures++
 			}
 		}
-		if v := e.storedRole("app").currentVersion(); v < 4 {
+		if v := e.storedRole("app").CurrentVersion(); v < 4 {
 			t.Fatalf("version %d after 35m of 10m rotations", v)
 		}
 		return logins, failures
@@ -513,7 +513,7 @@ func TestKeyEndOfOverlapCutShort(t *testing.T) {
 	e.advance(time.Hour)
 	role := e.storedRole("app")
 	stored, attached := e.credentialIDs(testAppID)
-	if role.Overlap != nil || len(stored) != 1 || len(attached) != 1 || stored[0] != role.current().KeyID {
+	if role.Overlap != nil || len(stored) != 1 || len(attached) != 1 || stored[0] != role.Current().KeyID {
 		t.Fatalf("after the retry: overlap %+v, stored %v, attached %v", role.Overlap, stored, attached)
 	}
 }

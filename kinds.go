@@ -20,11 +20,11 @@ import (
 // and read, the job path, recovery, the creds answer, token/) dispatches on it once,
 // through roleEntry.kind or credsEntry.kind. Each kind lives in its own file with its own
 // settings; adding one is that file and a line in credentialKinds.
-type credentialKind interface {
+type CredentialKind interface {
 	// credentialType is the role's credential_type; strategy its rotation_strategy, ""
 	// for a kind that has none of its own (it rotates with an overlap).
-	credentialType() string
-	strategy() string
+	CredentialType() string
+	Strategy() string
 	// rotates says what the kind rotates, for messages: "immediately", "private_key_jwt
 	// keys (end_overlap=true is its option)".
 	rotates() string
@@ -33,45 +33,45 @@ type credentialKind interface {
 	// a write that sets one for a role of another kind is refused.
 	ownFields() []string
 	// applyFields validates and applies the kind's fields, after the common ones.
-	applyFields(role *roleEntry, d *framework.FieldData, creating bool, now time.Time) *logical.Response
+	ApplyFields(role *RoleEntry, d *framework.FieldData, creating bool, now time.Time) *logical.Response
 	// checkApplication is called when a role is created: whether the kind can take over
 	// the application as Auth0 has it now.
-	checkApplication(ctx context.Context, conn *connection, role *roleEntry) (*logical.Response, error)
+	CheckApplication(ctx context.Context, conn *connection, role *RoleEntry) (*logical.Response, error)
 	// readFields adds the kind's settings and state to a role read.
-	readFields(role *roleEntry, data map[string]interface{})
+	ReadFields(role *RoleEntry, data map[string]interface{})
 
 	// options are the options of rotate/<name> the kind takes (switch_now, ...).
 	options() []string
 	// run is the kind's part of a role's job (runRoleJob), under the role's lock, once
 	// the application's ownership is checked: it resolves what a crash left in flight,
 	// then rotates if the trigger asks for it.
-	run(ctx context.Context, j *roleJob) (*versionMeta, *logical.Response, error)
+	run(ctx context.Context, j *roleJob) (*VersionMeta, *logical.Response, error)
 	// dueTime is when the scheduler must next look at the role (roleEntry.dueTime).
-	dueTime(r *roleEntry, now time.Time) time.Time
+	dueTime(r *RoleEntry, now time.Time) time.Time
 	// consumerLead is how long consumers have between seeing a new credential and Auth0
 	// requiring it; 0 when Auth0 requires it at once.
-	consumerLead(r *roleEntry) time.Duration
+	consumerLead(r *RoleEntry) time.Duration
 
 	// servesPrevious reports whether creds serve retained version prev, the one before
 	// the current, as the previous credential.
-	servesPrevious(r *roleEntry, prev int) bool
+	servesPrevious(r *RoleEntry, prev int) bool
 	// credsMeta copies the kind's role state into what creds serves.
-	credsMeta(r *roleEntry, c *credsEntry)
+	credsMeta(r *RoleEntry, c *CredsEntry)
 	// nextChange is the next change a consumer of creds must see (credsEntry.nextChange).
-	nextChange(c *credsEntry) time.Time
+	nextChange(c *CredsEntry) time.Time
 	// credsFields adds the served credential to a creds answer; a read of the current
 	// version answers every field of the kind, empty when it does not apply.
-	credsFields(c *credsEntry, served, previous *secretEntry, current bool, data map[string]interface{})
+	CredsFields(c *CredsEntry, served, previous *SecretEntry, current bool, data map[string]interface{})
 	// schemas are the kind's fields in the API.
-	schemas() kindSchemas
+	schemas() KindSchemas
 	// authenticate sets how a token request of token/ authenticates with the served
 	// credential.
-	authenticate(b *Engine, cfg *configEntry, c *credsEntry, req *auth0api.TokenRequest) error
+	authenticate(b *Engine, cfg *ConfigEntry, c *CredsEntry, req *auth0api.TokenRequest) error
 }
 
 // kindSchemas are the fields a kind adds to the API (OpenAPI, docs/API.md, path-help):
 // its role settings, what a role read shows of it, and its fields in a creds answer.
-type kindSchemas struct {
+type KindSchemas struct {
 	Role, Read, Creds map[string]*framework.FieldSchema
 	// About describes the kind's credential_type in the field's description; RoleHelp
 	// and CredsHelp are its paragraphs of the roles' and creds' path-help (each ends with
@@ -80,7 +80,7 @@ type kindSchemas struct {
 }
 
 // kindHelp joins the kinds' paragraphs picked by of, in their order.
-func kindHelp(of func(kindSchemas) string) string {
+func KindHelp(of func(KindSchemas) string) string {
 	var b strings.Builder
 	for _, k := range credentialKinds {
 		b.WriteString(of(k.schemas()))
@@ -89,7 +89,7 @@ func kindHelp(of func(kindSchemas) string) string {
 }
 
 // credentialTypeHelp is the description of a role's credential_type.
-func credentialTypeHelp() string {
+func CredentialTypeHelp() string {
 	var about []string
 	for _, k := range credentialKinds {
 		if a := k.schemas().About; a != "" {
@@ -101,7 +101,7 @@ func credentialTypeHelp() string {
 
 // withKindFields adds to fields those of every kind picked by of; a field shared by
 // several kinds is described once, by the first.
-func withKindFields(fields map[string]*framework.FieldSchema, of func(kindSchemas) map[string]*framework.FieldSchema) map[string]*framework.FieldSchema {
+func WithKindFields(fields map[string]*framework.FieldSchema, of func(KindSchemas) map[string]*framework.FieldSchema) map[string]*framework.FieldSchema {
 	for _, k := range credentialKinds {
 		for name, schema := range of(k.schemas()) {
 			if _, ok := fields[name]; !ok {
@@ -114,7 +114,7 @@ func withKindFields(fields map[string]*framework.FieldSchema, of func(kindSchema
 
 // credentialKinds are the kinds a role can have. The first of a credential type is the
 // one a role of that type gets without a rotation_strategy.
-var credentialKinds = []credentialKind{
+var credentialKinds = []CredentialKind{
 	secretKind{},
 	stagedKind{},
 	keyKind{},
@@ -123,12 +123,12 @@ var credentialKinds = []credentialKind{
 
 // kindOf is the kind of credential type ct ("" is client_secret) and rotation strategy
 // strategy ("" is the type's default), or nil.
-func kindOf(ct, strategy string) credentialKind {
+func kindOf(ct, strategy string) CredentialKind {
 	if ct == "" {
-		ct = credentialClientSecret
+		ct = CredentialClientSecret
 	}
 	for _, k := range credentialKinds {
-		if k.credentialType() == ct && (strategy == "" || strategy == k.strategy() || strategy == strategyImmediate && k.strategy() == "") {
+		if k.CredentialType() == ct && (strategy == "" || strategy == k.Strategy() || strategy == StrategyImmediate && k.Strategy() == "") {
 			return k
 		}
 	}
@@ -137,7 +137,7 @@ func kindOf(ct, strategy string) credentialKind {
 
 // kindFor is the kind of credential type ct and rotation strategy strategy, as a role or
 // its creds entry stores them (kindKey).
-func kindFor(ct, strategy string) credentialKind {
+func KindFor(ct, strategy string) CredentialKind {
 	if k := kindOf(ct, strategy); k != nil {
 		return k
 	}
@@ -146,11 +146,11 @@ func kindFor(ct, strategy string) credentialKind {
 
 // credentialTypes lists the credential types, each once, for messages and help.
 func credentialTypes() []string {
-	return kindStrings(func(k credentialKind) []string { return []string{k.credentialType()} })
+	return kindStrings(func(k CredentialKind) []string { return []string{k.CredentialType()} })
 }
 
 // kindStrings is what of answers for every kind, each string once, in the kinds' order.
-func kindStrings(of func(credentialKind) []string) []string {
+func kindStrings(of func(CredentialKind) []string) []string {
 	var all []string
 	for _, k := range credentialKinds {
 		for _, v := range of(k) {
@@ -164,43 +164,43 @@ func kindStrings(of func(credentialKind) []string) []string {
 
 // typesTaking names the credential types whose kinds take field (or rotate option) f:
 // "credential_type=private_key_jwt", or several joined with "or".
-func typesTaking(f string, of func(credentialKind) []string) string {
+func typesTaking(f string, of func(CredentialKind) []string) string {
 	var types []string
 	for _, k := range credentialKinds {
-		if slices.Contains(of(k), f) && !slices.Contains(types, k.credentialType()) {
-			types = append(types, k.credentialType())
+		if slices.Contains(of(k), f) && !slices.Contains(types, k.CredentialType()) {
+			types = append(types, k.CredentialType())
 		}
 	}
 	return "credential_type=" + strings.Join(types, " or ")
 }
 
 // kindFields is every field some kind owns.
-func kindFields() []string { return kindStrings(credentialKind.ownFields) }
+func kindFields() []string { return kindStrings(CredentialKind.ownFields) }
 
 // selectKind applies credential_type and rotation_strategy to role and answers its kind,
 // or an error response when the pair names none or the role can no longer change kind.
-func selectKind(role *roleEntry, d *framework.FieldData) (credentialKind, *logical.Response) {
+func SelectKind(role *RoleEntry, d *framework.FieldData) (CredentialKind, *logical.Response) {
 	ct, strategy := role.CredentialType, role.RotationStrategy
 	if raw, ok := d.GetOk("credential_type"); ok {
 		ct = strings.ToLower(strings.TrimSpace(raw.(string)))
-		if ct == credentialClientSecret {
+		if ct == CredentialClientSecret {
 			ct = ""
 		}
 		if kindOf(ct, "") == nil {
 			return nil, logical.ErrorResponse("credential_type must be one of %s, got %q", strings.Join(credentialTypes(), ", "), raw)
 		}
 		if ct != role.CredentialType && (len(role.Versions) > 0 || role.PendingKey != nil || role.Staged != nil) {
-			return nil, logical.ErrorResponse("credential_type cannot change once the role has a version; create another role for the application's %s (delete this one first: one application belongs to one role)", credentialTypeName(ct))
+			return nil, logical.ErrorResponse("credential_type cannot change once the role has a version; create another role for the application's %s (delete this one first: one application belongs to one role)", CredentialTypeName(ct))
 		}
 	}
 	if raw, ok := d.GetOk("rotation_strategy"); ok {
 		strategy = strings.ToLower(strings.TrimSpace(raw.(string)))
 		switch strategy {
-		case "", strategyImmediate:
+		case "", StrategyImmediate:
 			strategy = ""
-		case strategyStaged:
+		case StrategyStaged:
 		default:
-			return nil, logical.ErrorResponse("rotation_strategy must be %q or %q, got %q", strategyImmediate, strategyStaged, raw)
+			return nil, logical.ErrorResponse("rotation_strategy must be %q or %q, got %q", StrategyImmediate, StrategyStaged, raw)
 		}
 		if strategy != role.RotationStrategy && role.Staged != nil {
 			return nil, logical.ErrorResponse("the role has a staged secret (version %d, switching at %s); finish it first (vault write <mount>/rotate/<name> switch_now=true) or cancel it (cancel_staged=true), then change rotation_strategy",
@@ -210,14 +210,14 @@ func selectKind(role *roleEntry, d *framework.FieldData) (credentialKind, *logic
 	kind := kindOf(ct, strategy)
 	if kind == nil {
 		// Only client secrets have strategies; the other kinds overlap their own way.
-		return nil, logical.ErrorResponse("%s roles rotate with their own overlap: rotation_strategy=staged, password_policy and import_current_secret do not apply", credentialTypeName(ct))
+		return nil, logical.ErrorResponse("%s roles rotate with their own overlap: rotation_strategy=staged, password_policy and import_current_secret do not apply", CredentialTypeName(ct))
 	}
 	role.CredentialType, role.RotationStrategy = ct, strategy
-	if kind.strategy() != strategyStaged {
+	if kind.Strategy() != StrategyStaged {
 		role.StagePeriod, role.PasswordPolicy = 0, "" // left from a staged past
 	}
 	for _, f := range kindFields() {
-		if !fieldSet(d, f) || slices.Contains(kind.ownFields(), f) {
+		if !FieldSet(d, f) || slices.Contains(kind.ownFields(), f) {
 			continue
 		}
 		if slices.Contains(stagedKind{}.ownFields(), f) {
@@ -226,16 +226,16 @@ func selectKind(role *roleEntry, d *framework.FieldData) (credentialKind, *logic
 			}
 			return nil, logical.ErrorResponse("stage_period and password_policy apply only with rotation_strategy=staged")
 		}
-		return nil, logical.ErrorResponse("%s applies only with %s", f, typesTaking(f, credentialKind.ownFields))
+		return nil, logical.ErrorResponse("%s applies only with %s", f, typesTaking(f, CredentialKind.ownFields))
 	}
-	if d.Get("import_current_secret").(bool) && kind.credentialType() != credentialClientSecret {
-		return nil, logical.ErrorResponse("%s roles rotate with their own overlap: rotation_strategy=staged, password_policy and import_current_secret do not apply", credentialTypeName(ct))
+	if d.Get("import_current_secret").(bool) && kind.CredentialType() != CredentialClientSecret {
+		return nil, logical.ErrorResponse("%s roles rotate with their own overlap: rotation_strategy=staged, password_policy and import_current_secret do not apply", CredentialTypeName(ct))
 	}
 	return kind, nil
 }
 
 // checkOptions refuses a rotate option the role's kind does not take.
-func checkOptions(kind credentialKind, name string, opts rotateOptions) *logical.Response {
+func checkOptions(kind CredentialKind, name string, opts RotateOptions) *logical.Response {
 	for _, o := range opts.set() {
 		if slices.Contains(kind.options(), o) {
 			continue
@@ -243,21 +243,21 @@ func checkOptions(kind credentialKind, name string, opts rotateOptions) *logical
 		if o == "switch_now" || o == "cancel_staged" {
 			return logical.ErrorResponse("switch_now and cancel_staged apply only to roles with rotation_strategy=staged; role %q rotates %s", name, kind.rotates())
 		}
-		return logical.ErrorResponse("%s applies only to roles with %s", o, typesTaking(o, credentialKind.options))
+		return logical.ErrorResponse("%s applies only to roles with %s", o, typesTaking(o, CredentialKind.options))
 	}
 	return nil
 }
 
 // set names the options given.
-func (o rotateOptions) set() []string {
+func (o RotateOptions) set() []string {
 	var set []string
-	if o.switchNow {
+	if o.SwitchNow {
 		set = append(set, "switch_now")
 	}
-	if o.cancelStaged {
+	if o.CancelStaged {
 		set = append(set, "cancel_staged")
 	}
-	if o.endOverlap {
+	if o.EndOverlap {
 		set = append(set, "end_overlap")
 	}
 	return set
@@ -265,35 +265,35 @@ func (o rotateOptions) set() []string {
 
 // resolveThenRotate is the job of the client secret kinds: resolve any rotation left in
 // flight, then, unless only reconciling or the resolution stored what was due, rotate.
-func (j *roleJob) resolveThenRotate(ctx context.Context, rotate func(ctx context.Context) (*versionMeta, *logical.Response, error)) (*versionMeta, *logical.Response, error) {
+func (j *roleJob) resolveThenRotate(ctx context.Context, rotate func(ctx context.Context) (*VersionMeta, *logical.Response, error)) (*VersionMeta, *logical.Response, error) {
 	if err := j.b.resolveRoleWALs(ctx, j.s, j.name, j.role); err != nil {
-		return j.fail(ctx, nil, fmt.Errorf("finishing an earlier rotation of role %q that was left in flight (no new rotation starts until it is resolved): %w", j.name, err))
+		return j.Fail(ctx, nil, fmt.Errorf("finishing an earlier rotation of role %q that was left in flight (no new rotation starts until it is resolved): %w", j.name, err))
 	}
-	if j.trigger == triggerReconcile {
+	if j.trigger == TriggerReconcile {
 		return nil, nil, nil
 	}
-	if j.trigger == triggerScheduled && dueTime(j.role, j.now).After(j.now) {
+	if j.trigger == triggerScheduled && DueTime(j.role, j.now).After(j.now) {
 		return nil, nil, nil // resolving stored the rotation that was due
 	}
 	return rotate(ctx)
 }
 
 // timeOrEmpty is t in RFC 3339, or "" when t is zero.
-func timeOrEmpty(t time.Time) string {
+func TimeOrEmpty(t time.Time) string {
 	if t.IsZero() {
 		return ""
 	}
 	return t.UTC().Format(time.RFC3339)
 }
 
-func credentialTypeName(ct string) string {
+func CredentialTypeName(ct string) string {
 	if ct == "" {
-		return credentialClientSecret
+		return CredentialClientSecret
 	}
 	return ct
 }
 
-func fieldSet(d *framework.FieldData, name string) bool {
+func FieldSet(d *framework.FieldData, name string) bool {
 	_, ok := d.GetOk(name)
 	return ok
 }
@@ -307,7 +307,7 @@ func defaultNote(set time.Duration) string {
 }
 
 // addTime sets data[key] to t in RFC 3339, unless t is zero.
-func addTime(data map[string]interface{}, key string, t time.Time) {
+func AddTime(data map[string]interface{}, key string, t time.Time) {
 	if !t.IsZero() {
 		data[key] = t.UTC().Format(time.RFC3339)
 	}

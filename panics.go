@@ -12,14 +12,14 @@ import (
 // never the panic's value, which may hold request data.
 
 // panicMessage is what a recovered panic becomes.
-const panicMessage = "internal error in the Auth0 secrets engine (a bug: it is logged at Error with a stack trace; please report it)"
+const PanicMessage = "internal error in the Auth0 secrets engine (a bug: it is logged at Error with a stack trace; please report it)"
 
-var errPanic = errors.New(panicMessage)
+var errPanic = errors.New(PanicMessage)
 
 // recoverInto, deferred, turns a panic of the calling goroutine into *errp.
 func (b *Engine) recoverInto(where string, errp *error) {
 	if recover() != nil {
-		b.logPanic(where)
+		b.LogPanic(where)
 		*errp = errPanic
 	}
 }
@@ -28,7 +28,7 @@ func (b *Engine) recoverInto(where string, errp *error) {
 func (b *Engine) guard(where string, fn func()) {
 	defer func() {
 		if recover() != nil {
-			b.logPanic(where)
+			b.LogPanic(where)
 		}
 	}()
 	fn()
@@ -38,11 +38,11 @@ func (b *Engine) guard(where string, fn func()) {
 // next attempt.
 func (b *Engine) recoverJob() {
 	if recover() != nil {
-		b.logPanic("scheduled job")
+		b.LogPanic("scheduled job")
 	}
 }
 
-func (b *Engine) logPanic(where string, args ...any) {
+func (b *Engine) LogPanic(where string, args ...any) {
 	args = append([]any{"where", where}, args...)
 	b.logger().Error("recovered from a panic; the plugin keeps serving", append(args, "stack", string(debug.Stack()))...)
 }

@@ -46,7 +46,7 @@ func pathConfig(b *backend) []*framework.Path {
 				"request_timeout": {
 					Type:        framework.TypeDurationSecond,
 					Description: "Timeout of each HTTP request to Auth0 (token and Management API). Defaults to 30s.",
-					Default:     int(defaultRequestTimeout.Seconds()),
+					Default:     int(DefaultRequestTimeout.Seconds()),
 				},
 				"rate_limit": {
 					Type:        framework.TypeFloat,
@@ -56,21 +56,21 @@ func pathConfig(b *backend) []*framework.Path {
 				"propagation_wait": {
 					Type:        framework.TypeDurationSecond,
 					Description: "How long Auth0 may take to apply a credential change everywhere (it documents up to 30 seconds): a new private_key_jwt key is attached at Auth0 this long before creds serve it, while the current key keeps working. Default 30s; at most 5m.",
-					Default:     int(defaultPropagationWait.Seconds()),
+					Default:     int(DefaultPropagationWait.Seconds()),
 				},
 				"creds_cache_size": {
 					Type:        framework.TypeInt,
-					Description: fmt.Sprintf("How many roles' creds entries each Vault node keeps decoded in memory, so creds/ reads need no storage round trip (least recently filled evicted first). Default %d; 0 disables the cache; at most %d.", defaultCredsCacheSize, maxCredsCacheSize),
-					Default:     defaultCredsCacheSize,
+					Description: fmt.Sprintf("How many roles' creds entries each Vault node keeps decoded in memory, so creds/ reads need no storage round trip (least recently filled evicted first). Default %d; 0 disables the cache; at most %d.", DefaultCredsCacheSize, MaxCredsCacheSize),
+					Default:     DefaultCredsCacheSize,
 				},
 				"token_refresh_fraction": {
 					Type:        framework.TypeFloat,
 					Description: "token/<name>: the part of an access token's lifetime after which Vault asks Auth0 for a new one instead of serving the cached one; between 0.1 and 1, default 0.67 (refresh after two thirds).",
-					Default:     defaultTokenRefreshFraction,
+					Default:     DefaultTokenRefreshFraction,
 				},
 				"root_rotation_period": {
 					Type:        framework.TypeDurationSecond,
-					Description: fmt.Sprintf("Rotate the Management API application's own secret automatically this often (e.g. \"720h\"); 0 disables it. At least %s.", minRotationPeriod),
+					Description: fmt.Sprintf("Rotate the Management API application's own secret automatically this often (e.g. \"720h\"); 0 disables it. At least %s.", MinRotationPeriod),
 				},
 				"allowed_client_ids": {
 					Type:        framework.TypeCommaStringSlice,
@@ -95,7 +95,7 @@ func pathConfig(b *backend) []*framework.Path {
 				},
 				"root_overlap_period": {
 					Type:        framework.TypeDurationSecond,
-					Description: fmt.Sprintf("With credential_type=private_key_jwt: how long the previous key stays attached after config/rotate-root. Default %s; 0 detaches it at once.", defaultRootOverlapPeriod),
+					Description: fmt.Sprintf("With credential_type=private_key_jwt: how long the previous key stays attached after config/rotate-root. Default %s; 0 detaches it at once.", DefaultRootOverlapPeriod),
 				},
 				"verify_connection": {
 					Type:        framework.TypeBool,
@@ -125,53 +125,53 @@ func pathConfig(b *backend) []*framework.Path {
 }
 
 func (b *backend) pathConfigExistenceCheck(ctx context.Context, req *logical.Request, _ *framework.FieldData) (bool, error) {
-	cfg, err := loadConfig(ctx, req.Storage)
+	cfg, err := LoadConfig(ctx, req.Storage)
 	return cfg != nil, err
 }
 
 func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	cfg, err := loadConfig(ctx, req.Storage)
+	cfg, err := LoadConfig(ctx, req.Storage)
 	if err != nil || cfg == nil {
 		return nil, err
 	}
 	data := map[string]interface{}{
-		"domain":                 cfg.domain(),
+		"domain":                 cfg.Domain(),
 		"client_id":              cfg.ClientID,
-		"audience":               cfg.audience(),
-		"request_timeout":        int64(cfg.requestTimeout().Seconds()),
-		"rate_limit":             cfg.rateLimit(),
+		"audience":               cfg.AudienceOrDefault(),
+		"request_timeout":        int64(cfg.RequestTimeoutOrDefault().Seconds()),
+		"rate_limit":             cfg.RateLimitOrDefault(),
 		"root_rotation_period":   int64(cfg.RootRotationPeriod.Seconds()),
-		"token_refresh_fraction": cfg.tokenRefreshFraction(),
-		"creds_cache_size":       cfg.credsCacheSize(),
-		"propagation_wait":       int64(cfg.propagationWait().Seconds()),
+		"token_refresh_fraction": cfg.TokenRefreshFractionOrDefault(),
+		"creds_cache_size":       cfg.CredsCacheSizeOrDefault(),
+		"propagation_wait":       int64(cfg.PropagationWaitOrDefault().Seconds()),
 	}
-	addTime(data, "last_root_rotation", cfg.LastRootRotation)
+	AddTime(data, "last_root_rotation", cfg.LastRootRotation)
 	if cfg.RootRotationPeriod > 0 {
-		addTime(data, "next_root_rotation", cfg.NextRootRotation)
+		AddTime(data, "next_root_rotation", cfg.NextRootRotation)
 	}
 	if f := cfg.RootFailures.LastFailure; f != nil {
 		data["last_root_rotation_failure"] = failureData(f, cfg.RootFailures.NextAttempt)
 	}
-	rootKeyFields(cfg, data)
+	RootKeyFields(cfg, data)
 	return &logical.Response{Data: data}, nil
 }
 
 func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	b.configMu.Lock()
-	defer b.configMu.Unlock()
+	b.ConfigMu.Lock()
+	defer b.ConfigMu.Unlock()
 
-	cfg, err := loadConfig(ctx, req.Storage)
+	cfg, err := LoadConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
 	if cfg == nil {
-		cfg = new(configEntry)
+		cfg = new(ConfigEntry)
 	}
 	// The stored secret goes only to the domain and application it was written for.
 	prevScheme, prevHost, prevClientID := cfg.Scheme, cfg.Host, cfg.ClientID
 
 	if raw, ok := d.GetOk("domain"); ok {
-		scheme, host, err := parseDomain(raw.(string))
+		scheme, host, err := ParseDomain(raw.(string))
 		if err != nil {
 			shown := raw.(string)
 			if strings.Contains(shown, "@") {
@@ -206,7 +206,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	}
 	if raw, ok := d.GetOk("allowed_client_ids"); ok {
 		ids := raw.([]string)
-		if err := validateAllowedClientIDs(ids); err != nil {
+		if err := ValidateAllowedClientIDs(ids); err != nil {
 			return logical.ErrorResponse("invalid allowed_client_ids: %s", err), nil
 		}
 		cfg.AllowedClientIDs = ids
@@ -216,7 +216,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	}
 	if raw, ok := d.GetOk("audience"); ok {
 		audience := strings.TrimSpace(raw.(string))
-		if err := validateAudience(audience); err != nil {
+		if err := ValidateAudience(audience); err != nil {
 			return logical.ErrorResponse("invalid audience %q: %s", audience, err), nil
 		}
 		cfg.Audience = audience
@@ -248,8 +248,8 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 
 	if raw, ok := d.GetOk("creds_cache_size"); ok {
 		n := raw.(int)
-		if n < 0 || n > maxCredsCacheSize {
-			return logical.ErrorResponse("creds_cache_size must be between 0 (no cache) and %d, got %d", maxCredsCacheSize, n), nil
+		if n < 0 || n > MaxCredsCacheSize {
+			return logical.ErrorResponse("creds_cache_size must be between 0 (no cache) and %d, got %d", MaxCredsCacheSize, n), nil
 		}
 		cfg.CredsCacheSize = &n
 	}
@@ -264,26 +264,26 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 
 	if raw, ok := d.GetOk("root_rotation_period"); ok {
 		period := time.Duration(raw.(int)) * time.Second
-		if period != 0 && period < minRotationPeriod {
-			return logical.ErrorResponse("root_rotation_period must be 0 (no automatic root rotation) or at least %s, got %s", minRotationPeriod, period), nil
+		if period != 0 && period < MinRotationPeriod {
+			return logical.ErrorResponse("root_rotation_period must be 0 (no automatic root rotation) or at least %s, got %s", MinRotationPeriod, period), nil
 		}
 		cfg.RootRotationPeriod = period
 		cfg.NextRootRotation = time.Time{}
 		if period > 0 {
 			from := cfg.LastRootRotation
 			if from.IsZero() {
-				from = b.clock.Now().UTC()
+				from = b.Clock.Now().UTC()
 			}
 			cfg.NextRootRotation = from.Add(period)
 		}
 	}
 
-	if resp := b.applyRootKeyFields(ctx, req.Storage, cfg, d); resp != nil {
+	if resp := b.ApplyRootKeyFields(ctx, req.Storage, cfg, d); resp != nil {
 		return resp, nil
 	}
 	var missing []string
 	required := map[string]string{"domain": cfg.Host, "client_id": cfg.ClientID}
-	if !cfg.hasKey() {
+	if !cfg.HasKey() {
 		required["client_secret"] = cfg.ClientSecret
 	}
 	for field, value := range required {
@@ -296,10 +296,10 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	}
 
 	if d.Get("verify_connection").(bool) {
-		if err := auth0api.VerifyCredentials(ctx, b.settingsOf(cfg)); err != nil {
-			b.Logger().Warn("config write refused: no Management API token", "domain", cfg.domain(), "client_id", cfg.ClientID, "error", err)
+		if err := auth0api.VerifyCredentials(ctx, b.SettingsOf(cfg)); err != nil {
+			b.Logger().Warn("config write refused: no Management API token", "domain", cfg.Domain(), "client_id", cfg.ClientID, "error", err)
 			return logical.ErrorResponse("could not obtain a Management API token from %s with client_id %q: %s; nothing was stored (fix the credentials, or write with verify_connection=false to skip this check)",
-				cfg.domain(), cfg.ClientID, describeTokenError(err)), nil
+				cfg.Domain(), cfg.ClientID, DescribeTokenError(err)), nil
 		}
 	}
 
@@ -308,19 +308,19 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	// The tenant rule: roles' credentials go only to the domain they were bound under, so
 	// a write that moves the mount while it has roles needs the operator to say so. Checked
 	// under ownerMu too, as role writes claim applications under it.
-	b.ownerMu.Lock()
-	owner, err := liveOwner(ctx, req.Storage, cfg.ClientID)
+	b.OwnerMu.Lock()
+	owner, err := LiveOwner(ctx, req.Storage, cfg.ClientID)
 	var moved string
 	if err == nil && owner == "" && !d.Get("allow_domain_change").(bool) {
-		moved, err = tenantMove(ctx, req.Storage, tenantEntry{Scheme: prevScheme, Host: prevHost}, cfg)
+		moved, err = TenantMove(ctx, req.Storage, TenantEntry{Scheme: prevScheme, Host: prevHost}, cfg)
 	}
 	if err == nil && owner == "" && moved == "" {
 		// The tenant first: what it records is a move already allowed.
-		if err = storeTenant(ctx, req.Storage, cfg); err == nil {
-			err = storeConfig(ctx, req.Storage, cfg)
+		if err = StoreTenant(ctx, req.Storage, cfg); err == nil {
+			err = StoreConfig(ctx, req.Storage, cfg)
 		}
 	}
-	b.ownerMu.Unlock()
+	b.OwnerMu.Unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -328,34 +328,34 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		return logical.ErrorResponse("client_id %q is the application of role %q, whose secret the engine rotates; the Management API application must be a separate application (or delete that role first); nothing was stored", cfg.ClientID, owner), nil
 	}
 	if moved != "" {
-		return logical.ErrorResponse("the mount has roles bound under domain %s; their secrets and keys are sent only there, so changing domain to %s is refused (nothing was stored). If %s is the same tenant under another name (e.g. its custom domain), write again with allow_domain_change=true; otherwise mount the engine anew for the other tenant", moved, cfg.domain(), cfg.domain()), nil
+		return logical.ErrorResponse("the mount has roles bound under domain %s; their secrets and keys are sent only there, so changing domain to %s is refused (nothing was stored). If %s is the same tenant under another name (e.g. its custom domain), write again with allow_domain_change=true; otherwise mount the engine anew for the other tenant", moved, cfg.Domain(), cfg.Domain()), nil
 	}
-	b.tokens.dropAll()
-	b.resetConnection()
-	if cfg.usesKey() && !cfg.hasKey() {
+	b.Tokens.DropAll()
+	b.ResetConnection()
+	if cfg.UsesKey() && !cfg.HasKey() {
 		// The first key, now: made with the client secret, which Auth0 refuses after it.
-		resp, err := b.runRootKeyLocked(ctx, req.Storage, cfg, triggerManual, rotateOptions{})
-		b.scheduleRoot(cfg)
+		resp, err := b.RunRootKeyLocked(ctx, req.Storage, cfg, TriggerManual, RotateOptions{})
+		b.ScheduleRoot(cfg)
 		if resp != nil || err != nil {
 			return resp, err
 		}
 		b.Logger().Info("the Management API application now authenticates with its private_key_jwt key; the mount holds no client secret", "client_id", cfg.ClientID)
 		return nil, nil
 	}
-	b.scheduleRoot(cfg)
+	b.ScheduleRoot(cfg)
 	return nil, nil
 }
 
 func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	b.configMu.Lock()
-	defer b.configMu.Unlock()
+	b.ConfigMu.Lock()
+	defer b.ConfigMu.Unlock()
 	// The tenant entry stays: a later config for another domain is refused while roles exist.
-	if err := req.Storage.Delete(ctx, configStoragePath); err != nil {
+	if err := req.Storage.Delete(ctx, ConfigStoragePath); err != nil {
 		return nil, fmt.Errorf("deleting config: %w", err)
 	}
-	b.tokens.dropAll()
-	b.resetConnection()
-	b.scheduleRoot(nil)
+	b.Tokens.DropAll()
+	b.ResetConnection()
+	b.ScheduleRoot(nil)
 	return nil, nil
 }
 

@@ -30,7 +30,7 @@ func TestParseDomain(t *testing.T) {
 		{"https://10.1.2.3", "https", "10.1.2.3"},
 	}
 	for _, tc := range valid {
-		scheme, host, err := parseDomain(tc.in)
+		scheme, host, err := ParseDomain(tc.in)
 		if tc.scheme == "" {
 			if err == nil {
 				t.Errorf("parseDomain(%q) = %s, %s; want an error", tc.in, scheme, host)
@@ -75,7 +75,7 @@ func TestParseDomain(t *testing.T) {
 		{"acme auth0.com", "without path"},
 	}
 	for _, tc := range invalid {
-		_, _, err := parseDomain(tc.in)
+		_, _, err := ParseDomain(tc.in)
 		if err == nil {
 			t.Errorf("parseDomain(%q): want an error", tc.in)
 			continue
@@ -96,8 +96,8 @@ func TestConfigWriteAndRead(t *testing.T) {
 		"request_timeout":        int64(30),
 		"rate_limit":             testRateLimit,
 		"root_rotation_period":   int64(0),
-		"token_refresh_fraction": defaultTokenRefreshFraction,
-		"creds_cache_size":       defaultCredsCacheSize,
+		"token_refresh_fraction": DefaultTokenRefreshFraction,
+		"creds_cache_size":       DefaultCredsCacheSize,
 		"propagation_wait":       int64(30),
 		"credential_type":        "client_secret",
 	}
@@ -118,7 +118,7 @@ func TestConfigWriteAndRead(t *testing.T) {
 	if got := e.ok(logical.ReadOperation, "config", nil)["request_timeout"]; got != int64(10) {
 		t.Fatalf("request_timeout = %v, want 10", got)
 	}
-	cfg, _ := loadConfig(t.Context(), e.storage)
+	cfg, _ := LoadConfig(t.Context(), e.storage)
 	if cfg.ClientSecret != e.mgmtSecret() {
 		t.Fatal("client_secret was not kept across an update")
 	}
@@ -186,7 +186,7 @@ func TestConfigRejectsBadInput(t *testing.T) {
 			if strings.Contains(msg, "dial") || strings.Contains(msg, "connection refused") {
 				t.Errorf("%q tells how the connection failed", msg)
 			}
-			if cfg, err := loadConfig(t.Context(), e.storage); err != nil || cfg != nil {
+			if cfg, err := LoadConfig(t.Context(), e.storage); err != nil || cfg != nil {
 				t.Fatalf("config stored after a rejected write: %v, %v", cfg, err)
 			}
 		})
@@ -233,9 +233,9 @@ func TestConfigChangeRebuildsClient(t *testing.T) {
 	e.ok(logical.UpdateOperation, "roles/app", map[string]interface{}{"client_id": testAppID})
 
 	// Invalidate (another node changed config) drops the cache too.
-	before := e.b.conn.Load()
-	e.b.invalidate(t.Context(), configStoragePath)
-	if e.b.conn.Load() != nil || before == nil {
+	before := e.b.Conn.Load()
+	e.b.Invalidate(t.Context(), ConfigStoragePath)
+	if e.b.Conn.Load() != nil || before == nil {
 		t.Fatal("invalidate did not drop the cached connection")
 	}
 }

@@ -150,11 +150,11 @@ func TestVersions(t *testing.T) {
 	e.ok(logical.UpdateOperation, "rotate/app", nil)
 
 	got := e.ok(logical.ReadOperation, "versions/app", nil)
-	if got["current_version"] != 2 || got["oldest_version"] != 1 || got["max_versions"] != defaultMaxVersions {
+	if got["current_version"] != 2 || got["oldest_version"] != 1 || got["max_versions"] != DefaultMaxVersions {
 		t.Fatalf("versions = %v", got)
 	}
 	versions := got["versions"].(map[string]interface{})
-	for v, source := range map[string]string{"1": sourceImport, "2": sourceRotate} {
+	for v, source := range map[string]string{"1": SourceImport, "2": SourceRotate} {
 		meta := versions[v].(map[string]interface{})
 		if meta["source"] != source || len(meta) != 2 {
 			t.Errorf("version %s = %v, want source %s and created_time only", v, meta, source)
@@ -178,7 +178,7 @@ func TestBlockedRoleCredsTTL(t *testing.T) {
 	role := e.storedRole("app")
 	role.Blocked = "test: blocked"
 	role.NextVaultRotation = e.clock.Now().Add(-time.Minute) // overdue, never to run
-	if err := e.b.storeRoleState(t.Context(), e.storage, "app", role); err != nil {
+	if err := e.b.StoreRoleState(t.Context(), e.storage, "app", role); err != nil {
 		t.Fatal(err)
 	}
 	if ttl := e.ok(logical.ReadOperation, "creds/app", nil)["ttl"]; ttl != int64(300) {

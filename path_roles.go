@@ -21,7 +21,7 @@ func pathRoles(b *backend) []*framework.Path {
 				OperationPrefix: "auth0",
 				OperationSuffix: "role",
 			},
-			Fields: withKindFields(map[string]*framework.FieldSchema{
+			Fields: WithKindFields(map[string]*framework.FieldSchema{
 				"name": {
 					Type:        framework.TypeLowerCaseString,
 					Description: "Name of the role.",
@@ -33,7 +33,7 @@ func pathRoles(b *backend) []*framework.Path {
 				},
 				"rotation_period": {
 					Type:        framework.TypeDurationSecond,
-					Description: fmt.Sprintf("Rotate automatically this long after the last rotation (e.g. \"720h\"). 0 or unset: no automatic rotation. At least %s. Mutually exclusive with rotation_schedule.", minRotationPeriod),
+					Description: fmt.Sprintf("Rotate automatically this long after the last rotation (e.g. \"720h\"). 0 or unset: no automatic rotation. At least %s. Mutually exclusive with rotation_schedule.", MinRotationPeriod),
 				},
 				"rotation_schedule": {
 					Type:        framework.TypeString,
@@ -41,11 +41,11 @@ func pathRoles(b *backend) []*framework.Path {
 				},
 				"rotation_window": {
 					Type:        framework.TypeDurationSecond,
-					Description: fmt.Sprintf("Only with rotation_schedule: how long after a scheduled time a rotation may still start; a missed window waits for the next scheduled time. At least %s; unset means no limit.", minRotationWindow),
+					Description: fmt.Sprintf("Only with rotation_schedule: how long after a scheduled time a rotation may still start; a missed window waits for the next scheduled time. At least %s; unset means no limit.", MinRotationWindow),
 				},
 				"max_versions": {
 					Type:        framework.TypeInt,
-					Description: fmt.Sprintf("How many secret versions are retained, oldest removed first. Default %d, at most %d.", defaultMaxVersions, maxMaxVersions),
+					Description: fmt.Sprintf("How many secret versions are retained, oldest removed first. Default %d, at most %d.", DefaultMaxVersions, MaxMaxVersions),
 				},
 				"rotation_strategy": {
 					Type:        framework.TypeString,
@@ -53,7 +53,7 @@ func pathRoles(b *backend) []*framework.Path {
 				},
 				"credential_type": {
 					Type:        framework.TypeString,
-					Description: credentialTypeHelp(),
+					Description: CredentialTypeHelp(),
 				},
 				"token_audiences": {
 					Type:        framework.TypeCommaStringSlice,
@@ -69,18 +69,18 @@ func pathRoles(b *backend) []*framework.Path {
 				},
 				"assertion_ttl": {
 					Type:        framework.TypeDurationSecond,
-					Description: fmt.Sprintf("Lifetime of the client assertions assertion/<name> signs. Default %s, between %s and %s.", defaultAssertionTTL, minAssertionTTL, maxAssertionTTL),
+					Description: fmt.Sprintf("Lifetime of the client assertions assertion/<name> signs. Default %s, between %s and %s.", DefaultAssertionTTL, MinAssertionTTL, MaxAssertionTTL),
 				},
 				"max_ttl": {
 					Type:        framework.TypeDurationSecond,
-					Description: fmt.Sprintf("The largest ttl creds/<name> answers: consumers that re-read at ttl (Vault Agent, Vault Secrets Operator) read at least this often, so a manual rotation reaches them within it, and those of a role without a schedule keep reading at all. Default %s, or a quarter of stage_period (staged roles) or overlap_period (private_key_jwt and self_signed_tls_client_auth roles) when that is shorter; at least %s, and shorter than stage_period or overlap_period. 0 restores the default.", defaultMaxTTL, minMaxTTL),
+					Description: fmt.Sprintf("The largest ttl creds/<name> answers: consumers that re-read at ttl (Vault Agent, Vault Secrets Operator) read at least this often, so a manual rotation reaches them within it, and those of a role without a schedule keep reading at all. Default %s, or a quarter of stage_period (staged roles) or overlap_period (private_key_jwt and self_signed_tls_client_auth roles) when that is shorter; at least %s, and shorter than stage_period or overlap_period. 0 restores the default.", DefaultMaxTTL, MinMaxTTL),
 				},
 				"import_current_secret": {
 					Type:        framework.TypeBool,
 					Description: "Only on create: store the application's current Auth0 secret as version 1 instead of waiting for the first rotation (needs the read:client_keys scope).",
 					Default:     false,
 				},
-			}, func(s kindSchemas) map[string]*framework.FieldSchema { return s.Role }),
+			}, func(s KindSchemas) map[string]*framework.FieldSchema { return s.Role }),
 			ExistenceCheck: b.pathRoleExistenceCheck,
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.CreateOperation: &framework.PathOperation{Callback: b.pathRoleWrite, Summary: roleWriteSummary, Description: pathRolesHelpDesc},
@@ -126,20 +126,20 @@ func pathRoles(b *backend) []*framework.Path {
 }
 
 func (b *backend) pathRoleExistenceCheck(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
-	role, err := loadRole(ctx, req.Storage, d.Get("name").(string))
+	role, err := LoadRole(ctx, req.Storage, d.Get("name").(string))
 	return role != nil, err
 }
 
 // pathRoleList lists the roles with, for vault list -detailed, each one's application,
 // strategy, credential type, version, next rotation and failure, if any: one read per role.
 func (b *backend) pathRoleList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	names, err := req.Storage.List(ctx, roleStoragePrefix)
+	names, err := req.Storage.List(ctx, RoleStoragePrefix)
 	if err != nil {
 		return nil, fmt.Errorf("listing roles: %w", err)
 	}
 	info := make(map[string]interface{}, len(names))
 	for _, name := range names {
-		role, err := loadRole(ctx, req.Storage, name)
+		role, err := LoadRole(ctx, req.Storage, name)
 		if err != nil {
 			info[name] = map[string]interface{}{"error": err.Error()}
 			continue
@@ -147,14 +147,14 @@ func (b *backend) pathRoleList(ctx context.Context, req *logical.Request, _ *fra
 		if role == nil {
 			continue
 		}
-		kind := kindFor(role.kindKey())
+		kind := KindFor(role.KindKey())
 		entry := map[string]interface{}{
 			"client_id":         role.ClientID,
 			"rotation_strategy": strategyName(kind),
-			"credential_type":   kind.credentialType(),
-			"current_version":   role.currentVersion(),
+			"credential_type":   kind.CredentialType(),
+			"current_version":   role.CurrentVersion(),
 		}
-		addTime(entry, "next_vault_rotation", role.NextVaultRotation)
+		AddTime(entry, "next_vault_rotation", role.NextVaultRotation)
 		if f := role.LastFailure; f != nil {
 			entry["last_rotation_failure"] = failureData(f, role.NextAttempt)
 		}
@@ -167,7 +167,7 @@ func (b *backend) pathRoleList(ctx context.Context, req *logical.Request, _ *fra
 }
 
 func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	role, err := loadRole(ctx, req.Storage, d.Get("name").(string))
+	role, err := LoadRole(ctx, req.Storage, d.Get("name").(string))
 	if err != nil || role == nil {
 		return nil, err
 	}
@@ -177,30 +177,30 @@ func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *fra
 		"rotation_schedule": role.RotationSchedule,
 		"rotation_window":   int64(role.RotationWindow.Seconds()),
 		"max_versions":      role.MaxVersions,
-		"current_version":   role.currentVersion(),
-		"max_ttl":           int64(roleMaxTTL(role).Seconds()),
+		"current_version":   role.CurrentVersion(),
+		"max_ttl":           int64(RoleMaxTTL(role).Seconds()),
 	}
-	addTime(data, "last_vault_rotation", role.LastVaultRotation)
-	addTime(data, "next_vault_rotation", role.NextVaultRotation)
+	AddTime(data, "last_vault_rotation", role.LastVaultRotation)
+	AddTime(data, "next_vault_rotation", role.NextVaultRotation)
 	if role.Warning != "" {
 		data["warning"] = role.Warning
 	}
 	if role.Blocked != "" {
 		data["rotation_blocked"] = role.Blocked
 	}
-	kind := kindFor(role.kindKey())
+	kind := KindFor(role.KindKey())
 	data["rotation_strategy"] = strategyName(kind)
-	data["credential_type"] = kind.credentialType()
-	kind.readFields(role, data)
+	data["credential_type"] = kind.CredentialType()
+	kind.ReadFields(role, data)
 	if len(role.TokenAudiences) > 0 {
 		data["token_audiences"] = role.TokenAudiences
 		data["token_scopes"] = role.TokenScopes
-		st := b.tokens.statsOf(d.Get("name").(string))
+		st := b.Tokens.StatsOf(d.Get("name").(string))
 		data["token_cache"] = map[string]interface{}{
-			"hits":                 st.hits.Load(),
-			"misses":               st.misses.Load(),
-			"auth0_token_requests": st.requests.Load(),
-			"auth0_token_failures": st.failures.Load(),
+			"hits":                 st.Hits.Load(),
+			"misses":               st.Misses.Load(),
+			"auth0_token_requests": st.Requests.Load(),
+			"auth0_token_failures": st.Failures.Load(),
 		}
 	}
 	if f := role.LastFailure; f != nil {
@@ -211,25 +211,25 @@ func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *fra
 
 func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	lock := b.roleLock(name)
+	lock := b.RoleLock(name)
 	lock.Lock()
 	defer lock.Unlock()
 
-	role, err := loadRole(ctx, req.Storage, name)
+	role, err := LoadRole(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}
 	creating := role == nil
 	if creating {
-		role = &roleEntry{Layout: roleLayout, MaxVersions: defaultMaxVersions}
-	} else if role.legacy() {
-		if err := b.upgradeRoleLocked(ctx, req.Storage, name, role); err != nil {
+		role = &RoleEntry{Layout: RoleLayout, MaxVersions: DefaultMaxVersions}
+	} else if role.Legacy() {
+		if err := b.UpgradeRoleLocked(ctx, req.Storage, name, role); err != nil {
 			return nil, err
 		}
 	}
 	oldSchedule, oldPeriod, oldType := role.RotationSchedule, role.RotationPeriod, role.CredentialType
 
-	now := b.clock.Now().UTC()
+	now := b.Clock.Now().UTC()
 	dropped, resp := applyRoleFields(role, d, creating, now)
 	if resp != nil {
 		return resp, nil
@@ -237,100 +237,100 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if !creating && role.CredentialType != oldType {
 		// applyRoleFields saw no version; a commit cut before its role write may still
 		// have stored one for creds to serve (its write-ahead entry finishes it).
-		if creds, err := loadCreds(ctx, req.Storage, name); err != nil {
+		if creds, err := LoadCreds(ctx, req.Storage, name); err != nil {
 			return nil, err
 		} else if creds != nil {
-			return logical.ErrorResponse("credential_type cannot change once the role has a version; create another role for the application's %s (delete this one first: one application belongs to one role)", credentialTypeName(role.CredentialType)), nil
+			return logical.ErrorResponse("credential_type cannot change once the role has a version; create another role for the application's %s (delete this one first: one application belongs to one role)", CredentialTypeName(role.CredentialType)), nil
 		}
 	}
 
 	if raw, ok := d.GetOk("password_policy"); ok && raw.(string) != "" {
-		if _, err := b.generateSecret(ctx, role.PasswordPolicy); err != nil {
+		if _, err := b.GenerateSecret(ctx, role.PasswordPolicy); err != nil {
 			return logical.ErrorResponse("password_policy %q cannot generate a secret (%v); create it first (vault write sys/policies/password/%s policy=@policy.hcl) or leave password_policy empty", role.PasswordPolicy, err, role.PasswordPolicy), nil
 		}
 	}
 
 	// allowed_client_ids, on every write: a role whose application the mount may no longer
 	// rotate can only be deleted.
-	if conn, err := b.connection(ctx, req.Storage); err != nil {
+	if conn, err := b.Connection(ctx, req.Storage); err != nil {
 		return nil, err
-	} else if conn != nil && !conn.config.clientAllowed(role.ClientID) {
-		return logical.ErrorResponse(notAllowedClient(role.ClientID)), nil
+	} else if conn != nil && !conn.Config.ClientAllowed(role.ClientID) {
+		return logical.ErrorResponse(NotAllowedClient(role.ClientID)), nil
 	}
 
 	var imported string
 	if creating {
-		conn, resp, err := b.requireConnection(ctx, req.Storage)
+		conn, resp, err := b.RequireConnection(ctx, req.Storage)
 		if resp != nil || err != nil {
 			return resp, err
 		}
-		if conn.config.ClientID == role.ClientID {
-			return logical.ErrorResponse(ownerConflict(role.ClientID, ownerConfig)), nil
+		if conn.Config.ClientID == role.ClientID {
+			return logical.ErrorResponse(OwnerConflict(role.ClientID, OwnerConfig)), nil
 		}
 		importSecret := d.Get("import_current_secret").(bool)
-		info, err := conn.client.ReadClient(ctx, role.ClientID, importSecret)
+		info, err := conn.Client.ReadClient(ctx, role.ClientID, importSecret)
 		if err != nil {
-			return auth0Failure(fmt.Sprintf("checking client_id %q in Auth0", role.ClientID), err)
+			return Auth0Failure(fmt.Sprintf("checking client_id %q in Auth0", role.ClientID), err)
 		}
 		imported = info.Secret
-		if resp, err := kindFor(role.kindKey()).checkApplication(ctx, conn, role); resp != nil || err != nil {
+		if resp, err := KindFor(role.KindKey()).CheckApplication(ctx, conn, role); resp != nil || err != nil {
 			return resp, err
 		}
 	}
 
 	// Ownership is checked and claimed, and the role stored, as one step, so that two
 	// writes naming one application cannot both win.
-	b.ownerMu.Lock()
-	defer b.ownerMu.Unlock()
-	owner, err := claimApplicationLocked(ctx, req.Storage, name, role.ClientID)
+	b.OwnerMu.Lock()
+	defer b.OwnerMu.Unlock()
+	owner, err := ClaimApplicationLocked(ctx, req.Storage, name, role.ClientID)
 	if err != nil {
 		return nil, err
 	}
 	role.Blocked = ""
 	if owner != "" {
 		if creating {
-			return logical.ErrorResponse(ownerConflict(role.ClientID, owner)), nil
+			return logical.ErrorResponse(OwnerConflict(role.ClientID, owner)), nil
 		}
-		role.Blocked = ownerBlocked(role.ClientID, owner)
+		role.Blocked = OwnerBlocked(role.ClientID, owner)
 	}
 
-	if creating || role.RotationSchedule != oldSchedule || role.RotationPeriod != oldPeriod || role.scheduleProblem(now) != "" {
+	if creating || role.RotationSchedule != oldSchedule || role.RotationPeriod != oldPeriod || role.ScheduleProblem(now) != "" {
 		from := role.LastVaultRotation
 		if from.IsZero() || role.RotationSchedule != "" {
 			from = now
 		}
-		role.NextVaultRotation = role.nextRotation(from)
+		role.NextVaultRotation = role.NextRotation(from)
 		role.NextAttempt = time.Time{}
 	}
 
 	if creating {
 		// Leftovers of an earlier role of this name whose delete was cut short.
-		if err := b.deleteRoleData(ctx, req.Storage, name); err != nil {
+		if err := b.DeleteRoleData(ctx, req.Storage, name); err != nil {
 			return nil, err
 		}
 	}
 	if imported != "" {
-		if _, err := b.commitVersion(req.Storage, name, role, imported, sourceImport, "", now); err != nil {
+		if _, err := b.CommitVersion(req.Storage, name, role, imported, SourceImport, "", now); err != nil {
 			return nil, err
 		}
 	} else if creating {
-		if err := b.storeRoleState(ctx, req.Storage, name, role); err != nil {
+		if err := b.StoreRoleState(ctx, req.Storage, name, role); err != nil {
 			return nil, err
 		}
-	} else if err := b.storeRoleWrite(ctx, req.Storage, name, role); err != nil {
+	} else if err := b.StoreRoleWrite(ctx, req.Storage, name, role); err != nil {
 		return nil, err
 	}
 	if len(dropped) > 0 {
-		b.pruneSecrets(ctx, req.Storage, name, role)
+		b.PruneSecrets(ctx, req.Storage, name, role)
 	}
-	b.tokens.dropRole(name) // audiences or scopes may have changed
-	b.schedule(name, role)
+	b.Tokens.DropRole(name) // audiences or scopes may have changed
+	b.Schedule(name, role)
 	return nil, nil
 }
 
 // applyRoleFields validates the request's fields and applies them to role. It returns an
 // error response, and leaves storage untouched, on any invalid value.
-func applyRoleFields(role *roleEntry, d *framework.FieldData, creating bool, now time.Time) ([]*versionMeta, *logical.Response) {
+func applyRoleFields(role *RoleEntry, d *framework.FieldData, creating bool, now time.Time) ([]*VersionMeta, *logical.Response) {
 	if raw, ok := d.GetOk("client_id"); ok {
 		clientID := strings.TrimSpace(raw.(string))
 		switch {
@@ -350,15 +350,15 @@ func applyRoleFields(role *roleEntry, d *framework.FieldData, creating bool, now
 
 	if raw, ok := d.GetOk("rotation_period"); ok {
 		period := time.Duration(raw.(int)) * time.Second
-		if period != 0 && period < minRotationPeriod {
-			return nil, logical.ErrorResponse("rotation_period must be 0 (no automatic rotation) or at least %s, got %s", minRotationPeriod, period)
+		if period != 0 && period < MinRotationPeriod {
+			return nil, logical.ErrorResponse("rotation_period must be 0 (no automatic rotation) or at least %s, got %s", MinRotationPeriod, period)
 		}
 		role.RotationPeriod = period
 	}
 	if raw, ok := d.GetOk("rotation_schedule"); ok {
 		spec := strings.TrimSpace(raw.(string))
 		if spec != "" {
-			if err := validateSchedule(spec, now); err != nil {
+			if err := ValidateSchedule(spec, now); err != nil {
 				return nil, logical.ErrorResponse("invalid rotation_schedule %q: %s", spec, err)
 			}
 		} else if _, windowGiven := d.GetOk("rotation_window"); !windowGiven {
@@ -368,8 +368,8 @@ func applyRoleFields(role *roleEntry, d *framework.FieldData, creating bool, now
 	}
 	if raw, ok := d.GetOk("rotation_window"); ok {
 		window := time.Duration(raw.(int)) * time.Second
-		if window != 0 && window < minRotationWindow {
-			return nil, logical.ErrorResponse("rotation_window must be 0 (no limit) or at least %s, got %s", minRotationWindow, window)
+		if window != 0 && window < MinRotationWindow {
+			return nil, logical.ErrorResponse("rotation_window must be 0 (no limit) or at least %s, got %s", MinRotationWindow, window)
 		}
 		role.RotationWindow = window
 	}
@@ -382,40 +382,40 @@ func applyRoleFields(role *roleEntry, d *framework.FieldData, creating bool, now
 
 	if raw, ok := d.GetOk("max_ttl"); ok {
 		ttl := time.Duration(raw.(int)) * time.Second
-		if ttl != 0 && ttl < minMaxTTL {
-			return nil, logical.ErrorResponse("max_ttl must be 0 (the default) or at least %s, got %s: consumers treat a ttl of 2 seconds or less as a rotation about to happen", minMaxTTL, ttl)
+		if ttl != 0 && ttl < MinMaxTTL {
+			return nil, logical.ErrorResponse("max_ttl must be 0 (the default) or at least %s, got %s: consumers treat a ttl of 2 seconds or less as a rotation about to happen", MinMaxTTL, ttl)
 		}
 		role.MaxTTL = ttl
 	}
 	if raw, ok := d.GetOk("max_versions"); ok {
 		n := raw.(int)
-		if n < 1 || n > maxMaxVersions {
-			return nil, logical.ErrorResponse("max_versions must be between 1 and %d, got %d", maxMaxVersions, n)
+		if n < 1 || n > MaxMaxVersions {
+			return nil, logical.ErrorResponse("max_versions must be between 1 and %d, got %d", MaxMaxVersions, n)
 		}
 		role.MaxVersions = n
 	}
-	kind, resp := selectKind(role, d)
+	kind, resp := SelectKind(role, d)
 	if resp != nil {
 		return nil, resp
 	}
-	if resp := kind.applyFields(role, d, creating, now); resp != nil {
+	if resp := kind.ApplyFields(role, d, creating, now); resp != nil {
 		return nil, resp
 	}
 	if resp := applyTokenFields(role, d); resp != nil {
 		return nil, resp
 	}
-	if lead := consumerLead(role); role.MaxTTL > 0 && lead > 0 && role.MaxTTL >= lead {
+	if lead := ConsumerLead(role); role.MaxTTL > 0 && lead > 0 && role.MaxTTL >= lead {
 		what := "overlap_period"
-		if kind.strategy() == strategyStaged {
+		if kind.Strategy() == StrategyStaged {
 			what = "stage_period"
 		}
 		return nil, logical.ErrorResponse("max_ttl (%s) must be shorter than %s (%s): consumers re-reading at ttl would see a manually rotated credential only after Auth0 requires it; lower max_ttl (0: the default, a quarter of %s)", role.MaxTTL, what, lead, what)
 	}
-	return role.trimVersions(), nil
+	return role.TrimVersions(), nil
 }
 
 // applyTokenFields validates and applies the fields of token/ and assertion/.
-func applyTokenFields(role *roleEntry, d *framework.FieldData) *logical.Response {
+func applyTokenFields(role *RoleEntry, d *framework.FieldData) *logical.Response {
 	clean := func(list []string) []string {
 		var out []string
 		for _, v := range list {
@@ -436,76 +436,76 @@ func applyTokenFields(role *roleEntry, d *framework.FieldData) *logical.Response
 	}
 	if raw, ok := d.GetOk("assertion_ttl"); ok {
 		ttl := time.Duration(raw.(int)) * time.Second
-		if ttl < minAssertionTTL || ttl > maxAssertionTTL {
-			return logical.ErrorResponse("assertion_ttl must be between %s and %s (Auth0 refuses assertions valid longer than 5 minutes), got %s", minAssertionTTL, maxAssertionTTL, ttl)
+		if ttl < MinAssertionTTL || ttl > MaxAssertionTTL {
+			return logical.ErrorResponse("assertion_ttl must be between %s and %s (Auth0 refuses assertions valid longer than 5 minutes), got %s", MinAssertionTTL, MaxAssertionTTL, ttl)
 		}
 		role.AssertionTTL = ttl
 	}
-	if role.AllowAssertions && role.CredentialType != credentialPrivateKeyJWT {
+	if role.AllowAssertions && role.CredentialType != CredentialPrivateKeyJWT {
 		return logical.ErrorResponse("allow_assertions applies only with credential_type=private_key_jwt: a client secret cannot sign an assertion")
 	}
-	if role.AssertionTTL != 0 && !role.AllowAssertions && fieldSet(d, "assertion_ttl") {
+	if role.AssertionTTL != 0 && !role.AllowAssertions && FieldSet(d, "assertion_ttl") {
 		return logical.ErrorResponse("assertion_ttl applies only with allow_assertions=true")
 	}
 	return nil
 }
 
 // strategyName is the rotation_strategy a role of kind reports.
-func strategyName(kind credentialKind) string {
-	if kind.strategy() == "" {
-		return strategyImmediate
+func strategyName(kind CredentialKind) string {
+	if kind.Strategy() == "" {
+		return StrategyImmediate
 	}
-	return kind.strategy()
+	return kind.Strategy()
 }
 
 func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	lock := b.roleLock(name)
+	lock := b.RoleLock(name)
 	lock.Lock()
 	defer lock.Unlock()
-	role, err := loadRole(ctx, req.Storage, name)
+	role, err := LoadRole(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}
 	if role == nil {
 		// Nothing to delete, unless a create was cut short after storing what creds serve
 		// (an import) and before the role: those leftovers go, with their claim.
-		creds, err := loadCreds(ctx, req.Storage, name)
+		creds, err := LoadCreds(ctx, req.Storage, name)
 		if err != nil || creds == nil {
 			return nil, err
 		}
-		if err := b.deleteRoleData(ctx, req.Storage, name); err != nil {
+		if err := b.DeleteRoleData(ctx, req.Storage, name); err != nil {
 			return nil, err
 		}
-		b.tokens.forgetRole(name)
-		return nil, b.releaseApplication(ctx, req.Storage, name, creds.ClientID)
+		b.Tokens.ForgetRole(name)
+		return nil, b.ReleaseApplication(ctx, req.Storage, name, creds.ClientID)
 	}
 	// What creds serves goes first, the ownership claim last: a delete cut short leaves a
 	// role that serves nothing and can be deleted again, never an application without
 	// its owner while the role still exists.
-	if err := b.deleteRoleData(ctx, req.Storage, name); err != nil {
+	if err := b.DeleteRoleData(ctx, req.Storage, name); err != nil {
 		return nil, err
 	}
-	if err := deleteKey(ctx, req.Storage, roleKey(name)); err != nil {
+	if err := DeleteKey(ctx, req.Storage, RoleKey(name)); err != nil {
 		return nil, err
 	}
-	b.schedule(name, nil)
-	b.tokens.forgetRole(name)
-	if err := b.releaseApplication(ctx, req.Storage, name, role.ClientID); err != nil {
+	b.Schedule(name, nil)
+	b.Tokens.ForgetRole(name)
+	if err := b.ReleaseApplication(ctx, req.Storage, name, role.ClientID); err != nil {
 		return nil, err
 	}
 	return nil, nil
 }
 
 // failureData is how a read shows a recorded failure.
-func failureData(f *rotationFailure, nextAttempt time.Time) map[string]interface{} {
+func failureData(f *RotationFailure, nextAttempt time.Time) map[string]interface{} {
 	data := map[string]interface{}{
 		"time":                 f.Time.Format(time.RFC3339),
 		"message":              f.Message,
 		"consecutive_failures": f.ConsecutiveFailures,
 	}
-	addTime(data, "since", f.Since)
-	addTime(data, "next_attempt", nextAttempt)
+	AddTime(data, "since", f.Since)
+	AddTime(data, "next_attempt", nextAttempt)
 	return data
 }
 
@@ -519,7 +519,7 @@ const roleWriteSummary = "Create or update a role: bind a name to an Auth0 appli
 // roleReadResponses documents a role read (OpenAPI, docs/API.md).
 var roleReadResponses = map[int][]framework.Response{http.StatusOK: {{
 	Description: "OK",
-	Fields: withKindFields(map[string]*framework.FieldSchema{
+	Fields: WithKindFields(map[string]*framework.FieldSchema{
 		"client_id":             {Type: framework.TypeString, Description: "Client ID of the role's Auth0 application."},
 		"rotation_period":       {Type: framework.TypeInt64, Description: "Seconds between automatic rotations; 0: none."},
 		"rotation_schedule":     {Type: framework.TypeString, Description: "Cron schedule of automatic rotations, in UTC; empty: none."},
@@ -539,7 +539,7 @@ var roleReadResponses = map[int][]framework.Response{http.StatusOK: {{
 		"allow_assertions":      {Type: framework.TypeBool, Description: "private_key_jwt roles: whether assertion/<name> signs client assertions."},
 		"assertion_ttl":         {Type: framework.TypeInt64, Description: "With allow_assertions: lifetime of the signed assertions, in seconds."},
 		"last_rotation_failure": {Type: framework.TypeMap, Description: "While rotations fail: time and message of the last failure, since (first failure of the run), consecutive_failures and next_attempt."},
-	}, func(s kindSchemas) map[string]*framework.FieldSchema { return s.Read }),
+	}, func(s KindSchemas) map[string]*framework.FieldSchema { return s.Read }),
 }}}
 
 const pathRolesHelpSyn = `Bind a Vault role to an Auth0 application.`
@@ -555,7 +555,7 @@ import_current_secret=true, the application's current secret is stored as versio
 without rotating. Creating a role never rotates: applications may still be using the
 current secret.
 
-` + kindHelp(func(s kindSchemas) string { return s.RoleHelp }) + `One application belongs to at most one role of a mount, and never to the mount's own
+` + KindHelp(func(s KindSchemas) string { return s.RoleHelp }) + `One application belongs to at most one role of a mount, and never to the mount's own
 Management API application (config's client_id): a write naming such a client_id is
 refused with the owner's name. Deleting a role frees its application.
 

@@ -90,22 +90,22 @@ func pathRotate(b *backend) []*framework.Path {
 }
 
 func (b *backend) pathRotateRootWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	opts := rotateOptions{endOverlap: d.Get("end_overlap").(bool)}
-	cfg, resp, err := b.runRootJobWith(ctx, req.Storage, triggerManual, opts)
+	opts := RotateOptions{EndOverlap: d.Get("end_overlap").(bool)}
+	cfg, resp, err := b.RunRootJobWith(ctx, req.Storage, TriggerManual, opts)
 	if resp != nil || err != nil {
 		return resp, err
 	}
 	data := map[string]interface{}{}
-	addTime(data, "last_root_rotation", cfg.LastRootRotation)
+	AddTime(data, "last_root_rotation", cfg.LastRootRotation)
 	if cfg.RootRotationPeriod > 0 {
-		addTime(data, "next_root_rotation", cfg.NextRootRotation)
+		AddTime(data, "next_root_rotation", cfg.NextRootRotation)
 	}
-	if r := cfg.RootKey; cfg.usesKey() && r != nil {
-		if cur := r.current(); cur != nil {
+	if r := cfg.RootKey; cfg.UsesKey() && r != nil {
+		if cur := r.Current(); cur != nil {
 			data["key_id"], data["kid"] = cur.KeyID, cur.KID
 		}
 		if ov := r.Overlap; ov != nil {
-			addTime(data, "overlap_until", ov.Until)
+			AddTime(data, "overlap_until", ov.Until)
 		}
 		if pk := r.PendingKey; pk != nil {
 			data["pending_version"] = pk.Version
@@ -116,13 +116,13 @@ func (b *backend) pathRotateRootWrite(ctx context.Context, req *logical.Request,
 
 func (b *backend) pathRotateWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	opts := rotateOptions{switchNow: d.Get("switch_now").(bool), cancelStaged: d.Get("cancel_staged").(bool), endOverlap: d.Get("end_overlap").(bool)}
-	if opts.switchNow && opts.cancelStaged {
+	opts := RotateOptions{SwitchNow: d.Get("switch_now").(bool), CancelStaged: d.Get("cancel_staged").(bool), EndOverlap: d.Get("end_overlap").(bool)}
+	if opts.SwitchNow && opts.CancelStaged {
 		return logical.ErrorResponse("switch_now and cancel_staged exclude each other"), nil
 	}
-	role, version, resp, err := b.runRoleJobWith(ctx, req.Storage, name, triggerManual, opts)
+	role, version, resp, err := b.RunRoleJobWith(ctx, req.Storage, name, TriggerManual, opts)
 	switch {
-	case errors.Is(err, errRoleNotFound):
+	case errors.Is(err, ErrRoleNotFound):
 		return logical.ErrorResponse("role %q does not exist; create it first: vault write <mount>/roles/%s client_id=...", name, name), nil
 	case resp != nil || err != nil:
 		return resp, err
@@ -130,20 +130,20 @@ func (b *backend) pathRotateWrite(ctx context.Context, req *logical.Request, d *
 	if version == nil {
 		// A staged role that published (or kept, or cancelled) its next secret, or a key
 		// role whose new key is attached and waits for Auth0's propagation.
-		data := map[string]interface{}{"version": role.currentVersion()}
+		data := map[string]interface{}{"version": role.CurrentVersion()}
 		resp = &logical.Response{Data: data}
 		if pk := role.PendingKey; pk != nil {
 			data["pending_version"] = pk.Version
 			data["key_id"], data["kid"] = pk.CredentialID, pk.KID
-			addTime(data, "publish_time", pk.PublishAt)
+			AddTime(data, "publish_time", pk.PublishAt)
 			return resp, nil
 		}
 		if st := role.Staged; st != nil {
 			data["next_version"] = st.Version
-			addTime(data, "next_switch_time", st.SwitchTime)
-		} else if opts.cancelStaged && len(role.Cancelled) > 0 {
+			AddTime(data, "next_switch_time", st.SwitchTime)
+		} else if opts.CancelStaged && len(role.Cancelled) > 0 {
 			data["cancelled_version"] = role.Cancelled[len(role.Cancelled)-1].Version
-		} else if opts.cancelStaged {
+		} else if opts.CancelStaged {
 			resp.AddWarning("no secret was staged; nothing to cancel")
 		}
 		return resp, nil
@@ -153,13 +153,13 @@ func (b *backend) pathRotateWrite(ctx context.Context, req *logical.Request, d *
 		data["key_id"], data["kid"] = version.KeyID, version.KID
 		if ov := role.Overlap; ov != nil {
 			data["previous_key_ids"] = ov.CredentialIDs
-			addTime(data, "overlap_until", ov.Until)
+			AddTime(data, "overlap_until", ov.Until)
 		}
 	}
-	addTime(data, "last_vault_rotation", role.LastVaultRotation)
-	addTime(data, "next_vault_rotation", role.NextVaultRotation)
+	AddTime(data, "last_vault_rotation", role.LastVaultRotation)
+	AddTime(data, "next_vault_rotation", role.NextVaultRotation)
 	resp = &logical.Response{Data: data}
-	if version.Source == sourceRecovered {
+	if version.Source == SourceRecovered {
 		resp.AddWarning("Auth0's answer to the rotation was lost; Vault read the new secret back from Auth0 and stored it (source \"recovered\")")
 	}
 	if role.Warning != "" {

@@ -193,7 +193,7 @@ func TestRotateIsNeverReplayed(t *testing.T) {
 func TestRotateRetriesStorageWrites(t *testing.T) {
 	e := newTestEnv(t)
 	e.configureWithRole(nil)
-	e.storage.failPuts.Store(storeAttempts - 1)
+	e.storage.failPuts.Store(StoreAttempts - 1)
 	got := e.ok(logical.UpdateOperation, "rotate/app", nil)
 	if got["version"] != 1 {
 		t.Fatalf("version = %v", got["version"])

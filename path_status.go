@@ -38,8 +38,8 @@ func pathStatus(b *backend) []*framework.Path {
 // pathStatusRead summarizes the mount for alerting. It reads every role (one storage read
 // each) and the write-ahead entries: meant for a monitoring poll, not the hot path.
 func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	now := b.clock.Now()
-	names, err := req.Storage.List(ctx, roleStoragePrefix)
+	now := b.Clock.Now()
+	names, err := req.Storage.List(ctx, RoleStoragePrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +50,7 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *f
 	inFlight := []interface{}{}
 	unreadable := []string{}
 	for _, name := range names {
-		role, err := loadRole(ctx, req.Storage, name)
+		role, err := LoadRole(ctx, req.Storage, name)
 		if err != nil {
 			unreadable = append(unreadable, name)
 			continue
@@ -66,7 +66,7 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *f
 		if role.Blocked != "" {
 			blocked = append(blocked, map[string]interface{}{"role": name, "reason": role.Blocked})
 		}
-		if due := dueTime(role, now); !due.IsZero() && now.Sub(due) > overdueGrace {
+		if due := DueTime(role, now); !due.IsZero() && now.Sub(due) > overdueGrace {
 			overdue = append(overdue, map[string]interface{}{
 				"role": name, "due": due.UTC().Format(time.RFC3339), "overdue_seconds": int64(now.Sub(due).Seconds()),
 			})
@@ -78,12 +78,12 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *f
 			inFlight = append(inFlight, map[string]interface{}{"role": name, "what": "staged secret switching", "version": role.Staged.Version, "since": role.Staged.SwitchTime.UTC().Format(time.RFC3339)})
 		}
 	}
-	pending, err := b.pendingRotations(ctx, req.Storage)
+	pending, err := b.PendingRotations(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
 	for _, p := range pending {
-		inFlight = append(inFlight, map[string]interface{}{"role": p.wal.Role, "what": "rotation whose outcome is being resolved (write-ahead entry)", "wal_id": p.id})
+		inFlight = append(inFlight, map[string]interface{}{"role": p.Wal.Role, "what": "rotation whose outcome is being resolved (write-ahead entry)", "wal_id": p.Id})
 	}
 	data := map[string]interface{}{
 		"roles":                len(names),
@@ -97,18 +97,18 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *f
 	if len(unreadable) > 0 {
 		data["roles_unreadable"] = unreadable
 	}
-	if sch := b.sched.Load(); sch != nil {
+	if sch := b.Sched.Load(); sch != nil {
 		data["scheduler_running"] = true
-		data["queued"] = sch.queue.len()
+		data["queued"] = sch.Queue.Len()
 	}
-	if until := b.limiter.PausedUntil(); until.After(now) {
+	if until := b.Limiter.PausedUntil(); until.After(now) {
 		data["management_api_pause"] = true
-		addTime(data, "management_api_paused_until", until)
+		AddTime(data, "management_api_paused_until", until)
 	}
-	if until := b.tokens.paused(); until.After(now) {
-		addTime(data, "token_endpoint_paused_until", until)
+	if until := b.Tokens.Paused(); until.After(now) {
+		AddTime(data, "token_endpoint_paused_until", until)
 	}
-	addTime(data, "last_auth0_success", b.limiter.LastSuccess())
+	AddTime(data, "last_auth0_success", b.Limiter.LastSuccess())
 	return &logical.Response{Data: data}, nil
 }
 

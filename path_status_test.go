@@ -65,7 +65,7 @@ func TestStatus(t *testing.T) {
 
 	// A rotation left in flight, and a role the scheduler did not run when due.
 	e.emu.SetFaults(nil)
-	if _, err := framework.PutWAL(t.Context(), e.storage, walKindRotation, &rotationWAL{Role: "app", ClientID: testAppID, BaseVersion: 1}); err != nil {
+	if _, err := framework.PutWAL(t.Context(), e.storage, WalKindRotation, &RotationWAL{Role: "app", ClientID: testAppID, BaseVersion: 1}); err != nil {
 		t.Fatal(err)
 	}
 	e.clock.Advance(3 * time.Hour) // nothing runs the due jobs

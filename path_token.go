@@ -90,25 +90,25 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *fr
 	// point keeps the token fetched for it out of the cache, and the fetch checks the role
 	// again on what it loads. An audience the role does not list is refused before anything
 	// is asked of Auth0.
-	b.awaitRecovery(ctx, name)
-	gen := b.tokens.generation(name)
-	creds, err := b.loadCredsCached(ctx, req.Storage, name)
+	b.AwaitRecovery(ctx, name)
+	gen := b.Tokens.Generation(name)
+	creds, err := b.LoadCredsCached(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}
-	if resp := tokenAllowed(name, creds, audience); resp != nil {
+	if resp := TokenAllowed(name, creds, audience); resp != nil {
 		if creds == nil {
-			if role, err := loadRole(ctx, req.Storage, name); err != nil || role != nil && len(role.TokenAudiences) > 0 {
+			if role, err := LoadRole(ctx, req.Storage, name); err != nil || role != nil && len(role.TokenAudiences) > 0 {
 				return logical.ErrorResponse("role %q has no credential yet; rotate it first (vault write -f <mount>/rotate/%s)", name, name), err
 			}
 		}
 		return resp, nil
 	}
-	tok, resp, err := b.token(ctx, req.Storage, name, audience, creds, gen)
+	tok, resp, err := b.Token(ctx, req.Storage, name, audience, creds, gen)
 	if resp != nil || err != nil {
 		return resp, err
 	}
-	now := b.clock.Now()
+	now := b.Clock.Now()
 	data := map[string]interface{}{
 		"access_token": tok.AccessToken,
 		"token_type":   tok.TokenType,
@@ -126,14 +126,14 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *fr
 
 func (b *backend) pathAssertionRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	b.awaitRecovery(ctx, name)
-	creds, err := b.loadCredsCached(ctx, req.Storage, name)
+	b.AwaitRecovery(ctx, name)
+	creds, err := b.LoadCredsCached(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}
 	switch {
 	case creds == nil:
-		role, err := loadRole(ctx, req.Storage, name)
+		role, err := LoadRole(ctx, req.Storage, name)
 		if err != nil || role == nil {
 			return logical.ErrorResponse("role %q does not exist", name), err
 		}
@@ -144,16 +144,16 @@ func (b *backend) pathAssertionRead(ctx context.Context, req *logical.Request, d
 	case !creds.AllowAssertions:
 		return logical.ErrorResponse("role %q signs no client assertions: that needs credential_type=private_key_jwt and allow_assertions=true", name), nil
 	}
-	conn, resp, err := b.requireConnection(ctx, req.Storage)
+	conn, resp, err := b.RequireConnection(ctx, req.Storage)
 	if resp != nil || err != nil {
 		return resp, err
 	}
 	ttl := creds.AssertionTTL
 	if ttl <= 0 {
-		ttl = defaultAssertionTTL
+		ttl = DefaultAssertionTTL
 	}
-	now := b.clock.Now()
-	assertion, err := auth0api.SignAssertion(creds.Current.PrivateKey, creds.Current.Algorithm, creds.Current.KID, creds.ClientID, conn.config.assertionAudience(), now, ttl)
+	now := b.Clock.Now()
+	assertion, err := auth0api.SignAssertion(creds.Current.PrivateKey, creds.Current.Algorithm, creds.Current.KID, creds.ClientID, conn.Config.AssertionAudience(), now, ttl)
 	if err != nil {
 		return nil, err
 	}

@@ -51,7 +51,7 @@ func pathVersions(b *backend) []*framework.Path {
 }
 
 func (b *backend) pathVersionsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	role, err := loadRole(ctx, req.Storage, d.Get("name").(string))
+	role, err := LoadRole(ctx, req.Storage, d.Get("name").(string))
 	if err != nil || role == nil {
 		return nil, err
 	}
@@ -61,7 +61,7 @@ func (b *backend) pathVersionsRead(ctx context.Context, req *logical.Request, d 
 			"created_time": v.CreatedTime.Format(time.RFC3339Nano),
 			"source":       v.Source,
 		}
-		if v.Source == sourceStaged {
+		if v.Source == SourceStaged {
 			meta["staged_time"] = v.StagedTime.Format(time.RFC3339Nano)
 			meta["switched_time"] = v.CreatedTime.Format(time.RFC3339Nano)
 			meta["verified"] = v.Verified
@@ -77,7 +77,7 @@ func (b *backend) pathVersionsRead(ctx context.Context, req *logical.Request, d 
 		"max_versions":    role.MaxVersions,
 		"versions":        versions,
 	}
-	if cur := role.current(); cur != nil {
+	if cur := role.Current(); cur != nil {
 		data["current_version"] = cur.Version
 		data["oldest_version"] = role.Versions[0].Version
 	}

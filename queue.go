@@ -24,12 +24,12 @@ type queueItem struct {
 	index int
 }
 
-func newRotationQueue() *rotationQueue {
+func NewRotationQueue() *rotationQueue {
 	return &rotationQueue{byName: make(map[string]*queueItem)}
 }
 
 // schedule sets name to fall due at due, adding or moving it.
-func (q *rotationQueue) schedule(name string, due time.Time) {
+func (q *rotationQueue) Schedule(name string, due time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if it, ok := q.byName[name]; ok {
@@ -43,7 +43,7 @@ func (q *rotationQueue) schedule(name string, due time.Time) {
 }
 
 // remove drops name from the queue, if present.
-func (q *rotationQueue) remove(name string) {
+func (q *rotationQueue) Remove(name string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if it, ok := q.byName[name]; ok {
@@ -53,7 +53,7 @@ func (q *rotationQueue) remove(name string) {
 }
 
 // popDue removes and returns the earliest role if it is due at now.
-func (q *rotationQueue) popDue(now time.Time) (string, bool) {
+func (q *rotationQueue) PopDue(now time.Time) (string, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.items) == 0 || q.items[0].due > now.UnixNano() {
@@ -65,7 +65,7 @@ func (q *rotationQueue) popDue(now time.Time) (string, bool) {
 }
 
 // peek returns when the earliest role falls due, if any is queued.
-func (q *rotationQueue) peek() (time.Time, bool) {
+func (q *rotationQueue) Peek() (time.Time, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.items) == 0 {
@@ -75,7 +75,7 @@ func (q *rotationQueue) peek() (time.Time, bool) {
 }
 
 // due returns when name is due, if it is queued.
-func (q *rotationQueue) due(name string) (time.Time, bool) {
+func (q *rotationQueue) Due(name string) (time.Time, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if it, ok := q.byName[name]; ok {
@@ -84,7 +84,7 @@ func (q *rotationQueue) due(name string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-func (q *rotationQueue) len() int {
+func (q *rotationQueue) Len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return len(q.items)

@@ -208,8 +208,8 @@ func featureReadSecrets(e *testEnv) error {
 	if err != nil {
 		return err
 	}
-	if got := v["versions"].(map[string]interface{})["2"].(map[string]interface{})["verified"]; got != verifiedReadBack {
-		return fmt.Errorf("the staged switch was verified by %v, want %s", got, verifiedReadBack)
+	if got := v["versions"].(map[string]interface{})["2"].(map[string]interface{})["verified"]; got != VerifiedReadBack {
+		return fmt.Errorf("the staged switch was verified by %v, want %s", got, VerifiedReadBack)
 	}
 	return e.servesWorkingSecret("staged", testApp2ID)
 }

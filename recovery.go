@@ -18,17 +18,17 @@ import (
 )
 
 // walKindRotation marks a write-ahead log entry for a rotate-secret call in flight.
-const walKindRotation = "rotation"
+const WalKindRotation = "rotation"
 
 // walRollbackMinAge is how old an entry must be before Vault's rollback manager (about once
 // a minute, on the active node) hands it to walRollback. A younger one may belong to a
 // rotation still in flight; that is harmless, since reconciling takes the role's lock and
 // then finds the entry gone, but pointless.
-const walRollbackMinAge = 30 * time.Second
+const WalRollbackMinAge = 30 * time.Second
 
 // rotationWAL is written right before rotate-secret is sent and deleted once the outcome is
 // stored. One left behind means Auth0 may hold a secret Vault does not.
-type rotationWAL struct {
+type RotationWAL struct {
 	Role     string `json:"role"`
 	ClientID string `json:"client_id"`
 	// BaseVersion is the role's current version when the rotation started; the rotation's
@@ -49,9 +49,9 @@ func secretHash(secret string) string {
 }
 
 // pendingRotation is a rotation log entry found in storage.
-type pendingRotation struct {
-	id  string
-	wal rotationWAL
+type PendingRotation struct {
+	Id  string
+	Wal RotationWAL
 }
 
 // recoveryWait bounds how long a creds read waits for its role's reconciliation at start.
@@ -61,13 +61,13 @@ const scopeWarning = "after an interrupted rotation Vault could not read the app
 
 // resolveRoleWALs resolves every rotation of role name left in flight. The caller holds
 // the role's lock, so no live rotation owns any entry found here.
-func (b *Engine) resolveRoleWALs(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
-	pending, err := b.pendingRotations(ctx, s)
+func (b *Engine) resolveRoleWALs(ctx context.Context, s logical.Storage, name string, role *RoleEntry) error {
+	pending, err := b.PendingRotations(ctx, s)
 	if err != nil {
 		return err
 	}
 	for _, p := range pending {
-		if p.wal.Role != name {
+		if p.Wal.Role != name {
 			continue
 		}
 		if _, err := b.resolveWALLocked(ctx, s, name, role, p); err != nil {
@@ -85,45 +85,45 @@ func (b *Engine) resolveRoleWALs(ctx context.Context, s logical.Storage, name st
 //   - the secret entry of version BaseVersion+1 records it: Auth0 answered and Vault
 //     stored the secret, but a crash cut the commit short: the commit is finished;
 //   - otherwise Auth0 may hold a secret Vault never saw: it is read back (recoverLocked).
-func (b *Engine) resolveWALLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry, p pendingRotation) (*versionMeta, error) {
-	w := p.wal
+func (b *Engine) resolveWALLocked(ctx context.Context, s logical.Storage, name string, role *RoleEntry, p PendingRotation) (*VersionMeta, error) {
+	w := p.Wal
 	if role == nil || role.ClientID != w.ClientID {
-		b.deleteWAL(s, p.id)
+		b.deleteWAL(s, p.Id)
 		return nil, nil
 	}
 	for _, v := range role.Versions {
-		if v.WALID == p.id {
-			b.deleteWAL(s, p.id)
+		if v.WALID == p.Id {
+			b.deleteWAL(s, p.Id)
 			return nil, nil
 		}
 	}
-	if role.currentVersion() == w.BaseVersion {
-		sec, err := loadSecret(ctx, s, name, nil, w.BaseVersion+1)
+	if role.CurrentVersion() == w.BaseVersion {
+		sec, err := LoadSecret(ctx, s, name, nil, w.BaseVersion+1)
 		if err != nil {
 			return nil, err
 		}
-		if sec != nil && sec.WALID == p.id {
-			version, err := b.commitVersion(s, name, role, sec.Secret, sec.Source, p.id, sec.CreatedTime)
+		if sec != nil && sec.WALID == p.Id {
+			version, err := b.CommitVersion(s, name, role, sec.Secret, sec.Source, p.Id, sec.CreatedTime)
 			if err != nil {
 				return nil, fmt.Errorf("finishing the storage of a rotated secret: %w", err)
 			}
-			b.deleteWAL(s, p.id)
+			b.deleteWAL(s, p.Id)
 			b.logger().Info("finished storing a rotation a crash interrupted", "role", name, "version", version.Version)
 			return version, nil
 		}
 	}
-	conn, err := b.connection(ctx, s)
+	conn, err := b.Connection(ctx, s)
 	if err != nil {
 		return nil, err
 	}
 	if conn == nil {
 		return nil, errors.New(errNotConfigured)
 	}
-	version, err := b.recoverLocked(ctx, s, name, role, conn, p.id, w.PriorSecretHash)
+	version, err := b.recoverLocked(ctx, s, name, role, conn, p.Id, w.PriorSecretHash)
 	if err != nil {
 		return nil, err
 	}
-	b.deleteWAL(s, p.id)
+	b.deleteWAL(s, p.Id)
 	return version, nil
 }
 
@@ -132,16 +132,16 @@ func (b *Engine) resolveWALLocked(ctx context.Context, s logical.Storage, name s
 // version's, stores it as a new version with source "recovered". Without that scope it
 // rotates again and stores the result, and warns on the role. It returns the stored
 // version, or nil if the role already held Auth0's secret.
-func (b *Engine) recoverLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry, conn *connection, walID, priorHash string) (*versionMeta, error) {
-	info, err := conn.client.ReadClient(ctx, role.ClientID, true)
+func (b *Engine) recoverLocked(ctx context.Context, s logical.Storage, name string, role *RoleEntry, conn *connection, walID, priorHash string) (*VersionMeta, error) {
+	info, err := conn.Client.ReadClient(ctx, role.ClientID, true)
 	var secret string
 	switch {
 	case err == nil:
-		if priorHash != "" && role.currentVersion() == 0 && secretHash(info.Secret) == priorHash {
+		if priorHash != "" && role.CurrentVersion() == 0 && secretHash(info.Secret) == priorHash {
 			return nil, nil // Auth0 still holds the secret it held before: nothing applied
 		}
-		if n := role.currentVersion(); n > 0 {
-			cur, err := loadSecret(ctx, s, name, role, n)
+		if n := role.CurrentVersion(); n > 0 {
+			cur, err := LoadSecret(ctx, s, name, role, n)
 			if err != nil {
 				return nil, err
 			}
@@ -154,14 +154,14 @@ func (b *Engine) recoverLocked(ctx context.Context, s logical.Storage, name stri
 		b.logger().Warn("cannot read the application's secret back from Auth0 (grant read:client_keys); rotating again to recover", "role", name, "client_id", role.ClientID)
 		// The entry being resolved still covers this rotation: it is deleted only once
 		// the result is stored.
-		if secret, err = conn.client.RotateSecret(ctx, role.ClientID, nil); err != nil {
+		if secret, err = conn.Client.RotateSecret(ctx, role.ClientID, nil); err != nil {
 			return nil, fmt.Errorf("rotating again to recover: %w", err)
 		}
 		role.Warning = scopeWarning
 	default:
 		return nil, fmt.Errorf("reading the secret back from Auth0: %w", err)
 	}
-	version, err := b.commitVersion(s, name, role, secret, sourceRecovered, walID, b.clock.Now())
+	version, err := b.CommitVersion(s, name, role, secret, SourceRecovered, walID, b.Clock.Now())
 	if err != nil {
 		return nil, fmt.Errorf("storing the recovered secret: %w", err)
 	}
@@ -178,27 +178,27 @@ func lacksReadClientKeys(err error) bool {
 // walRollback is the framework's hook for entries Vault's rollback manager finds; returning
 // nil lets the framework delete the entry. It resolves the entry's role through the role's
 // job, like every other path that may change Auth0.
-func (b *Engine) walRollback(ctx context.Context, req *logical.Request, kind string, data interface{}) error {
-	if kind != walKindRotation && kind != walKindRoleWrite {
+func (b *Engine) RollbackWAL(ctx context.Context, req *logical.Request, kind string, data interface{}) error {
+	if kind != WalKindRotation && kind != WalKindRoleWrite {
 		return nil
 	}
 	if !b.host.WriteSafeReplicationState() {
 		return errors.New("rotations and role writes left in flight are resolved where storage is writable (the active node of the primary cluster)")
 	}
-	if kind == walKindRoleWrite {
+	if kind == WalKindRoleWrite {
 		w, err := decodeRoleWriteWAL(data)
 		if err != nil {
 			return err
 		}
 		return b.repairRoleWrite(ctx, req.Storage, w.Role, nil)
 	}
-	w, err := decodeRotationWAL(data)
+	w, err := DecodeRotationWAL(data)
 	if err != nil {
 		return err
 	}
-	_, _, resp, err := b.runRoleJob(ctx, req.Storage, w.Role, triggerReconcile)
+	_, _, resp, err := b.runRoleJob(ctx, req.Storage, w.Role, TriggerReconcile)
 	switch {
-	case errors.Is(err, errRoleNotFound):
+	case errors.Is(err, ErrRoleNotFound):
 		return nil
 	case err == nil && resp != nil && resp.IsError():
 		return resp.Error()
@@ -208,15 +208,15 @@ func (b *Engine) walRollback(ctx context.Context, req *logical.Request, kind str
 
 // pendingRotations lists the rotations left in flight. An entry that cannot be read is an
 // error (the caller retries); one that cannot be decoded is reported and skipped.
-func (b *Engine) pendingRotations(ctx context.Context, s logical.Storage) ([]pendingRotation, error) {
-	var pending []pendingRotation
-	err := b.eachWAL(ctx, s, walKindRotation, func(id string, data interface{}) {
-		w, err := decodeRotationWAL(data)
+func (b *Engine) PendingRotations(ctx context.Context, s logical.Storage) ([]PendingRotation, error) {
+	var pending []PendingRotation
+	err := b.eachWAL(ctx, s, WalKindRotation, func(id string, data interface{}) {
+		w, err := DecodeRotationWAL(data)
 		if err != nil {
 			b.logger().Error("ignoring an unreadable rotation log entry", "id", id, "error", err)
 			return
 		}
-		pending = append(pending, pendingRotation{id: id, wal: w})
+		pending = append(pending, PendingRotation{Id: id, Wal: w})
 	})
 	return pending, err
 }
@@ -242,9 +242,9 @@ func (b *Engine) eachWAL(ctx context.Context, s logical.Storage, kind string, fn
 // holdCreds makes creds reads of the pending rotations' roles wait until they are
 // reconciled (awaitRecovery): until then what creds would serve may be a secret Auth0 has
 // already replaced.
-func (b *Engine) holdCreds(pending []pendingRotation) {
+func (b *Engine) holdCreds(pending []PendingRotation) {
 	for _, p := range pending {
-		b.holdRole(p.wal.Role)
+		b.holdRole(p.Wal.Role)
 	}
 }
 
@@ -263,7 +263,7 @@ func (b *Engine) releaseCreds(role string) {
 // awaitRecovery waits, for at most recoveryWait, while role has a rotation left in flight
 // by a crash that the start of this mount has not reconciled yet. For every other role it
 // is a single lookup in an empty map.
-func (b *Engine) awaitRecovery(ctx context.Context, role string) {
+func (b *Engine) AwaitRecovery(ctx context.Context, role string) {
 	ch, ok := b.recovering.Load(role)
 	if !ok {
 		return
@@ -282,24 +282,24 @@ func (b *Engine) awaitRecovery(ctx context.Context, role string) {
 // reconcilePending resolves the roles of the given rotations left in flight, each through
 // its role's job, and releases the creds reads that wait for them whatever the outcome: a
 // failure is recorded on the role, and its next job resolves the entry first.
-func (b *Engine) reconcilePending(ctx context.Context, s logical.Storage, pending []pendingRotation) {
+func (b *Engine) ReconcilePending(ctx context.Context, s logical.Storage, pending []PendingRotation) {
 	gone := make(map[string]bool)
 	done := make(map[string]bool)
 	for _, p := range pending {
-		role := p.wal.Role
+		role := p.Wal.Role
 		switch {
 		case gone[role]:
-			b.deleteWAL(s, p.id)
+			b.deleteWAL(s, p.Id)
 			continue
 		case done[role]:
 			continue
 		}
 		done[role] = true
-		_, _, resp, err := b.runRoleJob(ctx, s, role, triggerReconcile)
+		_, _, resp, err := b.runRoleJob(ctx, s, role, TriggerReconcile)
 		switch {
-		case errors.Is(err, errRoleNotFound):
+		case errors.Is(err, ErrRoleNotFound):
 			gone[role] = true
-			b.deleteWAL(s, p.id)
+			b.deleteWAL(s, p.Id)
 		case err != nil:
 			b.logger().Error("could not reconcile a rotation left in flight; will retry", "role", role, "error", err)
 		case resp != nil && resp.IsError():
@@ -309,8 +309,8 @@ func (b *Engine) reconcilePending(ctx context.Context, s logical.Storage, pendin
 	}
 }
 
-func decodeRotationWAL(data interface{}) (rotationWAL, error) {
-	var w rotationWAL
+func DecodeRotationWAL(data interface{}) (RotationWAL, error) {
+	var w RotationWAL
 	if err := decodeWAL(data, &w, &w.Role); err != nil {
 		return w, fmt.Errorf("decoding a rotation log entry: %w", err)
 	}
@@ -342,7 +342,7 @@ func (b *Engine) deleteWAL(s logical.Storage, id string) {
 
 // walKindRoleWrite marks a write-ahead log entry for a role write in flight: creds carry
 // the role's definition to the read path, so a write changes two entries, creds first.
-const walKindRoleWrite = "role-write"
+const WalKindRoleWrite = "role-write"
 
 // roleWriteWAL is written before a role write stores creds and deleted once the role is
 // stored. One left behind means creds may carry a definition the role does not have.
@@ -356,13 +356,13 @@ type roleWriteWAL struct {
 // write that fails writes creds again from the role stored (whether the failed write landed
 // or not) and drops the tokens readers may have fetched meanwhile; its entry stays only if
 // that failed too.
-func (b *Engine) storeRoleWrite(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
-	id, err := framework.PutWAL(ctx, s, walKindRoleWrite, &roleWriteWAL{Role: name})
+func (b *Engine) StoreRoleWrite(ctx context.Context, s logical.Storage, name string, role *RoleEntry) error {
+	id, err := framework.PutWAL(ctx, s, WalKindRoleWrite, &roleWriteWAL{Role: name})
 	if err != nil {
 		return fmt.Errorf("storing the write-ahead entry of the role write: %w", err)
 	}
-	if err := b.storeRoleState(ctx, s, name, role); err != nil {
-		b.tokens.dropRole(name)
+	if err := b.StoreRoleState(ctx, s, name, role); err != nil {
+		b.Tokens.DropRole(name)
 		if rerr := b.repairRoleWriteLocked(ctx, s, name); rerr == nil {
 			b.deleteWAL(s, id)
 		}
@@ -375,7 +375,7 @@ func (b *Engine) storeRoleWrite(ctx context.Context, s logical.Storage, name str
 // pendingRoleWrites lists the roles whose write a crash may have cut, with their entries.
 func (b *Engine) pendingRoleWrites(ctx context.Context, s logical.Storage) (map[string][]string, error) {
 	pending := make(map[string][]string)
-	err := b.eachWAL(ctx, s, walKindRoleWrite, func(id string, data interface{}) {
+	err := b.eachWAL(ctx, s, WalKindRoleWrite, func(id string, data interface{}) {
 		w, err := decodeRoleWriteWAL(data)
 		if err != nil {
 			b.logger().Error("ignoring an unreadable role write log entry", "id", id, "error", err)
@@ -390,7 +390,7 @@ func (b *Engine) pendingRoleWrites(ctx context.Context, s logical.Storage) (map[
 // role write a crash may have cut, then deletes the write's entries. It does nothing more
 // for a role that is gone: a delete removes creds before the role.
 func (b *Engine) repairRoleWrite(ctx context.Context, s logical.Storage, name string, ids []string) error {
-	lock := b.roleLock(name)
+	lock := b.RoleLock(name)
 	lock.Lock()
 	defer lock.Unlock()
 	if err := b.repairRoleWriteLocked(ctx, s, name); err != nil {
@@ -405,12 +405,12 @@ func (b *Engine) repairRoleWrite(ctx context.Context, s logical.Storage, name st
 // repairRoleWriteLocked is repairRoleWrite for a caller that holds the role's lock, without
 // deleting entries.
 func (b *Engine) repairRoleWriteLocked(ctx context.Context, s logical.Storage, name string) error {
-	defer b.tokens.dropRole(name)
-	role, err := loadRole(ctx, s, name)
+	defer b.Tokens.DropRole(name)
+	role, err := LoadRole(ctx, s, name)
 	if err != nil || role == nil {
 		return err
 	}
-	return b.storeRoleState(ctx, s, name, role)
+	return b.StoreRoleState(ctx, s, name, role)
 }
 
 // repairRoleWrites repairs every role write a crash may have cut, retrying until each is
@@ -418,7 +418,7 @@ func (b *Engine) repairRoleWriteLocked(ctx context.Context, s logical.Storage, n
 // left in flight too (reconcilePending lets those go on).
 func (b *Engine) repairRoleWrites(ctx context.Context, s logical.Storage, left inFlight) {
 	release := func(name string) {
-		if !slices.ContainsFunc(left.rotations, func(p pendingRotation) bool { return p.wal.Role == name }) {
+		if !slices.ContainsFunc(left.rotations, func(p PendingRotation) bool { return p.Wal.Role == name }) {
 			b.releaseCreds(name)
 		}
 	}

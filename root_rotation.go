@@ -15,10 +15,10 @@ import (
 
 const (
 	// rootQueueKey is the scheduler's key for the root rotation; role names cannot contain '/'.
-	rootQueueKey = "config/rotate-root"
+	RootQueueKey = "config/rotate-root"
 	// rootSecretLength and rootSecretAlphabet match what Auth0 generates for client secrets.
-	rootSecretLength   = 64
-	rootSecretAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	RootSecretLength   = 64
+	RootSecretAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 	// rootAcceptWait is how long a new root secret may take to be accepted: Auth0 documents
 	// up to 30 seconds.
 	rootAcceptWait = 30 * time.Second
@@ -26,20 +26,20 @@ const (
 
 // Steps of a root rotation, for tests that stop the process between them.
 const (
-	rootStepPendingStored = "pending-stored"
-	rootStepPatched       = "patched"
-	rootStepVerified      = "verified"
+	RootStepPendingStored = "pending-stored"
+	RootStepPatched       = "patched"
+	RootStepVerified      = "verified"
 )
 
 // generateClientSecret returns a new random secret. The alphabet has 64 symbols, so the
 // low six bits of each random byte pick one uniformly.
-func generateClientSecret() (string, error) {
-	buf := make([]byte, rootSecretLength)
+func GenerateClientSecret() (string, error) {
+	buf := make([]byte, RootSecretLength)
 	if _, err := rand.Read(buf); err != nil {
 		return "", fmt.Errorf("generating a secret: %w", err)
 	}
 	for i, c := range buf {
-		buf[i] = rootSecretAlphabet[c&63]
+		buf[i] = RootSecretAlphabet[c&63]
 	}
 	return string(buf), nil
 }
@@ -48,38 +48,38 @@ func generateClientSecret() (string, error) {
 // scheduled or reconciling, as runRoleJob is for roles: under configMu it resolves a root
 // rotation left unfinished, rotates when asked or due, records a failure (time, message,
 // count) on the config with the next attempt after backoff, and requeues the root job.
-func (b *Engine) runRootJob(ctx context.Context, s logical.Storage, trigger string) (*configEntry, *logical.Response, error) {
-	return b.runRootJobWith(ctx, s, trigger, rotateOptions{})
+func (b *Engine) RunRootJob(ctx context.Context, s logical.Storage, trigger string) (*ConfigEntry, *logical.Response, error) {
+	return b.RunRootJobWith(ctx, s, trigger, RotateOptions{})
 }
 
 // runRootJobWith is runRootJob with a manual rotate-root's options.
-func (b *Engine) runRootJobWith(ctx context.Context, s logical.Storage, trigger string, opts rotateOptions) (*configEntry, *logical.Response, error) {
-	b.configMu.Lock()
-	defer b.configMu.Unlock()
+func (b *Engine) RunRootJobWith(ctx context.Context, s logical.Storage, trigger string, opts RotateOptions) (*ConfigEntry, *logical.Response, error) {
+	b.ConfigMu.Lock()
+	defer b.ConfigMu.Unlock()
 
-	cfg, err := loadConfig(ctx, s)
+	cfg, err := LoadConfig(ctx, s)
 	if err != nil {
-		if trigger != triggerManual {
-			b.retryUnreadable(rootQueueKey, err)
+		if trigger != TriggerManual {
+			b.retryUnreadable(RootQueueKey, err)
 		}
 		return nil, nil, err
 	}
 	if cfg == nil {
-		b.scheduleRoot(nil)
+		b.ScheduleRoot(nil)
 		return nil, logical.ErrorResponse(errNotConfigured), nil
 	}
-	defer func() { b.scheduleRoot(cfg) }()
-	now := b.clock.Now()
-	if opts.endOverlap && !cfg.usesKey() {
+	defer func() { b.ScheduleRoot(cfg) }()
+	now := b.Clock.Now()
+	if opts.EndOverlap && !cfg.UsesKey() {
 		return cfg, logical.ErrorResponse("end_overlap applies only to a mount with credential_type=private_key_jwt"), nil
 	}
-	if cfg.usesKey() {
+	if cfg.UsesKey() {
 		due := rootDue(cfg, now)
 		idle := due.IsZero() || due.After(now)
-		if trigger == triggerReconcile && cfg.RootKey.pendingKey() == nil || trigger == triggerScheduled && idle {
+		if trigger == TriggerReconcile && cfg.RootKey.PendingKeyIfAny() == nil || trigger == triggerScheduled && idle {
 			return cfg, nil, nil
 		}
-		resp, err := b.runRootKeyLocked(ctx, s, cfg, trigger, opts)
+		resp, err := b.RunRootKeyLocked(ctx, s, cfg, trigger, opts)
 		return cfg, resp, err
 	}
 	pending := cfg.PendingClientSecret != ""
@@ -88,7 +88,7 @@ func (b *Engine) runRootJobWith(ctx context.Context, s logical.Storage, trigger 
 		return due.IsZero() || due.After(now)
 	}
 	switch {
-	case trigger == triggerReconcile && !pending:
+	case trigger == TriggerReconcile && !pending:
 		return cfg, nil, nil
 	case trigger == triggerScheduled && !pending && notDue():
 		return cfg, nil, nil
@@ -99,7 +99,7 @@ func (b *Engine) runRootJobWith(ctx context.Context, s logical.Storage, trigger 
 			resp, rerr := rootFailure("an earlier root rotation was unfinished", err)
 			return b.failRoot(ctx, s, cfg, resp, rerr)
 		}
-		if trigger == triggerReconcile || trigger == triggerScheduled && notDue() {
+		if trigger == TriggerReconcile || trigger == triggerScheduled && notDue() {
 			return cfg, nil, nil
 		}
 	}
@@ -110,10 +110,10 @@ func (b *Engine) runRootJobWith(ctx context.Context, s logical.Storage, trigger 
 }
 
 // failRoot records a failed root rotation on the config, best effort.
-func (b *Engine) failRoot(ctx context.Context, s logical.Storage, cfg *configEntry, resp *logical.Response, err error) (*configEntry, *logical.Response, error) {
+func (b *Engine) failRoot(ctx context.Context, s logical.Storage, cfg *ConfigEntry, resp *logical.Response, err error) (*ConfigEntry, *logical.Response, error) {
 	msg := failureMessage(resp, err)
-	cfg.RootFailures.fail(msg, b.clock.Now(), b.backoff)
-	if serr := storeConfig(ctx, s, cfg); serr != nil {
+	cfg.RootFailures.Fail(msg, b.Clock.Now(), b.backoff)
+	if serr := StoreConfig(ctx, s, cfg); serr != nil {
 		b.logger().Warn("could not record the root rotation failure", "error", serr)
 	}
 	b.logger().Warn("root rotation failed", "consecutive_failures", cfg.RootFailures.LastFailure.ConsecutiveFailures,
@@ -126,17 +126,17 @@ func (b *Engine) failRoot(ctx context.Context, s logical.Storage, cfg *configEnt
 // touched, set with an idempotent PATCH, proven by obtaining a token with it, and only then
 // made current. A crash at any point leaves a config from which resolvePendingRootLocked
 // finishes or rolls back the rotation. The caller holds configMu.
-func (b *Engine) rotateRootLocked(ctx context.Context, s logical.Storage, cfg *configEntry) (*logical.Response, error) {
-	secret, err := generateClientSecret()
+func (b *Engine) rotateRootLocked(ctx context.Context, s logical.Storage, cfg *ConfigEntry) (*logical.Response, error) {
+	secret, err := GenerateClientSecret()
 	if err != nil {
 		return nil, err
 	}
 	cfg.PendingClientSecret = secret
-	if err := storeConfig(b.ctx, s, cfg); err != nil {
+	if err := StoreConfig(b.ctx, s, cfg); err != nil {
 		cfg.PendingClientSecret = ""
 		return nil, fmt.Errorf("storing the pending root secret: %w", err)
 	}
-	b.rootStep(rootStepPendingStored)
+	b.rootStep(RootStepPendingStored)
 
 	if err := b.setRootSecret(cfg); err != nil {
 		if errors.Is(err, auth0api.ErrOutcomeUnknown) {
@@ -148,17 +148,17 @@ func (b *Engine) rotateRootLocked(ctx context.Context, s logical.Storage, cfg *c
 			return nil, nil
 		}
 		cfg.PendingClientSecret = ""
-		if serr := storeConfig(b.ctx, s, cfg); serr != nil {
+		if serr := StoreConfig(b.ctx, s, cfg); serr != nil {
 			b.logger().Warn("could not clear the pending root secret; it will be resolved at the next start", "error", serr)
 		}
-		return auth0Failure(fmt.Sprintf("setting a new secret on the Management API application %q (nothing changed; the current secret stays in use)", cfg.ClientID), err)
+		return Auth0Failure(fmt.Sprintf("setting a new secret on the Management API application %q (nothing changed; the current secret stays in use)", cfg.ClientID), err)
 	}
-	b.rootStep(rootStepPatched)
+	b.rootStep(RootStepPatched)
 
 	if err := b.waitRootAccepted(cfg, secret); err != nil {
 		return nil, fmt.Errorf("Auth0 took the new root secret but does not accept it yet (%w); it is kept as pending and made current once Auth0 accepts it", err)
 	}
-	b.rootStep(rootStepVerified)
+	b.rootStep(RootStepVerified)
 
 	if err := b.promotePendingRoot(s, cfg); err != nil {
 		return nil, err
@@ -185,9 +185,9 @@ func rootFailure(what string, err error) (*logical.Response, error) {
 // works, the pending secret is set again (the PATCH is idempotent) and the rotation
 // finished; if Auth0 refuses that, it is rolled back and errRootRolledBack returned. If
 // neither works yet, nothing changes and an error is returned. The caller holds configMu.
-func (b *Engine) resolvePendingRootLocked(ctx context.Context, s logical.Storage, cfg *configEntry) error {
+func (b *Engine) resolvePendingRootLocked(ctx context.Context, s logical.Storage, cfg *ConfigEntry) error {
 	pending := cfg.PendingClientSecret
-	err := auth0api.VerifyCredentials(ctx, b.settingsOf(cfg.withSecret(pending)))
+	err := auth0api.VerifyCredentials(ctx, b.SettingsOf(cfg.WithSecret(pending)))
 	if err == nil {
 		if err := b.promotePendingRoot(s, cfg); err != nil {
 			return err
@@ -198,15 +198,15 @@ func (b *Engine) resolvePendingRootLocked(ctx context.Context, s logical.Storage
 	if !auth0api.CredentialsRejected(err) {
 		return fmt.Errorf("checking the pending root secret: %w", err)
 	}
-	if err := auth0api.VerifyCredentials(ctx, b.settingsOf(cfg)); err != nil {
-		return fmt.Errorf("Auth0 accepts neither the pending nor the current root secret (%s); if Auth0 is still propagating a change this resolves by itself, otherwise write config with a working client_secret", describeTokenError(err))
+	if err := auth0api.VerifyCredentials(ctx, b.SettingsOf(cfg)); err != nil {
+		return fmt.Errorf("Auth0 accepts neither the pending nor the current root secret (%s); if Auth0 is still propagating a change this resolves by itself, otherwise write config with a working client_secret", DescribeTokenError(err))
 	}
 	if err := b.setRootSecret(cfg); err != nil {
 		if errors.Is(err, auth0api.ErrOutcomeUnknown) {
 			return fmt.Errorf("setting the pending root secret again: %w", err)
 		}
 		cfg.PendingClientSecret = ""
-		if serr := storeConfig(b.ctx, s, cfg); serr != nil {
+		if serr := StoreConfig(b.ctx, s, cfg); serr != nil {
 			cfg.PendingClientSecret = pending
 			return fmt.Errorf("rolling back the root rotation: %w", serr)
 		}
@@ -225,7 +225,7 @@ func (b *Engine) resolvePendingRootLocked(ctx context.Context, s logical.Storage
 
 // setRootSecret PATCHes the pending secret onto the Management API application, using the
 // current credentials.
-func (b *Engine) setRootSecret(cfg *configEntry) error {
+func (b *Engine) setRootSecret(cfg *ConfigEntry) error {
 	// A client of its own, built from exactly these credentials: the cached one may
 	// predate them.
 	client, err := b.newClient(b.ctx, cfg)
@@ -237,14 +237,14 @@ func (b *Engine) setRootSecret(cfg *configEntry) error {
 }
 
 // waitRootAccepted polls until Auth0 issues a token for secret, for up to rootAcceptWait.
-func (b *Engine) waitRootAccepted(cfg *configEntry, secret string) error {
-	deadline := b.clock.Now().Add(b.rootAcceptWait)
+func (b *Engine) waitRootAccepted(cfg *ConfigEntry, secret string) error {
+	deadline := b.Clock.Now().Add(b.rootAcceptWait)
 	for {
-		err := auth0api.VerifyCredentials(b.ctx, b.settingsOf(cfg.withSecret(secret)))
-		if err == nil || !b.clock.Now().Before(deadline) {
+		err := auth0api.VerifyCredentials(b.ctx, b.SettingsOf(cfg.WithSecret(secret)))
+		if err == nil || !b.Clock.Now().Before(deadline) {
 			return err
 		}
-		if serr := clock.Sleep(b.ctx, b.clock, time.Second); serr != nil {
+		if serr := clock.Sleep(b.ctx, b.Clock, time.Second); serr != nil {
 			return err
 		}
 	}
@@ -252,67 +252,67 @@ func (b *Engine) waitRootAccepted(cfg *configEntry, secret string) error {
 
 // promotePendingRoot makes the pending secret current, drops the old one, and switches the
 // mount's client to it at once (other nodes follow through Invalidate).
-func (b *Engine) promotePendingRoot(s logical.Storage, cfg *configEntry) error {
-	now := b.clock.Now().UTC()
+func (b *Engine) promotePendingRoot(s logical.Storage, cfg *ConfigEntry) error {
+	now := b.Clock.Now().UTC()
 	next := *cfg
 	next.ClientSecret = cfg.PendingClientSecret
 	next.PendingClientSecret = ""
 	next.LastRootRotation = now
-	next.RootFailures.succeed()
+	next.RootFailures.Succeed()
 	if next.RootRotationPeriod > 0 {
 		next.NextRootRotation = now.Add(next.RootRotationPeriod)
 	}
-	if err := storeConfig(b.ctx, s, &next); err != nil {
+	if err := StoreConfig(b.ctx, s, &next); err != nil {
 		return fmt.Errorf("storing the new root secret (Auth0 already accepts it; it stays pending and is made current once storage works): %w", err)
 	}
 	*cfg = next
-	b.resetConnection()
+	b.ResetConnection()
 	return nil
 }
 
 // rootStep is a test hook between the steps of a root rotation.
 func (b *Engine) rootStep(step string) {
-	if b.rootStepHook != nil {
-		b.rootStepHook(step)
+	if b.RootStepHook != nil {
+		b.RootStepHook(step)
 	}
 }
 
 // scheduleRoot queues the root job at the time the config says, or takes it out.
-func (b *Engine) scheduleRoot(cfg *configEntry) {
-	sch := b.sched.Load()
+func (b *Engine) ScheduleRoot(cfg *ConfigEntry) {
+	sch := b.Sched.Load()
 	if sch == nil {
 		return
 	}
 	var due time.Time
 	if cfg != nil {
-		due = rootDue(cfg, b.clock.Now())
-		sch.clearUnreadable(rootQueueKey)
+		due = rootDue(cfg, b.Clock.Now())
+		sch.clearUnreadable(RootQueueKey)
 	}
-	sch.enqueue(rootQueueKey, due)
+	sch.enqueue(RootQueueKey, due)
 }
 
 // rootKeyDue is when the root job of a mount on private_key_jwt is due: at once while it
 // has no key yet, else when its key state says.
-func rootKeyDue(c *configEntry, now time.Time) time.Time {
-	if c.RootKey == nil || c.RootKey.current() == nil && c.RootKey.PendingKey == nil {
-		return later(now, c.RootFailures.NextAttempt)
+func rootKeyDue(c *ConfigEntry, now time.Time) time.Time {
+	if c.RootKey == nil || c.RootKey.Current() == nil && c.RootKey.PendingKey == nil {
+		return Later(now, c.RootFailures.NextAttempt)
 	}
-	return dueTime(c.rootKeyState(), now)
+	return DueTime(c.RootKeyState(), now)
 }
 
 // rootDue is when the scheduler should next run the root job, zero for never: at once
 // (after any backoff) while a root rotation is unfinished, else at the next periodic
 // rotation, or after a failure the next attempt if that is later.
-func rootDue(c *configEntry, now time.Time) time.Time {
+func rootDue(c *ConfigEntry, now time.Time) time.Time {
 	switch {
 	case c == nil:
 		return time.Time{}
-	case c.usesKey():
+	case c.UsesKey():
 		return rootKeyDue(c, now)
 	case c.PendingClientSecret != "":
-		return later(now, c.RootFailures.NextAttempt)
-	case c.RootRotationPeriod == 0 || !plausibleDue(c.NextRootRotation, now):
+		return Later(now, c.RootFailures.NextAttempt)
+	case c.RootRotationPeriod == 0 || !PlausibleDue(c.NextRootRotation, now):
 		return time.Time{}
 	}
-	return later(c.NextRootRotation, c.RootFailures.NextAttempt)
+	return Later(c.NextRootRotation, c.RootFailures.NextAttempt)
 }

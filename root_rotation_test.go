@@ -15,11 +15,11 @@ import (
 func TestGenerateClientSecret(t *testing.T) {
 	seen := map[string]bool{}
 	for i := 0; i < 100; i++ {
-		s, err := generateClientSecret()
+		s, err := GenerateClientSecret()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(s) != rootSecretLength || strings.Trim(s, rootSecretAlphabet) != "" {
+		if len(s) != RootSecretLength || strings.Trim(s, RootSecretAlphabet) != "" {
 			t.Fatalf("secret %q: wrong length or alphabet", s)
 		}
 		if seen[s] {
@@ -30,9 +30,9 @@ func TestGenerateClientSecret(t *testing.T) {
 }
 
 // storedConfig reads the config as stored.
-func (e *testEnv) storedConfig() *configEntry {
+func (e *testEnv) storedConfig() *ConfigEntry {
 	e.t.Helper()
-	cfg, err := loadConfig(e.t.Context(), e.storage)
+	cfg, err := LoadConfig(e.t.Context(), e.storage)
 	if err != nil || cfg == nil {
 		e.t.Fatalf("config: %v, %v", cfg, err)
 	}
@@ -42,7 +42,7 @@ func (e *testEnv) storedConfig() *configEntry {
 // mgmtAuthenticates reports whether secret obtains a Management API token.
 func (e *testEnv) mgmtAuthenticates(secret string) bool {
 	e.t.Helper()
-	return auth0api.VerifyCredentials(e.t.Context(), e.b.settingsOf(e.storedConfig().withSecret(secret))) == nil
+	return auth0api.VerifyCredentials(e.t.Context(), e.b.SettingsOf(e.storedConfig().WithSecret(secret))) == nil
 }
 
 func TestRotateRoot(t *testing.T) {
@@ -115,13 +115,13 @@ func TestRotateRootFailures(t *testing.T) {
 // A crash between any two steps leaves a config from which the next start finishes the
 // rotation, with a working engine and the old secret dead.
 func TestRotateRootCrashAtEachStep(t *testing.T) {
-	for _, step := range []string{rootStepPendingStored, rootStepPatched, rootStepVerified} {
+	for _, step := range []string{RootStepPendingStored, RootStepPatched, RootStepVerified} {
 		t.Run(step, func(t *testing.T) {
 			e := newTestEnv(t)
 			e.configureWithRole(nil)
 			old := e.mgmtSecret()
 			died := make(chan struct{})
-			e.b.rootStepHook = func(s string) {
+			e.b.RootStepHook = func(s string) {
 				if s == step {
 					close(died)
 					select {} // the process is gone: nothing after this point runs
@@ -134,7 +134,7 @@ func TestRotateRootCrashAtEachStep(t *testing.T) {
 			}
 
 			b2 := restartBackend(t, e, logical.TestSystemView())
-			<-b2.sched.Load().loaded
+			<-b2.Sched.Load().Loaded
 			cfg := e.storedConfig()
 			if cfg.PendingClientSecret != "" || cfg.ClientSecret == old {
 				t.Fatalf("after restart: pending left = %v, still the old secret = %v", cfg.PendingClientSecret != "", cfg.ClientSecret == old)
@@ -159,10 +159,10 @@ func TestResolvePendingRootRollsBack(t *testing.T) {
 	e.configure()
 	cfg := e.storedConfig()
 	cfg.PendingClientSecret = "never-set-at-auth0"
-	if err := storeConfig(t.Context(), e.storage, cfg); err != nil {
+	if err := StoreConfig(t.Context(), e.storage, cfg); err != nil {
 		t.Fatal(err)
 	}
-	_, resp, err := e.b.runRootJob(t.Context(), e.storage, triggerReconcile)
+	_, resp, err := e.b.RunRootJob(t.Context(), e.storage, TriggerReconcile)
 	if err != nil || resp == nil || !resp.IsError() {
 		t.Fatalf("a rolled-back root rotation answered %v, %v; want an error response", resp, err)
 	}
@@ -199,7 +199,7 @@ func TestScheduledRootRotation(t *testing.T) {
 		t.Fatal("the old root secret still works")
 	}
 	e.ok(logical.UpdateOperation, "config", map[string]interface{}{"root_rotation_period": 0})
-	if _, queued := e.b.sched.Load().queue.due(rootQueueKey); queued {
+	if _, queued := e.b.Sched.Load().Queue.Due(RootQueueKey); queued {
 		t.Fatal("root rotation still queued after it was turned off")
 	}
 }
@@ -292,7 +292,7 @@ func TestRotateRootEndingInRollbackFails(t *testing.T) {
 	if f.LastFailure == nil || f.LastFailure.ConsecutiveFailures != 1 || !f.NextAttempt.After(e.clock.Now()) {
 		t.Fatalf("root failure = %+v", f)
 	}
-	if due, ok := e.b.sched.Load().queue.due(rootQueueKey); !ok || !due.Equal(cfg.NextRootRotation) {
+	if due, ok := e.b.Sched.Load().Queue.Due(RootQueueKey); !ok || !due.Equal(cfg.NextRootRotation) {
 		t.Fatalf("root queued at %v (%v), want its schedule %v", due, ok, cfg.NextRootRotation)
 	}
 	read := e.ok(logical.ReadOperation, "config", nil)

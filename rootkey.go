@@ -30,23 +30,23 @@ import (
 const (
 	// rootKeyName names the root key's secret entries (secrets/@config/<n>); no role can
 	// have it, as role names do not contain "@".
-	rootKeyName = "@config"
+	RootKeyName = "@config"
 )
 
 // rootKeyHolder keeps the root key's state in the config entry.
 type rootKeyHolder struct {
 	b   *Engine
 	s   logical.Storage
-	cfg *configEntry
+	cfg *ConfigEntry
 }
 
 func (*rootKeyHolder) describe() string { return "the Management API application" }
 
-func (h *rootKeyHolder) storeState(ctx context.Context, next *roleEntry) error {
+func (h *rootKeyHolder) storeState(ctx context.Context, next *RoleEntry) error {
 	cp := *h.cfg
 	cp.RootKey = next
-	cp.RootFailures = next.failureState
-	if err := storeConfig(ctx, h.s, &cp); err != nil {
+	cp.RootFailures = next.FailureState
+	if err := StoreConfig(ctx, h.s, &cp); err != nil {
 		return err
 	}
 	*h.cfg = cp
@@ -55,18 +55,18 @@ func (h *rootKeyHolder) storeState(ctx context.Context, next *roleEntry) error {
 
 // commitVersion stores the new key's secret entry, then the config that authenticates
 // with it (the commit point), retried whole on a storage error; the old secret goes.
-func (h *rootKeyHolder) commitVersion(ctx context.Context, role, next *roleEntry, creds *credsEntry, prune bool) error {
+func (h *rootKeyHolder) CommitVersion(ctx context.Context, role, next *RoleEntry, creds *CredsEntry, prune bool) error {
 	cp := *h.cfg
 	cp.RootKey = next
 	cp.PrivateKey = creds.Current.PrivateKey
 	cp.ClientSecret, cp.PendingClientSecret = "", "" // Auth0 refuses it since the first key
 	cp.LastRootRotation, cp.NextRootRotation = next.LastVaultRotation, next.NextVaultRotation
-	cp.RootFailures = next.failureState
+	cp.RootFailures = next.FailureState
 	err := h.b.retryStore(ctx, func() error {
-		if err := saveSecret(ctx, h.s, rootKeyName, creds.Current); err != nil {
+		if err := SaveSecret(ctx, h.s, RootKeyName, creds.Current); err != nil {
 			return err
 		}
-		return storeConfig(ctx, h.s, &cp)
+		return StoreConfig(ctx, h.s, &cp)
 	})
 	if err != nil {
 		return err
@@ -74,23 +74,23 @@ func (h *rootKeyHolder) commitVersion(ctx context.Context, role, next *roleEntry
 	*h.cfg = cp
 	*role = *next
 	if prune {
-		h.b.pruneSecrets(ctx, h.s, rootKeyName, next)
+		h.b.PruneSecrets(ctx, h.s, RootKeyName, next)
 	}
-	h.b.resetConnection()
+	h.b.ResetConnection()
 	return nil
 }
 
 // runRootKeyLocked is the root job of a mount on private_key_jwt (runRootJob): the key
 // rotation of runAttached on the config's key state. The caller holds configMu.
-func (b *Engine) runRootKeyLocked(ctx context.Context, s logical.Storage, cfg *configEntry, trigger string, opts rotateOptions) (*logical.Response, error) {
+func (b *Engine) RunRootKeyLocked(ctx context.Context, s logical.Storage, cfg *ConfigEntry, trigger string, opts RotateOptions) (*logical.Response, error) {
 	conn, err := b.rootKeyConnection(ctx, s, cfg)
 	if err != nil {
 		resp, rerr := rootFailure("rotating the Management API application's key", err)
 		_, resp, rerr = b.failRoot(ctx, s, cfg, resp, rerr)
 		return resp, rerr
 	}
-	defer conn.client.Close()
-	j := &roleJob{b: b, s: s, name: rootKeyName, role: cfg.rootKeyState(), trigger: trigger, opts: opts, now: b.clock.Now(),
+	defer conn.Client.Close()
+	j := &roleJob{b: b, s: s, name: RootKeyName, role: cfg.RootKeyState(), trigger: trigger, opts: opts, now: b.Clock.Now(),
 		hold: &rootKeyHolder{b: b, s: s, cfg: cfg}, conn: conn}
 	_, resp, err := j.runAttached(ctx, keyKind{})
 	return resp, err
@@ -100,23 +100,23 @@ func (b *Engine) runRootKeyLocked(ctx context.Context, s logical.Storage, cfg *c
 // the mount's current ones, or, when Auth0 refuses those while a key is pending (a
 // cutover from the client secret cut short after its PATCH), the pending key. Without a
 // pending key there is nothing to choose, and nothing is asked of Auth0 here.
-func (b *Engine) rootKeyConnection(ctx context.Context, s logical.Storage, cfg *configEntry) (*connection, error) {
+func (b *Engine) rootKeyConnection(ctx context.Context, s logical.Storage, cfg *ConfigEntry) (*connection, error) {
 	use := cfg
-	if pk := cfg.RootKey.pendingKey(); pk != nil {
-		if err := auth0api.VerifyCredentials(ctx, b.settingsOf(cfg)); err != nil {
+	if pk := cfg.RootKey.PendingKeyIfAny(); pk != nil {
+		if err := auth0api.VerifyCredentials(ctx, b.SettingsOf(cfg)); err != nil {
 			if !auth0api.CredentialsRejected(err) {
 				return nil, err
 			}
-			sec, serr := loadSecret(ctx, s, rootKeyName, nil, pk.Version)
+			sec, serr := LoadSecret(ctx, s, RootKeyName, nil, pk.Version)
 			if serr != nil || sec == nil || sec.PrivateKey == "" {
-				return nil, fmt.Errorf("Auth0 refuses the mount's credentials (%s) and the pending key cannot be read: %v", describeTokenError(err), serr)
+				return nil, fmt.Errorf("Auth0 refuses the mount's credentials (%s) and the pending key cannot be read: %v", DescribeTokenError(err), serr)
 			}
 			try := *cfg
 			try.PrivateKey = sec.PrivateKey
-			try.RootKey = cfg.RootKey.clone()
-			try.RootKey.Versions = append(try.RootKey.Versions, &versionMeta{Version: pk.Version, KeyID: pk.CredentialID, KID: pk.KID, Algorithm: sec.Algorithm})
-			if verr := auth0api.VerifyCredentials(ctx, b.settingsOf(&try)); verr != nil {
-				return nil, fmt.Errorf("Auth0 accepts neither the mount's credentials (%s) nor its pending key (%s)", describeTokenError(err), describeTokenError(verr))
+			try.RootKey = cfg.RootKey.Clone()
+			try.RootKey.Versions = append(try.RootKey.Versions, &VersionMeta{Version: pk.Version, KeyID: pk.CredentialID, KID: pk.KID, Algorithm: sec.Algorithm})
+			if verr := auth0api.VerifyCredentials(ctx, b.SettingsOf(&try)); verr != nil {
+				return nil, fmt.Errorf("Auth0 accepts neither the mount's credentials (%s) nor its pending key (%s)", DescribeTokenError(err), DescribeTokenError(verr))
 			}
 			use = &try
 		}
@@ -125,26 +125,26 @@ func (b *Engine) rootKeyConnection(ctx context.Context, s logical.Storage, cfg *
 	if err != nil {
 		return nil, err
 	}
-	return &connection{config: use, client: client}, nil
+	return &connection{Config: use, Client: client}, nil
 }
 
 // applyRootKeyFields applies credential_type, root_overlap_period, private_key and key_id
 // to the config being written, and answers an error response for what cannot be.
-func (b *Engine) applyRootKeyFields(ctx context.Context, s logical.Storage, cfg *configEntry, d *framework.FieldData) *logical.Response {
+func (b *Engine) ApplyRootKeyFields(ctx context.Context, s logical.Storage, cfg *ConfigEntry, d *framework.FieldData) *logical.Response {
 	_, secretGiven := d.GetOk("client_secret")
 	if raw, ok := d.GetOk("credential_type"); ok {
 		switch ct := strings.ToLower(strings.TrimSpace(raw.(string))); ct {
-		case "", credentialClientSecret:
-			if cfg.usesKey() {
+		case "", CredentialClientSecret:
+			if cfg.UsesKey() {
 				if !secretGiven {
 					return logical.ErrorResponse("switching the mount back to credential_type=client_secret needs client_secret in the same write: Auth0 refuses the application's old secret since it moved to private_key_jwt; switch it back in Auth0 (Applications > the application > Credentials) and give its secret")
 				}
 				cfg.CredentialType, cfg.PrivateKey, cfg.RootKey = "", "", nil
 			}
-		case credentialPrivateKeyJWT:
+		case CredentialPrivateKeyJWT:
 			cfg.CredentialType = ct
 		default:
-			return logical.ErrorResponse("credential_type must be %q or %q, got %q", credentialClientSecret, credentialPrivateKeyJWT, raw)
+			return logical.ErrorResponse("credential_type must be %q or %q, got %q", CredentialClientSecret, CredentialPrivateKeyJWT, raw)
 		}
 	}
 	if raw, ok := d.GetOk("root_overlap_period"); ok {
@@ -154,7 +154,7 @@ func (b *Engine) applyRootKeyFields(ctx context.Context, s logical.Storage, cfg 
 		}
 		cfg.RootOverlapPeriod = &period
 	}
-	if secretGiven && cfg.hasKey() {
+	if secretGiven && cfg.HasKey() {
 		return logical.ErrorResponse("the mount authenticates with its private_key_jwt key; client_secret applies only with credential_type=client_secret")
 	}
 	raw, keyGiven := d.GetOk("private_key")
@@ -164,7 +164,7 @@ func (b *Engine) applyRootKeyFields(ctx context.Context, s logical.Storage, cfg 
 		}
 		return nil
 	}
-	if !cfg.usesKey() {
+	if !cfg.UsesKey() {
 		return logical.ErrorResponse("private_key applies only with credential_type=private_key_jwt")
 	}
 	keyID := strings.TrimSpace(d.Get("key_id").(string))
@@ -178,20 +178,20 @@ func (b *Engine) applyRootKeyFields(ctx context.Context, s logical.Storage, cfg 
 	// The key must work, and Auth0 says under which kid and algorithm it holds it.
 	try := *cfg
 	try.PrivateKey, try.ClientSecret, try.PendingClientSecret = privatePEM, "", ""
-	try.RootKey = &roleEntry{Layout: roleLayout, MaxVersions: 2, CredentialType: credentialPrivateKeyJWT,
-		Versions: []*versionMeta{{Version: 1, KeyID: keyID, Algorithm: auth0api.AlgRS256, Source: sourceImport, CreatedTime: b.clock.Now().UTC()}}}
+	try.RootKey = &RoleEntry{Layout: RoleLayout, MaxVersions: 2, CredentialType: CredentialPrivateKeyJWT,
+		Versions: []*VersionMeta{{Version: 1, KeyID: keyID, Algorithm: auth0api.AlgRS256, Source: SourceImport, CreatedTime: b.Clock.Now().UTC()}}}
 	client, err := b.newClient(ctx, &try)
 	if err != nil {
 		return logical.ErrorResponse("private_key: %v", err)
 	}
 	defer client.Close()
-	api, err := keyAPIOf(&connection{config: &try, client: client})
+	api, err := keyAPIOf(&connection{Config: &try, Client: client})
 	if err != nil {
 		return logical.ErrorResponse("private_key: %v", err)
 	}
 	stored, err := api.ListCredentials(ctx, cfg.ClientID)
 	if err != nil {
-		resp, rerr := auth0Failure(fmt.Sprintf("checking the key of credential %s with Auth0", keyID), err)
+		resp, rerr := Auth0Failure(fmt.Sprintf("checking the key of credential %s with Auth0", keyID), err)
 		if resp == nil {
 			resp = logical.ErrorResponse("%v", rerr)
 		}
@@ -201,8 +201,8 @@ func (b *Engine) applyRootKeyFields(ctx context.Context, s logical.Storage, cfg 
 		if cred.ID == keyID {
 			v := try.RootKey.Versions[0]
 			v.KID, v.Algorithm = cred.KID, cred.Algorithm
-			sec := &secretEntry{Version: 1, PrivateKey: privatePEM, KeyID: keyID, KID: cred.KID, Algorithm: cred.Algorithm, CreatedTime: v.CreatedTime, Source: sourceImport}
-			if err := saveSecret(ctx, s, rootKeyName, sec); err != nil {
+			sec := &SecretEntry{Version: 1, PrivateKey: privatePEM, KeyID: keyID, KID: cred.KID, Algorithm: cred.Algorithm, CreatedTime: v.CreatedTime, Source: SourceImport}
+			if err := SaveSecret(ctx, s, RootKeyName, sec); err != nil {
 				return logical.ErrorResponse("storing the key: %v", err)
 			}
 			cfg.PrivateKey, cfg.ClientSecret, cfg.PendingClientSecret, cfg.RootKey = privatePEM, "", "", try.RootKey
@@ -214,22 +214,22 @@ func (b *Engine) applyRootKeyFields(ctx context.Context, s logical.Storage, cfg 
 }
 
 // rootKeyFields adds what a config read shows of the mount's key.
-func rootKeyFields(c *configEntry, data map[string]interface{}) {
-	data["credential_type"] = credentialTypeName(c.CredentialType)
-	if !c.usesKey() {
+func RootKeyFields(c *ConfigEntry, data map[string]interface{}) {
+	data["credential_type"] = CredentialTypeName(c.CredentialType)
+	if !c.UsesKey() {
 		return
 	}
-	data["root_overlap_period"] = int64(c.rootOverlapPeriod().Seconds())
+	data["root_overlap_period"] = int64(c.RootOverlapPeriodOrDefault().Seconds())
 	r := c.RootKey
 	if r == nil {
 		return
 	}
-	if cur := r.current(); cur != nil {
+	if cur := r.Current(); cur != nil {
 		data["key_id"], data["kid"] = cur.KeyID, cur.KID
 	}
 	if ov := r.Overlap; ov != nil {
 		data["previous_key_ids"] = ov.CredentialIDs
-		addTime(data, "overlap_until", ov.Until)
+		AddTime(data, "overlap_until", ov.Until)
 	}
 	if pk := r.PendingKey; pk != nil {
 		data["pending_version"] = pk.Version

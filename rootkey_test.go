@@ -37,15 +37,15 @@ func newRootKeyEnv(t *testing.T, extra map[string]interface{}) (*testEnv, string
 // version n of the mount's key.
 func (e *testEnv) rootKeyLogsIn(n int) bool {
 	e.t.Helper()
-	sec, err := loadSecret(e.t.Context(), e.storage, rootKeyName, nil, n)
+	sec, err := LoadSecret(e.t.Context(), e.storage, RootKeyName, nil, n)
 	if err != nil || sec == nil {
 		e.t.Fatalf("the mount's key version %d: %v", n, err)
 	}
 	cfg := *e.storedConfig()
 	cfg.PrivateKey = sec.PrivateKey
-	cfg.RootKey = cfg.RootKey.clone()
-	cfg.RootKey.Versions = []*versionMeta{{Version: n, KeyID: sec.KeyID, KID: sec.KID, Algorithm: sec.Algorithm}}
-	return auth0api.VerifyCredentials(e.t.Context(), e.b.settingsOf(&cfg)) == nil
+	cfg.RootKey = cfg.RootKey.Clone()
+	cfg.RootKey.Versions = []*VersionMeta{{Version: n, KeyID: sec.KeyID, KID: sec.KID, Algorithm: sec.Algorithm}}
+	return auth0api.VerifyCredentials(e.t.Context(), e.b.SettingsOf(&cfg)) == nil
 }
 
 // Switching the mount to private_key_jwt with its client secret: Vault registers and
@@ -54,14 +54,14 @@ func (e *testEnv) rootKeyLogsIn(n int) bool {
 func TestRootKeyFromOneTimeSecret(t *testing.T) {
 	e, secret := newRootKeyEnv(t, nil)
 	cfg := e.storedConfig()
-	if cfg.ClientSecret != "" || cfg.PendingClientSecret != "" || !cfg.hasKey() {
-		t.Fatalf("config after the switch: secret kept %v, has key %v", cfg.ClientSecret != "", cfg.hasKey())
+	if cfg.ClientSecret != "" || cfg.PendingClientSecret != "" || !cfg.HasKey() {
+		t.Fatalf("config after the switch: secret kept %v, has key %v", cfg.ClientSecret != "", cfg.HasKey())
 	}
 	if !e.emu.UsesPrivateKeyJWT(testMgmtID) || e.mgmtAuthenticates(secret) {
 		t.Fatal("the Management API application must be on private_key_jwt and its secret refused")
 	}
 	read := e.ok(logical.ReadOperation, "config", nil)
-	if read["credential_type"] != "private_key_jwt" || read["key_id"] != cfg.RootKey.current().KeyID || read["kid"] == "" {
+	if read["credential_type"] != "private_key_jwt" || read["key_id"] != cfg.RootKey.Current().KeyID || read["kid"] == "" {
 		t.Fatalf("config read %v", read)
 	}
 	for k, v := range read {
@@ -84,15 +84,15 @@ func TestRootKeyFromOneTimeSecret(t *testing.T) {
 // it.
 func TestRootKeyRotation(t *testing.T) {
 	e, _ := newRootKeyEnv(t, map[string]interface{}{"root_overlap_period": "10m"})
-	first := e.storedConfig().RootKey.current()
+	first := e.storedConfig().RootKey.Current()
 	resp := e.ok(logical.UpdateOperation, "config/rotate-root", nil)
 	cfg := e.storedConfig()
-	second := cfg.RootKey.current()
+	second := cfg.RootKey.Current()
 	if second.Version != 2 || resp["key_id"] != second.KeyID || resp["overlap_until"] == nil {
 		t.Fatalf("rotate-root answered %v; key now %+v", resp, second)
 	}
 	_, attached := e.credentialIDs(testMgmtID)
-	if want := []string{first.KeyID, second.KeyID}; !sameSet(attached, want) {
+	if want := []string{first.KeyID, second.KeyID}; !SameSet(attached, want) {
 		t.Fatalf("attached %v during the overlap, want %v", attached, want)
 	}
 	if !e.rootKeyLogsIn(1) || !e.rootKeyLogsIn(2) {
@@ -110,7 +110,7 @@ func TestRootKeyRotation(t *testing.T) {
 	e.ok(logical.UpdateOperation, "rotate/app", nil)
 	e.ok(logical.UpdateOperation, "config/rotate-root", map[string]interface{}{"end_overlap": true})
 	e.ok(logical.UpdateOperation, "config/rotate-root", map[string]interface{}{"end_overlap": true})
-	if v := e.storedConfig().RootKey.current().Version; v != 4 {
+	if v := e.storedConfig().RootKey.Current().Version; v != 4 {
 		t.Fatalf("version %d after two rotate-root end_overlap=true, want 4", v)
 	}
 	e.ok(logical.UpdateOperation, "rotate/app", nil)
@@ -123,7 +123,7 @@ func TestRootKeyMigration(t *testing.T) {
 	e.ok(logical.UpdateOperation, "rotate/app", nil)
 	secret := e.mgmtSecret()
 	e.ok(logical.UpdateOperation, "config", map[string]interface{}{"credential_type": "private_key_jwt", "propagation_wait": 0})
-	if cfg := e.storedConfig(); !cfg.hasKey() || cfg.ClientSecret != "" || e.mgmtAuthenticates(secret) {
+	if cfg := e.storedConfig(); !cfg.HasKey() || cfg.ClientSecret != "" || e.mgmtAuthenticates(secret) {
 		t.Fatal("the migration did not leave the mount on its key alone")
 	}
 	e.ok(logical.UpdateOperation, "rotate/app", nil)
@@ -148,18 +148,18 @@ func TestRootKeyCutoverAnswerLost(t *testing.T) {
 	if !dropped.Load() {
 		t.Fatal("the fault never fired")
 	}
-	if !e.emu.UsesPrivateKeyJWT(testMgmtID) || e.storedConfig().hasKey() {
+	if !e.emu.UsesPrivateKeyJWT(testMgmtID) || e.storedConfig().HasKey() {
 		t.Fatal("want Auth0 switched and the config not yet committed")
 	}
-	for i := 0; i < 10 && !e.storedConfig().hasKey(); i++ {
+	for i := 0; i < 10 && !e.storedConfig().HasKey(); i++ {
 		e.advance(time.Minute)
 	}
 	cfg := e.storedConfig()
-	if !cfg.hasKey() || cfg.RootKey.PendingKey != nil {
+	if !cfg.HasKey() || cfg.RootKey.PendingKey != nil {
 		t.Fatalf("the root job did not finish the cutover: %+v", cfg.RootKey)
 	}
 	stored, _ := e.credentialIDs(testMgmtID)
-	if len(stored) != 1 || stored[0] != cfg.RootKey.current().KeyID {
+	if len(stored) != 1 || stored[0] != cfg.RootKey.Current().KeyID {
 		t.Fatalf("Auth0 stores %v", stored)
 	}
 	e.ok(logical.UpdateOperation, "rotate/app", nil)
@@ -183,8 +183,8 @@ func TestRootKeyFromOperatorKey(t *testing.T) {
 	e.ok(logical.UpdateOperation, "config", map[string]interface{}{"domain": e.emuURL, "client_id": testMgmtID, "rate_limit": testRateLimit,
 		"credential_type": "private_key_jwt", "private_key": privatePEM, "key_id": info.ID})
 	cfg := e.storedConfig()
-	if !cfg.hasKey() || cfg.RootKey.current().KeyID != info.ID || cfg.RootKey.current().KID != info.KeyID || cfg.ClientSecret != "" {
-		t.Fatalf("config %+v", cfg.RootKey.current())
+	if !cfg.HasKey() || cfg.RootKey.Current().KeyID != info.ID || cfg.RootKey.Current().KID != info.KeyID || cfg.ClientSecret != "" {
+		t.Fatalf("config %+v", cfg.RootKey.Current())
 	}
 	e.ok(logical.UpdateOperation, "roles/app", map[string]interface{}{"client_id": testAppID})
 	e.ok(logical.UpdateOperation, "rotate/app", nil)
@@ -215,7 +215,7 @@ func TestRootKeyFaultsSearch(t *testing.T) {
 		var hit atomic.Bool
 		e.emu.SetFaults(faultOnce(testMgmtID, step, phase, kind, &hit))
 		if rng.IntN(4) == 0 {
-			e.storage.failPutsUnder([]string{secretStoragePrefix, configStoragePath}[rng.IntN(2)], 1)
+			e.storage.failPutsUnder([]string{SecretStoragePrefix, ConfigStoragePath}[rng.IntN(2)], 1)
 		}
 		e.advance(time.Duration(1+rng.IntN(70)) * time.Minute)
 		if hit.Load() {
@@ -231,10 +231,10 @@ func TestRootKeyFaultsSearch(t *testing.T) {
 		}
 		cfg := e.storedConfig()
 		r := cfg.RootKey
-		if cfg.RootFailures.LastFailure != nil || r.PendingKey != nil || !cfg.hasKey() {
+		if cfg.RootFailures.LastFailure != nil || r.PendingKey != nil || !cfg.HasKey() {
 			t.Fatalf("round %d (%s %s, kind %d): the engine did not recover: failure %+v, pending %+v", round, step.name, phase, kind, cfg.RootFailures.LastFailure, r.PendingKey)
 		}
-		held := map[string]bool{r.current().KeyID: true}
+		held := map[string]bool{r.Current().KeyID: true}
 		if ov := r.Overlap; ov != nil {
 			for _, id := range ov.CredentialIDs {
 				held[id] = true
@@ -249,8 +249,8 @@ func TestRootKeyFaultsSearch(t *testing.T) {
 				t.Fatalf("round %d (%s %s, kind %d): Auth0 holds credential %s of the Management API application, neither in use nor in the overlap (%v)", round, step.name, phase, kind, id, held)
 			}
 		}
-		if !slices.Contains(attached, r.current().KeyID) || !e.rootKeyLogsIn(r.current().Version) {
-			t.Fatalf("round %d (%s %s, kind %d): the key in use (%s) is not attached or obtains no token", round, step.name, phase, kind, r.current().KeyID)
+		if !slices.Contains(attached, r.Current().KeyID) || !e.rootKeyLogsIn(r.Current().Version) {
+			t.Fatalf("round %d (%s %s, kind %d): the key in use (%s) is not attached or obtains no token", round, step.name, phase, kind, r.Current().KeyID)
 		}
 		e.ok(logical.UpdateOperation, "rotate/app", nil)
 		if cfg.ClientSecret != "" || cfg.PendingClientSecret != "" {
@@ -260,6 +260,6 @@ func TestRootKeyFaultsSearch(t *testing.T) {
 	if fired < 5 {
 		t.Fatalf("only %d of 30 rounds hit a fault: the search tests nothing", fired)
 	}
-	t.Logf("%d rounds hit a fault; version %d; %d credentials created, %d deleted", fired, e.storedConfig().RootKey.current().Version,
+	t.Logf("%d rounds hit a fault; version %d; %d credentials created, %d deleted", fired, e.storedConfig().RootKey.Current().Version,
 		e.emu.Stats().CredentialsCreated[testMgmtID], e.emu.Stats().CredentialsDeleted[testMgmtID])
 }

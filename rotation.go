@@ -14,10 +14,10 @@ import (
 
 // What set a job going. The first two are also the source recorded on a version.
 const (
-	triggerManual    = sourceRotate    // auth0/rotate/:name
-	triggerScheduled = sourceScheduled // the role fell due in the queue
+	TriggerManual    = SourceRotate    // auth0/rotate/:name
+	triggerScheduled = SourceScheduled // the role fell due in the queue
 	// triggerReconcile finishes rotations left in flight and changes nothing else.
-	triggerReconcile = "reconcile"
+	TriggerReconcile = "reconcile"
 )
 
 const (
@@ -29,13 +29,13 @@ const (
 )
 
 // errRoleNotFound is returned by a role job for a role that does not exist (any more).
-var errRoleNotFound = errors.New("role not found")
+var ErrRoleNotFound = errors.New("role not found")
 
 const (
 	// storeAttempts bounds how often a rotated secret's write is retried: once Auth0 has
 	// applied a rotation the new secret exists nowhere else, so a transient storage error
 	// must not lose it.
-	storeAttempts = 5
+	StoreAttempts = 5
 	// commitTimeout bounds a commit after Auth0 answered. It runs on a context that the
 	// mount's shutdown does not cancel, so that shutdown cannot cut it in half.
 	commitTimeout = 10 * time.Second
@@ -53,31 +53,31 @@ const (
 //     and sets the next attempt after a capped exponential backoff.
 //
 // Whatever happens, the role is requeued at the time its stored state says.
-func (b *Engine) runRoleJob(ctx context.Context, s logical.Storage, name, trigger string) (*roleEntry, *versionMeta, *logical.Response, error) {
-	return b.runRoleJobWith(ctx, s, name, trigger, rotateOptions{})
+func (b *Engine) runRoleJob(ctx context.Context, s logical.Storage, name, trigger string) (*RoleEntry, *VersionMeta, *logical.Response, error) {
+	return b.RunRoleJobWith(ctx, s, name, trigger, RotateOptions{})
 }
 
 // runRoleJobWith is runRoleJob with a manual rotate's options.
-func (b *Engine) runRoleJobWith(ctx context.Context, s logical.Storage, name, trigger string, opts rotateOptions) (*roleEntry, *versionMeta, *logical.Response, error) {
-	lock := b.roleLock(name)
+func (b *Engine) RunRoleJobWith(ctx context.Context, s logical.Storage, name, trigger string, opts RotateOptions) (*RoleEntry, *VersionMeta, *logical.Response, error) {
+	lock := b.RoleLock(name)
 	lock.Lock()
 	defer lock.Unlock()
 	defer b.markRotating(name)()
 
-	role, err := loadRole(ctx, s, name)
+	role, err := LoadRole(ctx, s, name)
 	if err != nil {
-		if trigger != triggerManual {
+		if trigger != TriggerManual {
 			b.retryUnreadable(name, err)
 		}
 		return nil, nil, nil, err
 	}
 	if role == nil {
-		b.schedule(name, nil)
-		return nil, nil, nil, errRoleNotFound
+		b.Schedule(name, nil)
+		return nil, nil, nil, ErrRoleNotFound
 	}
-	j := &roleJob{b: b, s: s, name: name, role: role, trigger: trigger, opts: opts, now: b.clock.Now()}
+	j := &roleJob{b: b, s: s, name: name, role: role, trigger: trigger, opts: opts, now: b.Clock.Now()}
 	version, resp, err := j.run(ctx)
-	b.schedule(name, j.role)
+	b.Schedule(name, j.role)
 	return j.role, version, resp, err
 }
 
@@ -86,9 +86,9 @@ type roleJob struct {
 	b       *Engine
 	s       logical.Storage
 	name    string
-	role    *roleEntry
+	role    *RoleEntry
 	trigger string
-	opts    rotateOptions
+	opts    RotateOptions
 	now     time.Time
 	// hold is where the job keeps its state; nil: the role's entries (holder).
 	hold credentialHolder
@@ -96,23 +96,23 @@ type roleJob struct {
 	conn *connection
 }
 
-func (j *roleJob) run(ctx context.Context) (*versionMeta, *logical.Response, error) {
+func (j *roleJob) run(ctx context.Context) (*VersionMeta, *logical.Response, error) {
 	b, role := j.b, j.role
-	if role.legacy() {
-		if err := b.upgradeRoleLocked(ctx, j.s, j.name, role); err != nil {
-			return j.fail(ctx, nil, fmt.Errorf("moving role %q to the current storage layout: %w", j.name, err))
+	if role.Legacy() {
+		if err := b.UpgradeRoleLocked(ctx, j.s, j.name, role); err != nil {
+			return j.Fail(ctx, nil, fmt.Errorf("moving role %q to the current storage layout: %w", j.name, err))
 		}
 	}
-	kind := kindFor(role.kindKey())
+	kind := KindFor(role.KindKey())
 	if resp := checkOptions(kind, j.name, j.opts); resp != nil {
 		return nil, resp, nil
 	}
 	if j.trigger == triggerScheduled {
-		due := dueTime(role, j.now)
+		due := DueTime(role, j.now)
 		switch {
 		case due.IsZero() || due.After(j.now):
 			return nil, nil, nil
-		case role.Staged == nil && role.PendingKey == nil && role.Overlap == nil && role.missedWindow(j.now): // a published secret switches late rather than never
+		case role.Staged == nil && role.PendingKey == nil && role.Overlap == nil && role.MissedWindow(j.now): // a published secret switches late rather than never
 			return j.skipMissedWindow(ctx)
 		}
 	}
@@ -128,25 +128,25 @@ const errNotConfigured = "the engine is not configured yet; write the Management
 // application or that another role owns; such a role is marked blocked until its
 // operator acts.
 func (j *roleJob) checkOwner(ctx context.Context) (*logical.Response, error) {
-	conn, err := j.b.connection(ctx, j.s)
+	conn, err := j.b.Connection(ctx, j.s)
 	if err != nil {
-		_, resp, err := j.fail(ctx, nil, err)
+		_, resp, err := j.Fail(ctx, nil, err)
 		return resp, err
 	}
 	var msg, owner string
-	if conn != nil && !conn.config.clientAllowed(j.role.ClientID) {
-		msg = notAllowedClient(j.role.ClientID)
+	if conn != nil && !conn.Config.ClientAllowed(j.role.ClientID) {
+		msg = NotAllowedClient(j.role.ClientID)
 	} else if owner, err = j.b.claimApplication(ctx, j.s, j.name, j.role.ClientID); err != nil {
-		_, resp, err := j.fail(ctx, nil, err)
+		_, resp, err := j.Fail(ctx, nil, err)
 		return resp, err
 	} else if owner != "" {
-		msg = ownerBlocked(j.role.ClientID, owner)
+		msg = OwnerBlocked(j.role.ClientID, owner)
 	}
 	if msg == "" {
-		if j.role.Blocked != "" && j.role.scheduleProblem(j.now) == "" {
+		if j.role.Blocked != "" && j.role.ScheduleProblem(j.now) == "" {
 			j.role.Blocked = "" // the conflict is gone (the other role was deleted)
-			if err := j.b.storeRoleState(ctx, j.s, j.name, j.role); err != nil {
-				_, resp, err := j.fail(ctx, nil, err)
+			if err := j.b.StoreRoleState(ctx, j.s, j.name, j.role); err != nil {
+				_, resp, err := j.Fail(ctx, nil, err)
 				return resp, err
 			}
 		}
@@ -154,7 +154,7 @@ func (j *roleJob) checkOwner(ctx context.Context) (*logical.Response, error) {
 	}
 	if j.role.Blocked != msg {
 		j.role.Blocked = msg
-		if err := j.b.storeRoleState(ctx, j.s, j.name, j.role); err != nil {
+		if err := j.b.StoreRoleState(ctx, j.s, j.name, j.role); err != nil {
 			j.b.logger().Warn("could not record on the role why it is blocked", "role", j.name, "error", err)
 		}
 		if owner != "" {
@@ -167,13 +167,13 @@ func (j *roleJob) checkOwner(ctx context.Context) (*logical.Response, error) {
 }
 
 // skipMissedWindow moves a role whose rotation window passed to its next scheduled time.
-func (j *roleJob) skipMissedWindow(ctx context.Context) (*versionMeta, *logical.Response, error) {
+func (j *roleJob) skipMissedWindow(ctx context.Context) (*VersionMeta, *logical.Response, error) {
 	role := j.role
 	missed := role.NextVaultRotation
-	role.NextVaultRotation = role.nextRotation(j.now)
+	role.NextVaultRotation = role.NextRotation(j.now)
 	role.NextAttempt = time.Time{}
-	if err := j.b.storeRoleState(ctx, j.s, j.name, role); err != nil {
-		return j.fail(ctx, nil, err)
+	if err := j.b.StoreRoleState(ctx, j.s, j.name, role); err != nil {
+		return j.Fail(ctx, nil, err)
 	}
 	j.b.logger().Warn("rotation window missed; waiting for the next scheduled time", "role", j.name, "missed", missed, "next", role.NextVaultRotation)
 	return nil, nil, nil
@@ -182,9 +182,9 @@ func (j *roleJob) skipMissedWindow(ctx context.Context) (*versionMeta, *logical.
 // fail records a failed attempt on the role: time, message, consecutive count and the next
 // attempt after backoff. Recording is best effort (storage may be what failed); the
 // backoff holds in memory all the same, since the role is requeued from j.role.
-func (j *roleJob) fail(ctx context.Context, resp *logical.Response, err error) (*versionMeta, *logical.Response, error) {
+func (j *roleJob) Fail(ctx context.Context, resp *logical.Response, err error) (*VersionMeta, *logical.Response, error) {
 	msg := failureMessage(resp, err)
-	j.role.fail(msg, j.b.clock.Now(), j.b.backoff)
+	j.role.Fail(msg, j.b.Clock.Now(), j.b.backoff)
 	if serr := j.holder().storeState(ctx, j.role); serr != nil {
 		j.b.logger().Warn("could not record the rotation failure on the role", "role", j.name, "error", serr)
 	}
@@ -195,7 +195,7 @@ func (j *roleJob) fail(ctx context.Context, resp *logical.Response, err error) (
 
 // backoff is the delay before the next attempt after failures consecutive failures.
 func (b *Engine) backoff(failures int) time.Duration {
-	return retryDelay(failures, b.retryBase, b.retryCap, b.jitter)
+	return RetryDelay(failures, b.retryBase, b.retryCap, b.Jitter)
 }
 
 // commitVersion stores secret as the role's next version: the secret entry first (the
@@ -203,31 +203,31 @@ func (b *Engine) backoff(failures int) time.Duration {
 // then what creds serves, then the role entry, which is the commit point. Every step is
 // idempotent, so the sequence is retried whole on a storage error; on success role is
 // updated in place.
-func (b *Engine) commitVersion(s logical.Storage, name string, role *roleEntry, secret, source, walID string, now time.Time) (*versionMeta, error) {
-	return b.commit(s, name, role, secret, versionMeta{Source: source, WALID: walID}, now)
+func (b *Engine) CommitVersion(s logical.Storage, name string, role *RoleEntry, secret, source, walID string, now time.Time) (*VersionMeta, error) {
+	return b.commit(s, name, role, secret, VersionMeta{Source: source, WALID: walID}, now)
 }
 
 // commit is commitVersion for a version described by info (its source, write-ahead entry
 // and, for a staged secret, when it was staged and how the switch was checked). It also
 // ends the role's staged state: a committed version is no longer next.
-func (b *Engine) commit(s logical.Storage, name string, role *roleEntry, secret string, info versionMeta, now time.Time) (*versionMeta, error) {
+func (b *Engine) commit(s logical.Storage, name string, role *RoleEntry, secret string, info VersionMeta, now time.Time) (*VersionMeta, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(b.ctx), commitTimeout)
 	defer cancel()
 	source, walID := info.Source, info.WALID
 
-	next := role.clone()
+	next := role.Clone()
 	next.Staged = nil
-	meta, dropped := next.addVersion(info, now)
-	if source != sourceImport { // an imported secret was not rotated by Vault
+	meta, dropped := next.AddVersion(info, now)
+	if source != SourceImport { // an imported secret was not rotated by Vault
 		next.LastVaultRotation = now.UTC()
 	}
 	next.NextVaultRotation = nextAfterRotation(role, now)
-	next.succeed()
-	if source != sourceRecovered {
+	next.Succeed()
+	if source != SourceRecovered {
 		next.Warning = ""
 	}
-	creds := &credsEntry{Current: &secretEntry{Version: meta.Version, Secret: secret, CreatedTime: meta.CreatedTime, Source: source, WALID: walID}}
-	credsMeta(next, creds)
+	creds := &CredsEntry{Current: &SecretEntry{Version: meta.Version, Secret: secret, CreatedTime: meta.CreatedTime, Source: source, WALID: walID}}
+	CredsMeta(next, creds)
 
 	if err := b.storeVersion(ctx, s, name, role, next, creds, len(dropped) > 0); err != nil {
 		return nil, err
@@ -239,14 +239,14 @@ func (b *Engine) commit(s logical.Storage, name string, role *roleEntry, secret 
 // sequence of writes (writeVersion) is retried on a storage error, each step being
 // idempotent. On success role becomes next, the role's cached tokens are dropped and, if
 // the version pushed older ones out, their secrets are deleted.
-func (b *Engine) storeVersion(ctx context.Context, s logical.Storage, name string, role, next *roleEntry, creds *credsEntry, prune bool) error {
+func (b *Engine) storeVersion(ctx context.Context, s logical.Storage, name string, role, next *RoleEntry, creds *CredsEntry, prune bool) error {
 	if err := b.retryStore(ctx, func() error { return b.writeVersion(ctx, s, name, role, next, creds) }); err != nil {
 		return err
 	}
 	*role = *next
-	b.tokens.dropRole(name)
+	b.Tokens.DropRole(name)
 	if prune {
-		b.pruneSecrets(ctx, s, name, role)
+		b.PruneSecrets(ctx, s, name, role)
 	}
 	return nil
 }
@@ -255,9 +255,9 @@ func (b *Engine) storeVersion(ctx context.Context, s logical.Storage, name strin
 // at most, waiting a little longer after each failure; it answers the last error.
 func (b *Engine) retryStore(ctx context.Context, write func() error) error {
 	var err error
-	for attempt := 0; attempt < storeAttempts; attempt++ {
+	for attempt := 0; attempt < StoreAttempts; attempt++ {
 		if attempt > 0 {
-			if serr := clock.Sleep(ctx, b.clock, time.Duration(attempt)*200*time.Millisecond); serr != nil {
+			if serr := clock.Sleep(ctx, b.Clock, time.Duration(attempt)*200*time.Millisecond); serr != nil {
 				break
 			}
 		}
@@ -271,30 +271,30 @@ func (b *Engine) retryStore(ctx context.Context, write func() error) error {
 // pruneSecrets deletes the secret entries of a role that it no longer retains: those
 // max_versions dropped, including any an earlier prune failed to delete. Best effort, after
 // the role entry that drops them is stored: a left-over entry is never served.
-func (b *Engine) pruneSecrets(ctx context.Context, s logical.Storage, name string, role *roleEntry) {
-	keys, err := s.List(ctx, secretsDir(name))
+func (b *Engine) PruneSecrets(ctx context.Context, s logical.Storage, name string, role *RoleEntry) {
+	keys, err := s.List(ctx, SecretsDir(name))
 	if err != nil {
 		b.logger().Warn("could not list a role's secrets to delete those it no longer retains", "role", name, "error", err)
 		return
 	}
 	for _, k := range keys {
 		n, err := strconv.Atoi(k)
-		if err != nil || role.version(n) != nil || role.Staged != nil && role.Staged.Version == n || n > role.currentVersion() {
+		if err != nil || role.Version(n) != nil || role.Staged != nil && role.Staged.Version == n || n > role.CurrentVersion() {
 			continue
 		}
-		if err := deleteKey(ctx, s, secretsDir(name)+k); err != nil {
+		if err := DeleteKey(ctx, s, SecretsDir(name)+k); err != nil {
 			b.logger().Warn("could not delete the secret of a version the role no longer retains", "role", name, "version", n, "error", err)
 		}
 	}
 }
 
 // writeVersion is one attempt of commitVersion's writes.
-func (b *Engine) writeVersion(ctx context.Context, s logical.Storage, name string, old, next *roleEntry, creds *credsEntry) error {
-	if err := saveSecret(ctx, s, name, creds.Current); err != nil {
+func (b *Engine) writeVersion(ctx context.Context, s logical.Storage, name string, old, next *RoleEntry, creds *CredsEntry) error {
+	if err := SaveSecret(ctx, s, name, creds.Current); err != nil {
 		return err
 	}
-	if prev := creds.Current.Version - 1; creds.Previous == nil && next.version(prev) != nil && kindFor(next.kindKey()).servesPrevious(next, prev) {
-		sec, err := loadSecret(ctx, s, name, old, prev)
+	if prev := creds.Current.Version - 1; creds.Previous == nil && next.Version(prev) != nil && KindFor(next.KindKey()).servesPrevious(next, prev) {
+		sec, err := LoadSecret(ctx, s, name, old, prev)
 		if err != nil {
 			return err
 		}
@@ -303,7 +303,7 @@ func (b *Engine) writeVersion(ctx context.Context, s logical.Storage, name strin
 	if err := b.putCreds(ctx, s, name, creds); err != nil {
 		return err
 	}
-	return saveRole(ctx, s, name, next)
+	return SaveRole(ctx, s, name, next)
 }
 
 // storeRoleState stores a change to the role's definition or state (not a new version),
@@ -311,20 +311,20 @@ func (b *Engine) writeVersion(ctx context.Context, s logical.Storage, name strin
 // What creds serves is written first and the role entry last, as in a commit: a failure
 // in between leaves the old role, never a creds entry behind it (serving a previous
 // version the role no longer retains, say).
-func (b *Engine) storeRoleState(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
-	old, err := loadCreds(ctx, s, name)
+func (b *Engine) StoreRoleState(ctx context.Context, s logical.Storage, name string, role *RoleEntry) error {
+	old, err := LoadCreds(ctx, s, name)
 	if err != nil {
 		return err
 	}
 	if old != nil {
 		creds := *old
-		credsMeta(role, &creds)
-		if creds.Previous != nil && role.version(creds.Previous.Version) == nil {
+		CredsMeta(role, &creds)
+		if creds.Previous != nil && role.Version(creds.Previous.Version) == nil {
 			creds.Previous = nil // max_versions no longer retains it
 		}
 		if st := role.Staged; st != nil && (creds.Next == nil || creds.Next.Version != st.Version) {
 			// Publish the staged secret again, should an interrupted write have lost it.
-			if creds.Next, err = loadSecret(ctx, s, name, nil, st.Version); err != nil {
+			if creds.Next, err = LoadSecret(ctx, s, name, nil, st.Version); err != nil {
 				return err
 			}
 		}
@@ -332,7 +332,7 @@ func (b *Engine) storeRoleState(ctx context.Context, s logical.Storage, name str
 			return err
 		}
 	}
-	if err := saveRole(ctx, s, name, role); err != nil {
+	if err := SaveRole(ctx, s, name, role); err != nil {
 		if old != nil {
 			// Put creds back as they were, so that the failed change is not half-stored.
 			if rerr := b.putCreds(ctx, s, name, old); rerr != nil {
@@ -350,41 +350,41 @@ func (b *Engine) storeRoleState(ctx context.Context, s logical.Storage, name str
 // manages another application is stale and taken over. ownerMu makes check and claim one
 // step, so two concurrent writes cannot both win.
 func (b *Engine) claimApplication(ctx context.Context, s logical.Storage, name, clientID string) (string, error) {
-	b.ownerMu.Lock()
-	defer b.ownerMu.Unlock()
-	return claimApplicationLocked(ctx, s, name, clientID)
+	b.OwnerMu.Lock()
+	defer b.OwnerMu.Unlock()
+	return ClaimApplicationLocked(ctx, s, name, clientID)
 }
 
 // claimApplicationLocked is claimApplication for a caller that holds ownerMu, as a role
 // write does until the role is stored: a claim counts only while its role exists, so the
 // claim and the new role must appear as one step.
-func claimApplicationLocked(ctx context.Context, s logical.Storage, name, clientID string) (string, error) {
-	cfg, err := loadConfig(ctx, s)
+func ClaimApplicationLocked(ctx context.Context, s logical.Storage, name, clientID string) (string, error) {
+	cfg, err := LoadConfig(ctx, s)
 	if err != nil {
 		return "", err
 	}
 	if cfg != nil && cfg.ClientID == clientID {
-		return ownerConfig, nil
+		return OwnerConfig, nil
 	}
-	owner, err := liveOwner(ctx, s, clientID)
+	owner, err := LiveOwner(ctx, s, clientID)
 	switch {
 	case err != nil || owner == name:
 		return "", err
 	case owner != "":
 		return owner, nil
 	}
-	return "", saveOwner(ctx, s, clientID, name)
+	return "", SaveOwner(ctx, s, clientID, name)
 }
 
 // liveOwner is the role that owns clientID, "" if none does: a claim whose role is gone or
 // now manages another application (a delete cut short) does not count. The caller holds
 // ownerMu.
-func liveOwner(ctx context.Context, s logical.Storage, clientID string) (string, error) {
-	owner, err := loadOwner(ctx, s, clientID)
+func LiveOwner(ctx context.Context, s logical.Storage, clientID string) (string, error) {
+	owner, err := LoadOwner(ctx, s, clientID)
 	if err != nil || owner == "" {
 		return "", err
 	}
-	role, err := loadRole(ctx, s, owner)
+	role, err := LoadRole(ctx, s, owner)
 	if err != nil || role == nil || role.ClientID != clientID {
 		return "", err
 	}
@@ -392,27 +392,27 @@ func liveOwner(ctx context.Context, s logical.Storage, clientID string) (string,
 }
 
 // releaseApplication drops role name's claim on clientID, if it holds it.
-func (b *Engine) releaseApplication(ctx context.Context, s logical.Storage, name, clientID string) error {
-	b.ownerMu.Lock()
-	defer b.ownerMu.Unlock()
-	owner, err := loadOwner(ctx, s, clientID)
+func (b *Engine) ReleaseApplication(ctx context.Context, s logical.Storage, name, clientID string) error {
+	b.OwnerMu.Lock()
+	defer b.OwnerMu.Unlock()
+	owner, err := LoadOwner(ctx, s, clientID)
 	if err != nil || owner != name {
 		return err
 	}
-	return deleteKey(ctx, s, ownerKey(clientID))
+	return DeleteKey(ctx, s, OwnerKey(clientID))
 }
 
 // ownerConfig is claimApplication's answer for the mount's own Management API application.
-const ownerConfig = "config"
+const OwnerConfig = "config"
 
 // ownerBlocked is why a role whose application has another owner is not rotated.
-func ownerBlocked(clientID, owner string) string {
-	return ownerConflict(clientID, owner) + "; the engine does not rotate this role (client_id cannot change): delete it, and create a role for the other application if one is needed"
+func OwnerBlocked(clientID, owner string) string {
+	return OwnerConflict(clientID, owner) + "; the engine does not rotate this role (client_id cannot change): delete it, and create a role for the other application if one is needed"
 }
 
 // ownerConflict says who owns clientID.
-func ownerConflict(clientID, owner string) string {
-	if owner == ownerConfig {
+func OwnerConflict(clientID, owner string) string {
+	if owner == OwnerConfig {
 		return fmt.Sprintf("client_id %q is the mount's own Management API application (config); rotating it would cut the engine off from Auth0 (use config/rotate-root for it)", clientID)
 	}
 	return fmt.Sprintf("client_id %q is already managed by role %q; one Auth0 application belongs to at most one role per mount", clientID, owner)
@@ -432,7 +432,7 @@ func failureMessage(resp *logical.Response, err error) string {
 }
 
 // credsMeta copies into c the role's state that creds reports.
-func credsMeta(r *roleEntry, c *credsEntry) {
+func CredsMeta(r *RoleEntry, c *CredsEntry) {
 	c.ClientID = r.ClientID
 	c.RotationPeriod = r.RotationPeriod
 	c.RotationSchedule = r.RotationSchedule
@@ -442,56 +442,56 @@ func credsMeta(r *roleEntry, c *credsEntry) {
 	c.CredentialType = r.CredentialType
 	c.TokenAudiences, c.TokenScopes = r.TokenAudiences, r.TokenScopes
 	c.AllowAssertions, c.AssertionTTL = r.AllowAssertions, r.AssertionTTL
-	c.LastEvent, c.MaxTTL = r.lastEvent(), roleMaxTTL(r)
+	c.LastEvent, c.MaxTTL = r.LastEvent(), RoleMaxTTL(r)
 	c.Halted = r.Blocked != ""
 	c.StagePeriod, c.OverlapUntil, c.PublishAt = 0, time.Time{}, time.Time{}
-	kindFor(r.kindKey()).credsMeta(r, c)
+	KindFor(r.KindKey()).credsMeta(r, c)
 }
 
 // nextChange is the next change of the credential a consumer of creds must see: the next
 // rotation, publication, switch or key publication, or while rotations fail the next
 // attempt, whichever is later. Zero when the role has no schedule, or is blocked.
-func nextChange(c *credsEntry) time.Time {
+func nextChange(c *CredsEntry) time.Time {
 	if c.Halted {
 		return time.Time{} // nothing happens until the operator acts
 	}
-	return kindFor(c.kindKey()).nextChange(c)
+	return KindFor(c.KindKey()).nextChange(c)
 }
 
 // dueTime is when the scheduler should next look at the role: its next rotation, or after
 // a failure the next attempt if that is later, or what its kind has under way. Zero when
 // it must not be queued: no schedule, blocked, or a due time that is missing or absurd
 // (left by an older build).
-func dueTime(r *roleEntry, now time.Time) time.Time {
+func DueTime(r *RoleEntry, now time.Time) time.Time {
 	if r.Blocked != "" {
 		return time.Time{}
 	}
-	return kindFor(r.kindKey()).dueTime(r, now)
+	return KindFor(r.KindKey()).dueTime(r, now)
 }
 
 // buildCreds assembles what creds serves from the role and its secret entries: used where
 // creds/<name> is missing (a role not yet upgraded) and to write it anew.
-func buildCreds(ctx context.Context, s logical.Storage, name string, role *roleEntry) (*credsEntry, error) {
-	cur := role.current()
+func BuildCreds(ctx context.Context, s logical.Storage, name string, role *RoleEntry) (*CredsEntry, error) {
+	cur := role.Current()
 	if cur == nil {
 		return nil, nil
 	}
-	c := &credsEntry{}
-	credsMeta(role, c)
+	c := &CredsEntry{}
+	CredsMeta(role, c)
 	var err error
-	if c.Current, err = loadSecret(ctx, s, name, role, cur.Version); err != nil {
+	if c.Current, err = LoadSecret(ctx, s, name, role, cur.Version); err != nil {
 		return nil, err
 	}
 	if c.Current == nil {
 		return nil, fmt.Errorf("role %q: the secret of its current version %d is missing from storage", name, cur.Version)
 	}
-	if role.version(cur.Version-1) != nil && kindFor(role.kindKey()).servesPrevious(role, cur.Version-1) {
-		if c.Previous, err = loadSecret(ctx, s, name, role, cur.Version-1); err != nil {
+	if role.Version(cur.Version-1) != nil && KindFor(role.KindKey()).servesPrevious(role, cur.Version-1) {
+		if c.Previous, err = LoadSecret(ctx, s, name, role, cur.Version-1); err != nil {
 			return nil, err
 		}
 	}
 	if role.Staged != nil {
-		if c.Next, err = loadSecret(ctx, s, name, nil, role.Staged.Version); err != nil {
+		if c.Next, err = LoadSecret(ctx, s, name, nil, role.Staged.Version); err != nil {
 			return nil, err
 		}
 	}
@@ -500,18 +500,18 @@ func buildCreds(ctx context.Context, s logical.Storage, name string, role *roleE
 
 // deleteRoleData removes everything stored for a role name except its metadata and
 // ownership claim: what creds serves, then every version's secret.
-func (b *Engine) deleteRoleData(ctx context.Context, s logical.Storage, name string) error {
-	err := deleteKey(ctx, s, credsKey(name))
-	b.credsCache.invalidate(name)
+func (b *Engine) DeleteRoleData(ctx context.Context, s logical.Storage, name string) error {
+	err := DeleteKey(ctx, s, CredsKey(name))
+	b.CredsCache.Invalidate(name)
 	if err != nil {
 		return err
 	}
-	keys, err := s.List(ctx, secretsDir(name))
+	keys, err := s.List(ctx, SecretsDir(name))
 	if err != nil {
 		return fmt.Errorf("listing the secrets of role %q: %w", name, err)
 	}
 	for _, k := range keys {
-		if err := deleteKey(ctx, s, secretsDir(name)+k); err != nil {
+		if err := DeleteKey(ctx, s, SecretsDir(name)+k); err != nil {
 			return err
 		}
 	}
@@ -519,8 +519,8 @@ func (b *Engine) deleteRoleData(ctx context.Context, s logical.Storage, name str
 }
 
 // rewriteCreds writes what creds serves anew from the role and its secret entries.
-func (b *Engine) rewriteCreds(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
-	creds, err := buildCreds(ctx, s, name, role)
+func (b *Engine) rewriteCreds(ctx context.Context, s logical.Storage, name string, role *RoleEntry) error {
+	creds, err := BuildCreds(ctx, s, name, role)
 	if err != nil || creds == nil {
 		return err
 	}
@@ -531,13 +531,13 @@ func (b *Engine) rewriteCreds(ctx context.Context, s logical.Storage, name strin
 // consumer has on a manual rotation (stage_period, overlap_period) if that is shorter, so
 // that consumers re-reading at ttl see a manually staged secret or key well before Auth0
 // requires it.
-func roleMaxTTL(r *roleEntry) time.Duration {
+func RoleMaxTTL(r *RoleEntry) time.Duration {
 	if r.MaxTTL > 0 {
 		return r.MaxTTL
 	}
-	d := defaultMaxTTL
-	if lead := consumerLead(r); lead > 0 && lead/4 < d {
-		d = max(lead/4, minMaxTTL)
+	d := DefaultMaxTTL
+	if lead := ConsumerLead(r); lead > 0 && lead/4 < d {
+		d = max(lead/4, MinMaxTTL)
 	}
 	return d
 }
@@ -545,7 +545,7 @@ func roleMaxTTL(r *roleEntry) time.Duration {
 // consumerLead is how long consumers have between seeing a new credential and Auth0
 // requiring it: stage_period for a staged role, overlap_period for a key role (while
 // either key works), none for an immediate rotation.
-func consumerLead(r *roleEntry) time.Duration { return kindFor(r.kindKey()).consumerLead(r) }
+func ConsumerLead(r *RoleEntry) time.Duration { return KindFor(r.KindKey()).consumerLead(r) }
 
 // nextAfterRotation is the next scheduled rotation after one committed at now, r being
 // the role before it. Consumers of creds that read before this rotation were told to read
@@ -554,11 +554,11 @@ func consumerLead(r *roleEntry) time.Duration { return kindFor(r.kindKey()).cons
 // of failures (they were told the next attempt, not the schedule), such a consumer would
 // still hold the replaced credential when Auth0 already required the next one. So the next
 // rotation comes no sooner than that: by then every consumer has read this one.
-func nextAfterRotation(r *roleEntry, now time.Time) time.Time {
-	next := r.nextRotation(now)
-	var told credsEntry
-	credsMeta(r, &told)
-	floor := now.Add(roleMaxTTL(r))
+func nextAfterRotation(r *RoleEntry, now time.Time) time.Time {
+	next := r.NextRotation(now)
+	var told CredsEntry
+	CredsMeta(r, &told)
+	floor := now.Add(RoleMaxTTL(r))
 	if announced := nextChange(&told); !announced.IsZero() && announced.Before(floor) {
 		floor = announced
 	}
@@ -566,7 +566,7 @@ func nextAfterRotation(r *roleEntry, now time.Time) time.Time {
 		return next
 	}
 	if r.RotationSchedule != "" {
-		return r.nextRotation(floor.Add(-time.Nanosecond))
+		return r.NextRotation(floor.Add(-time.Nanosecond))
 	}
 	return floor.UTC()
 }

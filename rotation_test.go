@@ -20,7 +20,7 @@ import (
 func TestStorageFailureNeverRotatesAgain(t *testing.T) {
 	e := newTestEnv(t)
 	e.configureWithRole(map[string]interface{}{"import_current_secret": true, "rotation_period": "1h"})
-	e.storage.failPutsUnder(secretStoragePrefix, 1<<30)
+	e.storage.failPutsUnder(SecretStoragePrefix, 1<<30)
 
 	e.advance(time.Hour)
 	if n := e.emu.Stats().Rotations[testAppID]; n != 1 {
@@ -42,12 +42,12 @@ func TestStorageFailureNeverRotatesAgain(t *testing.T) {
 	if len(attempts) < 25 || len(attempts) > 35 {
 		t.Fatalf("%d attempts to resolve in a day; want about 32, backing off to hourly", len(attempts))
 	}
-	if last := attempts[len(attempts)-1].Sub(attempts[len(attempts)-2]); last < defaultRetryCap-time.Minute {
-		t.Fatalf("the last attempts were %v apart, want the %v cap", last, defaultRetryCap)
+	if last := attempts[len(attempts)-1].Sub(attempts[len(attempts)-2]); last < DefaultRetryCap-time.Minute {
+		t.Fatalf("the last attempts were %v apart, want the %v cap", last, DefaultRetryCap)
 	}
 	for i := 2; i < len(attempts); i++ {
 		prev, gap := attempts[i-1].Sub(attempts[i-2]), attempts[i].Sub(attempts[i-1])
-		if gap < prev && gap < defaultRetryCap {
+		if gap < prev && gap < DefaultRetryCap {
 			t.Fatalf("attempt gaps shrink: %v then %v", prev, gap)
 		}
 	}
@@ -55,10 +55,10 @@ func TestStorageFailureNeverRotatesAgain(t *testing.T) {
 
 	// Storage heals: the next attempt reads the secret back and stores it, no rotation.
 	e.storage.failPuts.Store(0)
-	e.advance(defaultRetryCap)
+	e.advance(DefaultRetryCap)
 	role := e.storedRole("app")
-	if role.currentVersion() != 2 || role.LastFailure != nil || walCount(t, e.storage) != 0 {
-		t.Fatalf("after storage healed: version %d, failure %v, %d entries in flight", role.currentVersion(), role.LastFailure, walCount(t, e.storage))
+	if role.CurrentVersion() != 2 || role.LastFailure != nil || walCount(t, e.storage) != 0 {
+		t.Fatalf("after storage healed: version %d, failure %v, %d entries in flight", role.CurrentVersion(), role.LastFailure, walCount(t, e.storage))
 	}
 	if n := e.emu.Stats().Rotations[testAppID]; n != 1 {
 		t.Fatalf("%d Auth0 rotations, want 1", n)
@@ -80,10 +80,10 @@ func TestEveryFailureIsRecorded(t *testing.T) {
 		if role.LastFailure == nil || !strings.Contains(role.LastFailure.Message, "not configured") {
 			t.Fatalf("failure = %+v, want one saying the engine is not configured", role.LastFailure)
 		}
-		if !role.NextAttempt.Equal(e.clock.Now().Add(defaultRetryBase)) {
-			t.Fatalf("next attempt %v, want now + %v", role.NextAttempt, defaultRetryBase)
+		if !role.NextAttempt.Equal(e.clock.Now().Add(DefaultRetryBase)) {
+			t.Fatalf("next attempt %v, want now + %v", role.NextAttempt, DefaultRetryBase)
 		}
-		if n := e.advance(defaultRetryBase - time.Second); n != 0 {
+		if n := e.advance(DefaultRetryBase - time.Second); n != 0 {
 			t.Fatal("retried before the backoff")
 		}
 		e.advance(time.Second)
@@ -103,8 +103,8 @@ func TestEveryFailureIsRecorded(t *testing.T) {
 		if role.LastFailure == nil || !strings.Contains(role.LastFailure.Message, "recording the rotation before calling Auth0") {
 			t.Fatalf("failure = %+v", role.LastFailure)
 		}
-		e.advance(defaultRetryBase)
-		if n := e.emu.Stats().Rotations[testAppID]; n != 1 || e.storedRole("app").currentVersion() != 1 {
+		e.advance(DefaultRetryBase)
+		if n := e.emu.Stats().Rotations[testAppID]; n != 1 || e.storedRole("app").CurrentVersion() != 1 {
 			t.Fatal("the retry did not rotate")
 		}
 	})
@@ -116,7 +116,7 @@ func TestWriteAheadEntryComesAfterRateLimitWait(t *testing.T) {
 	e := newTestEnv(t)
 	e.configureWithRole(map[string]interface{}{"import_current_secret": true})
 	e.clock.autoAdvance = false
-	e.b.limiter.Observe(&http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"120"}}}, e.clock.Now())
+	e.b.Limiter.Observe(&http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"120"}}}, e.clock.Now())
 
 	done := make(chan struct{})
 	go func() {
@@ -185,7 +185,7 @@ func TestRollbackOfLiveRotationDoesNothing(t *testing.T) {
 	if n := e.emu.Stats().Rotations[testAppID]; n != 2 {
 		t.Fatalf("%d Auth0 rotations for 2 rotate requests", n)
 	}
-	if v := e.storedRole("app").currentVersion(); v != 2 || walCount(t, e.storage) != 0 {
+	if v := e.storedRole("app").CurrentVersion(); v != 2 || walCount(t, e.storage) != 0 {
 		t.Fatalf("version %d, %d entries left", v, walCount(t, e.storage))
 	}
 	if creds := e.ok(logical.ReadOperation, "creds/app", nil); !e.authenticates(testAppID, creds["client_secret"].(string)) {
@@ -219,7 +219,7 @@ func TestUnresolvedRotationBlocksNewOnes(t *testing.T) {
 		t.Fatalf("rotate answered version %v after %d Auth0 rotations", got["version"], e.emu.Stats().Rotations[testAppID])
 	}
 	v := e.ok(logical.ReadOperation, "versions/app", nil)["versions"].(map[string]interface{})
-	if v["2"].(map[string]interface{})["source"] != sourceRecovered || v["3"].(map[string]interface{})["source"] != sourceRotate {
+	if v["2"].(map[string]interface{})["source"] != SourceRecovered || v["3"].(map[string]interface{})["source"] != SourceRotate {
 		t.Fatalf("versions = %v", v)
 	}
 }
@@ -228,7 +228,7 @@ func TestUnresolvedRotationBlocksNewOnes(t *testing.T) {
 // completed from storage at the next start: no read-back, no second rotation (the
 // Management application here cannot read secrets back).
 func TestCommitCutShortIsFinishedFromStorage(t *testing.T) {
-	for _, cut := range []string{credsStoragePrefix, roleStoragePrefix} {
+	for _, cut := range []string{CredsStoragePrefix, RoleStoragePrefix} {
 		t.Run("crash before writing "+cut, func(t *testing.T) {
 			e := newTestEnv(t, "read:clients", "update:client_keys")
 			e.configureWithRole(nil)
@@ -241,7 +241,7 @@ func TestCommitCutShortIsFinishedFromStorage(t *testing.T) {
 			e.storage.failPuts.Store(0)
 
 			b2 := restartBackend(t, e, logical.TestSystemView())
-			<-b2.sched.Load().loaded
+			<-b2.Sched.Load().Loaded
 			if n := e.emu.Stats().Rotations[testAppID]; n != 2 {
 				t.Fatalf("%d Auth0 rotations, want 2", n)
 			}
@@ -250,7 +250,7 @@ func TestCommitCutShortIsFinishedFromStorage(t *testing.T) {
 				t.Fatalf("after restart creds serve version %v; %d entries left", creds["version"], walCount(t, e.storage))
 			}
 			v := e.ok(logical.ReadOperation, "versions/app", nil)["versions"].(map[string]interface{})
-			if v["2"].(map[string]interface{})["source"] != sourceRotate {
+			if v["2"].(map[string]interface{})["source"] != SourceRotate {
 				t.Fatalf("version 2 = %v, want the rotation's own source", v["2"])
 			}
 			wantContains(t, e.logs.String(), "finished storing a rotation a crash interrupted")
@@ -270,12 +270,12 @@ func TestFirstRotationWithUnknownOutcomeStoresNothingUnapplied(t *testing.T) {
 	if _, err := e.request(logical.UpdateOperation, "rotate/app", nil); err == nil {
 		t.Fatal("rotate succeeded against a failing Auth0")
 	}
-	if v := e.storedRole("app").currentVersion(); v != 0 || walCount(t, e.storage) != 0 {
+	if v := e.storedRole("app").CurrentVersion(); v != 0 || walCount(t, e.storage) != 0 {
 		t.Fatalf("version %d stored, %d entries left, for a rotation Auth0 did not apply", v, walCount(t, e.storage))
 	}
 	got := e.ok(logical.UpdateOperation, "rotate/app", nil)
 	v := e.ok(logical.ReadOperation, "versions/app", nil)["versions"].(map[string]interface{})
-	if got["version"] != 1 || v["1"].(map[string]interface{})["source"] != sourceRotate || e.emu.Stats().Rotations[testAppID] != 1 {
+	if got["version"] != 1 || v["1"].(map[string]interface{})["source"] != SourceRotate || e.emu.Stats().Rotations[testAppID] != 1 {
 		t.Fatalf("then: version %v, versions %v", got["version"], v)
 	}
 }

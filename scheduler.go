@@ -24,54 +24,54 @@ const (
 	// stalls the queue; the mount's rate limiter paces them further.
 	schedulerWorkers = 4
 	// Retry delays after failed attempts: exponential from retryBase, capped.
-	defaultRetryBase = 10 * time.Second
-	defaultRetryCap  = time.Hour
+	DefaultRetryBase = 10 * time.Second
+	DefaultRetryCap  = time.Hour
 	// stopWait bounds how long Clean waits for workers: their Auth0 calls are cancelled,
 	// and a commit in progress takes at most commitTimeout.
-	stopWait = 3 * time.Second
+	StopWait = 3 * time.Second
 )
 
 // scheduler runs jobs when they fall due. It runs only where the mount may write (the
 // active node of a primary cluster, or a local mount), starting in Initialize, which Vault
 // calls again on a new active node after a leadership change, and stopping in Clean.
-type scheduler struct {
-	queue   *rotationQueue
-	storage logical.Storage
+type Scheduler struct {
+	Queue   *rotationQueue
+	Storage logical.Storage
 	wake    chan struct{} // pokes the dispatcher when the queue changes
 	work    chan string
 	stop    context.CancelFunc
 	done    sync.WaitGroup
-	loaded  chan struct{} // closed once every stored role has been queued
+	Loaded  chan struct{} // closed once every stored role has been queued
 
 	mu sync.Mutex
 	// unreadable counts consecutive failures to read a due role, for its backoff.
-	unreadable map[string]int
+	Unreadable map[string]int
 
 	// index mirrors the due index in storage (due_index.go): role name to its key.
 	indexMu sync.Mutex
-	index   map[string]string
+	Index   map[string]string
 }
 
 // noteUnreadable counts one more failure to read name and returns the count.
-func (sch *scheduler) noteUnreadable(name string) int {
+func (sch *Scheduler) noteUnreadable(name string) int {
 	sch.mu.Lock()
 	defer sch.mu.Unlock()
-	sch.unreadable[name]++
-	return sch.unreadable[name]
+	sch.Unreadable[name]++
+	return sch.Unreadable[name]
 }
 
-func (sch *scheduler) clearUnreadable(name string) {
+func (sch *Scheduler) clearUnreadable(name string) {
 	sch.mu.Lock()
 	defer sch.mu.Unlock()
-	delete(sch.unreadable, name)
+	delete(sch.Unreadable, name)
 }
 
 // enqueue sets when name falls due; a zero time takes it out of the queue.
-func (sch *scheduler) enqueue(name string, due time.Time) {
+func (sch *Scheduler) enqueue(name string, due time.Time) {
 	if due.IsZero() {
-		sch.queue.remove(name)
+		sch.Queue.Remove(name)
 	} else {
-		sch.queue.schedule(name, due)
+		sch.Queue.Schedule(name, due)
 	}
 	select {
 	case sch.wake <- struct{}{}:
@@ -83,7 +83,7 @@ func (sch *scheduler) enqueue(name string, due time.Time) {
 // Rotations left in flight by a crash are found before Initialize returns, so that creds
 // reads of their roles wait for reconciliation instead of serving a secret Auth0 may have
 // replaced; the reconciliation itself runs in the background.
-func (b *Engine) initialize(ctx context.Context, req *logical.InitializationRequest) error {
+func (b *Engine) InitializeMount(ctx context.Context, req *logical.InitializationRequest) error {
 	if !b.host.WriteSafeReplicationState() {
 		b.logger().Debug("storage is read-only here (standby or secondary); scheduled rotations run elsewhere")
 		return nil
@@ -98,7 +98,7 @@ func (b *Engine) initialize(ctx context.Context, req *logical.InitializationRequ
 
 // inFlight is what a crash may have left in flight: rotations, and role writes.
 type inFlight struct {
-	rotations  []pendingRotation
+	rotations  []PendingRotation
 	roleWrites map[string][]string
 }
 
@@ -107,7 +107,7 @@ type inFlight struct {
 func (b *Engine) leftInFlight(ctx context.Context, s logical.Storage) (inFlight, error) {
 	var left inFlight
 	var err error
-	if left.rotations, err = b.pendingRotations(ctx, s); err != nil {
+	if left.rotations, err = b.PendingRotations(ctx, s); err != nil {
 		return left, err
 	}
 	if left.roleWrites, err = b.pendingRoleWrites(ctx, s); err != nil {
@@ -122,24 +122,24 @@ func (b *Engine) leftInFlight(ctx context.Context, s logical.Storage) (inFlight,
 
 func (b *Engine) startScheduler(s logical.Storage, pending inFlight, pendingListed bool) {
 	ctx, stop := context.WithCancel(b.ctx)
-	sch := &scheduler{
-		queue:   newRotationQueue(),
-		storage: s,
+	sch := &Scheduler{
+		Queue:   NewRotationQueue(),
+		Storage: s,
 		wake:    make(chan struct{}, 1),
 		work:    make(chan string),
 		stop:    stop,
-		loaded:  make(chan struct{}),
+		Loaded:  make(chan struct{}),
 
-		unreadable: make(map[string]int),
-		index:      make(map[string]string),
+		Unreadable: make(map[string]int),
+		Index:      make(map[string]string),
 	}
-	b.sched.Store(sch)
+	b.Sched.Store(sch)
 
 	sch.done.Add(1)
 	go func() {
 		defer sch.done.Done()
 		b.guard("scheduler startup", func() { b.startup(ctx, sch, pending, pendingListed) })
-		if !b.manualDispatch {
+		if !b.ManualDispatch {
 			// Dispatch from the queue the due index gave, while every role is read to
 			// correct it.
 			sch.done.Add(1)
@@ -148,13 +148,13 @@ func (b *Engine) startScheduler(s logical.Storage, pending inFlight, pendingList
 				b.guard("scheduler dispatch", func() { b.dispatch(ctx, sch) })
 			}()
 		}
-		b.verifyQueue(ctx, sch)
-		close(sch.loaded)
-		if b.manualDispatch {
+		b.VerifyQueue(ctx, sch)
+		close(sch.Loaded)
+		if b.ManualDispatch {
 			close(sch.work)
 		}
 	}()
-	if b.manualDispatch {
+	if b.ManualDispatch {
 		return
 	}
 	sch.done.Add(schedulerWorkers)
@@ -171,35 +171,35 @@ func (b *Engine) startScheduler(s logical.Storage, pending inFlight, pendingList
 // startup brings the mount to a state where the scheduler may dispatch: it finishes what
 // a crash left in flight, then loads the queue from the due index (verifyQueue then reads
 // every role). Every step is retried with backoff until it succeeds or the mount stops.
-func (b *Engine) startup(ctx context.Context, sch *scheduler, pending inFlight, pendingListed bool) {
+func (b *Engine) startup(ctx context.Context, sch *Scheduler, pending inFlight, pendingListed bool) {
 	if !pendingListed {
 		err := b.retryUntil(ctx, "listing rotations left in flight", func() (err error) {
-			pending, err = b.leftInFlight(ctx, sch.storage)
+			pending, err = b.leftInFlight(ctx, sch.Storage)
 			return err
 		})
 		if err != nil {
 			return
 		}
 	}
-	b.repairRoleWrites(ctx, sch.storage, pending)
-	if _, _, err := b.runRootJob(ctx, sch.storage, triggerReconcile); err != nil {
+	b.repairRoleWrites(ctx, sch.Storage, pending)
+	if _, _, err := b.RunRootJob(ctx, sch.Storage, TriggerReconcile); err != nil {
 		b.logger().Error("could not resolve an interrupted root rotation; will retry", "error", err)
 	}
-	b.reconcilePending(ctx, sch.storage, pending.rotations)
-	b.loadQueue(ctx, sch)
+	b.ReconcilePending(ctx, sch.Storage, pending.rotations)
+	b.LoadQueue(ctx, sch)
 }
 
 // runDue runs the job of a key the queue says is due.
-func (b *Engine) runDue(ctx context.Context, sch *scheduler, name string) {
+func (b *Engine) runDue(ctx context.Context, sch *Scheduler, name string) {
 	defer b.recoverJob()
-	if name == rootQueueKey {
-		if _, resp, err := b.runRootJob(ctx, sch.storage, triggerScheduled); err != nil || resp != nil {
+	if name == RootQueueKey {
+		if _, resp, err := b.RunRootJob(ctx, sch.Storage, triggerScheduled); err != nil || resp != nil {
 			b.logger().Warn("scheduled root rotation failed", "error", failureMessage(resp, err))
 		}
 		return
 	}
-	_, _, resp, err := b.runRoleJob(ctx, sch.storage, name, triggerScheduled)
-	if err != nil && !errors.Is(err, errRoleNotFound) || resp != nil && resp.IsError() {
+	_, _, resp, err := b.runRoleJob(ctx, sch.Storage, name, triggerScheduled)
+	if err != nil && !errors.Is(err, ErrRoleNotFound) || resp != nil && resp.IsError() {
 		b.logger().Warn("scheduled rotation failed", "role", name, "error", failureMessage(resp, err))
 	}
 }
@@ -207,14 +207,14 @@ func (b *Engine) runDue(ctx context.Context, sch *scheduler, name string) {
 // runDueNow runs, one after the other on the caller's goroutine, every job due at the
 // clock's current time, and returns how many ran. Tests drive a scheduler with
 // manualDispatch this way, deterministically.
-func (b *Engine) runDueNow(ctx context.Context) int {
-	sch := b.sched.Load()
+func (b *Engine) RunDueNow(ctx context.Context) int {
+	sch := b.Sched.Load()
 	if sch == nil {
 		return 0
 	}
 	n := 0
 	for {
-		name, ok := sch.queue.popDue(b.clock.Now())
+		name, ok := sch.Queue.PopDue(b.Clock.Now())
 		if !ok {
 			return n
 		}
@@ -226,8 +226,8 @@ func (b *Engine) runDueNow(ctx context.Context) int {
 // stopScheduler stops dispatching and waits, at most stopWait, for the workers: Clean
 // cancels their Auth0 calls first, so a request not yet sent is abandoned and one already
 // sent leaves its write-ahead entry for reconciliation.
-func (b *Engine) stopScheduler() {
-	sch := b.sched.Swap(nil)
+func (b *Engine) StopScheduler() {
+	sch := b.Sched.Swap(nil)
 	if sch == nil {
 		return
 	}
@@ -239,7 +239,7 @@ func (b *Engine) stopScheduler() {
 	}()
 	select {
 	case <-stopped:
-	case <-time.After(stopWait):
+	case <-time.After(StopWait):
 		b.logger().Warn("scheduler workers still busy at shutdown; their rotations are resolved at the next start")
 	}
 }
@@ -254,7 +254,7 @@ func (b *Engine) retryUntil(ctx context.Context, what string, fn func() error) e
 		}
 		delay := b.backoff(failures)
 		b.logger().Error("startup step failed; retrying", "step", what, "error", err, "consecutive_failures", failures, "retry_in", delay.String())
-		if err := clock.Sleep(ctx, b.clock, delay); err != nil {
+		if err := clock.Sleep(ctx, b.Clock, delay); err != nil {
 			return err
 		}
 	}
@@ -262,33 +262,33 @@ func (b *Engine) retryUntil(ctx context.Context, what string, fn func() error) e
 
 // loadQueue queues every role of the due index (due_index.go) at its indexed time, and
 // the root rotation: one LIST and one read, however many roles. verifyQueue corrects it.
-func (b *Engine) loadQueue(ctx context.Context, sch *scheduler) {
+func (b *Engine) LoadQueue(ctx context.Context, sch *Scheduler) {
 	start := time.Now()
-	due, current, stale, err := loadDueIndex(ctx, sch.storage)
+	due, current, stale, err := LoadDueIndex(ctx, sch.Storage)
 	if err != nil {
 		b.logger().Warn("could not list the due index; the queue is built from the roles alone", "error", err)
 	}
 	sch.indexMu.Lock()
 	for name, t := range due {
 		sch.enqueue(name, t)
-		sch.index[name] = current[name]
+		sch.Index[name] = current[name]
 	}
 	sch.indexMu.Unlock()
 	for _, k := range stale {
-		if err := sch.storage.Delete(ctx, dueIndexPrefix+k); err != nil {
+		if err := sch.Storage.Delete(ctx, DueIndexPrefix+k); err != nil {
 			b.logger().Warn("could not delete a stale due index entry", "key", k, "error", err)
 		}
 	}
 	if err := b.retryUntil(ctx, "reading config for the root rotation schedule", func() error {
-		cfg, err := loadConfig(ctx, sch.storage)
+		cfg, err := LoadConfig(ctx, sch.Storage)
 		if err == nil {
-			b.scheduleRoot(cfg)
+			b.ScheduleRoot(cfg)
 		}
 		return err
 	}); err != nil {
 		return
 	}
-	b.logger().Info("rotation queue loaded", "source", "due index", "roles", len(due), "queued", sch.queue.len(), "duration", time.Since(start).String())
+	b.logger().Info("rotation queue loaded", "source", "due index", "roles", len(due), "queued", sch.Queue.Len(), "duration", time.Since(start).String())
 }
 
 // verifyQueue reads every stored role and queues it at the due time its entry says,
@@ -297,11 +297,11 @@ func (b *Engine) loadQueue(ctx context.Context, sch *scheduler) {
 // backoff instead, like a due role whose read fails: one unreadable entry (a storage
 // error, or a stray file a crash left in Vault's file backend) must not hold back the
 // other roles. Roles are read by queueLoaders goroutines at once.
-func (b *Engine) verifyQueue(ctx context.Context, sch *scheduler) {
+func (b *Engine) VerifyQueue(ctx context.Context, sch *Scheduler) {
 	start := time.Now()
 	var names []string
 	if err := b.retryUntil(ctx, "listing roles", func() (err error) {
-		names, err = sch.storage.List(ctx, roleStoragePrefix)
+		names, err = sch.Storage.List(ctx, RoleStoragePrefix)
 		return err
 	}); err != nil {
 		return
@@ -320,7 +320,7 @@ func (b *Engine) verifyQueue(ctx context.Context, sch *scheduler) {
 	}
 	sch.indexMu.Lock()
 	var gone []string
-	for name := range sch.index {
+	for name := range sch.Index {
 		if !exists[name] {
 			gone = append(gone, name)
 		}
@@ -329,7 +329,7 @@ func (b *Engine) verifyQueue(ctx context.Context, sch *scheduler) {
 	for _, name := range gone {
 		b.dropIfGone(ctx, sch, name)
 	}
-	b.logger().Info("rotation queue verified against every role", "roles", len(names), "queued", sch.queue.len(), "unreadable", len(failed), "duration", time.Since(start).String())
+	b.logger().Info("rotation queue verified against every role", "roles", len(names), "queued", sch.Queue.Len(), "unreadable", len(failed), "duration", time.Since(start).String())
 }
 
 // roleReadFailure is a role queueRoles could not read, with why.
@@ -340,7 +340,7 @@ type roleReadFailure struct {
 
 // queueRoles queues the named roles, queueLoaders at a time, and returns those that could
 // not be read.
-func (b *Engine) queueRoles(ctx context.Context, sch *scheduler, names []string) []roleReadFailure {
+func (b *Engine) queueRoles(ctx context.Context, sch *Scheduler, names []string) []roleReadFailure {
 	work := make(chan string)
 	var mu sync.Mutex
 	var failed []roleReadFailure
@@ -390,30 +390,30 @@ var errLegacyLayout = errors.New("role in v0.1.0's storage layout")
 // is set (else it returns errLegacyLayout). A role whose schedule cannot produce a due time
 // is marked blocked and reported, never queued. It holds the role's lock so that a
 // concurrent change to the role, which requeues it, cannot be overtaken by this older read.
-func (b *Engine) queueRole(ctx context.Context, sch *scheduler, name string, upgrade bool) error {
-	lock := b.roleLock(name)
+func (b *Engine) queueRole(ctx context.Context, sch *Scheduler, name string, upgrade bool) error {
+	lock := b.RoleLock(name)
 	lock.Lock()
 	defer lock.Unlock()
-	role, err := loadRole(ctx, sch.storage, name)
+	role, err := LoadRole(ctx, sch.Storage, name)
 	if err != nil || role == nil {
 		return err
 	}
-	if role.legacy() {
+	if role.Legacy() {
 		if !upgrade {
 			return errLegacyLayout
 		}
-		if err := b.upgradeRoleLocked(ctx, sch.storage, name, role); err != nil {
+		if err := b.UpgradeRoleLocked(ctx, sch.Storage, name, role); err != nil {
 			return err
 		}
 	}
-	if problem := role.scheduleProblem(b.clock.Now()); problem != "" && role.Blocked == "" {
+	if problem := role.ScheduleProblem(b.Clock.Now()); problem != "" && role.Blocked == "" {
 		role.Blocked = problem
 		b.logger().Error("role not rotated until its operator acts", "role", name, "reason", problem)
-		if err := b.storeRoleState(ctx, sch.storage, name, role); err != nil {
+		if err := b.StoreRoleState(ctx, sch.Storage, name, role); err != nil {
 			return err
 		}
 	}
-	due := dueTime(role, b.clock.Now())
+	due := DueTime(role, b.Clock.Now())
 	sch.enqueue(name, due)
 	b.indexDue(sch, name, due)
 	return nil
@@ -423,29 +423,29 @@ func (b *Engine) queueRole(ctx context.Context, sch *scheduler, name string, upg
 // or the queue changes, and pops a job only when a worker is free to take it, so a burst
 // of due roles stays ordered in the queue and is worked off at the pace of the workers and
 // the rate limiter.
-func (b *Engine) dispatch(ctx context.Context, sch *scheduler) {
+func (b *Engine) dispatch(ctx context.Context, sch *Scheduler) {
 	defer close(sch.work)
 	for {
 		for {
-			name, ok := sch.queue.popDue(b.clock.Now())
+			name, ok := sch.Queue.PopDue(b.Clock.Now())
 			if !ok {
 				break
 			}
 			select {
 			case sch.work <- name:
 			case <-ctx.Done():
-				sch.queue.schedule(name, b.clock.Now())
+				sch.Queue.Schedule(name, b.Clock.Now())
 				return
 			}
 		}
 		var timer <-chan time.Time
 		stopTimer := func() bool { return false }
-		if next, ok := sch.queue.peek(); ok {
-			wait := next.Sub(b.clock.Now())
+		if next, ok := sch.Queue.Peek(); ok {
+			wait := next.Sub(b.Clock.Now())
 			if wait > maxIdleWait {
 				wait = maxIdleWait
 			}
-			timer, stopTimer = b.clock.NewTimer(wait)
+			timer, stopTimer = b.Clock.NewTimer(wait)
 		}
 		select {
 		case <-ctx.Done():
@@ -460,14 +460,14 @@ func (b *Engine) dispatch(ctx context.Context, sch *scheduler) {
 
 // schedule (re)queues a role after a change to it; callers hold the role's lock so that
 // the queue always follows the latest stored state.
-func (b *Engine) schedule(name string, role *roleEntry) {
-	sch := b.sched.Load()
+func (b *Engine) Schedule(name string, role *RoleEntry) {
+	sch := b.Sched.Load()
 	if sch == nil {
 		return
 	}
 	var due time.Time
 	if role != nil {
-		due = dueTime(role, b.clock.Now())
+		due = DueTime(role, b.Clock.Now())
 		sch.clearUnreadable(name)
 	}
 	sch.enqueue(name, due)
@@ -478,46 +478,46 @@ func (b *Engine) schedule(name string, role *roleEntry) {
 // a backoff that grows with each consecutive failure (kept in memory: the failure cannot
 // be recorded on a role that cannot be read).
 func (b *Engine) retryUnreadable(name string, err error) {
-	if sch := b.sched.Load(); sch != nil {
+	if sch := b.Sched.Load(); sch != nil {
 		b.retryUnreadableIn(sch, name, err)
 	}
 }
 
-func (b *Engine) retryUnreadableIn(sch *scheduler, name string, err error) {
+func (b *Engine) retryUnreadableIn(sch *Scheduler, name string, err error) {
 	failures := sch.noteUnreadable(name)
 	delay := b.backoff(failures)
 	b.logger().Error("could not read stored state; its scheduled rotations wait until it can be read", "job", name, "error", err, "consecutive_failures", failures, "retry_in", delay.String())
-	sch.enqueue(name, b.clock.Now().Add(delay))
+	sch.enqueue(name, b.Clock.Now().Add(delay))
 }
 
 // dropIfGone takes a role that the index has but the role list had not out of the queue
 // and the index, if it still does not exist once its lock is held (it may have been
 // created since the list).
-func (b *Engine) dropIfGone(ctx context.Context, sch *scheduler, name string) {
-	lock := b.roleLock(name)
+func (b *Engine) dropIfGone(ctx context.Context, sch *Scheduler, name string) {
+	lock := b.RoleLock(name)
 	lock.Lock()
 	defer lock.Unlock()
-	role, err := loadRole(ctx, sch.storage, name)
+	role, err := LoadRole(ctx, sch.Storage, name)
 	if err != nil || role != nil {
 		return
 	}
-	sch.queue.remove(name)
+	sch.Queue.Remove(name)
 	b.indexDue(sch, name, time.Time{})
 }
 
 // indexDue records name's due time in the index (zero: not queued), if it changed: the
 // new entry first, then the old one goes. Best effort: a failure is logged, and the next
 // change or start repairs it.
-func (b *Engine) indexDue(sch *scheduler, name string, due time.Time) {
-	if name == rootQueueKey {
+func (b *Engine) indexDue(sch *Scheduler, name string, due time.Time) {
+	if name == RootQueueKey {
 		return
 	}
 	sch.indexMu.Lock()
 	defer sch.indexMu.Unlock()
-	old := sch.index[name]
+	old := sch.Index[name]
 	var key string
 	if !due.IsZero() {
-		key = strings.TrimPrefix(dueIndexKey(name, due), dueIndexPrefix)
+		key = strings.TrimPrefix(DueIndexKey(name, due), DueIndexPrefix)
 	}
 	if key == old {
 		return
@@ -525,16 +525,16 @@ func (b *Engine) indexDue(sch *scheduler, name string, due time.Time) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(b.ctx), commitTimeout)
 	defer cancel()
 	if key != "" {
-		if err := sch.storage.Put(ctx, &logical.StorageEntry{Key: dueIndexPrefix + key}); err != nil {
+		if err := sch.Storage.Put(ctx, &logical.StorageEntry{Key: DueIndexPrefix + key}); err != nil {
 			b.logger().Warn("could not update the due index (the next start reads the role instead)", "role", name, "error", err)
 			return
 		}
-		sch.index[name] = key
+		sch.Index[name] = key
 	} else {
-		delete(sch.index, name)
+		delete(sch.Index, name)
 	}
 	if old != "" {
-		if err := sch.storage.Delete(ctx, dueIndexPrefix+old); err != nil {
+		if err := sch.Storage.Delete(ctx, DueIndexPrefix+old); err != nil {
 			b.logger().Warn("could not delete an old due index entry (the next start does)", "role", name, "error", err)
 		}
 	}

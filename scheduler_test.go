@@ -16,23 +16,23 @@ import (
 )
 
 func TestRotationQueue(t *testing.T) {
-	q := newRotationQueue()
+	q := NewRotationQueue()
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i, name := range []string{"c", "a", "d", "b"} {
-		q.schedule(name, base.Add(time.Duration([]int{3, 1, 4, 2}[i])*time.Minute))
+		q.Schedule(name, base.Add(time.Duration([]int{3, 1, 4, 2}[i])*time.Minute))
 	}
-	q.schedule("d", base.Add(30*time.Second)) // moved to the front
-	q.remove("c")
-	q.remove("missing")
-	if q.len() != 3 {
-		t.Fatalf("len = %d, want 3", q.len())
+	q.Schedule("d", base.Add(30*time.Second)) // moved to the front
+	q.Remove("c")
+	q.Remove("missing")
+	if q.Len() != 3 {
+		t.Fatalf("len = %d, want 3", q.Len())
 	}
-	if _, ok := q.popDue(base); ok {
+	if _, ok := q.PopDue(base); ok {
 		t.Fatal("popped a role before it was due")
 	}
 	var order []string
 	for {
-		name, ok := q.popDue(base.Add(time.Hour))
+		name, ok := q.PopDue(base.Add(time.Hour))
 		if !ok {
 			break
 		}
@@ -41,15 +41,15 @@ func TestRotationQueue(t *testing.T) {
 	if fmt.Sprint(order) != "[d a b]" {
 		t.Fatalf("order = %v, want [d a b]", order)
 	}
-	if _, ok := q.due("a"); ok || q.len() != 0 {
+	if _, ok := q.Due("a"); ok || q.Len() != 0 {
 		t.Fatal("popped roles are still queued")
 	}
 }
 
 // storedRole reads a role as stored.
-func (e *testEnv) storedRole(name string) *roleEntry {
+func (e *testEnv) storedRole(name string) *RoleEntry {
 	e.t.Helper()
-	role, err := loadRole(e.t.Context(), e.storage, name)
+	role, err := LoadRole(e.t.Context(), e.storage, name)
 	if err != nil || role == nil {
 		e.t.Fatalf("role %s: %v, %v", name, role, err)
 	}
@@ -61,10 +61,10 @@ func (e *testEnv) setDue(name string, due time.Time) {
 	e.t.Helper()
 	role := e.storedRole(name)
 	role.NextVaultRotation = due
-	if err := saveRole(e.t.Context(), e.storage, name, role); err != nil {
+	if err := SaveRole(e.t.Context(), e.storage, name, role); err != nil {
 		e.t.Fatal(err)
 	}
-	e.b.schedule(name, role)
+	e.b.Schedule(name, role)
 }
 
 func TestScheduledRotation(t *testing.T) {
@@ -82,7 +82,7 @@ func TestScheduledRotation(t *testing.T) {
 		t.Fatal("creds do not serve the secret the scheduled rotation produced")
 	}
 	v := e.ok(logical.ReadOperation, "versions/app", nil)["versions"].(map[string]interface{})
-	if v["1"].(map[string]interface{})["source"] != sourceScheduled {
+	if v["1"].(map[string]interface{})["source"] != SourceScheduled {
 		t.Fatalf("version 1 = %v, want source scheduled", v["1"])
 	}
 	next, _ := time.Parse(time.RFC3339, creds["next_vault_rotation"].(string))
@@ -104,7 +104,7 @@ func TestScheduledRotation(t *testing.T) {
 
 	// Turning the schedule off takes the role out of the queue.
 	e.ok(logical.UpdateOperation, "roles/app", map[string]interface{}{"rotation_period": 0})
-	if _, queued := e.b.sched.Load().queue.due("app"); queued {
+	if _, queued := e.b.Sched.Load().Queue.Due("app"); queued {
 		t.Fatal("an unscheduled role is still queued")
 	}
 }
@@ -112,14 +112,14 @@ func TestScheduledRotation(t *testing.T) {
 func TestManualRotationAndDeleteUpdateQueue(t *testing.T) {
 	e := newTestEnv(t)
 	e.configureWithRole(map[string]interface{}{"rotation_period": "1h"})
-	q := e.b.sched.Load().queue
-	first, ok := q.due("app")
+	q := e.b.Sched.Load().Queue
+	first, ok := q.Due("app")
 	if !ok {
 		t.Fatal("a scheduled role was not queued on create")
 	}
 	e.clock.Advance(time.Minute)
 	e.ok(logical.UpdateOperation, "rotate/app", nil)
-	second, _ := q.due("app")
+	second, _ := q.Due("app")
 	if second.Sub(first).Round(time.Second) != time.Minute { // (each Auth0 call waits 1ms for the test's rate limit)
 		t.Fatalf("a manual rotation a minute later did not push the next rotation back a minute: %v -> %v", first, second)
 	}
@@ -127,7 +127,7 @@ func TestManualRotationAndDeleteUpdateQueue(t *testing.T) {
 		t.Fatalf("queue says %v, storage says %v", second, role.NextVaultRotation)
 	}
 	e.ok(logical.DeleteOperation, "roles/app", nil)
-	if _, ok := q.due("app"); ok {
+	if _, ok := q.Due("app"); ok {
 		t.Fatal("a deleted role is still queued")
 	}
 }
@@ -156,17 +156,17 @@ func TestQueueRebuiltAfterRestart(t *testing.T) {
 	e.b.Cleanup(t.Context())
 	overdue := e.storedRole("overdue")
 	overdue.NextVaultRotation = e.clock.Now().Add(-time.Minute)
-	if err := saveRole(t.Context(), e.storage, "overdue", overdue); err != nil {
+	if err := SaveRole(t.Context(), e.storage, "overdue", overdue); err != nil {
 		t.Fatal(err)
 	}
 
 	b2 := restartBackend(t, e, logical.TestSystemView())
-	sch := b2.sched.Load()
-	<-sch.loaded
-	if due, ok := sch.queue.due("later"); !ok || !due.Equal(later.NextVaultRotation) {
+	sch := b2.Sched.Load()
+	<-sch.Loaded
+	if due, ok := sch.Queue.Due("later"); !ok || !due.Equal(later.NextVaultRotation) {
 		t.Fatalf("later queued at %v (%v), want the persisted %v", due, ok, later.NextVaultRotation)
 	}
-	if _, ok := sch.queue.due("manual"); ok {
+	if _, ok := sch.Queue.Due("manual"); ok {
 		t.Fatal("a role without a schedule was queued")
 	}
 	if n := e.runDue(); n != 1 || e.emu.Stats().Rotations[testApp2ID] != 1 {
@@ -199,7 +199,7 @@ func TestNoSchedulerWhereStorageIsReadOnly(t *testing.T) {
 
 			sys := logical.StaticSystemView{ReplicationStateVal: tc.state, LocalMountVal: tc.local}
 			b := restartBackend(t, e, sys)
-			if running := b.sched.Load() != nil; running != tc.running {
+			if running := b.Sched.Load() != nil; running != tc.running {
 				t.Fatalf("scheduler running = %v, want %v", running, tc.running)
 			}
 			e.advance(time.Hour)
@@ -268,8 +268,8 @@ func TestScheduledFailuresBackOffAndRecover(t *testing.T) {
 
 	e.emu.SetFaults(nil)
 	e.advance(640 * time.Second)
-	if r := e.storedRole("app"); r.LastFailure != nil || r.currentVersion() != 2 || !r.NextAttempt.IsZero() {
-		t.Fatalf("after recovery: failure %v, version %d", r.LastFailure, r.currentVersion())
+	if r := e.storedRole("app"); r.LastFailure != nil || r.CurrentVersion() != 2 || !r.NextAttempt.IsZero() {
+		t.Fatalf("after recovery: failure %v, version %d", r.LastFailure, r.CurrentVersion())
 	}
 	if v := e.ok(logical.ReadOperation, "creds/app", nil); v["client_secret"] != e.appSecret(testAppID) || v["ttl"] != int64(5) {
 		t.Fatalf("after recovery creds serve %v (ttl %v), not Auth0's secret", v["version"], v["ttl"])
@@ -332,14 +332,14 @@ func TestCleanReturnsWhileWorkersWait(t *testing.T) {
 	// A backend with its dispatcher and workers, as in Vault, on the virtual clock.
 	e.clock.autoAdvance = false
 	b := buildBackend(t, e.storage, logical.TestSystemView(), hclog.Trace, e.logs, e.clock, false)
-	<-b.sched.Load().loaded
-	b.limiter.Observe(&http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"300"}}}, e.clock.Now())
+	<-b.Sched.Load().Loaded
+	b.Limiter.Observe(&http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"300"}}}, e.clock.Now())
 	role := e.storedRole("app")
 	role.NextVaultRotation = e.clock.Now() // due: a worker takes it and waits in the limiter
-	if err := saveRole(t.Context(), e.storage, "app", role); err != nil {
+	if err := SaveRole(t.Context(), e.storage, "app", role); err != nil {
 		t.Fatal(err)
 	}
-	b.schedule("app", role)
+	b.Schedule("app", role)
 	e.clock.awaitTimer(2 * time.Minute)
 
 	cleaned := make(chan struct{})
@@ -349,7 +349,7 @@ func TestCleanReturnsWhileWorkersWait(t *testing.T) {
 	}()
 	select {
 	case <-cleaned:
-	case <-time.After(stopWait + 5*time.Second): // a bound on a hang, not a timing
+	case <-time.After(StopWait + 5*time.Second): // a bound on a hang, not a timing
 		t.Fatal("Clean did not return while a worker waited in the rate limiter")
 	}
 	if n := e.emu.Stats().Rotations[testAppID]; n != 0 || walCount(t, e.storage) != 0 {
@@ -369,34 +369,34 @@ func TestStartErrorsAreRetried(t *testing.T) {
 	e.b.Cleanup(t.Context())
 
 	e.storage.failLists.Store(3) // the rotations in flight, then roles, twice
-	prefix := roleKey("two")
+	prefix := RoleKey("two")
 	e.storage.failGetPrefix.Store(&prefix)
 	e.storage.failGets.Store(2)
 	e.clock.autoAdvance = false
 	b := restartBackend(t, e, logical.TestSystemView())
 	e.b = b
-	sch := b.sched.Load()
+	sch := b.Sched.Load()
 	// The start runs in the background; its backoff waits pass as the virtual clock moves.
 	for loaded := false; !loaded; {
 		select {
-		case <-sch.loaded:
+		case <-sch.Loaded:
 			loaded = true
 		case <-time.After(time.Millisecond):
 			e.clock.Advance(time.Minute)
 		}
 	}
-	for _, key := range []string{"app", "two", rootQueueKey} {
-		if _, ok := sch.queue.due(key); !ok {
+	for _, key := range []string{"app", "two", RootQueueKey} {
+		if _, ok := sch.Queue.Due(key); !ok {
 			t.Fatalf("%s is not queued after start errors", key)
 		}
 	}
 	// The retries of "two" come due before its schedule; the second one reads it.
 	for i := 0; i < 2; i++ {
-		retry, _ := sch.queue.due("two")
+		retry, _ := sch.Queue.Due("two")
 		e.clock.Set(retry)
 		e.runDue()
 	}
-	if due, _ := sch.queue.due("two"); !due.Equal(e.storedRole("two").NextVaultRotation) {
+	if due, _ := sch.Queue.Due("two"); !due.Equal(e.storedRole("two").NextVaultRotation) {
 		t.Fatalf("two queued at %v once readable, want its next_vault_rotation %v", due, e.storedRole("two").NextVaultRotation)
 	}
 	if n := e.emu.Stats().Rotations[testApp2ID]; n != 0 {
@@ -417,19 +417,19 @@ func TestUnreadableRoleDoesNotBlockOthers(t *testing.T) {
 	e.ok(logical.UpdateOperation, "roles/two", map[string]interface{}{"client_id": testApp2ID, "rotation_period": "1h"})
 	e.b.Cleanup(t.Context())
 
-	prefix := roleKey("two")
+	prefix := RoleKey("two")
 	e.storage.failGetPrefix.Store(&prefix)
 	e.storage.failGets.Store(1 << 30)
 	e.clock.autoAdvance = false
 	b := restartBackend(t, e, logical.TestSystemView())
 	e.b = b
-	sch := b.sched.Load()
+	sch := b.Sched.Load()
 	for waited := 0; ; waited++ {
 		if waited == 1000 {
 			t.Fatal("the queue never finished loading while one role could not be read")
 		}
 		select {
-		case <-sch.loaded:
+		case <-sch.Loaded:
 		case <-time.After(time.Millisecond):
 			e.clock.Advance(time.Minute)
 			continue
@@ -464,7 +464,7 @@ func TestWriteAheadEntriesAreLocalAndGuarded(t *testing.T) {
 		t.Fatalf("local storage paths = %v, want %s", local, framework.WALPrefix)
 	}
 	e.configureWithRole(map[string]interface{}{"import_current_secret": true})
-	if _, err := framework.PutWAL(t.Context(), e.storage, walKindRotation, &rotationWAL{Role: "app", ClientID: testAppID, BaseVersion: 1}); err != nil {
+	if _, err := framework.PutWAL(t.Context(), e.storage, WalKindRotation, &RotationWAL{Role: "app", ClientID: testAppID, BaseVersion: 1}); err != nil {
 		t.Fatal(err)
 	}
 	e.b.Cleanup(t.Context())

@@ -18,41 +18,41 @@ import (
 // made crash-safe by a write-ahead entry (recovery.go).
 type secretKind struct{}
 
-func (secretKind) credentialType() string { return credentialClientSecret }
-func (secretKind) strategy() string       { return "" }
+func (secretKind) CredentialType() string { return CredentialClientSecret }
+func (secretKind) Strategy() string       { return "" }
 func (secretKind) rotates() string        { return "immediately" }
 func (secretKind) ownFields() []string    { return nil }
 func (secretKind) options() []string      { return nil }
 
-func (secretKind) applyFields(*roleEntry, *framework.FieldData, bool, time.Time) *logical.Response {
+func (secretKind) ApplyFields(*RoleEntry, *framework.FieldData, bool, time.Time) *logical.Response {
 	return nil
 }
 
-func (secretKind) checkApplication(context.Context, *connection, *roleEntry) (*logical.Response, error) {
+func (secretKind) CheckApplication(context.Context, *connection, *RoleEntry) (*logical.Response, error) {
 	return nil, nil
 }
 
-func (secretKind) readFields(*roleEntry, map[string]interface{}) {}
+func (secretKind) ReadFields(*RoleEntry, map[string]interface{}) {}
 
-func (secretKind) run(ctx context.Context, j *roleJob) (*versionMeta, *logical.Response, error) {
-	return j.resolveThenRotate(ctx, func(context.Context) (*versionMeta, *logical.Response, error) {
-		conn, err := j.b.connection(ctx, j.s)
+func (secretKind) run(ctx context.Context, j *roleJob) (*VersionMeta, *logical.Response, error) {
+	return j.resolveThenRotate(ctx, func(context.Context) (*VersionMeta, *logical.Response, error) {
+		conn, err := j.b.Connection(ctx, j.s)
 		if err != nil {
-			return j.fail(ctx, nil, err)
+			return j.Fail(ctx, nil, err)
 		}
 		if conn == nil {
-			return j.fail(ctx, logical.ErrorResponse(errNotConfigured), nil)
+			return j.Fail(ctx, logical.ErrorResponse(errNotConfigured), nil)
 		}
 		return j.rotate(conn)
 	})
 }
 
-func (secretKind) dueTime(r *roleEntry, now time.Time) time.Time { return r.scheduledDue(now, 0) }
-func (secretKind) consumerLead(*roleEntry) time.Duration         { return 0 }
+func (secretKind) dueTime(r *RoleEntry, now time.Time) time.Time { return r.ScheduledDue(now, 0) }
+func (secretKind) consumerLead(*RoleEntry) time.Duration         { return 0 }
 
 // schemas are the immediate strategy's fields in the API: a client secret in creds.
-func (secretKind) schemas() kindSchemas {
-	return kindSchemas{
+func (secretKind) schemas() KindSchemas {
+	return KindSchemas{
 		Creds: secretCredsSchemas(),
 		About: `"client_secret" (default): the application's client secret, rotated immediately or staged (rotation_strategy)`,
 		RoleHelp: `Rotation strategy: "immediate" (default) calls Auth0's rotate-secret; the old secret
@@ -79,31 +79,31 @@ func secretCredsSchemas() map[string]*framework.FieldSchema {
 	}
 }
 
-func (secretKind) servesPrevious(*roleEntry, int) bool { return true }
+func (secretKind) servesPrevious(*RoleEntry, int) bool { return true }
 
-func (secretKind) credsMeta(_ *roleEntry, c *credsEntry) {
+func (secretKind) credsMeta(_ *RoleEntry, c *CredsEntry) {
 	c.Next, c.NextSwitchTime = nil, time.Time{}
 }
 
-func (secretKind) nextChange(c *credsEntry) time.Time {
+func (secretKind) nextChange(c *CredsEntry) time.Time {
 	if c.RotationPeriod == 0 && c.RotationSchedule == "" {
 		return time.Time{}
 	}
-	return later(c.NextVaultRotation, c.NextAttempt)
+	return Later(c.NextVaultRotation, c.NextAttempt)
 }
 
-func (secretKind) credsFields(c *credsEntry, served, previous *secretEntry, current bool, data map[string]interface{}) {
+func (secretKind) CredsFields(c *CredsEntry, served, previous *SecretEntry, current bool, data map[string]interface{}) {
 	secretCredsFields(c, served, previous, current, data)
 }
 
-func (secretKind) authenticate(_ *Engine, _ *configEntry, c *credsEntry, req *auth0api.TokenRequest) error {
+func (secretKind) authenticate(_ *Engine, _ *ConfigEntry, c *CredsEntry, req *auth0api.TokenRequest) error {
 	req.Secret = c.Current.Secret
 	return nil
 }
 
 // secretCredsFields answers the fields of a client secret, immediate or staged: the
 // secret served, the one before it, and (current version) the staged next one.
-func secretCredsFields(c *credsEntry, served, previous *secretEntry, current bool, data map[string]interface{}) {
+func secretCredsFields(c *CredsEntry, served, previous *SecretEntry, current bool, data map[string]interface{}) {
 	data["client_secret"] = served.Secret
 	if previous != nil {
 		data["previous_client_secret"] = previous.Secret
@@ -117,7 +117,7 @@ func secretCredsFields(c *credsEntry, served, previous *secretEntry, current boo
 	data["next_client_secret"], data["next_version"], data["next_switch_time"] = "", 0, ""
 	if next := c.Next; next != nil {
 		data["next_client_secret"], data["next_version"] = next.Secret, next.Version
-		data["next_switch_time"] = timeOrEmpty(c.NextSwitchTime)
+		data["next_switch_time"] = TimeOrEmpty(c.NextSwitchTime)
 	}
 }
 
@@ -128,20 +128,20 @@ func secretCredsFields(c *credsEntry, served, previous *secretEntry, current boo
 // rate-limit wait, right before the request leaves. If Auth0's answer is lost, the secret
 // is read back at once; if that fails, or storing fails, the entry stays and the next job
 // of the role (or Vault's rollback manager) resolves it before anything else.
-func (j *roleJob) rotate(conn *connection) (*versionMeta, *logical.Response, error) {
+func (j *roleJob) rotate(conn *connection) (*VersionMeta, *logical.Response, error) {
 	b, role := j.b, j.role
-	wal := rotationWAL{Role: j.name, ClientID: role.ClientID, BaseVersion: role.currentVersion(), Source: j.trigger}
-	if role.currentVersion() == 0 {
+	wal := RotationWAL{Role: j.name, ClientID: role.ClientID, BaseVersion: role.CurrentVersion(), Source: j.trigger}
+	if role.CurrentVersion() == 0 {
 		// Vault knows no secret of this application to tell, after a lost answer, whether
 		// the rotation applied: remember a hash of the one Auth0 holds now. Without the
 		// scope to read it, recovery rotates once more anyway (recoverLocked).
-		info, err := conn.client.ReadClient(b.ctx, role.ClientID, true)
+		info, err := conn.Client.ReadClient(b.ctx, role.ClientID, true)
 		switch {
 		case err == nil:
 			wal.PriorSecretHash = secretHash(info.Secret)
 		case !lacksReadClientKeys(err):
-			resp, rerr := auth0Failure(fmt.Sprintf("reading the current secret of role %q (client_id %q) before its first rotation", j.name, role.ClientID), err)
-			return j.fail(b.ctx, resp, rerr)
+			resp, rerr := Auth0Failure(fmt.Sprintf("reading the current secret of role %q (client_id %q) before its first rotation", j.name, role.ClientID), err)
+			return j.Fail(b.ctx, resp, rerr)
 		}
 	}
 	var walID string
@@ -149,7 +149,7 @@ func (j *roleJob) rotate(conn *connection) (*versionMeta, *logical.Response, err
 		if walID != "" {
 			return nil // a retry after a refused token: the same rotation
 		}
-		id, err := framework.PutWAL(b.ctx, j.s, walKindRotation, &wal)
+		id, err := framework.PutWAL(b.ctx, j.s, WalKindRotation, &wal)
 		if err != nil {
 			return fmt.Errorf("recording the rotation before calling Auth0: %w", err)
 		}
@@ -158,16 +158,16 @@ func (j *roleJob) rotate(conn *connection) (*versionMeta, *logical.Response, err
 	}
 	// The call runs on the backend's context, not the request's: a caller that goes away
 	// must not cut the exchange between Auth0's answer and our write of the new secret.
-	secret, err := conn.client.RotateSecret(b.ctx, role.ClientID, writeWAL)
+	secret, err := conn.Client.RotateSecret(b.ctx, role.ClientID, writeWAL)
 	// A 429 applied nothing. A manual rotation waits out a short pause itself (the mount's
 	// limiter holds the next attempt until Auth0's reset), rather than failing its caller.
-	for tries := 1; auth0api.RateLimited(err) && j.trigger == triggerManual && tries < maxRateLimitedTries; tries++ {
-		if b.limiter.PausedUntil().Sub(b.clock.Now()) > maxInlineRateLimitWait {
+	for tries := 1; auth0api.RateLimited(err) && j.trigger == TriggerManual && tries < maxRateLimitedTries; tries++ {
+		if b.Limiter.PausedUntil().Sub(b.Clock.Now()) > maxInlineRateLimitWait {
 			break
 		}
 		b.deleteWAL(j.s, walID)
 		walID = ""
-		secret, err = conn.client.RotateSecret(b.ctx, role.ClientID, writeWAL)
+		secret, err = conn.Client.RotateSecret(b.ctx, role.ClientID, writeWAL)
 	}
 	what := fmt.Sprintf("rotating the secret of role %q (client_id %q)", j.name, role.ClientID)
 	switch {
@@ -176,35 +176,35 @@ func (j *roleJob) rotate(conn *connection) (*versionMeta, *logical.Response, err
 		if walID != "" {
 			b.deleteWAL(j.s, walID)
 		}
-		msg := fmt.Sprintf("%s: Auth0 rate limit reached (%v); nothing was changed; try again after %s", what, err, b.limiter.PausedUntil().UTC().Format(time.RFC3339))
-		return j.fail(b.ctx, nil, logical.CodedError(http.StatusTooManyRequests, msg))
+		msg := fmt.Sprintf("%s: Auth0 rate limit reached (%v); nothing was changed; try again after %s", what, err, b.Limiter.PausedUntil().UTC().Format(time.RFC3339))
+		return j.Fail(b.ctx, nil, logical.CodedError(http.StatusTooManyRequests, msg))
 	case walID == "":
-		resp, rerr := auth0Failure(what, err)
-		return j.fail(b.ctx, resp, rerr)
+		resp, rerr := Auth0Failure(what, err)
+		return j.Fail(b.ctx, resp, rerr)
 	case errors.Is(err, auth0api.ErrOutcomeUnknown):
 		b.logger().Warn("Auth0's answer to rotate-secret was lost; reading the application's secret back", "role", j.name, "client_id", role.ClientID, "error", err)
-		version, rerr := b.resolveWALLocked(b.ctx, j.s, j.name, role, pendingRotation{id: walID, wal: wal})
+		version, rerr := b.resolveWALLocked(b.ctx, j.s, j.name, role, PendingRotation{Id: walID, Wal: wal})
 		if rerr != nil {
 			msg := fmt.Sprintf("%s: %v; reading the secret back from Auth0 failed too (%v); Vault keeps retrying until it holds the secret Auth0 accepts", what, err, rerr)
-			return j.fail(b.ctx, nil, logical.CodedError(http.StatusBadGateway, msg))
+			return j.Fail(b.ctx, nil, logical.CodedError(http.StatusBadGateway, msg))
 		}
 		if version != nil {
 			return version, nil, nil
 		}
 		// Auth0 had not applied it: an ordinary failure.
-		resp, rerr := auth0Failure(what, err)
-		return j.fail(b.ctx, resp, rerr)
+		resp, rerr := Auth0Failure(what, err)
+		return j.Fail(b.ctx, resp, rerr)
 	default:
 		b.deleteWAL(j.s, walID)
-		resp, rerr := auth0Failure(what, err)
-		return j.fail(b.ctx, resp, rerr)
+		resp, rerr := Auth0Failure(what, err)
+		return j.Fail(b.ctx, resp, rerr)
 	}
 
-	version, err := b.commitVersion(j.s, j.name, role, secret, j.trigger, walID, b.clock.Now())
+	version, err := b.CommitVersion(j.s, j.name, role, secret, j.trigger, walID, b.Clock.Now())
 	if err != nil {
 		b.logger().Error("Auth0 rotated the secret but Vault could not store it; it will be read back from Auth0 before the role rotates again",
 			"role", j.name, "client_id", role.ClientID, "error", err)
-		return j.fail(b.ctx, nil, fmt.Errorf("Auth0 rotated the secret of role %q but storing it failed (%w); Vault will read it back from Auth0 and store it", j.name, err))
+		return j.Fail(b.ctx, nil, fmt.Errorf("Auth0 rotated the secret of role %q but storing it failed (%w); Vault will read it back from Auth0 and store it", j.name, err))
 	}
 	b.deleteWAL(j.s, walID)
 	b.logger().Info("rotated client secret", "role", j.name, "client_id", role.ClientID, "version", version.Version, "source", j.trigger)

@@ -52,7 +52,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		secrets = append(secrets, e.appSecret(testAppID))
 	}
 	e.emu.SetFaults(nil)
-	e.storage.failPuts.Store(storeAttempts)
+	e.storage.failPuts.Store(StoreAttempts)
 	record(e.request(logical.UpdateOperation, "rotate/app", nil))
 	secrets = append(secrets, e.appSecret(testAppID))
 	record(e.request(logical.ReadOperation, "roles/app", nil))

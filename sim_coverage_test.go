@@ -79,13 +79,13 @@ var simStates = map[string][]string{
 // the API the simulation drives (client_id never changes, a role write refuses an owned
 // application and a schedule that never fires; an implausible due time comes only from
 // older builds), so invariants 1 and 13 require that no role is ever blocked instead.
-func roleStates(kind string, role *roleEntry, inFlight bool, now time.Time) []string {
+func roleStates(kind string, role *RoleEntry, inFlight bool, now time.Time) []string {
 	if role == nil {
 		return nil
 	}
 	state := ""
-	cur := role.currentVersion()
-	importedOnly := len(role.Versions) == 1 && role.Versions[0].Source == sourceImport
+	cur := role.CurrentVersion()
+	importedOnly := len(role.Versions) == 1 && role.Versions[0].Source == SourceImport
 	switch kind {
 	case kindImmediate:
 		switch {
@@ -150,7 +150,7 @@ const (
 
 var simScheduleClasses = []string{schedPeriod, schedCron, schedWindow, schedNone}
 
-func scheduleClass(role *roleEntry) string {
+func scheduleClass(role *RoleEntry) string {
 	switch {
 	case role.RotationPeriod > 0:
 		return schedPeriod
@@ -210,12 +210,12 @@ func (s *sim) noteAct(r *simRole, now time.Time) {
 
 // noteDueJobs counts the jobs the scheduler is about to run at now.
 func (s *sim) noteDueJobs(now time.Time) {
-	sch := s.b.sched.Load()
+	sch := s.b.Sched.Load()
 	if sch == nil {
 		return
 	}
 	for _, r := range s.roles {
-		if due, ok := sch.queue.due(r.name); ok && !due.After(now) {
+		if due, ok := sch.Queue.Due(r.name); ok && !due.After(now) {
 			s.noteAct(r, now)
 		}
 	}
@@ -506,29 +506,29 @@ func simScenarios(slow string) []*simScenario {
 		// Crashes at each write of a rotation's commit, the write reaching storage or not.
 		imm("crash at the write-ahead entry's put, which reached storage", "rotated", crashAt("put", framework.WALPrefix, true)),
 		imm("crash at the write-ahead entry's put, which was lost", "rotated", crashAt("put", framework.WALPrefix, false)),
-		imm("crash at the new secret's put, which reached storage", "rotated", crashAt("put", secretStoragePrefix, true)),
-		imm("crash at the new secret's put, which was lost", "rotated", crashAt("put", secretStoragePrefix, false)),
-		imm("crash at the creds put, which reached storage", "rotated", crashAt("put", credsStoragePrefix, true)),
-		imm("crash at the creds put, which was lost", "rotated", crashAt("put", credsStoragePrefix, false)),
-		imm("crash at the role's put (the commit point), which reached storage", "rotated", crashAt("put", roleStoragePrefix, true)),
-		imm("crash at the role's put (the commit point), which was lost", "rotated", crashAt("put", roleStoragePrefix, false)),
+		imm("crash at the new secret's put, which reached storage", "rotated", crashAt("put", SecretStoragePrefix, true)),
+		imm("crash at the new secret's put, which was lost", "rotated", crashAt("put", SecretStoragePrefix, false)),
+		imm("crash at the creds put, which reached storage", "rotated", crashAt("put", CredsStoragePrefix, true)),
+		imm("crash at the creds put, which was lost", "rotated", crashAt("put", CredsStoragePrefix, false)),
+		imm("crash at the role's put (the commit point), which reached storage", "rotated", crashAt("put", RoleStoragePrefix, true)),
+		imm("crash at the role's put (the commit point), which was lost", "rotated", crashAt("put", RoleStoragePrefix, false)),
 		stg("crash at the staged switch's put of its secret", "publishing",
-			simMove{act: actSwitchNow, crash: &simCrashSpec{op: "put", prefix: secretStoragePrefix, nth: 1}}),
+			simMove{act: actSwitchNow, crash: &simCrashSpec{op: "put", prefix: SecretStoragePrefix, nth: 1}}),
 		key("crash at a put of the role during a key rotation", "current",
-			simMove{act: actRotate, crash: &simCrashSpec{op: "put", prefix: roleStoragePrefix}}),
+			simMove{act: actRotate, crash: &simCrashSpec{op: "put", prefix: RoleStoragePrefix}}),
 		imm("crash while the rollback manager resolves a rotation in flight", "rotated",
 			inFlight, simMove{state: "in-flight", act: actRollback, crash: &simCrashSpec{}}),
 		{name: "any role: crash during the next due job", moves: []simMove{{act: actNextDue, crash: &simCrashSpec{}}}},
 
 		// Storage failures under each prefix.
 		imm("puts fail (any key) during a rotation", "rotated", failing("put", "", actRotate)),
-		imm("puts under roles/ fail during a rotation", "rotated", failing("put", roleStoragePrefix, actRotate)),
-		imm("puts under creds/ fail during a rotation", "rotated", failing("put", credsStoragePrefix, actRotate)),
-		imm("puts under secrets/ fail during a rotation", "rotated", failing("put", secretStoragePrefix, actRotate)),
+		imm("puts under roles/ fail during a rotation", "rotated", failing("put", RoleStoragePrefix, actRotate)),
+		imm("puts under creds/ fail during a rotation", "rotated", failing("put", CredsStoragePrefix, actRotate)),
+		imm("puts under secrets/ fail during a rotation", "rotated", failing("put", SecretStoragePrefix, actRotate)),
 		imm("puts under wal/ fail during a rotation", "rotated", failing("put", framework.WALPrefix, actRotate)),
 		imm("deletes under wal/ fail after a rotation", "rotated", failing("delete", framework.WALPrefix, actRotate)),
 		imm("deletes fail (any key) after a rotation", "rotated", failing("delete", "", actRotate)),
-		stg("deletes under secrets/ fail when the staged secret is cancelled", "publishing", failing("delete", secretStoragePrefix, actCancel)),
+		stg("deletes under secrets/ fail when the staged secret is cancelled", "publishing", failing("delete", SecretStoragePrefix, actCancel)),
 	}
 	// One answer slower than request_timeout a run (each costs a second of real time),
 	// for one kind of request: after the timeout the client reports the outcome unknown
@@ -623,7 +623,7 @@ func (s *sim) runScenario(sc *simScenario) string {
 	}
 	if sc.grant && r.k != nil && !r.k.granted {
 		if err := s.emu.SetGrant(r.clientID, emulator.ManagementGrant, []string{}); err != nil {
-			s.fail("granting %s a Management API token: %v", r.clientID, err)
+			s.Fail("granting %s a Management API token: %v", r.clientID, err)
 		}
 		r.k.granted = true
 	}
@@ -760,7 +760,7 @@ func (s *sim) runMove(sc *simScenario, r *simRole, m simMove) (string, []int, bo
 	case actNextDue:
 		desc = s.stepAdvanceToDue()
 	default:
-		s.fail("scenario %q: unknown act %q", sc.name, m.act)
+		s.Fail("scenario %q: unknown act %q", sc.name, m.act)
 	}
 	if m.state != "" && !slices.Contains(labels, r.kind()+"/"+m.state) {
 		ok = false
@@ -797,11 +797,11 @@ func crashAction(act string) string {
 
 // queuedDue is when r's job is queued for.
 func (s *sim) queuedDue(r *simRole) (time.Time, bool) {
-	sch := s.b.sched.Load()
+	sch := s.b.Sched.Load()
 	if sch == nil {
 		return time.Time{}, false
 	}
-	return sch.queue.due(r.name)
+	return sch.Queue.Due(r.name)
 }
 
 // reach finds a role for sc in its starting state, preparing one (in up to 3 rounds) if
@@ -963,7 +963,7 @@ func (s *sim) prepare(sc *simScenario, accepts func(*simRole) bool, round int) {
 				return
 			}
 		}
-		if r.pre.overlapPeriod() == 0 {
+		if r.pre.OverlapPeriodOrDefault() == 0 {
 			resp, err := s.request(logical.UpdateOperation, "roles/"+r.name, map[string]interface{}{"overlap_period": "2h"})
 			s.counts["role write"]++
 			s.sub(fmt.Sprintf("role write: %s overlap_period=2h -> %s", r.name, outcome(resp, err)))

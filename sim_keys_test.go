@@ -100,11 +100,11 @@ func (s *sim) keyRoleData(data map[string]interface{}, cert bool) {
 	overlap := s.keyOverlapPeriod()
 	data["overlap_period"] = overlap
 	if cert {
-		data["credential_type"] = credentialSelfSignedTLS
-		data["certificate_ttl"] = s.certificateTTL(data, overlap)
+		data["credential_type"] = CredentialSelfSignedTLS
+		data["certificate_ttl"] = s.CertificateTTLOrDefault(data, overlap)
 		return
 	}
-	data["credential_type"] = credentialPrivateKeyJWT
+	data["credential_type"] = CredentialPrivateKeyJWT
 	data["algorithm"] = []string{auth0api.AlgRS256, auth0api.AlgRS256, auth0api.AlgRS384, auth0api.AlgPS256}[s.rng.IntN(4)]
 	data["allow_assertions"] = s.rng.IntN(2) == 0
 }
@@ -114,7 +114,7 @@ func (s *sim) keyRoleData(data map[string]interface{}, cert bool) {
 // life: invariant 18), longer than rotation_period plus the overlap, and often short
 // enough that certificates are renewed (two thirds into their lifetime) before the
 // schedule rotates them.
-func (s *sim) certificateTTL(data map[string]interface{}, overlap string) string {
+func (s *sim) CertificateTTLOrDefault(data map[string]interface{}, overlap string) string {
 	ov, _ := time.ParseDuration(overlap)
 	floor := 21 * time.Hour
 	if p, ok := data["rotation_period"].(string); ok && p != "" {
@@ -217,21 +217,21 @@ func (s *sim) afterKeyRotate(r *simRole, opt string, resp *logical.Response, err
 		name += " " + opt
 	}
 	if leak := s.keyLeakIn(responseText(resp, err)); leak != "" {
-		s.fail("invariant 16: rotate/%s answered private key material (%s)", name, leak)
+		s.Fail("invariant 16: rotate/%s answered private key material (%s)", name, leak)
 	}
 	pre := r.pre
 	if err == nil && resp != nil && resp.IsError() {
 		msg := resp.Error().Error()
 		if strings.Contains(msg, "Auth0's limit") || strings.Contains(msg, "maximum of") {
-			s.fail("invariant 12: rotate/%s hit Auth0's credential limit: %s", name, msg)
+			s.Fail("invariant 12: rotate/%s hit Auth0's credential limit: %s", name, msg)
 		}
 		// The faults the simulation injects are 5xx, 429s, lost answers and storage
 		// failures: errors, not refusals. The one refusal is the documented one.
 		if !strings.Contains(msg, "end_overlap=true") {
-			s.fail("invariant 15: rotate/%s refused: %s", name, msg)
+			s.Fail("invariant 15: rotate/%s refused: %s", name, msg)
 		}
 		if opt == "end_overlap" || pre == nil || pre.PendingKey != nil || pre.Overlap == nil || !s.clock.Now().Before(pre.Overlap.Until) {
-			s.fail("invariant 15: rotate/%s refused for an overlap, but the role stored before it has overlap %+v and pending key %+v: %s", name, pre.Overlap, pre.PendingKey, msg)
+			s.Fail("invariant 15: rotate/%s refused for an overlap, but the role stored before it has overlap %+v and pending key %+v: %s", name, pre.Overlap, pre.PendingKey, msg)
 		}
 		s.counts["key rotate refused (overlap)"]++
 		return
@@ -245,7 +245,7 @@ func (s *sim) afterKeyRotate(r *simRole, opt string, resp *logical.Response, err
 		pk := role.PendingKey
 		if pk == nil || pk.Version != pv || resp.Data["key_id"] != pk.CredentialID || pk.CredentialID == "" || pk.AttachedAt.IsZero() ||
 			resp.Data["publish_time"] != pk.PublishAt.Format(time.RFC3339) || pk.PublishAt.Sub(pk.AttachedAt) != s.propagationWait {
-			s.fail("invariant 14: rotate/%s answered pending version %v (key %v, publish time %v), the role stores pending key %+v (propagation_wait %s)",
+			s.Fail("invariant 14: rotate/%s answered pending version %v (key %v, publish time %v), the role stores pending key %+v (propagation_wait %s)",
 				name, pv, resp.Data["key_id"], resp.Data["publish_time"], pk, s.propagationWait)
 		}
 		s.counts["key rotate pending"]++
@@ -260,12 +260,12 @@ func (s *sim) afterKeyRotate(r *simRole, opt string, resp *logical.Response, err
 	}
 	stored, _, _ := s.emu.Credentials(r.clientID)
 	cur := ""
-	if c := pre.current(); c != nil {
+	if c := pre.Current(); c != nil {
 		cur = c.KeyID
 	}
 	for _, id := range pre.Overlap.CredentialIDs {
 		if id != cur && slices.ContainsFunc(stored, func(c emulator.CredentialInfo) bool { return c.ID == id }) {
-			s.fail("invariant 15: rotate/%s succeeded, yet Auth0 still holds credential %s of the overlap it ended", name, id)
+			s.Fail("invariant 15: rotate/%s succeeded, yet Auth0 still holds credential %s of the overlap it ended", name, id)
 		}
 	}
 }
@@ -330,7 +330,7 @@ func startKeyPool(t *testing.T, generate func(bits int) (string, string, error))
 	go func() {
 		defer close(p.done)
 		for {
-			private, public, err := generate(defaultKeyBits)
+			private, public, err := generate(DefaultKeyBits)
 			if err != nil {
 				return // the engine then generates its own, and reports the error
 			}
@@ -348,8 +348,8 @@ func startKeyPool(t *testing.T, generate func(bits int) (string, string, error))
 // watchKeyGeneration serves the backend's key generator from the pool, and tells the log
 // checker every private key it hands out.
 func (s *sim) watchKeyGeneration() {
-	generate := s.b.generateKey
-	s.b.generateKey = func(bits int) (string, string, error) {
+	generate := s.b.GenerateKey
+	s.b.GenerateKey = func(bits int) (string, string, error) {
 		s.mu.Lock()
 		if s.keyPool == nil {
 			s.keyPool = startKeyPool(s.t, generate) // at the first key: none without key roles
@@ -359,7 +359,7 @@ func (s *sim) watchKeyGeneration() {
 		var private, public string
 		var err error
 		got := false
-		if bits == defaultKeyBits {
+		if bits == DefaultKeyBits {
 			select {
 			case k := <-pool.keys:
 				private, public, got = k[0], k[1], true
@@ -386,12 +386,12 @@ func (s *sim) keyLogsIn(clientID, privatePEM, kid, alg string) bool {
 	s.t.Helper()
 	key, err := auth0api.ParsePrivateKey(privatePEM)
 	if err != nil {
-		s.fail("invariant 14: a served private key does not parse: %v", err)
+		s.Fail("invariant 14: a served private key does not parse: %v", err)
 	}
 	host := strings.TrimPrefix(s.emuURL, "http://")
 	assertion, err := emulator.SignAssertion(key, alg, kid, clientID, "https://"+host+"/", s.clock.Now(), time.Minute)
 	if err != nil {
-		s.fail("signing an assertion with a served key (alg %q): %v", alg, err)
+		s.Fail("signing an assertion with a served key (alg %q): %v", alg, err)
 	}
 	return s.assertionLogsIn(clientID, assertion)
 }
@@ -409,13 +409,13 @@ func (s *sim) assertionLogsIn(clientID, assertion string) bool {
 	}
 	req, err := http.NewRequest(http.MethodPost, s.emuURL+"/oauth/token", strings.NewReader(form.Encode()))
 	if err != nil {
-		s.fail("%v", err)
+		s.Fail("%v", err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set(simProbeHeader, "1")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		s.fail("key login: %v", err)
+		s.Fail("key login: %v", err)
 	}
 	resp.Body.Close()
 	s.counts["key logins"]++
@@ -425,7 +425,7 @@ func (s *sim) assertionLogsIn(clientID, assertion string) bool {
 	case http.StatusUnauthorized:
 		return false
 	}
-	s.fail("a key login answered %d", resp.StatusCode)
+	s.Fail("a key login answered %d", resp.StatusCode)
 	return false
 }
 
@@ -445,16 +445,16 @@ func (s *sim) certLogsIn(clientID, certPEM string) bool {
 	s.t.Helper()
 	block, _ := pem.Decode([]byte(certPEM))
 	if block == nil {
-		s.fail("invariant 14: a served certificate is not PEM")
+		s.Fail("invariant 14: a served certificate is not PEM")
 	}
 	cert, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
-		s.fail("invariant 14: a served certificate does not parse: %v", err)
+		s.Fail("invariant 14: a served certificate does not parse: %v", err)
 	}
 	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {clientID}, "audience": {testAPI}}
 	req, err := http.NewRequest(http.MethodPost, s.emuURL+"/oauth/token", strings.NewReader(form.Encode()))
 	if err != nil {
-		s.fail("%v", err)
+		s.Fail("%v", err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set(simProbeHeader, "1")
@@ -463,7 +463,7 @@ func (s *sim) certLogsIn(clientID, certPEM string) bool {
 	req.Header.Set(emulator.HeaderClientCertificateCAVerified, "FAILED:self signed certificate")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		s.fail("certificate login: %v", err)
+		s.Fail("certificate login: %v", err)
 	}
 	resp.Body.Close()
 	s.counts["certificate logins"]++
@@ -473,7 +473,7 @@ func (s *sim) certLogsIn(clientID, certPEM string) bool {
 	case http.StatusUnauthorized:
 		return false
 	}
-	s.fail("a certificate login answered %d", resp.StatusCode)
+	s.Fail("a certificate login answered %d", resp.StatusCode)
 	return false
 }
 
@@ -506,11 +506,11 @@ func (r *simRole) learnKey(id, privatePEM, kid, alg, cert string, version int) *
 }
 
 // credentialType is the credential_type of a role the simulation tracks as a key role.
-func (k *simKeyRole) credentialType() string {
+func (k *simKeyRole) CredentialType() string {
 	if k.cert {
-		return credentialSelfSignedTLS
+		return CredentialSelfSignedTLS
 	}
-	return credentialPrivateKeyJWT
+	return CredentialPrivateKeyJWT
 }
 
 // onMethod reports whether the application authenticates with the role's method.
@@ -523,47 +523,47 @@ func (s *sim) onMethod(r *simRole) bool {
 
 // checkKeyRole checks a private_key_jwt role and its application after a step
 // (invariants 12 to 17; with 3's checks of versions and ownership).
-func (s *sim) checkKeyRole(r *simRole, role *roleEntry, stats emulator.Stats, crashed bool) {
+func (s *sim) checkKeyRole(r *simRole, role *RoleEntry, stats emulator.Stats, crashed bool) {
 	s.t.Helper()
 	ctx, now, app := s.ctx, s.clock.Now(), r.clientID
-	cur := role.currentVersion()
+	cur := role.CurrentVersion()
 	pk := role.PendingKey
 	stored, attached, ok := s.emu.Credentials(app)
 	if !ok {
-		s.fail("application %s missing from the emulator", app)
+		s.Fail("application %s missing from the emulator", app)
 	}
 	slices.Sort(attached)
 
 	// 12. At most two credentials.
 	if len(stored) > emulator.MaxCredentials || len(attached) > emulator.MaxCredentials {
-		s.fail("invariant 12: Auth0 stores %d credentials (%s) for %s of role %s, %d attached", len(stored), describeCredentials(stored), app, r.name, len(attached))
+		s.Fail("invariant 12: Auth0 stores %d credentials (%s) for %s of role %s, %d attached", len(stored), describeCredentials(stored), app, r.name, len(attached))
 	}
 	if f := role.LastFailure; f != nil && (strings.Contains(f.Message, "Auth0's limit") || strings.Contains(f.Message, "maximum of")) {
-		s.fail("invariant 12: role %s records hitting Auth0's credential limit: %s", r.name, f.Message)
+		s.Fail("invariant 12: role %s records hitting Auth0's credential limit: %s", r.name, f.Message)
 	}
 
 	// 13. Only Vault's keys, each registered once, and no client secret rotation.
-	if role.ClientID != app || kindFor(role.kindKey()).credentialType() != r.k.credentialType() || role.Staged != nil {
-		s.fail("role %s: client %s, credential type %q, staged %+v", r.name, role.ClientID, role.CredentialType, role.Staged)
+	if role.ClientID != app || KindFor(role.KindKey()).CredentialType() != r.k.CredentialType() || role.Staged != nil {
+		s.Fail("role %s: client %s, credential type %q, staged %+v", r.name, role.ClientID, role.CredentialType, role.Staged)
 	}
 	if role.Warning != "" || role.Blocked != "" {
-		s.fail("invariant 13: role %s: warning %q, blocked %q", r.name, role.Warning, role.Blocked)
+		s.Fail("invariant 13: role %s: warning %q, blocked %q", r.name, role.Warning, role.Blocked)
 	}
-	if owner, err := loadOwner(ctx, s.base, app); err != nil || owner != r.name {
-		s.fail("invariant 3: %s is owned by %q (%v), want role %s", app, owner, err, r.name)
+	if owner, err := LoadOwner(ctx, s.base, app); err != nil || owner != r.name {
+		s.Fail("invariant 3: %s is owned by %q (%v), want role %s", app, owner, err, r.name)
 	}
 	if n, m := stats.Rotations[app], stats.SecretPatches[app]; n != 0 || m != 0 {
-		s.fail("invariant 13: Auth0 rotated the secret of private_key_jwt role %s's application %d times, PATCHed it %d times", r.name, n, m)
+		s.Fail("invariant 13: Auth0 rotated the secret of private_key_jwt role %s's application %d times, PATCHed it %d times", r.name, n, m)
 	}
 	created := stats.CredentialsCreated[app]
 	if created-stats.CredentialsDeleted[app] != len(stored) {
-		s.fail("harness: %s: %d credentials created, %d deleted, %d stored", app, created, stats.CredentialsDeleted[app], len(stored))
+		s.Fail("harness: %s: %d credentials created, %d deleted, %d stored", app, created, stats.CredentialsDeleted[app], len(stored))
 	}
 	if created != cur && (pk == nil || created != cur+1) {
-		s.fail("invariant 13: Auth0 created %d credentials for role %s, which is at version %d (pending key: %+v): a key registered twice, or one lost", created, r.name, cur, pk)
+		s.Fail("invariant 13: Auth0 created %d credentials for role %s, which is at version %d (pending key: %+v): a key registered twice, or one lost", created, r.name, cur, pk)
 	}
 	held := map[string]bool{}
-	if c := role.current(); c != nil {
+	if c := role.Current(); c != nil {
 		held[c.KeyID] = true
 	}
 	if ov := role.Overlap; ov != nil {
@@ -575,34 +575,34 @@ func (s *sim) checkKeyRole(r *simRole, role *roleEntry, stats emulator.Stats, cr
 	case pk == nil:
 		for _, c := range stored {
 			if !held[c.ID] {
-				s.fail("invariant 13: role %s has no key pending (failure recorded: %v), yet Auth0 stores credential %s (%q), neither its current key (version %d) nor in its overlap %+v; stored: %s",
+				s.Fail("invariant 13: role %s has no key pending (failure recorded: %v), yet Auth0 stores credential %s (%q), neither its current key (version %d) nor in its overlap %+v; stored: %s",
 					r.name, role.LastFailure != nil, c.ID, c.Name, cur, role.Overlap, describeCredentials(stored))
 			}
 		}
 		for _, id := range attached {
 			if !held[id] {
-				s.fail("invariant 13: role %s has no key pending, yet Auth0 has credential %s attached, neither its current key nor in its overlap %+v", r.name, id, role.Overlap)
+				s.Fail("invariant 13: role %s has no key pending, yet Auth0 has credential %s attached, neither its current key nor in its overlap %+v", r.name, id, role.Overlap)
 			}
 		}
 		s.counts["key check no pending"]++
 	case pk != nil:
 		for _, c := range stored {
 			if !held[c.ID] && c.ID != pk.CredentialID && c.Name != pk.Name {
-				s.fail("invariant 13: role %s (pending version %d, %q) lets Auth0 store credential %s (%q), neither current, in its overlap nor pending; stored: %s",
+				s.Fail("invariant 13: role %s (pending version %d, %q) lets Auth0 store credential %s (%q), neither current, in its overlap nor pending; stored: %s",
 					r.name, pk.Version, pk.Name, c.ID, c.Name, describeCredentials(stored))
 			}
 		}
 	}
-	if c := role.current(); c != nil && pk == nil && !slices.Contains(attached, c.KeyID) {
-		s.fail("invariant 13: role %s's current key %s (version %d) is not attached at Auth0 (attached %v)", r.name, c.KeyID, cur, attached)
+	if c := role.Current(); c != nil && pk == nil && !slices.Contains(attached, c.KeyID) {
+		s.Fail("invariant 13: role %s's current key %s (version %d) is not attached at Auth0 (attached %v)", r.name, c.KeyID, cur, attached)
 	}
 	onKeys := s.onMethod(r)
 	if cur > 0 && !onKeys || cur == 0 && pk == nil && (onKeys || len(stored) > 0) {
-		s.fail("invariant 13: role %s at version %d (pending %+v): application on %s %v, %d credentials stored", r.name, cur, pk, r.k.credentialType(), onKeys, len(stored))
+		s.Fail("invariant 13: role %s at version %d (pending %+v): application on %s %v, %d credentials stored", r.name, cur, pk, r.k.CredentialType(), onKeys, len(stored))
 	}
 	if cur > 0 && !r.k.secretRefused {
 		if s.authenticates(app, r.k.secret) {
-			s.fail("invariant 13: role %s has a key, yet its application's old client secret still obtains a token", r.name)
+			s.Fail("invariant 13: role %s has a key, yet its application's old client secret still obtains a token", r.name)
 		}
 		r.k.secretRefused = true
 	}
@@ -610,59 +610,59 @@ func (s *sim) checkKeyRole(r *simRole, role *roleEntry, stats emulator.Stats, cr
 	// 3 for keys: versions consecutive, within max_versions, each with its own credential
 	// and its private key stored.
 	if len(role.Versions) > role.MaxVersions {
-		s.fail("invariant 3: role %s retains %d versions, max_versions is %d", r.name, len(role.Versions), role.MaxVersions)
+		s.Fail("invariant 3: role %s retains %d versions, max_versions is %d", r.name, len(role.Versions), role.MaxVersions)
 	}
 	ids := map[string]bool{}
 	for i, v := range role.Versions {
 		if i > 0 && v.Version != role.Versions[i-1].Version+1 {
-			s.fail("invariant 3: role %s: versions not consecutive: %s", r.name, describeVersions(role))
+			s.Fail("invariant 3: role %s: versions not consecutive: %s", r.name, describeVersions(role))
 		}
 		described := v.KID != "" && v.Algorithm != ""
 		if r.k.cert {
 			described = v.Thumbprint != "" && v.ExpiresAt.After(v.CreatedTime) && v.KID == ""
 		}
-		if v.Source != sourceRotate && v.Source != sourceScheduled || v.KeyID == "" || !described || ids[v.KeyID] {
-			s.fail("invariant 3: role %s: version %d: source %q, key_id %q, kid %q, algorithm %q, thumbprint %q, expires %s (key ids seen %v)", r.name, v.Version, v.Source, v.KeyID, v.KID, v.Algorithm, v.Thumbprint, v.ExpiresAt, ids)
+		if v.Source != SourceRotate && v.Source != SourceScheduled || v.KeyID == "" || !described || ids[v.KeyID] {
+			s.Fail("invariant 3: role %s: version %d: source %q, key_id %q, kid %q, algorithm %q, thumbprint %q, expires %s (key ids seen %v)", r.name, v.Version, v.Source, v.KeyID, v.KID, v.Algorithm, v.Thumbprint, v.ExpiresAt, ids)
 		}
 		ids[v.KeyID] = true
-		sec, err := loadSecret(ctx, s.base, r.name, role, v.Version)
+		sec, err := LoadSecret(ctx, s.base, r.name, role, v.Version)
 		if err != nil || sec == nil || sec.PrivateKey == "" || sec.KeyID != v.KeyID || sec.KID != v.KID || sec.Secret != "" || r.k.cert && (sec.Certificate == "" || sec.Thumbprint != v.Thumbprint) {
-			s.fail("invariant 3: role %s: version %d (%s) has secret entry with key id %q, private key set %v, %v", r.name, v.Version, v.KeyID, keyIDOf(sec), sec != nil && sec.PrivateKey != "", err)
+			s.Fail("invariant 3: role %s: version %d (%s) has secret entry with key id %q, private key set %v, %v", r.name, v.Version, v.KeyID, keyIDOf(sec), sec != nil && sec.PrivateKey != "", err)
 		}
 	}
 	if pk != nil && pk.Version != cur+1 {
-		s.fail("invariant 13: role %s at version %d has pending key version %d", r.name, cur, pk.Version)
+		s.Fail("invariant 13: role %s at version %d has pending key version %d", r.name, cur, pk.Version)
 	}
 
 	// 14. What creds/<name> serves.
-	creds, err := loadCreds(ctx, s.base, r.name)
+	creds, err := LoadCreds(ctx, s.base, r.name)
 	if err != nil {
-		s.fail("creds/%s: %v", r.name, err)
+		s.Fail("creds/%s: %v", r.name, err)
 	}
 	switch {
 	case creds == nil:
 		if cur > 0 {
-			s.fail("invariant 14: role %s has version %d but creds/%s holds nothing", r.name, cur, r.name)
+			s.Fail("invariant 14: role %s has version %d but creds/%s holds nothing", r.name, cur, r.name)
 		}
 	case creds.Current.Version == cur && cur > 0:
-		if c := role.current(); creds.Current.KeyID != c.KeyID || creds.Current.KID != c.KID || creds.Current.PrivateKey == "" {
-			s.fail("invariant 14: creds/%s serves version %d with credential %s, the role's is %s", r.name, cur, creds.Current.KeyID, c.KeyID)
+		if c := role.Current(); creds.Current.KeyID != c.KeyID || creds.Current.KID != c.KID || creds.Current.PrivateKey == "" {
+			s.Fail("invariant 14: creds/%s serves version %d with credential %s, the role's is %s", r.name, cur, creds.Current.KeyID, c.KeyID)
 		}
 	case pk != nil && creds.Current.Version == pk.Version:
 		// A commit cut short between creds and the role: the pending key, attached and
 		// proven already.
 		if creds.Current.KeyID != pk.CredentialID || pk.CredentialID == "" {
-			s.fail("invariant 14: creds/%s serves version %d ahead of the role with credential %s, the pending key's is %q", r.name, pk.Version, creds.Current.KeyID, pk.CredentialID)
+			s.Fail("invariant 14: creds/%s serves version %d ahead of the role with credential %s, the pending key's is %q", r.name, pk.Version, creds.Current.KeyID, pk.CredentialID)
 		}
 		s.counts["key creds ahead of a commit"]++
 	default:
-		s.fail("invariant 14: creds/%s serves version %d, the role is at version %d (pending key %+v)", r.name, creds.Current.Version, cur, pk)
+		s.Fail("invariant 14: creds/%s serves version %d, the role is at version %d (pending key %+v)", r.name, creds.Current.Version, cur, pk)
 	}
 	if creds != nil && creds.Previous != nil {
 		ov := role.Overlap
 		ahead := pk != nil && creds.Current.Version == pk.Version
 		if !ahead && (ov == nil || ov.Version != creds.Previous.Version || !slices.Contains(ov.CredentialIDs, creds.Previous.KeyID)) {
-			s.fail("invariant 14: creds/%s serves previous version %d (%s), but the role's overlap is %+v", r.name, creds.Previous.Version, creds.Previous.KeyID, ov)
+			s.Fail("invariant 14: creds/%s serves previous version %d (%s), but the role's overlap is %+v", r.name, creds.Previous.Version, creds.Previous.KeyID, ov)
 		}
 	}
 
@@ -673,10 +673,10 @@ func (s *sim) checkKeyRole(r *simRole, role *roleEntry, stats emulator.Stats, cr
 			break
 		}
 		if err != nil || resp == nil || resp.IsError() {
-			s.fail("reading %s%s: %s", path, r.name, outcome(resp, err))
+			s.Fail("reading %s%s: %s", path, r.name, outcome(resp, err))
 		}
 		if leak := s.keyLeakIn(responseText(resp, err)); leak != "" {
-			s.fail("invariant 16: %s%s answers private key material (%s)", path, r.name, leak)
+			s.Fail("invariant 16: %s%s answers private key material (%s)", path, r.name, leak)
 		}
 	}
 
@@ -685,7 +685,7 @@ func (s *sim) checkKeyRole(r *simRole, role *roleEntry, stats emulator.Stats, cr
 	if creds != nil && !crashed {
 		resp, err := s.request(logical.ReadOperation, "creds/"+r.name, nil)
 		if err != nil || resp == nil || resp.IsError() {
-			s.fail("invariant 14: reading creds/%s: %s", r.name, outcome(resp, err))
+			s.Fail("invariant 14: reading creds/%s: %s", r.name, outcome(resp, err))
 		}
 		d := resp.Data
 		str := func(k string) string { v, _ := d[k].(string); return v }
@@ -693,33 +693,33 @@ func (s *sim) checkKeyRole(r *simRole, role *roleEntry, stats emulator.Stats, cr
 			// Certificate roles: no key id in creds; the certificate is what identifies it.
 			if _, ok := d["client_secret"]; ok || d["version"] != creds.Current.Version || str("private_key") != creds.Current.PrivateKey || str("certificate") != creds.Current.Certificate ||
 				str("thumbprint_sha256") != creds.Current.Thumbprint || str("expires_at") != creds.Current.ExpiresAt.Format(time.RFC3339) {
-				s.fail("invariant 14: creds/%s served version %v (thumbprint %s), storage holds version %d (thumbprint %s), or a client_secret", r.name, d["version"], str("thumbprint_sha256"), creds.Current.Version, creds.Current.Thumbprint)
+				s.Fail("invariant 14: creds/%s served version %v (thumbprint %s), storage holds version %d (thumbprint %s), or a client_secret", r.name, d["version"], str("thumbprint_sha256"), creds.Current.Version, creds.Current.Thumbprint)
 			}
 			if !creds.Current.ExpiresAt.After(now) {
-				s.fail("invariant 18: creds/%s serves a certificate (version %d) that expired at %s; the role's due time %s, pending %+v, overlap %+v, failure %+v, next rotation %s",
-					r.name, creds.Current.Version, creds.Current.ExpiresAt.Format(time.RFC3339), dueTime(role, now).Format(time.RFC3339Nano), pk, role.Overlap, role.LastFailure, role.NextVaultRotation)
+				s.Fail("invariant 18: creds/%s serves a certificate (version %d) that expired at %s; the role's due time %s, pending %+v, overlap %+v, failure %+v, next rotation %s",
+					r.name, creds.Current.Version, creds.Current.ExpiresAt.Format(time.RFC3339), DueTime(role, now).Format(time.RFC3339Nano), pk, role.Overlap, role.LastFailure, role.NextVaultRotation)
 			}
 			d["key_id"] = creds.Current.KeyID
 			if creds.Previous != nil {
 				d["previous_key_id"] = creds.Previous.KeyID
 			}
 		} else if _, ok := d["client_secret"]; ok || d["version"] != creds.Current.Version || str("private_key") != creds.Current.PrivateKey || str("key_id") != creds.Current.KeyID || str("kid") != creds.Current.KID || str("algorithm") != creds.Current.Algorithm {
-			s.fail("invariant 14: creds/%s served version %v (key %s), storage holds version %d (key %s), or a client_secret", r.name, d["version"], str("key_id"), creds.Current.Version, creds.Current.KeyID)
+			s.Fail("invariant 14: creds/%s served version %v (key %s), storage holds version %d (key %s), or a client_secret", r.name, d["version"], str("key_id"), creds.Current.Version, creds.Current.KeyID)
 		}
 		current = r.learnKey(str("key_id"), str("private_key"), str("kid"), str("algorithm"), str("certificate"), creds.Current.Version)
 		if p := str("previous_private_key"); p != "" {
 			if creds.Previous == nil || str("previous_key_id") != creds.Previous.KeyID || str("previous_certificate") != creds.Previous.Certificate {
-				s.fail("invariant 14: creds/%s served previous key %s, storage holds %s", r.name, str("previous_key_id"), redactKey(creds.Previous))
+				s.Fail("invariant 14: creds/%s served previous key %s, storage holds %s", r.name, str("previous_key_id"), redactKey(creds.Previous))
 			}
 			previous = r.learnKey(str("previous_key_id"), p, str("previous_kid"), str("algorithm"), str("previous_certificate"), creds.Previous.Version)
 		} else if creds.Previous != nil {
-			s.fail("invariant 14: creds/%s serves no previous key, storage holds %s", r.name, redactKey(creds.Previous))
+			s.Fail("invariant 14: creds/%s serves no previous key, storage holds %s", r.name, redactKey(creds.Previous))
 		}
 	}
 	if current != nil && cur > 0 {
 		// Also while a new key is pending: the current one stays attached next to it.
 		if !s.keyLogsInCached(app, current, attached) {
-			s.fail("invariant 14: the key creds/%s serves (version %d, credential %s) does not log in; pending key %+v; attached %v; versions %s", r.name, current.version, current.id, pk, attached, describeVersions(role))
+			s.Fail("invariant 14: the key creds/%s serves (version %d, credential %s) does not log in; pending key %+v; attached %v; versions %s", r.name, current.version, current.id, pk, attached, describeVersions(role))
 		}
 		s.counts["key check current"]++
 	}
@@ -729,7 +729,7 @@ func (s *sim) checkKeyRole(r *simRole, role *roleEntry, stats emulator.Stats, cr
 		at, ok := s.attachedAt[current.id]
 		s.mu.Unlock()
 		if served := creds.Current.CreatedTime; !ok || served.Before(at.Add(s.propagationWait)) {
-			s.fail("invariant 14: creds/%s serves key %s (version %d) from %s, but Auth0 attached it at %s (seen: %v), less than propagation_wait %s before",
+			s.Fail("invariant 14: creds/%s serves key %s (version %d) from %s, but Auth0 attached it at %s (seen: %v), less than propagation_wait %s before",
 				r.name, current.id, current.version, served.Format(time.RFC3339Nano), at.Format(time.RFC3339Nano), ok, s.propagationWait)
 		}
 		current.published = true
@@ -741,7 +741,7 @@ func (s *sim) checkKeyRole(r *simRole, role *roleEntry, stats emulator.Stats, cr
 		// Also past overlap_until and after end_overlap=true: the engine stops serving the
 		// previous key before it asks Auth0 to detach it.
 		if !s.keyLogsInCached(app, previous, attached) {
-			s.fail("invariant 14: the previous key creds/%s serves (version %d, credential %s, overlap until %s, end_overlap asked %v) does not log in; attached %v; overlap %+v",
+			s.Fail("invariant 14: the previous key creds/%s serves (version %d, credential %s, overlap until %s, end_overlap asked %v) does not log in; attached %v; overlap %+v",
 				r.name, previous.version, previous.id, creds.OverlapUntil.Format(time.RFC3339Nano), previous.ended, attached, role.Overlap)
 		}
 		s.counts["key check previous"]++
@@ -755,32 +755,32 @@ func (s *sim) checkKeyRole(r *simRole, role *roleEntry, stats emulator.Stats, cr
 		switch {
 		case pk != nil && (pre.PendingKey == nil || pre.PendingKey.Version != pk.Version || !pre.PendingKey.Started.Equal(pk.Started)):
 			started, source = pk.Started, pk.Source
-		case pre.PendingKey == nil && cur > pre.currentVersion():
-			if v := role.version(pre.currentVersion() + 1); v != nil {
+		case pre.PendingKey == nil && cur > pre.CurrentVersion():
+			if v := role.Version(pre.CurrentVersion() + 1); v != nil {
 				started, source = v.CreatedTime, v.Source
 			} else {
-				started, source = role.current().CreatedTime, role.current().Source
+				started, source = role.Current().CreatedTime, role.Current().Source
 			}
 		}
-		if source == sourceScheduled {
-			due := later(pre.NextVaultRotation, pre.NextAttempt)
+		if source == SourceScheduled {
+			due := Later(pre.NextVaultRotation, pre.NextAttempt)
 			renewal := time.Time{} // a certificate's: two thirds into its lifetime
-			if c := pre.current(); r.k.cert && c != nil {
-				renewal = later(c.CreatedTime.Add(c.ExpiresAt.Sub(c.CreatedTime)*2/3), pre.NextAttempt)
-				if !pre.scheduled() || renewal.Before(due) {
+			if c := pre.Current(); r.k.cert && c != nil {
+				renewal = Later(c.CreatedTime.Add(c.ExpiresAt.Sub(c.CreatedTime)*2/3), pre.NextAttempt)
+				if !pre.Scheduled() || renewal.Before(due) {
 					due = renewal
 				}
 			}
 			if pre.Overlap != nil {
-				due = later(due, pre.Overlap.Until)
+				due = Later(due, pre.Overlap.Until)
 			}
 			switch {
-			case !pre.scheduled() && renewal.IsZero():
-				s.fail("invariant 17: role %s has no schedule (rotation_period %s, rotation_schedule %q), yet a key rotation (version %d) started at %s without a manual rotate; overlap before it: %+v",
-					r.name, pre.RotationPeriod, pre.RotationSchedule, pre.currentVersion()+1, started.Format(time.RFC3339Nano), pre.Overlap)
+			case !pre.Scheduled() && renewal.IsZero():
+				s.Fail("invariant 17: role %s has no schedule (rotation_period %s, rotation_schedule %q), yet a key rotation (version %d) started at %s without a manual rotate; overlap before it: %+v",
+					r.name, pre.RotationPeriod, pre.RotationSchedule, pre.CurrentVersion()+1, started.Format(time.RFC3339Nano), pre.Overlap)
 			case started.Before(due):
-				s.fail("invariant 17: role %s started a scheduled key rotation (version %d) at %s, before its stored due time %s (next_vault_rotation %s, next_attempt %s, overlap %+v)",
-					r.name, pre.currentVersion()+1, started.Format(time.RFC3339Nano), due.Format(time.RFC3339Nano), pre.NextVaultRotation.Format(time.RFC3339Nano), pre.NextAttempt.Format(time.RFC3339Nano), pre.Overlap)
+				s.Fail("invariant 17: role %s started a scheduled key rotation (version %d) at %s, before its stored due time %s (next_vault_rotation %s, next_attempt %s, overlap %+v)",
+					r.name, pre.CurrentVersion()+1, started.Format(time.RFC3339Nano), due.Format(time.RFC3339Nano), pre.NextVaultRotation.Format(time.RFC3339Nano), pre.NextAttempt.Format(time.RFC3339Nano), pre.Overlap)
 			}
 			s.counts["key rotation scheduled"]++
 		}
@@ -788,9 +788,9 @@ func (s *sim) checkKeyRole(r *simRole, role *roleEntry, stats emulator.Stats, cr
 
 	// 15. Overlap. A rotation puts the key it replaces in the overlap, until
 	// overlap_period after the new version.
-	if c := role.current(); c != nil && pk == nil && cur == r.k.cur+1 && r.k.curKeyID != "" {
-		until := c.CreatedTime.Add(role.overlapPeriod())
-		if prev := role.version(cur - 1); r.k.cert && prev != nil && prev.ExpiresAt.Before(until) {
+	if c := role.Current(); c != nil && pk == nil && cur == r.k.cur+1 && r.k.curKeyID != "" {
+		until := c.CreatedTime.Add(role.OverlapPeriodOrDefault())
+		if prev := role.Version(cur - 1); r.k.cert && prev != nil && prev.ExpiresAt.Before(until) {
 			until = prev.ExpiresAt // a certificate's overlap ends when it expires
 		}
 		ov := role.Overlap
@@ -798,11 +798,11 @@ func (s *sim) checkKeyRole(r *simRole, role *roleEntry, stats emulator.Stats, cr
 		case !now.Before(until):
 			// Over already (overlap_period 0, or a late check).
 		case ov == nil || !slices.Contains(ov.CredentialIDs, r.k.curKeyID) || !ov.Until.Equal(until):
-			s.fail("invariant 15: role %s rotated to version %d at %s, but its overlap %+v does not hold the key it replaced (%s) until %s",
+			s.Fail("invariant 15: role %s rotated to version %d at %s, but its overlap %+v does not hold the key it replaced (%s) until %s",
 				r.name, cur, c.CreatedTime.Format(time.RFC3339Nano), ov, r.k.curKeyID, until.Format(time.RFC3339Nano))
 		}
 	}
-	if ov, c := role.Overlap, role.current(); ov != nil && c != nil {
+	if ov, c := role.Overlap, role.Current(); ov != nil && c != nil {
 		for _, id := range ov.CredentialIDs {
 			if k := r.k.keys[id]; k != nil && id != c.KeyID && ov.Until.After(k.until) {
 				k.until = ov.Until
@@ -813,21 +813,21 @@ func (s *sim) checkKeyRole(r *simRole, role *roleEntry, stats emulator.Stats, cr
 		isAttached := slices.Contains(attached, k.id)
 		switch {
 		case k.dead && isAttached:
-			s.fail("invariant 15: role %s's key %s (version %d), detached before, is back at Auth0 (attached %v)", r.name, k.id, k.version, attached)
+			s.Fail("invariant 15: role %s's key %s (version %d), detached before, is back at Auth0 (attached %v)", r.name, k.id, k.version, attached)
 		case k.dead:
 		case !k.ended && now.Before(k.until) && (!isAttached || !s.keyLogsInCached(app, k, attached)):
-			s.fail("invariant 15: role %s's key %s (version %d) must log in until its overlap ends at %s, but it is %s (attached %v)",
+			s.Fail("invariant 15: role %s's key %s (version %d) must log in until its overlap ends at %s, but it is %s (attached %v)",
 				r.name, k.id, k.version, k.until.Format(time.RFC3339Nano), map[bool]string{true: "refused", false: "detached"}[isAttached], attached)
 		case !isAttached:
 			if s.credentialLogsIn(app, k) {
-				s.fail("invariant 15: role %s's key %s (version %d) is detached at Auth0, yet it still logs in", r.name, k.id, k.version)
+				s.Fail("invariant 15: role %s's key %s (version %d) is detached at Auth0, yet it still logs in", r.name, k.id, k.version)
 			}
 			k.dead = true
 			s.counts["key detached"]++
 		}
 	}
 	r.k.cur = cur
-	if c := role.current(); c != nil {
+	if c := role.Current(); c != nil {
 		r.k.curKeyID = c.KeyID
 	}
 }
@@ -844,14 +844,14 @@ func (s *sim) checkAssertion(r *simRole, current *simKey, attached []string) {
 	r.k.assertionFP = fp
 	resp, err := s.request(logical.ReadOperation, "assertion/"+r.name, nil)
 	if err != nil || resp == nil || resp.IsError() {
-		s.fail("invariant 14: reading assertion/%s: %s", r.name, outcome(resp, err))
+		s.Fail("invariant 14: reading assertion/%s: %s", r.name, outcome(resp, err))
 	}
 	if leak := s.keyLeakIn(responseText(resp, err)); leak != "" {
-		s.fail("invariant 16: assertion/%s answers private key material (%s)", r.name, leak)
+		s.Fail("invariant 16: assertion/%s answers private key material (%s)", r.name, leak)
 	}
 	assertion, _ := resp.Data["client_assertion"].(string)
 	if resp.Data["client_id"] != r.clientID || resp.Data["client_assertion_type"] != auth0api.ClientAssertionType || !s.assertionLogsIn(r.clientID, assertion) {
-		s.fail("invariant 14: the client assertion assertion/%s signs (with the key of version %d, credential %s, creds serves) does not log in; attached %v", r.name, current.version, current.id, attached)
+		s.Fail("invariant 14: the client assertion assertion/%s signs (with the key of version %d, credential %s, creds serves) does not log in; attached %v", r.name, current.version, current.id, attached)
 	}
 	s.counts["key check assertion/"]++
 }
@@ -875,7 +875,7 @@ func describeCredentials(stored []emulator.CredentialInfo) string {
 	return "[" + strings.Join(parts, " ") + "]"
 }
 
-func keyIDOf(sec *secretEntry) string {
+func keyIDOf(sec *SecretEntry) string {
 	if sec == nil {
 		return "<none>"
 	}
@@ -883,7 +883,7 @@ func keyIDOf(sec *secretEntry) string {
 }
 
 // redactKey describes a key's secret entry without the key.
-func redactKey(sec *secretEntry) string {
+func redactKey(sec *SecretEntry) string {
 	if sec == nil {
 		return "<nil>"
 	}
@@ -892,7 +892,7 @@ func redactKey(sec *secretEntry) string {
 
 // keyUnsettled reports whether a private_key_jwt role still has work to finish before the
 // run may end: a pending key, or an overlap past its end.
-func keyUnsettled(role *roleEntry, now time.Time) bool {
+func keyUnsettled(role *RoleEntry, now time.Time) bool {
 	return role.PendingKey != nil || role.Overlap != nil && !now.Before(role.Overlap.Until)
 }
 
@@ -902,37 +902,37 @@ func (s *sim) finalKeyCheck(r *simRole) {
 	s.t.Helper()
 	role := s.storedRole(r.name)
 	stored, attached, _ := s.emu.Credentials(r.clientID)
-	if role.currentVersion() == 0 {
+	if role.CurrentVersion() == 0 {
 		if len(stored) > 0 || s.onMethod(r) || !s.authenticates(r.clientID, r.k.secret) {
-			s.fail("invariant 5: role %s has no key, yet its application has credentials %s or lost its secret", r.name, describeCredentials(stored))
+			s.Fail("invariant 5: role %s has no key, yet its application has credentials %s or lost its secret", r.name, describeCredentials(stored))
 		}
 		return
 	}
 	resp, err := s.request(logical.ReadOperation, "creds/"+r.name, nil)
 	if err != nil || resp == nil || resp.IsError() {
-		s.fail("invariant 5: reading creds/%s: %s", r.name, outcome(resp, err))
+		s.Fail("invariant 5: reading creds/%s: %s", r.name, outcome(resp, err))
 	}
 	d := resp.Data
 	str := func(k string) string { v, _ := d[k].(string); return v }
 	if r.k.cert {
-		d["key_id"] = role.current().KeyID // creds of a certificate role name no credential
-		if str("thumbprint_sha256") != role.current().Thumbprint {
+		d["key_id"] = role.Current().KeyID // creds of a certificate role name no credential
+		if str("thumbprint_sha256") != role.Current().Thumbprint {
 			d["key_id"] = "a certificate of thumbprint " + str("thumbprint_sha256")
 		}
 	}
 	cur := &simKey{pem: str("private_key"), kid: str("kid"), alg: str("algorithm"), cert: str("certificate")}
-	if str("key_id") != role.current().KeyID || !slices.Contains(attached, str("key_id")) || !s.credentialLogsIn(r.clientID, cur) {
-		s.fail("invariant 5: the key creds/%s serves (%s) is not the role's current one (%s), or does not log in (attached %v)", r.name, str("key_id"), role.current().KeyID, attached)
+	if str("key_id") != role.Current().KeyID || !slices.Contains(attached, str("key_id")) || !s.credentialLogsIn(r.clientID, cur) {
+		s.Fail("invariant 5: the key creds/%s serves (%s) is not the role's current one (%s), or does not log in (attached %v)", r.name, str("key_id"), role.Current().KeyID, attached)
 	}
 	if p := str("previous_private_key"); p != "" && !s.credentialLogsIn(r.clientID, &simKey{pem: p, kid: str("previous_kid"), alg: str("algorithm"), cert: str("previous_certificate")}) {
-		s.fail("invariant 5: the previous key creds/%s serves (%s, overlap until %v) does not log in", r.name, str("previous_key_id"), d["overlap_until"])
+		s.Fail("invariant 5: the previous key creds/%s serves (%s, overlap until %v) does not log in", r.name, str("previous_key_id"), d["overlap_until"])
 	}
 }
 
 // usesKeys reports whether the role rotates a private_key_jwt key pair.
-func (r *roleEntry) usesKeys() bool {
-	return kindFor(r.kindKey()).credentialType() == credentialPrivateKeyJWT
+func (r *RoleEntry) usesKeys() bool {
+	return KindFor(r.KindKey()).CredentialType() == CredentialPrivateKeyJWT
 }
 
 // isStaged reports whether the role rotates with the staged strategy.
-func (r *roleEntry) isStaged() bool { return kindFor(r.kindKey()).strategy() == strategyStaged }
+func (r *RoleEntry) isStaged() bool { return KindFor(r.KindKey()).Strategy() == StrategyStaged }

@@ -342,7 +342,7 @@ type simRole struct {
 	failedSince bool
 	// pre is the role as stored before the current step, and inFlight whether it then had
 	// an unresolved rotation write-ahead entry.
-	pre      *roleEntry
+	pre      *RoleEntry
 	inFlight bool
 
 	// The last PATCH of a staged role's application: its secret, and the role's current
@@ -364,8 +364,8 @@ type simPatch struct {
 	secret       string // what Auth0 holds after it
 	at           time.Time
 	manual       string // client ID of the manual rotate running, if any
-	stored       *roleEntry
-	staged       *secretEntry // the secret entry of stored.Staged, if any
+	stored       *RoleEntry
+	staged       *SecretEntry // the secret entry of stored.Staged, if any
 	err          error
 }
 
@@ -424,7 +424,7 @@ func newSim(t *testing.T, seed uint64, days, roles int) *sim {
 
 	s.store = &simStorage{inner: s.base, plan: s.plan}
 	s.b = startBackendWithClock(t, s.store, logical.TestSystemView(), hclog.Trace, s.logs, s.clock)
-	<-s.b.sched.Load().loaded
+	<-s.b.Sched.Load().Loaded
 	s.watchKeyGeneration()
 
 	wait := []string{"0s", "30s", "30s", "2m"}[s.rng.IntN(4)]
@@ -508,7 +508,7 @@ func (s *sim) addRole(kind string, imported bool, class string) *simRole {
 		s.keyApps[r.clientID] = r.name
 	case kindStaged:
 		r.staged = true
-		data["rotation_strategy"] = strategyStaged
+		data["rotation_strategy"] = StrategyStaged
 		data["stage_period"] = s.randomStagePeriod()
 		s.stagedApps[r.clientID] = r.name
 	}
@@ -568,7 +568,7 @@ func (s *sim) replayCommand() string {
 }
 
 // fail stops the run with the seed, the command that replays it and the last steps.
-func (s *sim) fail(format string, args ...interface{}) {
+func (s *sim) Fail(format string, args ...interface{}) {
 	s.t.Helper()
 	s.t.Fatalf("seed=%d: step %d at %s: %s\nreplay: %s (add -sim.trace -v to log every step)\nlast steps:\n%s", s.seed, s.step,
 		s.clock.Now().Format(time.RFC3339Nano), fmt.Sprintf(format, args...), s.replayCommand(), strings.Join(s.history, "\n"))
@@ -588,7 +588,7 @@ func (s *sim) run() {
 	for s.clock.Now().Before(end) {
 		s.step++
 		if s.step > 200*24*s.days+1000 {
-			s.fail("the run does not advance its clock")
+			s.Fail("the run does not advance its clock")
 		}
 		desc := s.randomStep()
 		s.record(desc)
@@ -717,7 +717,7 @@ func (s *sim) stepAdvance() string {
 // stepAdvanceToDue moves the clock exactly to when the first queued role falls due.
 func (s *sim) stepAdvanceToDue() string {
 	d := time.Duration(0)
-	if due, ok := s.b.sched.Load().queue.peek(); ok && due.After(s.clock.Now()) {
+	if due, ok := s.b.Sched.Load().Queue.Peek(); ok && due.After(s.clock.Now()) {
 		d = due.Sub(s.clock.Now())
 	}
 	s.clock.Advance(d)
@@ -727,13 +727,13 @@ func (s *sim) stepAdvanceToDue() string {
 }
 
 func (s *sim) runDue() int {
-	sch := s.b.sched.Load()
+	sch := s.b.Sched.Load()
 	if sch == nil {
-		s.fail("no scheduler running")
+		s.Fail("no scheduler running")
 	}
-	<-sch.loaded
+	<-sch.Loaded
 	s.noteDueJobs(s.clock.Now())
-	return s.b.runDueNow(s.ctx)
+	return s.b.RunDueNow(s.ctx)
 }
 
 // noteReconciled counts the jobs that resolve the rotations in flight (a rollback, or a
@@ -801,16 +801,16 @@ func (s *sim) stepRotate(r *simRole, options bool) string {
 		cancelled, isCancel := resp.Data["cancelled_version"].(int)
 		if !s.store.isCrashed() {
 			role := s.storedRole(r.name)
-			if role.currentVersion() != version {
-				s.fail("rotate/%s answered version %d, but the role's current version is %d", name, version, role.currentVersion())
+			if role.CurrentVersion() != version {
+				s.Fail("rotate/%s answered version %d, but the role's current version is %d", name, version, role.CurrentVersion())
 			}
 			switch {
 			case staged && (role.Staged == nil || role.Staged.Version != next):
-				s.fail("rotate/%s answered next_version %d, but the role stores staged %+v", name, next, role.Staged)
+				s.Fail("rotate/%s answered next_version %d, but the role stores staged %+v", name, next, role.Staged)
 			case !staged && role.Staged != nil && opt != "cancel_staged":
-				s.fail("rotate/%s answered no next_version, but the role stores staged version %d", name, role.Staged.Version)
+				s.Fail("rotate/%s answered no next_version, but the role stores staged version %d", name, role.Staged.Version)
 			case opt == "cancel_staged" && role.Staged != nil:
-				s.fail("rotate/%s succeeded, but the role still stores staged version %d", name, role.Staged.Version)
+				s.Fail("rotate/%s succeeded, but the role still stores staged version %d", name, role.Staged.Version)
 			}
 		}
 		s.counts["rotate ok"]++
@@ -965,8 +965,8 @@ var stagedFaults = []simFaultSpec{
 
 // The prefixes under which the simulation fails storage writes, and deletes.
 var (
-	simStoragePrefixes = []string{"", roleStoragePrefix, credsStoragePrefix, secretStoragePrefix, framework.WALPrefix}
-	simDeletePrefixes  = []string{framework.WALPrefix, secretStoragePrefix, ""}
+	simStoragePrefixes = []string{"", RoleStoragePrefix, CredsStoragePrefix, SecretStoragePrefix, framework.WALPrefix}
+	simDeletePrefixes  = []string{framework.WALPrefix, SecretStoragePrefix, ""}
 )
 
 // storageClass names failures of op under prefix for the coverage.
@@ -1055,7 +1055,7 @@ func (s *sim) restart() {
 	s.b.Cleanup(s.ctx)
 	s.store = &simStorage{inner: s.base, plan: s.plan}
 	s.b = startBackendWithClock(s.t, s.store, logical.TestSystemView(), hclog.Trace, s.logs, s.clock)
-	<-s.b.sched.Load().loaded
+	<-s.b.Sched.Load().Loaded
 	s.watchKeyGeneration()
 }
 
@@ -1154,7 +1154,7 @@ func (s *sim) mustOK(path string, data map[string]interface{}) {
 	s.t.Helper()
 	resp, err := s.request(logical.UpdateOperation, path, data)
 	if err != nil || resp != nil && resp.IsError() {
-		s.fail("write %s: %s", path, outcome(resp, err))
+		s.Fail("write %s: %s", path, outcome(resp, err))
 	}
 }
 
@@ -1212,9 +1212,9 @@ func (s *sim) hook(p emulator.Phase, r *http.Request, clientID string) *emulator
 		s.patchCount++
 		ev := simPatch{client: clientID, role: s.stagedApps[clientID], secret: secret, at: s.clock.Now(), manual: s.manual}
 		if ev.role != "" {
-			ev.stored, ev.err = loadRole(s.ctx, s.base, ev.role)
+			ev.stored, ev.err = LoadRole(s.ctx, s.base, ev.role)
 			if ev.err == nil && ev.stored != nil && ev.stored.Staged != nil {
-				ev.staged, ev.err = loadSecret(s.ctx, s.base, ev.role, nil, ev.stored.Staged.Version)
+				ev.staged, ev.err = LoadSecret(s.ctx, s.base, ev.role, nil, ev.stored.Staged.Version)
 			}
 		}
 		s.patches = append(s.patches, ev)
@@ -1259,40 +1259,40 @@ func (s *sim) hook(p emulator.Phase, r *http.Request, clientID string) *emulator
 
 // Invariants.
 
-func (s *sim) storedRole(name string) *roleEntry {
-	role, err := loadRole(s.ctx, s.base, name)
+func (s *sim) storedRole(name string) *RoleEntry {
+	role, err := LoadRole(s.ctx, s.base, name)
 	if err != nil || role == nil {
-		s.fail("role %s: %v, %v", name, role, err)
+		s.Fail("role %s: %v, %v", name, role, err)
 	}
 	return role
 }
 
 // pendingByRole reads the write-ahead entries from storage, by role.
-func (s *sim) pendingByRole() map[string][]pendingRotation {
+func (s *sim) pendingByRole() map[string][]PendingRotation {
 	ids, err := framework.ListWAL(s.ctx, s.base)
 	if err != nil {
-		s.fail("listing write-ahead entries: %v", err)
+		s.Fail("listing write-ahead entries: %v", err)
 	}
-	out := map[string][]pendingRotation{}
+	out := map[string][]PendingRotation{}
 	for _, id := range ids {
 		entry, err := framework.GetWAL(s.ctx, s.base, id)
 		if err != nil || entry == nil {
-			s.fail("write-ahead entry %s: %v, %v", id, entry, err)
+			s.Fail("write-ahead entry %s: %v, %v", id, entry, err)
 		}
-		if entry.Kind == walKindRoleWrite {
+		if entry.Kind == WalKindRoleWrite {
 			continue // a role write whose storage failed twice; the next start repairs it
 		}
-		if entry.Kind != walKindRotation {
-			s.fail("write-ahead entry %s of kind %q", id, entry.Kind)
+		if entry.Kind != WalKindRotation {
+			s.Fail("write-ahead entry %s of kind %q", id, entry.Kind)
 		}
-		w, err := decodeRotationWAL(entry.Data)
+		w, err := DecodeRotationWAL(entry.Data)
 		if err != nil {
-			s.fail("write-ahead entry %s: %v", id, err)
+			s.Fail("write-ahead entry %s: %v", id, err)
 		}
 		if s.byName[w.Role] == nil {
-			s.fail("write-ahead entry %s for role %q, which does not exist", id, w.Role)
+			s.Fail("write-ahead entry %s for role %q, which does not exist", id, w.Role)
 		}
-		out[w.Role] = append(out[w.Role], pendingRotation{id: id, wal: w})
+		out[w.Role] = append(out[w.Role], PendingRotation{Id: id, Wal: w})
 	}
 	return out
 }
@@ -1310,45 +1310,45 @@ func (s *sim) check() {
 	}
 	s.mu.Unlock()
 	if len(problems) > 0 {
-		s.fail("%s", strings.Join(problems, "; "))
+		s.Fail("%s", strings.Join(problems, "; "))
 	}
 	if leak := s.logs.leak(); leak != "" {
-		s.fail("invariant 4: the log contains a secret the emulator issued: ...%s...", leak)
+		s.Fail("invariant 4: the log contains a secret the emulator issued: ...%s...", leak)
 	}
 	if leak := s.logs.keyLeak(); leak != "" {
-		s.fail("invariant 16: the log contains private key material: %s", leak)
+		s.Fail("invariant 16: the log contains private key material: %s", leak)
 	}
 
 	// 2. Schedule, and the part of 1 about whose application rotates.
 	for _, ev := range events {
 		r := s.byClient[ev.client]
 		if r == nil {
-			s.fail("invariant 1: Auth0 rotated %s, which no role manages", ev.client)
+			s.Fail("invariant 1: Auth0 rotated %s, which no role manages", ev.client)
 		}
 		if r.staged {
-			s.fail("invariant 6: Auth0 rotated (rotate-secret) the application of staged role %s at %s", r.name, ev.at.Format(time.RFC3339Nano))
+			s.Fail("invariant 6: Auth0 rotated (rotate-secret) the application of staged role %s at %s", r.name, ev.at.Format(time.RFC3339Nano))
 		}
 		if r.keys {
-			s.fail("invariant 13: Auth0 rotated (rotate-secret) the application of private_key_jwt role %s at %s", r.name, ev.at.Format(time.RFC3339Nano))
+			s.Fail("invariant 13: Auth0 rotated (rotate-secret) the application of private_key_jwt role %s at %s", r.name, ev.at.Format(time.RFC3339Nano))
 		}
 		if ev.manual != "" {
 			if ev.manual != ev.client {
-				s.fail("invariant 1: a manual rotate of %s's application also rotated %s (role %s)", s.byClient[ev.manual].name, ev.client, r.name)
+				s.Fail("invariant 1: a manual rotate of %s's application also rotated %s (role %s)", s.byClient[ev.manual].name, ev.client, r.name)
 			}
 			r.last, r.failedSince = ev.at, false
 			continue
 		}
 		pre := r.pre
-		if !pre.scheduled() {
-			s.fail("invariant 2: role %s has no schedule, yet its application was rotated at %s without a manual rotate", r.name, ev.at.Format(time.RFC3339Nano))
+		if !pre.Scheduled() {
+			s.Fail("invariant 2: role %s has no schedule, yet its application was rotated at %s without a manual rotate", r.name, ev.at.Format(time.RFC3339Nano))
 		}
-		if due := later(pre.NextVaultRotation, pre.NextAttempt); ev.at.Before(due) {
-			s.fail("invariant 2: role %s rotated at %s, before its stored due time %s (next_vault_rotation %s, next_attempt %s)",
+		if due := Later(pre.NextVaultRotation, pre.NextAttempt); ev.at.Before(due) {
+			s.Fail("invariant 2: role %s rotated at %s, before its stored due time %s (next_vault_rotation %s, next_attempt %s)",
 				r.name, ev.at.Format(time.RFC3339Nano), due.Format(time.RFC3339Nano), pre.NextVaultRotation.Format(time.RFC3339Nano), pre.NextAttempt.Format(time.RFC3339Nano))
 		}
-		if gate := pre.nextRotation(r.last); ev.at.Before(gate) {
+		if gate := pre.NextRotation(r.last); ev.at.Before(gate) {
 			if !r.failedSince {
-				s.fail("invariant 2: role %s rotated at %s, but its schedule (period %s, schedule %q) allows the next rotation after the one at %s only from %s, and no failure was recorded in between",
+				s.Fail("invariant 2: role %s rotated at %s, but its schedule (period %s, schedule %q) allows the next rotation after the one at %s only from %s, and no failure was recorded in between",
 					r.name, ev.at.Format(time.RFC3339Nano), pre.RotationPeriod, pre.RotationSchedule, r.last.Format(time.RFC3339Nano), gate.Format(time.RFC3339Nano))
 			}
 			s.exempted++
@@ -1364,18 +1364,18 @@ func (s *sim) check() {
 	crashed := s.store.isCrashed()
 	for _, r := range s.roles {
 		role := s.storedRole(r.name)
-		var wals []pendingRotation // unresolved: the engine never tried to delete them
+		var wals []PendingRotation // unresolved: the engine never tried to delete them
 		for _, p := range pending[r.name] {
 			if r.keys {
-				s.fail("invariant 13: private_key_jwt role %s has a write-ahead entry (for %s from version %d)", r.name, p.wal.ClientID, p.wal.BaseVersion)
+				s.Fail("invariant 13: private_key_jwt role %s has a write-ahead entry (for %s from version %d)", r.name, p.Wal.ClientID, p.Wal.BaseVersion)
 			}
 			if r.staged {
-				s.fail("invariant 6: staged role %s has a write-ahead entry (for %s from version %d)", r.name, p.wal.ClientID, p.wal.BaseVersion)
+				s.Fail("invariant 6: staged role %s has a write-ahead entry (for %s from version %d)", r.name, p.Wal.ClientID, p.Wal.BaseVersion)
 			}
-			if p.wal.ClientID != r.clientID {
-				s.fail("invariant 1: role %s has a write-ahead entry for application %s", r.name, p.wal.ClientID)
+			if p.Wal.ClientID != r.clientID {
+				s.Fail("invariant 1: role %s has a write-ahead entry for application %s", r.name, p.Wal.ClientID)
 			}
-			if !s.plan.finished(p.id) {
+			if !s.plan.finished(p.Id) {
 				wals = append(wals, p)
 			}
 		}
@@ -1387,7 +1387,7 @@ func (s *sim) check() {
 		s.checkStaging(r, r.pre, role)
 		if r.pre != nil {
 			for _, v := range role.Versions {
-				if v.Version > r.pre.currentVersion() && v.Source == sourceStaged {
+				if v.Version > r.pre.CurrentVersion() && v.Source == SourceStaged {
 					s.counts["switch verified "+v.Verified]++
 				}
 			}
@@ -1396,7 +1396,7 @@ func (s *sim) check() {
 			r.failedSince = true
 		}
 		r.pre, r.inFlight = role, len(wals) > 0
-		fmt.Fprintf(s.digest, "%s:%d/%d/%d/%d/%v/%v;", r.name, role.currentVersion(), len(wals), rotations[r.clientID], stats.SecretPatches[r.clientID], role.LastFailure != nil, role.Staged != nil)
+		fmt.Fprintf(s.digest, "%s:%d/%d/%d/%d/%v/%v;", r.name, role.CurrentVersion(), len(wals), rotations[r.clientID], stats.SecretPatches[r.clientID], role.LastFailure != nil, role.Staged != nil)
 	}
 	clear(s.rotated)
 }
@@ -1408,13 +1408,13 @@ func (s *sim) checkPatch(ev simPatch) {
 	r := s.byClient[ev.client]
 	switch {
 	case r == nil:
-		s.fail("invariant 6: Auth0 applied a PATCH of the client_secret of %s, which no role manages", ev.client)
+		s.Fail("invariant 6: Auth0 applied a PATCH of the client_secret of %s, which no role manages", ev.client)
 	case !r.staged:
-		s.fail("invariant 6: Auth0 applied a PATCH of the client_secret of %s, whose role %s is not staged", ev.client, r.name)
+		s.Fail("invariant 6: Auth0 applied a PATCH of the client_secret of %s, whose role %s is not staged", ev.client, r.name)
 	case ev.manual != "" && ev.manual != ev.client:
-		s.fail("invariant 6: a manual rotate of %s's application PATCHed %s (role %s)", s.byClient[ev.manual].name, ev.client, r.name)
+		s.Fail("invariant 6: a manual rotate of %s's application PATCHed %s (role %s)", s.byClient[ev.manual].name, ev.client, r.name)
 	case ev.err != nil:
-		s.fail("reading role %s in the fault hook: %v", r.name, ev.err)
+		s.Fail("reading role %s in the fault hook: %v", r.name, ev.err)
 	}
 	s.counts["patch"]++
 	role := ev.stored
@@ -1423,33 +1423,33 @@ func (s *sim) checkPatch(ev simPatch) {
 	// 7. Only known secrets.
 	switch {
 	case role == nil || role.Staged == nil:
-		s.fail("invariant 7: Auth0 took a PATCH of role %s's secret at %s, but the role stores no staged secret (role %+v)", r.name, at, role)
+		s.Fail("invariant 7: Auth0 took a PATCH of role %s's secret at %s, but the role stores no staged secret (role %+v)", r.name, at, role)
 	case ev.staged == nil || ev.staged.Secret != ev.secret:
-		s.fail("invariant 7: Auth0 took a PATCH of role %s's secret at %s that is not the secret entry of its staged version %d (entry %s)", r.name, at, role.Staged.Version, redact(ev.staged))
-	case role.Staged.Version != role.currentVersion()+1:
-		s.fail("invariant 9: role %s PATCHed staged version %d at %s, its current version is %d", r.name, role.Staged.Version, at, role.currentVersion())
+		s.Fail("invariant 7: Auth0 took a PATCH of role %s's secret at %s that is not the secret entry of its staged version %d (entry %s)", r.name, at, role.Staged.Version, redact(ev.staged))
+	case role.Staged.Version != role.CurrentVersion()+1:
+		s.Fail("invariant 9: role %s PATCHed staged version %d at %s, its current version is %d", r.name, role.Staged.Version, at, role.CurrentVersion())
 	}
 
 	// 10. One secret per switch.
 	cancel := lastCancel(role)
-	if r.lastPatch != "" && ev.secret != r.lastPatch && role.currentVersion() <= r.lastPatchCur && cancel == r.lastPatchCancel {
-		s.fail("invariant 10: role %s PATCHed another secret at %s (staged version %d) than its last PATCH, with no switch committed (current version %d then and now) and no stage cancelled in between",
+	if r.lastPatch != "" && ev.secret != r.lastPatch && role.CurrentVersion() <= r.lastPatchCur && cancel == r.lastPatchCancel {
+		s.Fail("invariant 10: role %s PATCHed another secret at %s (staged version %d) than its last PATCH, with no switch committed (current version %d then and now) and no stage cancelled in between",
 			r.name, at, role.Staged.Version, r.lastPatchCur)
 	}
 	if ev.secret != r.lastPatch {
 		s.counts["patch new secret"]++
 	}
-	r.lastPatch, r.lastPatchCur, r.lastPatchCancel = ev.secret, role.currentVersion(), cancel
+	r.lastPatch, r.lastPatchCur, r.lastPatchCancel = ev.secret, role.CurrentVersion(), cancel
 
 	// 11. Staged schedule: the switch.
-	if due := later(role.Staged.SwitchTime, role.NextAttempt); ev.manual == "" && ev.at.Before(due) {
-		s.fail("invariant 11: role %s PATCHed its staged secret at %s without a manual rotate, before its stored due time %s (switch_time %s, next_attempt %s)",
+	if due := Later(role.Staged.SwitchTime, role.NextAttempt); ev.manual == "" && ev.at.Before(due) {
+		s.Fail("invariant 11: role %s PATCHed its staged secret at %s without a manual rotate, before its stored due time %s (switch_time %s, next_attempt %s)",
 			r.name, at, due.Format(time.RFC3339Nano), role.Staged.SwitchTime.Format(time.RFC3339Nano), role.NextAttempt.Format(time.RFC3339Nano))
 	}
 }
 
 // lastCancel identifies the role's last cancelled stage, "" if none.
-func lastCancel(role *roleEntry) string {
+func lastCancel(role *RoleEntry) string {
 	if role == nil || len(role.Cancelled) == 0 {
 		return ""
 	}
@@ -1459,7 +1459,7 @@ func lastCancel(role *roleEntry) string {
 
 // checkStaging checks a secret staged during the step, pre being the role as stored before
 // it and role after it (invariant 11: the publication).
-func (s *sim) checkStaging(r *simRole, pre, role *roleEntry) {
+func (s *sim) checkStaging(r *simRole, pre, role *RoleEntry) {
 	s.t.Helper()
 	st := role.Staged
 	if st == nil || pre == nil || pre.Staged != nil && pre.Staged.Version == st.Version && pre.Staged.StagedTime.Equal(st.StagedTime) {
@@ -1470,38 +1470,38 @@ func (s *sim) checkStaging(r *simRole, pre, role *roleEntry) {
 		return // a manual rotate stages at once
 	}
 	at := st.StagedTime.Format(time.RFC3339Nano)
-	if !role.scheduled() {
-		s.fail("invariant 11: role %s has no schedule, yet a secret (version %d) was staged at %s without a manual rotate", r.name, st.Version, at)
+	if !role.Scheduled() {
+		s.Fail("invariant 11: role %s has no schedule, yet a secret (version %d) was staged at %s without a manual rotate", r.name, st.Version, at)
 	}
-	stage := role.stagePeriod()
+	stage := role.StagePeriodOrDefault()
 	due := role.NextVaultRotation.Add(-stage)
-	if pre.currentVersion() == role.currentVersion() {
-		due = later(due, pre.NextAttempt)
+	if pre.CurrentVersion() == role.CurrentVersion() {
+		due = Later(due, pre.NextAttempt)
 	}
 	if st.StagedTime.Before(due) {
-		s.fail("invariant 11: role %s staged version %d at %s, before its due time %s (next_vault_rotation %s, stage_period %s, next_attempt stored before %s)",
+		s.Fail("invariant 11: role %s staged version %d at %s, before its due time %s (next_vault_rotation %s, stage_period %s, next_attempt stored before %s)",
 			r.name, st.Version, at, due.Format(time.RFC3339Nano), role.NextVaultRotation.Format(time.RFC3339Nano), stage, pre.NextAttempt.Format(time.RFC3339Nano))
 	}
 	if st.SwitchTime.Before(role.NextVaultRotation) || st.SwitchTime.Before(st.StagedTime.Add(stage)) {
-		s.fail("invariant 11: role %s staged version %d at %s to switch at %s: before next_vault_rotation %s, or less than stage_period %s after publication",
+		s.Fail("invariant 11: role %s staged version %d at %s to switch at %s: before next_vault_rotation %s, or less than stage_period %s after publication",
 			r.name, st.Version, at, st.SwitchTime.Format(time.RFC3339Nano), role.NextVaultRotation.Format(time.RFC3339Nano), stage)
 	}
 }
 
-func (s *sim) checkRole(r *simRole, role *roleEntry, wals []pendingRotation, rotations, emuRotations, emuPatches int, crashed bool) {
+func (s *sim) checkRole(r *simRole, role *RoleEntry, wals []PendingRotation, rotations, emuRotations, emuPatches int, crashed bool) {
 	s.t.Helper()
 	ctx := s.ctx
-	cur := role.currentVersion()
+	cur := role.CurrentVersion()
 
 	// 1. Exactly once.
 	if rotations != emuRotations {
-		s.fail("harness: saw %d rotations of %s, the emulator counts %d", rotations, r.clientID, emuRotations)
+		s.Fail("harness: saw %d rotations of %s, the emulator counts %d", rotations, r.clientID, emuRotations)
 	}
 	if role.Warning != "" || role.Blocked != "" {
-		s.fail("invariant 1: role %s: warning %q, blocked %q", r.name, role.Warning, role.Blocked)
+		s.Fail("invariant 1: role %s: warning %q, blocked %q", r.name, role.Warning, role.Blocked)
 	}
 	if role.ClientID != r.clientID {
-		s.fail("role %s manages %s, want %s", r.name, role.ClientID, r.clientID)
+		s.Fail("role %s manages %s, want %s", r.name, role.ClientID, r.clientID)
 	}
 	made := cur
 	if r.imported {
@@ -1512,98 +1512,98 @@ func (s *sim) checkRole(r *simRole, role *roleEntry, wals []pendingRotation, rot
 		// 6 (the write-ahead entries and rotate-secret were checked by the caller), 7, 10.
 	case len(wals) == 0:
 		if rotations != made {
-			s.fail("invariant 1: role %s: Auth0 rotated its application %d times, but %d versions come from rotations (current version %d, imported %v) and no rotation is in flight; versions %s",
+			s.Fail("invariant 1: role %s: Auth0 rotated its application %d times, but %d versions come from rotations (current version %d, imported %v) and no rotation is in flight; versions %s",
 				r.name, rotations, made, cur, r.imported, describeVersions(role))
 		}
 	case len(wals) == 1:
 		if rotations != made && rotations != made+1 {
-			s.fail("invariant 1: role %s: Auth0 rotated its application %d times, %d versions come from rotations (current version %d, imported %v), one rotation in flight; versions %s",
+			s.Fail("invariant 1: role %s: Auth0 rotated its application %d times, %d versions come from rotations (current version %d, imported %v), one rotation in flight; versions %s",
 				r.name, rotations, made, cur, r.imported, describeVersions(role))
 		}
 		w := wals[0]
-		committed := cur == w.wal.BaseVersion+1 && role.current().WALID == w.id
-		if w.wal.ClientID != r.clientID || (w.wal.BaseVersion != cur && !committed) {
-			s.fail("invariant 1: role %s at version %d has a rotation in flight for %s from version %d", r.name, cur, w.wal.ClientID, w.wal.BaseVersion)
+		committed := cur == w.Wal.BaseVersion+1 && role.Current().WALID == w.Id
+		if w.Wal.ClientID != r.clientID || (w.Wal.BaseVersion != cur && !committed) {
+			s.Fail("invariant 1: role %s at version %d has a rotation in flight for %s from version %d", r.name, cur, w.Wal.ClientID, w.Wal.BaseVersion)
 		}
 	default:
-		s.fail("invariant 1: role %s has %d rotations in flight, at most one is allowed", r.name, len(wals))
+		s.Fail("invariant 1: role %s has %d rotations in flight, at most one is allowed", r.name, len(wals))
 	}
 
 	// 3. Versions.
 	if len(role.Versions) > role.MaxVersions {
-		s.fail("invariant 3: role %s retains %d versions, max_versions is %d", r.name, len(role.Versions), role.MaxVersions)
+		s.Fail("invariant 3: role %s retains %d versions, max_versions is %d", r.name, len(role.Versions), role.MaxVersions)
 	}
-	secrets := map[int]*secretEntry{}
+	secrets := map[int]*SecretEntry{}
 	for i, v := range role.Versions {
 		if i > 0 && v.Version != role.Versions[i-1].Version+1 {
-			s.fail("invariant 3: role %s: versions not consecutive: %s", r.name, describeVersions(role))
+			s.Fail("invariant 3: role %s: versions not consecutive: %s", r.name, describeVersions(role))
 		}
 		switch v.Source {
-		case sourceImport:
+		case SourceImport:
 			if v.Version != 1 || !r.imported {
-				s.fail("invariant 3: role %s: version %d has source import", r.name, v.Version)
+				s.Fail("invariant 3: role %s: version %d has source import", r.name, v.Version)
 			}
-		case sourceRotate, sourceScheduled, sourceRecovered:
+		case SourceRotate, SourceScheduled, SourceRecovered:
 			if r.staged {
-				s.fail("invariant 9: staged role %s: version %d has source %q", r.name, v.Version, v.Source)
+				s.Fail("invariant 9: staged role %s: version %d has source %q", r.name, v.Version, v.Source)
 			}
-		case sourceStaged:
+		case SourceStaged:
 			if !r.staged || v.Verified == "" || v.StagedTime.IsZero() || v.WALID != "" {
-				s.fail("invariant 9: role %s (staged %v): version %d has source staged, verified %q, staged at %s, write-ahead entry %q",
+				s.Fail("invariant 9: role %s (staged %v): version %d has source staged, verified %q, staged at %s, write-ahead entry %q",
 					r.name, r.staged, v.Version, v.Verified, v.StagedTime.Format(time.RFC3339Nano), v.WALID)
 			}
 		default:
-			s.fail("invariant 3: role %s: version %d has source %q", r.name, v.Version, v.Source)
+			s.Fail("invariant 3: role %s: version %d has source %q", r.name, v.Version, v.Source)
 		}
-		sec, err := loadSecret(ctx, s.base, r.name, role, v.Version)
+		sec, err := LoadSecret(ctx, s.base, r.name, role, v.Version)
 		if err != nil || sec == nil || sec.Version != v.Version || sec.Secret == "" || sec.WALID != v.WALID {
-			s.fail("invariant 3: role %s: retained version %d (wal %q) has secret entry %+v, %v", r.name, v.Version, v.WALID, redact(sec), err)
+			s.Fail("invariant 3: role %s: retained version %d (wal %q) has secret entry %+v, %v", r.name, v.Version, v.WALID, redact(sec), err)
 		}
 		secrets[v.Version] = sec
 	}
 	// 9. Staged versions.
-	var staged *secretEntry
+	var staged *SecretEntry
 	if st := role.Staged; st != nil {
 		if !r.staged {
-			s.fail("invariant 9: role %s is not staged, yet it stores staged version %d", r.name, st.Version)
+			s.Fail("invariant 9: role %s is not staged, yet it stores staged version %d", r.name, st.Version)
 		}
 		if st.Version != cur+1 {
-			s.fail("invariant 9: role %s stages version %d, its current version is %d", r.name, st.Version, cur)
+			s.Fail("invariant 9: role %s stages version %d, its current version is %d", r.name, st.Version, cur)
 		}
 		var err error
-		staged, err = loadSecret(ctx, s.base, r.name, nil, st.Version)
-		if err != nil || staged == nil || staged.Version != st.Version || staged.Source != sourceStaged || staged.Secret == "" {
-			s.fail("invariant 9: role %s: staged version %d has secret entry %s, %v", r.name, st.Version, redact(staged), err)
+		staged, err = LoadSecret(ctx, s.base, r.name, nil, st.Version)
+		if err != nil || staged == nil || staged.Version != st.Version || staged.Source != SourceStaged || staged.Secret == "" {
+			s.Fail("invariant 9: role %s: staged version %d has secret entry %s, %v", r.name, st.Version, redact(staged), err)
 		}
 		s.logs.addSecret(staged.Secret)
 	}
-	creds, err := loadCreds(ctx, s.base, r.name)
+	creds, err := LoadCreds(ctx, s.base, r.name)
 	if err != nil {
-		s.fail("creds/%s: %v", r.name, err)
+		s.Fail("creds/%s: %v", r.name, err)
 	}
 	inFlight := len(wals) > 0
 	switch {
 	case creds == nil:
 		if cur > 0 {
-			s.fail("invariant 3: role %s has version %d but creds/%s holds nothing", r.name, cur, r.name)
+			s.Fail("invariant 3: role %s has version %d but creds/%s holds nothing", r.name, cur, r.name)
 		}
 	case creds.Current.Version == cur && cur > 0:
 		if creds.Current.Secret != secrets[cur].Secret {
-			s.fail("invariant 3: creds/%s holds version %d with another secret than its secret entry", r.name, cur)
+			s.Fail("invariant 3: creds/%s holds version %d with another secret than its secret entry", r.name, cur)
 		}
 		prev := secrets[cur-1]
 		switch {
 		case prev != nil && (creds.Previous == nil || creds.Previous.Version != cur-1 || creds.Previous.Secret != prev.Secret):
-			s.fail("invariant 3: creds/%s does not hold retained version %d as previous (holds %+v)", r.name, cur-1, redact(creds.Previous))
+			s.Fail("invariant 3: creds/%s does not hold retained version %d as previous (holds %+v)", r.name, cur-1, redact(creds.Previous))
 		case prev == nil && creds.Previous != nil:
-			s.fail("invariant 3: creds/%s holds version %d as previous, which the role does not retain (versions %s)", r.name, creds.Previous.Version, describeVersions(role))
+			s.Fail("invariant 3: creds/%s holds version %d as previous, which the role does not retain (versions %s)", r.name, creds.Previous.Version, describeVersions(role))
 		}
 		switch next := creds.Next; {
 		case staged != nil && (next == nil || next.Version != staged.Version || next.Secret != staged.Secret):
-			s.fail("invariant 9: role %s stages version %d, but creds/%s does not publish it as next (holds %s)", r.name, staged.Version, r.name, redact(next))
+			s.Fail("invariant 9: role %s stages version %d, but creds/%s does not publish it as next (holds %s)", r.name, staged.Version, r.name, redact(next))
 		case staged == nil && next != nil:
-			if next.Version != cur+1 || next.Source != sourceStaged || !r.staged {
-				s.fail("invariant 9: role %s stages nothing, and creds/%s publishes as next %s", r.name, r.name, redact(next))
+			if next.Version != cur+1 || next.Source != SourceStaged || !r.staged {
+				s.Fail("invariant 9: role %s stages nothing, and creds/%s publishes as next %s", r.name, r.name, redact(next))
 			}
 			s.counts["stale next"]++
 		}
@@ -1611,26 +1611,26 @@ func (s *sim) checkRole(r *simRole, role *roleEntry, wals []pendingRotation, rot
 		// A switch whose commit was cut short between creds and the role: Auth0 took the
 		// staged secret before creds was written (8 checks that it holds it).
 		if creds.Current.Secret != staged.Secret {
-			s.fail("invariant 3: creds/%s holds version %d ahead of the role (version %d), but not its staged secret", r.name, cur+1, cur)
+			s.Fail("invariant 3: creds/%s holds version %d ahead of the role (version %d), but not its staged secret", r.name, cur+1, cur)
 		}
 		s.counts["creds ahead of a switch"]++
 	case inFlight && creds.Current.Version == cur+1:
-		sec, err := loadSecret(ctx, s.base, r.name, nil, cur+1)
-		if err != nil || sec == nil || sec.Secret != creds.Current.Secret || sec.WALID != wals[0].id {
-			s.fail("invariant 3: creds/%s holds version %d ahead of the role (version %d), but no secret entry of the rotation in flight matches it", r.name, cur+1, cur)
+		sec, err := LoadSecret(ctx, s.base, r.name, nil, cur+1)
+		if err != nil || sec == nil || sec.Secret != creds.Current.Secret || sec.WALID != wals[0].Id {
+			s.Fail("invariant 3: creds/%s holds version %d ahead of the role (version %d), but no secret entry of the rotation in flight matches it", r.name, cur+1, cur)
 		}
 	default:
-		s.fail("invariant 3: creds/%s holds version %d, the role's current version is %d (rotation in flight: %v)", r.name, creds.Current.Version, cur, inFlight)
+		s.Fail("invariant 3: creds/%s holds version %d, the role's current version is %d (rotation in flight: %v)", r.name, creds.Current.Version, cur, inFlight)
 	}
-	if owner, err := loadOwner(ctx, s.base, r.clientID); err != nil || owner != r.name {
-		s.fail("invariant 3: %s is owned by %q (%v), want role %s", r.clientID, owner, err, r.name)
+	if owner, err := LoadOwner(ctx, s.base, r.clientID); err != nil || owner != r.name {
+		s.Fail("invariant 3: %s is owned by %q (%v), want role %s", r.clientID, owner, err, r.name)
 	}
 
 	// 10. One secret per switch: Auth0's changes of the secret.
 	auth0, _ := s.emu.ClientSecret(r.clientID)
 	holdsStaged := staged != nil && auth0 == staged.Secret
 	if want := made + btoi(holdsStaged); r.staged && emuPatches != want || !r.staged && emuPatches != 0 {
-		s.fail("invariant 10: Auth0 changed the secret of role %s (staged %v) %d times by PATCH, want %d (current version %d, imported %v, Auth0 holds the staged secret: %v); versions %s",
+		s.Fail("invariant 10: Auth0 changed the secret of role %s (staged %v) %d times by PATCH, want %d (current version %d, imported %v, Auth0 holds the staged secret: %v); versions %s",
 			r.name, r.staged, emuPatches, want, cur, r.imported, holdsStaged, describeVersions(role))
 	}
 
@@ -1640,24 +1640,24 @@ func (s *sim) checkRole(r *simRole, role *roleEntry, wals []pendingRotation, rot
 	}
 	resp, err := s.request(logical.ReadOperation, "creds/"+r.name, nil)
 	if err != nil || resp == nil || resp.IsError() {
-		s.fail("invariant 3: reading creds/%s: %s", r.name, outcome(resp, err))
+		s.Fail("invariant 3: reading creds/%s: %s", r.name, outcome(resp, err))
 	}
 	if resp.Data["client_secret"] != creds.Current.Secret || resp.Data["version"] != creds.Current.Version {
-		s.fail("invariant 3: creds/%s served version %v, storage holds version %d", r.name, resp.Data["version"], creds.Current.Version)
+		s.Fail("invariant 3: creds/%s served version %v, storage holds version %d", r.name, resp.Data["version"], creds.Current.Version)
 	}
 	if !r.staged {
 		if !inFlight && auth0 != creds.Current.Secret {
-			s.fail("invariant 1: no rotation of role %s is in flight, yet creds/%s serves version %d, which is not the secret Auth0 holds; versions %s", r.name, r.name, creds.Current.Version, describeVersions(role))
+			s.Fail("invariant 1: no rotation of role %s is in flight, yet creds/%s serves version %d, which is not the secret Auth0 holds; versions %s", r.name, r.name, creds.Current.Version, describeVersions(role))
 		}
 		return
 	}
 
 	// 8. Zero downtime.
 	if next, _ := resp.Data["next_client_secret"].(string); creds.Next != nil && next != creds.Next.Secret || creds.Next == nil && next != "" {
-		s.fail("invariant 8: creds/%s served another next_client_secret than storage holds", r.name)
+		s.Fail("invariant 8: creds/%s served another next_client_secret than storage holds", r.name)
 	}
 	if auth0 != creds.Current.Secret && !holdsStaged {
-		s.fail("invariant 8: Auth0 holds neither the current secret (version %d) of staged role %s nor its staged one (%+v); versions %s", creds.Current.Version, r.name, role.Staged, describeVersions(role))
+		s.Fail("invariant 8: Auth0 holds neither the current secret (version %d) of staged role %s nor its staged one (%+v); versions %s", creds.Current.Version, r.name, role.Staged, describeVersions(role))
 	}
 	found := ""
 	for _, k := range []string{"client_secret", "next_client_secret", "previous_client_secret"} {
@@ -1667,7 +1667,7 @@ func (s *sim) checkRole(r *simRole, role *roleEntry, wals []pendingRotation, rot
 		}
 	}
 	if found == "" {
-		s.fail("invariant 8: a consumer of creds/%s (version %v, next version %v) finds no secret Auth0 holds; role stages %+v; versions %s",
+		s.Fail("invariant 8: a consumer of creds/%s (version %v, next version %v) finds no secret Auth0 holds; role stages %+v; versions %s",
 			r.name, resp.Data["version"], resp.Data["next_version"], role.Staged, describeVersions(role))
 	}
 	s.counts["consumer uses "+found]++
@@ -1681,7 +1681,7 @@ func btoi(b bool) int {
 	return 0
 }
 
-func describeVersions(role *roleEntry) string {
+func describeVersions(role *RoleEntry) string {
 	var parts []string
 	for _, v := range role.Versions {
 		parts = append(parts, fmt.Sprintf("%d:%s@%s", v.Version, v.Source, v.CreatedTime.Format("01-02T15:04:05.000")))
@@ -1694,7 +1694,7 @@ func describeVersions(role *roleEntry) string {
 }
 
 // redact describes a secret entry without its secret.
-func redact(sec *secretEntry) string {
+func redact(sec *SecretEntry) string {
 	if sec == nil {
 		return "<nil>"
 	}
@@ -1722,13 +1722,13 @@ func (s *sim) converge() {
 			return
 		}
 		if round == 200 {
-			s.fail("invariant 5: with faults cleared, roles %v still have a rotation in flight or a failure after %d rounds", unsettled, round)
+			s.Fail("invariant 5: with faults cleared, roles %v still have a rotation in flight or a failure after %d rounds", unsettled, round)
 		}
 		s.step++
 		rollback := s.stepRollback()
 		var rotated []string
 		for _, r := range s.roles {
-			if !r.pre.scheduled() && (r.pre.LastFailure != nil || len(pending[r.name]) > 0) {
+			if !r.pre.Scheduled() && (r.pre.LastFailure != nil || len(pending[r.name]) > 0) {
 				rotated = append(rotated, s.stepRotate(r, false))
 			}
 		}
@@ -1748,26 +1748,26 @@ func (s *sim) finalCheck() {
 			continue
 		}
 		role := s.storedRole(r.name)
-		if role.currentVersion() == 0 {
+		if role.CurrentVersion() == 0 {
 			continue
 		}
 		resp, err := s.request(logical.ReadOperation, "creds/"+r.name, nil)
 		if err != nil || resp == nil || resp.IsError() {
-			s.fail("invariant 5: reading creds/%s: %s", r.name, outcome(resp, err))
+			s.Fail("invariant 5: reading creds/%s: %s", r.name, outcome(resp, err))
 		}
 		secret, _ := resp.Data["client_secret"].(string)
 		if auth0, _ := s.emu.ClientSecret(r.clientID); secret != auth0 {
-			s.fail("invariant 5: creds/%s serves version %v, not the secret Auth0 holds", r.name, resp.Data["version"])
+			s.Fail("invariant 5: creds/%s serves version %v, not the secret Auth0 holds", r.name, resp.Data["version"])
 		}
 		if !s.authenticates(r.clientID, secret) {
-			s.fail("invariant 5: the secret creds/%s serves does not obtain a token", r.name)
+			s.Fail("invariant 5: the secret creds/%s serves does not obtain a token", r.name)
 		}
 	}
 	if leak := s.logs.leak(); leak != "" {
-		s.fail("invariant 4: the log contains a secret the emulator issued: ...%s...", leak)
+		s.Fail("invariant 4: the log contains a secret the emulator issued: ...%s...", leak)
 	}
 	if leak := s.logs.keyLeak(); leak != "" {
-		s.fail("invariant 16: the log contains private key material: %s", leak)
+		s.Fail("invariant 16: the log contains private key material: %s", leak)
 	}
 }
 
@@ -1778,13 +1778,13 @@ func (s *sim) authenticates(clientID, secret string) bool {
 	}
 	req, err := http.NewRequest(http.MethodPost, s.emuURL+"/oauth/token", strings.NewReader(form.Encode()))
 	if err != nil {
-		s.fail("token request: %v", err)
+		s.Fail("token request: %v", err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set(simProbeHeader, "1")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		s.fail("token request: %v", err)
+		s.Fail("token request: %v", err)
 	}
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK

@@ -25,41 +25,41 @@ import (
 // by PATCHing the same secret again. No write-ahead entry and no read-back are needed.
 
 // rotateOptions are a manual rotate's requests for a staged role.
-type rotateOptions struct {
-	switchNow    bool // stage if needed, and switch now
-	cancelStaged bool // discard the staged secret
-	endOverlap   bool // private_key_jwt: detach the previous key now
+type RotateOptions struct {
+	SwitchNow    bool // stage if needed, and switch now
+	CancelStaged bool // discard the staged secret
+	EndOverlap   bool // private_key_jwt: detach the previous key now
 }
 
 // stagedKind is credential_type=client_secret with rotation_strategy=staged.
 type stagedKind struct{}
 
-func (stagedKind) credentialType() string { return credentialClientSecret }
-func (stagedKind) strategy() string       { return strategyStaged }
+func (stagedKind) CredentialType() string { return CredentialClientSecret }
+func (stagedKind) Strategy() string       { return StrategyStaged }
 func (stagedKind) rotates() string        { return "with a staged secret" }
 func (stagedKind) ownFields() []string    { return []string{"stage_period", "password_policy"} }
 func (stagedKind) options() []string      { return []string{"switch_now", "cancel_staged"} }
 
 // applyFields validates and applies stage_period and password_policy (whose policy the
 // role write checks exists).
-func (stagedKind) applyFields(role *roleEntry, d *framework.FieldData, _ bool, now time.Time) *logical.Response {
+func (stagedKind) ApplyFields(role *RoleEntry, d *framework.FieldData, _ bool, now time.Time) *logical.Response {
 	if raw, ok := d.GetOk("stage_period"); ok {
 		period := time.Duration(raw.(int)) * time.Second
-		if period < minRotationPeriod && period != 0 {
-			return logical.ErrorResponse("stage_period must be at least %s, got %s", minRotationPeriod, period)
+		if period < MinRotationPeriod && period != 0 {
+			return logical.ErrorResponse("stage_period must be at least %s, got %s", MinRotationPeriod, period)
 		}
 		role.StagePeriod = period
 	}
 	if raw, ok := d.GetOk("password_policy"); ok {
 		role.PasswordPolicy = strings.TrimSpace(raw.(string))
 	}
-	stage := role.stagePeriod()
+	stage := role.StagePeriodOrDefault()
 	if role.RotationPeriod > 0 && stage >= role.RotationPeriod {
 		return logical.ErrorResponse("stage_period (%s%s) must be shorter than rotation_period (%s): the next secret is published stage_period before each rotation; set a shorter stage_period",
 			stage, defaultNote(role.StagePeriod), role.RotationPeriod)
 	}
 	if role.RotationSchedule != "" {
-		if gap := role.shortestScheduleGap(now); gap > 0 && stage >= gap {
+		if gap := role.ShortestScheduleGap(now); gap > 0 && stage >= gap {
 			return logical.ErrorResponse("stage_period (%s%s) must be shorter than the shortest interval between rotation_schedule's times (%s); set a shorter stage_period",
 				stage, defaultNote(role.StagePeriod), gap)
 		}
@@ -67,41 +67,41 @@ func (stagedKind) applyFields(role *roleEntry, d *framework.FieldData, _ bool, n
 	return nil
 }
 
-func (stagedKind) checkApplication(context.Context, *connection, *roleEntry) (*logical.Response, error) {
+func (stagedKind) CheckApplication(context.Context, *connection, *RoleEntry) (*logical.Response, error) {
 	return nil, nil
 }
 
-func (stagedKind) readFields(role *roleEntry, data map[string]interface{}) {
-	data["stage_period"] = int64(role.stagePeriod().Seconds())
+func (stagedKind) ReadFields(role *RoleEntry, data map[string]interface{}) {
+	data["stage_period"] = int64(role.StagePeriodOrDefault().Seconds())
 	data["password_policy"] = role.PasswordPolicy
 	if st := role.Staged; st != nil {
 		data["next_version"] = st.Version
-		addTime(data, "next_switch_time", st.SwitchTime)
+		AddTime(data, "next_switch_time", st.SwitchTime)
 	}
 }
 
-func (stagedKind) run(ctx context.Context, j *roleJob) (*versionMeta, *logical.Response, error) {
+func (stagedKind) run(ctx context.Context, j *roleJob) (*VersionMeta, *logical.Response, error) {
 	return j.resolveThenRotate(ctx, j.runStaged)
 }
 
-func (stagedKind) dueTime(r *roleEntry, now time.Time) time.Time {
+func (stagedKind) dueTime(r *RoleEntry, now time.Time) time.Time {
 	if r.Staged != nil {
 		// A staged secret switches at its time, scheduled role or not.
-		return later(r.Staged.SwitchTime, r.NextAttempt)
+		return Later(r.Staged.SwitchTime, r.NextAttempt)
 	}
 	// The next secret is published stage_period before the rotation.
-	return r.scheduledDue(now, r.stagePeriod())
+	return r.ScheduledDue(now, r.StagePeriodOrDefault())
 }
 
-func (stagedKind) consumerLead(r *roleEntry) time.Duration { return r.stagePeriod() }
+func (stagedKind) consumerLead(r *RoleEntry) time.Duration { return r.StagePeriodOrDefault() }
 
 // schemas are the staged strategy's fields in the API.
-func (stagedKind) schemas() kindSchemas {
-	return kindSchemas{
+func (stagedKind) schemas() KindSchemas {
+	return KindSchemas{
 		Role: map[string]*framework.FieldSchema{
 			"stage_period": {
 				Type:        framework.TypeDurationSecond,
-				Description: fmt.Sprintf("Staged roles: how long the next secret is published before it becomes current. Default %s; shorter than rotation_period (and than the interval between rotation_schedule's times).", defaultStagePeriod),
+				Description: fmt.Sprintf("Staged roles: how long the next secret is published before it becomes current. Default %s; shorter than rotation_period (and than the interval between rotation_schedule's times).", DefaultStagePeriod),
 			},
 			"password_policy": {
 				Type:        framework.TypeString,
@@ -130,10 +130,10 @@ next_switch_time hold it. Two ways to consume it with zero downtime:
 	}
 }
 
-func (stagedKind) servesPrevious(*roleEntry, int) bool { return true }
+func (stagedKind) servesPrevious(*RoleEntry, int) bool { return true }
 
-func (stagedKind) credsMeta(r *roleEntry, c *credsEntry) {
-	c.StagePeriod = r.stagePeriod()
+func (stagedKind) credsMeta(r *RoleEntry, c *CredsEntry) {
+	c.StagePeriod = r.StagePeriodOrDefault()
 	c.NextSwitchTime = time.Time{}
 	if r.Staged != nil {
 		c.NextSwitchTime = r.Staged.SwitchTime
@@ -142,31 +142,31 @@ func (stagedKind) credsMeta(r *roleEntry, c *credsEntry) {
 	}
 }
 
-func (stagedKind) nextChange(c *credsEntry) time.Time {
+func (stagedKind) nextChange(c *CredsEntry) time.Time {
 	switch {
 	case c.Next != nil:
 		// A staged secret: consumers must see the switch.
-		return later(c.NextSwitchTime, c.NextAttempt)
+		return Later(c.NextSwitchTime, c.NextAttempt)
 	case c.RotationPeriod == 0 && c.RotationSchedule == "":
 		return time.Time{}
 	}
 	// Consumers must see the next secret when it is published.
-	return later(c.NextVaultRotation.Add(-c.StagePeriod), c.NextAttempt)
+	return Later(c.NextVaultRotation.Add(-c.StagePeriod), c.NextAttempt)
 }
 
-func (stagedKind) credsFields(c *credsEntry, served, previous *secretEntry, current bool, data map[string]interface{}) {
+func (stagedKind) CredsFields(c *CredsEntry, served, previous *SecretEntry, current bool, data map[string]interface{}) {
 	secretCredsFields(c, served, previous, current, data)
 }
 
-func (stagedKind) authenticate(b *Engine, cfg *configEntry, c *credsEntry, req *auth0api.TokenRequest) error {
+func (stagedKind) authenticate(b *Engine, cfg *ConfigEntry, c *CredsEntry, req *auth0api.TokenRequest) error {
 	return secretKind{}.authenticate(b, cfg, c, req)
 }
 
 // runStaged is the part of a role's job (runRoleJob) that the staged strategy runs, under
 // the role's lock: cancel, stage, or switch, as the trigger and the time say.
-func (j *roleJob) runStaged(ctx context.Context) (*versionMeta, *logical.Response, error) {
+func (j *roleJob) runStaged(ctx context.Context) (*VersionMeta, *logical.Response, error) {
 	b, role := j.b, j.role
-	if j.opts.cancelStaged {
+	if j.opts.CancelStaged {
 		if role.Staged == nil {
 			return nil, nil, nil
 		}
@@ -177,24 +177,24 @@ func (j *roleJob) runStaged(ctx context.Context) (*versionMeta, *logical.Respons
 				role.Staged.Version, role.Staged.SwitchTime.Format(time.RFC3339)), nil
 		}
 		if err := b.cancelStagedLocked(ctx, j.s, j.name, role, j.now); err != nil {
-			return j.fail(ctx, nil, err)
+			return j.Fail(ctx, nil, err)
 		}
 		return nil, nil, nil
 	}
 	if role.Staged == nil {
-		switchAt := later(role.NextVaultRotation, j.now.Add(role.stagePeriod()))
-		if j.trigger == triggerManual {
-			switchAt = j.now.Add(role.stagePeriod())
+		switchAt := Later(role.NextVaultRotation, j.now.Add(role.StagePeriodOrDefault()))
+		if j.trigger == TriggerManual {
+			switchAt = j.now.Add(role.StagePeriodOrDefault())
 		}
-		if j.opts.switchNow {
+		if j.opts.SwitchNow {
 			switchAt = j.now
 		}
 		if err := b.stageLocked(ctx, j.s, j.name, role, switchAt, j.now); err != nil {
-			return j.fail(ctx, nil, err)
+			return j.Fail(ctx, nil, err)
 		}
 	}
 	early := j.now.Before(role.Staged.SwitchTime)
-	if early && !j.opts.switchNow {
+	if early && !j.opts.SwitchNow {
 		return nil, nil, nil // published; it switches at its time
 	}
 	if !role.Staged.Switching || early {
@@ -202,26 +202,26 @@ func (j *roleJob) runStaged(ctx context.Context) (*versionMeta, *logical.Respons
 		// can only be finished, never cancelled, and after a crash the role is due at
 		// once, so the switch is retried rather than waiting for the old time while Auth0
 		// may already hold the new secret.
-		next := role.clone()
+		next := role.Clone()
 		next.Staged.Switching = true
 		if early {
 			next.Staged.SwitchTime = j.now.UTC()
 		}
-		if err := b.storeRoleState(ctx, j.s, j.name, next); err != nil {
-			return j.fail(ctx, nil, err)
+		if err := b.StoreRoleState(ctx, j.s, j.name, next); err != nil {
+			return j.Fail(ctx, nil, err)
 		}
 		*role = *next
 	}
-	conn, err := b.connection(ctx, j.s)
+	conn, err := b.Connection(ctx, j.s)
 	if err != nil {
-		return j.fail(ctx, nil, err)
+		return j.Fail(ctx, nil, err)
 	}
 	if conn == nil {
-		return j.fail(ctx, logical.ErrorResponse(errNotConfigured), nil)
+		return j.Fail(ctx, logical.ErrorResponse(errNotConfigured), nil)
 	}
 	version, resp, err := b.switchStagedLocked(ctx, j.s, j.name, role, conn)
 	if resp != nil || err != nil {
-		return j.fail(ctx, resp, err)
+		return j.Fail(ctx, resp, err)
 	}
 	return version, nil, nil
 }
@@ -229,28 +229,28 @@ func (j *roleJob) runStaged(ctx context.Context) (*versionMeta, *logical.Respons
 // stageLocked generates the role's next secret and publishes it, to switch at switchAt:
 // the secret entry first, then creds (next_client_secret), then the role, whose staged
 // state is the commit point. Nothing changes at Auth0.
-func (b *Engine) stageLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry, switchAt, now time.Time) error {
-	secret, err := b.generateSecret(ctx, role.PasswordPolicy)
+func (b *Engine) stageLocked(ctx context.Context, s logical.Storage, name string, role *RoleEntry, switchAt, now time.Time) error {
+	secret, err := b.GenerateSecret(ctx, role.PasswordPolicy)
 	if err != nil {
 		return err
 	}
-	next := role.clone()
-	next.Staged = &stagedSecret{Version: role.currentVersion() + 1, StagedTime: now.UTC(), SwitchTime: switchAt.UTC()}
-	next.succeed()
-	sec := &secretEntry{Version: next.Staged.Version, Secret: secret, CreatedTime: now.UTC(), Source: sourceStaged}
-	if err := saveSecret(ctx, s, name, sec); err != nil {
+	next := role.Clone()
+	next.Staged = &StagedSecret{Version: role.CurrentVersion() + 1, StagedTime: now.UTC(), SwitchTime: switchAt.UTC()}
+	next.Succeed()
+	sec := &SecretEntry{Version: next.Staged.Version, Secret: secret, CreatedTime: now.UTC(), Source: SourceStaged}
+	if err := SaveSecret(ctx, s, name, sec); err != nil {
 		return err
 	}
-	if creds, err := loadCreds(ctx, s, name); err != nil {
+	if creds, err := LoadCreds(ctx, s, name); err != nil {
 		return err
 	} else if creds != nil {
 		creds.Next = sec
-		credsMeta(next, creds)
+		CredsMeta(next, creds)
 		if err := b.putCreds(ctx, s, name, creds); err != nil {
 			return err
 		}
 	}
-	if err := saveRole(ctx, s, name, next); err != nil {
+	if err := SaveRole(ctx, s, name, next); err != nil {
 		return err
 	}
 	*role = *next
@@ -261,33 +261,33 @@ func (b *Engine) stageLocked(ctx context.Context, s logical.Storage, name string
 // switchStagedLocked sets the staged secret on Auth0 (PATCH, idempotent: a retry after
 // any failure sends the same secret), checks it where the scopes allow, and makes it the
 // current version.
-func (b *Engine) switchStagedLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry, conn *connection) (*versionMeta, *logical.Response, error) {
+func (b *Engine) switchStagedLocked(ctx context.Context, s logical.Storage, name string, role *RoleEntry, conn *connection) (*VersionMeta, *logical.Response, error) {
 	staged := role.Staged
-	sec, err := loadSecret(ctx, s, name, nil, staged.Version)
+	sec, err := LoadSecret(ctx, s, name, nil, staged.Version)
 	if err != nil {
 		return nil, nil, err
 	}
-	if sec == nil || sec.Source != sourceStaged {
+	if sec == nil || sec.Source != SourceStaged {
 		// Storage lost the staged secret; it never reached Auth0 unless a PATCH went out,
 		// which can only have sent this very entry: stage anew.
-		if err := b.cancelStagedLocked(ctx, s, name, role, b.clock.Now()); err != nil {
+		if err := b.cancelStagedLocked(ctx, s, name, role, b.Clock.Now()); err != nil {
 			return nil, nil, err
 		}
 		return nil, nil, fmt.Errorf("role %q: the staged secret (version %d) is missing from storage; it was discarded and a new one is staged at the next attempt", name, staged.Version)
 	}
 	what := fmt.Sprintf("setting the staged secret of role %q (client_id %q, version %d) on Auth0", name, role.ClientID, staged.Version)
-	if err := conn.client.SetClientSecret(b.ctx, role.ClientID, sec.Secret); err != nil {
+	if err := conn.Client.SetClientSecret(b.ctx, role.ClientID, sec.Secret); err != nil {
 		if errors.Is(err, auth0api.ErrOutcomeUnknown) {
 			b.logger().Warn("Auth0's answer to the staged secret's PATCH was lost; the same secret is set again at the next attempt", "role", name, "error", err)
 		}
-		resp, rerr := auth0Failure(what, err)
+		resp, rerr := Auth0Failure(what, err)
 		return nil, resp, rerr
 	}
 	verified, err := b.verifySwitch(conn, role.ClientID, sec.Secret)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", what, err)
 	}
-	version, err := b.commit(s, name, role, sec.Secret, versionMeta{Source: sourceStaged, StagedTime: staged.StagedTime, Verified: verified}, b.clock.Now())
+	version, err := b.commit(s, name, role, sec.Secret, VersionMeta{Source: SourceStaged, StagedTime: staged.StagedTime, Verified: verified}, b.Clock.Now())
 	if err != nil {
 		return nil, nil, fmt.Errorf("Auth0 holds the staged secret of role %q but storing the switch failed (%w); the same secret is set again and stored at the next attempt", name, err)
 	}
@@ -300,65 +300,65 @@ func (b *Engine) switchStagedLocked(ctx context.Context, s logical.Storage, name
 // authenticating with it at /oauth/token, polling through Auth0's propagation window. It
 // says which check was made; an error only when a check shows Auth0 holds another secret.
 func (b *Engine) verifySwitch(conn *connection, clientID, secret string) (string, error) {
-	info, err := conn.client.ReadClient(b.ctx, clientID, true)
+	info, err := conn.Client.ReadClient(b.ctx, clientID, true)
 	switch {
 	case err == nil && info.Secret == secret:
-		return verifiedReadBack, nil
+		return VerifiedReadBack, nil
 	case err == nil:
 		return "", errors.New("after the PATCH Auth0 holds another secret (something else changed it); the staged secret is set again at the next attempt")
 	case !lacksReadClientKeys(err):
 		b.logger().Warn("could not read the switched secret back; trying a token instead", "client_id", clientID, "error", err)
 	}
-	app := conn.config.withSecret(secret)
+	app := conn.Config.WithSecret(secret)
 	app.ClientID = clientID
-	deadline := b.clock.Now().Add(b.rootAcceptWait)
+	deadline := b.Clock.Now().Add(b.rootAcceptWait)
 	for {
-		err := auth0api.VerifyCredentials(b.ctx, b.settingsOf(app))
+		err := auth0api.VerifyCredentials(b.ctx, b.SettingsOf(app))
 		switch forbidden, code := auth0api.TokenForbidden(err); {
 		case err == nil:
-			return verifiedToken, nil
+			return VerifiedToken, nil
 		case forbidden:
 			if code == "unauthorized_client" {
-				return verifiedNone, nil // no client-credentials grant: the secret cannot be exercised
+				return VerifiedNone, nil // no client-credentials grant: the secret cannot be exercised
 			}
-			return verifiedToken, nil // authenticated; only the audience is not granted
+			return VerifiedToken, nil // authenticated; only the audience is not granted
 		case !auth0api.CredentialsRejected(err):
 			b.logger().Warn("could not check the switched secret at /oauth/token", "client_id", clientID, "error", err)
-			return verifiedNone, nil
-		case !b.clock.Now().Before(deadline):
+			return VerifiedNone, nil
+		case !b.Clock.Now().Before(deadline):
 			return "", fmt.Errorf("Auth0 accepted the PATCH but still refuses the secret at /oauth/token after %s", b.rootAcceptWait)
 		}
-		if err := clock.Sleep(b.ctx, b.clock, time.Second); err != nil {
-			return verifiedNone, nil
+		if err := clock.Sleep(b.ctx, b.Clock, time.Second); err != nil {
+			return VerifiedNone, nil
 		}
 	}
 }
 
 // cancelStagedLocked discards the staged secret, which never reached Auth0 (or, if a
 // PATCH did go out, was answered with a failure), and records the cancellation.
-func (b *Engine) cancelStagedLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry, now time.Time) error {
+func (b *Engine) cancelStagedLocked(ctx context.Context, s logical.Storage, name string, role *RoleEntry, now time.Time) error {
 	staged := role.Staged
-	next := role.clone()
+	next := role.Clone()
 	next.Staged = nil
-	next.Cancelled = append(next.Cancelled, &cancelledStage{Version: staged.Version, StagedTime: staged.StagedTime, CancelledTime: now.UTC()})
-	if n := len(next.Cancelled) - maxCancelledStages; n > 0 {
-		next.Cancelled = append([]*cancelledStage(nil), next.Cancelled[n:]...)
+	next.Cancelled = append(next.Cancelled, &CancelledStage{Version: staged.Version, StagedTime: staged.StagedTime, CancelledTime: now.UTC()})
+	if n := len(next.Cancelled) - MaxCancelledStages; n > 0 {
+		next.Cancelled = append([]*CancelledStage(nil), next.Cancelled[n:]...)
 	}
 	// The role first: once it no longer stages the secret, nothing will set it on Auth0;
 	// creds still publishing it for a moment (or after a crash, until the role's next
 	// write) costs a consumer at most a refused try.
-	if err := saveRole(ctx, s, name, next); err != nil {
+	if err := SaveRole(ctx, s, name, next); err != nil {
 		return err
 	}
 	*role = *next
-	if creds, err := loadCreds(ctx, s, name); err == nil && creds != nil {
-		credsMeta(role, creds)
+	if creds, err := LoadCreds(ctx, s, name); err == nil && creds != nil {
+		CredsMeta(role, creds)
 		err = b.putCreds(ctx, s, name, creds)
 		if err != nil {
 			b.logger().Warn("could not withdraw a cancelled staged secret from creds; the role's next write does", "role", name, "error", err)
 		}
 	}
-	if err := deleteKey(ctx, s, secretKey(name, staged.Version)); err != nil {
+	if err := DeleteKey(ctx, s, SecretKey(name, staged.Version)); err != nil {
 		b.logger().Warn("could not delete a cancelled staged secret", "role", name, "error", err)
 	}
 	b.logger().Info("cancelled the staged client secret", "role", name, "next_version", staged.Version)
@@ -367,9 +367,9 @@ func (b *Engine) cancelStagedLocked(ctx context.Context, s logical.Storage, name
 
 // generateSecret makes a new client secret: from the role's Vault password policy if it
 // names one, else 64 characters of Auth0's own alphabet from crypto/rand.
-func (b *Engine) generateSecret(ctx context.Context, policy string) (string, error) {
+func (b *Engine) GenerateSecret(ctx context.Context, policy string) (string, error) {
 	if policy == "" {
-		return generateClientSecret()
+		return GenerateClientSecret()
 	}
 	secret, err := b.host.System().GeneratePasswordFromPolicy(ctx, policy)
 	if err != nil {

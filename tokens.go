@@ -45,21 +45,21 @@ type cachedToken struct {
 }
 
 // tokenKey identifies a cache entry; audience "" is the role's default.
-type tokenKey struct{ role, audience string }
+type TokenKey struct{ Role, AudienceOrDefault string }
 
 // tokenStats counts, per role on this node, what token/ cost Auth0.
 type tokenStats struct {
-	hits, misses, requests, failures atomic.Int64
+	Hits, Misses, Requests, Failures atomic.Int64
 }
 
 const (
 	// maxTokenPause caps the wait after a 429 at /oauth/token: whatever Auth0's headers
 	// say, one request goes out again after this long.
-	maxTokenPause = 5 * time.Minute
+	MaxTokenPause = 5 * time.Minute
 	// tokenRefusalMemory is how long a refusal of a role's token request (403, 400, a
 	// credential refused after the propagation window) is answered from memory, so that
 	// readers of a role Auth0 refuses do not each send a request.
-	tokenRefusalMemory = 15 * time.Second
+	TokenRefusalMemory = 15 * time.Second
 )
 
 // tokenRefusal is a refused token request, remembered until until.
@@ -70,9 +70,9 @@ type tokenRefusal struct {
 
 // tokenCache holds the tokens of every role of the mount.
 type tokenCache struct {
-	mu      sync.Mutex
-	entries map[tokenKey]*cachedToken
-	refused map[tokenKey]tokenRefusal
+	Mu      sync.Mutex
+	Entries map[TokenKey]*cachedToken
+	Refused map[TokenKey]tokenRefusal
 	// A fetch reads its role's generation before it checks the role, and stores its token
 	// only if the generation is unchanged: a role write, rotation, delete or config change
 	// in between means the token may be for a credential or audience no longer in force.
@@ -81,8 +81,8 @@ type tokenCache struct {
 	// gen does not list. So the maps hold only roles that exist.
 	seq   uint64
 	floor uint64
-	gen   map[string]uint64
-	stats map[string]*tokenStats
+	Gen   map[string]uint64
+	Stats map[string]*tokenStats
 	// pausedUntil holds token requests back after Auth0 answered 429: per client_id for a
 	// rate limit, under "" for the tenant's machine-to-machine quota.
 	pausedUntil map[string]time.Time
@@ -91,133 +91,133 @@ type tokenCache struct {
 
 func newTokenCache() *tokenCache {
 	return &tokenCache{
-		entries:     map[tokenKey]*cachedToken{},
-		refused:     map[tokenKey]tokenRefusal{},
-		gen:         map[string]uint64{},
-		stats:       map[string]*tokenStats{},
+		Entries:     map[TokenKey]*cachedToken{},
+		Refused:     map[TokenKey]tokenRefusal{},
+		Gen:         map[string]uint64{},
+		Stats:       map[string]*tokenStats{},
 		pausedUntil: map[string]time.Time{},
 	}
 }
 
-func (c *tokenCache) get(k tokenKey) *cachedToken {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.entries[k]
+func (c *tokenCache) Get(k TokenKey) *cachedToken {
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	return c.Entries[k]
 }
 
-func (c *tokenCache) statsOf(role string) *tokenStats {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	st := c.stats[role]
+func (c *tokenCache) StatsOf(role string) *tokenStats {
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	st := c.Stats[role]
 	if st == nil {
 		st = new(tokenStats)
-		c.stats[role] = st
+		c.Stats[role] = st
 	}
 	return st
 }
 
-func (c *tokenCache) generation(role string) uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *tokenCache) Generation(role string) uint64 {
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
 	return c.generationLocked(role)
 }
 
 func (c *tokenCache) generationLocked(role string) uint64 {
-	if g, ok := c.gen[role]; ok {
+	if g, ok := c.Gen[role]; ok {
 		return g
 	}
 	return c.floor
 }
 
 // put stores tok unless the role's tokens were dropped since gen was read.
-func (c *tokenCache) put(k tokenKey, gen uint64, tok *cachedToken) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.generationLocked(k.role) == gen {
-		c.entries[k] = tok
-		delete(c.refused, k)
+func (c *tokenCache) put(k TokenKey, gen uint64, tok *cachedToken) {
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	if c.generationLocked(k.Role) == gen {
+		c.Entries[k] = tok
+		delete(c.Refused, k)
 	}
 }
 
 // refusal is the remembered refusal for k, if it is of generation gen and not over.
-func (c *tokenCache) refusal(k tokenKey, now time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r, ok := c.refused[k]
+func (c *tokenCache) refusal(k TokenKey, now time.Time) error {
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	r, ok := c.Refused[k]
 	if !ok {
 		return nil
 	}
 	if !now.Before(r.until) {
-		delete(c.refused, k)
+		delete(c.Refused, k)
 		return nil
 	}
 	return r.err
 }
 
 // refuse remembers that Auth0 refused k's token request, unless the role changed since gen.
-func (c *tokenCache) refuse(k tokenKey, gen uint64, err error, until time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.generationLocked(k.role) == gen {
-		c.refused[k] = tokenRefusal{err: err, until: until}
+func (c *tokenCache) refuse(k TokenKey, gen uint64, err error, until time.Time) {
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	if c.generationLocked(k.Role) == gen {
+		c.Refused[k] = tokenRefusal{err: err, until: until}
 	}
 }
 
 // dropRole forgets the role's tokens and refusals: after a rotation, a role change, or an
 // invalidation from another node.
-func (c *tokenCache) dropRole(role string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *tokenCache) DropRole(role string) {
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
 	c.seq++
-	c.gen[role] = c.seq
+	c.Gen[role] = c.seq
 	c.dropEntriesLocked(role)
 }
 
 // forgetRole is dropRole for a deleted role: nothing of it stays in memory.
-func (c *tokenCache) forgetRole(role string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *tokenCache) ForgetRole(role string) {
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
 	c.seq++
 	c.floor = c.seq
-	delete(c.gen, role)
-	delete(c.stats, role)
+	delete(c.Gen, role)
+	delete(c.Stats, role)
 	c.dropEntriesLocked(role)
 }
 
 func (c *tokenCache) dropEntriesLocked(role string) {
-	for k := range c.entries {
-		if k.role == role {
-			delete(c.entries, k)
+	for k := range c.Entries {
+		if k.Role == role {
+			delete(c.Entries, k)
 		}
 	}
-	for k := range c.refused {
-		if k.role == role {
-			delete(c.refused, k)
+	for k := range c.Refused {
+		if k.Role == role {
+			delete(c.Refused, k)
 		}
 	}
 }
 
 // dropAll forgets every token, refusal and pause: the config changed, so the tenant, the
 // endpoint or the refresh fraction they were obtained under may have.
-func (c *tokenCache) dropAll() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *tokenCache) DropAll() {
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
 	c.seq++
 	c.floor = c.seq
-	clear(c.gen)
-	clear(c.entries)
-	clear(c.refused)
+	clear(c.Gen)
+	clear(c.Entries)
+	clear(c.Refused)
 	clear(c.pausedUntil)
 }
 
 // pause holds back token requests for scope ("" for all) until until, at most maxTokenPause
 // from now.
 func (c *tokenCache) pause(scope string, until, now time.Time) time.Time {
-	if limit := now.Add(maxTokenPause); until.After(limit) {
+	if limit := now.Add(MaxTokenPause); until.After(limit) {
 		until = limit
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
 	if until.After(c.pausedUntil[scope]) {
 		c.pausedUntil[scope] = until
 	}
@@ -226,9 +226,9 @@ func (c *tokenCache) pause(scope string, until, now time.Time) time.Time {
 
 // pausedFor is until when requests for clientID are held back (zero if they are not).
 func (c *tokenCache) pausedFor(clientID string, now time.Time) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	until := later(c.pausedUntil[""], c.pausedUntil[clientID])
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
+	until := Later(c.pausedUntil[""], c.pausedUntil[clientID])
 	for scope, t := range c.pausedUntil {
 		if !now.Before(t) {
 			delete(c.pausedUntil, scope)
@@ -238,12 +238,12 @@ func (c *tokenCache) pausedFor(clientID string, now time.Time) time.Time {
 }
 
 // paused is the latest pause in force, for status.
-func (c *tokenCache) paused() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *tokenCache) Paused() time.Time {
+	c.Mu.Lock()
+	defer c.Mu.Unlock()
 	var until time.Time
 	for _, t := range c.pausedUntil {
-		until = later(until, t)
+		until = Later(until, t)
 	}
 	return until
 }
@@ -252,43 +252,43 @@ func (c *tokenCache) paused() time.Time {
 // default of creds, the role as the caller loaded and checked it). gen is the role's token
 // generation, read before the caller loaded creds: the fetch checks the role again on what
 // it loads, and stores its token only if the role did not change since.
-func (b *Engine) token(ctx context.Context, s logical.Storage, name, requested string, creds *credsEntry, gen uint64) (*cachedToken, *logical.Response, error) {
-	key := tokenKey{name, canonicalAudience(creds, requested)}
+func (b *Engine) Token(ctx context.Context, s logical.Storage, name, requested string, creds *CredsEntry, gen uint64) (*cachedToken, *logical.Response, error) {
+	key := TokenKey{name, canonicalAudience(creds, requested)}
 	// The fetch is for a named audience: readers share it only if they want the same one,
 	// whatever each takes for the role's default.
 	audience := requested
 	if audience == "" {
 		audience = creds.TokenAudiences[0]
 	}
-	now := b.clock.Now()
-	st := b.tokens.statsOf(name)
-	cached := b.tokens.get(key)
+	now := b.Clock.Now()
+	st := b.Tokens.StatsOf(name)
+	cached := b.Tokens.Get(key)
 	if cached != nil && cached.Audience != audience {
 		// Stored under the role's default by a reader that took another audience for it
 		// (a role write reordering token_audiences in between): not this one's token.
 		cached = nil
 	}
 	if cached != nil && now.Before(cached.RefreshAt) {
-		st.hits.Add(1)
+		st.Hits.Add(1)
 		return cached, nil, nil
 	}
-	st.misses.Add(1)
-	err := b.tokens.refusal(key, now)
+	st.Misses.Add(1)
+	err := b.Tokens.refusal(key, now)
 	if err == nil {
 		// The generation is part of the flight: a read that comes after a rotation dropped
 		// the role's tokens starts its own fetch, with the new credential, rather than
 		// wait on one that started with the old.
 		var v any
-		v, err, _ = b.tokens.flight.Do(name+"\x00"+audience+"\x00"+strconv.FormatUint(gen, 10), func() (v any, err error) {
+		v, err, _ = b.Tokens.flight.Do(name+"\x00"+audience+"\x00"+strconv.FormatUint(gen, 10), func() (v any, err error) {
 			defer b.recoverInto("token fetch", &err)
-			if tok := b.tokens.get(key); tok != nil && tok.Audience == audience && b.clock.Now().Before(tok.RefreshAt) {
+			if tok := b.Tokens.Get(key); tok != nil && tok.Audience == audience && b.Clock.Now().Before(tok.RefreshAt) {
 				return tok, nil // a concurrent fetch just stored it
 			}
 			tok, err := b.fetchToken(s, name, audience, key, gen)
 			if err != nil {
 				return nil, err
 			}
-			b.tokens.put(key, gen, tok)
+			b.Tokens.put(key, gen, tok)
 			return tok, nil
 		})
 		if err == nil {
@@ -308,7 +308,7 @@ func (b *Engine) token(ctx context.Context, s logical.Storage, name, requested s
 }
 
 // canonicalAudience is the cache's name for requested: "" for the role's default.
-func canonicalAudience(creds *credsEntry, requested string) string {
+func canonicalAudience(creds *CredsEntry, requested string) string {
 	if len(creds.TokenAudiences) > 0 && requested == creds.TokenAudiences[0] {
 		return ""
 	}
@@ -361,34 +361,34 @@ func (e notAllowed) Unwrap() error { return errorResponse(e) }
 // are the cache entry the caller would fill, for a refusal. It runs on the backend's
 // context: concurrent readers share it, and one going away must not cancel it for the
 // others.
-func (b *Engine) fetchToken(s logical.Storage, name, audience string, key tokenKey, gen uint64) (*cachedToken, error) {
+func (b *Engine) fetchToken(s logical.Storage, name, audience string, key TokenKey, gen uint64) (*cachedToken, error) {
 	ctx := b.ctx
-	conn, resp, err := b.requireConnection(ctx, s)
+	conn, resp, err := b.RequireConnection(ctx, s)
 	if resp != nil {
 		return nil, errorResponse{resp}
 	}
 	if err != nil {
 		return nil, err
 	}
-	creds, err := b.loadCredsCached(ctx, s, name)
+	creds, err := b.LoadCredsCached(ctx, s, name)
 	if err != nil {
 		return nil, err
 	}
-	if resp := tokenAllowed(name, creds, audience); resp != nil {
+	if resp := TokenAllowed(name, creds, audience); resp != nil {
 		return nil, notAllowed{resp}
 	}
-	st := b.tokens.statsOf(name)
+	st := b.Tokens.StatsOf(name)
 	for waited := false; ; {
-		now := b.clock.Now()
-		if until := b.tokens.pausedFor(creds.ClientID, now); now.Before(until) {
+		now := b.Clock.Now()
+		if until := b.Tokens.pausedFor(creds.ClientID, now); now.Before(until) {
 			return nil, logical.CodedError(http.StatusTooManyRequests, fmt.Sprintf("Auth0's /oauth/token answered 429 (rate limit); Vault asks again after %s", until.UTC().Format(time.RFC3339)))
 		}
-		st.requests.Add(1)
-		tok, err := b.requestToken(ctx, conn.config, creds, audience)
+		st.Requests.Add(1)
+		tok, err := b.requestToken(ctx, conn.Config, creds, audience)
 		if err == nil {
 			return tok, nil
 		}
-		st.failures.Add(1)
+		st.Failures.Add(1)
 		answered, code, desc, header, ok := auth0api.TokenAnswer(err)
 		if !ok || answered < 400 {
 			return nil, logical.CodedError(http.StatusBadGateway, fmt.Sprintf("requesting an access token for role %q from Auth0: %s", name, auth0api.DescribeTransportError(err)))
@@ -403,8 +403,8 @@ func (b *Engine) fetchToken(s logical.Storage, name, audience string, key tokenK
 			if !waited {
 				waited = b.awaitRotation(ctx, name)
 			}
-			if fresh, err := b.loadCredsCached(ctx, s, name); err == nil && fresh != nil && fresh.Current.Version != creds.Current.Version {
-				if resp := tokenAllowed(name, fresh, audience); resp != nil {
+			if fresh, err := b.LoadCredsCached(ctx, s, name); err == nil && fresh != nil && fresh.Current.Version != creds.Current.Version {
+				if resp := TokenAllowed(name, fresh, audience); resp != nil {
 					return nil, notAllowed{resp}
 				}
 				creds = fresh
@@ -413,9 +413,9 @@ func (b *Engine) fetchToken(s logical.Storage, name, audience string, key tokenK
 		}
 		var refusal error
 		switch status := answered; {
-		case status == http.StatusUnauthorized && b.clock.Now().Before(creds.Current.CreatedTime.Add(tokenAcceptWindow)):
+		case status == http.StatusUnauthorized && b.Clock.Now().Before(creds.Current.CreatedTime.Add(tokenAcceptWindow)):
 			// A credential a moment old: Auth0 may not accept it everywhere yet.
-			if err := clock.Sleep(ctx, b.clock, time.Second); err != nil {
+			if err := clock.Sleep(ctx, b.Clock, time.Second); err != nil {
 				return nil, err
 			}
 			continue
@@ -429,8 +429,8 @@ func (b *Engine) fetchToken(s logical.Storage, name, audience string, key tokenK
 			if quota {
 				scope = ""
 			}
-			now := b.clock.Now()
-			until := b.tokens.pause(scope, now.Add(auth0api.TokenRetryAfter(header, now, minTokenPause)), now).UTC().Format(time.RFC3339)
+			now := b.Clock.Now()
+			until := b.Tokens.pause(scope, now.Add(auth0api.TokenRetryAfter(header, now, minTokenPause)), now).UTC().Format(time.RFC3339)
 			if quota {
 				return nil, logical.CodedError(http.StatusTooManyRequests, fmt.Sprintf("%s; the tenant's machine-to-machine token quota is exhausted: raise it in Auth0 or wait for it to reset (Vault asks again after %s)", what, until))
 			}
@@ -442,19 +442,19 @@ func (b *Engine) fetchToken(s logical.Storage, name, audience string, key tokenK
 		default:
 			return nil, logical.CodedError(http.StatusBadGateway, what)
 		}
-		b.tokens.refuse(key, gen, refusal, b.clock.Now().Add(tokenRefusalMemory))
+		b.Tokens.refuse(key, gen, refusal, b.Clock.Now().Add(TokenRefusalMemory))
 		return nil, refusal
 	}
 }
 
 // requestToken makes one client-credentials request with the credential creds serve.
-func (b *Engine) requestToken(ctx context.Context, cfg *configEntry, creds *credsEntry, audience string) (*cachedToken, error) {
+func (b *Engine) requestToken(ctx context.Context, cfg *ConfigEntry, creds *CredsEntry, audience string) (*cachedToken, error) {
 	req := auth0api.TokenRequest{ClientID: creds.ClientID, Audience: audience, Scopes: creds.TokenScopes}
-	if err := kindFor(creds.kindKey()).authenticate(b, cfg, creds, &req); err != nil {
+	if err := KindFor(creds.KindKey()).authenticate(b, cfg, creds, &req); err != nil {
 		return nil, err
 	}
-	now := b.clock.Now()
-	tok, err := auth0api.RequestToken(ctx, b.settingsOf(cfg), req)
+	now := b.Clock.Now()
+	tok, err := auth0api.RequestToken(ctx, b.SettingsOf(cfg), req)
 	if err != nil {
 		return nil, err
 	}
@@ -465,18 +465,18 @@ func (b *Engine) requestToken(ctx context.Context, cfg *configEntry, creds *cred
 		Audience:    audience,
 		ObtainedAt:  now,
 		ExpiresAt:   now.Add(tok.Lifetime),
-		RefreshAt:   now.Add(time.Duration(math.Floor(float64(tok.Lifetime) * cfg.tokenRefreshFraction()))),
+		RefreshAt:   now.Add(time.Duration(math.Floor(float64(tok.Lifetime) * cfg.TokenRefreshFractionOrDefault()))),
 	}, nil
 }
 
 const (
-	defaultAssertionTTL = time.Minute
-	maxAssertionTTL     = 5 * time.Minute
-	minAssertionTTL     = 10 * time.Second
+	DefaultAssertionTTL = time.Minute
+	MaxAssertionTTL     = 5 * time.Minute
+	MinAssertionTTL     = 10 * time.Second
 )
 
 // tokenAllowed says why token/ refuses a request for audience, nil when it may proceed.
-func tokenAllowed(name string, creds *credsEntry, audience string) *logical.Response {
+func TokenAllowed(name string, creds *CredsEntry, audience string) *logical.Response {
 	switch {
 	case creds == nil:
 		return logical.ErrorResponse("role %q does not exist or has no token_audiences", name)

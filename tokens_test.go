@@ -138,7 +138,7 @@ func TestTokenAfterRotation(t *testing.T) {
 		if tok == first {
 			t.Fatal("a cached token survived the rotation")
 		}
-		e.b.tokens.dropRole("app") // every read asks Auth0 again, through the window
+		e.b.Tokens.DropRole("app") // every read asks Auth0 again, through the window
 	}
 	stats := e.ok(logical.ReadOperation, "roles/app", nil)["token_cache"].(map[string]interface{})
 	if n := e.tokenRequests(testAppID) - before; n < 20 || stats["auth0_token_failures"].(int64) == 0 {
@@ -241,7 +241,7 @@ func TestAssertionRefused(t *testing.T) {
 // the rotation committed does not wait on a fetch that started with the old one.
 func TestTokenReadDuringRotation(t *testing.T) {
 	e := newTokenEnv(t, nil)
-	e.b.tokens.dropRole("app")
+	e.b.Tokens.DropRole("app")
 	type result struct {
 		token string
 		err   error

@@ -338,7 +338,8 @@ func (sc *messageScanner) call(call *ast.CallExpr, fn ast.Node, inDescription []
 	}
 }
 
-// isLogCall is the level of a b.Logger().Level(...) call, "" if call is none.
+// isLogCall is the level of a b.Logger().Level(...) or b.logger().Level(...) call, "" if
+// call is none.
 func isLogCall(call *ast.CallExpr) string {
 	sel, ok := call.Fun.(*ast.SelectorExpr)
 	if !ok {
@@ -348,7 +349,7 @@ func isLogCall(call *ast.CallExpr) string {
 	if !ok {
 		return ""
 	}
-	if s, ok := inner.Fun.(*ast.SelectorExpr); !ok || s.Sel.Name != "Logger" {
+	if s, ok := inner.Fun.(*ast.SelectorExpr); !ok || s.Sel.Name != "Logger" && s.Sel.Name != "logger" {
 		return ""
 	}
 	switch sel.Sel.Name {

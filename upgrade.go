@@ -15,13 +15,13 @@ import (
 // to share its application with another, or with the mount's config, or whose stored
 // schedule cannot fire, is marked blocked and reported, never rotated. The caller holds the
 // role's lock.
-func (b *Engine) upgradeRoleLocked(ctx context.Context, s logical.Storage, name string, role *roleEntry) error {
+func (b *Engine) UpgradeRoleLocked(ctx context.Context, s logical.Storage, name string, role *RoleEntry) error {
 	for _, v := range role.Versions {
 		if v.LegacySecret == "" {
 			continue
 		}
-		sec := &secretEntry{Version: v.Version, Secret: v.LegacySecret, CreatedTime: v.CreatedTime, Source: v.Source}
-		if err := saveSecret(ctx, s, name, sec); err != nil {
+		sec := &SecretEntry{Version: v.Version, Secret: v.LegacySecret, CreatedTime: v.CreatedTime, Source: v.Source}
+		if err := SaveSecret(ctx, s, name, sec); err != nil {
 			return err
 		}
 	}
@@ -33,25 +33,25 @@ func (b *Engine) upgradeRoleLocked(ctx context.Context, s logical.Storage, name 
 		return err
 	}
 
-	next := role.clone()
-	next.Layout = roleLayout
+	next := role.Clone()
+	next.Layout = RoleLayout
 	for i, v := range next.Versions {
 		cp := *v
 		cp.LegacySecret = ""
 		next.Versions[i] = &cp
 	}
 	if owner != "" {
-		next.Blocked = ownerBlocked(role.ClientID, owner)
-	} else if problem := next.scheduleProblem(b.clock.Now()); problem != "" {
+		next.Blocked = OwnerBlocked(role.ClientID, owner)
+	} else if problem := next.ScheduleProblem(b.Clock.Now()); problem != "" {
 		next.Blocked = problem
 	}
-	if err := saveRole(ctx, s, name, next); err != nil {
+	if err := SaveRole(ctx, s, name, next); err != nil {
 		return err
 	}
 	*role = *next
 	if role.Blocked != "" {
 		b.logger().Error("role not rotated until its operator acts", "role", name, "client_id", role.ClientID, "reason", role.Blocked)
 	}
-	b.logger().Info("moved role to the current storage layout", "role", name, "layout", fmt.Sprint(roleLayout), "versions", len(role.Versions))
+	b.logger().Info("moved role to the current storage layout", "role", name, "layout", fmt.Sprint(RoleLayout), "versions", len(role.Versions))
 	return nil
 }
