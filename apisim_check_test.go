@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/engine"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"net/http"
 	"net/url"
 	"slices"
@@ -55,11 +57,11 @@ func (a *apiSim) check(stage string) {
 }
 
 func (a *apiSim) checkRole(ctx context.Context, n *apiNode, r *apiRole, wals int) string {
-	role, err := LoadRole(ctx, a.base, r.name)
+	role, err := model.LoadRole(ctx, a.base, r.name)
 	if err != nil {
 		return err.Error()
 	}
-	creds, err := LoadCreds(ctx, a.base, r.name)
+	creds, err := model.LoadCreds(ctx, a.base, r.name)
 	if err != nil {
 		return err.Error()
 	}
@@ -94,12 +96,12 @@ func (a *apiSim) checkRole(ctx context.Context, n *apiNode, r *apiRole, wals int
 	if len(role.Versions) > role.MaxVersions {
 		return fmt.Sprintf("retains %d versions, max_versions is %d", len(role.Versions), role.MaxVersions)
 	}
-	secrets := map[int]*SecretEntry{}
+	secrets := map[int]*model.SecretEntry{}
 	for i, v := range role.Versions {
 		if i > 0 && v.Version != role.Versions[i-1].Version+1 {
 			return "versions not consecutive: " + describeVersions(role)
 		}
-		sec, err := LoadSecret(ctx, a.base, r.name, role, v.Version)
+		sec, err := model.LoadSecret(ctx, a.base, r.name, role, v.Version)
 		if err != nil || sec == nil || sec.Version != v.Version || sec.Secret == "" && sec.PrivateKey == "" {
 			return fmt.Sprintf("retained version %d has secret entry %s (%v)", v.Version, redact(sec), err)
 		}
@@ -108,13 +110,13 @@ func (a *apiSim) checkRole(ctx context.Context, n *apiNode, r *apiRole, wals int
 	}
 
 	// Staged state.
-	var staged *SecretEntry
+	var staged *model.SecretEntry
 	if st := role.Staged; st != nil {
-		if !role.isStaged() || st.Version != cur+1 {
+		if !isStaged(role) || st.Version != cur+1 {
 			return fmt.Sprintf("stores staged version %d with strategy %q at version %d", st.Version, role.RotationStrategy, cur)
 		}
-		staged, err = LoadSecret(ctx, a.base, r.name, nil, st.Version)
-		if err != nil || staged == nil || staged.Version != st.Version || staged.Source != SourceStaged || staged.Secret == "" {
+		staged, err = model.LoadSecret(ctx, a.base, r.name, nil, st.Version)
+		if err != nil || staged == nil || staged.Version != st.Version || staged.Source != model.SourceStaged || staged.Secret == "" {
 			return fmt.Sprintf("staged version %d has secret entry %s (%v)", st.Version, redact(staged), err)
 		}
 		a.logs.addSecret(staged.Secret)
@@ -147,7 +149,7 @@ func (a *apiSim) checkRole(ctx context.Context, n *apiNode, r *apiRole, wals int
 	case served == cur+1 && r.keys && role.PendingKey != nil && role.PendingKey.Version == served:
 		a.count("check: creds ahead of a pending key")
 	case served == cur+1 && !r.keys && wals > 0:
-		sec, err := LoadSecret(ctx, a.base, r.name, nil, served)
+		sec, err := model.LoadSecret(ctx, a.base, r.name, nil, served)
 		if err != nil || !sameCredential(creds.Current, sec) {
 			return fmt.Sprintf("creds serve version %d ahead of the role (version %d), and no secret entry of the rotation in flight matches it", served, cur)
 		}
@@ -165,7 +167,7 @@ func (a *apiSim) checkRole(ctx context.Context, n *apiNode, r *apiRole, wals int
 
 	// No half-stored role.
 	want := *creds
-	CredsMeta(role, &want)
+	engine.CredsMeta(role, &want)
 	halfStored := creds.ClientID != want.ClientID || !slices.Equal(creds.TokenAudiences, want.TokenAudiences) || creds.Strategy != want.Strategy ||
 		creds.CredentialType != want.CredentialType || creds.RotationPeriod != want.RotationPeriod || creds.RotationSchedule != want.RotationSchedule
 	if halfStored && apiAllowed("half-stored") {
@@ -204,12 +206,12 @@ func (a *apiSim) checkRole(ctx context.Context, n *apiNode, r *apiRole, wals int
 }
 
 // sameCredential reports whether a and b hold the same version and credential.
-func sameCredential(a, b *SecretEntry) bool {
+func sameCredential(a, b *model.SecretEntry) bool {
 	return a != nil && b != nil && a.Version == b.Version && a.Secret == b.Secret && a.PrivateKey == b.PrivateKey && a.KeyID == b.KeyID
 }
 
 // checkCredsCache: the node's cached creds of name, if any, are what storage holds.
-func (a *apiSim) checkCredsCache(n *apiNode, name string, stored *CredsEntry) string {
+func (a *apiSim) checkCredsCache(n *apiNode, name string, stored *model.CredsEntry) string {
 	l := n.b.CredsCache.Lru.Load()
 	if l == nil {
 		return ""
@@ -240,7 +242,7 @@ func (a *apiSim) checkTokenCache(ctx context.Context, n *apiNode) string {
 // half done (a change drops the role's tokens before it releases the lock).
 func (a *apiSim) checkTokensOf(ctx context.Context, n *apiNode, of func(role string) bool) string {
 	n.b.Tokens.Mu.Lock()
-	cached := map[TokenKey]string{} // the audience each token is for
+	cached := map[engine.TokenKey]string{} // the audience each token is for
 	for k, tok := range n.b.Tokens.Entries {
 		if of(k.Role) {
 			cached[k] = tok.Audience
@@ -248,7 +250,7 @@ func (a *apiSim) checkTokensOf(ctx context.Context, n *apiNode, of func(role str
 	}
 	n.b.Tokens.Mu.Unlock()
 	for k, aud := range cached {
-		creds, err := LoadCreds(ctx, a.base, k.Role)
+		creds, err := model.LoadCreds(ctx, a.base, k.Role)
 		listed := creds != nil && len(creds.TokenAudiences) > 0 &&
 			(k.AudienceOrDefault == "" && aud == creds.TokenAudiences[0] || k.AudienceOrDefault != "" && slices.Contains(creds.TokenAudiences, k.AudienceOrDefault))
 		a.mu.Lock()
@@ -281,10 +283,10 @@ func (a *apiSim) walsByRole() map[string]int {
 	}
 	for _, id := range ids {
 		entry, err := framework.GetWAL(ctx, a.base, id)
-		if err != nil || entry == nil || entry.Kind != WalKindRotation {
+		if err != nil || entry == nil || entry.Kind != engine.WalKindRotation {
 			continue
 		}
-		if w, err := DecodeRotationWAL(entry.Data); err == nil {
+		if w, err := engine.DecodeRotationWAL(entry.Data); err == nil {
 			out[w.Role]++
 		}
 	}

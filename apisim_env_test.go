@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"net/http"
 	"runtime"
 	"strings"
@@ -117,7 +118,7 @@ func (s *apiStorage) Get(ctx context.Context, key string) (*logical.StorageEntry
 		return nil, err
 	}
 	e, err := s.inner.Get(ctx, key)
-	if hold, ok := ctx.Value(apiHoldKey{}).(chan struct{}); ok && strings.HasPrefix(key, CredsStoragePrefix) {
+	if hold, ok := ctx.Value(apiHoldKey{}).(chan struct{}); ok && strings.HasPrefix(key, model.CredsStoragePrefix) {
 		select {
 		case <-hold:
 		case <-s.node.died:
@@ -216,7 +217,7 @@ func (a *apiSim) failover(old *apiNode, lag time.Duration, why string) {
 func (a *apiSim) generateKey(bits int) (string, string, error) {
 	var private, public string
 	var err error
-	if bits == DefaultKeyBits {
+	if bits == model.DefaultKeyBits {
 		select {
 		case k := <-a.keyPool.keys:
 			private, public = k[0], k[1]
@@ -315,7 +316,7 @@ func (a *apiSim) armCut(name string) {
 func (a *apiSim) notePut(key string) {
 	a.cutMu.Lock()
 	defer a.cutMu.Unlock()
-	if a.cutRole != "" && key == CredsKey(a.cutRole) {
+	if a.cutRole != "" && key == model.CredsKey(a.cutRole) {
 		a.cutSawCreds = true
 	}
 }
@@ -325,7 +326,7 @@ func (a *apiSim) notePut(key string) {
 func (a *apiSim) cuts(key string) bool {
 	a.cutMu.Lock()
 	defer a.cutMu.Unlock()
-	if a.cutRole == "" || !a.cutSawCreds || key != RoleKey(a.cutRole) {
+	if a.cutRole == "" || !a.cutSawCreds || key != model.RoleKey(a.cutRole) {
 		return false
 	}
 	a.cutRole = ""

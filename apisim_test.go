@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -238,7 +239,7 @@ func newAPISim(t *testing.T, seed uint64) *apiSim {
 		case 1:
 			data["import_current_secret"] = true
 		case 2:
-			data["rotation_strategy"] = StrategyStaged
+			data["rotation_strategy"] = model.StrategyStaged
 			data["rotation_period"], data["rotation_schedule"] = "10m", ""
 			data["stage_period"] = "2m"
 		}
@@ -608,13 +609,13 @@ func (w *apiWorker) role() *apiRole { return w.a.roles[w.rng.IntN(len(w.a.roles)
 // pick is, percent times in a hundred, a role whose stored state is like, if there is
 // one, else any role: operations aimed where they have something to do, as the engine
 // simulation makes cancels likelier while a secret is staged.
-func (w *apiWorker) pick(percent int, like func(*RoleEntry) bool) *apiRole {
+func (w *apiWorker) pick(percent int, like func(*model.RoleEntry) bool) *apiRole {
 	if w.rng.IntN(100) >= percent {
 		return w.role()
 	}
 	var fit []*apiRole
 	for _, r := range w.a.roles {
-		if role, err := LoadRole(context.Background(), w.a.base, r.name); err == nil && role != nil && like(role) {
+		if role, err := model.LoadRole(context.Background(), w.a.base, r.name); err == nil && role != nil && like(role) {
 			fit = append(fit, r)
 		}
 	}
@@ -627,7 +628,7 @@ func (w *apiWorker) pick(percent int, like func(*RoleEntry) bool) *apiRole {
 // new is a role without a version yet, most of the time: its first commit cut short leaves
 // creds ahead of a role that lists no version.
 func (w *apiWorker) new() *apiRole {
-	return w.pick(70, func(role *RoleEntry) bool { return role.CurrentVersion() == 0 })
+	return w.pick(70, func(role *model.RoleEntry) bool { return role.CurrentVersion() == 0 })
 }
 
 // apiOps are the operations and their weights.
@@ -748,7 +749,7 @@ func (w *apiWorker) burst() string {
 		// storage, rather than the cache.
 		n := w.a.node.Load()
 		n.reqMu.RLock()
-		n.b.InvalidateKey(context.Background(), CredsKey(r.name))
+		n.b.InvalidateKey(context.Background(), model.CredsKey(r.name))
 		n.reqMu.RUnlock()
 	}
 	written := make(chan struct{})
@@ -843,14 +844,14 @@ func (w *apiWorker) createData(r *apiRole) map[string]interface{} {
 	data["client_id"] = r.clientID
 	data["token_audiences"] = w.audiences()
 	if r.keys {
-		data["credential_type"] = CredentialPrivateKeyJWT
+		data["credential_type"] = model.CredentialPrivateKeyJWT
 		data["allow_auth_method_change"] = true
 		data["allow_assertions"] = true
 		data["overlap_period"] = []string{"0s", "5m", "30m"}[w.rng.IntN(3)]
 		return data
 	}
 	if w.rng.IntN(3) == 0 {
-		data["rotation_strategy"] = StrategyStaged
+		data["rotation_strategy"] = model.StrategyStaged
 		data["stage_period"] = w.StagePeriodOrDefault()
 	}
 	if w.rng.IntN(2) == 0 {
@@ -861,7 +862,7 @@ func (w *apiWorker) createData(r *apiRole) map[string]interface{} {
 
 // write writes role r; a role that a delete removed is created again.
 func (w *apiWorker) write(r *apiRole, data map[string]interface{}) string {
-	role, err := LoadRole(context.Background(), w.a.base, r.name)
+	role, err := model.LoadRole(context.Background(), w.a.base, r.name)
 	creating := err == nil && role == nil
 	if creating {
 		data = w.createData(r)
@@ -937,9 +938,9 @@ func (w *apiWorker) writeStrategy() string {
 	if r.keys {
 		return w.writeAudiences()
 	}
-	data := map[string]interface{}{"rotation_strategy": StrategyImmediate}
+	data := map[string]interface{}{"rotation_strategy": model.StrategyImmediate}
 	if w.rng.IntN(2) == 0 {
-		data = map[string]interface{}{"rotation_strategy": StrategyStaged, "stage_period": w.StagePeriodOrDefault()}
+		data = map[string]interface{}{"rotation_strategy": model.StrategyStaged, "stage_period": w.StagePeriodOrDefault()}
 	}
 	return w.write(r, data)
 }
@@ -975,13 +976,13 @@ func (w *apiWorker) rotate(option string) string {
 	r := w.role()
 	switch option {
 	case "switch_now":
-		r = w.pick(80, (*RoleEntry).isStaged)
+		r = w.pick(80, isStaged)
 	case "cancel_staged":
-		r = w.pick(80, func(role *RoleEntry) bool { return role.Staged != nil })
+		r = w.pick(80, func(role *model.RoleEntry) bool { return role.Staged != nil })
 		// Half the time, of a secret whose switch is due (by the shared time) or under way:
 		// an operator's reflex when a switch fails.
 		if w.rng.IntN(2) == 0 {
-			r = w.pick(100, func(role *RoleEntry) bool {
+			r = w.pick(100, func(role *model.RoleEntry) bool {
 				return role.Staged != nil && !w.a.clock.Now().Before(role.Staged.SwitchTime)
 			})
 		}
@@ -1022,7 +1023,7 @@ func (w *apiWorker) writeConfig() string {
 // node (or a replicated cluster) wrote the key.
 func (w *apiWorker) Invalidate() string {
 	r := w.role()
-	key := []string{ConfigStoragePath, RoleKey(r.name), CredsKey(r.name)}[w.rng.IntN(3)]
+	key := []string{model.ConfigStoragePath, model.RoleKey(r.name), model.CredsKey(r.name)}[w.rng.IntN(3)]
 	n := w.a.node.Load()
 	n.reqMu.RLock()
 	defer n.reqMu.RUnlock()
@@ -1102,12 +1103,12 @@ func (w *apiWorker) auth0Fault() string {
 
 func (w *apiWorker) storageFault() string {
 	r := w.new()
-	prefixes := []string{"", RoleStoragePrefix, CredsStoragePrefix, SecretStoragePrefix, framework.WALPrefix, RoleKey(r.name), CredsKey(r.name)}
+	prefixes := []string{"", model.RoleStoragePrefix, model.CredsStoragePrefix, model.SecretStoragePrefix, framework.WALPrefix, model.RoleKey(r.name), model.CredsKey(r.name)}
 	prefix := prefixes[w.rng.IntN(len(prefixes))]
 	n := []int{1, 2, 3, 6}[w.rng.IntN(4)]
 	if w.rng.IntN(3) == 0 {
 		// The role's writes fail for longer than a commit retries them.
-		prefix, n = RoleKey(r.name), 6
+		prefix, n = model.RoleKey(r.name), 6
 	}
 	w.a.plan.setFailures("put", prefix, n)
 	return fmt.Sprintf("storage fault: the next %d puts under %q fail", n, prefix)
@@ -1144,7 +1145,7 @@ func (a *apiSim) converge() {
 		wals := a.walsByRole()
 		var unsettled []*apiRole
 		for _, r := range a.roles {
-			role, err := LoadRole(ctx, a.base, r.name)
+			role, err := model.LoadRole(ctx, a.base, r.name)
 			if err != nil {
 				a.problem("converge: %v", err)
 				return
@@ -1189,7 +1190,7 @@ func (a *apiSim) finalCheck() {
 	// Past any pause a 429 of /oauth/token left.
 	a.advance(5 * time.Minute)
 	for _, r := range a.roles {
-		role, err := LoadRole(ctx, a.base, r.name)
+		role, err := model.LoadRole(ctx, a.base, r.name)
 		if err != nil || role == nil || role.CurrentVersion() == 0 {
 			continue
 		}
@@ -1206,7 +1207,7 @@ func (a *apiSim) finalCheck() {
 		} else if !a.secretLogsIn(r.clientID, str("client_secret")) {
 			a.problem("at the end, the secret creds/%s serves (version %v) does not log in", r.name, resp.Data["version"])
 		}
-		creds, err := LoadCreds(ctx, a.base, r.name)
+		creds, err := model.LoadCreds(ctx, a.base, r.name)
 		if err != nil || creds == nil {
 			continue
 		}

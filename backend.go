@@ -5,6 +5,8 @@ package auth0
 
 import (
 	"context"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/engine"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"net/http"
 	"strings"
 
@@ -30,7 +32,7 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 
 type backend struct {
 	*framework.Backend
-	*Engine
+	*engine.Engine
 }
 
 // Setup is framework.Backend's, and also takes the mount's identity from conf.
@@ -54,15 +56,15 @@ func newBackend() *backend {
 
 func newBackendWithClock(clk clock.Clock) *backend {
 	b := &backend{}
-	b.Engine = NewEngine(clk, b, Version)
+	b.Engine = engine.NewEngine(clk, b, Version)
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
 			SealWrapStorage: []string{
-				ConfigStoragePath,
-				CredsStoragePrefix,
-				SecretStoragePrefix,
+				model.ConfigStoragePath,
+				model.CredsStoragePrefix,
+				model.SecretStoragePrefix,
 			},
 			// A write-ahead entry belongs to the cluster whose rotation wrote it.
 			LocalStorage: []string{
@@ -80,7 +82,7 @@ func newBackendWithClock(clk clock.Clock) *backend {
 		),
 		InitializeFunc:    b.InitializeMount,
 		WALRollback:       b.RollbackWAL,
-		WALRollbackMinAge: WalRollbackMinAge,
+		WALRollbackMinAge: engine.WalRollbackMinAge,
 		Invalidate:        b.Invalidate,
 		Clean:             b.clean,
 		RunningVersion:    Version,
@@ -90,12 +92,12 @@ func newBackendWithClock(clk clock.Clock) *backend {
 
 func (b *backend) Invalidate(_ context.Context, key string) {
 	switch {
-	case key == ConfigStoragePath:
+	case key == model.ConfigStoragePath:
 		b.ResetConnection()
-	case strings.HasPrefix(key, RoleStoragePrefix):
-		b.Tokens.DropRole(strings.TrimPrefix(key, RoleStoragePrefix))
-	case strings.HasPrefix(key, CredsStoragePrefix):
-		name := strings.TrimPrefix(key, CredsStoragePrefix)
+	case strings.HasPrefix(key, model.RoleStoragePrefix):
+		b.Tokens.DropRole(strings.TrimPrefix(key, model.RoleStoragePrefix))
+	case strings.HasPrefix(key, model.CredsStoragePrefix):
+		name := strings.TrimPrefix(key, model.CredsStoragePrefix)
 		b.CredsCache.Invalidate(name)
 		b.Tokens.DropRole(name)
 	}
@@ -116,7 +118,7 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (resp
 	defer func() {
 		if recover() != nil {
 			b.LogPanic("request", "path", req.Path, "operation", req.Operation)
-			resp, err = nil, logical.CodedError(http.StatusInternalServerError, PanicMessage)
+			resp, err = nil, logical.CodedError(http.StatusInternalServerError, engine.PanicMessage)
 		}
 	}()
 	return b.Backend.HandleRequest(ctx, req)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"io"
 	"maps"
 	"net/http"
@@ -311,7 +312,7 @@ func (s *countingStorage) List(ctx context.Context, prefix string) ([]string, er
 
 func (s *countingStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
 	s.putsTotal.Add(1)
-	prefix := RoleStoragePrefix
+	prefix := model.RoleStoragePrefix
 	if p := s.failPrefix.Load(); p != nil {
 		prefix = *p
 	}

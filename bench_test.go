@@ -16,6 +16,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/engine"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"io"
 	"math/rand/v2"
 	"net/http/httptest"
@@ -57,16 +59,16 @@ func benchRandString(r *rand.Rand, n int) string {
 // benchRole is a realistic stored role: a 32-character client ID, a monthly
 // rotation_period, max_versions 10 holding 3 versions of 64-character secrets, and a last
 // rotation somewhere in the past period, so that due times spread over the next month.
-func benchRole(r *rand.Rand, now time.Time) *RoleEntry {
+func benchRole(r *rand.Rand, now time.Time) *model.RoleEntry {
 	last := now.Add(-time.Duration(r.Int64N(int64(benchRotationPeriod)))).UTC()
-	role := &RoleEntry{
-		Layout:         RoleLayout,
+	role := &model.RoleEntry{
+		Layout:         model.RoleLayout,
 		ClientID:       benchRandString(r, 32),
 		RotationPeriod: benchRotationPeriod,
-		MaxVersions:    DefaultMaxVersions,
+		MaxVersions:    model.DefaultMaxVersions,
 	}
 	for v := benchVersions; v >= 1; v-- {
-		role.AddVersion(VersionMeta{Source: SourceScheduled}, last.Add(-time.Duration(v-1)*benchRotationPeriod))
+		role.AddVersion(model.VersionMeta{Source: model.SourceScheduled}, last.Add(-time.Duration(v-1)*benchRotationPeriod))
 	}
 	role.LastVaultRotation = last
 	role.NextVaultRotation = role.NextRotation(last)
@@ -101,10 +103,10 @@ func benchStorage(b *testing.B, n int) *benchStored {
 	for i := 0; i < n; i++ {
 		name := benchRoleName(i)
 		role := benchRole(r, now)
-		if err := SaveRole(ctx, s.storage, name, role); err != nil {
+		if err := model.SaveRole(ctx, s.storage, name, role); err != nil {
 			b.Fatal(err)
 		}
-		if err := s.storage.Put(ctx, &logical.StorageEntry{Key: DueIndexKey(name, DueTime(role, now))}); err != nil {
+		if err := s.storage.Put(ctx, &logical.StorageEntry{Key: model.DueIndexKey(name, engine.DueTime(role, now))}); err != nil {
 			b.Fatal(err)
 		}
 		s.names[i], s.dues[i] = name, role.NextVaultRotation
@@ -132,7 +134,7 @@ func BenchmarkQueueRebuild(b *testing.B) {
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
-					sch := &Scheduler{Queue: NewRotationQueue(), Storage: st.storage, Index: map[string]string{}, Unreadable: map[string]int{}}
+					sch := &engine.Scheduler{Queue: engine.NewRotationQueue(), Storage: st.storage, Index: map[string]string{}, Unreadable: map[string]int{}}
 					be.LoadQueue(ctx, sch)
 					if got := sch.Queue.Len(); got != n {
 						b.Fatalf("loadQueue queued %d roles, want %d", got, n)
@@ -146,7 +148,7 @@ func BenchmarkQueueRebuild(b *testing.B) {
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
-					sch := &Scheduler{Queue: NewRotationQueue(), Storage: st.storage, Index: map[string]string{}, Unreadable: map[string]int{}}
+					sch := &engine.Scheduler{Queue: engine.NewRotationQueue(), Storage: st.storage, Index: map[string]string{}, Unreadable: map[string]int{}}
 					be.LoadQueue(ctx, sch)
 					be.VerifyQueue(ctx, sch)
 					if got := sch.Queue.Len(); got != n {
@@ -159,13 +161,13 @@ func BenchmarkQueueRebuild(b *testing.B) {
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
-					names, err := st.storage.List(ctx, RoleStoragePrefix)
+					names, err := st.storage.List(ctx, model.RoleStoragePrefix)
 					if err != nil {
 						b.Fatal(err)
 					}
 					scheduled := 0
 					for _, name := range names {
-						role, err := LoadRole(ctx, st.storage, name)
+						role, err := model.LoadRole(ctx, st.storage, name)
 						if err != nil {
 							b.Fatal(err)
 						}
@@ -199,7 +201,7 @@ func BenchmarkQueueRebuild(b *testing.B) {
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
-					q := NewRotationQueue()
+					q := engine.NewRotationQueue()
 					for j, name := range st.names {
 						q.Schedule(name, st.dues[j])
 					}
@@ -276,7 +278,7 @@ func BenchmarkQueueMemory(b *testing.B) {
 		b.Run("roles="+strconv.Itoa(n), func(b *testing.B) {
 			b.Run("rotationQueue", func(b *testing.B) {
 				benchQueueMemory(b, n, func(names []string, dues []int64) any {
-					q := NewRotationQueue()
+					q := engine.NewRotationQueue()
 					for i, name := range names {
 						q.Schedule(name, time.Unix(0, dues[i]))
 					}
@@ -315,7 +317,7 @@ func BenchmarkIdleTick(b *testing.B) {
 			}
 
 			b.Run("popDue", func(b *testing.B) {
-				q := NewRotationQueue()
+				q := engine.NewRotationQueue()
 				for i, name := range names {
 					q.Schedule(name, dues[i])
 				}
@@ -411,9 +413,9 @@ func BenchmarkCredsRead(b *testing.B) {
 		"verify_connection": false,
 	})
 	r := rand.New(rand.NewPCG(4, 4))
-	app := benchStoreVersions(b, be, s, "app", benchVersions, DefaultMaxVersions, r)
+	app := benchStoreVersions(b, be, s, "app", benchVersions, model.DefaultMaxVersions, r)
 	// The same role at max_versions=100 with 100 versions retained.
-	full := benchStoreVersions(b, be, s, "full", MaxMaxVersions, MaxMaxVersions, r)
+	full := benchStoreVersions(b, be, s, "full", model.MaxMaxVersions, model.MaxMaxVersions, r)
 	for _, tc := range []struct {
 		name, path string
 		want       string
@@ -447,11 +449,11 @@ func BenchmarkCredsRead(b *testing.B) {
 // engine's own commit, and returns the current secret.
 func benchStoreVersions(b *testing.B, be *backend, s logical.Storage, name string, n, maxVersions int, r *rand.Rand) string {
 	b.Helper()
-	role := &RoleEntry{Layout: RoleLayout, ClientID: benchRandString(r, 32), RotationPeriod: benchRotationPeriod, MaxVersions: maxVersions}
+	role := &model.RoleEntry{Layout: model.RoleLayout, ClientID: benchRandString(r, 32), RotationPeriod: benchRotationPeriod, MaxVersions: maxVersions}
 	var secret string
 	for i := 0; i < n; i++ {
 		secret = benchRandString(r, 64)
-		if _, err := be.CommitVersion(s, name, role, secret, SourceScheduled, "", time.Now()); err != nil {
+		if _, err := be.CommitVersion(s, name, role, secret, model.SourceScheduled, "", time.Now()); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -495,10 +497,10 @@ func BenchmarkDueBurst(b *testing.B) {
 	start := time.Now()
 	for i, id := range ids {
 		name := fmt.Sprintf("burst-%04d", i)
-		role := &RoleEntry{Layout: RoleLayout, ClientID: id, RotationPeriod: benchRotationPeriod, MaxVersions: DefaultMaxVersions, NextVaultRotation: start}
+		role := &model.RoleEntry{Layout: model.RoleLayout, ClientID: id, RotationPeriod: benchRotationPeriod, MaxVersions: model.DefaultMaxVersions, NextVaultRotation: start}
 		lock := be.RoleLock(name)
 		lock.Lock()
-		if err := SaveRole(ctx, s, name, role); err != nil {
+		if err := model.SaveRole(ctx, s, name, role); err != nil {
 			lock.Unlock()
 			b.Fatal(err)
 		}
@@ -519,7 +521,7 @@ func BenchmarkDueBurst(b *testing.B) {
 	storedCount := func() int {
 		stored := 0
 		for i := range ids {
-			role, err := LoadRole(ctx, s, fmt.Sprintf("burst-%04d", i))
+			role, err := model.LoadRole(ctx, s, fmt.Sprintf("burst-%04d", i))
 			if err == nil && role != nil && role.Current() != nil {
 				stored++
 			}
@@ -574,17 +576,17 @@ func BenchmarkCredsCacheMemory(b *testing.B) {
 	now := time.Now().UTC()
 	raw := make([][]byte, n)
 	for i := range raw {
-		e := CredsEntry{
+		e := model.CredsEntry{
 			ClientID: fmt.Sprintf("client-%08d-abcdefghijklmnopqrstu", i), RotationPeriod: 720 * time.Hour, NextVaultRotation: now,
-			Current:  &SecretEntry{Version: 2, Secret: fmt.Sprintf("%064d", i), CreatedTime: now, Source: SourceScheduled, WALID: fmt.Sprintf("%036d", i)},
-			Previous: &SecretEntry{Version: 1, Secret: fmt.Sprintf("%063dp", i), CreatedTime: now, Source: SourceRotate, WALID: fmt.Sprintf("%035dp", i)},
+			Current:  &model.SecretEntry{Version: 2, Secret: fmt.Sprintf("%064d", i), CreatedTime: now, Source: model.SourceScheduled, WALID: fmt.Sprintf("%036d", i)},
+			Previous: &model.SecretEntry{Version: 1, Secret: fmt.Sprintf("%063dp", i), CreatedTime: now, Source: model.SourceRotate, WALID: fmt.Sprintf("%035dp", i)},
 		}
 		var err error
 		if raw[i], err = json.Marshal(e); err != nil {
 			b.Fatal(err)
 		}
 	}
-	for _, size := range []int{n, DefaultCredsCacheSize} {
+	for _, size := range []int{n, model.DefaultCredsCacheSize} {
 		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
 			var total uint64
 			held := 0
@@ -592,9 +594,9 @@ func BenchmarkCredsCacheMemory(b *testing.B) {
 				b.StopTimer()
 				before := benchHeapInUse()
 				b.StartTimer()
-				c := NewCredsCache(size)
+				c := engine.NewCredsCache(size)
 				for j := 0; j < n; j++ {
-					e := new(CredsEntry)
+					e := new(model.CredsEntry)
 					if err := json.Unmarshal(raw[j], e); err != nil {
 						b.Fatal(err)
 					}

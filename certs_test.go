@@ -2,6 +2,7 @@ package auth0
 
 import (
 	"crypto/tls"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"net/http"
 	"net/url"
 	"slices"
@@ -199,7 +200,7 @@ func TestCertRoleFields(t *testing.T) {
 		{map[string]interface{}{"key_bits": 1024}, "key_bits must be 2048, 3072 or 4096"},
 	} {
 		wantContains(t, e.userError(logical.UpdateOperation, "roles/app", with(c.extra)), c.want)
-		if r, err := LoadRole(t.Context(), e.storage, "app"); r != nil || err != nil {
+		if r, err := model.LoadRole(t.Context(), e.storage, "app"); r != nil || err != nil {
 			t.Fatalf("%v: a refused write stored the role", c.extra)
 		}
 	}

@@ -2,6 +2,7 @@ package auth0
 
 import (
 	"flag"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -235,7 +236,7 @@ func runConsumerScenario(t *testing.T, sc consumerScenario, seed uint64) {
 // consumerLagBound is how long after a change at Auth0 a consumer may still hold the old
 // secret: its own delay.
 func consumerLagBound(c consumers.Consumer, manual bool) time.Duration {
-	maxTTL := DefaultMaxTTL
+	maxTTL := model.DefaultMaxTTL
 	if c.Name() == "vso-0.4.0" {
 		maxTTL += maxTTL / 20 // its jitter: up to 5% of ttl
 	}

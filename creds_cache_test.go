@@ -2,6 +2,7 @@ package auth0
 
 import (
 	"context"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -85,7 +86,7 @@ func TestCredsCacheInvalidatedOnOtherNode(t *testing.T) {
 	if v := read(); v != 1 {
 		t.Fatalf("standby served version %d before any invalidation: is it caching at all?", v)
 	}
-	standby.Invalidate(t.Context(), CredsKey("app"))
+	standby.Invalidate(t.Context(), model.CredsKey("app"))
 	if v := read(); v != 2 {
 		t.Fatalf("standby serves version %d after the invalidation, want 2", v)
 	}

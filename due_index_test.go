@@ -1,6 +1,8 @@
 package auth0
 
 import (
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/engine"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -15,7 +17,7 @@ import (
 // indexEntries is the due index as stored, name to due time.
 func (e *testEnv) indexEntries() map[string]time.Time {
 	e.t.Helper()
-	due, _, stale, err := LoadDueIndex(e.t.Context(), e.storage)
+	due, _, stale, err := model.LoadDueIndex(e.t.Context(), e.storage)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -39,11 +41,11 @@ func TestDueIndexFollowsRoles(t *testing.T) {
 		got := e.indexEntries()
 		want := map[string]time.Time{}
 		for _, name := range []string{"a", "b", "manual"} {
-			role, _ := LoadRole(t.Context(), e.storage, name)
+			role, _ := model.LoadRole(t.Context(), e.storage, name)
 			if role == nil {
 				continue
 			}
-			if due := DueTime(role, e.clock.Now()); !due.IsZero() {
+			if due := engine.DueTime(role, e.clock.Now()); !due.IsZero() {
 				want[name] = due.Truncate(time.Second)
 			}
 		}
@@ -81,10 +83,10 @@ func TestDueIndexStartAndRepair(t *testing.T) {
 	// a crash left a second, later entry for b, and a deleted role left its entry.
 	a := e.storedRole("a")
 	a.NextVaultRotation = e.clock.Now().Add(10 * time.Minute).UTC()
-	if err := SaveRole(t.Context(), e.storage, "a", a); err != nil {
+	if err := model.SaveRole(t.Context(), e.storage, "a", a); err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{DueIndexKey("b", e.clock.Now().Add(5*time.Hour)), DueIndexKey("ghost", e.clock.Now().Add(time.Hour))} {
+	for _, key := range []string{model.DueIndexKey("b", e.clock.Now().Add(5*time.Hour)), model.DueIndexKey("ghost", e.clock.Now().Add(time.Hour))} {
 		if err := e.storage.Put(t.Context(), &logical.StorageEntry{Key: key}); err != nil {
 			t.Fatal(err)
 		}
@@ -92,7 +94,7 @@ func TestDueIndexStartAndRepair(t *testing.T) {
 
 	var roleReads atomic.Int64
 	hook := func(key string) {
-		if strings.HasPrefix(key, RoleStoragePrefix) {
+		if strings.HasPrefix(key, model.RoleStoragePrefix) {
 			roleReads.Add(1)
 		}
 	}
@@ -117,7 +119,7 @@ func TestDueIndexStartAndRepair(t *testing.T) {
 	if _, ok := got["ghost"]; ok || len(got) != 2 {
 		t.Fatalf("index after the repair: %v", got)
 	}
-	keys, _ := e.storage.List(t.Context(), DueIndexPrefix)
+	keys, _ := e.storage.List(t.Context(), model.DueIndexPrefix)
 	slices.Sort(keys)
 	if len(keys) != 2 {
 		t.Fatalf("index keys %v: duplicates and ghosts must be gone", keys)

@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/engine"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -111,7 +113,7 @@ var fuzzKeys struct {
 func fuzzGenerateKey(int) (string, string, error) {
 	fuzzKeys.once.Do(func() {
 		for range 4 {
-			private, public, err := auth0api.GenerateRSAKey(DefaultKeyBits)
+			private, public, err := auth0api.GenerateRSAKey(model.DefaultKeyBits)
 			if err != nil {
 				panic(err)
 			}
@@ -280,7 +282,7 @@ func (e *fuzzEnv) secrets(stored ...map[string][]byte) []string {
 	}
 	for _, snap := range stored {
 		for k, raw := range snap {
-			if strings.HasPrefix(k, OwnerStoragePrefix) {
+			if strings.HasPrefix(k, model.OwnerStoragePrefix) {
 				continue
 			}
 			var v interface{}
@@ -458,7 +460,7 @@ func (w *fuzzWorld) buildFixture(t testing.TB) *fuzzEnv {
 	// role entry is the one from before, and the write-ahead entry is gone (as after a
 	// reconciliation that found nothing to do at Auth0, or a copy restored from backups).
 	e.must(logical.UpdateOperation, "roles/cut", map[string]interface{}{"client_id": fuzzApp7ID})
-	uncommitted, err := e.storage.Get(t.Context(), RoleKey("cut"))
+	uncommitted, err := e.storage.Get(t.Context(), model.RoleKey("cut"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -612,7 +614,7 @@ func FuzzConfigWrite(f *testing.F) {
 		// credentials against another host verifies nothing.
 		if raw, given := data["domain"]; given {
 			d, isString := raw.(string)
-			if _, host, err := ParseDomain(d); !isString || err != nil || host != w.host {
+			if _, host, err := model.ParseDomain(d); !isString || err != nil || host != w.host {
 				data["verify_connection"] = false
 			}
 		}
@@ -629,7 +631,7 @@ func FuzzConfigWrite(f *testing.F) {
 			}
 			return
 		}
-		cfg, err := LoadConfig(t.Context(), e.storage)
+		cfg, err := model.LoadConfig(t.Context(), e.storage)
 		if err != nil || cfg == nil {
 			t.Fatalf("%s succeeded, but the stored config cannot be read: %v", what, err)
 		}
@@ -646,7 +648,7 @@ func FuzzConfigWrite(f *testing.F) {
 
 // checkConfigInvariants fails when a stored config holds a value its write should have
 // refused.
-func checkConfigInvariants(t *testing.T, what string, cfg *ConfigEntry) {
+func checkConfigInvariants(t *testing.T, what string, cfg *model.ConfigEntry) {
 	t.Helper()
 	inRange := func(v, lo, hi float64) bool { return !math.IsNaN(v) && v >= lo && v <= hi }
 	switch {
@@ -660,9 +662,9 @@ func checkConfigInvariants(t *testing.T, what string, cfg *ConfigEntry) {
 		t.Fatalf("%s stored request_timeout %s", what, cfg.RequestTimeoutOrDefault())
 	case cfg.PropagationWaitOrDefault() < 0 || cfg.PropagationWaitOrDefault() > 5*time.Minute:
 		t.Fatalf("%s stored propagation_wait %s", what, cfg.PropagationWaitOrDefault())
-	case cfg.CredsCacheSizeOrDefault() < 0 || cfg.CredsCacheSizeOrDefault() > MaxCredsCacheSize:
+	case cfg.CredsCacheSizeOrDefault() < 0 || cfg.CredsCacheSizeOrDefault() > engine.MaxCredsCacheSize:
 		t.Fatalf("%s stored creds_cache_size %d", what, cfg.CredsCacheSizeOrDefault())
-	case cfg.RootRotationPeriod != 0 && cfg.RootRotationPeriod < MinRotationPeriod:
+	case cfg.RootRotationPeriod != 0 && cfg.RootRotationPeriod < model.MinRotationPeriod:
 		t.Fatalf("%s stored root_rotation_period %s", what, cfg.RootRotationPeriod)
 	}
 }
@@ -749,7 +751,7 @@ func FuzzRoleWrite(f *testing.F) {
 			}
 			return
 		}
-		role, err := LoadRole(t.Context(), e.storage, strings.ToLower(name))
+		role, err := model.LoadRole(t.Context(), e.storage, strings.ToLower(name))
 		if err != nil || role == nil {
 			t.Fatalf("%s succeeded, but the role cannot be read: %v", what, err)
 		}
@@ -760,24 +762,24 @@ func FuzzRoleWrite(f *testing.F) {
 
 // checkRoleInvariants fails when a stored role holds a value its write should have
 // refused.
-func checkRoleInvariants(t *testing.T, what string, role *RoleEntry) {
+func checkRoleInvariants(t *testing.T, what string, role *model.RoleEntry) {
 	t.Helper()
 	switch {
 	case role.ClientID == "":
 		t.Fatalf("%s stored a role without client_id", what)
-	case role.MaxVersions < 1 || role.MaxVersions > MaxMaxVersions:
+	case role.MaxVersions < 1 || role.MaxVersions > model.MaxMaxVersions:
 		t.Fatalf("%s stored max_versions %d", what, role.MaxVersions)
 	case len(role.Versions) > role.MaxVersions:
 		t.Fatalf("%s keeps %d versions with max_versions %d", what, len(role.Versions), role.MaxVersions)
-	case role.RotationPeriod < 0 || role.RotationPeriod != 0 && role.RotationPeriod < MinRotationPeriod:
+	case role.RotationPeriod < 0 || role.RotationPeriod != 0 && role.RotationPeriod < model.MinRotationPeriod:
 		t.Fatalf("%s stored rotation_period %s", what, role.RotationPeriod)
 	case role.RotationPeriod > 0 && role.RotationSchedule != "":
 		t.Fatalf("%s stored both rotation_period and rotation_schedule", what)
-	case role.RotationWindow < 0 || role.RotationWindow != 0 && role.RotationWindow < MinRotationWindow:
+	case role.RotationWindow < 0 || role.RotationWindow != 0 && role.RotationWindow < model.MinRotationWindow:
 		t.Fatalf("%s stored rotation_window %s", what, role.RotationWindow)
 	case role.KeyBits != 0 && !sliceHas(auth0api.KeyBitSizes, role.KeyBits):
 		t.Fatalf("%s stored key_bits %d", what, role.KeyBits)
-	case role.AssertionTTL != 0 && (role.AssertionTTL < MinAssertionTTL || role.AssertionTTL > MaxAssertionTTL):
+	case role.AssertionTTL != 0 && (role.AssertionTTL < engine.MinAssertionTTL || role.AssertionTTL > engine.MaxAssertionTTL):
 		t.Fatalf("%s stored assertion_ttl %s", what, role.AssertionTTL)
 	case role.OverlapPeriod < 0 || role.StagePeriod < 0:
 		t.Fatalf("%s stored a negative overlap_period or stage_period", what)

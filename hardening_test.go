@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/engine"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"io"
 	"math"
 	"net"
@@ -32,7 +34,7 @@ import (
 func (e *testEnv) betweenCredsReads(name string, fn func()) {
 	var reads atomic.Int32
 	hook := func(key string) {
-		if key == CredsKey(name) && reads.Add(1) == 2 {
+		if key == model.CredsKey(name) && reads.Add(1) == 2 {
 			e.storage.onGet.Store(nil)
 			fn()
 		}
@@ -81,15 +83,15 @@ func TestTokenRoleWriteBetweenCheckAndFetch(t *testing.T) {
 func TestCredsVersionBeforeRoleListsVersions(t *testing.T) {
 	e := newTestEnv(t)
 	e.configureWithRole(nil)
-	e.storage.failPutsUnder(RoleStoragePrefix, 1000)
+	e.storage.failPutsUnder(model.RoleStoragePrefix, 1000)
 	if _, err := e.request(logical.UpdateOperation, "rotate/app", nil); err == nil {
 		t.Fatal("the rotation succeeded although its role write failed")
 	}
 	e.storage.failPuts.Store(0)
-	if creds, err := LoadCreds(t.Context(), e.storage, "app"); err != nil || creds == nil {
+	if creds, err := model.LoadCreds(t.Context(), e.storage, "app"); err != nil || creds == nil {
 		t.Fatalf("no creds stored before the role write (%v): the test does not reach the state", err)
 	}
-	if role, _ := LoadRole(t.Context(), e.storage, "app"); role == nil || len(role.Versions) != 0 {
+	if role, _ := model.LoadRole(t.Context(), e.storage, "app"); role == nil || len(role.Versions) != 0 {
 		t.Fatal("the role lists versions: the test does not reach the state")
 	}
 	wantContains(t, e.userError(logical.ReadOperation, "creds/app", map[string]interface{}{"version": 7}), `role "app" has no version 7; it lists no retained versions yet`)
@@ -118,7 +120,7 @@ func TestTenantRule(t *testing.T) {
 	collector, seen := secondTenant(t)
 	move := map[string]interface{}{"domain": collector, "client_id": "x", "client_secret": "y", "verify_connection": false}
 	wantContains(t, e.userError(logical.UpdateOperation, "config", move), "the mount has roles bound under domain "+e.emuURL, "allow_domain_change=true")
-	if cfg, _ := LoadConfig(t.Context(), e.storage); cfg.Host != strings.TrimPrefix(e.emuURL, "http://") {
+	if cfg, _ := model.LoadConfig(t.Context(), e.storage); cfg.Host != strings.TrimPrefix(e.emuURL, "http://") {
 		t.Fatalf("a refused move stored config for %s", cfg.Host)
 	}
 	e.ok(logical.DeleteOperation, "config", nil)
@@ -258,7 +260,7 @@ func TestTokenRefusalRememberedAndPauseScoped(t *testing.T) {
 	if n := e.tokenRequests(testAppID) - before; n != 1 {
 		t.Fatalf("20 reads of a refused role sent %d requests; want 1", n)
 	}
-	e.clock.Advance(TokenRefusalMemory)
+	e.clock.Advance(engine.TokenRefusalMemory)
 	e.userError(logical.ReadOperation, "token/app", nil)
 	if n := e.tokenRequests(testAppID) - before; n != 2 {
 		t.Fatalf("after the refusal's memory, %d requests in all; want 2", n)
@@ -272,7 +274,7 @@ func TestTokenRefusalRememberedAndPauseScoped(t *testing.T) {
 	}
 	e.ok(logical.ReadOperation, "token/two", nil) // another application is not held back
 	before = e.tokenRequests(testAppID)
-	e.clock.Advance(MaxTokenPause - time.Second)
+	e.clock.Advance(engine.MaxTokenPause - time.Second)
 	if _, err := e.request(logical.ReadOperation, "token/app", nil); err == nil || e.tokenRequests(testAppID) != before {
 		t.Fatalf("a request inside the pause: %v", err)
 	}
@@ -328,10 +330,10 @@ func TestConfigRejectsNaNAndInf(t *testing.T) {
 }
 
 func TestMemoryStaysBounded(t *testing.T) {
-	for i := 0; i < 3*MaxParsedSchedules; i++ {
-		_ = ValidateSchedule(fmt.Sprintf("%d %d 30 2 *", i%60, i/60%24+i/1440), time.Now()) // never fires: refused
+	for i := 0; i < 3*model.MaxParsedSchedules; i++ {
+		_ = model.ValidateSchedule(fmt.Sprintf("%d %d 30 2 *", i%60, i/60%24+i/1440), time.Now()) // never fires: refused
 	}
-	if n := ParsedSchedules.Len(); n > MaxParsedSchedules {
+	if n := model.ParsedSchedules.Len(); n > model.MaxParsedSchedules {
 		t.Fatalf("%d schedules kept", n)
 	}
 
@@ -355,7 +357,7 @@ func TestAllowedClientIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantContains(t, e.userError(logical.UpdateOperation, "roles/app", map[string]interface{}{"client_id": testAppID}), `client_id "app-1" is not in this mount's allowed_client_ids`)
-	if role, _ := LoadRole(t.Context(), e.storage, "app"); role != nil {
+	if role, _ := model.LoadRole(t.Context(), e.storage, "app"); role != nil {
 		t.Fatal("a refused role was stored")
 	}
 	e.ok(logical.UpdateOperation, "roles/web", map[string]interface{}{"client_id": "team-a-web"})
@@ -390,7 +392,7 @@ func TestPanicDoesNotKillThePlugin(t *testing.T) {
 	e := newTokenEnv(t, nil)
 	e.ok(logical.UpdateOperation, "roles/app", map[string]interface{}{"rotation_period": "1h"})
 	boom := func(key string) {
-		if key == CredsKey("app") || key == RoleKey("app") {
+		if key == model.CredsKey("app") || key == model.RoleKey("app") {
 			panic("injected " + key)
 		}
 	}
@@ -421,7 +423,7 @@ func TestCredsVersionPrunedWhileRead(t *testing.T) {
 	e.ok(logical.UpdateOperation, "rotate/app", nil) // versions 1 and 2
 	var once atomic.Bool
 	hook := func(key string) {
-		if key == SecretKey("app", 1) && once.CompareAndSwap(false, true) {
+		if key == model.SecretKey("app", 1) && once.CompareAndSwap(false, true) {
 			e.storage.onGet.Store(nil)
 			e.ok(logical.UpdateOperation, "rotate/app", nil) // prunes version 1
 		}
@@ -439,19 +441,19 @@ func TestCredsVersionPrunedWhileRead(t *testing.T) {
 func TestDeleteRemovesLeftoversOfACutCreate(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure()
-	e.storage.failPutsUnder(RoleStoragePrefix, 1000)
+	e.storage.failPutsUnder(model.RoleStoragePrefix, 1000)
 	if _, err := e.request(logical.UpdateOperation, "roles/app", map[string]interface{}{"client_id": testAppID, "import_current_secret": true}); err == nil {
 		t.Fatal("the create succeeded although its role write failed")
 	}
 	e.storage.failPuts.Store(0)
-	if creds, _ := LoadCreds(t.Context(), e.storage, "app"); creds == nil {
+	if creds, _ := model.LoadCreds(t.Context(), e.storage, "app"); creds == nil {
 		t.Fatal("no creds left: the test does not reach the state")
 	}
 	e.ok(logical.DeleteOperation, "roles/app", nil)
-	if creds, _ := LoadCreds(t.Context(), e.storage, "app"); creds != nil {
+	if creds, _ := model.LoadCreds(t.Context(), e.storage, "app"); creds != nil {
 		t.Fatal("the delete left creds/app")
 	}
-	if owner, _ := LoadOwner(t.Context(), e.storage, testAppID); owner != "" {
+	if owner, _ := model.LoadOwner(t.Context(), e.storage, testAppID); owner != "" {
 		t.Fatalf("the delete left the claim of %q", owner)
 	}
 	wantContains(t, e.userError(logical.ReadOperation, "creds/app", nil), `role "app" does not exist`)
@@ -483,7 +485,7 @@ type crashAtRolePut struct {
 }
 
 func (s *crashAtRolePut) Put(ctx context.Context, e *logical.StorageEntry) error {
-	if e.Key == RoleStoragePrefix+s.name && !s.crashed.Load() {
+	if e.Key == model.RoleStoragePrefix+s.name && !s.crashed.Load() {
 		if before := s.before; before != nil {
 			s.before = nil
 			before()
@@ -519,7 +521,7 @@ func TestRoleWriteCutByCrashIsUndone(t *testing.T) {
 	if resp, err := e.b.HandleRequest(t.Context(), req); err == nil && !resp.IsError() {
 		t.Fatal("the write succeeded although the node crashed at its role write")
 	}
-	if creds, _ := LoadCreds(t.Context(), e.storage, "app"); creds == nil || len(creds.TokenAudiences) != 2 {
+	if creds, _ := model.LoadCreds(t.Context(), e.storage, "app"); creds == nil || len(creds.TokenAudiences) != 2 {
 		t.Fatal("the crash did not cut the write between creds and role: the test does not reach the state")
 	}
 
@@ -529,8 +531,8 @@ func TestRoleWriteCutByCrashIsUndone(t *testing.T) {
 	if sch := e.b.Sched.Load(); sch != nil {
 		<-sch.Loaded
 	}
-	role, _ := LoadRole(t.Context(), e.storage, "app")
-	creds, _ := LoadCreds(t.Context(), e.storage, "app")
+	role, _ := model.LoadRole(t.Context(), e.storage, "app")
+	creds, _ := model.LoadCreds(t.Context(), e.storage, "app")
 	if !slices.Equal(creds.TokenAudiences, role.TokenAudiences) || creds.RotationPeriod != role.RotationPeriod {
 		t.Fatalf("half-stored: creds carry audiences %v and period %s, the role %v and %s",
 			creds.TokenAudiences, creds.RotationPeriod, role.TokenAudiences, role.RotationPeriod)
@@ -540,7 +542,7 @@ func TestRoleWriteCutByCrashIsUndone(t *testing.T) {
 	if n := e.tokenRequests(testAppID) - before; n != 0 {
 		t.Fatalf("%d token requests for an audience the role does not list", n)
 	}
-	if n := len(e.walIDs(WalKindRoleWrite)); n != 0 {
+	if n := len(e.walIDs(engine.WalKindRoleWrite)); n != 0 {
 		t.Fatalf("%d role write entries left after the repair", n)
 	}
 	// The write, done again, lands whole.

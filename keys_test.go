@@ -2,6 +2,7 @@ package auth0
 
 import (
 	"flag"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -78,7 +79,7 @@ func (e *testEnv) keyLogsIn(clientID, privatePEM, kid, alg string) bool {
 
 func (e *testEnv) roleStored(name string) bool {
 	e.t.Helper()
-	role, err := LoadRole(e.t.Context(), e.storage, name)
+	role, err := model.LoadRole(e.t.Context(), e.storage, name)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -355,7 +356,7 @@ func attachedFaultsSearch(t *testing.T, e *testEnv, servedLogsIn func() (string,
 		var fired atomic.Bool
 		e.emu.SetFaults(faultOnce(testAppID, step, phase, kind, &fired))
 		if rng.IntN(4) == 0 {
-			e.storage.failPutsUnder([]string{SecretStoragePrefix, CredsStoragePrefix, RoleStoragePrefix}[rng.IntN(3)], 1)
+			e.storage.failPutsUnder([]string{model.SecretStoragePrefix, model.CredsStoragePrefix, model.RoleStoragePrefix}[rng.IntN(3)], 1)
 		}
 		e.advance(time.Duration(1+rng.IntN(70)) * time.Minute)
 		if fired.Load() {

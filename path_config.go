@@ -3,6 +3,8 @@ package auth0
 import (
 	"context"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/engine"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"net/http"
 	"strings"
 	"time"
@@ -46,7 +48,7 @@ func pathConfig(b *backend) []*framework.Path {
 				"request_timeout": {
 					Type:        framework.TypeDurationSecond,
 					Description: "Timeout of each HTTP request to Auth0 (token and Management API). Defaults to 30s.",
-					Default:     int(DefaultRequestTimeout.Seconds()),
+					Default:     int(model.DefaultRequestTimeout.Seconds()),
 				},
 				"rate_limit": {
 					Type:        framework.TypeFloat,
@@ -56,21 +58,21 @@ func pathConfig(b *backend) []*framework.Path {
 				"propagation_wait": {
 					Type:        framework.TypeDurationSecond,
 					Description: "How long Auth0 may take to apply a credential change everywhere (it documents up to 30 seconds): a new private_key_jwt key is attached at Auth0 this long before creds serve it, while the current key keeps working. Default 30s; at most 5m.",
-					Default:     int(DefaultPropagationWait.Seconds()),
+					Default:     int(model.DefaultPropagationWait.Seconds()),
 				},
 				"creds_cache_size": {
 					Type:        framework.TypeInt,
-					Description: fmt.Sprintf("How many roles' creds entries each Vault node keeps decoded in memory, so creds/ reads need no storage round trip (least recently filled evicted first). Default %d; 0 disables the cache; at most %d.", DefaultCredsCacheSize, MaxCredsCacheSize),
-					Default:     DefaultCredsCacheSize,
+					Description: fmt.Sprintf("How many roles' creds entries each Vault node keeps decoded in memory, so creds/ reads need no storage round trip (least recently filled evicted first). Default %d; 0 disables the cache; at most %d.", model.DefaultCredsCacheSize, engine.MaxCredsCacheSize),
+					Default:     model.DefaultCredsCacheSize,
 				},
 				"token_refresh_fraction": {
 					Type:        framework.TypeFloat,
 					Description: "token/<name>: the part of an access token's lifetime after which Vault asks Auth0 for a new one instead of serving the cached one; between 0.1 and 1, default 0.67 (refresh after two thirds).",
-					Default:     DefaultTokenRefreshFraction,
+					Default:     model.DefaultTokenRefreshFraction,
 				},
 				"root_rotation_period": {
 					Type:        framework.TypeDurationSecond,
-					Description: fmt.Sprintf("Rotate the Management API application's own secret automatically this often (e.g. \"720h\"); 0 disables it. At least %s.", MinRotationPeriod),
+					Description: fmt.Sprintf("Rotate the Management API application's own secret automatically this often (e.g. \"720h\"); 0 disables it. At least %s.", model.MinRotationPeriod),
 				},
 				"allowed_client_ids": {
 					Type:        framework.TypeCommaStringSlice,
@@ -95,7 +97,7 @@ func pathConfig(b *backend) []*framework.Path {
 				},
 				"root_overlap_period": {
 					Type:        framework.TypeDurationSecond,
-					Description: fmt.Sprintf("With credential_type=private_key_jwt: how long the previous key stays attached after config/rotate-root. Default %s; 0 detaches it at once.", DefaultRootOverlapPeriod),
+					Description: fmt.Sprintf("With credential_type=private_key_jwt: how long the previous key stays attached after config/rotate-root. Default %s; 0 detaches it at once.", model.DefaultRootOverlapPeriod),
 				},
 				"verify_connection": {
 					Type:        framework.TypeBool,
@@ -125,12 +127,12 @@ func pathConfig(b *backend) []*framework.Path {
 }
 
 func (b *backend) pathConfigExistenceCheck(ctx context.Context, req *logical.Request, _ *framework.FieldData) (bool, error) {
-	cfg, err := LoadConfig(ctx, req.Storage)
+	cfg, err := model.LoadConfig(ctx, req.Storage)
 	return cfg != nil, err
 }
 
 func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	cfg, err := LoadConfig(ctx, req.Storage)
+	cfg, err := model.LoadConfig(ctx, req.Storage)
 	if err != nil || cfg == nil {
 		return nil, err
 	}
@@ -145,14 +147,14 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		"creds_cache_size":       cfg.CredsCacheSizeOrDefault(),
 		"propagation_wait":       int64(cfg.PropagationWaitOrDefault().Seconds()),
 	}
-	AddTime(data, "last_root_rotation", cfg.LastRootRotation)
+	engine.AddTime(data, "last_root_rotation", cfg.LastRootRotation)
 	if cfg.RootRotationPeriod > 0 {
-		AddTime(data, "next_root_rotation", cfg.NextRootRotation)
+		engine.AddTime(data, "next_root_rotation", cfg.NextRootRotation)
 	}
 	if f := cfg.RootFailures.LastFailure; f != nil {
 		data["last_root_rotation_failure"] = failureData(f, cfg.RootFailures.NextAttempt)
 	}
-	RootKeyFields(cfg, data)
+	engine.RootKeyFields(cfg, data)
 	return &logical.Response{Data: data}, nil
 }
 
@@ -160,18 +162,18 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	b.ConfigMu.Lock()
 	defer b.ConfigMu.Unlock()
 
-	cfg, err := LoadConfig(ctx, req.Storage)
+	cfg, err := model.LoadConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
 	if cfg == nil {
-		cfg = new(ConfigEntry)
+		cfg = new(model.ConfigEntry)
 	}
 	// The stored secret goes only to the domain and application it was written for.
 	prevScheme, prevHost, prevClientID := cfg.Scheme, cfg.Host, cfg.ClientID
 
 	if raw, ok := d.GetOk("domain"); ok {
-		scheme, host, err := ParseDomain(raw.(string))
+		scheme, host, err := model.ParseDomain(raw.(string))
 		if err != nil {
 			shown := raw.(string)
 			if strings.Contains(shown, "@") {
@@ -206,7 +208,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	}
 	if raw, ok := d.GetOk("allowed_client_ids"); ok {
 		ids := raw.([]string)
-		if err := ValidateAllowedClientIDs(ids); err != nil {
+		if err := model.ValidateAllowedClientIDs(ids); err != nil {
 			return logical.ErrorResponse("invalid allowed_client_ids: %s", err), nil
 		}
 		cfg.AllowedClientIDs = ids
@@ -216,7 +218,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	}
 	if raw, ok := d.GetOk("audience"); ok {
 		audience := strings.TrimSpace(raw.(string))
-		if err := ValidateAudience(audience); err != nil {
+		if err := model.ValidateAudience(audience); err != nil {
 			return logical.ErrorResponse("invalid audience %q: %s", audience, err), nil
 		}
 		cfg.Audience = audience
@@ -248,8 +250,8 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 
 	if raw, ok := d.GetOk("creds_cache_size"); ok {
 		n := raw.(int)
-		if n < 0 || n > MaxCredsCacheSize {
-			return logical.ErrorResponse("creds_cache_size must be between 0 (no cache) and %d, got %d", MaxCredsCacheSize, n), nil
+		if n < 0 || n > engine.MaxCredsCacheSize {
+			return logical.ErrorResponse("creds_cache_size must be between 0 (no cache) and %d, got %d", engine.MaxCredsCacheSize, n), nil
 		}
 		cfg.CredsCacheSize = &n
 	}
@@ -264,8 +266,8 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 
 	if raw, ok := d.GetOk("root_rotation_period"); ok {
 		period := time.Duration(raw.(int)) * time.Second
-		if period != 0 && period < MinRotationPeriod {
-			return logical.ErrorResponse("root_rotation_period must be 0 (no automatic root rotation) or at least %s, got %s", MinRotationPeriod, period), nil
+		if period != 0 && period < model.MinRotationPeriod {
+			return logical.ErrorResponse("root_rotation_period must be 0 (no automatic root rotation) or at least %s, got %s", model.MinRotationPeriod, period), nil
 		}
 		cfg.RootRotationPeriod = period
 		cfg.NextRootRotation = time.Time{}
@@ -299,7 +301,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		if err := auth0api.VerifyCredentials(ctx, b.SettingsOf(cfg)); err != nil {
 			b.Logger().Warn("config write refused: no Management API token", "domain", cfg.Domain(), "client_id", cfg.ClientID, "error", err)
 			return logical.ErrorResponse("could not obtain a Management API token from %s with client_id %q: %s; nothing was stored (fix the credentials, or write with verify_connection=false to skip this check)",
-				cfg.Domain(), cfg.ClientID, DescribeTokenError(err)), nil
+				cfg.Domain(), cfg.ClientID, engine.DescribeTokenError(err)), nil
 		}
 	}
 
@@ -309,15 +311,15 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	// a write that moves the mount while it has roles needs the operator to say so. Checked
 	// under ownerMu too, as role writes claim applications under it.
 	b.OwnerMu.Lock()
-	owner, err := LiveOwner(ctx, req.Storage, cfg.ClientID)
+	owner, err := engine.LiveOwner(ctx, req.Storage, cfg.ClientID)
 	var moved string
 	if err == nil && owner == "" && !d.Get("allow_domain_change").(bool) {
-		moved, err = TenantMove(ctx, req.Storage, TenantEntry{Scheme: prevScheme, Host: prevHost}, cfg)
+		moved, err = model.TenantMove(ctx, req.Storage, model.TenantEntry{Scheme: prevScheme, Host: prevHost}, cfg)
 	}
 	if err == nil && owner == "" && moved == "" {
 		// The tenant first: what it records is a move already allowed.
-		if err = StoreTenant(ctx, req.Storage, cfg); err == nil {
-			err = StoreConfig(ctx, req.Storage, cfg)
+		if err = model.StoreTenant(ctx, req.Storage, cfg); err == nil {
+			err = model.StoreConfig(ctx, req.Storage, cfg)
 		}
 	}
 	b.OwnerMu.Unlock()
@@ -334,7 +336,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	b.ResetConnection()
 	if cfg.UsesKey() && !cfg.HasKey() {
 		// The first key, now: made with the client secret, which Auth0 refuses after it.
-		resp, err := b.RunRootKeyLocked(ctx, req.Storage, cfg, TriggerManual, RotateOptions{})
+		resp, err := b.RunRootKeyLocked(ctx, req.Storage, cfg, engine.TriggerManual, engine.RotateOptions{})
 		b.ScheduleRoot(cfg)
 		if resp != nil || err != nil {
 			return resp, err
@@ -350,7 +352,7 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ 
 	b.ConfigMu.Lock()
 	defer b.ConfigMu.Unlock()
 	// The tenant entry stays: a later config for another domain is refused while roles exist.
-	if err := req.Storage.Delete(ctx, ConfigStoragePath); err != nil {
+	if err := req.Storage.Delete(ctx, model.ConfigStoragePath); err != nil {
 		return nil, fmt.Errorf("deleting config: %w", err)
 	}
 	b.Tokens.DropAll()

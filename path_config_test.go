@@ -1,6 +1,7 @@
 package auth0
 
 import (
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -30,7 +31,7 @@ func TestParseDomain(t *testing.T) {
 		{"https://10.1.2.3", "https", "10.1.2.3"},
 	}
 	for _, tc := range valid {
-		scheme, host, err := ParseDomain(tc.in)
+		scheme, host, err := model.ParseDomain(tc.in)
 		if tc.scheme == "" {
 			if err == nil {
 				t.Errorf("parseDomain(%q) = %s, %s; want an error", tc.in, scheme, host)
@@ -75,7 +76,7 @@ func TestParseDomain(t *testing.T) {
 		{"acme auth0.com", "without path"},
 	}
 	for _, tc := range invalid {
-		_, _, err := ParseDomain(tc.in)
+		_, _, err := model.ParseDomain(tc.in)
 		if err == nil {
 			t.Errorf("parseDomain(%q): want an error", tc.in)
 			continue
@@ -96,8 +97,8 @@ func TestConfigWriteAndRead(t *testing.T) {
 		"request_timeout":        int64(30),
 		"rate_limit":             testRateLimit,
 		"root_rotation_period":   int64(0),
-		"token_refresh_fraction": DefaultTokenRefreshFraction,
-		"creds_cache_size":       DefaultCredsCacheSize,
+		"token_refresh_fraction": model.DefaultTokenRefreshFraction,
+		"creds_cache_size":       model.DefaultCredsCacheSize,
 		"propagation_wait":       int64(30),
 		"credential_type":        "client_secret",
 	}
@@ -118,7 +119,7 @@ func TestConfigWriteAndRead(t *testing.T) {
 	if got := e.ok(logical.ReadOperation, "config", nil)["request_timeout"]; got != int64(10) {
 		t.Fatalf("request_timeout = %v, want 10", got)
 	}
-	cfg, _ := LoadConfig(t.Context(), e.storage)
+	cfg, _ := model.LoadConfig(t.Context(), e.storage)
 	if cfg.ClientSecret != e.mgmtSecret() {
 		t.Fatal("client_secret was not kept across an update")
 	}
@@ -186,7 +187,7 @@ func TestConfigRejectsBadInput(t *testing.T) {
 			if strings.Contains(msg, "dial") || strings.Contains(msg, "connection refused") {
 				t.Errorf("%q tells how the connection failed", msg)
 			}
-			if cfg, err := LoadConfig(t.Context(), e.storage); err != nil || cfg != nil {
+			if cfg, err := model.LoadConfig(t.Context(), e.storage); err != nil || cfg != nil {
 				t.Fatalf("config stored after a rejected write: %v, %v", cfg, err)
 			}
 		})
@@ -234,7 +235,7 @@ func TestConfigChangeRebuildsClient(t *testing.T) {
 
 	// Invalidate (another node changed config) drops the cache too.
 	before := e.b.Conn.Load()
-	e.b.Invalidate(t.Context(), ConfigStoragePath)
+	e.b.Invalidate(t.Context(), model.ConfigStoragePath)
 	if e.b.Conn.Load() != nil || before == nil {
 		t.Fatal("invalidate did not drop the cached connection")
 	}

@@ -3,6 +3,8 @@ package auth0
 import (
 	"context"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/engine"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"math"
 	"net/http"
 	"time"
@@ -56,17 +58,17 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return nil, err
 	}
-	var role *RoleEntry
+	var role *model.RoleEntry
 	if creds == nil {
 		// No such role, no secret yet, or a role in the v0.1.0 layout not upgraded yet.
-		if role, err = LoadRole(ctx, req.Storage, name); err != nil {
+		if role, err = model.LoadRole(ctx, req.Storage, name); err != nil {
 			return nil, err
 		}
 		if role == nil {
 			return logical.ErrorResponse("role %q does not exist", name), nil
 		}
-		if creds, err = BuildCreds(ctx, req.Storage, name, role); err != nil {
-			if gone, rerr := RoleGone(ctx, req.Storage, name); gone || rerr != nil {
+		if creds, err = engine.BuildCreds(ctx, req.Storage, name, role); err != nil {
+			if gone, rerr := model.RoleGone(ctx, req.Storage, name); gone || rerr != nil {
 				// A delete ran between the two reads: it removed the secrets too.
 				return logical.ErrorResponse("role %q does not exist", name), rerr
 			}
@@ -95,7 +97,7 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 }
 
 // firstKeyPending answers a creds read of a key role whose first key rotation is under way.
-func firstKeyPending(name string, pk *PendingKeyIfAny, now time.Time) *logical.Response {
+func firstKeyPending(name string, pk *model.PendingKeyIfAny, now time.Time) *logical.Response {
 	if pk.PublishAt.IsZero() {
 		return logical.ErrorResponse("role %q has no key yet: its first key is being registered at Auth0; read again in a few seconds", name)
 	}
@@ -104,10 +106,10 @@ func firstKeyPending(name string, pk *PendingKeyIfAny, now time.Time) *logical.R
 }
 
 // olderVersion reads retained version n and the one before it, off the hot path.
-func (b *backend) olderVersion(ctx context.Context, s logical.Storage, name string, role *RoleEntry, n int) (*SecretEntry, *SecretEntry, *logical.Response, error) {
+func (b *backend) olderVersion(ctx context.Context, s logical.Storage, name string, role *model.RoleEntry, n int) (*model.SecretEntry, *model.SecretEntry, *logical.Response, error) {
 	var err error
 	if role == nil {
-		if role, err = LoadRole(ctx, s, name); err != nil || role == nil {
+		if role, err = model.LoadRole(ctx, s, name); err != nil || role == nil {
 			return nil, nil, logical.ErrorResponse("role %q does not exist", name), err
 		}
 	}
@@ -118,27 +120,27 @@ func (b *backend) olderVersion(ctx context.Context, s logical.Storage, name stri
 		}
 		return nil, nil, logical.ErrorResponse("role %q has no version %d; retained versions are %d to %d", name, n, role.Versions[0].Version, role.CurrentVersion()), nil
 	}
-	served, err := LoadSecret(ctx, s, name, role, n)
+	served, err := model.LoadSecret(ctx, s, name, role, n)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	if served == nil {
 		// A rotation that pruned the version, or a delete, may have run since the role was
 		// read: then the answer is what a read after it gets.
-		if role, err = LoadRole(ctx, s, name); err != nil || role == nil {
+		if role, err = model.LoadRole(ctx, s, name); err != nil || role == nil {
 			return nil, nil, logical.ErrorResponse("role %q does not exist", name), err
 		}
 		if role.Version(n) == nil {
 			return b.olderVersion(ctx, s, name, role, n) // answers which versions it has
 		}
-		if creds, err := LoadCreds(ctx, s, name); err == nil && creds == nil && !role.Legacy() {
+		if creds, err := model.LoadCreds(ctx, s, name); err == nil && creds == nil && !role.Legacy() {
 			return nil, nil, logical.ErrorResponse("role %q is being deleted, or a delete of it was cut short (delete it again)", name), nil
 		}
 		return nil, nil, nil, fmt.Errorf("role %q: the secret of retained version %d is missing from storage", name, n)
 	}
-	var previous *SecretEntry
+	var previous *model.SecretEntry
 	if role.Version(n-1) != nil {
-		if previous, err = LoadSecret(ctx, s, name, role, n-1); err != nil {
+		if previous, err = model.LoadSecret(ctx, s, name, role, n-1); err != nil {
 			return nil, nil, nil, err
 		}
 	}
@@ -150,7 +152,7 @@ func (b *backend) olderVersion(ctx context.Context, s logical.Storage, name stri
 // state, empty ("", 0) when it does not apply, so that a consumer naming a field (a CSI
 // object's secretKey, an environment variable from a Kubernetes Secret) finds it whatever
 // the role is doing; and it tells consumers when to read again (creds_answer.go).
-func (b *backend) credsResponse(ctx context.Context, s logical.Storage, creds *CredsEntry, served, previous *SecretEntry) (*logical.Response, error) {
+func (b *backend) credsResponse(ctx context.Context, s logical.Storage, creds *model.CredsEntry, served, previous *model.SecretEntry) (*logical.Response, error) {
 	conn, resp, err := b.RequireConnection(ctx, s)
 	if resp != nil || err != nil {
 		return resp, err
@@ -162,16 +164,16 @@ func (b *backend) credsResponse(ctx context.Context, s logical.Storage, creds *C
 		"version":             served.Version,
 		"last_vault_rotation": served.CreatedTime.Format(time.RFC3339),
 	}
-	KindFor(creds.KindKey()).CredsFields(creds, served, previous, current, data)
+	engine.KindFor(creds.KindKey()).CredsFields(creds, served, previous, current, data)
 	if !current {
 		return &logical.Response{Data: data}, nil
 	}
 	now := b.Clock.Now()
-	again := ReadAgainAt(creds, now)
+	again := engine.ReadAgainAt(creds, now)
 	data["last_vault_rotation"] = again.Since.UTC().Format(time.RFC3339)
 	data["ttl"] = secondsUntil(again.At, now)
 	data["rotation_schedule"] = creds.RotationSchedule
-	data["next_vault_rotation"] = TimeOrEmpty(creds.NextVaultRotation)
+	data["next_vault_rotation"] = engine.TimeOrEmpty(creds.NextVaultRotation)
 	// rotation_period is what consumers that re-read at ttl need to see to do so at all
 	// (Vault Agent 1.13, Vault Secrets Operator): for a rotation_schedule the interval
 	// between its next two times, for a role without a schedule max_ttl.
@@ -180,7 +182,7 @@ func (b *backend) credsResponse(ctx context.Context, s logical.Storage, creds *C
 	case creds.RotationPeriod > 0:
 		period = creds.RotationPeriod
 	case creds.RotationSchedule != "" && !creds.NextVaultRotation.IsZero():
-		sched := RoleEntry{RotationSchedule: creds.RotationSchedule}
+		sched := model.RoleEntry{RotationSchedule: creds.RotationSchedule}
 		if after := sched.NextRotation(creds.NextVaultRotation); !after.IsZero() {
 			period = after.Sub(creds.NextVaultRotation)
 		}
@@ -199,7 +201,7 @@ func secondsUntil(t, now time.Time) int64 {
 // version answers every field of the role's credential type, empty when it does not apply.
 var credsResponses = map[int][]framework.Response{http.StatusOK: {{
 	Description: "OK",
-	Fields: WithKindFields(map[string]*framework.FieldSchema{
+	Fields: engine.WithKindFields(map[string]*framework.FieldSchema{
 		"client_id":           {Type: framework.TypeString, Description: "Client ID of the role's Auth0 application."},
 		"domain":              {Type: framework.TypeString, Description: "Auth0 domain to call (config's domain)."},
 		"version":             {Type: framework.TypeInt, Description: "The version served."},
@@ -208,7 +210,7 @@ var credsResponses = map[int][]framework.Response{http.StatusOK: {{
 		"rotation_schedule":   {Type: framework.TypeString, Description: "The role's cron schedule; empty when it has none."},
 		"next_vault_rotation": {Type: framework.TypeString, Description: "When the next scheduled rotation is due (RFC 3339); empty when not scheduled."},
 		"ttl":                 {Type: framework.TypeInt64, Description: "Seconds until a consumer should read again: the next change it must see (the next rotation, the publication or switch of a staged secret, a key's publication, or while rotations fail the next attempt), and at most max_ttl; at least 1. Absent for an older version."},
-	}, func(s KindSchemas) map[string]*framework.FieldSchema { return s.Creds }),
+	}, func(s engine.KindSchemas) map[string]*framework.FieldSchema { return s.Creds }),
 }}}
 
 const pathCredsHelpSyn = `Read a role's current Auth0 client secret, private_key_jwt key, or mTLS certificate.`
@@ -233,7 +235,7 @@ of a rotation. rotation_period is the role's, for a rotation_schedule the interv
 between its next two times, and for a role without a schedule max_ttl: Vault Agent 1.13
 and Vault Secrets Operator re-read at ttl only when it is present.
 
-` + KindHelp(func(s KindSchemas) string { return s.CredsHelp }) + `Read an older retained version with:
+` + engine.KindHelp(func(s engine.KindSchemas) string { return s.CredsHelp }) + `Read an older retained version with:
 
   vault read auth0/creds/myapp version=3
 

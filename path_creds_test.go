@@ -1,6 +1,7 @@
 package auth0
 
 import (
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"testing"
 	"time"
 
@@ -150,11 +151,11 @@ func TestVersions(t *testing.T) {
 	e.ok(logical.UpdateOperation, "rotate/app", nil)
 
 	got := e.ok(logical.ReadOperation, "versions/app", nil)
-	if got["current_version"] != 2 || got["oldest_version"] != 1 || got["max_versions"] != DefaultMaxVersions {
+	if got["current_version"] != 2 || got["oldest_version"] != 1 || got["max_versions"] != model.DefaultMaxVersions {
 		t.Fatalf("versions = %v", got)
 	}
 	versions := got["versions"].(map[string]interface{})
-	for v, source := range map[string]string{"1": SourceImport, "2": SourceRotate} {
+	for v, source := range map[string]string{"1": model.SourceImport, "2": model.SourceRotate} {
 		meta := versions[v].(map[string]interface{})
 		if meta["source"] != source || len(meta) != 2 {
 			t.Errorf("version %s = %v, want source %s and created_time only", v, meta, source)

@@ -3,6 +3,8 @@ package auth0
 import (
 	"context"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/engine"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"net/http"
 	"slices"
 	"sort"
@@ -21,7 +23,7 @@ func pathRoles(b *backend) []*framework.Path {
 				OperationPrefix: "auth0",
 				OperationSuffix: "role",
 			},
-			Fields: WithKindFields(map[string]*framework.FieldSchema{
+			Fields: engine.WithKindFields(map[string]*framework.FieldSchema{
 				"name": {
 					Type:        framework.TypeLowerCaseString,
 					Description: "Name of the role.",
@@ -33,7 +35,7 @@ func pathRoles(b *backend) []*framework.Path {
 				},
 				"rotation_period": {
 					Type:        framework.TypeDurationSecond,
-					Description: fmt.Sprintf("Rotate automatically this long after the last rotation (e.g. \"720h\"). 0 or unset: no automatic rotation. At least %s. Mutually exclusive with rotation_schedule.", MinRotationPeriod),
+					Description: fmt.Sprintf("Rotate automatically this long after the last rotation (e.g. \"720h\"). 0 or unset: no automatic rotation. At least %s. Mutually exclusive with rotation_schedule.", model.MinRotationPeriod),
 				},
 				"rotation_schedule": {
 					Type:        framework.TypeString,
@@ -41,11 +43,11 @@ func pathRoles(b *backend) []*framework.Path {
 				},
 				"rotation_window": {
 					Type:        framework.TypeDurationSecond,
-					Description: fmt.Sprintf("Only with rotation_schedule: how long after a scheduled time a rotation may still start; a missed window waits for the next scheduled time. At least %s; unset means no limit.", MinRotationWindow),
+					Description: fmt.Sprintf("Only with rotation_schedule: how long after a scheduled time a rotation may still start; a missed window waits for the next scheduled time. At least %s; unset means no limit.", model.MinRotationWindow),
 				},
 				"max_versions": {
 					Type:        framework.TypeInt,
-					Description: fmt.Sprintf("How many secret versions are retained, oldest removed first. Default %d, at most %d.", DefaultMaxVersions, MaxMaxVersions),
+					Description: fmt.Sprintf("How many secret versions are retained, oldest removed first. Default %d, at most %d.", model.DefaultMaxVersions, model.MaxMaxVersions),
 				},
 				"rotation_strategy": {
 					Type:        framework.TypeString,
@@ -53,7 +55,7 @@ func pathRoles(b *backend) []*framework.Path {
 				},
 				"credential_type": {
 					Type:        framework.TypeString,
-					Description: CredentialTypeHelp(),
+					Description: engine.CredentialTypeHelp(),
 				},
 				"token_audiences": {
 					Type:        framework.TypeCommaStringSlice,
@@ -69,18 +71,18 @@ func pathRoles(b *backend) []*framework.Path {
 				},
 				"assertion_ttl": {
 					Type:        framework.TypeDurationSecond,
-					Description: fmt.Sprintf("Lifetime of the client assertions assertion/<name> signs. Default %s, between %s and %s.", DefaultAssertionTTL, MinAssertionTTL, MaxAssertionTTL),
+					Description: fmt.Sprintf("Lifetime of the client assertions assertion/<name> signs. Default %s, between %s and %s.", engine.DefaultAssertionTTL, engine.MinAssertionTTL, engine.MaxAssertionTTL),
 				},
 				"max_ttl": {
 					Type:        framework.TypeDurationSecond,
-					Description: fmt.Sprintf("The largest ttl creds/<name> answers: consumers that re-read at ttl (Vault Agent, Vault Secrets Operator) read at least this often, so a manual rotation reaches them within it, and those of a role without a schedule keep reading at all. Default %s, or a quarter of stage_period (staged roles) or overlap_period (private_key_jwt and self_signed_tls_client_auth roles) when that is shorter; at least %s, and shorter than stage_period or overlap_period. 0 restores the default.", DefaultMaxTTL, MinMaxTTL),
+					Description: fmt.Sprintf("The largest ttl creds/<name> answers: consumers that re-read at ttl (Vault Agent, Vault Secrets Operator) read at least this often, so a manual rotation reaches them within it, and those of a role without a schedule keep reading at all. Default %s, or a quarter of stage_period (staged roles) or overlap_period (private_key_jwt and self_signed_tls_client_auth roles) when that is shorter; at least %s, and shorter than stage_period or overlap_period. 0 restores the default.", model.DefaultMaxTTL, model.MinMaxTTL),
 				},
 				"import_current_secret": {
 					Type:        framework.TypeBool,
 					Description: "Only on create: store the application's current Auth0 secret as version 1 instead of waiting for the first rotation (needs the read:client_keys scope).",
 					Default:     false,
 				},
-			}, func(s KindSchemas) map[string]*framework.FieldSchema { return s.Role }),
+			}, func(s engine.KindSchemas) map[string]*framework.FieldSchema { return s.Role }),
 			ExistenceCheck: b.pathRoleExistenceCheck,
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.CreateOperation: &framework.PathOperation{Callback: b.pathRoleWrite, Summary: roleWriteSummary, Description: pathRolesHelpDesc},
@@ -126,20 +128,20 @@ func pathRoles(b *backend) []*framework.Path {
 }
 
 func (b *backend) pathRoleExistenceCheck(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
-	role, err := LoadRole(ctx, req.Storage, d.Get("name").(string))
+	role, err := model.LoadRole(ctx, req.Storage, d.Get("name").(string))
 	return role != nil, err
 }
 
 // pathRoleList lists the roles with, for vault list -detailed, each one's application,
 // strategy, credential type, version, next rotation and failure, if any: one read per role.
 func (b *backend) pathRoleList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	names, err := req.Storage.List(ctx, RoleStoragePrefix)
+	names, err := req.Storage.List(ctx, model.RoleStoragePrefix)
 	if err != nil {
 		return nil, fmt.Errorf("listing roles: %w", err)
 	}
 	info := make(map[string]interface{}, len(names))
 	for _, name := range names {
-		role, err := LoadRole(ctx, req.Storage, name)
+		role, err := model.LoadRole(ctx, req.Storage, name)
 		if err != nil {
 			info[name] = map[string]interface{}{"error": err.Error()}
 			continue
@@ -147,14 +149,14 @@ func (b *backend) pathRoleList(ctx context.Context, req *logical.Request, _ *fra
 		if role == nil {
 			continue
 		}
-		kind := KindFor(role.KindKey())
+		kind := engine.KindFor(role.KindKey())
 		entry := map[string]interface{}{
 			"client_id":         role.ClientID,
 			"rotation_strategy": strategyName(kind),
 			"credential_type":   kind.CredentialType(),
 			"current_version":   role.CurrentVersion(),
 		}
-		AddTime(entry, "next_vault_rotation", role.NextVaultRotation)
+		engine.AddTime(entry, "next_vault_rotation", role.NextVaultRotation)
 		if f := role.LastFailure; f != nil {
 			entry["last_rotation_failure"] = failureData(f, role.NextAttempt)
 		}
@@ -167,7 +169,7 @@ func (b *backend) pathRoleList(ctx context.Context, req *logical.Request, _ *fra
 }
 
 func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	role, err := LoadRole(ctx, req.Storage, d.Get("name").(string))
+	role, err := model.LoadRole(ctx, req.Storage, d.Get("name").(string))
 	if err != nil || role == nil {
 		return nil, err
 	}
@@ -178,17 +180,17 @@ func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *fra
 		"rotation_window":   int64(role.RotationWindow.Seconds()),
 		"max_versions":      role.MaxVersions,
 		"current_version":   role.CurrentVersion(),
-		"max_ttl":           int64(RoleMaxTTL(role).Seconds()),
+		"max_ttl":           int64(engine.RoleMaxTTL(role).Seconds()),
 	}
-	AddTime(data, "last_vault_rotation", role.LastVaultRotation)
-	AddTime(data, "next_vault_rotation", role.NextVaultRotation)
+	engine.AddTime(data, "last_vault_rotation", role.LastVaultRotation)
+	engine.AddTime(data, "next_vault_rotation", role.NextVaultRotation)
 	if role.Warning != "" {
 		data["warning"] = role.Warning
 	}
 	if role.Blocked != "" {
 		data["rotation_blocked"] = role.Blocked
 	}
-	kind := KindFor(role.KindKey())
+	kind := engine.KindFor(role.KindKey())
 	data["rotation_strategy"] = strategyName(kind)
 	data["credential_type"] = kind.CredentialType()
 	kind.ReadFields(role, data)
@@ -215,13 +217,13 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	lock.Lock()
 	defer lock.Unlock()
 
-	role, err := LoadRole(ctx, req.Storage, name)
+	role, err := model.LoadRole(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}
 	creating := role == nil
 	if creating {
-		role = &RoleEntry{Layout: RoleLayout, MaxVersions: DefaultMaxVersions}
+		role = &model.RoleEntry{Layout: model.RoleLayout, MaxVersions: model.DefaultMaxVersions}
 	} else if role.Legacy() {
 		if err := b.UpgradeRoleLocked(ctx, req.Storage, name, role); err != nil {
 			return nil, err
@@ -237,10 +239,10 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if !creating && role.CredentialType != oldType {
 		// applyRoleFields saw no version; a commit cut before its role write may still
 		// have stored one for creds to serve (its write-ahead entry finishes it).
-		if creds, err := LoadCreds(ctx, req.Storage, name); err != nil {
+		if creds, err := model.LoadCreds(ctx, req.Storage, name); err != nil {
 			return nil, err
 		} else if creds != nil {
-			return logical.ErrorResponse("credential_type cannot change once the role has a version; create another role for the application's %s (delete this one first: one application belongs to one role)", CredentialTypeName(role.CredentialType)), nil
+			return logical.ErrorResponse("credential_type cannot change once the role has a version; create another role for the application's %s (delete this one first: one application belongs to one role)", engine.CredentialTypeName(role.CredentialType)), nil
 		}
 	}
 
@@ -255,7 +257,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if conn, err := b.Connection(ctx, req.Storage); err != nil {
 		return nil, err
 	} else if conn != nil && !conn.Config.ClientAllowed(role.ClientID) {
-		return logical.ErrorResponse(NotAllowedClient(role.ClientID)), nil
+		return logical.ErrorResponse(model.NotAllowedClient(role.ClientID)), nil
 	}
 
 	var imported string
@@ -265,15 +267,15 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 			return resp, err
 		}
 		if conn.Config.ClientID == role.ClientID {
-			return logical.ErrorResponse(OwnerConflict(role.ClientID, OwnerConfig)), nil
+			return logical.ErrorResponse(engine.OwnerConflict(role.ClientID, engine.OwnerConfig)), nil
 		}
 		importSecret := d.Get("import_current_secret").(bool)
 		info, err := conn.Client.ReadClient(ctx, role.ClientID, importSecret)
 		if err != nil {
-			return Auth0Failure(fmt.Sprintf("checking client_id %q in Auth0", role.ClientID), err)
+			return engine.Auth0Failure(fmt.Sprintf("checking client_id %q in Auth0", role.ClientID), err)
 		}
 		imported = info.Secret
-		if resp, err := KindFor(role.KindKey()).CheckApplication(ctx, conn, role); resp != nil || err != nil {
+		if resp, err := engine.KindFor(role.KindKey()).CheckApplication(ctx, conn, role); resp != nil || err != nil {
 			return resp, err
 		}
 	}
@@ -282,16 +284,16 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	// writes naming one application cannot both win.
 	b.OwnerMu.Lock()
 	defer b.OwnerMu.Unlock()
-	owner, err := ClaimApplicationLocked(ctx, req.Storage, name, role.ClientID)
+	owner, err := engine.ClaimApplicationLocked(ctx, req.Storage, name, role.ClientID)
 	if err != nil {
 		return nil, err
 	}
 	role.Blocked = ""
 	if owner != "" {
 		if creating {
-			return logical.ErrorResponse(OwnerConflict(role.ClientID, owner)), nil
+			return logical.ErrorResponse(engine.OwnerConflict(role.ClientID, owner)), nil
 		}
-		role.Blocked = OwnerBlocked(role.ClientID, owner)
+		role.Blocked = engine.OwnerBlocked(role.ClientID, owner)
 	}
 
 	if creating || role.RotationSchedule != oldSchedule || role.RotationPeriod != oldPeriod || role.ScheduleProblem(now) != "" {
@@ -310,7 +312,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 		}
 	}
 	if imported != "" {
-		if _, err := b.CommitVersion(req.Storage, name, role, imported, SourceImport, "", now); err != nil {
+		if _, err := b.CommitVersion(req.Storage, name, role, imported, model.SourceImport, "", now); err != nil {
 			return nil, err
 		}
 	} else if creating {
@@ -330,7 +332,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 
 // applyRoleFields validates the request's fields and applies them to role. It returns an
 // error response, and leaves storage untouched, on any invalid value.
-func applyRoleFields(role *RoleEntry, d *framework.FieldData, creating bool, now time.Time) ([]*VersionMeta, *logical.Response) {
+func applyRoleFields(role *model.RoleEntry, d *framework.FieldData, creating bool, now time.Time) ([]*model.VersionMeta, *logical.Response) {
 	if raw, ok := d.GetOk("client_id"); ok {
 		clientID := strings.TrimSpace(raw.(string))
 		switch {
@@ -350,15 +352,15 @@ func applyRoleFields(role *RoleEntry, d *framework.FieldData, creating bool, now
 
 	if raw, ok := d.GetOk("rotation_period"); ok {
 		period := time.Duration(raw.(int)) * time.Second
-		if period != 0 && period < MinRotationPeriod {
-			return nil, logical.ErrorResponse("rotation_period must be 0 (no automatic rotation) or at least %s, got %s", MinRotationPeriod, period)
+		if period != 0 && period < model.MinRotationPeriod {
+			return nil, logical.ErrorResponse("rotation_period must be 0 (no automatic rotation) or at least %s, got %s", model.MinRotationPeriod, period)
 		}
 		role.RotationPeriod = period
 	}
 	if raw, ok := d.GetOk("rotation_schedule"); ok {
 		spec := strings.TrimSpace(raw.(string))
 		if spec != "" {
-			if err := ValidateSchedule(spec, now); err != nil {
+			if err := model.ValidateSchedule(spec, now); err != nil {
 				return nil, logical.ErrorResponse("invalid rotation_schedule %q: %s", spec, err)
 			}
 		} else if _, windowGiven := d.GetOk("rotation_window"); !windowGiven {
@@ -368,8 +370,8 @@ func applyRoleFields(role *RoleEntry, d *framework.FieldData, creating bool, now
 	}
 	if raw, ok := d.GetOk("rotation_window"); ok {
 		window := time.Duration(raw.(int)) * time.Second
-		if window != 0 && window < MinRotationWindow {
-			return nil, logical.ErrorResponse("rotation_window must be 0 (no limit) or at least %s, got %s", MinRotationWindow, window)
+		if window != 0 && window < model.MinRotationWindow {
+			return nil, logical.ErrorResponse("rotation_window must be 0 (no limit) or at least %s, got %s", model.MinRotationWindow, window)
 		}
 		role.RotationWindow = window
 	}
@@ -382,19 +384,19 @@ func applyRoleFields(role *RoleEntry, d *framework.FieldData, creating bool, now
 
 	if raw, ok := d.GetOk("max_ttl"); ok {
 		ttl := time.Duration(raw.(int)) * time.Second
-		if ttl != 0 && ttl < MinMaxTTL {
-			return nil, logical.ErrorResponse("max_ttl must be 0 (the default) or at least %s, got %s: consumers treat a ttl of 2 seconds or less as a rotation about to happen", MinMaxTTL, ttl)
+		if ttl != 0 && ttl < model.MinMaxTTL {
+			return nil, logical.ErrorResponse("max_ttl must be 0 (the default) or at least %s, got %s: consumers treat a ttl of 2 seconds or less as a rotation about to happen", model.MinMaxTTL, ttl)
 		}
 		role.MaxTTL = ttl
 	}
 	if raw, ok := d.GetOk("max_versions"); ok {
 		n := raw.(int)
-		if n < 1 || n > MaxMaxVersions {
-			return nil, logical.ErrorResponse("max_versions must be between 1 and %d, got %d", MaxMaxVersions, n)
+		if n < 1 || n > model.MaxMaxVersions {
+			return nil, logical.ErrorResponse("max_versions must be between 1 and %d, got %d", model.MaxMaxVersions, n)
 		}
 		role.MaxVersions = n
 	}
-	kind, resp := SelectKind(role, d)
+	kind, resp := engine.SelectKind(role, d)
 	if resp != nil {
 		return nil, resp
 	}
@@ -404,9 +406,9 @@ func applyRoleFields(role *RoleEntry, d *framework.FieldData, creating bool, now
 	if resp := applyTokenFields(role, d); resp != nil {
 		return nil, resp
 	}
-	if lead := ConsumerLead(role); role.MaxTTL > 0 && lead > 0 && role.MaxTTL >= lead {
+	if lead := engine.ConsumerLead(role); role.MaxTTL > 0 && lead > 0 && role.MaxTTL >= lead {
 		what := "overlap_period"
-		if kind.Strategy() == StrategyStaged {
+		if kind.Strategy() == model.StrategyStaged {
 			what = "stage_period"
 		}
 		return nil, logical.ErrorResponse("max_ttl (%s) must be shorter than %s (%s): consumers re-reading at ttl would see a manually rotated credential only after Auth0 requires it; lower max_ttl (0: the default, a quarter of %s)", role.MaxTTL, what, lead, what)
@@ -415,7 +417,7 @@ func applyRoleFields(role *RoleEntry, d *framework.FieldData, creating bool, now
 }
 
 // applyTokenFields validates and applies the fields of token/ and assertion/.
-func applyTokenFields(role *RoleEntry, d *framework.FieldData) *logical.Response {
+func applyTokenFields(role *model.RoleEntry, d *framework.FieldData) *logical.Response {
 	clean := func(list []string) []string {
 		var out []string
 		for _, v := range list {
@@ -436,24 +438,24 @@ func applyTokenFields(role *RoleEntry, d *framework.FieldData) *logical.Response
 	}
 	if raw, ok := d.GetOk("assertion_ttl"); ok {
 		ttl := time.Duration(raw.(int)) * time.Second
-		if ttl < MinAssertionTTL || ttl > MaxAssertionTTL {
-			return logical.ErrorResponse("assertion_ttl must be between %s and %s (Auth0 refuses assertions valid longer than 5 minutes), got %s", MinAssertionTTL, MaxAssertionTTL, ttl)
+		if ttl < engine.MinAssertionTTL || ttl > engine.MaxAssertionTTL {
+			return logical.ErrorResponse("assertion_ttl must be between %s and %s (Auth0 refuses assertions valid longer than 5 minutes), got %s", engine.MinAssertionTTL, engine.MaxAssertionTTL, ttl)
 		}
 		role.AssertionTTL = ttl
 	}
-	if role.AllowAssertions && role.CredentialType != CredentialPrivateKeyJWT {
+	if role.AllowAssertions && role.CredentialType != model.CredentialPrivateKeyJWT {
 		return logical.ErrorResponse("allow_assertions applies only with credential_type=private_key_jwt: a client secret cannot sign an assertion")
 	}
-	if role.AssertionTTL != 0 && !role.AllowAssertions && FieldSet(d, "assertion_ttl") {
+	if role.AssertionTTL != 0 && !role.AllowAssertions && engine.FieldSet(d, "assertion_ttl") {
 		return logical.ErrorResponse("assertion_ttl applies only with allow_assertions=true")
 	}
 	return nil
 }
 
 // strategyName is the rotation_strategy a role of kind reports.
-func strategyName(kind CredentialKind) string {
+func strategyName(kind engine.CredentialKind) string {
 	if kind.Strategy() == "" {
-		return StrategyImmediate
+		return model.StrategyImmediate
 	}
 	return kind.Strategy()
 }
@@ -463,14 +465,14 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 	lock := b.RoleLock(name)
 	lock.Lock()
 	defer lock.Unlock()
-	role, err := LoadRole(ctx, req.Storage, name)
+	role, err := model.LoadRole(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
 	}
 	if role == nil {
 		// Nothing to delete, unless a create was cut short after storing what creds serve
 		// (an import) and before the role: those leftovers go, with their claim.
-		creds, err := LoadCreds(ctx, req.Storage, name)
+		creds, err := model.LoadCreds(ctx, req.Storage, name)
 		if err != nil || creds == nil {
 			return nil, err
 		}
@@ -486,7 +488,7 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 	if err := b.DeleteRoleData(ctx, req.Storage, name); err != nil {
 		return nil, err
 	}
-	if err := DeleteKey(ctx, req.Storage, RoleKey(name)); err != nil {
+	if err := model.DeleteKey(ctx, req.Storage, model.RoleKey(name)); err != nil {
 		return nil, err
 	}
 	b.Schedule(name, nil)
@@ -498,14 +500,14 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 }
 
 // failureData is how a read shows a recorded failure.
-func failureData(f *RotationFailure, nextAttempt time.Time) map[string]interface{} {
+func failureData(f *model.RotationFailure, nextAttempt time.Time) map[string]interface{} {
 	data := map[string]interface{}{
 		"time":                 f.Time.Format(time.RFC3339),
 		"message":              f.Message,
 		"consecutive_failures": f.ConsecutiveFailures,
 	}
-	AddTime(data, "since", f.Since)
-	AddTime(data, "next_attempt", nextAttempt)
+	engine.AddTime(data, "since", f.Since)
+	engine.AddTime(data, "next_attempt", nextAttempt)
 	return data
 }
 
@@ -519,7 +521,7 @@ const roleWriteSummary = "Create or update a role: bind a name to an Auth0 appli
 // roleReadResponses documents a role read (OpenAPI, docs/API.md).
 var roleReadResponses = map[int][]framework.Response{http.StatusOK: {{
 	Description: "OK",
-	Fields: WithKindFields(map[string]*framework.FieldSchema{
+	Fields: engine.WithKindFields(map[string]*framework.FieldSchema{
 		"client_id":             {Type: framework.TypeString, Description: "Client ID of the role's Auth0 application."},
 		"rotation_period":       {Type: framework.TypeInt64, Description: "Seconds between automatic rotations; 0: none."},
 		"rotation_schedule":     {Type: framework.TypeString, Description: "Cron schedule of automatic rotations, in UTC; empty: none."},
@@ -539,7 +541,7 @@ var roleReadResponses = map[int][]framework.Response{http.StatusOK: {{
 		"allow_assertions":      {Type: framework.TypeBool, Description: "private_key_jwt roles: whether assertion/<name> signs client assertions."},
 		"assertion_ttl":         {Type: framework.TypeInt64, Description: "With allow_assertions: lifetime of the signed assertions, in seconds."},
 		"last_rotation_failure": {Type: framework.TypeMap, Description: "While rotations fail: time and message of the last failure, since (first failure of the run), consecutive_failures and next_attempt."},
-	}, func(s KindSchemas) map[string]*framework.FieldSchema { return s.Read }),
+	}, func(s engine.KindSchemas) map[string]*framework.FieldSchema { return s.Read }),
 }}}
 
 const pathRolesHelpSyn = `Bind a Vault role to an Auth0 application.`
@@ -555,7 +557,7 @@ import_current_secret=true, the application's current secret is stored as versio
 without rotating. Creating a role never rotates: applications may still be using the
 current secret.
 
-` + KindHelp(func(s KindSchemas) string { return s.RoleHelp }) + `One application belongs to at most one role of a mount, and never to the mount's own
+` + engine.KindHelp(func(s engine.KindSchemas) string { return s.RoleHelp }) + `One application belongs to at most one role of a mount, and never to the mount's own
 Management API application (config's client_id): a write naming such a client_id is
 refused with the owner's name. Deleting a role frees its application.
 

@@ -2,6 +2,7 @@ package auth0
 
 import (
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"strings"
 	"sync"
 	"testing"
@@ -118,7 +119,7 @@ func TestRoleRejectsBadInput(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			wantContains(t, e.userError(logical.UpdateOperation, "roles/app", tc.data), tc.want)
-			if role, err := LoadRole(t.Context(), e.storage, "app"); role != nil || err != nil {
+			if role, err := model.LoadRole(t.Context(), e.storage, "app"); role != nil || err != nil {
 				t.Fatalf("role stored after a rejected write: %+v, %v", role, err)
 			}
 		})
@@ -140,7 +141,7 @@ func TestRoleImportCurrentSecret(t *testing.T) {
 		t.Fatalf("imported creds = version %v; want version 1 with Auth0's current secret", creds["version"])
 	}
 	versions := e.ok(logical.ReadOperation, "versions/app", nil)["versions"].(map[string]interface{})
-	if src := versions["1"].(map[string]interface{})["source"]; src != SourceImport {
+	if src := versions["1"].(map[string]interface{})["source"]; src != model.SourceImport {
 		t.Fatalf("version 1 source = %v, want import", src)
 	}
 	if n := e.emu.Stats().Rotations[testAppID]; n != 0 {
@@ -168,7 +169,7 @@ func TestRoleImportNeedsReadClientKeys(t *testing.T) {
 	e.configure()
 	msg := e.userError(logical.UpdateOperation, "roles/app", map[string]interface{}{"client_id": testAppID, "import_current_secret": true})
 	wantContains(t, msg, "does not return the application's client_secret", "read:client_keys", "grant that scope")
-	if role, _ := LoadRole(t.Context(), e.storage, "app"); role != nil {
+	if role, _ := model.LoadRole(t.Context(), e.storage, "app"); role != nil {
 		t.Fatal("role stored after a failed import")
 	}
 	// Without import, read:clients is enough.
@@ -182,7 +183,7 @@ func TestOwnership(t *testing.T) {
 	e.configureWithRole(nil)
 	wantContains(t, e.userError(logical.UpdateOperation, "roles/second", map[string]interface{}{"client_id": testAppID}),
 		`client_id "app-1" is already managed by role "app"`)
-	if role, _ := LoadRole(t.Context(), e.storage, "second"); role != nil {
+	if role, _ := model.LoadRole(t.Context(), e.storage, "second"); role != nil {
 		t.Fatal("the refused role was stored")
 	}
 	wantContains(t, e.userError(logical.UpdateOperation, "config", map[string]interface{}{"client_id": testAppID, "client_secret": e.appSecret(testAppID), "verify_connection": false}),
@@ -195,7 +196,7 @@ func TestOwnership(t *testing.T) {
 
 	e.ok(logical.DeleteOperation, "roles/app", nil)
 	e.ok(logical.UpdateOperation, "roles/second", map[string]interface{}{"client_id": testAppID})
-	if owner, _ := LoadOwner(t.Context(), e.storage, testAppID); owner != "second" {
+	if owner, _ := model.LoadOwner(t.Context(), e.storage, testAppID); owner != "second" {
 		t.Fatalf("owner after delete and create = %q", owner)
 	}
 }
@@ -226,7 +227,7 @@ func TestOwnershipUnderConcurrentCreates(t *testing.T) {
 			t.Fatalf("r%d: %v", i, err)
 		}
 	}
-	names, _ := e.storage.List(t.Context(), RoleStoragePrefix)
+	names, _ := e.storage.List(t.Context(), model.RoleStoragePrefix)
 	if len(winners) != 1 || len(names) != 1 || names[0] != winners[0] {
 		t.Fatalf("winners %v, stored roles %v; want exactly one", winners, names)
 	}
@@ -239,11 +240,11 @@ func TestRoleWriteFailingHalfWayLeavesNoStaleCreds(t *testing.T) {
 	e := newTestEnv(t)
 	e.configureWithRole(map[string]interface{}{"import_current_secret": true})
 	e.ok(logical.UpdateOperation, "rotate/app", nil)
-	e.storage.failPutsUnder(CredsStoragePrefix, 1)
+	e.storage.failPutsUnder(model.CredsStoragePrefix, 1)
 	if _, err := e.request(logical.UpdateOperation, "roles/app", map[string]interface{}{"max_versions": 1}); err == nil {
 		t.Fatal("the role write succeeded with storage failing")
 	}
-	if role := e.storedRole("app"); role.MaxVersions != DefaultMaxVersions || len(role.Versions) != 2 {
+	if role := e.storedRole("app"); role.MaxVersions != model.DefaultMaxVersions || len(role.Versions) != 2 {
 		t.Fatalf("the failed write changed the role: max_versions %d, %d versions", role.MaxVersions, len(role.Versions))
 	}
 	e.ok(logical.UpdateOperation, "roles/app", map[string]interface{}{"max_versions": 1})
@@ -251,7 +252,7 @@ func TestRoleWriteFailingHalfWayLeavesNoStaleCreds(t *testing.T) {
 	if creds["previous_client_secret"] != "" || len(e.storedRole("app").Versions) != 1 {
 		t.Fatal("creds serve a previous version that max_versions=1 does not retain")
 	}
-	if sec, _ := LoadSecret(t.Context(), e.storage, "app", nil, 1); sec != nil {
+	if sec, _ := model.LoadSecret(t.Context(), e.storage, "app", nil, 1); sec != nil {
 		t.Fatal("the dropped version's secret is still stored")
 	}
 }

@@ -3,6 +3,8 @@ package auth0
 import (
 	"context"
 	"errors"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/engine"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"net/http"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -90,22 +92,22 @@ func pathRotate(b *backend) []*framework.Path {
 }
 
 func (b *backend) pathRotateRootWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	opts := RotateOptions{EndOverlap: d.Get("end_overlap").(bool)}
-	cfg, resp, err := b.RunRootJobWith(ctx, req.Storage, TriggerManual, opts)
+	opts := engine.RotateOptions{EndOverlap: d.Get("end_overlap").(bool)}
+	cfg, resp, err := b.RunRootJobWith(ctx, req.Storage, engine.TriggerManual, opts)
 	if resp != nil || err != nil {
 		return resp, err
 	}
 	data := map[string]interface{}{}
-	AddTime(data, "last_root_rotation", cfg.LastRootRotation)
+	engine.AddTime(data, "last_root_rotation", cfg.LastRootRotation)
 	if cfg.RootRotationPeriod > 0 {
-		AddTime(data, "next_root_rotation", cfg.NextRootRotation)
+		engine.AddTime(data, "next_root_rotation", cfg.NextRootRotation)
 	}
 	if r := cfg.RootKey; cfg.UsesKey() && r != nil {
 		if cur := r.Current(); cur != nil {
 			data["key_id"], data["kid"] = cur.KeyID, cur.KID
 		}
 		if ov := r.Overlap; ov != nil {
-			AddTime(data, "overlap_until", ov.Until)
+			engine.AddTime(data, "overlap_until", ov.Until)
 		}
 		if pk := r.PendingKey; pk != nil {
 			data["pending_version"] = pk.Version
@@ -116,13 +118,13 @@ func (b *backend) pathRotateRootWrite(ctx context.Context, req *logical.Request,
 
 func (b *backend) pathRotateWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	opts := RotateOptions{SwitchNow: d.Get("switch_now").(bool), CancelStaged: d.Get("cancel_staged").(bool), EndOverlap: d.Get("end_overlap").(bool)}
+	opts := engine.RotateOptions{SwitchNow: d.Get("switch_now").(bool), CancelStaged: d.Get("cancel_staged").(bool), EndOverlap: d.Get("end_overlap").(bool)}
 	if opts.SwitchNow && opts.CancelStaged {
 		return logical.ErrorResponse("switch_now and cancel_staged exclude each other"), nil
 	}
-	role, version, resp, err := b.RunRoleJobWith(ctx, req.Storage, name, TriggerManual, opts)
+	role, version, resp, err := b.RunRoleJobWith(ctx, req.Storage, name, engine.TriggerManual, opts)
 	switch {
-	case errors.Is(err, ErrRoleNotFound):
+	case errors.Is(err, engine.ErrRoleNotFound):
 		return logical.ErrorResponse("role %q does not exist; create it first: vault write <mount>/roles/%s client_id=...", name, name), nil
 	case resp != nil || err != nil:
 		return resp, err
@@ -135,12 +137,12 @@ func (b *backend) pathRotateWrite(ctx context.Context, req *logical.Request, d *
 		if pk := role.PendingKey; pk != nil {
 			data["pending_version"] = pk.Version
 			data["key_id"], data["kid"] = pk.CredentialID, pk.KID
-			AddTime(data, "publish_time", pk.PublishAt)
+			engine.AddTime(data, "publish_time", pk.PublishAt)
 			return resp, nil
 		}
 		if st := role.Staged; st != nil {
 			data["next_version"] = st.Version
-			AddTime(data, "next_switch_time", st.SwitchTime)
+			engine.AddTime(data, "next_switch_time", st.SwitchTime)
 		} else if opts.CancelStaged && len(role.Cancelled) > 0 {
 			data["cancelled_version"] = role.Cancelled[len(role.Cancelled)-1].Version
 		} else if opts.CancelStaged {
@@ -153,13 +155,13 @@ func (b *backend) pathRotateWrite(ctx context.Context, req *logical.Request, d *
 		data["key_id"], data["kid"] = version.KeyID, version.KID
 		if ov := role.Overlap; ov != nil {
 			data["previous_key_ids"] = ov.CredentialIDs
-			AddTime(data, "overlap_until", ov.Until)
+			engine.AddTime(data, "overlap_until", ov.Until)
 		}
 	}
-	AddTime(data, "last_vault_rotation", role.LastVaultRotation)
-	AddTime(data, "next_vault_rotation", role.NextVaultRotation)
+	engine.AddTime(data, "last_vault_rotation", role.LastVaultRotation)
+	engine.AddTime(data, "next_vault_rotation", role.NextVaultRotation)
 	resp = &logical.Response{Data: data}
-	if version.Source == SourceRecovered {
+	if version.Source == model.SourceRecovered {
 		resp.AddWarning("Auth0's answer to the rotation was lost; Vault read the new secret back from Auth0 and stored it (source \"recovered\")")
 	}
 	if role.Warning != "" {

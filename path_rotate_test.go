@@ -1,6 +1,7 @@
 package auth0
 
 import (
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/engine"
 	"net/http"
 	"strings"
 	"sync"
@@ -193,7 +194,7 @@ func TestRotateIsNeverReplayed(t *testing.T) {
 func TestRotateRetriesStorageWrites(t *testing.T) {
 	e := newTestEnv(t)
 	e.configureWithRole(nil)
-	e.storage.failPuts.Store(StoreAttempts - 1)
+	e.storage.failPuts.Store(engine.StoreAttempts - 1)
 	got := e.ok(logical.UpdateOperation, "rotate/app", nil)
 	if got["version"] != 1 {
 		t.Fatalf("version = %v", got["version"])

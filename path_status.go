@@ -2,6 +2,8 @@ package auth0
 
 import (
 	"context"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/engine"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"net/http"
 	"sort"
 	"time"
@@ -39,7 +41,7 @@ func pathStatus(b *backend) []*framework.Path {
 // each) and the write-ahead entries: meant for a monitoring poll, not the hot path.
 func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	now := b.Clock.Now()
-	names, err := req.Storage.List(ctx, RoleStoragePrefix)
+	names, err := req.Storage.List(ctx, model.RoleStoragePrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +52,7 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *f
 	inFlight := []interface{}{}
 	unreadable := []string{}
 	for _, name := range names {
-		role, err := LoadRole(ctx, req.Storage, name)
+		role, err := model.LoadRole(ctx, req.Storage, name)
 		if err != nil {
 			unreadable = append(unreadable, name)
 			continue
@@ -66,7 +68,7 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *f
 		if role.Blocked != "" {
 			blocked = append(blocked, map[string]interface{}{"role": name, "reason": role.Blocked})
 		}
-		if due := DueTime(role, now); !due.IsZero() && now.Sub(due) > overdueGrace {
+		if due := engine.DueTime(role, now); !due.IsZero() && now.Sub(due) > overdueGrace {
 			overdue = append(overdue, map[string]interface{}{
 				"role": name, "due": due.UTC().Format(time.RFC3339), "overdue_seconds": int64(now.Sub(due).Seconds()),
 			})
@@ -103,12 +105,12 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *f
 	}
 	if until := b.Limiter.PausedUntil(); until.After(now) {
 		data["management_api_pause"] = true
-		AddTime(data, "management_api_paused_until", until)
+		engine.AddTime(data, "management_api_paused_until", until)
 	}
 	if until := b.Tokens.Paused(); until.After(now) {
-		AddTime(data, "token_endpoint_paused_until", until)
+		engine.AddTime(data, "token_endpoint_paused_until", until)
 	}
-	AddTime(data, "last_auth0_success", b.Limiter.LastSuccess())
+	engine.AddTime(data, "last_auth0_success", b.Limiter.LastSuccess())
 	return &logical.Response{Data: data}, nil
 }
 

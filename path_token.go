@@ -2,6 +2,8 @@ package auth0
 
 import (
 	"context"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/engine"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"net/http"
 	"time"
 
@@ -96,9 +98,9 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return nil, err
 	}
-	if resp := TokenAllowed(name, creds, audience); resp != nil {
+	if resp := engine.TokenAllowed(name, creds, audience); resp != nil {
 		if creds == nil {
-			if role, err := LoadRole(ctx, req.Storage, name); err != nil || role != nil && len(role.TokenAudiences) > 0 {
+			if role, err := model.LoadRole(ctx, req.Storage, name); err != nil || role != nil && len(role.TokenAudiences) > 0 {
 				return logical.ErrorResponse("role %q has no credential yet; rotate it first (vault write -f <mount>/rotate/%s)", name, name), err
 			}
 		}
@@ -133,7 +135,7 @@ func (b *backend) pathAssertionRead(ctx context.Context, req *logical.Request, d
 	}
 	switch {
 	case creds == nil:
-		role, err := LoadRole(ctx, req.Storage, name)
+		role, err := model.LoadRole(ctx, req.Storage, name)
 		if err != nil || role == nil {
 			return logical.ErrorResponse("role %q does not exist", name), err
 		}
@@ -150,7 +152,7 @@ func (b *backend) pathAssertionRead(ctx context.Context, req *logical.Request, d
 	}
 	ttl := creds.AssertionTTL
 	if ttl <= 0 {
-		ttl = DefaultAssertionTTL
+		ttl = engine.DefaultAssertionTTL
 	}
 	now := b.Clock.Now()
 	assertion, err := auth0api.SignAssertion(creds.Current.PrivateKey, creds.Current.Algorithm, creds.Current.KID, creds.ClientID, conn.Config.AssertionAudience(), now, ttl)

@@ -2,6 +2,7 @@ package auth0
 
 import (
 	"context"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"net/http"
 	"strconv"
 	"time"
@@ -51,7 +52,7 @@ func pathVersions(b *backend) []*framework.Path {
 }
 
 func (b *backend) pathVersionsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	role, err := LoadRole(ctx, req.Storage, d.Get("name").(string))
+	role, err := model.LoadRole(ctx, req.Storage, d.Get("name").(string))
 	if err != nil || role == nil {
 		return nil, err
 	}
@@ -61,7 +62,7 @@ func (b *backend) pathVersionsRead(ctx context.Context, req *logical.Request, d 
 			"created_time": v.CreatedTime.Format(time.RFC3339Nano),
 			"source":       v.Source,
 		}
-		if v.Source == SourceStaged {
+		if v.Source == model.SourceStaged {
 			meta["staged_time"] = v.StagedTime.Format(time.RFC3339Nano)
 			meta["switched_time"] = v.CreatedTime.Format(time.RFC3339Nano)
 			meta["verified"] = v.Verified

@@ -3,6 +3,7 @@ package auth0
 import (
 	"errors"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"maps"
 	"net/http"
 	"slices"
@@ -208,8 +209,8 @@ func featureReadSecrets(e *testEnv) error {
 	if err != nil {
 		return err
 	}
-	if got := v["versions"].(map[string]interface{})["2"].(map[string]interface{})["verified"]; got != VerifiedReadBack {
-		return fmt.Errorf("the staged switch was verified by %v, want %s", got, VerifiedReadBack)
+	if got := v["versions"].(map[string]interface{})["2"].(map[string]interface{})["verified"]; got != model.VerifiedReadBack {
+		return fmt.Errorf("the staged switch was verified by %v, want %s", got, model.VerifiedReadBack)
 	}
 	return e.servesWorkingSecret("staged", testApp2ID)
 }

@@ -1,6 +1,8 @@
 package auth0
 
 import (
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/engine"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -51,26 +53,26 @@ func TestRotateFaults(t *testing.T) {
 	}{
 		{name: "500 before applying", faults: rotateFault(emulator.BeforeApply, emulator.Fault{Status: 500}), wantCode: http.StatusBadGateway},
 		// A short pause is waited out inside the request: nothing was applied.
-		{name: "429 with a short Retry-After", faults: rotateFault(emulator.BeforeApply, emulator.Fault{Status: 429, RetryAfter: 2}), wantOK: true, wantRotations: 1, wantVersions: 2, wantSource: SourceRotate},
+		{name: "429 with a short Retry-After", faults: rotateFault(emulator.BeforeApply, emulator.Fault{Status: 429, RetryAfter: 2}), wantOK: true, wantRotations: 1, wantVersions: 2, wantSource: model.SourceRotate},
 		{name: "429 with a long Retry-After", faults: rotateFault(emulator.BeforeApply, emulator.Fault{Status: 429, RetryAfter: 60}), wantCode: http.StatusTooManyRequests},
 		{name: "connection refused", wantCode: http.StatusBadGateway},
-		{name: "applied, then 500", faults: rotateFault(emulator.AfterApply, emulator.Fault{Status: 500}), wantOK: true, wantRotations: 1, wantVersions: 2, wantSource: SourceRecovered},
-		{name: "applied, then connection dropped", faults: rotateFault(emulator.AfterApply, emulator.Fault{Drop: true}), wantOK: true, wantRotations: 1, wantVersions: 2, wantSource: SourceRecovered},
-		{name: "applied, then hang past the timeout", faults: rotateFault(emulator.AfterApply, emulator.Fault{Delay: 3 * time.Second}), wantOK: true, wantRotations: 1, wantVersions: 2, wantSource: SourceRecovered},
-		{name: "token expired mid-run", expireTokens: true, wantOK: true, wantRotations: 1, wantVersions: 2, wantSource: SourceRotate},
+		{name: "applied, then 500", faults: rotateFault(emulator.AfterApply, emulator.Fault{Status: 500}), wantOK: true, wantRotations: 1, wantVersions: 2, wantSource: model.SourceRecovered},
+		{name: "applied, then connection dropped", faults: rotateFault(emulator.AfterApply, emulator.Fault{Drop: true}), wantOK: true, wantRotations: 1, wantVersions: 2, wantSource: model.SourceRecovered},
+		{name: "applied, then hang past the timeout", faults: rotateFault(emulator.AfterApply, emulator.Fault{Delay: 3 * time.Second}), wantOK: true, wantRotations: 1, wantVersions: 2, wantSource: model.SourceRecovered},
+		{name: "token expired mid-run", expireTokens: true, wantOK: true, wantRotations: 1, wantVersions: 2, wantSource: model.SourceRotate},
 		{
 			// Auth0 lets read:client_credentials read client_secret too.
 			name:   "applied, then 500, with read:client_credentials instead of read:client_keys",
 			scopes: []string{"read:clients", "read:client_credentials", "update:client_keys"},
 			faults: rotateFault(emulator.AfterApply, emulator.Fault{Status: 500}),
-			wantOK: true, wantRotations: 1, wantVersions: 2, wantSource: SourceRecovered,
+			wantOK: true, wantRotations: 1, wantVersions: 2, wantSource: model.SourceRecovered,
 		},
 		{
 			name:   "applied, then 500, without read:client_keys",
 			scopes: []string{"read:clients", "update:client_keys"},
 			faults: rotateFault(emulator.AfterApply, emulator.Fault{Status: 500}),
 			// The first rotation's secret is unknowable: Vault rotates once more and stores that.
-			wantOK: true, wantRotations: 2, wantVersions: 2, wantSource: SourceRecovered, wantWarning: true,
+			wantOK: true, wantRotations: 2, wantVersions: 2, wantSource: model.SourceRecovered, wantWarning: true,
 		},
 	}
 	for _, tc := range cases {
@@ -227,8 +229,8 @@ func TestRotationInFlightAtCrashIsReconciledAtStart(t *testing.T) {
 		t.Fatalf("creds right after the restart served version %v, not the secret Auth0 holds", resp.Data["version"])
 	}
 	<-b2.Sched.Load().Loaded
-	creds, _ := LoadCreds(t.Context(), e.storage, "app")
-	if cur := creds.Current; cur.Secret != e.appSecret(testAppID) || cur.Source != SourceRecovered || cur.Version != 2 {
+	creds, _ := model.LoadCreds(t.Context(), e.storage, "app")
+	if cur := creds.Current; cur.Secret != e.appSecret(testAppID) || cur.Source != model.SourceRecovered || cur.Version != 2 {
 		t.Fatalf("after restart the role holds version %d (%s), not Auth0's secret", cur.Version, cur.Source)
 	}
 	if n := walCount(t, e.storage); n != 0 {
@@ -240,10 +242,10 @@ func TestRotationInFlightAtCrashIsReconciledAtStart(t *testing.T) {
 func TestReconcileWithoutChangeStoresNothing(t *testing.T) {
 	e := newTestEnv(t)
 	e.configureWithRole(map[string]interface{}{"import_current_secret": true})
-	if _, err := framework.PutWAL(t.Context(), e.storage, WalKindRotation, &RotationWAL{Role: "app", ClientID: testAppID}); err != nil {
+	if _, err := framework.PutWAL(t.Context(), e.storage, engine.WalKindRotation, &engine.RotationWAL{Role: "app", ClientID: testAppID}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := framework.PutWAL(t.Context(), e.storage, WalKindRotation, &RotationWAL{Role: "gone", ClientID: "x"}); err != nil {
+	if _, err := framework.PutWAL(t.Context(), e.storage, engine.WalKindRotation, &engine.RotationWAL{Role: "gone", ClientID: "x"}); err != nil {
 		t.Fatal(err)
 	}
 	pending, err := e.b.PendingRotations(t.Context(), e.storage)

@@ -1,6 +1,8 @@
 package auth0
 
 import (
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/engine"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,11 +17,11 @@ import (
 func TestGenerateClientSecret(t *testing.T) {
 	seen := map[string]bool{}
 	for i := 0; i < 100; i++ {
-		s, err := GenerateClientSecret()
+		s, err := engine.GenerateClientSecret()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(s) != RootSecretLength || strings.Trim(s, RootSecretAlphabet) != "" {
+		if len(s) != engine.RootSecretLength || strings.Trim(s, engine.RootSecretAlphabet) != "" {
 			t.Fatalf("secret %q: wrong length or alphabet", s)
 		}
 		if seen[s] {
@@ -30,9 +32,9 @@ func TestGenerateClientSecret(t *testing.T) {
 }
 
 // storedConfig reads the config as stored.
-func (e *testEnv) storedConfig() *ConfigEntry {
+func (e *testEnv) storedConfig() *model.ConfigEntry {
 	e.t.Helper()
-	cfg, err := LoadConfig(e.t.Context(), e.storage)
+	cfg, err := model.LoadConfig(e.t.Context(), e.storage)
 	if err != nil || cfg == nil {
 		e.t.Fatalf("config: %v, %v", cfg, err)
 	}
@@ -115,7 +117,7 @@ func TestRotateRootFailures(t *testing.T) {
 // A crash between any two steps leaves a config from which the next start finishes the
 // rotation, with a working engine and the old secret dead.
 func TestRotateRootCrashAtEachStep(t *testing.T) {
-	for _, step := range []string{RootStepPendingStored, RootStepPatched, RootStepVerified} {
+	for _, step := range []string{engine.RootStepPendingStored, engine.RootStepPatched, engine.RootStepVerified} {
 		t.Run(step, func(t *testing.T) {
 			e := newTestEnv(t)
 			e.configureWithRole(nil)
@@ -159,10 +161,10 @@ func TestResolvePendingRootRollsBack(t *testing.T) {
 	e.configure()
 	cfg := e.storedConfig()
 	cfg.PendingClientSecret = "never-set-at-auth0"
-	if err := StoreConfig(t.Context(), e.storage, cfg); err != nil {
+	if err := model.StoreConfig(t.Context(), e.storage, cfg); err != nil {
 		t.Fatal(err)
 	}
-	_, resp, err := e.b.RunRootJob(t.Context(), e.storage, TriggerReconcile)
+	_, resp, err := e.b.RunRootJob(t.Context(), e.storage, engine.TriggerReconcile)
 	if err != nil || resp == nil || !resp.IsError() {
 		t.Fatalf("a rolled-back root rotation answered %v, %v; want an error response", resp, err)
 	}
@@ -199,7 +201,7 @@ func TestScheduledRootRotation(t *testing.T) {
 		t.Fatal("the old root secret still works")
 	}
 	e.ok(logical.UpdateOperation, "config", map[string]interface{}{"root_rotation_period": 0})
-	if _, queued := e.b.Sched.Load().Queue.Due(RootQueueKey); queued {
+	if _, queued := e.b.Sched.Load().Queue.Due(engine.RootQueueKey); queued {
 		t.Fatal("root rotation still queued after it was turned off")
 	}
 }
@@ -292,7 +294,7 @@ func TestRotateRootEndingInRollbackFails(t *testing.T) {
 	if f.LastFailure == nil || f.LastFailure.ConsecutiveFailures != 1 || !f.NextAttempt.After(e.clock.Now()) {
 		t.Fatalf("root failure = %+v", f)
 	}
-	if due, ok := e.b.Sched.Load().Queue.Due(RootQueueKey); !ok || !due.Equal(cfg.NextRootRotation) {
+	if due, ok := e.b.Sched.Load().Queue.Due(engine.RootQueueKey); !ok || !due.Equal(cfg.NextRootRotation) {
 		t.Fatalf("root queued at %v (%v), want its schedule %v", due, ok, cfg.NextRootRotation)
 	}
 	read := e.ok(logical.ReadOperation, "config", nil)

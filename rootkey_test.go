@@ -1,6 +1,8 @@
 package auth0
 
 import (
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/engine"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -37,14 +39,14 @@ func newRootKeyEnv(t *testing.T, extra map[string]interface{}) (*testEnv, string
 // version n of the mount's key.
 func (e *testEnv) rootKeyLogsIn(n int) bool {
 	e.t.Helper()
-	sec, err := LoadSecret(e.t.Context(), e.storage, RootKeyName, nil, n)
+	sec, err := model.LoadSecret(e.t.Context(), e.storage, engine.RootKeyName, nil, n)
 	if err != nil || sec == nil {
 		e.t.Fatalf("the mount's key version %d: %v", n, err)
 	}
 	cfg := *e.storedConfig()
 	cfg.PrivateKey = sec.PrivateKey
 	cfg.RootKey = cfg.RootKey.Clone()
-	cfg.RootKey.Versions = []*VersionMeta{{Version: n, KeyID: sec.KeyID, KID: sec.KID, Algorithm: sec.Algorithm}}
+	cfg.RootKey.Versions = []*model.VersionMeta{{Version: n, KeyID: sec.KeyID, KID: sec.KID, Algorithm: sec.Algorithm}}
 	return auth0api.VerifyCredentials(e.t.Context(), e.b.SettingsOf(&cfg)) == nil
 }
 
@@ -92,7 +94,7 @@ func TestRootKeyRotation(t *testing.T) {
 		t.Fatalf("rotate-root answered %v; key now %+v", resp, second)
 	}
 	_, attached := e.credentialIDs(testMgmtID)
-	if want := []string{first.KeyID, second.KeyID}; !SameSet(attached, want) {
+	if want := []string{first.KeyID, second.KeyID}; !engine.SameSet(attached, want) {
 		t.Fatalf("attached %v during the overlap, want %v", attached, want)
 	}
 	if !e.rootKeyLogsIn(1) || !e.rootKeyLogsIn(2) {
@@ -215,7 +217,7 @@ func TestRootKeyFaultsSearch(t *testing.T) {
 		var hit atomic.Bool
 		e.emu.SetFaults(faultOnce(testMgmtID, step, phase, kind, &hit))
 		if rng.IntN(4) == 0 {
-			e.storage.failPutsUnder([]string{SecretStoragePrefix, ConfigStoragePath}[rng.IntN(2)], 1)
+			e.storage.failPutsUnder([]string{model.SecretStoragePrefix, model.ConfigStoragePath}[rng.IntN(2)], 1)
 		}
 		e.advance(time.Duration(1+rng.IntN(70)) * time.Minute)
 		if hit.Load() {

@@ -1,6 +1,8 @@
 package auth0
 
 import (
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/engine"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"net/http"
 	"strings"
 	"sync"
@@ -20,7 +22,7 @@ import (
 func TestStorageFailureNeverRotatesAgain(t *testing.T) {
 	e := newTestEnv(t)
 	e.configureWithRole(map[string]interface{}{"import_current_secret": true, "rotation_period": "1h"})
-	e.storage.failPutsUnder(SecretStoragePrefix, 1<<30)
+	e.storage.failPutsUnder(model.SecretStoragePrefix, 1<<30)
 
 	e.advance(time.Hour)
 	if n := e.emu.Stats().Rotations[testAppID]; n != 1 {
@@ -42,12 +44,12 @@ func TestStorageFailureNeverRotatesAgain(t *testing.T) {
 	if len(attempts) < 25 || len(attempts) > 35 {
 		t.Fatalf("%d attempts to resolve in a day; want about 32, backing off to hourly", len(attempts))
 	}
-	if last := attempts[len(attempts)-1].Sub(attempts[len(attempts)-2]); last < DefaultRetryCap-time.Minute {
-		t.Fatalf("the last attempts were %v apart, want the %v cap", last, DefaultRetryCap)
+	if last := attempts[len(attempts)-1].Sub(attempts[len(attempts)-2]); last < engine.DefaultRetryCap-time.Minute {
+		t.Fatalf("the last attempts were %v apart, want the %v cap", last, engine.DefaultRetryCap)
 	}
 	for i := 2; i < len(attempts); i++ {
 		prev, gap := attempts[i-1].Sub(attempts[i-2]), attempts[i].Sub(attempts[i-1])
-		if gap < prev && gap < DefaultRetryCap {
+		if gap < prev && gap < engine.DefaultRetryCap {
 			t.Fatalf("attempt gaps shrink: %v then %v", prev, gap)
 		}
 	}
@@ -55,7 +57,7 @@ func TestStorageFailureNeverRotatesAgain(t *testing.T) {
 
 	// Storage heals: the next attempt reads the secret back and stores it, no rotation.
 	e.storage.failPuts.Store(0)
-	e.advance(DefaultRetryCap)
+	e.advance(engine.DefaultRetryCap)
 	role := e.storedRole("app")
 	if role.CurrentVersion() != 2 || role.LastFailure != nil || walCount(t, e.storage) != 0 {
 		t.Fatalf("after storage healed: version %d, failure %v, %d entries in flight", role.CurrentVersion(), role.LastFailure, walCount(t, e.storage))
@@ -80,10 +82,10 @@ func TestEveryFailureIsRecorded(t *testing.T) {
 		if role.LastFailure == nil || !strings.Contains(role.LastFailure.Message, "not configured") {
 			t.Fatalf("failure = %+v, want one saying the engine is not configured", role.LastFailure)
 		}
-		if !role.NextAttempt.Equal(e.clock.Now().Add(DefaultRetryBase)) {
-			t.Fatalf("next attempt %v, want now + %v", role.NextAttempt, DefaultRetryBase)
+		if !role.NextAttempt.Equal(e.clock.Now().Add(engine.DefaultRetryBase)) {
+			t.Fatalf("next attempt %v, want now + %v", role.NextAttempt, engine.DefaultRetryBase)
 		}
-		if n := e.advance(DefaultRetryBase - time.Second); n != 0 {
+		if n := e.advance(engine.DefaultRetryBase - time.Second); n != 0 {
 			t.Fatal("retried before the backoff")
 		}
 		e.advance(time.Second)
@@ -103,7 +105,7 @@ func TestEveryFailureIsRecorded(t *testing.T) {
 		if role.LastFailure == nil || !strings.Contains(role.LastFailure.Message, "recording the rotation before calling Auth0") {
 			t.Fatalf("failure = %+v", role.LastFailure)
 		}
-		e.advance(DefaultRetryBase)
+		e.advance(engine.DefaultRetryBase)
 		if n := e.emu.Stats().Rotations[testAppID]; n != 1 || e.storedRole("app").CurrentVersion() != 1 {
 			t.Fatal("the retry did not rotate")
 		}
@@ -219,7 +221,7 @@ func TestUnresolvedRotationBlocksNewOnes(t *testing.T) {
 		t.Fatalf("rotate answered version %v after %d Auth0 rotations", got["version"], e.emu.Stats().Rotations[testAppID])
 	}
 	v := e.ok(logical.ReadOperation, "versions/app", nil)["versions"].(map[string]interface{})
-	if v["2"].(map[string]interface{})["source"] != SourceRecovered || v["3"].(map[string]interface{})["source"] != SourceRotate {
+	if v["2"].(map[string]interface{})["source"] != model.SourceRecovered || v["3"].(map[string]interface{})["source"] != model.SourceRotate {
 		t.Fatalf("versions = %v", v)
 	}
 }
@@ -228,7 +230,7 @@ func TestUnresolvedRotationBlocksNewOnes(t *testing.T) {
 // completed from storage at the next start: no read-back, no second rotation (the
 // Management application here cannot read secrets back).
 func TestCommitCutShortIsFinishedFromStorage(t *testing.T) {
-	for _, cut := range []string{CredsStoragePrefix, RoleStoragePrefix} {
+	for _, cut := range []string{model.CredsStoragePrefix, model.RoleStoragePrefix} {
 		t.Run("crash before writing "+cut, func(t *testing.T) {
 			e := newTestEnv(t, "read:clients", "update:client_keys")
 			e.configureWithRole(nil)
@@ -250,7 +252,7 @@ func TestCommitCutShortIsFinishedFromStorage(t *testing.T) {
 				t.Fatalf("after restart creds serve version %v; %d entries left", creds["version"], walCount(t, e.storage))
 			}
 			v := e.ok(logical.ReadOperation, "versions/app", nil)["versions"].(map[string]interface{})
-			if v["2"].(map[string]interface{})["source"] != SourceRotate {
+			if v["2"].(map[string]interface{})["source"] != model.SourceRotate {
 				t.Fatalf("version 2 = %v, want the rotation's own source", v["2"])
 			}
 			wantContains(t, e.logs.String(), "finished storing a rotation a crash interrupted")
@@ -275,7 +277,7 @@ func TestFirstRotationWithUnknownOutcomeStoresNothingUnapplied(t *testing.T) {
 	}
 	got := e.ok(logical.UpdateOperation, "rotate/app", nil)
 	v := e.ok(logical.ReadOperation, "versions/app", nil)["versions"].(map[string]interface{})
-	if got["version"] != 1 || v["1"].(map[string]interface{})["source"] != SourceRotate || e.emu.Stats().Rotations[testAppID] != 1 {
+	if got["version"] != 1 || v["1"].(map[string]interface{})["source"] != model.SourceRotate || e.emu.Stats().Rotations[testAppID] != 1 {
 		t.Fatalf("then: version %v, versions %v", got["version"], v)
 	}
 }

@@ -2,6 +2,8 @@ package auth0
 
 import (
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/engine"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"net/http"
 	"strings"
 	"testing"
@@ -16,7 +18,7 @@ import (
 )
 
 func TestRotationQueue(t *testing.T) {
-	q := NewRotationQueue()
+	q := engine.NewRotationQueue()
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i, name := range []string{"c", "a", "d", "b"} {
 		q.Schedule(name, base.Add(time.Duration([]int{3, 1, 4, 2}[i])*time.Minute))
@@ -47,9 +49,9 @@ func TestRotationQueue(t *testing.T) {
 }
 
 // storedRole reads a role as stored.
-func (e *testEnv) storedRole(name string) *RoleEntry {
+func (e *testEnv) storedRole(name string) *model.RoleEntry {
 	e.t.Helper()
-	role, err := LoadRole(e.t.Context(), e.storage, name)
+	role, err := model.LoadRole(e.t.Context(), e.storage, name)
 	if err != nil || role == nil {
 		e.t.Fatalf("role %s: %v, %v", name, role, err)
 	}
@@ -61,7 +63,7 @@ func (e *testEnv) setDue(name string, due time.Time) {
 	e.t.Helper()
 	role := e.storedRole(name)
 	role.NextVaultRotation = due
-	if err := SaveRole(e.t.Context(), e.storage, name, role); err != nil {
+	if err := model.SaveRole(e.t.Context(), e.storage, name, role); err != nil {
 		e.t.Fatal(err)
 	}
 	e.b.Schedule(name, role)
@@ -82,7 +84,7 @@ func TestScheduledRotation(t *testing.T) {
 		t.Fatal("creds do not serve the secret the scheduled rotation produced")
 	}
 	v := e.ok(logical.ReadOperation, "versions/app", nil)["versions"].(map[string]interface{})
-	if v["1"].(map[string]interface{})["source"] != SourceScheduled {
+	if v["1"].(map[string]interface{})["source"] != model.SourceScheduled {
 		t.Fatalf("version 1 = %v, want source scheduled", v["1"])
 	}
 	next, _ := time.Parse(time.RFC3339, creds["next_vault_rotation"].(string))
@@ -156,7 +158,7 @@ func TestQueueRebuiltAfterRestart(t *testing.T) {
 	e.b.Cleanup(t.Context())
 	overdue := e.storedRole("overdue")
 	overdue.NextVaultRotation = e.clock.Now().Add(-time.Minute)
-	if err := SaveRole(t.Context(), e.storage, "overdue", overdue); err != nil {
+	if err := model.SaveRole(t.Context(), e.storage, "overdue", overdue); err != nil {
 		t.Fatal(err)
 	}
 
@@ -336,7 +338,7 @@ func TestCleanReturnsWhileWorkersWait(t *testing.T) {
 	b.Limiter.Observe(&http.Response{StatusCode: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"300"}}}, e.clock.Now())
 	role := e.storedRole("app")
 	role.NextVaultRotation = e.clock.Now() // due: a worker takes it and waits in the limiter
-	if err := SaveRole(t.Context(), e.storage, "app", role); err != nil {
+	if err := model.SaveRole(t.Context(), e.storage, "app", role); err != nil {
 		t.Fatal(err)
 	}
 	b.Schedule("app", role)
@@ -349,7 +351,7 @@ func TestCleanReturnsWhileWorkersWait(t *testing.T) {
 	}()
 	select {
 	case <-cleaned:
-	case <-time.After(StopWait + 5*time.Second): // a bound on a hang, not a timing
+	case <-time.After(engine.StopWait + 5*time.Second): // a bound on a hang, not a timing
 		t.Fatal("Clean did not return while a worker waited in the rate limiter")
 	}
 	if n := e.emu.Stats().Rotations[testAppID]; n != 0 || walCount(t, e.storage) != 0 {
@@ -369,7 +371,7 @@ func TestStartErrorsAreRetried(t *testing.T) {
 	e.b.Cleanup(t.Context())
 
 	e.storage.failLists.Store(3) // the rotations in flight, then roles, twice
-	prefix := RoleKey("two")
+	prefix := model.RoleKey("two")
 	e.storage.failGetPrefix.Store(&prefix)
 	e.storage.failGets.Store(2)
 	e.clock.autoAdvance = false
@@ -385,7 +387,7 @@ func TestStartErrorsAreRetried(t *testing.T) {
 			e.clock.Advance(time.Minute)
 		}
 	}
-	for _, key := range []string{"app", "two", RootQueueKey} {
+	for _, key := range []string{"app", "two", engine.RootQueueKey} {
 		if _, ok := sch.Queue.Due(key); !ok {
 			t.Fatalf("%s is not queued after start errors", key)
 		}
@@ -417,7 +419,7 @@ func TestUnreadableRoleDoesNotBlockOthers(t *testing.T) {
 	e.ok(logical.UpdateOperation, "roles/two", map[string]interface{}{"client_id": testApp2ID, "rotation_period": "1h"})
 	e.b.Cleanup(t.Context())
 
-	prefix := RoleKey("two")
+	prefix := model.RoleKey("two")
 	e.storage.failGetPrefix.Store(&prefix)
 	e.storage.failGets.Store(1 << 30)
 	e.clock.autoAdvance = false
@@ -464,7 +466,7 @@ func TestWriteAheadEntriesAreLocalAndGuarded(t *testing.T) {
 		t.Fatalf("local storage paths = %v, want %s", local, framework.WALPrefix)
 	}
 	e.configureWithRole(map[string]interface{}{"import_current_secret": true})
-	if _, err := framework.PutWAL(t.Context(), e.storage, WalKindRotation, &RotationWAL{Role: "app", ClientID: testAppID, BaseVersion: 1}); err != nil {
+	if _, err := framework.PutWAL(t.Context(), e.storage, engine.WalKindRotation, &engine.RotationWAL{Role: "app", ClientID: testAppID, BaseVersion: 1}); err != nil {
 		t.Fatal(err)
 	}
 	e.b.Cleanup(t.Context())

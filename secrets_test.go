@@ -2,6 +2,7 @@ package auth0
 
 import (
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/engine"
 	"net/http"
 	"strings"
 	"testing"
@@ -52,7 +53,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		secrets = append(secrets, e.appSecret(testAppID))
 	}
 	e.emu.SetFaults(nil)
-	e.storage.failPuts.Store(StoreAttempts)
+	e.storage.failPuts.Store(engine.StoreAttempts)
 	record(e.request(logical.UpdateOperation, "rotate/app", nil))
 	secrets = append(secrets, e.appSecret(testAppID))
 	record(e.request(logical.ReadOperation, "roles/app", nil))

@@ -2,6 +2,7 @@ package auth0
 
 import (
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -79,13 +80,13 @@ var simStates = map[string][]string{
 // the API the simulation drives (client_id never changes, a role write refuses an owned
 // application and a schedule that never fires; an implausible due time comes only from
 // older builds), so invariants 1 and 13 require that no role is ever blocked instead.
-func roleStates(kind string, role *RoleEntry, inFlight bool, now time.Time) []string {
+func roleStates(kind string, role *model.RoleEntry, inFlight bool, now time.Time) []string {
 	if role == nil {
 		return nil
 	}
 	state := ""
 	cur := role.CurrentVersion()
-	importedOnly := len(role.Versions) == 1 && role.Versions[0].Source == SourceImport
+	importedOnly := len(role.Versions) == 1 && role.Versions[0].Source == model.SourceImport
 	switch kind {
 	case kindImmediate:
 		switch {
@@ -150,7 +151,7 @@ const (
 
 var simScheduleClasses = []string{schedPeriod, schedCron, schedWindow, schedNone}
 
-func scheduleClass(role *RoleEntry) string {
+func scheduleClass(role *model.RoleEntry) string {
 	switch {
 	case role.RotationPeriod > 0:
 		return schedPeriod
@@ -506,29 +507,29 @@ func simScenarios(slow string) []*simScenario {
 		// Crashes at each write of a rotation's commit, the write reaching storage or not.
 		imm("crash at the write-ahead entry's put, which reached storage", "rotated", crashAt("put", framework.WALPrefix, true)),
 		imm("crash at the write-ahead entry's put, which was lost", "rotated", crashAt("put", framework.WALPrefix, false)),
-		imm("crash at the new secret's put, which reached storage", "rotated", crashAt("put", SecretStoragePrefix, true)),
-		imm("crash at the new secret's put, which was lost", "rotated", crashAt("put", SecretStoragePrefix, false)),
-		imm("crash at the creds put, which reached storage", "rotated", crashAt("put", CredsStoragePrefix, true)),
-		imm("crash at the creds put, which was lost", "rotated", crashAt("put", CredsStoragePrefix, false)),
-		imm("crash at the role's put (the commit point), which reached storage", "rotated", crashAt("put", RoleStoragePrefix, true)),
-		imm("crash at the role's put (the commit point), which was lost", "rotated", crashAt("put", RoleStoragePrefix, false)),
+		imm("crash at the new secret's put, which reached storage", "rotated", crashAt("put", model.SecretStoragePrefix, true)),
+		imm("crash at the new secret's put, which was lost", "rotated", crashAt("put", model.SecretStoragePrefix, false)),
+		imm("crash at the creds put, which reached storage", "rotated", crashAt("put", model.CredsStoragePrefix, true)),
+		imm("crash at the creds put, which was lost", "rotated", crashAt("put", model.CredsStoragePrefix, false)),
+		imm("crash at the role's put (the commit point), which reached storage", "rotated", crashAt("put", model.RoleStoragePrefix, true)),
+		imm("crash at the role's put (the commit point), which was lost", "rotated", crashAt("put", model.RoleStoragePrefix, false)),
 		stg("crash at the staged switch's put of its secret", "publishing",
-			simMove{act: actSwitchNow, crash: &simCrashSpec{op: "put", prefix: SecretStoragePrefix, nth: 1}}),
+			simMove{act: actSwitchNow, crash: &simCrashSpec{op: "put", prefix: model.SecretStoragePrefix, nth: 1}}),
 		key("crash at a put of the role during a key rotation", "current",
-			simMove{act: actRotate, crash: &simCrashSpec{op: "put", prefix: RoleStoragePrefix}}),
+			simMove{act: actRotate, crash: &simCrashSpec{op: "put", prefix: model.RoleStoragePrefix}}),
 		imm("crash while the rollback manager resolves a rotation in flight", "rotated",
 			inFlight, simMove{state: "in-flight", act: actRollback, crash: &simCrashSpec{}}),
 		{name: "any role: crash during the next due job", moves: []simMove{{act: actNextDue, crash: &simCrashSpec{}}}},
 
 		// Storage failures under each prefix.
 		imm("puts fail (any key) during a rotation", "rotated", failing("put", "", actRotate)),
-		imm("puts under roles/ fail during a rotation", "rotated", failing("put", RoleStoragePrefix, actRotate)),
-		imm("puts under creds/ fail during a rotation", "rotated", failing("put", CredsStoragePrefix, actRotate)),
-		imm("puts under secrets/ fail during a rotation", "rotated", failing("put", SecretStoragePrefix, actRotate)),
+		imm("puts under roles/ fail during a rotation", "rotated", failing("put", model.RoleStoragePrefix, actRotate)),
+		imm("puts under creds/ fail during a rotation", "rotated", failing("put", model.CredsStoragePrefix, actRotate)),
+		imm("puts under secrets/ fail during a rotation", "rotated", failing("put", model.SecretStoragePrefix, actRotate)),
 		imm("puts under wal/ fail during a rotation", "rotated", failing("put", framework.WALPrefix, actRotate)),
 		imm("deletes under wal/ fail after a rotation", "rotated", failing("delete", framework.WALPrefix, actRotate)),
 		imm("deletes fail (any key) after a rotation", "rotated", failing("delete", "", actRotate)),
-		stg("deletes under secrets/ fail when the staged secret is cancelled", "publishing", failing("delete", SecretStoragePrefix, actCancel)),
+		stg("deletes under secrets/ fail when the staged secret is cancelled", "publishing", failing("delete", model.SecretStoragePrefix, actCancel)),
 	}
 	// One answer slower than request_timeout a run (each costs a second of real time),
 	// for one kind of request: after the timeout the client reports the outcome unknown

@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/engine"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"hash/fnv"
 	"net/http"
 	"net/url"
@@ -100,11 +102,11 @@ func (s *sim) keyRoleData(data map[string]interface{}, cert bool) {
 	overlap := s.keyOverlapPeriod()
 	data["overlap_period"] = overlap
 	if cert {
-		data["credential_type"] = CredentialSelfSignedTLS
+		data["credential_type"] = model.CredentialSelfSignedTLS
 		data["certificate_ttl"] = s.CertificateTTLOrDefault(data, overlap)
 		return
 	}
-	data["credential_type"] = CredentialPrivateKeyJWT
+	data["credential_type"] = model.CredentialPrivateKeyJWT
 	data["algorithm"] = []string{auth0api.AlgRS256, auth0api.AlgRS256, auth0api.AlgRS384, auth0api.AlgPS256}[s.rng.IntN(4)]
 	data["allow_assertions"] = s.rng.IntN(2) == 0
 }
@@ -330,7 +332,7 @@ func startKeyPool(t *testing.T, generate func(bits int) (string, string, error))
 	go func() {
 		defer close(p.done)
 		for {
-			private, public, err := generate(DefaultKeyBits)
+			private, public, err := generate(model.DefaultKeyBits)
 			if err != nil {
 				return // the engine then generates its own, and reports the error
 			}
@@ -359,7 +361,7 @@ func (s *sim) watchKeyGeneration() {
 		var private, public string
 		var err error
 		got := false
-		if bits == DefaultKeyBits {
+		if bits == model.DefaultKeyBits {
 			select {
 			case k := <-pool.keys:
 				private, public, got = k[0], k[1], true
@@ -508,9 +510,9 @@ func (r *simRole) learnKey(id, privatePEM, kid, alg, cert string, version int) *
 // credentialType is the credential_type of a role the simulation tracks as a key role.
 func (k *simKeyRole) CredentialType() string {
 	if k.cert {
-		return CredentialSelfSignedTLS
+		return model.CredentialSelfSignedTLS
 	}
-	return CredentialPrivateKeyJWT
+	return model.CredentialPrivateKeyJWT
 }
 
 // onMethod reports whether the application authenticates with the role's method.
@@ -523,7 +525,7 @@ func (s *sim) onMethod(r *simRole) bool {
 
 // checkKeyRole checks a private_key_jwt role and its application after a step
 // (invariants 12 to 17; with 3's checks of versions and ownership).
-func (s *sim) checkKeyRole(r *simRole, role *RoleEntry, stats emulator.Stats, crashed bool) {
+func (s *sim) checkKeyRole(r *simRole, role *model.RoleEntry, stats emulator.Stats, crashed bool) {
 	s.t.Helper()
 	ctx, now, app := s.ctx, s.clock.Now(), r.clientID
 	cur := role.CurrentVersion()
@@ -543,13 +545,13 @@ func (s *sim) checkKeyRole(r *simRole, role *RoleEntry, stats emulator.Stats, cr
 	}
 
 	// 13. Only Vault's keys, each registered once, and no client secret rotation.
-	if role.ClientID != app || KindFor(role.KindKey()).CredentialType() != r.k.CredentialType() || role.Staged != nil {
+	if role.ClientID != app || engine.KindFor(role.KindKey()).CredentialType() != r.k.CredentialType() || role.Staged != nil {
 		s.Fail("role %s: client %s, credential type %q, staged %+v", r.name, role.ClientID, role.CredentialType, role.Staged)
 	}
 	if role.Warning != "" || role.Blocked != "" {
 		s.Fail("invariant 13: role %s: warning %q, blocked %q", r.name, role.Warning, role.Blocked)
 	}
-	if owner, err := LoadOwner(ctx, s.base, app); err != nil || owner != r.name {
+	if owner, err := model.LoadOwner(ctx, s.base, app); err != nil || owner != r.name {
 		s.Fail("invariant 3: %s is owned by %q (%v), want role %s", app, owner, err, r.name)
 	}
 	if n, m := stats.Rotations[app], stats.SecretPatches[app]; n != 0 || m != 0 {
@@ -621,11 +623,11 @@ func (s *sim) checkKeyRole(r *simRole, role *RoleEntry, stats emulator.Stats, cr
 		if r.k.cert {
 			described = v.Thumbprint != "" && v.ExpiresAt.After(v.CreatedTime) && v.KID == ""
 		}
-		if v.Source != SourceRotate && v.Source != SourceScheduled || v.KeyID == "" || !described || ids[v.KeyID] {
+		if v.Source != model.SourceRotate && v.Source != model.SourceScheduled || v.KeyID == "" || !described || ids[v.KeyID] {
 			s.Fail("invariant 3: role %s: version %d: source %q, key_id %q, kid %q, algorithm %q, thumbprint %q, expires %s (key ids seen %v)", r.name, v.Version, v.Source, v.KeyID, v.KID, v.Algorithm, v.Thumbprint, v.ExpiresAt, ids)
 		}
 		ids[v.KeyID] = true
-		sec, err := LoadSecret(ctx, s.base, r.name, role, v.Version)
+		sec, err := model.LoadSecret(ctx, s.base, r.name, role, v.Version)
 		if err != nil || sec == nil || sec.PrivateKey == "" || sec.KeyID != v.KeyID || sec.KID != v.KID || sec.Secret != "" || r.k.cert && (sec.Certificate == "" || sec.Thumbprint != v.Thumbprint) {
 			s.Fail("invariant 3: role %s: version %d (%s) has secret entry with key id %q, private key set %v, %v", r.name, v.Version, v.KeyID, keyIDOf(sec), sec != nil && sec.PrivateKey != "", err)
 		}
@@ -635,7 +637,7 @@ func (s *sim) checkKeyRole(r *simRole, role *RoleEntry, stats emulator.Stats, cr
 	}
 
 	// 14. What creds/<name> serves.
-	creds, err := LoadCreds(ctx, s.base, r.name)
+	creds, err := model.LoadCreds(ctx, s.base, r.name)
 	if err != nil {
 		s.Fail("creds/%s: %v", r.name, err)
 	}
@@ -697,7 +699,7 @@ func (s *sim) checkKeyRole(r *simRole, role *RoleEntry, stats emulator.Stats, cr
 			}
 			if !creds.Current.ExpiresAt.After(now) {
 				s.Fail("invariant 18: creds/%s serves a certificate (version %d) that expired at %s; the role's due time %s, pending %+v, overlap %+v, failure %+v, next rotation %s",
-					r.name, creds.Current.Version, creds.Current.ExpiresAt.Format(time.RFC3339), DueTime(role, now).Format(time.RFC3339Nano), pk, role.Overlap, role.LastFailure, role.NextVaultRotation)
+					r.name, creds.Current.Version, creds.Current.ExpiresAt.Format(time.RFC3339), engine.DueTime(role, now).Format(time.RFC3339Nano), pk, role.Overlap, role.LastFailure, role.NextVaultRotation)
 			}
 			d["key_id"] = creds.Current.KeyID
 			if creds.Previous != nil {
@@ -762,17 +764,17 @@ func (s *sim) checkKeyRole(r *simRole, role *RoleEntry, stats emulator.Stats, cr
 				started, source = role.Current().CreatedTime, role.Current().Source
 			}
 		}
-		if source == SourceScheduled {
-			due := Later(pre.NextVaultRotation, pre.NextAttempt)
+		if source == model.SourceScheduled {
+			due := model.Later(pre.NextVaultRotation, pre.NextAttempt)
 			renewal := time.Time{} // a certificate's: two thirds into its lifetime
 			if c := pre.Current(); r.k.cert && c != nil {
-				renewal = Later(c.CreatedTime.Add(c.ExpiresAt.Sub(c.CreatedTime)*2/3), pre.NextAttempt)
+				renewal = model.Later(c.CreatedTime.Add(c.ExpiresAt.Sub(c.CreatedTime)*2/3), pre.NextAttempt)
 				if !pre.Scheduled() || renewal.Before(due) {
 					due = renewal
 				}
 			}
 			if pre.Overlap != nil {
-				due = Later(due, pre.Overlap.Until)
+				due = model.Later(due, pre.Overlap.Until)
 			}
 			switch {
 			case !pre.Scheduled() && renewal.IsZero():
@@ -875,7 +877,7 @@ func describeCredentials(stored []emulator.CredentialInfo) string {
 	return "[" + strings.Join(parts, " ") + "]"
 }
 
-func keyIDOf(sec *SecretEntry) string {
+func keyIDOf(sec *model.SecretEntry) string {
 	if sec == nil {
 		return "<none>"
 	}
@@ -883,7 +885,7 @@ func keyIDOf(sec *SecretEntry) string {
 }
 
 // redactKey describes a key's secret entry without the key.
-func redactKey(sec *SecretEntry) string {
+func redactKey(sec *model.SecretEntry) string {
 	if sec == nil {
 		return "<nil>"
 	}
@@ -892,7 +894,7 @@ func redactKey(sec *SecretEntry) string {
 
 // keyUnsettled reports whether a private_key_jwt role still has work to finish before the
 // run may end: a pending key, or an overlap past its end.
-func keyUnsettled(role *RoleEntry, now time.Time) bool {
+func keyUnsettled(role *model.RoleEntry, now time.Time) bool {
 	return role.PendingKey != nil || role.Overlap != nil && !now.Before(role.Overlap.Until)
 }
 
@@ -930,9 +932,11 @@ func (s *sim) finalKeyCheck(r *simRole) {
 }
 
 // usesKeys reports whether the role rotates a private_key_jwt key pair.
-func (r *RoleEntry) usesKeys() bool {
-	return KindFor(r.KindKey()).CredentialType() == CredentialPrivateKeyJWT
+func usesKeys(r *model.RoleEntry) bool {
+	return engine.KindFor(r.KindKey()).CredentialType() == model.CredentialPrivateKeyJWT
 }
 
 // isStaged reports whether the role rotates with the staged strategy.
-func (r *RoleEntry) isStaged() bool { return KindFor(r.KindKey()).Strategy() == StrategyStaged }
+func isStaged(r *model.RoleEntry) bool {
+	return engine.KindFor(r.KindKey()).Strategy() == model.StrategyStaged
+}

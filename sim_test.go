@@ -5,6 +5,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/engine"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"hash"
 	"hash/fnv"
 	"math/rand/v2"
@@ -342,7 +344,7 @@ type simRole struct {
 	failedSince bool
 	// pre is the role as stored before the current step, and inFlight whether it then had
 	// an unresolved rotation write-ahead entry.
-	pre      *RoleEntry
+	pre      *model.RoleEntry
 	inFlight bool
 
 	// The last PATCH of a staged role's application: its secret, and the role's current
@@ -364,8 +366,8 @@ type simPatch struct {
 	secret       string // what Auth0 holds after it
 	at           time.Time
 	manual       string // client ID of the manual rotate running, if any
-	stored       *RoleEntry
-	staged       *SecretEntry // the secret entry of stored.Staged, if any
+	stored       *model.RoleEntry
+	staged       *model.SecretEntry // the secret entry of stored.Staged, if any
 	err          error
 }
 
@@ -508,7 +510,7 @@ func (s *sim) addRole(kind string, imported bool, class string) *simRole {
 		s.keyApps[r.clientID] = r.name
 	case kindStaged:
 		r.staged = true
-		data["rotation_strategy"] = StrategyStaged
+		data["rotation_strategy"] = model.StrategyStaged
 		data["stage_period"] = s.randomStagePeriod()
 		s.stagedApps[r.clientID] = r.name
 	}
@@ -965,8 +967,8 @@ var stagedFaults = []simFaultSpec{
 
 // The prefixes under which the simulation fails storage writes, and deletes.
 var (
-	simStoragePrefixes = []string{"", RoleStoragePrefix, CredsStoragePrefix, SecretStoragePrefix, framework.WALPrefix}
-	simDeletePrefixes  = []string{framework.WALPrefix, SecretStoragePrefix, ""}
+	simStoragePrefixes = []string{"", model.RoleStoragePrefix, model.CredsStoragePrefix, model.SecretStoragePrefix, framework.WALPrefix}
+	simDeletePrefixes  = []string{framework.WALPrefix, model.SecretStoragePrefix, ""}
 )
 
 // storageClass names failures of op under prefix for the coverage.
@@ -1212,9 +1214,9 @@ func (s *sim) hook(p emulator.Phase, r *http.Request, clientID string) *emulator
 		s.patchCount++
 		ev := simPatch{client: clientID, role: s.stagedApps[clientID], secret: secret, at: s.clock.Now(), manual: s.manual}
 		if ev.role != "" {
-			ev.stored, ev.err = LoadRole(s.ctx, s.base, ev.role)
+			ev.stored, ev.err = model.LoadRole(s.ctx, s.base, ev.role)
 			if ev.err == nil && ev.stored != nil && ev.stored.Staged != nil {
-				ev.staged, ev.err = LoadSecret(s.ctx, s.base, ev.role, nil, ev.stored.Staged.Version)
+				ev.staged, ev.err = model.LoadSecret(s.ctx, s.base, ev.role, nil, ev.stored.Staged.Version)
 			}
 		}
 		s.patches = append(s.patches, ev)
@@ -1259,8 +1261,8 @@ func (s *sim) hook(p emulator.Phase, r *http.Request, clientID string) *emulator
 
 // Invariants.
 
-func (s *sim) storedRole(name string) *RoleEntry {
-	role, err := LoadRole(s.ctx, s.base, name)
+func (s *sim) storedRole(name string) *model.RoleEntry {
+	role, err := model.LoadRole(s.ctx, s.base, name)
 	if err != nil || role == nil {
 		s.Fail("role %s: %v, %v", name, role, err)
 	}
@@ -1268,31 +1270,31 @@ func (s *sim) storedRole(name string) *RoleEntry {
 }
 
 // pendingByRole reads the write-ahead entries from storage, by role.
-func (s *sim) pendingByRole() map[string][]PendingRotation {
+func (s *sim) pendingByRole() map[string][]engine.PendingRotation {
 	ids, err := framework.ListWAL(s.ctx, s.base)
 	if err != nil {
 		s.Fail("listing write-ahead entries: %v", err)
 	}
-	out := map[string][]PendingRotation{}
+	out := map[string][]engine.PendingRotation{}
 	for _, id := range ids {
 		entry, err := framework.GetWAL(s.ctx, s.base, id)
 		if err != nil || entry == nil {
 			s.Fail("write-ahead entry %s: %v, %v", id, entry, err)
 		}
-		if entry.Kind == WalKindRoleWrite {
+		if entry.Kind == engine.WalKindRoleWrite {
 			continue // a role write whose storage failed twice; the next start repairs it
 		}
-		if entry.Kind != WalKindRotation {
+		if entry.Kind != engine.WalKindRotation {
 			s.Fail("write-ahead entry %s of kind %q", id, entry.Kind)
 		}
-		w, err := DecodeRotationWAL(entry.Data)
+		w, err := engine.DecodeRotationWAL(entry.Data)
 		if err != nil {
 			s.Fail("write-ahead entry %s: %v", id, err)
 		}
 		if s.byName[w.Role] == nil {
 			s.Fail("write-ahead entry %s for role %q, which does not exist", id, w.Role)
 		}
-		out[w.Role] = append(out[w.Role], PendingRotation{Id: id, Wal: w})
+		out[w.Role] = append(out[w.Role], engine.PendingRotation{Id: id, Wal: w})
 	}
 	return out
 }
@@ -1342,7 +1344,7 @@ func (s *sim) check() {
 		if !pre.Scheduled() {
 			s.Fail("invariant 2: role %s has no schedule, yet its application was rotated at %s without a manual rotate", r.name, ev.at.Format(time.RFC3339Nano))
 		}
-		if due := Later(pre.NextVaultRotation, pre.NextAttempt); ev.at.Before(due) {
+		if due := model.Later(pre.NextVaultRotation, pre.NextAttempt); ev.at.Before(due) {
 			s.Fail("invariant 2: role %s rotated at %s, before its stored due time %s (next_vault_rotation %s, next_attempt %s)",
 				r.name, ev.at.Format(time.RFC3339Nano), due.Format(time.RFC3339Nano), pre.NextVaultRotation.Format(time.RFC3339Nano), pre.NextAttempt.Format(time.RFC3339Nano))
 		}
@@ -1364,7 +1366,7 @@ func (s *sim) check() {
 	crashed := s.store.isCrashed()
 	for _, r := range s.roles {
 		role := s.storedRole(r.name)
-		var wals []PendingRotation // unresolved: the engine never tried to delete them
+		var wals []engine.PendingRotation // unresolved: the engine never tried to delete them
 		for _, p := range pending[r.name] {
 			if r.keys {
 				s.Fail("invariant 13: private_key_jwt role %s has a write-ahead entry (for %s from version %d)", r.name, p.Wal.ClientID, p.Wal.BaseVersion)
@@ -1387,7 +1389,7 @@ func (s *sim) check() {
 		s.checkStaging(r, r.pre, role)
 		if r.pre != nil {
 			for _, v := range role.Versions {
-				if v.Version > r.pre.CurrentVersion() && v.Source == SourceStaged {
+				if v.Version > r.pre.CurrentVersion() && v.Source == model.SourceStaged {
 					s.counts["switch verified "+v.Verified]++
 				}
 			}
@@ -1442,14 +1444,14 @@ func (s *sim) checkPatch(ev simPatch) {
 	r.lastPatch, r.lastPatchCur, r.lastPatchCancel = ev.secret, role.CurrentVersion(), cancel
 
 	// 11. Staged schedule: the switch.
-	if due := Later(role.Staged.SwitchTime, role.NextAttempt); ev.manual == "" && ev.at.Before(due) {
+	if due := model.Later(role.Staged.SwitchTime, role.NextAttempt); ev.manual == "" && ev.at.Before(due) {
 		s.Fail("invariant 11: role %s PATCHed its staged secret at %s without a manual rotate, before its stored due time %s (switch_time %s, next_attempt %s)",
 			r.name, at, due.Format(time.RFC3339Nano), role.Staged.SwitchTime.Format(time.RFC3339Nano), role.NextAttempt.Format(time.RFC3339Nano))
 	}
 }
 
 // lastCancel identifies the role's last cancelled stage, "" if none.
-func lastCancel(role *RoleEntry) string {
+func lastCancel(role *model.RoleEntry) string {
 	if role == nil || len(role.Cancelled) == 0 {
 		return ""
 	}
@@ -1459,7 +1461,7 @@ func lastCancel(role *RoleEntry) string {
 
 // checkStaging checks a secret staged during the step, pre being the role as stored before
 // it and role after it (invariant 11: the publication).
-func (s *sim) checkStaging(r *simRole, pre, role *RoleEntry) {
+func (s *sim) checkStaging(r *simRole, pre, role *model.RoleEntry) {
 	s.t.Helper()
 	st := role.Staged
 	if st == nil || pre == nil || pre.Staged != nil && pre.Staged.Version == st.Version && pre.Staged.StagedTime.Equal(st.StagedTime) {
@@ -1476,7 +1478,7 @@ func (s *sim) checkStaging(r *simRole, pre, role *RoleEntry) {
 	stage := role.StagePeriodOrDefault()
 	due := role.NextVaultRotation.Add(-stage)
 	if pre.CurrentVersion() == role.CurrentVersion() {
-		due = Later(due, pre.NextAttempt)
+		due = model.Later(due, pre.NextAttempt)
 	}
 	if st.StagedTime.Before(due) {
 		s.Fail("invariant 11: role %s staged version %d at %s, before its due time %s (next_vault_rotation %s, stage_period %s, next_attempt stored before %s)",
@@ -1488,7 +1490,7 @@ func (s *sim) checkStaging(r *simRole, pre, role *RoleEntry) {
 	}
 }
 
-func (s *sim) checkRole(r *simRole, role *RoleEntry, wals []PendingRotation, rotations, emuRotations, emuPatches int, crashed bool) {
+func (s *sim) checkRole(r *simRole, role *model.RoleEntry, wals []engine.PendingRotation, rotations, emuRotations, emuPatches int, crashed bool) {
 	s.t.Helper()
 	ctx := s.ctx
 	cur := role.CurrentVersion()
@@ -1533,21 +1535,21 @@ func (s *sim) checkRole(r *simRole, role *RoleEntry, wals []PendingRotation, rot
 	if len(role.Versions) > role.MaxVersions {
 		s.Fail("invariant 3: role %s retains %d versions, max_versions is %d", r.name, len(role.Versions), role.MaxVersions)
 	}
-	secrets := map[int]*SecretEntry{}
+	secrets := map[int]*model.SecretEntry{}
 	for i, v := range role.Versions {
 		if i > 0 && v.Version != role.Versions[i-1].Version+1 {
 			s.Fail("invariant 3: role %s: versions not consecutive: %s", r.name, describeVersions(role))
 		}
 		switch v.Source {
-		case SourceImport:
+		case model.SourceImport:
 			if v.Version != 1 || !r.imported {
 				s.Fail("invariant 3: role %s: version %d has source import", r.name, v.Version)
 			}
-		case SourceRotate, SourceScheduled, SourceRecovered:
+		case model.SourceRotate, model.SourceScheduled, model.SourceRecovered:
 			if r.staged {
 				s.Fail("invariant 9: staged role %s: version %d has source %q", r.name, v.Version, v.Source)
 			}
-		case SourceStaged:
+		case model.SourceStaged:
 			if !r.staged || v.Verified == "" || v.StagedTime.IsZero() || v.WALID != "" {
 				s.Fail("invariant 9: role %s (staged %v): version %d has source staged, verified %q, staged at %s, write-ahead entry %q",
 					r.name, r.staged, v.Version, v.Verified, v.StagedTime.Format(time.RFC3339Nano), v.WALID)
@@ -1555,14 +1557,14 @@ func (s *sim) checkRole(r *simRole, role *RoleEntry, wals []PendingRotation, rot
 		default:
 			s.Fail("invariant 3: role %s: version %d has source %q", r.name, v.Version, v.Source)
 		}
-		sec, err := LoadSecret(ctx, s.base, r.name, role, v.Version)
+		sec, err := model.LoadSecret(ctx, s.base, r.name, role, v.Version)
 		if err != nil || sec == nil || sec.Version != v.Version || sec.Secret == "" || sec.WALID != v.WALID {
 			s.Fail("invariant 3: role %s: retained version %d (wal %q) has secret entry %+v, %v", r.name, v.Version, v.WALID, redact(sec), err)
 		}
 		secrets[v.Version] = sec
 	}
 	// 9. Staged versions.
-	var staged *SecretEntry
+	var staged *model.SecretEntry
 	if st := role.Staged; st != nil {
 		if !r.staged {
 			s.Fail("invariant 9: role %s is not staged, yet it stores staged version %d", r.name, st.Version)
@@ -1571,13 +1573,13 @@ func (s *sim) checkRole(r *simRole, role *RoleEntry, wals []PendingRotation, rot
 			s.Fail("invariant 9: role %s stages version %d, its current version is %d", r.name, st.Version, cur)
 		}
 		var err error
-		staged, err = LoadSecret(ctx, s.base, r.name, nil, st.Version)
-		if err != nil || staged == nil || staged.Version != st.Version || staged.Source != SourceStaged || staged.Secret == "" {
+		staged, err = model.LoadSecret(ctx, s.base, r.name, nil, st.Version)
+		if err != nil || staged == nil || staged.Version != st.Version || staged.Source != model.SourceStaged || staged.Secret == "" {
 			s.Fail("invariant 9: role %s: staged version %d has secret entry %s, %v", r.name, st.Version, redact(staged), err)
 		}
 		s.logs.addSecret(staged.Secret)
 	}
-	creds, err := LoadCreds(ctx, s.base, r.name)
+	creds, err := model.LoadCreds(ctx, s.base, r.name)
 	if err != nil {
 		s.Fail("creds/%s: %v", r.name, err)
 	}
@@ -1602,7 +1604,7 @@ func (s *sim) checkRole(r *simRole, role *RoleEntry, wals []PendingRotation, rot
 		case staged != nil && (next == nil || next.Version != staged.Version || next.Secret != staged.Secret):
 			s.Fail("invariant 9: role %s stages version %d, but creds/%s does not publish it as next (holds %s)", r.name, staged.Version, r.name, redact(next))
 		case staged == nil && next != nil:
-			if next.Version != cur+1 || next.Source != SourceStaged || !r.staged {
+			if next.Version != cur+1 || next.Source != model.SourceStaged || !r.staged {
 				s.Fail("invariant 9: role %s stages nothing, and creds/%s publishes as next %s", r.name, r.name, redact(next))
 			}
 			s.counts["stale next"]++
@@ -1615,14 +1617,14 @@ func (s *sim) checkRole(r *simRole, role *RoleEntry, wals []PendingRotation, rot
 		}
 		s.counts["creds ahead of a switch"]++
 	case inFlight && creds.Current.Version == cur+1:
-		sec, err := LoadSecret(ctx, s.base, r.name, nil, cur+1)
+		sec, err := model.LoadSecret(ctx, s.base, r.name, nil, cur+1)
 		if err != nil || sec == nil || sec.Secret != creds.Current.Secret || sec.WALID != wals[0].Id {
 			s.Fail("invariant 3: creds/%s holds version %d ahead of the role (version %d), but no secret entry of the rotation in flight matches it", r.name, cur+1, cur)
 		}
 	default:
 		s.Fail("invariant 3: creds/%s holds version %d, the role's current version is %d (rotation in flight: %v)", r.name, creds.Current.Version, cur, inFlight)
 	}
-	if owner, err := LoadOwner(ctx, s.base, r.clientID); err != nil || owner != r.name {
+	if owner, err := model.LoadOwner(ctx, s.base, r.clientID); err != nil || owner != r.name {
 		s.Fail("invariant 3: %s is owned by %q (%v), want role %s", r.clientID, owner, err, r.name)
 	}
 
@@ -1681,7 +1683,7 @@ func btoi(b bool) int {
 	return 0
 }
 
-func describeVersions(role *RoleEntry) string {
+func describeVersions(role *model.RoleEntry) string {
 	var parts []string
 	for _, v := range role.Versions {
 		parts = append(parts, fmt.Sprintf("%d:%s@%s", v.Version, v.Source, v.CreatedTime.Format("01-02T15:04:05.000")))
@@ -1694,7 +1696,7 @@ func describeVersions(role *RoleEntry) string {
 }
 
 // redact describes a secret entry without its secret.
-func redact(sec *SecretEntry) string {
+func redact(sec *model.SecretEntry) string {
 	if sec == nil {
 		return "<nil>"
 	}

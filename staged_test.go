@@ -1,6 +1,8 @@
 package auth0
 
 import (
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/engine"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"net/http"
 	"strings"
 	"testing"
@@ -50,7 +52,7 @@ func TestStagedCycle(t *testing.T) {
 	if creds["ttl"] != int64(150) || creds["next_switch_time"] == "" {
 		t.Fatalf("ttl %v, next_switch_time %v; want 150 (max_ttl; the switch is in 600)", creds["ttl"], creds["next_switch_time"])
 	}
-	if len(next) != RootSecretLength || strings.Trim(next, RootSecretAlphabet) != "" {
+	if len(next) != engine.RootSecretLength || strings.Trim(next, engine.RootSecretAlphabet) != "" {
 		t.Fatal("the staged secret is not 64 characters of Auth0's alphabet")
 	}
 	if st := e.emu.Stats(); st.SecretPatches[testAppID] != 0 || st.Rotations[testAppID] != 0 || !e.authenticates(testAppID, v1) {
@@ -86,7 +88,7 @@ func TestStagedCycle(t *testing.T) {
 	}
 	versions := e.ok(logical.ReadOperation, "versions/app", nil)["versions"].(map[string]interface{})
 	v2 := versions["2"].(map[string]interface{})
-	if v2["source"] != SourceStaged || v2["verified"] != VerifiedReadBack || v2["staged_time"] == nil || v2["switched_time"] == nil {
+	if v2["source"] != model.SourceStaged || v2["verified"] != model.VerifiedReadBack || v2["staged_time"] == nil || v2["switched_time"] == nil {
 		t.Fatalf("version 2 = %v", v2)
 	}
 
@@ -197,7 +199,7 @@ func TestStagedRoleValidation(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			wantContains(t, e.userError(logical.UpdateOperation, "roles/app", tc.data), tc.want)
-			if role, _ := LoadRole(t.Context(), e.storage, "app"); role != nil {
+			if role, _ := model.LoadRole(t.Context(), e.storage, "app"); role != nil {
 				t.Fatal("role stored after a rejected write")
 			}
 		})
@@ -210,7 +212,7 @@ func TestStagedRoleValidation(t *testing.T) {
 		"the role has a staged secret (version 2", "switch_now=true", "cancel_staged=true")
 	e.ok(logical.UpdateOperation, "rotate/app", map[string]interface{}{"cancel_staged": true})
 	e.ok(logical.UpdateOperation, "roles/app", map[string]interface{}{"rotation_strategy": "immediate"})
-	if got := e.ok(logical.ReadOperation, "roles/app", nil); got["rotation_strategy"] != StrategyImmediate || got["stage_period"] != nil {
+	if got := e.ok(logical.ReadOperation, "roles/app", nil); got["rotation_strategy"] != model.StrategyImmediate || got["stage_period"] != nil {
 		t.Fatalf("after the change: %v", got)
 	}
 	wantContains(t, e.userError(logical.UpdateOperation, "rotate/app", map[string]interface{}{"switch_now": true}), "apply only to roles with rotation_strategy=staged")
@@ -246,7 +248,7 @@ func TestStagedSwitchFailuresSetTheSameSecretAgain(t *testing.T) {
 			e.emu.SetFaults(patchFault(emulator.BeforeApply, emulator.Fault{Status: http.StatusServiceUnavailable}))
 		}},
 		{"storage fails after Auth0 took it", func(e *testEnv) {
-			e.storage.failPutsUnder(CredsStoragePrefix, 1<<30)
+			e.storage.failPutsUnder(model.CredsStoragePrefix, 1<<30)
 		}},
 		{"crash after Auth0 took it", func(e *testEnv) {
 			e.emu.SetFaults(patchFault(emulator.AfterApply, emulator.Fault{Do: func() { e.storage.failPutsUnder("", 1<<30) }}))
@@ -282,8 +284,8 @@ func TestStagedSwitchFailuresSetTheSameSecretAgain(t *testing.T) {
 				t.Fatal("creds do not serve the secret Auth0 holds")
 			}
 			v := e.ok(logical.ReadOperation, "versions/app", nil)["versions"].(map[string]interface{})
-			if got := v["1"].(map[string]interface{})["verified"]; got != VerifiedToken {
-				t.Fatalf("verified = %v, want %s (no read:client_keys; the application has the client-credentials grant)", got, VerifiedToken)
+			if got := v["1"].(map[string]interface{})["verified"]; got != model.VerifiedToken {
+				t.Fatalf("verified = %v, want %s (no read:client_keys; the application has the client-credentials grant)", got, model.VerifiedToken)
 			}
 			if st := e.emu.Stats(); st.Rotations["app-cc"] != 0 {
 				t.Fatal("a staged role called rotate-secret")
@@ -314,7 +316,7 @@ func TestStagedSwitchDuringPropagation(t *testing.T) {
 	e.emu.SetPropagationDelay(30 * time.Second)
 	e.ok(logical.UpdateOperation, "rotate/app", map[string]interface{}{"switch_now": true})
 	v := e.ok(logical.ReadOperation, "versions/app", nil)["versions"].(map[string]interface{})
-	if got := v["1"].(map[string]interface{})["verified"]; got != VerifiedToken {
+	if got := v["1"].(map[string]interface{})["verified"]; got != model.VerifiedToken {
 		t.Fatalf("verified = %v", got)
 	}
 }

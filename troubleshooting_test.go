@@ -9,6 +9,7 @@ import (
 	"go/types"
 	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -137,7 +138,7 @@ type messageScanner struct {
 
 // enginePackages are the directories of the plugin's own packages, whose messages reach
 // operators.
-var enginePackages = []string{".", "internal/clock", "internal/auth0api"}
+var enginePackages = []string{".", "internal/engine", "internal/model", "internal/clock", "internal/auth0api"}
 
 func scanPackage(t *testing.T) *messageScanner {
 	t.Helper()
@@ -422,6 +423,11 @@ func (sc *messageScanner) values(e ast.Expr, fn ast.Node, seen map[ast.Node]bool
 		}
 		return out, len(rhs) > 0
 	case *ast.SelectorExpr:
+		if id, ok := moduleConst(e); ok {
+			if s, ok := sc.constant(id); ok {
+				return []value{{text: s}}, true
+			}
+		}
 		// A role's warning or block reason: collected where it is assigned.
 		return nil, e.Sel.Name == "Warning" || e.Sel.Name == "Blocked"
 	case *ast.BinaryExpr:
@@ -497,6 +503,12 @@ func (sc *messageScanner) concat(e ast.Expr, fn ast.Node) []string {
 		if s, ok := sc.constant(e); ok {
 			return []string{strings.ReplaceAll(s, "%", "%%")}
 		}
+	case *ast.SelectorExpr:
+		if id, ok := moduleConst(e); ok {
+			if s, ok := sc.constant(id); ok {
+				return []string{strings.ReplaceAll(s, "%", "%%")}
+			}
+		}
 	}
 	return []string{"%v"}
 }
@@ -513,6 +525,9 @@ func (sc *messageScanner) withConstants(format string, args []ast.Expr) string {
 		arg := args[n]
 		n++
 		id, ok := arg.(*ast.Ident)
+		if sel, isSel := arg.(*ast.SelectorExpr); isSel {
+			id, ok = moduleConst(sel)
+		}
 		if !ok || id.Obj != nil && id.Obj.Kind != ast.Con {
 			return v
 		}
@@ -530,6 +545,22 @@ func (sc *messageScanner) withConstants(format string, args []ast.Expr) string {
 		}
 		return v
 	})
+}
+
+// moduleConst is the name of what e selects from one of the plugin's own packages
+// (model.X, engine.X, ...): a constant there is looked up by its name, like one of the
+// package it is used in.
+func moduleConst(e *ast.SelectorExpr) (*ast.Ident, bool) {
+	pkg, ok := e.X.(*ast.Ident)
+	if !ok || pkg.Obj != nil {
+		return nil, false
+	}
+	for _, dir := range enginePackages {
+		if dir != "." && path.Base(dir) == pkg.Name {
+			return e.Sel, true
+		}
+	}
+	return nil, false
 }
 
 // constant is the value of a package-level string constant.

@@ -1,6 +1,7 @@
 package auth0
 
 import (
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +32,7 @@ type v010Version struct {
 
 func putV010Role(t *testing.T, s logical.Storage, name string, r v010Role) {
 	t.Helper()
-	entry, err := logical.StorageEntryJSON(RoleKey(name), r)
+	entry, err := logical.StorageEntryJSON(model.RoleKey(name), r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,14 +54,14 @@ func TestUpgradeFromV010Layout(t *testing.T) {
 	putV010Role(t, e.storage, "app", v010Role{
 		ClientID: testAppID, RotationPeriod: time.Hour, MaxVersions: 10,
 		Versions: []v010Version{
-			{Version: 4, Secret: "old-secret-4", CreatedTime: now.Add(-2 * time.Hour), Source: SourceScheduled},
-			{Version: 5, Secret: secret, CreatedTime: now.Add(-time.Minute), Source: SourceRotate},
+			{Version: 4, Secret: "old-secret-4", CreatedTime: now.Add(-2 * time.Hour), Source: model.SourceScheduled},
+			{Version: 5, Secret: secret, CreatedTime: now.Add(-time.Minute), Source: model.SourceRotate},
 		},
 		LastVaultRotation: now.Add(-time.Minute), NextVaultRotation: now.Add(59 * time.Minute),
 	})
 	// v0.1.0 accepted a second role on the same application.
 	putV010Role(t, e.storage, "twin", v010Role{ClientID: testAppID, RotationPeriod: time.Hour, MaxVersions: 10,
-		Versions:          []v010Version{{Version: 1, Secret: "twin-secret", CreatedTime: now, Source: SourceImport}},
+		Versions:          []v010Version{{Version: 1, Secret: "twin-secret", CreatedTime: now, Source: model.SourceImport}},
 		NextVaultRotation: now.Add(-time.Hour)})
 	// …and a schedule that never fires, whose next time it stored as the zero time.
 	putV010Role(t, e.storage, "never", v010Role{ClientID: testApp2ID, RotationSchedule: "0 0 30 2 *", MaxVersions: 10})
@@ -74,10 +75,10 @@ func TestUpgradeFromV010Layout(t *testing.T) {
 	restartBackend(t, e, logical.TestSystemView())
 	<-e.b.Sched.Load().Loaded
 	role := e.storedRole("app")
-	if role.Layout != RoleLayout || role.CurrentVersion() != 5 || len(role.Versions) != 2 {
+	if role.Layout != model.RoleLayout || role.CurrentVersion() != 5 || len(role.Versions) != 2 {
 		t.Fatalf("upgraded role: layout %d, version %d, %d versions", role.Layout, role.CurrentVersion(), len(role.Versions))
 	}
-	raw, _ := e.storage.Get(t.Context(), RoleKey("app"))
+	raw, _ := e.storage.Get(t.Context(), model.RoleKey("app"))
 	if strings.Contains(string(raw.Value), secret) || strings.Contains(string(raw.Value), "old-secret-4") {
 		t.Fatal("the upgraded role entry still holds a secret")
 	}
@@ -90,7 +91,7 @@ func TestUpgradeFromV010Layout(t *testing.T) {
 	if old := e.ok(logical.ReadOperation, "creds/app", map[string]interface{}{"version": 4}); old["client_secret"] != "old-secret-4" {
 		t.Fatal("an older version's secret was lost")
 	}
-	if owner, _ := LoadOwner(t.Context(), e.storage, testAppID); owner != "app" {
+	if owner, _ := model.LoadOwner(t.Context(), e.storage, testAppID); owner != "app" {
 		t.Fatalf("owner of %s = %q, want app (first by name)", testAppID, owner)
 	}
 	twin := e.ok(logical.ReadOperation, "roles/twin", nil)
@@ -127,7 +128,7 @@ func TestDowngradeToV010IsRefused(t *testing.T) {
 	e.ok(logical.UpdateOperation, "rotate/app", nil)
 	e.ok(logical.UpdateOperation, "roles/fresh", map[string]interface{}{"client_id": testApp2ID})
 	for _, name := range []string{"app", "fresh"} {
-		raw, err := e.storage.Get(t.Context(), RoleKey(name))
+		raw, err := e.storage.Get(t.Context(), model.RoleKey(name))
 		if err != nil || raw == nil {
 			t.Fatalf("role %s not stored: %v", name, err)
 		}
@@ -152,7 +153,7 @@ func TestStoredAbsurdDueTimeIsNotQueued(t *testing.T) {
 	e.b.Cleanup(t.Context())
 	role := e.storedRole("app")
 	role.NextVaultRotation = time.Time{}
-	if err := SaveRole(t.Context(), e.storage, "app", role); err != nil {
+	if err := model.SaveRole(t.Context(), e.storage, "app", role); err != nil {
 		t.Fatal(err)
 	}
 	restartBackend(t, e, logical.TestSystemView())

@@ -1,10 +1,11 @@
-package auth0
+package engine
 
 import (
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -48,16 +49,16 @@ func GenerateClientSecret() (string, error) {
 // scheduled or reconciling, as runRoleJob is for roles: under configMu it resolves a root
 // rotation left unfinished, rotates when asked or due, records a failure (time, message,
 // count) on the config with the next attempt after backoff, and requeues the root job.
-func (b *Engine) RunRootJob(ctx context.Context, s logical.Storage, trigger string) (*ConfigEntry, *logical.Response, error) {
+func (b *Engine) RunRootJob(ctx context.Context, s logical.Storage, trigger string) (*model.ConfigEntry, *logical.Response, error) {
 	return b.RunRootJobWith(ctx, s, trigger, RotateOptions{})
 }
 
 // runRootJobWith is runRootJob with a manual rotate-root's options.
-func (b *Engine) RunRootJobWith(ctx context.Context, s logical.Storage, trigger string, opts RotateOptions) (*ConfigEntry, *logical.Response, error) {
+func (b *Engine) RunRootJobWith(ctx context.Context, s logical.Storage, trigger string, opts RotateOptions) (*model.ConfigEntry, *logical.Response, error) {
 	b.ConfigMu.Lock()
 	defer b.ConfigMu.Unlock()
 
-	cfg, err := LoadConfig(ctx, s)
+	cfg, err := model.LoadConfig(ctx, s)
 	if err != nil {
 		if trigger != TriggerManual {
 			b.retryUnreadable(RootQueueKey, err)
@@ -110,10 +111,10 @@ func (b *Engine) RunRootJobWith(ctx context.Context, s logical.Storage, trigger 
 }
 
 // failRoot records a failed root rotation on the config, best effort.
-func (b *Engine) failRoot(ctx context.Context, s logical.Storage, cfg *ConfigEntry, resp *logical.Response, err error) (*ConfigEntry, *logical.Response, error) {
+func (b *Engine) failRoot(ctx context.Context, s logical.Storage, cfg *model.ConfigEntry, resp *logical.Response, err error) (*model.ConfigEntry, *logical.Response, error) {
 	msg := failureMessage(resp, err)
 	cfg.RootFailures.Fail(msg, b.Clock.Now(), b.backoff)
-	if serr := StoreConfig(ctx, s, cfg); serr != nil {
+	if serr := model.StoreConfig(ctx, s, cfg); serr != nil {
 		b.logger().Warn("could not record the root rotation failure", "error", serr)
 	}
 	b.logger().Warn("root rotation failed", "consecutive_failures", cfg.RootFailures.LastFailure.ConsecutiveFailures,
@@ -126,13 +127,13 @@ func (b *Engine) failRoot(ctx context.Context, s logical.Storage, cfg *ConfigEnt
 // touched, set with an idempotent PATCH, proven by obtaining a token with it, and only then
 // made current. A crash at any point leaves a config from which resolvePendingRootLocked
 // finishes or rolls back the rotation. The caller holds configMu.
-func (b *Engine) rotateRootLocked(ctx context.Context, s logical.Storage, cfg *ConfigEntry) (*logical.Response, error) {
+func (b *Engine) rotateRootLocked(ctx context.Context, s logical.Storage, cfg *model.ConfigEntry) (*logical.Response, error) {
 	secret, err := GenerateClientSecret()
 	if err != nil {
 		return nil, err
 	}
 	cfg.PendingClientSecret = secret
-	if err := StoreConfig(b.ctx, s, cfg); err != nil {
+	if err := model.StoreConfig(b.ctx, s, cfg); err != nil {
 		cfg.PendingClientSecret = ""
 		return nil, fmt.Errorf("storing the pending root secret: %w", err)
 	}
@@ -148,7 +149,7 @@ func (b *Engine) rotateRootLocked(ctx context.Context, s logical.Storage, cfg *C
 			return nil, nil
 		}
 		cfg.PendingClientSecret = ""
-		if serr := StoreConfig(b.ctx, s, cfg); serr != nil {
+		if serr := model.StoreConfig(b.ctx, s, cfg); serr != nil {
 			b.logger().Warn("could not clear the pending root secret; it will be resolved at the next start", "error", serr)
 		}
 		return Auth0Failure(fmt.Sprintf("setting a new secret on the Management API application %q (nothing changed; the current secret stays in use)", cfg.ClientID), err)
@@ -185,7 +186,7 @@ func rootFailure(what string, err error) (*logical.Response, error) {
 // works, the pending secret is set again (the PATCH is idempotent) and the rotation
 // finished; if Auth0 refuses that, it is rolled back and errRootRolledBack returned. If
 // neither works yet, nothing changes and an error is returned. The caller holds configMu.
-func (b *Engine) resolvePendingRootLocked(ctx context.Context, s logical.Storage, cfg *ConfigEntry) error {
+func (b *Engine) resolvePendingRootLocked(ctx context.Context, s logical.Storage, cfg *model.ConfigEntry) error {
 	pending := cfg.PendingClientSecret
 	err := auth0api.VerifyCredentials(ctx, b.SettingsOf(cfg.WithSecret(pending)))
 	if err == nil {
@@ -206,7 +207,7 @@ func (b *Engine) resolvePendingRootLocked(ctx context.Context, s logical.Storage
 			return fmt.Errorf("setting the pending root secret again: %w", err)
 		}
 		cfg.PendingClientSecret = ""
-		if serr := StoreConfig(b.ctx, s, cfg); serr != nil {
+		if serr := model.StoreConfig(b.ctx, s, cfg); serr != nil {
 			cfg.PendingClientSecret = pending
 			return fmt.Errorf("rolling back the root rotation: %w", serr)
 		}
@@ -225,7 +226,7 @@ func (b *Engine) resolvePendingRootLocked(ctx context.Context, s logical.Storage
 
 // setRootSecret PATCHes the pending secret onto the Management API application, using the
 // current credentials.
-func (b *Engine) setRootSecret(cfg *ConfigEntry) error {
+func (b *Engine) setRootSecret(cfg *model.ConfigEntry) error {
 	// A client of its own, built from exactly these credentials: the cached one may
 	// predate them.
 	client, err := b.newClient(b.ctx, cfg)
@@ -237,7 +238,7 @@ func (b *Engine) setRootSecret(cfg *ConfigEntry) error {
 }
 
 // waitRootAccepted polls until Auth0 issues a token for secret, for up to rootAcceptWait.
-func (b *Engine) waitRootAccepted(cfg *ConfigEntry, secret string) error {
+func (b *Engine) waitRootAccepted(cfg *model.ConfigEntry, secret string) error {
 	deadline := b.Clock.Now().Add(b.rootAcceptWait)
 	for {
 		err := auth0api.VerifyCredentials(b.ctx, b.SettingsOf(cfg.WithSecret(secret)))
@@ -252,7 +253,7 @@ func (b *Engine) waitRootAccepted(cfg *ConfigEntry, secret string) error {
 
 // promotePendingRoot makes the pending secret current, drops the old one, and switches the
 // mount's client to it at once (other nodes follow through Invalidate).
-func (b *Engine) promotePendingRoot(s logical.Storage, cfg *ConfigEntry) error {
+func (b *Engine) promotePendingRoot(s logical.Storage, cfg *model.ConfigEntry) error {
 	now := b.Clock.Now().UTC()
 	next := *cfg
 	next.ClientSecret = cfg.PendingClientSecret
@@ -262,7 +263,7 @@ func (b *Engine) promotePendingRoot(s logical.Storage, cfg *ConfigEntry) error {
 	if next.RootRotationPeriod > 0 {
 		next.NextRootRotation = now.Add(next.RootRotationPeriod)
 	}
-	if err := StoreConfig(b.ctx, s, &next); err != nil {
+	if err := model.StoreConfig(b.ctx, s, &next); err != nil {
 		return fmt.Errorf("storing the new root secret (Auth0 already accepts it; it stays pending and is made current once storage works): %w", err)
 	}
 	*cfg = next
@@ -278,7 +279,7 @@ func (b *Engine) rootStep(step string) {
 }
 
 // scheduleRoot queues the root job at the time the config says, or takes it out.
-func (b *Engine) ScheduleRoot(cfg *ConfigEntry) {
+func (b *Engine) ScheduleRoot(cfg *model.ConfigEntry) {
 	sch := b.Sched.Load()
 	if sch == nil {
 		return
@@ -293,9 +294,9 @@ func (b *Engine) ScheduleRoot(cfg *ConfigEntry) {
 
 // rootKeyDue is when the root job of a mount on private_key_jwt is due: at once while it
 // has no key yet, else when its key state says.
-func rootKeyDue(c *ConfigEntry, now time.Time) time.Time {
+func rootKeyDue(c *model.ConfigEntry, now time.Time) time.Time {
 	if c.RootKey == nil || c.RootKey.Current() == nil && c.RootKey.PendingKey == nil {
-		return Later(now, c.RootFailures.NextAttempt)
+		return model.Later(now, c.RootFailures.NextAttempt)
 	}
 	return DueTime(c.RootKeyState(), now)
 }
@@ -303,16 +304,16 @@ func rootKeyDue(c *ConfigEntry, now time.Time) time.Time {
 // rootDue is when the scheduler should next run the root job, zero for never: at once
 // (after any backoff) while a root rotation is unfinished, else at the next periodic
 // rotation, or after a failure the next attempt if that is later.
-func rootDue(c *ConfigEntry, now time.Time) time.Time {
+func rootDue(c *model.ConfigEntry, now time.Time) time.Time {
 	switch {
 	case c == nil:
 		return time.Time{}
 	case c.UsesKey():
 		return rootKeyDue(c, now)
 	case c.PendingClientSecret != "":
-		return Later(now, c.RootFailures.NextAttempt)
-	case c.RootRotationPeriod == 0 || !PlausibleDue(c.NextRootRotation, now):
+		return model.Later(now, c.RootFailures.NextAttempt)
+	case c.RootRotationPeriod == 0 || !model.PlausibleDue(c.NextRootRotation, now):
 		return time.Time{}
 	}
-	return Later(c.NextRootRotation, c.RootFailures.NextAttempt)
+	return model.Later(c.NextRootRotation, c.RootFailures.NextAttempt)
 }

@@ -1,6 +1,7 @@
-package auth0
+package engine
 
 import (
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"time"
 )
 
@@ -30,10 +31,10 @@ type readAgain struct {
 // consumer that re-reads while the due event's job has not run yet finds
 // last_vault_rotation unchanged and ttl at its 1 second floor: it reads again, and finds
 // the change a moment later.
-func ReadAgainAt(c *CredsEntry, now time.Time) readAgain {
-	base := Later(c.LastEvent, c.Current.CreatedTime)
+func ReadAgainAt(c *model.CredsEntry, now time.Time) readAgain {
+	base := model.Later(c.LastEvent, c.Current.CreatedTime)
 	if c.Next != nil {
-		base = Later(base, c.Next.CreatedTime)
+		base = model.Later(base, c.Next.CreatedTime)
 	}
 	step := c.MaxTTLOrDefault()
 	next := nextChange(c)

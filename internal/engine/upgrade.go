@@ -1,8 +1,9 @@
-package auth0
+package engine
 
 import (
 	"context"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -15,13 +16,13 @@ import (
 // to share its application with another, or with the mount's config, or whose stored
 // schedule cannot fire, is marked blocked and reported, never rotated. The caller holds the
 // role's lock.
-func (b *Engine) UpgradeRoleLocked(ctx context.Context, s logical.Storage, name string, role *RoleEntry) error {
+func (b *Engine) UpgradeRoleLocked(ctx context.Context, s logical.Storage, name string, role *model.RoleEntry) error {
 	for _, v := range role.Versions {
 		if v.LegacySecret == "" {
 			continue
 		}
-		sec := &SecretEntry{Version: v.Version, Secret: v.LegacySecret, CreatedTime: v.CreatedTime, Source: v.Source}
-		if err := SaveSecret(ctx, s, name, sec); err != nil {
+		sec := &model.SecretEntry{Version: v.Version, Secret: v.LegacySecret, CreatedTime: v.CreatedTime, Source: v.Source}
+		if err := model.SaveSecret(ctx, s, name, sec); err != nil {
 			return err
 		}
 	}
@@ -34,7 +35,7 @@ func (b *Engine) UpgradeRoleLocked(ctx context.Context, s logical.Storage, name 
 	}
 
 	next := role.Clone()
-	next.Layout = RoleLayout
+	next.Layout = model.RoleLayout
 	for i, v := range next.Versions {
 		cp := *v
 		cp.LegacySecret = ""
@@ -45,13 +46,13 @@ func (b *Engine) UpgradeRoleLocked(ctx context.Context, s logical.Storage, name 
 	} else if problem := next.ScheduleProblem(b.Clock.Now()); problem != "" {
 		next.Blocked = problem
 	}
-	if err := SaveRole(ctx, s, name, next); err != nil {
+	if err := model.SaveRole(ctx, s, name, next); err != nil {
 		return err
 	}
 	*role = *next
 	if role.Blocked != "" {
 		b.logger().Error("role not rotated until its operator acts", "role", name, "client_id", role.ClientID, "reason", role.Blocked)
 	}
-	b.logger().Info("moved role to the current storage layout", "role", name, "layout", fmt.Sprint(RoleLayout), "versions", len(role.Versions))
+	b.logger().Info("moved role to the current storage layout", "role", name, "layout", fmt.Sprint(model.RoleLayout), "versions", len(role.Versions))
 	return nil
 }

@@ -1,7 +1,8 @@
-package auth0
+package engine
 
 import (
 	"context"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,7 +92,7 @@ func NewEngine(clk clock.Clock, host Host, version string) *Engine {
 		host:      host,
 		version:   version,
 		Clock:     clk,
-		Jitter:    RandomJitter,
+		Jitter:    model.RandomJitter,
 		roleLocks: locksutil.CreateLocks(),
 		ctx:       ctx,
 		Cancel:    cancel,
@@ -102,7 +103,7 @@ func NewEngine(clk clock.Clock, host Host, version string) *Engine {
 		rootAcceptWait: rootAcceptWait,
 		GenerateKey:    auth0api.GenerateRSAKey,
 		Tokens:         newTokenCache(),
-		CredsCache:     NewCredsCache(DefaultCredsCacheSize),
+		CredsCache:     NewCredsCache(model.DefaultCredsCacheSize),
 	}
 }
 

@@ -1,4 +1,4 @@
-package auth0
+package model
 
 import (
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"

@@ -1,9 +1,10 @@
-package auth0
+package engine
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"strings"
 	"time"
 
@@ -34,19 +35,19 @@ type RotateOptions struct {
 // stagedKind is credential_type=client_secret with rotation_strategy=staged.
 type stagedKind struct{}
 
-func (stagedKind) CredentialType() string { return CredentialClientSecret }
-func (stagedKind) Strategy() string       { return StrategyStaged }
+func (stagedKind) CredentialType() string { return model.CredentialClientSecret }
+func (stagedKind) Strategy() string       { return model.StrategyStaged }
 func (stagedKind) rotates() string        { return "with a staged secret" }
 func (stagedKind) ownFields() []string    { return []string{"stage_period", "password_policy"} }
 func (stagedKind) options() []string      { return []string{"switch_now", "cancel_staged"} }
 
 // applyFields validates and applies stage_period and password_policy (whose policy the
 // role write checks exists).
-func (stagedKind) ApplyFields(role *RoleEntry, d *framework.FieldData, _ bool, now time.Time) *logical.Response {
+func (stagedKind) ApplyFields(role *model.RoleEntry, d *framework.FieldData, _ bool, now time.Time) *logical.Response {
 	if raw, ok := d.GetOk("stage_period"); ok {
 		period := time.Duration(raw.(int)) * time.Second
-		if period < MinRotationPeriod && period != 0 {
-			return logical.ErrorResponse("stage_period must be at least %s, got %s", MinRotationPeriod, period)
+		if period < model.MinRotationPeriod && period != 0 {
+			return logical.ErrorResponse("stage_period must be at least %s, got %s", model.MinRotationPeriod, period)
 		}
 		role.StagePeriod = period
 	}
@@ -67,11 +68,11 @@ func (stagedKind) ApplyFields(role *RoleEntry, d *framework.FieldData, _ bool, n
 	return nil
 }
 
-func (stagedKind) CheckApplication(context.Context, *connection, *RoleEntry) (*logical.Response, error) {
+func (stagedKind) CheckApplication(context.Context, *connection, *model.RoleEntry) (*logical.Response, error) {
 	return nil, nil
 }
 
-func (stagedKind) ReadFields(role *RoleEntry, data map[string]interface{}) {
+func (stagedKind) ReadFields(role *model.RoleEntry, data map[string]interface{}) {
 	data["stage_period"] = int64(role.StagePeriodOrDefault().Seconds())
 	data["password_policy"] = role.PasswordPolicy
 	if st := role.Staged; st != nil {
@@ -80,20 +81,20 @@ func (stagedKind) ReadFields(role *RoleEntry, data map[string]interface{}) {
 	}
 }
 
-func (stagedKind) run(ctx context.Context, j *roleJob) (*VersionMeta, *logical.Response, error) {
+func (stagedKind) run(ctx context.Context, j *roleJob) (*model.VersionMeta, *logical.Response, error) {
 	return j.resolveThenRotate(ctx, j.runStaged)
 }
 
-func (stagedKind) dueTime(r *RoleEntry, now time.Time) time.Time {
+func (stagedKind) dueTime(r *model.RoleEntry, now time.Time) time.Time {
 	if r.Staged != nil {
 		// A staged secret switches at its time, scheduled role or not.
-		return Later(r.Staged.SwitchTime, r.NextAttempt)
+		return model.Later(r.Staged.SwitchTime, r.NextAttempt)
 	}
 	// The next secret is published stage_period before the rotation.
 	return r.ScheduledDue(now, r.StagePeriodOrDefault())
 }
 
-func (stagedKind) consumerLead(r *RoleEntry) time.Duration { return r.StagePeriodOrDefault() }
+func (stagedKind) consumerLead(r *model.RoleEntry) time.Duration { return r.StagePeriodOrDefault() }
 
 // schemas are the staged strategy's fields in the API.
 func (stagedKind) schemas() KindSchemas {
@@ -101,7 +102,7 @@ func (stagedKind) schemas() KindSchemas {
 		Role: map[string]*framework.FieldSchema{
 			"stage_period": {
 				Type:        framework.TypeDurationSecond,
-				Description: fmt.Sprintf("Staged roles: how long the next secret is published before it becomes current. Default %s; shorter than rotation_period (and than the interval between rotation_schedule's times).", DefaultStagePeriod),
+				Description: fmt.Sprintf("Staged roles: how long the next secret is published before it becomes current. Default %s; shorter than rotation_period (and than the interval between rotation_schedule's times).", model.DefaultStagePeriod),
 			},
 			"password_policy": {
 				Type:        framework.TypeString,
@@ -130,9 +131,9 @@ next_switch_time hold it. Two ways to consume it with zero downtime:
 	}
 }
 
-func (stagedKind) servesPrevious(*RoleEntry, int) bool { return true }
+func (stagedKind) servesPrevious(*model.RoleEntry, int) bool { return true }
 
-func (stagedKind) credsMeta(r *RoleEntry, c *CredsEntry) {
+func (stagedKind) credsMeta(r *model.RoleEntry, c *model.CredsEntry) {
 	c.StagePeriod = r.StagePeriodOrDefault()
 	c.NextSwitchTime = time.Time{}
 	if r.Staged != nil {
@@ -142,29 +143,29 @@ func (stagedKind) credsMeta(r *RoleEntry, c *CredsEntry) {
 	}
 }
 
-func (stagedKind) nextChange(c *CredsEntry) time.Time {
+func (stagedKind) nextChange(c *model.CredsEntry) time.Time {
 	switch {
 	case c.Next != nil:
 		// A staged secret: consumers must see the switch.
-		return Later(c.NextSwitchTime, c.NextAttempt)
+		return model.Later(c.NextSwitchTime, c.NextAttempt)
 	case c.RotationPeriod == 0 && c.RotationSchedule == "":
 		return time.Time{}
 	}
 	// Consumers must see the next secret when it is published.
-	return Later(c.NextVaultRotation.Add(-c.StagePeriod), c.NextAttempt)
+	return model.Later(c.NextVaultRotation.Add(-c.StagePeriod), c.NextAttempt)
 }
 
-func (stagedKind) CredsFields(c *CredsEntry, served, previous *SecretEntry, current bool, data map[string]interface{}) {
+func (stagedKind) CredsFields(c *model.CredsEntry, served, previous *model.SecretEntry, current bool, data map[string]interface{}) {
 	secretCredsFields(c, served, previous, current, data)
 }
 
-func (stagedKind) authenticate(b *Engine, cfg *ConfigEntry, c *CredsEntry, req *auth0api.TokenRequest) error {
+func (stagedKind) authenticate(b *Engine, cfg *model.ConfigEntry, c *model.CredsEntry, req *auth0api.TokenRequest) error {
 	return secretKind{}.authenticate(b, cfg, c, req)
 }
 
 // runStaged is the part of a role's job (runRoleJob) that the staged strategy runs, under
 // the role's lock: cancel, stage, or switch, as the trigger and the time say.
-func (j *roleJob) runStaged(ctx context.Context) (*VersionMeta, *logical.Response, error) {
+func (j *roleJob) runStaged(ctx context.Context) (*model.VersionMeta, *logical.Response, error) {
 	b, role := j.b, j.role
 	if j.opts.CancelStaged {
 		if role.Staged == nil {
@@ -182,7 +183,7 @@ func (j *roleJob) runStaged(ctx context.Context) (*VersionMeta, *logical.Respons
 		return nil, nil, nil
 	}
 	if role.Staged == nil {
-		switchAt := Later(role.NextVaultRotation, j.now.Add(role.StagePeriodOrDefault()))
+		switchAt := model.Later(role.NextVaultRotation, j.now.Add(role.StagePeriodOrDefault()))
 		if j.trigger == TriggerManual {
 			switchAt = j.now.Add(role.StagePeriodOrDefault())
 		}
@@ -229,19 +230,19 @@ func (j *roleJob) runStaged(ctx context.Context) (*VersionMeta, *logical.Respons
 // stageLocked generates the role's next secret and publishes it, to switch at switchAt:
 // the secret entry first, then creds (next_client_secret), then the role, whose staged
 // state is the commit point. Nothing changes at Auth0.
-func (b *Engine) stageLocked(ctx context.Context, s logical.Storage, name string, role *RoleEntry, switchAt, now time.Time) error {
+func (b *Engine) stageLocked(ctx context.Context, s logical.Storage, name string, role *model.RoleEntry, switchAt, now time.Time) error {
 	secret, err := b.GenerateSecret(ctx, role.PasswordPolicy)
 	if err != nil {
 		return err
 	}
 	next := role.Clone()
-	next.Staged = &StagedSecret{Version: role.CurrentVersion() + 1, StagedTime: now.UTC(), SwitchTime: switchAt.UTC()}
+	next.Staged = &model.StagedSecret{Version: role.CurrentVersion() + 1, StagedTime: now.UTC(), SwitchTime: switchAt.UTC()}
 	next.Succeed()
-	sec := &SecretEntry{Version: next.Staged.Version, Secret: secret, CreatedTime: now.UTC(), Source: SourceStaged}
-	if err := SaveSecret(ctx, s, name, sec); err != nil {
+	sec := &model.SecretEntry{Version: next.Staged.Version, Secret: secret, CreatedTime: now.UTC(), Source: model.SourceStaged}
+	if err := model.SaveSecret(ctx, s, name, sec); err != nil {
 		return err
 	}
-	if creds, err := LoadCreds(ctx, s, name); err != nil {
+	if creds, err := model.LoadCreds(ctx, s, name); err != nil {
 		return err
 	} else if creds != nil {
 		creds.Next = sec
@@ -250,7 +251,7 @@ func (b *Engine) stageLocked(ctx context.Context, s logical.Storage, name string
 			return err
 		}
 	}
-	if err := SaveRole(ctx, s, name, next); err != nil {
+	if err := model.SaveRole(ctx, s, name, next); err != nil {
 		return err
 	}
 	*role = *next
@@ -261,13 +262,13 @@ func (b *Engine) stageLocked(ctx context.Context, s logical.Storage, name string
 // switchStagedLocked sets the staged secret on Auth0 (PATCH, idempotent: a retry after
 // any failure sends the same secret), checks it where the scopes allow, and makes it the
 // current version.
-func (b *Engine) switchStagedLocked(ctx context.Context, s logical.Storage, name string, role *RoleEntry, conn *connection) (*VersionMeta, *logical.Response, error) {
+func (b *Engine) switchStagedLocked(ctx context.Context, s logical.Storage, name string, role *model.RoleEntry, conn *connection) (*model.VersionMeta, *logical.Response, error) {
 	staged := role.Staged
-	sec, err := LoadSecret(ctx, s, name, nil, staged.Version)
+	sec, err := model.LoadSecret(ctx, s, name, nil, staged.Version)
 	if err != nil {
 		return nil, nil, err
 	}
-	if sec == nil || sec.Source != SourceStaged {
+	if sec == nil || sec.Source != model.SourceStaged {
 		// Storage lost the staged secret; it never reached Auth0 unless a PATCH went out,
 		// which can only have sent this very entry: stage anew.
 		if err := b.cancelStagedLocked(ctx, s, name, role, b.Clock.Now()); err != nil {
@@ -287,7 +288,7 @@ func (b *Engine) switchStagedLocked(ctx context.Context, s logical.Storage, name
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", what, err)
 	}
-	version, err := b.commit(s, name, role, sec.Secret, VersionMeta{Source: SourceStaged, StagedTime: staged.StagedTime, Verified: verified}, b.Clock.Now())
+	version, err := b.commit(s, name, role, sec.Secret, model.VersionMeta{Source: model.SourceStaged, StagedTime: staged.StagedTime, Verified: verified}, b.Clock.Now())
 	if err != nil {
 		return nil, nil, fmt.Errorf("Auth0 holds the staged secret of role %q but storing the switch failed (%w); the same secret is set again and stored at the next attempt", name, err)
 	}
@@ -303,7 +304,7 @@ func (b *Engine) verifySwitch(conn *connection, clientID, secret string) (string
 	info, err := conn.Client.ReadClient(b.ctx, clientID, true)
 	switch {
 	case err == nil && info.Secret == secret:
-		return VerifiedReadBack, nil
+		return model.VerifiedReadBack, nil
 	case err == nil:
 		return "", errors.New("after the PATCH Auth0 holds another secret (something else changed it); the staged secret is set again at the next attempt")
 	case !lacksReadClientKeys(err):
@@ -316,49 +317,49 @@ func (b *Engine) verifySwitch(conn *connection, clientID, secret string) (string
 		err := auth0api.VerifyCredentials(b.ctx, b.SettingsOf(app))
 		switch forbidden, code := auth0api.TokenForbidden(err); {
 		case err == nil:
-			return VerifiedToken, nil
+			return model.VerifiedToken, nil
 		case forbidden:
 			if code == "unauthorized_client" {
-				return VerifiedNone, nil // no client-credentials grant: the secret cannot be exercised
+				return model.VerifiedNone, nil // no client-credentials grant: the secret cannot be exercised
 			}
-			return VerifiedToken, nil // authenticated; only the audience is not granted
+			return model.VerifiedToken, nil // authenticated; only the audience is not granted
 		case !auth0api.CredentialsRejected(err):
 			b.logger().Warn("could not check the switched secret at /oauth/token", "client_id", clientID, "error", err)
-			return VerifiedNone, nil
+			return model.VerifiedNone, nil
 		case !b.Clock.Now().Before(deadline):
 			return "", fmt.Errorf("Auth0 accepted the PATCH but still refuses the secret at /oauth/token after %s", b.rootAcceptWait)
 		}
 		if err := clock.Sleep(b.ctx, b.Clock, time.Second); err != nil {
-			return VerifiedNone, nil
+			return model.VerifiedNone, nil
 		}
 	}
 }
 
 // cancelStagedLocked discards the staged secret, which never reached Auth0 (or, if a
 // PATCH did go out, was answered with a failure), and records the cancellation.
-func (b *Engine) cancelStagedLocked(ctx context.Context, s logical.Storage, name string, role *RoleEntry, now time.Time) error {
+func (b *Engine) cancelStagedLocked(ctx context.Context, s logical.Storage, name string, role *model.RoleEntry, now time.Time) error {
 	staged := role.Staged
 	next := role.Clone()
 	next.Staged = nil
-	next.Cancelled = append(next.Cancelled, &CancelledStage{Version: staged.Version, StagedTime: staged.StagedTime, CancelledTime: now.UTC()})
-	if n := len(next.Cancelled) - MaxCancelledStages; n > 0 {
-		next.Cancelled = append([]*CancelledStage(nil), next.Cancelled[n:]...)
+	next.Cancelled = append(next.Cancelled, &model.CancelledStage{Version: staged.Version, StagedTime: staged.StagedTime, CancelledTime: now.UTC()})
+	if n := len(next.Cancelled) - model.MaxCancelledStages; n > 0 {
+		next.Cancelled = append([]*model.CancelledStage(nil), next.Cancelled[n:]...)
 	}
 	// The role first: once it no longer stages the secret, nothing will set it on Auth0;
 	// creds still publishing it for a moment (or after a crash, until the role's next
 	// write) costs a consumer at most a refused try.
-	if err := SaveRole(ctx, s, name, next); err != nil {
+	if err := model.SaveRole(ctx, s, name, next); err != nil {
 		return err
 	}
 	*role = *next
-	if creds, err := LoadCreds(ctx, s, name); err == nil && creds != nil {
+	if creds, err := model.LoadCreds(ctx, s, name); err == nil && creds != nil {
 		CredsMeta(role, creds)
 		err = b.putCreds(ctx, s, name, creds)
 		if err != nil {
 			b.logger().Warn("could not withdraw a cancelled staged secret from creds; the role's next write does", "role", name, "error", err)
 		}
 	}
-	if err := DeleteKey(ctx, s, SecretKey(name, staged.Version)); err != nil {
+	if err := model.DeleteKey(ctx, s, model.SecretKey(name, staged.Version)); err != nil {
 		b.logger().Warn("could not delete a cancelled staged secret", "role", name, "error", err)
 	}
 	b.logger().Info("cancelled the staged client secret", "role", name, "next_version", staged.Version)

@@ -1,8 +1,9 @@
-package auth0
+package engine
 
 import (
 	"context"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"strings"
 	"time"
 
@@ -37,16 +38,16 @@ const (
 type rootKeyHolder struct {
 	b   *Engine
 	s   logical.Storage
-	cfg *ConfigEntry
+	cfg *model.ConfigEntry
 }
 
 func (*rootKeyHolder) describe() string { return "the Management API application" }
 
-func (h *rootKeyHolder) storeState(ctx context.Context, next *RoleEntry) error {
+func (h *rootKeyHolder) storeState(ctx context.Context, next *model.RoleEntry) error {
 	cp := *h.cfg
 	cp.RootKey = next
 	cp.RootFailures = next.FailureState
-	if err := StoreConfig(ctx, h.s, &cp); err != nil {
+	if err := model.StoreConfig(ctx, h.s, &cp); err != nil {
 		return err
 	}
 	*h.cfg = cp
@@ -55,7 +56,7 @@ func (h *rootKeyHolder) storeState(ctx context.Context, next *RoleEntry) error {
 
 // commitVersion stores the new key's secret entry, then the config that authenticates
 // with it (the commit point), retried whole on a storage error; the old secret goes.
-func (h *rootKeyHolder) CommitVersion(ctx context.Context, role, next *RoleEntry, creds *CredsEntry, prune bool) error {
+func (h *rootKeyHolder) CommitVersion(ctx context.Context, role, next *model.RoleEntry, creds *model.CredsEntry, prune bool) error {
 	cp := *h.cfg
 	cp.RootKey = next
 	cp.PrivateKey = creds.Current.PrivateKey
@@ -63,10 +64,10 @@ func (h *rootKeyHolder) CommitVersion(ctx context.Context, role, next *RoleEntry
 	cp.LastRootRotation, cp.NextRootRotation = next.LastVaultRotation, next.NextVaultRotation
 	cp.RootFailures = next.FailureState
 	err := h.b.retryStore(ctx, func() error {
-		if err := SaveSecret(ctx, h.s, RootKeyName, creds.Current); err != nil {
+		if err := model.SaveSecret(ctx, h.s, RootKeyName, creds.Current); err != nil {
 			return err
 		}
-		return StoreConfig(ctx, h.s, &cp)
+		return model.StoreConfig(ctx, h.s, &cp)
 	})
 	if err != nil {
 		return err
@@ -82,7 +83,7 @@ func (h *rootKeyHolder) CommitVersion(ctx context.Context, role, next *RoleEntry
 
 // runRootKeyLocked is the root job of a mount on private_key_jwt (runRootJob): the key
 // rotation of runAttached on the config's key state. The caller holds configMu.
-func (b *Engine) RunRootKeyLocked(ctx context.Context, s logical.Storage, cfg *ConfigEntry, trigger string, opts RotateOptions) (*logical.Response, error) {
+func (b *Engine) RunRootKeyLocked(ctx context.Context, s logical.Storage, cfg *model.ConfigEntry, trigger string, opts RotateOptions) (*logical.Response, error) {
 	conn, err := b.rootKeyConnection(ctx, s, cfg)
 	if err != nil {
 		resp, rerr := rootFailure("rotating the Management API application's key", err)
@@ -100,21 +101,21 @@ func (b *Engine) RunRootKeyLocked(ctx context.Context, s logical.Storage, cfg *C
 // the mount's current ones, or, when Auth0 refuses those while a key is pending (a
 // cutover from the client secret cut short after its PATCH), the pending key. Without a
 // pending key there is nothing to choose, and nothing is asked of Auth0 here.
-func (b *Engine) rootKeyConnection(ctx context.Context, s logical.Storage, cfg *ConfigEntry) (*connection, error) {
+func (b *Engine) rootKeyConnection(ctx context.Context, s logical.Storage, cfg *model.ConfigEntry) (*connection, error) {
 	use := cfg
 	if pk := cfg.RootKey.PendingKeyIfAny(); pk != nil {
 		if err := auth0api.VerifyCredentials(ctx, b.SettingsOf(cfg)); err != nil {
 			if !auth0api.CredentialsRejected(err) {
 				return nil, err
 			}
-			sec, serr := LoadSecret(ctx, s, RootKeyName, nil, pk.Version)
+			sec, serr := model.LoadSecret(ctx, s, RootKeyName, nil, pk.Version)
 			if serr != nil || sec == nil || sec.PrivateKey == "" {
 				return nil, fmt.Errorf("Auth0 refuses the mount's credentials (%s) and the pending key cannot be read: %v", DescribeTokenError(err), serr)
 			}
 			try := *cfg
 			try.PrivateKey = sec.PrivateKey
 			try.RootKey = cfg.RootKey.Clone()
-			try.RootKey.Versions = append(try.RootKey.Versions, &VersionMeta{Version: pk.Version, KeyID: pk.CredentialID, KID: pk.KID, Algorithm: sec.Algorithm})
+			try.RootKey.Versions = append(try.RootKey.Versions, &model.VersionMeta{Version: pk.Version, KeyID: pk.CredentialID, KID: pk.KID, Algorithm: sec.Algorithm})
 			if verr := auth0api.VerifyCredentials(ctx, b.SettingsOf(&try)); verr != nil {
 				return nil, fmt.Errorf("Auth0 accepts neither the mount's credentials (%s) nor its pending key (%s)", DescribeTokenError(err), DescribeTokenError(verr))
 			}
@@ -130,21 +131,21 @@ func (b *Engine) rootKeyConnection(ctx context.Context, s logical.Storage, cfg *
 
 // applyRootKeyFields applies credential_type, root_overlap_period, private_key and key_id
 // to the config being written, and answers an error response for what cannot be.
-func (b *Engine) ApplyRootKeyFields(ctx context.Context, s logical.Storage, cfg *ConfigEntry, d *framework.FieldData) *logical.Response {
+func (b *Engine) ApplyRootKeyFields(ctx context.Context, s logical.Storage, cfg *model.ConfigEntry, d *framework.FieldData) *logical.Response {
 	_, secretGiven := d.GetOk("client_secret")
 	if raw, ok := d.GetOk("credential_type"); ok {
 		switch ct := strings.ToLower(strings.TrimSpace(raw.(string))); ct {
-		case "", CredentialClientSecret:
+		case "", model.CredentialClientSecret:
 			if cfg.UsesKey() {
 				if !secretGiven {
 					return logical.ErrorResponse("switching the mount back to credential_type=client_secret needs client_secret in the same write: Auth0 refuses the application's old secret since it moved to private_key_jwt; switch it back in Auth0 (Applications > the application > Credentials) and give its secret")
 				}
 				cfg.CredentialType, cfg.PrivateKey, cfg.RootKey = "", "", nil
 			}
-		case CredentialPrivateKeyJWT:
+		case model.CredentialPrivateKeyJWT:
 			cfg.CredentialType = ct
 		default:
-			return logical.ErrorResponse("credential_type must be %q or %q, got %q", CredentialClientSecret, CredentialPrivateKeyJWT, raw)
+			return logical.ErrorResponse("credential_type must be %q or %q, got %q", model.CredentialClientSecret, model.CredentialPrivateKeyJWT, raw)
 		}
 	}
 	if raw, ok := d.GetOk("root_overlap_period"); ok {
@@ -178,8 +179,8 @@ func (b *Engine) ApplyRootKeyFields(ctx context.Context, s logical.Storage, cfg 
 	// The key must work, and Auth0 says under which kid and algorithm it holds it.
 	try := *cfg
 	try.PrivateKey, try.ClientSecret, try.PendingClientSecret = privatePEM, "", ""
-	try.RootKey = &RoleEntry{Layout: RoleLayout, MaxVersions: 2, CredentialType: CredentialPrivateKeyJWT,
-		Versions: []*VersionMeta{{Version: 1, KeyID: keyID, Algorithm: auth0api.AlgRS256, Source: SourceImport, CreatedTime: b.Clock.Now().UTC()}}}
+	try.RootKey = &model.RoleEntry{Layout: model.RoleLayout, MaxVersions: 2, CredentialType: model.CredentialPrivateKeyJWT,
+		Versions: []*model.VersionMeta{{Version: 1, KeyID: keyID, Algorithm: auth0api.AlgRS256, Source: model.SourceImport, CreatedTime: b.Clock.Now().UTC()}}}
 	client, err := b.newClient(ctx, &try)
 	if err != nil {
 		return logical.ErrorResponse("private_key: %v", err)
@@ -201,8 +202,8 @@ func (b *Engine) ApplyRootKeyFields(ctx context.Context, s logical.Storage, cfg 
 		if cred.ID == keyID {
 			v := try.RootKey.Versions[0]
 			v.KID, v.Algorithm = cred.KID, cred.Algorithm
-			sec := &SecretEntry{Version: 1, PrivateKey: privatePEM, KeyID: keyID, KID: cred.KID, Algorithm: cred.Algorithm, CreatedTime: v.CreatedTime, Source: SourceImport}
-			if err := SaveSecret(ctx, s, RootKeyName, sec); err != nil {
+			sec := &model.SecretEntry{Version: 1, PrivateKey: privatePEM, KeyID: keyID, KID: cred.KID, Algorithm: cred.Algorithm, CreatedTime: v.CreatedTime, Source: model.SourceImport}
+			if err := model.SaveSecret(ctx, s, RootKeyName, sec); err != nil {
 				return logical.ErrorResponse("storing the key: %v", err)
 			}
 			cfg.PrivateKey, cfg.ClientSecret, cfg.PendingClientSecret, cfg.RootKey = privatePEM, "", "", try.RootKey
@@ -214,7 +215,7 @@ func (b *Engine) ApplyRootKeyFields(ctx context.Context, s logical.Storage, cfg 
 }
 
 // rootKeyFields adds what a config read shows of the mount's key.
-func RootKeyFields(c *ConfigEntry, data map[string]interface{}) {
+func RootKeyFields(c *model.ConfigEntry, data map[string]interface{}) {
 	data["credential_type"] = CredentialTypeName(c.CredentialType)
 	if !c.UsesKey() {
 		return

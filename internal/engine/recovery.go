@@ -1,4 +1,4 @@
-package auth0
+package engine
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"net/http"
 	"slices"
 	"time"
@@ -61,7 +62,7 @@ const scopeWarning = "after an interrupted rotation Vault could not read the app
 
 // resolveRoleWALs resolves every rotation of role name left in flight. The caller holds
 // the role's lock, so no live rotation owns any entry found here.
-func (b *Engine) resolveRoleWALs(ctx context.Context, s logical.Storage, name string, role *RoleEntry) error {
+func (b *Engine) resolveRoleWALs(ctx context.Context, s logical.Storage, name string, role *model.RoleEntry) error {
 	pending, err := b.PendingRotations(ctx, s)
 	if err != nil {
 		return err
@@ -85,7 +86,7 @@ func (b *Engine) resolveRoleWALs(ctx context.Context, s logical.Storage, name st
 //   - the secret entry of version BaseVersion+1 records it: Auth0 answered and Vault
 //     stored the secret, but a crash cut the commit short: the commit is finished;
 //   - otherwise Auth0 may hold a secret Vault never saw: it is read back (recoverLocked).
-func (b *Engine) resolveWALLocked(ctx context.Context, s logical.Storage, name string, role *RoleEntry, p PendingRotation) (*VersionMeta, error) {
+func (b *Engine) resolveWALLocked(ctx context.Context, s logical.Storage, name string, role *model.RoleEntry, p PendingRotation) (*model.VersionMeta, error) {
 	w := p.Wal
 	if role == nil || role.ClientID != w.ClientID {
 		b.deleteWAL(s, p.Id)
@@ -98,7 +99,7 @@ func (b *Engine) resolveWALLocked(ctx context.Context, s logical.Storage, name s
 		}
 	}
 	if role.CurrentVersion() == w.BaseVersion {
-		sec, err := LoadSecret(ctx, s, name, nil, w.BaseVersion+1)
+		sec, err := model.LoadSecret(ctx, s, name, nil, w.BaseVersion+1)
 		if err != nil {
 			return nil, err
 		}
@@ -132,7 +133,7 @@ func (b *Engine) resolveWALLocked(ctx context.Context, s logical.Storage, name s
 // version's, stores it as a new version with source "recovered". Without that scope it
 // rotates again and stores the result, and warns on the role. It returns the stored
 // version, or nil if the role already held Auth0's secret.
-func (b *Engine) recoverLocked(ctx context.Context, s logical.Storage, name string, role *RoleEntry, conn *connection, walID, priorHash string) (*VersionMeta, error) {
+func (b *Engine) recoverLocked(ctx context.Context, s logical.Storage, name string, role *model.RoleEntry, conn *connection, walID, priorHash string) (*model.VersionMeta, error) {
 	info, err := conn.Client.ReadClient(ctx, role.ClientID, true)
 	var secret string
 	switch {
@@ -141,7 +142,7 @@ func (b *Engine) recoverLocked(ctx context.Context, s logical.Storage, name stri
 			return nil, nil // Auth0 still holds the secret it held before: nothing applied
 		}
 		if n := role.CurrentVersion(); n > 0 {
-			cur, err := LoadSecret(ctx, s, name, role, n)
+			cur, err := model.LoadSecret(ctx, s, name, role, n)
 			if err != nil {
 				return nil, err
 			}
@@ -161,7 +162,7 @@ func (b *Engine) recoverLocked(ctx context.Context, s logical.Storage, name stri
 	default:
 		return nil, fmt.Errorf("reading the secret back from Auth0: %w", err)
 	}
-	version, err := b.CommitVersion(s, name, role, secret, SourceRecovered, walID, b.Clock.Now())
+	version, err := b.CommitVersion(s, name, role, secret, model.SourceRecovered, walID, b.Clock.Now())
 	if err != nil {
 		return nil, fmt.Errorf("storing the recovered secret: %w", err)
 	}
@@ -356,7 +357,7 @@ type roleWriteWAL struct {
 // write that fails writes creds again from the role stored (whether the failed write landed
 // or not) and drops the tokens readers may have fetched meanwhile; its entry stays only if
 // that failed too.
-func (b *Engine) StoreRoleWrite(ctx context.Context, s logical.Storage, name string, role *RoleEntry) error {
+func (b *Engine) StoreRoleWrite(ctx context.Context, s logical.Storage, name string, role *model.RoleEntry) error {
 	id, err := framework.PutWAL(ctx, s, WalKindRoleWrite, &roleWriteWAL{Role: name})
 	if err != nil {
 		return fmt.Errorf("storing the write-ahead entry of the role write: %w", err)
@@ -406,7 +407,7 @@ func (b *Engine) repairRoleWrite(ctx context.Context, s logical.Storage, name st
 // deleting entries.
 func (b *Engine) repairRoleWriteLocked(ctx context.Context, s logical.Storage, name string) error {
 	defer b.Tokens.DropRole(name)
-	role, err := LoadRole(ctx, s, name)
+	role, err := model.LoadRole(ctx, s, name)
 	if err != nil || role == nil {
 		return err
 	}

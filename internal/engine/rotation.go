@@ -1,9 +1,10 @@
-package auth0
+package engine
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"strconv"
 	"time"
 
@@ -14,8 +15,8 @@ import (
 
 // What set a job going. The first two are also the source recorded on a version.
 const (
-	TriggerManual    = SourceRotate    // auth0/rotate/:name
-	triggerScheduled = SourceScheduled // the role fell due in the queue
+	TriggerManual    = model.SourceRotate    // auth0/rotate/:name
+	triggerScheduled = model.SourceScheduled // the role fell due in the queue
 	// triggerReconcile finishes rotations left in flight and changes nothing else.
 	TriggerReconcile = "reconcile"
 )
@@ -53,18 +54,18 @@ const (
 //     and sets the next attempt after a capped exponential backoff.
 //
 // Whatever happens, the role is requeued at the time its stored state says.
-func (b *Engine) runRoleJob(ctx context.Context, s logical.Storage, name, trigger string) (*RoleEntry, *VersionMeta, *logical.Response, error) {
+func (b *Engine) runRoleJob(ctx context.Context, s logical.Storage, name, trigger string) (*model.RoleEntry, *model.VersionMeta, *logical.Response, error) {
 	return b.RunRoleJobWith(ctx, s, name, trigger, RotateOptions{})
 }
 
 // runRoleJobWith is runRoleJob with a manual rotate's options.
-func (b *Engine) RunRoleJobWith(ctx context.Context, s logical.Storage, name, trigger string, opts RotateOptions) (*RoleEntry, *VersionMeta, *logical.Response, error) {
+func (b *Engine) RunRoleJobWith(ctx context.Context, s logical.Storage, name, trigger string, opts RotateOptions) (*model.RoleEntry, *model.VersionMeta, *logical.Response, error) {
 	lock := b.RoleLock(name)
 	lock.Lock()
 	defer lock.Unlock()
 	defer b.markRotating(name)()
 
-	role, err := LoadRole(ctx, s, name)
+	role, err := model.LoadRole(ctx, s, name)
 	if err != nil {
 		if trigger != TriggerManual {
 			b.retryUnreadable(name, err)
@@ -86,7 +87,7 @@ type roleJob struct {
 	b       *Engine
 	s       logical.Storage
 	name    string
-	role    *RoleEntry
+	role    *model.RoleEntry
 	trigger string
 	opts    RotateOptions
 	now     time.Time
@@ -96,7 +97,7 @@ type roleJob struct {
 	conn *connection
 }
 
-func (j *roleJob) run(ctx context.Context) (*VersionMeta, *logical.Response, error) {
+func (j *roleJob) run(ctx context.Context) (*model.VersionMeta, *logical.Response, error) {
 	b, role := j.b, j.role
 	if role.Legacy() {
 		if err := b.UpgradeRoleLocked(ctx, j.s, j.name, role); err != nil {
@@ -135,7 +136,7 @@ func (j *roleJob) checkOwner(ctx context.Context) (*logical.Response, error) {
 	}
 	var msg, owner string
 	if conn != nil && !conn.Config.ClientAllowed(j.role.ClientID) {
-		msg = NotAllowedClient(j.role.ClientID)
+		msg = model.NotAllowedClient(j.role.ClientID)
 	} else if owner, err = j.b.claimApplication(ctx, j.s, j.name, j.role.ClientID); err != nil {
 		_, resp, err := j.Fail(ctx, nil, err)
 		return resp, err
@@ -167,7 +168,7 @@ func (j *roleJob) checkOwner(ctx context.Context) (*logical.Response, error) {
 }
 
 // skipMissedWindow moves a role whose rotation window passed to its next scheduled time.
-func (j *roleJob) skipMissedWindow(ctx context.Context) (*VersionMeta, *logical.Response, error) {
+func (j *roleJob) skipMissedWindow(ctx context.Context) (*model.VersionMeta, *logical.Response, error) {
 	role := j.role
 	missed := role.NextVaultRotation
 	role.NextVaultRotation = role.NextRotation(j.now)
@@ -182,7 +183,7 @@ func (j *roleJob) skipMissedWindow(ctx context.Context) (*VersionMeta, *logical.
 // fail records a failed attempt on the role: time, message, consecutive count and the next
 // attempt after backoff. Recording is best effort (storage may be what failed); the
 // backoff holds in memory all the same, since the role is requeued from j.role.
-func (j *roleJob) Fail(ctx context.Context, resp *logical.Response, err error) (*VersionMeta, *logical.Response, error) {
+func (j *roleJob) Fail(ctx context.Context, resp *logical.Response, err error) (*model.VersionMeta, *logical.Response, error) {
 	msg := failureMessage(resp, err)
 	j.role.Fail(msg, j.b.Clock.Now(), j.b.backoff)
 	if serr := j.holder().storeState(ctx, j.role); serr != nil {
@@ -195,7 +196,7 @@ func (j *roleJob) Fail(ctx context.Context, resp *logical.Response, err error) (
 
 // backoff is the delay before the next attempt after failures consecutive failures.
 func (b *Engine) backoff(failures int) time.Duration {
-	return RetryDelay(failures, b.retryBase, b.retryCap, b.Jitter)
+	return model.RetryDelay(failures, b.retryBase, b.retryCap, b.Jitter)
 }
 
 // commitVersion stores secret as the role's next version: the secret entry first (the
@@ -203,14 +204,14 @@ func (b *Engine) backoff(failures int) time.Duration {
 // then what creds serves, then the role entry, which is the commit point. Every step is
 // idempotent, so the sequence is retried whole on a storage error; on success role is
 // updated in place.
-func (b *Engine) CommitVersion(s logical.Storage, name string, role *RoleEntry, secret, source, walID string, now time.Time) (*VersionMeta, error) {
-	return b.commit(s, name, role, secret, VersionMeta{Source: source, WALID: walID}, now)
+func (b *Engine) CommitVersion(s logical.Storage, name string, role *model.RoleEntry, secret, source, walID string, now time.Time) (*model.VersionMeta, error) {
+	return b.commit(s, name, role, secret, model.VersionMeta{Source: source, WALID: walID}, now)
 }
 
 // commit is commitVersion for a version described by info (its source, write-ahead entry
 // and, for a staged secret, when it was staged and how the switch was checked). It also
 // ends the role's staged state: a committed version is no longer next.
-func (b *Engine) commit(s logical.Storage, name string, role *RoleEntry, secret string, info VersionMeta, now time.Time) (*VersionMeta, error) {
+func (b *Engine) commit(s logical.Storage, name string, role *model.RoleEntry, secret string, info model.VersionMeta, now time.Time) (*model.VersionMeta, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(b.ctx), commitTimeout)
 	defer cancel()
 	source, walID := info.Source, info.WALID
@@ -218,15 +219,15 @@ func (b *Engine) commit(s logical.Storage, name string, role *RoleEntry, secret 
 	next := role.Clone()
 	next.Staged = nil
 	meta, dropped := next.AddVersion(info, now)
-	if source != SourceImport { // an imported secret was not rotated by Vault
+	if source != model.SourceImport { // an imported secret was not rotated by Vault
 		next.LastVaultRotation = now.UTC()
 	}
 	next.NextVaultRotation = nextAfterRotation(role, now)
 	next.Succeed()
-	if source != SourceRecovered {
+	if source != model.SourceRecovered {
 		next.Warning = ""
 	}
-	creds := &CredsEntry{Current: &SecretEntry{Version: meta.Version, Secret: secret, CreatedTime: meta.CreatedTime, Source: source, WALID: walID}}
+	creds := &model.CredsEntry{Current: &model.SecretEntry{Version: meta.Version, Secret: secret, CreatedTime: meta.CreatedTime, Source: source, WALID: walID}}
 	CredsMeta(next, creds)
 
 	if err := b.storeVersion(ctx, s, name, role, next, creds, len(dropped) > 0); err != nil {
@@ -239,7 +240,7 @@ func (b *Engine) commit(s logical.Storage, name string, role *RoleEntry, secret 
 // sequence of writes (writeVersion) is retried on a storage error, each step being
 // idempotent. On success role becomes next, the role's cached tokens are dropped and, if
 // the version pushed older ones out, their secrets are deleted.
-func (b *Engine) storeVersion(ctx context.Context, s logical.Storage, name string, role, next *RoleEntry, creds *CredsEntry, prune bool) error {
+func (b *Engine) storeVersion(ctx context.Context, s logical.Storage, name string, role, next *model.RoleEntry, creds *model.CredsEntry, prune bool) error {
 	if err := b.retryStore(ctx, func() error { return b.writeVersion(ctx, s, name, role, next, creds) }); err != nil {
 		return err
 	}
@@ -271,8 +272,8 @@ func (b *Engine) retryStore(ctx context.Context, write func() error) error {
 // pruneSecrets deletes the secret entries of a role that it no longer retains: those
 // max_versions dropped, including any an earlier prune failed to delete. Best effort, after
 // the role entry that drops them is stored: a left-over entry is never served.
-func (b *Engine) PruneSecrets(ctx context.Context, s logical.Storage, name string, role *RoleEntry) {
-	keys, err := s.List(ctx, SecretsDir(name))
+func (b *Engine) PruneSecrets(ctx context.Context, s logical.Storage, name string, role *model.RoleEntry) {
+	keys, err := s.List(ctx, model.SecretsDir(name))
 	if err != nil {
 		b.logger().Warn("could not list a role's secrets to delete those it no longer retains", "role", name, "error", err)
 		return
@@ -282,19 +283,19 @@ func (b *Engine) PruneSecrets(ctx context.Context, s logical.Storage, name strin
 		if err != nil || role.Version(n) != nil || role.Staged != nil && role.Staged.Version == n || n > role.CurrentVersion() {
 			continue
 		}
-		if err := DeleteKey(ctx, s, SecretsDir(name)+k); err != nil {
+		if err := model.DeleteKey(ctx, s, model.SecretsDir(name)+k); err != nil {
 			b.logger().Warn("could not delete the secret of a version the role no longer retains", "role", name, "version", n, "error", err)
 		}
 	}
 }
 
 // writeVersion is one attempt of commitVersion's writes.
-func (b *Engine) writeVersion(ctx context.Context, s logical.Storage, name string, old, next *RoleEntry, creds *CredsEntry) error {
-	if err := SaveSecret(ctx, s, name, creds.Current); err != nil {
+func (b *Engine) writeVersion(ctx context.Context, s logical.Storage, name string, old, next *model.RoleEntry, creds *model.CredsEntry) error {
+	if err := model.SaveSecret(ctx, s, name, creds.Current); err != nil {
 		return err
 	}
 	if prev := creds.Current.Version - 1; creds.Previous == nil && next.Version(prev) != nil && KindFor(next.KindKey()).servesPrevious(next, prev) {
-		sec, err := LoadSecret(ctx, s, name, old, prev)
+		sec, err := model.LoadSecret(ctx, s, name, old, prev)
 		if err != nil {
 			return err
 		}
@@ -303,7 +304,7 @@ func (b *Engine) writeVersion(ctx context.Context, s logical.Storage, name strin
 	if err := b.putCreds(ctx, s, name, creds); err != nil {
 		return err
 	}
-	return SaveRole(ctx, s, name, next)
+	return model.SaveRole(ctx, s, name, next)
 }
 
 // storeRoleState stores a change to the role's definition or state (not a new version),
@@ -311,8 +312,8 @@ func (b *Engine) writeVersion(ctx context.Context, s logical.Storage, name strin
 // What creds serves is written first and the role entry last, as in a commit: a failure
 // in between leaves the old role, never a creds entry behind it (serving a previous
 // version the role no longer retains, say).
-func (b *Engine) StoreRoleState(ctx context.Context, s logical.Storage, name string, role *RoleEntry) error {
-	old, err := LoadCreds(ctx, s, name)
+func (b *Engine) StoreRoleState(ctx context.Context, s logical.Storage, name string, role *model.RoleEntry) error {
+	old, err := model.LoadCreds(ctx, s, name)
 	if err != nil {
 		return err
 	}
@@ -324,7 +325,7 @@ func (b *Engine) StoreRoleState(ctx context.Context, s logical.Storage, name str
 		}
 		if st := role.Staged; st != nil && (creds.Next == nil || creds.Next.Version != st.Version) {
 			// Publish the staged secret again, should an interrupted write have lost it.
-			if creds.Next, err = LoadSecret(ctx, s, name, nil, st.Version); err != nil {
+			if creds.Next, err = model.LoadSecret(ctx, s, name, nil, st.Version); err != nil {
 				return err
 			}
 		}
@@ -332,7 +333,7 @@ func (b *Engine) StoreRoleState(ctx context.Context, s logical.Storage, name str
 			return err
 		}
 	}
-	if err := SaveRole(ctx, s, name, role); err != nil {
+	if err := model.SaveRole(ctx, s, name, role); err != nil {
 		if old != nil {
 			// Put creds back as they were, so that the failed change is not half-stored.
 			if rerr := b.putCreds(ctx, s, name, old); rerr != nil {
@@ -359,7 +360,7 @@ func (b *Engine) claimApplication(ctx context.Context, s logical.Storage, name, 
 // write does until the role is stored: a claim counts only while its role exists, so the
 // claim and the new role must appear as one step.
 func ClaimApplicationLocked(ctx context.Context, s logical.Storage, name, clientID string) (string, error) {
-	cfg, err := LoadConfig(ctx, s)
+	cfg, err := model.LoadConfig(ctx, s)
 	if err != nil {
 		return "", err
 	}
@@ -373,18 +374,18 @@ func ClaimApplicationLocked(ctx context.Context, s logical.Storage, name, client
 	case owner != "":
 		return owner, nil
 	}
-	return "", SaveOwner(ctx, s, clientID, name)
+	return "", model.SaveOwner(ctx, s, clientID, name)
 }
 
 // liveOwner is the role that owns clientID, "" if none does: a claim whose role is gone or
 // now manages another application (a delete cut short) does not count. The caller holds
 // ownerMu.
 func LiveOwner(ctx context.Context, s logical.Storage, clientID string) (string, error) {
-	owner, err := LoadOwner(ctx, s, clientID)
+	owner, err := model.LoadOwner(ctx, s, clientID)
 	if err != nil || owner == "" {
 		return "", err
 	}
-	role, err := LoadRole(ctx, s, owner)
+	role, err := model.LoadRole(ctx, s, owner)
 	if err != nil || role == nil || role.ClientID != clientID {
 		return "", err
 	}
@@ -395,11 +396,11 @@ func LiveOwner(ctx context.Context, s logical.Storage, clientID string) (string,
 func (b *Engine) ReleaseApplication(ctx context.Context, s logical.Storage, name, clientID string) error {
 	b.OwnerMu.Lock()
 	defer b.OwnerMu.Unlock()
-	owner, err := LoadOwner(ctx, s, clientID)
+	owner, err := model.LoadOwner(ctx, s, clientID)
 	if err != nil || owner != name {
 		return err
 	}
-	return DeleteKey(ctx, s, OwnerKey(clientID))
+	return model.DeleteKey(ctx, s, model.OwnerKey(clientID))
 }
 
 // ownerConfig is claimApplication's answer for the mount's own Management API application.
@@ -432,7 +433,7 @@ func failureMessage(resp *logical.Response, err error) string {
 }
 
 // credsMeta copies into c the role's state that creds reports.
-func CredsMeta(r *RoleEntry, c *CredsEntry) {
+func CredsMeta(r *model.RoleEntry, c *model.CredsEntry) {
 	c.ClientID = r.ClientID
 	c.RotationPeriod = r.RotationPeriod
 	c.RotationSchedule = r.RotationSchedule
@@ -451,7 +452,7 @@ func CredsMeta(r *RoleEntry, c *CredsEntry) {
 // nextChange is the next change of the credential a consumer of creds must see: the next
 // rotation, publication, switch or key publication, or while rotations fail the next
 // attempt, whichever is later. Zero when the role has no schedule, or is blocked.
-func nextChange(c *CredsEntry) time.Time {
+func nextChange(c *model.CredsEntry) time.Time {
 	if c.Halted {
 		return time.Time{} // nothing happens until the operator acts
 	}
@@ -462,7 +463,7 @@ func nextChange(c *CredsEntry) time.Time {
 // a failure the next attempt if that is later, or what its kind has under way. Zero when
 // it must not be queued: no schedule, blocked, or a due time that is missing or absurd
 // (left by an older build).
-func DueTime(r *RoleEntry, now time.Time) time.Time {
+func DueTime(r *model.RoleEntry, now time.Time) time.Time {
 	if r.Blocked != "" {
 		return time.Time{}
 	}
@@ -471,27 +472,27 @@ func DueTime(r *RoleEntry, now time.Time) time.Time {
 
 // buildCreds assembles what creds serves from the role and its secret entries: used where
 // creds/<name> is missing (a role not yet upgraded) and to write it anew.
-func BuildCreds(ctx context.Context, s logical.Storage, name string, role *RoleEntry) (*CredsEntry, error) {
+func BuildCreds(ctx context.Context, s logical.Storage, name string, role *model.RoleEntry) (*model.CredsEntry, error) {
 	cur := role.Current()
 	if cur == nil {
 		return nil, nil
 	}
-	c := &CredsEntry{}
+	c := &model.CredsEntry{}
 	CredsMeta(role, c)
 	var err error
-	if c.Current, err = LoadSecret(ctx, s, name, role, cur.Version); err != nil {
+	if c.Current, err = model.LoadSecret(ctx, s, name, role, cur.Version); err != nil {
 		return nil, err
 	}
 	if c.Current == nil {
 		return nil, fmt.Errorf("role %q: the secret of its current version %d is missing from storage", name, cur.Version)
 	}
 	if role.Version(cur.Version-1) != nil && KindFor(role.KindKey()).servesPrevious(role, cur.Version-1) {
-		if c.Previous, err = LoadSecret(ctx, s, name, role, cur.Version-1); err != nil {
+		if c.Previous, err = model.LoadSecret(ctx, s, name, role, cur.Version-1); err != nil {
 			return nil, err
 		}
 	}
 	if role.Staged != nil {
-		if c.Next, err = LoadSecret(ctx, s, name, nil, role.Staged.Version); err != nil {
+		if c.Next, err = model.LoadSecret(ctx, s, name, nil, role.Staged.Version); err != nil {
 			return nil, err
 		}
 	}
@@ -501,17 +502,17 @@ func BuildCreds(ctx context.Context, s logical.Storage, name string, role *RoleE
 // deleteRoleData removes everything stored for a role name except its metadata and
 // ownership claim: what creds serves, then every version's secret.
 func (b *Engine) DeleteRoleData(ctx context.Context, s logical.Storage, name string) error {
-	err := DeleteKey(ctx, s, CredsKey(name))
+	err := model.DeleteKey(ctx, s, model.CredsKey(name))
 	b.CredsCache.Invalidate(name)
 	if err != nil {
 		return err
 	}
-	keys, err := s.List(ctx, SecretsDir(name))
+	keys, err := s.List(ctx, model.SecretsDir(name))
 	if err != nil {
 		return fmt.Errorf("listing the secrets of role %q: %w", name, err)
 	}
 	for _, k := range keys {
-		if err := DeleteKey(ctx, s, SecretsDir(name)+k); err != nil {
+		if err := model.DeleteKey(ctx, s, model.SecretsDir(name)+k); err != nil {
 			return err
 		}
 	}
@@ -519,7 +520,7 @@ func (b *Engine) DeleteRoleData(ctx context.Context, s logical.Storage, name str
 }
 
 // rewriteCreds writes what creds serves anew from the role and its secret entries.
-func (b *Engine) rewriteCreds(ctx context.Context, s logical.Storage, name string, role *RoleEntry) error {
+func (b *Engine) rewriteCreds(ctx context.Context, s logical.Storage, name string, role *model.RoleEntry) error {
 	creds, err := BuildCreds(ctx, s, name, role)
 	if err != nil || creds == nil {
 		return err
@@ -531,13 +532,13 @@ func (b *Engine) rewriteCreds(ctx context.Context, s logical.Storage, name strin
 // consumer has on a manual rotation (stage_period, overlap_period) if that is shorter, so
 // that consumers re-reading at ttl see a manually staged secret or key well before Auth0
 // requires it.
-func RoleMaxTTL(r *RoleEntry) time.Duration {
+func RoleMaxTTL(r *model.RoleEntry) time.Duration {
 	if r.MaxTTL > 0 {
 		return r.MaxTTL
 	}
-	d := DefaultMaxTTL
+	d := model.DefaultMaxTTL
 	if lead := ConsumerLead(r); lead > 0 && lead/4 < d {
-		d = max(lead/4, MinMaxTTL)
+		d = max(lead/4, model.MinMaxTTL)
 	}
 	return d
 }
@@ -545,7 +546,7 @@ func RoleMaxTTL(r *RoleEntry) time.Duration {
 // consumerLead is how long consumers have between seeing a new credential and Auth0
 // requiring it: stage_period for a staged role, overlap_period for a key role (while
 // either key works), none for an immediate rotation.
-func ConsumerLead(r *RoleEntry) time.Duration { return KindFor(r.KindKey()).consumerLead(r) }
+func ConsumerLead(r *model.RoleEntry) time.Duration { return KindFor(r.KindKey()).consumerLead(r) }
 
 // nextAfterRotation is the next scheduled rotation after one committed at now, r being
 // the role before it. Consumers of creds that read before this rotation were told to read
@@ -554,9 +555,9 @@ func ConsumerLead(r *RoleEntry) time.Duration { return KindFor(r.KindKey()).cons
 // of failures (they were told the next attempt, not the schedule), such a consumer would
 // still hold the replaced credential when Auth0 already required the next one. So the next
 // rotation comes no sooner than that: by then every consumer has read this one.
-func nextAfterRotation(r *RoleEntry, now time.Time) time.Time {
+func nextAfterRotation(r *model.RoleEntry, now time.Time) time.Time {
 	next := r.NextRotation(now)
-	var told CredsEntry
+	var told model.CredsEntry
 	CredsMeta(r, &told)
 	floor := now.Add(RoleMaxTTL(r))
 	if announced := nextChange(&told); !announced.IsZero() && announced.Before(floor) {

@@ -1,9 +1,10 @@
-package auth0
+package engine
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"net/http"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -34,7 +35,7 @@ var _ auth0API = (*auth0api.Management)(nil)
 
 // connection is the config in force and the client built from it.
 type connection struct {
-	Config *ConfigEntry
+	Config *model.ConfigEntry
 	Client auth0API
 }
 
@@ -49,7 +50,7 @@ func (b *Engine) Connection(ctx context.Context, s logical.Storage) (*connection
 	if c := b.Conn.Load(); c != nil {
 		return c, nil
 	}
-	cfg, err := LoadConfig(ctx, s)
+	cfg, err := model.LoadConfig(ctx, s)
 	if err != nil || cfg == nil {
 		return nil, err
 	}
@@ -65,13 +66,13 @@ func (b *Engine) Connection(ctx context.Context, s logical.Storage) (*connection
 }
 
 // newClient builds the Management API client for cfg.
-func (b *Engine) newClient(ctx context.Context, cfg *ConfigEntry) (auth0API, error) {
+func (b *Engine) newClient(ctx context.Context, cfg *model.ConfigEntry) (auth0API, error) {
 	return auth0api.NewManagement(ctx, b.SettingsOf(cfg), b.Limiter, b.Clock)
 }
 
 // settingsOf is what the Auth0 side needs of cfg: its client secret, or once it has one
 // its key (rootkey.go), which signs assertions on the engine's clock.
-func (b *Engine) SettingsOf(cfg *ConfigEntry) auth0api.Settings {
+func (b *Engine) SettingsOf(cfg *model.ConfigEntry) auth0api.Settings {
 	s := auth0api.Settings{
 		Host: cfg.Host, Scheme: cfg.Scheme, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
 		Audience: cfg.AudienceOrDefault(), TokenURL: cfg.TokenURL(), Timeout: cfg.RequestTimeoutOrDefault(),

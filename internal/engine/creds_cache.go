@@ -1,7 +1,8 @@
-package auth0
+package engine
 
 import (
 	"context"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
@@ -32,7 +33,7 @@ const (
 )
 
 type credsCache struct {
-	Lru  atomic.Pointer[lru.Cache[string, *CredsEntry]] // nil: disabled
+	Lru  atomic.Pointer[lru.Cache[string, *model.CredsEntry]] // nil: disabled
 	seed maphash.Seed
 	// gens counts invalidations per stripe of names.
 	gens [cacheStripes]atomic.Uint64
@@ -65,7 +66,7 @@ func (c *credsCache) resize(size int) {
 		cur.Resize(size)
 		return
 	}
-	l, _ := lru.New[string, *CredsEntry](size)
+	l, _ := lru.New[string, *model.CredsEntry](size)
 	c.Lru.Store(l)
 }
 
@@ -74,7 +75,7 @@ func (c *credsCache) stripe(name string) *atomic.Uint64 {
 }
 
 // get returns the cached entry of name; a miss returns the stripe generation to fill with.
-func (c *credsCache) Get(name string) (*CredsEntry, uint64) {
+func (c *credsCache) Get(name string) (*model.CredsEntry, uint64) {
 	if l := c.Lru.Load(); l != nil {
 		if e, ok := l.Peek(name); ok {
 			c.Hits.Add(1)
@@ -86,7 +87,7 @@ func (c *credsCache) Get(name string) (*CredsEntry, uint64) {
 }
 
 // fill caches what a read found, unless an invalidation of its stripe came in between.
-func (c *credsCache) Fill(name string, e *CredsEntry, gen uint64) {
+func (c *credsCache) Fill(name string, e *model.CredsEntry, gen uint64) {
 	l := c.Lru.Load()
 	if l == nil || e == nil {
 		return
@@ -118,18 +119,18 @@ func (c *credsCache) Len() int {
 // putCreds writes creds/<name> and invalidates the read cache's entry, whether or not the
 // write succeeded (a failed Put may still have reached storage). Every write of creds goes
 // through it, under the role's lock.
-func (b *Engine) putCreds(ctx context.Context, s logical.Storage, name string, c *CredsEntry) error {
+func (b *Engine) putCreds(ctx context.Context, s logical.Storage, name string, c *model.CredsEntry) error {
 	defer b.CredsCache.Invalidate(name)
-	return SaveCreds(ctx, s, name, c)
+	return model.SaveCreds(ctx, s, name, c)
 }
 
 // loadCredsCached is loadCreds through the read cache: the read path's way to creds.
-func (b *Engine) LoadCredsCached(ctx context.Context, s logical.Storage, name string) (*CredsEntry, error) {
+func (b *Engine) LoadCredsCached(ctx context.Context, s logical.Storage, name string) (*model.CredsEntry, error) {
 	e, gen := b.CredsCache.Get(name)
 	if e != nil {
 		return e, nil
 	}
-	e, err := LoadCreds(ctx, s, name)
+	e, err := model.LoadCreds(ctx, s, name)
 	if err != nil {
 		return nil, err
 	}

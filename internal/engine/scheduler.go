@@ -1,9 +1,10 @@
-package auth0
+package engine
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"sort"
 	"strings"
 	"sync"
@@ -264,7 +265,7 @@ func (b *Engine) retryUntil(ctx context.Context, what string, fn func() error) e
 // the root rotation: one LIST and one read, however many roles. verifyQueue corrects it.
 func (b *Engine) LoadQueue(ctx context.Context, sch *Scheduler) {
 	start := time.Now()
-	due, current, stale, err := LoadDueIndex(ctx, sch.Storage)
+	due, current, stale, err := model.LoadDueIndex(ctx, sch.Storage)
 	if err != nil {
 		b.logger().Warn("could not list the due index; the queue is built from the roles alone", "error", err)
 	}
@@ -275,12 +276,12 @@ func (b *Engine) LoadQueue(ctx context.Context, sch *Scheduler) {
 	}
 	sch.indexMu.Unlock()
 	for _, k := range stale {
-		if err := sch.Storage.Delete(ctx, DueIndexPrefix+k); err != nil {
+		if err := sch.Storage.Delete(ctx, model.DueIndexPrefix+k); err != nil {
 			b.logger().Warn("could not delete a stale due index entry", "key", k, "error", err)
 		}
 	}
 	if err := b.retryUntil(ctx, "reading config for the root rotation schedule", func() error {
-		cfg, err := LoadConfig(ctx, sch.Storage)
+		cfg, err := model.LoadConfig(ctx, sch.Storage)
 		if err == nil {
 			b.ScheduleRoot(cfg)
 		}
@@ -301,7 +302,7 @@ func (b *Engine) VerifyQueue(ctx context.Context, sch *Scheduler) {
 	start := time.Now()
 	var names []string
 	if err := b.retryUntil(ctx, "listing roles", func() (err error) {
-		names, err = sch.Storage.List(ctx, RoleStoragePrefix)
+		names, err = sch.Storage.List(ctx, model.RoleStoragePrefix)
 		return err
 	}); err != nil {
 		return
@@ -394,7 +395,7 @@ func (b *Engine) queueRole(ctx context.Context, sch *Scheduler, name string, upg
 	lock := b.RoleLock(name)
 	lock.Lock()
 	defer lock.Unlock()
-	role, err := LoadRole(ctx, sch.Storage, name)
+	role, err := model.LoadRole(ctx, sch.Storage, name)
 	if err != nil || role == nil {
 		return err
 	}
@@ -460,7 +461,7 @@ func (b *Engine) dispatch(ctx context.Context, sch *Scheduler) {
 
 // schedule (re)queues a role after a change to it; callers hold the role's lock so that
 // the queue always follows the latest stored state.
-func (b *Engine) Schedule(name string, role *RoleEntry) {
+func (b *Engine) Schedule(name string, role *model.RoleEntry) {
 	sch := b.Sched.Load()
 	if sch == nil {
 		return
@@ -497,7 +498,7 @@ func (b *Engine) dropIfGone(ctx context.Context, sch *Scheduler, name string) {
 	lock := b.RoleLock(name)
 	lock.Lock()
 	defer lock.Unlock()
-	role, err := LoadRole(ctx, sch.Storage, name)
+	role, err := model.LoadRole(ctx, sch.Storage, name)
 	if err != nil || role != nil {
 		return
 	}
@@ -517,7 +518,7 @@ func (b *Engine) indexDue(sch *Scheduler, name string, due time.Time) {
 	old := sch.Index[name]
 	var key string
 	if !due.IsZero() {
-		key = strings.TrimPrefix(DueIndexKey(name, due), DueIndexPrefix)
+		key = strings.TrimPrefix(model.DueIndexKey(name, due), model.DueIndexPrefix)
 	}
 	if key == old {
 		return
@@ -525,7 +526,7 @@ func (b *Engine) indexDue(sch *Scheduler, name string, due time.Time) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(b.ctx), commitTimeout)
 	defer cancel()
 	if key != "" {
-		if err := sch.Storage.Put(ctx, &logical.StorageEntry{Key: DueIndexPrefix + key}); err != nil {
+		if err := sch.Storage.Put(ctx, &logical.StorageEntry{Key: model.DueIndexPrefix + key}); err != nil {
 			b.logger().Warn("could not update the due index (the next start reads the role instead)", "role", name, "error", err)
 			return
 		}
@@ -534,7 +535,7 @@ func (b *Engine) indexDue(sch *Scheduler, name string, due time.Time) {
 		delete(sch.Index, name)
 	}
 	if old != "" {
-		if err := sch.Storage.Delete(ctx, DueIndexPrefix+old); err != nil {
+		if err := sch.Storage.Delete(ctx, model.DueIndexPrefix+old); err != nil {
 			b.logger().Warn("could not delete an old due index entry (the next start does)", "role", name, "error", err)
 		}
 	}

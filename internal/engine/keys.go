@@ -1,9 +1,10 @@
-package auth0
+package engine
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"net/http"
 	"slices"
 	"strconv"
@@ -51,7 +52,7 @@ const (
 // keyKind is credential_type=private_key_jwt.
 type keyKind struct{}
 
-func (keyKind) CredentialType() string { return CredentialPrivateKeyJWT }
+func (keyKind) CredentialType() string { return model.CredentialPrivateKeyJWT }
 func (keyKind) Strategy() string       { return "" }
 func (keyKind) rotates() string        { return "private_key_jwt keys (end_overlap=true is its option)" }
 func (keyKind) ownFields() []string {
@@ -60,7 +61,7 @@ func (keyKind) ownFields() []string {
 func (keyKind) options() []string { return []string{"end_overlap"} }
 
 // applyFields validates and applies the key settings.
-func (keyKind) ApplyFields(role *RoleEntry, d *framework.FieldData, creating bool, now time.Time) *logical.Response {
+func (keyKind) ApplyFields(role *model.RoleEntry, d *framework.FieldData, creating bool, now time.Time) *logical.Response {
 	if creating && !FieldSet(d, "overlap_period") {
 		role.OverlapPeriod = defaultOverlapPeriod
 	}
@@ -79,7 +80,7 @@ func (keyKind) ApplyFields(role *RoleEntry, d *framework.FieldData, creating boo
 
 // applyOverlapFields validates and applies overlap_period and allow_auth_method_change,
 // the settings of every kind that attaches credentials at Auth0.
-func applyOverlapFields(role *RoleEntry, d *framework.FieldData, now time.Time) *logical.Response {
+func applyOverlapFields(role *model.RoleEntry, d *framework.FieldData, now time.Time) *logical.Response {
 	if raw, ok := d.GetOk("overlap_period"); ok {
 		period := time.Duration(raw.(int)) * time.Second
 		if period < 0 {
@@ -102,14 +103,14 @@ func applyOverlapFields(role *RoleEntry, d *framework.FieldData, now time.Time) 
 	return nil
 }
 
-func (k keyKind) CheckApplication(ctx context.Context, conn *connection, role *RoleEntry) (*logical.Response, error) {
+func (k keyKind) CheckApplication(ctx context.Context, conn *connection, role *model.RoleEntry) (*logical.Response, error) {
 	return checkAuthMethod(ctx, conn, role, k.CredentialType())
 }
 
 // checkAuthMethod refuses to take over an application that authenticates with a client
 // secret or another credential method, unless the role allows Vault to switch it to
 // method.
-func checkAuthMethod(ctx context.Context, conn *connection, role *RoleEntry, method string) (*logical.Response, error) {
+func checkAuthMethod(ctx context.Context, conn *connection, role *model.RoleEntry, method string) (*logical.Response, error) {
 	if role.AllowAuthMethodChange {
 		return nil, nil
 	}
@@ -127,7 +128,7 @@ func checkAuthMethod(ctx context.Context, conn *connection, role *RoleEntry, met
 	return nil, nil
 }
 
-func (keyKind) ReadFields(role *RoleEntry, data map[string]interface{}) {
+func (keyKind) ReadFields(role *model.RoleEntry, data map[string]interface{}) {
 	attachmentReadFields(role, data)
 	data["algorithm"] = role.KeyAlgorithm()
 	if cur := role.Current(); cur != nil {
@@ -143,7 +144,7 @@ func (keyKind) ReadFields(role *RoleEntry, data map[string]interface{}) {
 	}
 }
 
-func (k keyKind) run(ctx context.Context, j *roleJob) (*VersionMeta, *logical.Response, error) {
+func (k keyKind) run(ctx context.Context, j *roleJob) (*model.VersionMeta, *logical.Response, error) {
 	return j.runAttached(ctx, k)
 }
 
@@ -151,7 +152,7 @@ func (keyKind) method() string { return auth0api.MethodPrivateKeyJWT }
 func (keyKind) noun() string   { return "key" }
 
 // generate makes an RSA key pair of the role's size.
-func (keyKind) generate(b *Engine, role *RoleEntry, sec *SecretEntry, _ time.Time) error {
+func (keyKind) generate(b *Engine, role *model.RoleEntry, sec *model.SecretEntry, _ time.Time) error {
 	privatePEM, _, err := b.GenerateKey(role.KeyBitsOrDefault())
 	if err != nil {
 		return err
@@ -161,7 +162,7 @@ func (keyKind) generate(b *Engine, role *RoleEntry, sec *SecretEntry, _ time.Tim
 }
 
 // register registers the public key.
-func (keyKind) register(sec *SecretEntry, name string) (auth0api.NewCredential, error) {
+func (keyKind) register(sec *model.SecretEntry, name string) (auth0api.NewCredential, error) {
 	publicPEM, err := auth0api.PublicKeyPEM(sec.PrivateKey)
 	if err != nil {
 		return auth0api.NewCredential{}, err
@@ -169,17 +170,17 @@ func (keyKind) register(sec *SecretEntry, name string) (auth0api.NewCredential, 
 	return auth0api.NewCredential{Type: auth0api.CredentialPublicKey, Name: name, PEM: publicPEM, Algorithm: sec.Algorithm}, nil
 }
 
-func (keyKind) describe(sec *SecretEntry, meta *VersionMeta) {
+func (keyKind) describe(sec *model.SecretEntry, meta *model.VersionMeta) {
 	meta.KID, meta.Algorithm = sec.KID, sec.Algorithm
 }
 
-func (keyKind) verify(b *Engine, conn *connection, clientID string, sec *SecretEntry) error {
+func (keyKind) verify(b *Engine, conn *connection, clientID string, sec *model.SecretEntry) error {
 	return b.verifyKey(conn, clientID, sec.PrivateKey, sec.Algorithm, sec.KID)
 }
 
 // attachmentReadFields adds to a role read what every kind that attaches credentials
 // shows: its settings, the current credential, the overlap and a pending credential.
-func attachmentReadFields(role *RoleEntry, data map[string]interface{}) {
+func attachmentReadFields(role *model.RoleEntry, data map[string]interface{}) {
 	data["key_bits"] = role.KeyBitsOrDefault()
 	data["overlap_period"] = int64(role.OverlapPeriodOrDefault().Seconds())
 	data["allow_auth_method_change"] = role.AllowAuthMethodChange
@@ -197,7 +198,7 @@ func attachmentReadFields(role *RoleEntry, data map[string]interface{}) {
 }
 
 // applyKeyBits validates and applies key_bits.
-func applyKeyBits(role *RoleEntry, d *framework.FieldData) *logical.Response {
+func applyKeyBits(role *model.RoleEntry, d *framework.FieldData) *logical.Response {
 	if raw, ok := d.GetOk("key_bits"); ok {
 		if !slices.Contains(auth0api.KeyBitSizes, raw.(int)) {
 			return logical.ErrorResponse("key_bits must be 2048, 3072 or 4096, got %d", raw.(int))
@@ -273,33 +274,33 @@ type attachment interface {
 	// noun names the credential in messages: "key", "certificate".
 	noun() string
 	// generate makes the next version's material (its private key, ...) into sec.
-	generate(b *Engine, role *RoleEntry, sec *SecretEntry, now time.Time) error
+	generate(b *Engine, role *model.RoleEntry, sec *model.SecretEntry, now time.Time) error
 	// register is what Auth0 registers for sec, under name.
-	register(sec *SecretEntry, name string) (auth0api.NewCredential, error)
+	register(sec *model.SecretEntry, name string) (auth0api.NewCredential, error)
 	// describe copies into a new version's meta what the kind records of sec.
-	describe(sec *SecretEntry, meta *VersionMeta)
+	describe(sec *model.SecretEntry, meta *model.VersionMeta)
 	// verify proves that Auth0 accepts sec, attached (its KeyID and KID are Auth0's).
-	verify(b *Engine, conn *connection, clientID string, sec *SecretEntry) error
+	verify(b *Engine, conn *connection, clientID string, sec *model.SecretEntry) error
 }
 
-func (keyKind) dueTime(r *RoleEntry, now time.Time) time.Time { return overlapDue(r, now) }
+func (keyKind) dueTime(r *model.RoleEntry, now time.Time) time.Time { return overlapDue(r, now) }
 
 // overlapDue is the due time of a kind that attaches credentials with an overlap.
-func overlapDue(r *RoleEntry, now time.Time) time.Time {
+func overlapDue(r *model.RoleEntry, now time.Time) time.Time {
 	switch {
 	case r.PendingKey != nil:
 		// A rotation under way is finished at once (or at the next attempt), or, once its
 		// credential is attached, when it may be published.
-		return Later(Later(r.PendingKey.Started, r.PendingKey.PublishAt), r.NextAttempt)
+		return model.Later(model.Later(r.PendingKey.Started, r.PendingKey.PublishAt), r.NextAttempt)
 	case r.Overlap != nil:
 		// The previous credential is detached at the end of the overlap, scheduled role or
 		// not; the next rotation waits for it.
-		return Later(r.Overlap.Until, r.NextAttempt)
+		return model.Later(r.Overlap.Until, r.NextAttempt)
 	}
 	return r.ScheduledDue(now, 0)
 }
 
-func (keyKind) consumerLead(r *RoleEntry) time.Duration { return r.OverlapPeriodOrDefault() }
+func (keyKind) consumerLead(r *model.RoleEntry) time.Duration { return r.OverlapPeriodOrDefault() }
 
 // schemas are private_key_jwt's fields in the API, next to those of every kind that
 // attaches credentials (attachmentSchemas).
@@ -341,17 +342,17 @@ assertions (iss = sub = client_id, aud = "https://<domain>/", a unique jti, exp 
 	})
 }
 
-func (keyKind) servesPrevious(r *RoleEntry, prev int) bool { return overlapServes(r, prev) }
+func (keyKind) servesPrevious(r *model.RoleEntry, prev int) bool { return overlapServes(r, prev) }
 
 // overlapServes reports whether version prev is the overlap's, still attached at Auth0.
-func overlapServes(r *RoleEntry, prev int) bool {
+func overlapServes(r *model.RoleEntry, prev int) bool {
 	return r.Overlap != nil && !r.Overlap.Ending && r.Overlap.Version == prev
 }
 
-func (keyKind) credsMeta(r *RoleEntry, c *CredsEntry) { overlapCredsMeta(r, c) }
+func (keyKind) credsMeta(r *model.RoleEntry, c *model.CredsEntry) { overlapCredsMeta(r, c) }
 
 // overlapCredsMeta is credsMeta of a kind that attaches credentials with an overlap.
-func overlapCredsMeta(r *RoleEntry, c *CredsEntry) {
+func overlapCredsMeta(r *model.RoleEntry, c *model.CredsEntry) {
 	c.Next, c.NextSwitchTime = nil, time.Time{}
 	if r.Overlap == nil || r.Overlap.Ending {
 		c.Previous = nil // detached (or being detached) at Auth0: nothing to fall back to
@@ -363,22 +364,22 @@ func overlapCredsMeta(r *RoleEntry, c *CredsEntry) {
 	}
 }
 
-func (keyKind) nextChange(c *CredsEntry) time.Time { return overlapNextChange(c) }
+func (keyKind) nextChange(c *model.CredsEntry) time.Time { return overlapNextChange(c) }
 
 // overlapNextChange is nextChange of a kind that attaches credentials with an overlap.
-func overlapNextChange(c *CredsEntry) time.Time {
+func overlapNextChange(c *model.CredsEntry) time.Time {
 	switch {
 	case !c.PublishAt.IsZero():
 		// A rotation under way: consumers must see the new credential when it is served.
-		return Later(c.PublishAt, c.NextAttempt)
+		return model.Later(c.PublishAt, c.NextAttempt)
 	case c.RotationPeriod == 0 && c.RotationSchedule == "":
 		return time.Time{}
 	}
 	// A new credential is not made while the previous one is still attached.
-	return Later(Later(c.NextVaultRotation, c.OverlapUntil), c.NextAttempt)
+	return model.Later(model.Later(c.NextVaultRotation, c.OverlapUntil), c.NextAttempt)
 }
 
-func (keyKind) CredsFields(c *CredsEntry, served, previous *SecretEntry, current bool, data map[string]interface{}) {
+func (keyKind) CredsFields(c *model.CredsEntry, served, previous *model.SecretEntry, current bool, data map[string]interface{}) {
 	data["private_key"], data["key_id"], data["kid"], data["algorithm"] = served.PrivateKey, served.KeyID, served.KID, served.Algorithm
 	if current {
 		data["previous_private_key"], data["previous_key_id"], data["previous_kid"], data["overlap_until"] = "", "", "", ""
@@ -389,7 +390,7 @@ func (keyKind) CredsFields(c *CredsEntry, served, previous *SecretEntry, current
 	}
 }
 
-func (keyKind) authenticate(b *Engine, cfg *ConfigEntry, c *CredsEntry, req *auth0api.TokenRequest) error {
+func (keyKind) authenticate(b *Engine, cfg *model.ConfigEntry, c *model.CredsEntry, req *auth0api.TokenRequest) error {
 	assertion, err := auth0api.SignAssertion(c.Current.PrivateKey, c.Current.Algorithm, c.Current.KID, c.ClientID, cfg.AssertionAudience(), b.Clock.Now(), verifyAssertionTTL)
 	if err != nil {
 		return err
@@ -429,7 +430,7 @@ func keyAPIOf(conn *connection) (keyAPI, error) {
 // runAttached is the part of a role's job (runRoleJob) that the kinds attaching
 // credentials run, under the role's lock: finish a rotation under way, end an overlap
 // that is over, rotate.
-func (j *roleJob) runAttached(ctx context.Context, a attachment) (*VersionMeta, *logical.Response, error) {
+func (j *roleJob) runAttached(ctx context.Context, a attachment) (*model.VersionMeta, *logical.Response, error) {
 	b, role := j.b, j.role
 	conn := j.conn
 	if conn == nil {
@@ -476,7 +477,7 @@ func (j *roleJob) runAttached(ctx context.Context, a attachment) (*VersionMeta, 
 
 // startAttached begins a rotation: checks the application, generates and stores the
 // material as pending, then finishes it.
-func (j *roleJob) startAttached(ctx context.Context, conn *connection, api keyAPI, a attachment) (*VersionMeta, *logical.Response, error) {
+func (j *roleJob) startAttached(ctx context.Context, conn *connection, api keyAPI, a attachment) (*model.VersionMeta, *logical.Response, error) {
 	b, role := j.b, j.role
 	what := fmt.Sprintf("rotating the %s of %s (client_id %q)", a.noun(), j.holder().describe(), role.ClientID)
 	methods, err := api.AuthMethods(b.ctx, role.ClientID, a.method())
@@ -521,12 +522,12 @@ func (j *roleJob) startAttached(ctx context.Context, conn *connection, api keyAP
 	}
 
 	v := role.CurrentVersion() + 1
-	pk := &PendingKeyIfAny{Version: v, Name: b.credentialName(j.name, v), Started: j.now.UTC(), Source: j.trigger, Keep: methods.Attached}
-	sec := &SecretEntry{Version: v, CreatedTime: j.now.UTC(), Source: j.trigger}
+	pk := &model.PendingKeyIfAny{Version: v, Name: b.credentialName(j.name, v), Started: j.now.UTC(), Source: j.trigger, Keep: methods.Attached}
+	sec := &model.SecretEntry{Version: v, CreatedTime: j.now.UTC(), Source: j.trigger}
 	if err := a.generate(b, role, sec, j.now); err != nil {
 		return j.Fail(ctx, nil, err)
 	}
-	if err := SaveSecret(ctx, j.s, j.name, sec); err != nil {
+	if err := model.SaveSecret(ctx, j.s, j.name, sec); err != nil {
 		return j.Fail(ctx, nil, err)
 	}
 	next := role.Clone()
@@ -549,11 +550,11 @@ func authMethodRefusal(clientID string, now *auth0api.AuthMethods, method string
 
 // finishAttached takes a pending credential from wherever a run stopped to the current
 // version.
-func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyAPI, a attachment) (*VersionMeta, *logical.Response, error) {
+func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyAPI, a attachment) (*model.VersionMeta, *logical.Response, error) {
 	b, role := j.b, j.role
 	pk := role.PendingKey
 	what := fmt.Sprintf("rotating the %s of %s (client_id %q, version %d)", a.noun(), j.holder().describe(), role.ClientID, pk.Version)
-	sec, err := LoadSecret(ctx, j.s, j.name, nil, pk.Version)
+	sec, err := model.LoadSecret(ctx, j.s, j.name, nil, pk.Version)
 	if err != nil {
 		return j.Fail(ctx, nil, err)
 	}
@@ -697,7 +698,7 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 }
 
 // findCredential is the credential of the pending key among stored, or nil.
-func findCredential(stored []auth0api.CredentialInfo, pk *PendingKeyIfAny) *auth0api.CredentialInfo {
+func findCredential(stored []auth0api.CredentialInfo, pk *model.PendingKeyIfAny) *auth0api.CredentialInfo {
 	for i := range stored {
 		if pk.CredentialID != "" && stored[i].ID == pk.CredentialID || pk.CredentialID == "" && stored[i].Name == pk.Name {
 			return &stored[i]
@@ -735,7 +736,7 @@ func (j *roleJob) dropPendingKey(ctx context.Context, api keyAPI, a attachment, 
 		return err
 	}
 	*role = *next
-	if err := DeleteKey(ctx, j.s, SecretKey(j.name, version)); err != nil {
+	if err := model.DeleteKey(ctx, j.s, model.SecretKey(j.name, version)); err != nil {
 		b.logger().Warn("could not delete an abandoned pending credential", "role", j.name, "error", err)
 	}
 	return nil
@@ -815,7 +816,7 @@ func (b *Engine) verifyKey(conn *connection, clientID, privatePEM, alg, kid stri
 // commitKey stores a registered, attached and verified key as the role's next version,
 // the keys attached before it as the overlap: the secret entry (now with its credential),
 // then creds, then the role (the commit point), retried whole on a storage error.
-func (j *roleJob) commitKey(sec *SecretEntry, a attachment, keep []string, keepUntil, now time.Time) (*VersionMeta, error) {
+func (j *roleJob) commitKey(sec *model.SecretEntry, a attachment, keep []string, keepUntil, now time.Time) (*model.VersionMeta, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.b.ctx), commitTimeout)
 	defer cancel()
 	role := j.role
@@ -825,7 +826,7 @@ func (j *roleJob) commitKey(sec *SecretEntry, a attachment, keep []string, keepU
 	}
 	next := role.Clone()
 	next.PendingKey = nil
-	info := VersionMeta{Source: pk.Source, KeyID: pk.CredentialID}
+	info := model.VersionMeta{Source: pk.Source, KeyID: pk.CredentialID}
 	a.describe(sec, &info)
 	meta, dropped := next.AddVersion(info, now)
 	next.LastVaultRotation = now.UTC()
@@ -834,7 +835,7 @@ func (j *roleJob) commitKey(sec *SecretEntry, a attachment, keep []string, keepU
 	next.Warning = ""
 	next.Overlap = nil
 	if len(keep) > 0 {
-		ov := &KeyOverlap{CredentialIDs: keep, Until: earliest(now.Add(role.OverlapPeriodOrDefault()), keepUntil).UTC()}
+		ov := &model.KeyOverlap{CredentialIDs: keep, Until: earliest(now.Add(role.OverlapPeriodOrDefault()), keepUntil).UTC()}
 		if cur := role.Current(); cur != nil && slices.Contains(keep, cur.KeyID) && next.Version(cur.Version) != nil {
 			ov.Version = cur.Version
 		}
@@ -843,7 +844,7 @@ func (j *roleJob) commitKey(sec *SecretEntry, a attachment, keep []string, keepU
 	cur := *sec
 	cur.Version, cur.CreatedTime, cur.Source = meta.Version, meta.CreatedTime, pk.Source
 	cur.KeyID, cur.KID = pk.CredentialID, pk.KID
-	creds := &CredsEntry{Current: &cur}
+	creds := &model.CredsEntry{Current: &cur}
 	CredsMeta(next, creds)
 	if err := j.holder().CommitVersion(ctx, role, next, creds, len(dropped) > 0); err != nil {
 		return nil, err

@@ -1,8 +1,9 @@
-package auth0
+package engine
 
 import (
 	"context"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"reflect"
 	"slices"
 	"strings"
@@ -33,40 +34,40 @@ type CredentialKind interface {
 	// a write that sets one for a role of another kind is refused.
 	ownFields() []string
 	// applyFields validates and applies the kind's fields, after the common ones.
-	ApplyFields(role *RoleEntry, d *framework.FieldData, creating bool, now time.Time) *logical.Response
+	ApplyFields(role *model.RoleEntry, d *framework.FieldData, creating bool, now time.Time) *logical.Response
 	// checkApplication is called when a role is created: whether the kind can take over
 	// the application as Auth0 has it now.
-	CheckApplication(ctx context.Context, conn *connection, role *RoleEntry) (*logical.Response, error)
+	CheckApplication(ctx context.Context, conn *connection, role *model.RoleEntry) (*logical.Response, error)
 	// readFields adds the kind's settings and state to a role read.
-	ReadFields(role *RoleEntry, data map[string]interface{})
+	ReadFields(role *model.RoleEntry, data map[string]interface{})
 
 	// options are the options of rotate/<name> the kind takes (switch_now, ...).
 	options() []string
 	// run is the kind's part of a role's job (runRoleJob), under the role's lock, once
 	// the application's ownership is checked: it resolves what a crash left in flight,
 	// then rotates if the trigger asks for it.
-	run(ctx context.Context, j *roleJob) (*VersionMeta, *logical.Response, error)
+	run(ctx context.Context, j *roleJob) (*model.VersionMeta, *logical.Response, error)
 	// dueTime is when the scheduler must next look at the role (roleEntry.dueTime).
-	dueTime(r *RoleEntry, now time.Time) time.Time
+	dueTime(r *model.RoleEntry, now time.Time) time.Time
 	// consumerLead is how long consumers have between seeing a new credential and Auth0
 	// requiring it; 0 when Auth0 requires it at once.
-	consumerLead(r *RoleEntry) time.Duration
+	consumerLead(r *model.RoleEntry) time.Duration
 
 	// servesPrevious reports whether creds serve retained version prev, the one before
 	// the current, as the previous credential.
-	servesPrevious(r *RoleEntry, prev int) bool
+	servesPrevious(r *model.RoleEntry, prev int) bool
 	// credsMeta copies the kind's role state into what creds serves.
-	credsMeta(r *RoleEntry, c *CredsEntry)
+	credsMeta(r *model.RoleEntry, c *model.CredsEntry)
 	// nextChange is the next change a consumer of creds must see (credsEntry.nextChange).
-	nextChange(c *CredsEntry) time.Time
+	nextChange(c *model.CredsEntry) time.Time
 	// credsFields adds the served credential to a creds answer; a read of the current
 	// version answers every field of the kind, empty when it does not apply.
-	CredsFields(c *CredsEntry, served, previous *SecretEntry, current bool, data map[string]interface{})
+	CredsFields(c *model.CredsEntry, served, previous *model.SecretEntry, current bool, data map[string]interface{})
 	// schemas are the kind's fields in the API.
 	schemas() KindSchemas
 	// authenticate sets how a token request of token/ authenticates with the served
 	// credential.
-	authenticate(b *Engine, cfg *ConfigEntry, c *CredsEntry, req *auth0api.TokenRequest) error
+	authenticate(b *Engine, cfg *model.ConfigEntry, c *model.CredsEntry, req *auth0api.TokenRequest) error
 }
 
 // kindSchemas are the fields a kind adds to the API (OpenAPI, docs/API.md, path-help):
@@ -125,10 +126,10 @@ var credentialKinds = []CredentialKind{
 // strategy ("" is the type's default), or nil.
 func kindOf(ct, strategy string) CredentialKind {
 	if ct == "" {
-		ct = CredentialClientSecret
+		ct = model.CredentialClientSecret
 	}
 	for _, k := range credentialKinds {
-		if k.CredentialType() == ct && (strategy == "" || strategy == k.Strategy() || strategy == StrategyImmediate && k.Strategy() == "") {
+		if k.CredentialType() == ct && (strategy == "" || strategy == k.Strategy() || strategy == model.StrategyImmediate && k.Strategy() == "") {
 			return k
 		}
 	}
@@ -179,11 +180,11 @@ func kindFields() []string { return kindStrings(CredentialKind.ownFields) }
 
 // selectKind applies credential_type and rotation_strategy to role and answers its kind,
 // or an error response when the pair names none or the role can no longer change kind.
-func SelectKind(role *RoleEntry, d *framework.FieldData) (CredentialKind, *logical.Response) {
+func SelectKind(role *model.RoleEntry, d *framework.FieldData) (CredentialKind, *logical.Response) {
 	ct, strategy := role.CredentialType, role.RotationStrategy
 	if raw, ok := d.GetOk("credential_type"); ok {
 		ct = strings.ToLower(strings.TrimSpace(raw.(string)))
-		if ct == CredentialClientSecret {
+		if ct == model.CredentialClientSecret {
 			ct = ""
 		}
 		if kindOf(ct, "") == nil {
@@ -196,11 +197,11 @@ func SelectKind(role *RoleEntry, d *framework.FieldData) (CredentialKind, *logic
 	if raw, ok := d.GetOk("rotation_strategy"); ok {
 		strategy = strings.ToLower(strings.TrimSpace(raw.(string)))
 		switch strategy {
-		case "", StrategyImmediate:
+		case "", model.StrategyImmediate:
 			strategy = ""
-		case StrategyStaged:
+		case model.StrategyStaged:
 		default:
-			return nil, logical.ErrorResponse("rotation_strategy must be %q or %q, got %q", StrategyImmediate, StrategyStaged, raw)
+			return nil, logical.ErrorResponse("rotation_strategy must be %q or %q, got %q", model.StrategyImmediate, model.StrategyStaged, raw)
 		}
 		if strategy != role.RotationStrategy && role.Staged != nil {
 			return nil, logical.ErrorResponse("the role has a staged secret (version %d, switching at %s); finish it first (vault write <mount>/rotate/<name> switch_now=true) or cancel it (cancel_staged=true), then change rotation_strategy",
@@ -213,7 +214,7 @@ func SelectKind(role *RoleEntry, d *framework.FieldData) (CredentialKind, *logic
 		return nil, logical.ErrorResponse("%s roles rotate with their own overlap: rotation_strategy=staged, password_policy and import_current_secret do not apply", CredentialTypeName(ct))
 	}
 	role.CredentialType, role.RotationStrategy = ct, strategy
-	if kind.Strategy() != StrategyStaged {
+	if kind.Strategy() != model.StrategyStaged {
 		role.StagePeriod, role.PasswordPolicy = 0, "" // left from a staged past
 	}
 	for _, f := range kindFields() {
@@ -228,7 +229,7 @@ func SelectKind(role *RoleEntry, d *framework.FieldData) (CredentialKind, *logic
 		}
 		return nil, logical.ErrorResponse("%s applies only with %s", f, typesTaking(f, CredentialKind.ownFields))
 	}
-	if d.Get("import_current_secret").(bool) && kind.CredentialType() != CredentialClientSecret {
+	if d.Get("import_current_secret").(bool) && kind.CredentialType() != model.CredentialClientSecret {
 		return nil, logical.ErrorResponse("%s roles rotate with their own overlap: rotation_strategy=staged, password_policy and import_current_secret do not apply", CredentialTypeName(ct))
 	}
 	return kind, nil
@@ -265,7 +266,7 @@ func (o RotateOptions) set() []string {
 
 // resolveThenRotate is the job of the client secret kinds: resolve any rotation left in
 // flight, then, unless only reconciling or the resolution stored what was due, rotate.
-func (j *roleJob) resolveThenRotate(ctx context.Context, rotate func(ctx context.Context) (*VersionMeta, *logical.Response, error)) (*VersionMeta, *logical.Response, error) {
+func (j *roleJob) resolveThenRotate(ctx context.Context, rotate func(ctx context.Context) (*model.VersionMeta, *logical.Response, error)) (*model.VersionMeta, *logical.Response, error) {
 	if err := j.b.resolveRoleWALs(ctx, j.s, j.name, j.role); err != nil {
 		return j.Fail(ctx, nil, fmt.Errorf("finishing an earlier rotation of role %q that was left in flight (no new rotation starts until it is resolved): %w", j.name, err))
 	}
@@ -288,7 +289,7 @@ func TimeOrEmpty(t time.Time) string {
 
 func CredentialTypeName(ct string) string {
 	if ct == "" {
-		return CredentialClientSecret
+		return model.CredentialClientSecret
 	}
 	return ct
 }

@@ -1,9 +1,10 @@
-package auth0
+package engine
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"math"
 	"net/http"
 	"slices"
@@ -228,7 +229,7 @@ func (c *tokenCache) pause(scope string, until, now time.Time) time.Time {
 func (c *tokenCache) pausedFor(clientID string, now time.Time) time.Time {
 	c.Mu.Lock()
 	defer c.Mu.Unlock()
-	until := Later(c.pausedUntil[""], c.pausedUntil[clientID])
+	until := model.Later(c.pausedUntil[""], c.pausedUntil[clientID])
 	for scope, t := range c.pausedUntil {
 		if !now.Before(t) {
 			delete(c.pausedUntil, scope)
@@ -243,7 +244,7 @@ func (c *tokenCache) Paused() time.Time {
 	defer c.Mu.Unlock()
 	var until time.Time
 	for _, t := range c.pausedUntil {
-		until = Later(until, t)
+		until = model.Later(until, t)
 	}
 	return until
 }
@@ -252,7 +253,7 @@ func (c *tokenCache) Paused() time.Time {
 // default of creds, the role as the caller loaded and checked it). gen is the role's token
 // generation, read before the caller loaded creds: the fetch checks the role again on what
 // it loads, and stores its token only if the role did not change since.
-func (b *Engine) Token(ctx context.Context, s logical.Storage, name, requested string, creds *CredsEntry, gen uint64) (*cachedToken, *logical.Response, error) {
+func (b *Engine) Token(ctx context.Context, s logical.Storage, name, requested string, creds *model.CredsEntry, gen uint64) (*cachedToken, *logical.Response, error) {
 	key := TokenKey{name, canonicalAudience(creds, requested)}
 	// The fetch is for a named audience: readers share it only if they want the same one,
 	// whatever each takes for the role's default.
@@ -308,7 +309,7 @@ func (b *Engine) Token(ctx context.Context, s logical.Storage, name, requested s
 }
 
 // canonicalAudience is the cache's name for requested: "" for the role's default.
-func canonicalAudience(creds *CredsEntry, requested string) string {
+func canonicalAudience(creds *model.CredsEntry, requested string) string {
 	if len(creds.TokenAudiences) > 0 && requested == creds.TokenAudiences[0] {
 		return ""
 	}
@@ -448,7 +449,7 @@ func (b *Engine) fetchToken(s logical.Storage, name, audience string, key TokenK
 }
 
 // requestToken makes one client-credentials request with the credential creds serve.
-func (b *Engine) requestToken(ctx context.Context, cfg *ConfigEntry, creds *CredsEntry, audience string) (*cachedToken, error) {
+func (b *Engine) requestToken(ctx context.Context, cfg *model.ConfigEntry, creds *model.CredsEntry, audience string) (*cachedToken, error) {
 	req := auth0api.TokenRequest{ClientID: creds.ClientID, Audience: audience, Scopes: creds.TokenScopes}
 	if err := KindFor(creds.KindKey()).authenticate(b, cfg, creds, &req); err != nil {
 		return nil, err
@@ -476,7 +477,7 @@ const (
 )
 
 // tokenAllowed says why token/ refuses a request for audience, nil when it may proceed.
-func TokenAllowed(name string, creds *CredsEntry, audience string) *logical.Response {
+func TokenAllowed(name string, creds *model.CredsEntry, audience string) *logical.Response {
 	switch {
 	case creds == nil:
 		return logical.ErrorResponse("role %q does not exist or has no token_audiences", name)

@@ -1,9 +1,10 @@
-package auth0
+package engine
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -35,7 +36,7 @@ const (
 // certKind is credential_type=self_signed_tls_client_auth.
 type certKind struct{}
 
-func (certKind) CredentialType() string { return CredentialSelfSignedTLS }
+func (certKind) CredentialType() string { return model.CredentialSelfSignedTLS }
 func (certKind) Strategy() string       { return "" }
 func (certKind) rotates() string {
 	return "self-signed mTLS certificates (end_overlap=true is its option)"
@@ -48,7 +49,7 @@ func (certKind) method() string    { return auth0api.MethodSelfSignedTLS }
 func (certKind) noun() string      { return "certificate" }
 
 // applyFields validates and applies the certificate settings.
-func (certKind) ApplyFields(role *RoleEntry, d *framework.FieldData, creating bool, now time.Time) *logical.Response {
+func (certKind) ApplyFields(role *model.RoleEntry, d *framework.FieldData, creating bool, now time.Time) *logical.Response {
 	if creating && !FieldSet(d, "overlap_period") {
 		role.OverlapPeriod = defaultOverlapPeriod
 	}
@@ -61,7 +62,7 @@ func (certKind) ApplyFields(role *RoleEntry, d *framework.FieldData, creating bo
 	if raw, ok := d.GetOk("certificate_ttl"); ok {
 		ttl := time.Duration(raw.(int)) * time.Second
 		if ttl != 0 && ttl < minCertificateTTL {
-			return logical.ErrorResponse("certificate_ttl must be 0 (the default, %s) or at least %s, got %s", DefaultCertificateTTL, minCertificateTTL, ttl)
+			return logical.ErrorResponse("certificate_ttl must be 0 (the default, %s) or at least %s, got %s", model.DefaultCertificateTTL, minCertificateTTL, ttl)
 		}
 		role.CertificateTTL = ttl
 	}
@@ -74,11 +75,11 @@ func (certKind) ApplyFields(role *RoleEntry, d *framework.FieldData, creating bo
 	return nil
 }
 
-func (k certKind) CheckApplication(ctx context.Context, conn *connection, role *RoleEntry) (*logical.Response, error) {
+func (k certKind) CheckApplication(ctx context.Context, conn *connection, role *model.RoleEntry) (*logical.Response, error) {
 	return checkAuthMethod(ctx, conn, role, k.method())
 }
 
-func (certKind) ReadFields(role *RoleEntry, data map[string]interface{}) {
+func (certKind) ReadFields(role *model.RoleEntry, data map[string]interface{}) {
 	attachmentReadFields(role, data)
 	data["certificate_ttl"] = int64(role.CertificateTTLOrDefault().Seconds())
 	if cur := role.Current(); cur != nil {
@@ -87,13 +88,13 @@ func (certKind) ReadFields(role *RoleEntry, data map[string]interface{}) {
 	}
 }
 
-func (k certKind) run(ctx context.Context, j *roleJob) (*VersionMeta, *logical.Response, error) {
+func (k certKind) run(ctx context.Context, j *roleJob) (*model.VersionMeta, *logical.Response, error) {
 	return j.runAttached(ctx, k)
 }
 
 // generate makes an RSA key pair and a certificate for it, signed by itself, valid for
 // certificate_ttl.
-func (certKind) generate(b *Engine, role *RoleEntry, sec *SecretEntry, now time.Time) error {
+func (certKind) generate(b *Engine, role *model.RoleEntry, sec *model.SecretEntry, now time.Time) error {
 	privatePEM, _, err := b.GenerateKey(role.KeyBitsOrDefault())
 	if err != nil {
 		return err
@@ -107,19 +108,21 @@ func (certKind) generate(b *Engine, role *RoleEntry, sec *SecretEntry, now time.
 	return nil
 }
 
-func (certKind) register(sec *SecretEntry, name string) (auth0api.NewCredential, error) {
+func (certKind) register(sec *model.SecretEntry, name string) (auth0api.NewCredential, error) {
 	if sec.Certificate == "" {
 		return auth0api.NewCredential{}, errors.New("the pending version has no certificate")
 	}
 	return auth0api.NewCredential{Type: auth0api.CredentialX509Cert, Name: name, PEM: sec.Certificate}, nil
 }
 
-func (certKind) describe(sec *SecretEntry, meta *VersionMeta) { meta.CertVersion = sec.CertVersion }
+func (certKind) describe(sec *model.SecretEntry, meta *model.VersionMeta) {
+	meta.CertVersion = sec.CertVersion
+}
 
 // verify checks that the credential Auth0 holds is this certificate. Vault cannot prove
 // that Auth0 accepts it (only the tenant's mTLS edge can present it), so the new
 // certificate is served once Auth0 had propagation_wait to apply the attachment.
-func (certKind) verify(b *Engine, conn *connection, clientID string, sec *SecretEntry) error {
+func (certKind) verify(b *Engine, conn *connection, clientID string, sec *model.SecretEntry) error {
 	api, err := keyAPIOf(conn)
 	if err != nil {
 		return err
@@ -142,13 +145,13 @@ func (certKind) verify(b *Engine, conn *connection, clientID string, sec *Secret
 
 // dueTime is the overlap kinds' due time, brought forward to the current certificate's
 // renewal: two thirds into its lifetime.
-func (certKind) dueTime(r *RoleEntry, now time.Time) time.Time {
+func (certKind) dueTime(r *model.RoleEntry, now time.Time) time.Time {
 	due := overlapDue(r, now)
 	if r.PendingKey != nil || r.Overlap != nil {
 		return due
 	}
 	if cur := r.Current(); cur != nil {
-		return earliest(due, Later(renewalTime(cur.CreatedTime, cur.ExpiresAt), r.NextAttempt))
+		return earliest(due, model.Later(renewalTime(cur.CreatedTime, cur.ExpiresAt), r.NextAttempt))
 	}
 	return due
 }
@@ -173,21 +176,21 @@ func earliest(a, b time.Time) time.Time {
 	return b
 }
 
-func (certKind) consumerLead(r *RoleEntry) time.Duration { return r.OverlapPeriodOrDefault() }
+func (certKind) consumerLead(r *model.RoleEntry) time.Duration { return r.OverlapPeriodOrDefault() }
 
-func (certKind) servesPrevious(r *RoleEntry, prev int) bool { return overlapServes(r, prev) }
+func (certKind) servesPrevious(r *model.RoleEntry, prev int) bool { return overlapServes(r, prev) }
 
-func (certKind) credsMeta(r *RoleEntry, c *CredsEntry) { overlapCredsMeta(r, c) }
+func (certKind) credsMeta(r *model.RoleEntry, c *model.CredsEntry) { overlapCredsMeta(r, c) }
 
-func (certKind) nextChange(c *CredsEntry) time.Time {
+func (certKind) nextChange(c *model.CredsEntry) time.Time {
 	next := overlapNextChange(c)
 	if c.PublishAt.IsZero() && c.Current != nil && !c.Halted {
-		next = earliest(next, Later(renewalTime(c.Current.CreatedTime, c.Current.ExpiresAt), c.NextAttempt))
+		next = earliest(next, model.Later(renewalTime(c.Current.CreatedTime, c.Current.ExpiresAt), c.NextAttempt))
 	}
 	return next
 }
 
-func (certKind) CredsFields(c *CredsEntry, served, previous *SecretEntry, current bool, data map[string]interface{}) {
+func (certKind) CredsFields(c *model.CredsEntry, served, previous *model.SecretEntry, current bool, data map[string]interface{}) {
 	data["certificate"], data["private_key"], data["key_id"] = served.Certificate, served.PrivateKey, served.KeyID
 	data["thumbprint_sha256"], data["expires_at"] = served.Thumbprint, TimeOrEmpty(served.ExpiresAt)
 	if !current {
@@ -202,7 +205,7 @@ func (certKind) CredsFields(c *CredsEntry, served, previous *SecretEntry, curren
 	}
 }
 
-func (certKind) authenticate(*Engine, *ConfigEntry, *CredsEntry, *auth0api.TokenRequest) error {
+func (certKind) authenticate(*Engine, *model.ConfigEntry, *model.CredsEntry, *auth0api.TokenRequest) error {
 	return errors.New("self_signed_tls_client_auth roles have no token/: Auth0 takes their certificate only through the tenant's mTLS edge")
 }
 
@@ -229,7 +232,7 @@ certificate works until overlap_until.
 		Role: map[string]*framework.FieldSchema{
 			"certificate_ttl": {
 				Type:        framework.TypeDurationSecond,
-				Description: fmt.Sprintf("self_signed_tls_client_auth roles: how long each certificate is valid. Default %s, at least %s, longer than rotation_period plus overlap_period. The engine renews a certificate two thirds into its lifetime whatever the schedule.", DefaultCertificateTTL, minCertificateTTL),
+				Description: fmt.Sprintf("self_signed_tls_client_auth roles: how long each certificate is valid. Default %s, at least %s, longer than rotation_period plus overlap_period. The engine renews a certificate two thirds into its lifetime whatever the schedule.", model.DefaultCertificateTTL, minCertificateTTL),
 			},
 		},
 		Read: map[string]*framework.FieldSchema{

@@ -1,9 +1,10 @@
-package auth0
+package engine
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"net/http"
 	"time"
 
@@ -18,24 +19,24 @@ import (
 // made crash-safe by a write-ahead entry (recovery.go).
 type secretKind struct{}
 
-func (secretKind) CredentialType() string { return CredentialClientSecret }
+func (secretKind) CredentialType() string { return model.CredentialClientSecret }
 func (secretKind) Strategy() string       { return "" }
 func (secretKind) rotates() string        { return "immediately" }
 func (secretKind) ownFields() []string    { return nil }
 func (secretKind) options() []string      { return nil }
 
-func (secretKind) ApplyFields(*RoleEntry, *framework.FieldData, bool, time.Time) *logical.Response {
+func (secretKind) ApplyFields(*model.RoleEntry, *framework.FieldData, bool, time.Time) *logical.Response {
 	return nil
 }
 
-func (secretKind) CheckApplication(context.Context, *connection, *RoleEntry) (*logical.Response, error) {
+func (secretKind) CheckApplication(context.Context, *connection, *model.RoleEntry) (*logical.Response, error) {
 	return nil, nil
 }
 
-func (secretKind) ReadFields(*RoleEntry, map[string]interface{}) {}
+func (secretKind) ReadFields(*model.RoleEntry, map[string]interface{}) {}
 
-func (secretKind) run(ctx context.Context, j *roleJob) (*VersionMeta, *logical.Response, error) {
-	return j.resolveThenRotate(ctx, func(context.Context) (*VersionMeta, *logical.Response, error) {
+func (secretKind) run(ctx context.Context, j *roleJob) (*model.VersionMeta, *logical.Response, error) {
+	return j.resolveThenRotate(ctx, func(context.Context) (*model.VersionMeta, *logical.Response, error) {
 		conn, err := j.b.Connection(ctx, j.s)
 		if err != nil {
 			return j.Fail(ctx, nil, err)
@@ -47,8 +48,8 @@ func (secretKind) run(ctx context.Context, j *roleJob) (*VersionMeta, *logical.R
 	})
 }
 
-func (secretKind) dueTime(r *RoleEntry, now time.Time) time.Time { return r.ScheduledDue(now, 0) }
-func (secretKind) consumerLead(*RoleEntry) time.Duration         { return 0 }
+func (secretKind) dueTime(r *model.RoleEntry, now time.Time) time.Time { return r.ScheduledDue(now, 0) }
+func (secretKind) consumerLead(*model.RoleEntry) time.Duration         { return 0 }
 
 // schemas are the immediate strategy's fields in the API: a client secret in creds.
 func (secretKind) schemas() KindSchemas {
@@ -79,31 +80,31 @@ func secretCredsSchemas() map[string]*framework.FieldSchema {
 	}
 }
 
-func (secretKind) servesPrevious(*RoleEntry, int) bool { return true }
+func (secretKind) servesPrevious(*model.RoleEntry, int) bool { return true }
 
-func (secretKind) credsMeta(_ *RoleEntry, c *CredsEntry) {
+func (secretKind) credsMeta(_ *model.RoleEntry, c *model.CredsEntry) {
 	c.Next, c.NextSwitchTime = nil, time.Time{}
 }
 
-func (secretKind) nextChange(c *CredsEntry) time.Time {
+func (secretKind) nextChange(c *model.CredsEntry) time.Time {
 	if c.RotationPeriod == 0 && c.RotationSchedule == "" {
 		return time.Time{}
 	}
-	return Later(c.NextVaultRotation, c.NextAttempt)
+	return model.Later(c.NextVaultRotation, c.NextAttempt)
 }
 
-func (secretKind) CredsFields(c *CredsEntry, served, previous *SecretEntry, current bool, data map[string]interface{}) {
+func (secretKind) CredsFields(c *model.CredsEntry, served, previous *model.SecretEntry, current bool, data map[string]interface{}) {
 	secretCredsFields(c, served, previous, current, data)
 }
 
-func (secretKind) authenticate(_ *Engine, _ *ConfigEntry, c *CredsEntry, req *auth0api.TokenRequest) error {
+func (secretKind) authenticate(_ *Engine, _ *model.ConfigEntry, c *model.CredsEntry, req *auth0api.TokenRequest) error {
 	req.Secret = c.Current.Secret
 	return nil
 }
 
 // secretCredsFields answers the fields of a client secret, immediate or staged: the
 // secret served, the one before it, and (current version) the staged next one.
-func secretCredsFields(c *CredsEntry, served, previous *SecretEntry, current bool, data map[string]interface{}) {
+func secretCredsFields(c *model.CredsEntry, served, previous *model.SecretEntry, current bool, data map[string]interface{}) {
 	data["client_secret"] = served.Secret
 	if previous != nil {
 		data["previous_client_secret"] = previous.Secret
@@ -128,7 +129,7 @@ func secretCredsFields(c *CredsEntry, served, previous *SecretEntry, current boo
 // rate-limit wait, right before the request leaves. If Auth0's answer is lost, the secret
 // is read back at once; if that fails, or storing fails, the entry stays and the next job
 // of the role (or Vault's rollback manager) resolves it before anything else.
-func (j *roleJob) rotate(conn *connection) (*VersionMeta, *logical.Response, error) {
+func (j *roleJob) rotate(conn *connection) (*model.VersionMeta, *logical.Response, error) {
 	b, role := j.b, j.role
 	wal := RotationWAL{Role: j.name, ClientID: role.ClientID, BaseVersion: role.CurrentVersion(), Source: j.trigger}
 	if role.CurrentVersion() == 0 {

@@ -1,7 +1,8 @@
-package auth0
+package engine
 
 import (
 	"context"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"strconv"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -18,10 +19,10 @@ type credentialHolder interface {
 	// application.
 	describe() string
 	// storeState stores next as the holder's state: no new version.
-	storeState(ctx context.Context, next *RoleEntry) error
+	storeState(ctx context.Context, next *model.RoleEntry) error
 	// commitVersion stores next, whose new current version creds.Current holds, as one
 	// commit, and then makes role next.
-	CommitVersion(ctx context.Context, role, next *RoleEntry, creds *CredsEntry, prune bool) error
+	CommitVersion(ctx context.Context, role, next *model.RoleEntry, creds *model.CredsEntry, prune bool) error
 }
 
 // roleHolder keeps a role's state in its entries.
@@ -33,11 +34,11 @@ type roleHolder struct {
 
 func (h roleHolder) describe() string { return "role " + strconv.Quote(h.name) }
 
-func (h roleHolder) storeState(ctx context.Context, next *RoleEntry) error {
+func (h roleHolder) storeState(ctx context.Context, next *model.RoleEntry) error {
 	return h.b.StoreRoleState(ctx, h.s, h.name, next)
 }
 
-func (h roleHolder) CommitVersion(ctx context.Context, role, next *RoleEntry, creds *CredsEntry, prune bool) error {
+func (h roleHolder) CommitVersion(ctx context.Context, role, next *model.RoleEntry, creds *model.CredsEntry, prune bool) error {
 	return h.b.storeVersion(ctx, h.s, h.name, role, next, creds, prune)
 }
 
