@@ -283,7 +283,7 @@ func (a *apiSim) walsByRole() map[string]int {
 	}
 	for _, id := range ids {
 		entry, err := framework.GetWAL(ctx, a.base, id)
-		if err != nil || entry == nil || entry.Kind != engine.WalKindRotation {
+		if err != nil || entry == nil || entry.Kind != engine.WALKindRotation {
 			continue
 		}
 		if w, err := engine.DecodeRotationWAL(entry.Data); err == nil {

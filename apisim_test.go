@@ -636,7 +636,7 @@ var apiOps = []struct {
 	weight int
 	do     func(w *apiWorker) string
 }{
-	{120, (*apiWorker).Token},
+	{120, (*apiWorker).token},
 	{40, (*apiWorker).burst},
 	{30, (*apiWorker).checkTokens},
 	{30, (*apiWorker).assertion},
@@ -654,7 +654,7 @@ var apiOps = []struct {
 	{15, (*apiWorker).readRole},
 	{15, (*apiWorker).rollback},
 	{25, (*apiWorker).writeConfig},
-	{40, (*apiWorker).Invalidate},
+	{40, (*apiWorker).invalidate},
 	{50, (*apiWorker).advance},
 	{30, (*apiWorker).advanceToDue},
 	{30, (*apiWorker).clockStep},
@@ -697,7 +697,7 @@ func (w *apiWorker) do(op logical.Operation, path string, data map[string]interf
 	return resp, err, desc + " -> " + outcome(resp, err)
 }
 
-func (w *apiWorker) AudienceOrDefault() string {
+func (w *apiWorker) audience() string {
 	switch x := w.rng.IntN(10); {
 	case x < 4:
 		return ""
@@ -707,11 +707,11 @@ func (w *apiWorker) AudienceOrDefault() string {
 	return "https://unlisted.test/"
 }
 
-func (w *apiWorker) Token() string { return w.tokenOf(w.role()) }
+func (w *apiWorker) token() string { return w.tokenOf(w.role()) }
 
 func (w *apiWorker) tokenOf(r *apiRole) string {
 	var data map[string]interface{}
-	aud := w.AudienceOrDefault()
+	aud := w.audience()
 	if aud != "" {
 		data = map[string]interface{}{"audience": aud}
 	}
@@ -840,7 +840,7 @@ func (w *apiWorker) checkCredsAnswer(desc string, r *apiRole, resp *logical.Resp
 
 // createData is the creation of role r: its application, a schedule, token_audiences.
 func (w *apiWorker) createData(r *apiRole) map[string]interface{} {
-	data := w.Schedule(r)
+	data := w.schedule(r)
 	data["client_id"] = r.clientID
 	data["token_audiences"] = w.audiences()
 	if r.keys {
@@ -852,7 +852,7 @@ func (w *apiWorker) createData(r *apiRole) map[string]interface{} {
 	}
 	if w.rng.IntN(3) == 0 {
 		data["rotation_strategy"] = model.StrategyStaged
-		data["stage_period"] = w.StagePeriodOrDefault()
+		data["stage_period"] = w.stagePeriod()
 	}
 	if w.rng.IntN(2) == 0 {
 		data["import_current_secret"] = true
@@ -906,7 +906,7 @@ func (w *apiWorker) writeMaxVersions() string {
 }
 
 // schedule is a rotation schedule minutes apart (hours for the key role, whose keys cost).
-func (w *apiWorker) Schedule(r *apiRole) map[string]interface{} {
+func (w *apiWorker) schedule(r *apiRole) map[string]interface{} {
 	if r.keys {
 		if w.rng.IntN(2) == 0 {
 			return map[string]interface{}{"rotation_period": "6h", "rotation_schedule": ""}
@@ -924,13 +924,13 @@ func (w *apiWorker) Schedule(r *apiRole) map[string]interface{} {
 }
 
 // stagePeriod is shorter than any schedule's interval.
-func (w *apiWorker) StagePeriodOrDefault() string {
+func (w *apiWorker) stagePeriod() string {
 	return []string{"30s", "1m", "2m", "4m"}[w.rng.IntN(4)]
 }
 
 func (w *apiWorker) writeSchedule() string {
 	r := w.role()
-	return w.write(r, w.Schedule(r))
+	return w.write(r, w.schedule(r))
 }
 
 func (w *apiWorker) writeStrategy() string {
@@ -940,7 +940,7 @@ func (w *apiWorker) writeStrategy() string {
 	}
 	data := map[string]interface{}{"rotation_strategy": model.StrategyImmediate}
 	if w.rng.IntN(2) == 0 {
-		data = map[string]interface{}{"rotation_strategy": model.StrategyStaged, "stage_period": w.StagePeriodOrDefault()}
+		data = map[string]interface{}{"rotation_strategy": model.StrategyStaged, "stage_period": w.stagePeriod()}
 	}
 	return w.write(r, data)
 }
@@ -1021,7 +1021,7 @@ func (w *apiWorker) writeConfig() string {
 
 // invalidate delivers an invalidation to the active node, as Vault does when another
 // node (or a replicated cluster) wrote the key.
-func (w *apiWorker) Invalidate() string {
+func (w *apiWorker) invalidate() string {
 	r := w.role()
 	key := []string{model.ConfigStoragePath, model.RoleKey(r.name), model.CredsKey(r.name)}[w.rng.IntN(3)]
 	n := w.a.node.Load()

@@ -82,15 +82,15 @@ func newBackendWithClock(clk clock.Clock) *backend {
 		),
 		InitializeFunc:    b.InitializeMount,
 		WALRollback:       b.RollbackWAL,
-		WALRollbackMinAge: engine.WalRollbackMinAge,
-		Invalidate:        b.Invalidate,
+		WALRollbackMinAge: engine.WALRollbackMinAge,
+		Invalidate:        b.invalidate,
 		Clean:             b.clean,
 		RunningVersion:    Version,
 	}
 	return b
 }
 
-func (b *backend) Invalidate(_ context.Context, key string) {
+func (b *backend) invalidate(_ context.Context, key string) {
 	switch {
 	case key == model.ConfigStoragePath:
 		b.ResetConnection()

@@ -86,7 +86,7 @@ func TestCredsCacheInvalidatedOnOtherNode(t *testing.T) {
 	if v := read(); v != 1 {
 		t.Fatalf("standby served version %d before any invalidation: is it caching at all?", v)
 	}
-	standby.Invalidate(t.Context(), model.CredsKey("app"))
+	standby.invalidate(t.Context(), model.CredsKey("app"))
 	if v := read(); v != 2 {
 		t.Fatalf("standby serves version %d after the invalidation, want 2", v)
 	}

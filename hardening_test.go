@@ -542,7 +542,7 @@ func TestRoleWriteCutByCrashIsUndone(t *testing.T) {
 	if n := e.tokenRequests(testAppID) - before; n != 0 {
 		t.Fatalf("%d token requests for an audience the role does not list", n)
 	}
-	if n := len(e.walIDs(engine.WalKindRoleWrite)); n != 0 {
+	if n := len(e.walIDs(engine.WALKindRoleWrite)); n != 0 {
 		t.Fatalf("%d role write entries left after the repair", n)
 	}
 	// The write, done again, lands whole.

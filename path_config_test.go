@@ -235,7 +235,7 @@ func TestConfigChangeRebuildsClient(t *testing.T) {
 
 	// Invalidate (another node changed config) drops the cache too.
 	before := e.b.Conn.Load()
-	e.b.Invalidate(t.Context(), model.ConfigStoragePath)
+	e.b.invalidate(t.Context(), model.ConfigStoragePath)
 	if e.b.Conn.Load() != nil || before == nil {
 		t.Fatal("invalidate did not drop the cached connection")
 	}

@@ -85,7 +85,7 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *f
 		return nil, err
 	}
 	for _, p := range pending {
-		inFlight = append(inFlight, map[string]interface{}{"role": p.Wal.Role, "what": "rotation whose outcome is being resolved (write-ahead entry)", "wal_id": p.Id})
+		inFlight = append(inFlight, map[string]interface{}{"role": p.WAL.Role, "what": "rotation whose outcome is being resolved (write-ahead entry)", "wal_id": p.ID})
 	}
 	data := map[string]interface{}{
 		"roles":                len(names),

@@ -66,7 +66,7 @@ func TestStatus(t *testing.T) {
 
 	// A rotation left in flight, and a role the scheduler did not run when due.
 	e.emu.SetFaults(nil)
-	if _, err := framework.PutWAL(t.Context(), e.storage, engine.WalKindRotation, &engine.RotationWAL{Role: "app", ClientID: testAppID, BaseVersion: 1}); err != nil {
+	if _, err := framework.PutWAL(t.Context(), e.storage, engine.WALKindRotation, &engine.RotationWAL{Role: "app", ClientID: testAppID, BaseVersion: 1}); err != nil {
 		t.Fatal(err)
 	}
 	e.clock.Advance(3 * time.Hour) // nothing runs the due jobs

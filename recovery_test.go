@@ -242,10 +242,10 @@ func TestRotationInFlightAtCrashIsReconciledAtStart(t *testing.T) {
 func TestReconcileWithoutChangeStoresNothing(t *testing.T) {
 	e := newTestEnv(t)
 	e.configureWithRole(map[string]interface{}{"import_current_secret": true})
-	if _, err := framework.PutWAL(t.Context(), e.storage, engine.WalKindRotation, &engine.RotationWAL{Role: "app", ClientID: testAppID}); err != nil {
+	if _, err := framework.PutWAL(t.Context(), e.storage, engine.WALKindRotation, &engine.RotationWAL{Role: "app", ClientID: testAppID}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := framework.PutWAL(t.Context(), e.storage, engine.WalKindRotation, &engine.RotationWAL{Role: "gone", ClientID: "x"}); err != nil {
+	if _, err := framework.PutWAL(t.Context(), e.storage, engine.WALKindRotation, &engine.RotationWAL{Role: "gone", ClientID: "x"}); err != nil {
 		t.Fatal(err)
 	}
 	pending, err := e.b.PendingRotations(t.Context(), e.storage)

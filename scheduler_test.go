@@ -466,7 +466,7 @@ func TestWriteAheadEntriesAreLocalAndGuarded(t *testing.T) {
 		t.Fatalf("local storage paths = %v, want %s", local, framework.WALPrefix)
 	}
 	e.configureWithRole(map[string]interface{}{"import_current_secret": true})
-	if _, err := framework.PutWAL(t.Context(), e.storage, engine.WalKindRotation, &engine.RotationWAL{Role: "app", ClientID: testAppID, BaseVersion: 1}); err != nil {
+	if _, err := framework.PutWAL(t.Context(), e.storage, engine.WALKindRotation, &engine.RotationWAL{Role: "app", ClientID: testAppID, BaseVersion: 1}); err != nil {
 		t.Fatal(err)
 	}
 	e.b.Cleanup(t.Context())

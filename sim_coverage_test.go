@@ -624,7 +624,7 @@ func (s *sim) runScenario(sc *simScenario) string {
 	}
 	if sc.grant && r.k != nil && !r.k.granted {
 		if err := s.emu.SetGrant(r.clientID, emulator.ManagementGrant, []string{}); err != nil {
-			s.Fail("granting %s a Management API token: %v", r.clientID, err)
+			s.fail("granting %s a Management API token: %v", r.clientID, err)
 		}
 		r.k.granted = true
 	}
@@ -761,7 +761,7 @@ func (s *sim) runMove(sc *simScenario, r *simRole, m simMove) (string, []int, bo
 	case actNextDue:
 		desc = s.stepAdvanceToDue()
 	default:
-		s.Fail("scenario %q: unknown act %q", sc.name, m.act)
+		s.fail("scenario %q: unknown act %q", sc.name, m.act)
 	}
 	if m.state != "" && !slices.Contains(labels, r.kind()+"/"+m.state) {
 		ok = false

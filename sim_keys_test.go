@@ -103,7 +103,7 @@ func (s *sim) keyRoleData(data map[string]interface{}, cert bool) {
 	data["overlap_period"] = overlap
 	if cert {
 		data["credential_type"] = model.CredentialSelfSignedTLS
-		data["certificate_ttl"] = s.CertificateTTLOrDefault(data, overlap)
+		data["certificate_ttl"] = s.certificateTTL(data, overlap)
 		return
 	}
 	data["credential_type"] = model.CredentialPrivateKeyJWT
@@ -116,7 +116,7 @@ func (s *sim) keyRoleData(data map[string]interface{}, cert bool) {
 // life: invariant 18), longer than rotation_period plus the overlap, and often short
 // enough that certificates are renewed (two thirds into their lifetime) before the
 // schedule rotates them.
-func (s *sim) CertificateTTLOrDefault(data map[string]interface{}, overlap string) string {
+func (s *sim) certificateTTL(data map[string]interface{}, overlap string) string {
 	ov, _ := time.ParseDuration(overlap)
 	floor := 21 * time.Hour
 	if p, ok := data["rotation_period"].(string); ok && p != "" {
@@ -219,21 +219,21 @@ func (s *sim) afterKeyRotate(r *simRole, opt string, resp *logical.Response, err
 		name += " " + opt
 	}
 	if leak := s.keyLeakIn(responseText(resp, err)); leak != "" {
-		s.Fail("invariant 16: rotate/%s answered private key material (%s)", name, leak)
+		s.fail("invariant 16: rotate/%s answered private key material (%s)", name, leak)
 	}
 	pre := r.pre
 	if err == nil && resp != nil && resp.IsError() {
 		msg := resp.Error().Error()
 		if strings.Contains(msg, "Auth0's limit") || strings.Contains(msg, "maximum of") {
-			s.Fail("invariant 12: rotate/%s hit Auth0's credential limit: %s", name, msg)
+			s.fail("invariant 12: rotate/%s hit Auth0's credential limit: %s", name, msg)
 		}
 		// The faults the simulation injects are 5xx, 429s, lost answers and storage
 		// failures: errors, not refusals. The one refusal is the documented one.
 		if !strings.Contains(msg, "end_overlap=true") {
-			s.Fail("invariant 15: rotate/%s refused: %s", name, msg)
+			s.fail("invariant 15: rotate/%s refused: %s", name, msg)
 		}
 		if opt == "end_overlap" || pre == nil || pre.PendingKey != nil || pre.Overlap == nil || !s.clock.Now().Before(pre.Overlap.Until) {
-			s.Fail("invariant 15: rotate/%s refused for an overlap, but the role stored before it has overlap %+v and pending key %+v: %s", name, pre.Overlap, pre.PendingKey, msg)
+			s.fail("invariant 15: rotate/%s refused for an overlap, but the role stored before it has overlap %+v and pending key %+v: %s", name, pre.Overlap, pre.PendingKey, msg)
 		}
 		s.counts["key rotate refused (overlap)"]++
 		return
@@ -247,7 +247,7 @@ func (s *sim) afterKeyRotate(r *simRole, opt string, resp *logical.Response, err
 		pk := role.PendingKey
 		if pk == nil || pk.Version != pv || resp.Data["key_id"] != pk.CredentialID || pk.CredentialID == "" || pk.AttachedAt.IsZero() ||
 			resp.Data["publish_time"] != pk.PublishAt.Format(time.RFC3339) || pk.PublishAt.Sub(pk.AttachedAt) != s.propagationWait {
-			s.Fail("invariant 14: rotate/%s answered pending version %v (key %v, publish time %v), the role stores pending key %+v (propagation_wait %s)",
+			s.fail("invariant 14: rotate/%s answered pending version %v (key %v, publish time %v), the role stores pending key %+v (propagation_wait %s)",
 				name, pv, resp.Data["key_id"], resp.Data["publish_time"], pk, s.propagationWait)
 		}
 		s.counts["key rotate pending"]++
@@ -267,7 +267,7 @@ func (s *sim) afterKeyRotate(r *simRole, opt string, resp *logical.Response, err
 	}
 	for _, id := range pre.Overlap.CredentialIDs {
 		if id != cur && slices.ContainsFunc(stored, func(c emulator.CredentialInfo) bool { return c.ID == id }) {
-			s.Fail("invariant 15: rotate/%s succeeded, yet Auth0 still holds credential %s of the overlap it ended", name, id)
+			s.fail("invariant 15: rotate/%s succeeded, yet Auth0 still holds credential %s of the overlap it ended", name, id)
 		}
 	}
 }
@@ -388,12 +388,12 @@ func (s *sim) keyLogsIn(clientID, privatePEM, kid, alg string) bool {
 	s.t.Helper()
 	key, err := auth0api.ParsePrivateKey(privatePEM)
 	if err != nil {
-		s.Fail("invariant 14: a served private key does not parse: %v", err)
+		s.fail("invariant 14: a served private key does not parse: %v", err)
 	}
 	host := strings.TrimPrefix(s.emuURL, "http://")
 	assertion, err := emulator.SignAssertion(key, alg, kid, clientID, "https://"+host+"/", s.clock.Now(), time.Minute)
 	if err != nil {
-		s.Fail("signing an assertion with a served key (alg %q): %v", alg, err)
+		s.fail("signing an assertion with a served key (alg %q): %v", alg, err)
 	}
 	return s.assertionLogsIn(clientID, assertion)
 }
@@ -411,13 +411,13 @@ func (s *sim) assertionLogsIn(clientID, assertion string) bool {
 	}
 	req, err := http.NewRequest(http.MethodPost, s.emuURL+"/oauth/token", strings.NewReader(form.Encode()))
 	if err != nil {
-		s.Fail("%v", err)
+		s.fail("%v", err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set(simProbeHeader, "1")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		s.Fail("key login: %v", err)
+		s.fail("key login: %v", err)
 	}
 	resp.Body.Close()
 	s.counts["key logins"]++
@@ -427,7 +427,7 @@ func (s *sim) assertionLogsIn(clientID, assertion string) bool {
 	case http.StatusUnauthorized:
 		return false
 	}
-	s.Fail("a key login answered %d", resp.StatusCode)
+	s.fail("a key login answered %d", resp.StatusCode)
 	return false
 }
 
@@ -447,16 +447,16 @@ func (s *sim) certLogsIn(clientID, certPEM string) bool {
 	s.t.Helper()
 	block, _ := pem.Decode([]byte(certPEM))
 	if block == nil {
-		s.Fail("invariant 14: a served certificate is not PEM")
+		s.fail("invariant 14: a served certificate is not PEM")
 	}
 	cert, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
-		s.Fail("invariant 14: a served certificate does not parse: %v", err)
+		s.fail("invariant 14: a served certificate does not parse: %v", err)
 	}
 	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {clientID}, "audience": {testAPI}}
 	req, err := http.NewRequest(http.MethodPost, s.emuURL+"/oauth/token", strings.NewReader(form.Encode()))
 	if err != nil {
-		s.Fail("%v", err)
+		s.fail("%v", err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set(simProbeHeader, "1")
@@ -465,7 +465,7 @@ func (s *sim) certLogsIn(clientID, certPEM string) bool {
 	req.Header.Set(emulator.HeaderClientCertificateCAVerified, "FAILED:self signed certificate")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		s.Fail("certificate login: %v", err)
+		s.fail("certificate login: %v", err)
 	}
 	resp.Body.Close()
 	s.counts["certificate logins"]++
@@ -475,7 +475,7 @@ func (s *sim) certLogsIn(clientID, certPEM string) bool {
 	case http.StatusUnauthorized:
 		return false
 	}
-	s.Fail("a certificate login answered %d", resp.StatusCode)
+	s.fail("a certificate login answered %d", resp.StatusCode)
 	return false
 }
 
@@ -508,7 +508,7 @@ func (r *simRole) learnKey(id, privatePEM, kid, alg, cert string, version int) *
 }
 
 // credentialType is the credential_type of a role the simulation tracks as a key role.
-func (k *simKeyRole) CredentialType() string {
+func (k *simKeyRole) credentialType() string {
 	if k.cert {
 		return model.CredentialSelfSignedTLS
 	}
@@ -532,37 +532,37 @@ func (s *sim) checkKeyRole(r *simRole, role *model.RoleEntry, stats emulator.Sta
 	pk := role.PendingKey
 	stored, attached, ok := s.emu.Credentials(app)
 	if !ok {
-		s.Fail("application %s missing from the emulator", app)
+		s.fail("application %s missing from the emulator", app)
 	}
 	slices.Sort(attached)
 
 	// 12. At most two credentials.
 	if len(stored) > emulator.MaxCredentials || len(attached) > emulator.MaxCredentials {
-		s.Fail("invariant 12: Auth0 stores %d credentials (%s) for %s of role %s, %d attached", len(stored), describeCredentials(stored), app, r.name, len(attached))
+		s.fail("invariant 12: Auth0 stores %d credentials (%s) for %s of role %s, %d attached", len(stored), describeCredentials(stored), app, r.name, len(attached))
 	}
 	if f := role.LastFailure; f != nil && (strings.Contains(f.Message, "Auth0's limit") || strings.Contains(f.Message, "maximum of")) {
-		s.Fail("invariant 12: role %s records hitting Auth0's credential limit: %s", r.name, f.Message)
+		s.fail("invariant 12: role %s records hitting Auth0's credential limit: %s", r.name, f.Message)
 	}
 
 	// 13. Only Vault's keys, each registered once, and no client secret rotation.
-	if role.ClientID != app || engine.KindFor(role.KindKey()).CredentialType() != r.k.CredentialType() || role.Staged != nil {
-		s.Fail("role %s: client %s, credential type %q, staged %+v", r.name, role.ClientID, role.CredentialType, role.Staged)
+	if role.ClientID != app || engine.KindFor(role.KindKey()).CredentialType() != r.k.credentialType() || role.Staged != nil {
+		s.fail("role %s: client %s, credential type %q, staged %+v", r.name, role.ClientID, role.CredentialType, role.Staged)
 	}
 	if role.Warning != "" || role.Blocked != "" {
-		s.Fail("invariant 13: role %s: warning %q, blocked %q", r.name, role.Warning, role.Blocked)
+		s.fail("invariant 13: role %s: warning %q, blocked %q", r.name, role.Warning, role.Blocked)
 	}
 	if owner, err := model.LoadOwner(ctx, s.base, app); err != nil || owner != r.name {
-		s.Fail("invariant 3: %s is owned by %q (%v), want role %s", app, owner, err, r.name)
+		s.fail("invariant 3: %s is owned by %q (%v), want role %s", app, owner, err, r.name)
 	}
 	if n, m := stats.Rotations[app], stats.SecretPatches[app]; n != 0 || m != 0 {
-		s.Fail("invariant 13: Auth0 rotated the secret of private_key_jwt role %s's application %d times, PATCHed it %d times", r.name, n, m)
+		s.fail("invariant 13: Auth0 rotated the secret of private_key_jwt role %s's application %d times, PATCHed it %d times", r.name, n, m)
 	}
 	created := stats.CredentialsCreated[app]
 	if created-stats.CredentialsDeleted[app] != len(stored) {
-		s.Fail("harness: %s: %d credentials created, %d deleted, %d stored", app, created, stats.CredentialsDeleted[app], len(stored))
+		s.fail("harness: %s: %d credentials created, %d deleted, %d stored", app, created, stats.CredentialsDeleted[app], len(stored))
 	}
 	if created != cur && (pk == nil || created != cur+1) {
-		s.Fail("invariant 13: Auth0 created %d credentials for role %s, which is at version %d (pending key: %+v): a key registered twice, or one lost", created, r.name, cur, pk)
+		s.fail("invariant 13: Auth0 created %d credentials for role %s, which is at version %d (pending key: %+v): a key registered twice, or one lost", created, r.name, cur, pk)
 	}
 	held := map[string]bool{}
 	if c := role.Current(); c != nil {
@@ -577,34 +577,34 @@ func (s *sim) checkKeyRole(r *simRole, role *model.RoleEntry, stats emulator.Sta
 	case pk == nil:
 		for _, c := range stored {
 			if !held[c.ID] {
-				s.Fail("invariant 13: role %s has no key pending (failure recorded: %v), yet Auth0 stores credential %s (%q), neither its current key (version %d) nor in its overlap %+v; stored: %s",
+				s.fail("invariant 13: role %s has no key pending (failure recorded: %v), yet Auth0 stores credential %s (%q), neither its current key (version %d) nor in its overlap %+v; stored: %s",
 					r.name, role.LastFailure != nil, c.ID, c.Name, cur, role.Overlap, describeCredentials(stored))
 			}
 		}
 		for _, id := range attached {
 			if !held[id] {
-				s.Fail("invariant 13: role %s has no key pending, yet Auth0 has credential %s attached, neither its current key nor in its overlap %+v", r.name, id, role.Overlap)
+				s.fail("invariant 13: role %s has no key pending, yet Auth0 has credential %s attached, neither its current key nor in its overlap %+v", r.name, id, role.Overlap)
 			}
 		}
 		s.counts["key check no pending"]++
 	case pk != nil:
 		for _, c := range stored {
 			if !held[c.ID] && c.ID != pk.CredentialID && c.Name != pk.Name {
-				s.Fail("invariant 13: role %s (pending version %d, %q) lets Auth0 store credential %s (%q), neither current, in its overlap nor pending; stored: %s",
+				s.fail("invariant 13: role %s (pending version %d, %q) lets Auth0 store credential %s (%q), neither current, in its overlap nor pending; stored: %s",
 					r.name, pk.Version, pk.Name, c.ID, c.Name, describeCredentials(stored))
 			}
 		}
 	}
 	if c := role.Current(); c != nil && pk == nil && !slices.Contains(attached, c.KeyID) {
-		s.Fail("invariant 13: role %s's current key %s (version %d) is not attached at Auth0 (attached %v)", r.name, c.KeyID, cur, attached)
+		s.fail("invariant 13: role %s's current key %s (version %d) is not attached at Auth0 (attached %v)", r.name, c.KeyID, cur, attached)
 	}
 	onKeys := s.onMethod(r)
 	if cur > 0 && !onKeys || cur == 0 && pk == nil && (onKeys || len(stored) > 0) {
-		s.Fail("invariant 13: role %s at version %d (pending %+v): application on %s %v, %d credentials stored", r.name, cur, pk, r.k.CredentialType(), onKeys, len(stored))
+		s.fail("invariant 13: role %s at version %d (pending %+v): application on %s %v, %d credentials stored", r.name, cur, pk, r.k.credentialType(), onKeys, len(stored))
 	}
 	if cur > 0 && !r.k.secretRefused {
 		if s.authenticates(app, r.k.secret) {
-			s.Fail("invariant 13: role %s has a key, yet its application's old client secret still obtains a token", r.name)
+			s.fail("invariant 13: role %s has a key, yet its application's old client secret still obtains a token", r.name)
 		}
 		r.k.secretRefused = true
 	}
@@ -612,59 +612,59 @@ func (s *sim) checkKeyRole(r *simRole, role *model.RoleEntry, stats emulator.Sta
 	// 3 for keys: versions consecutive, within max_versions, each with its own credential
 	// and its private key stored.
 	if len(role.Versions) > role.MaxVersions {
-		s.Fail("invariant 3: role %s retains %d versions, max_versions is %d", r.name, len(role.Versions), role.MaxVersions)
+		s.fail("invariant 3: role %s retains %d versions, max_versions is %d", r.name, len(role.Versions), role.MaxVersions)
 	}
 	ids := map[string]bool{}
 	for i, v := range role.Versions {
 		if i > 0 && v.Version != role.Versions[i-1].Version+1 {
-			s.Fail("invariant 3: role %s: versions not consecutive: %s", r.name, describeVersions(role))
+			s.fail("invariant 3: role %s: versions not consecutive: %s", r.name, describeVersions(role))
 		}
 		described := v.KID != "" && v.Algorithm != ""
 		if r.k.cert {
 			described = v.Thumbprint != "" && v.ExpiresAt.After(v.CreatedTime) && v.KID == ""
 		}
 		if v.Source != model.SourceRotate && v.Source != model.SourceScheduled || v.KeyID == "" || !described || ids[v.KeyID] {
-			s.Fail("invariant 3: role %s: version %d: source %q, key_id %q, kid %q, algorithm %q, thumbprint %q, expires %s (key ids seen %v)", r.name, v.Version, v.Source, v.KeyID, v.KID, v.Algorithm, v.Thumbprint, v.ExpiresAt, ids)
+			s.fail("invariant 3: role %s: version %d: source %q, key_id %q, kid %q, algorithm %q, thumbprint %q, expires %s (key ids seen %v)", r.name, v.Version, v.Source, v.KeyID, v.KID, v.Algorithm, v.Thumbprint, v.ExpiresAt, ids)
 		}
 		ids[v.KeyID] = true
 		sec, err := model.LoadSecret(ctx, s.base, r.name, role, v.Version)
 		if err != nil || sec == nil || sec.PrivateKey == "" || sec.KeyID != v.KeyID || sec.KID != v.KID || sec.Secret != "" || r.k.cert && (sec.Certificate == "" || sec.Thumbprint != v.Thumbprint) {
-			s.Fail("invariant 3: role %s: version %d (%s) has secret entry with key id %q, private key set %v, %v", r.name, v.Version, v.KeyID, keyIDOf(sec), sec != nil && sec.PrivateKey != "", err)
+			s.fail("invariant 3: role %s: version %d (%s) has secret entry with key id %q, private key set %v, %v", r.name, v.Version, v.KeyID, keyIDOf(sec), sec != nil && sec.PrivateKey != "", err)
 		}
 	}
 	if pk != nil && pk.Version != cur+1 {
-		s.Fail("invariant 13: role %s at version %d has pending key version %d", r.name, cur, pk.Version)
+		s.fail("invariant 13: role %s at version %d has pending key version %d", r.name, cur, pk.Version)
 	}
 
 	// 14. What creds/<name> serves.
 	creds, err := model.LoadCreds(ctx, s.base, r.name)
 	if err != nil {
-		s.Fail("creds/%s: %v", r.name, err)
+		s.fail("creds/%s: %v", r.name, err)
 	}
 	switch {
 	case creds == nil:
 		if cur > 0 {
-			s.Fail("invariant 14: role %s has version %d but creds/%s holds nothing", r.name, cur, r.name)
+			s.fail("invariant 14: role %s has version %d but creds/%s holds nothing", r.name, cur, r.name)
 		}
 	case creds.Current.Version == cur && cur > 0:
 		if c := role.Current(); creds.Current.KeyID != c.KeyID || creds.Current.KID != c.KID || creds.Current.PrivateKey == "" {
-			s.Fail("invariant 14: creds/%s serves version %d with credential %s, the role's is %s", r.name, cur, creds.Current.KeyID, c.KeyID)
+			s.fail("invariant 14: creds/%s serves version %d with credential %s, the role's is %s", r.name, cur, creds.Current.KeyID, c.KeyID)
 		}
 	case pk != nil && creds.Current.Version == pk.Version:
 		// A commit cut short between creds and the role: the pending key, attached and
 		// proven already.
 		if creds.Current.KeyID != pk.CredentialID || pk.CredentialID == "" {
-			s.Fail("invariant 14: creds/%s serves version %d ahead of the role with credential %s, the pending key's is %q", r.name, pk.Version, creds.Current.KeyID, pk.CredentialID)
+			s.fail("invariant 14: creds/%s serves version %d ahead of the role with credential %s, the pending key's is %q", r.name, pk.Version, creds.Current.KeyID, pk.CredentialID)
 		}
 		s.counts["key creds ahead of a commit"]++
 	default:
-		s.Fail("invariant 14: creds/%s serves version %d, the role is at version %d (pending key %+v)", r.name, creds.Current.Version, cur, pk)
+		s.fail("invariant 14: creds/%s serves version %d, the role is at version %d (pending key %+v)", r.name, creds.Current.Version, cur, pk)
 	}
 	if creds != nil && creds.Previous != nil {
 		ov := role.Overlap
 		ahead := pk != nil && creds.Current.Version == pk.Version
 		if !ahead && (ov == nil || ov.Version != creds.Previous.Version || !slices.Contains(ov.CredentialIDs, creds.Previous.KeyID)) {
-			s.Fail("invariant 14: creds/%s serves previous version %d (%s), but the role's overlap is %+v", r.name, creds.Previous.Version, creds.Previous.KeyID, ov)
+			s.fail("invariant 14: creds/%s serves previous version %d (%s), but the role's overlap is %+v", r.name, creds.Previous.Version, creds.Previous.KeyID, ov)
 		}
 	}
 
@@ -675,10 +675,10 @@ func (s *sim) checkKeyRole(r *simRole, role *model.RoleEntry, stats emulator.Sta
 			break
 		}
 		if err != nil || resp == nil || resp.IsError() {
-			s.Fail("reading %s%s: %s", path, r.name, outcome(resp, err))
+			s.fail("reading %s%s: %s", path, r.name, outcome(resp, err))
 		}
 		if leak := s.keyLeakIn(responseText(resp, err)); leak != "" {
-			s.Fail("invariant 16: %s%s answers private key material (%s)", path, r.name, leak)
+			s.fail("invariant 16: %s%s answers private key material (%s)", path, r.name, leak)
 		}
 	}
 
@@ -687,7 +687,7 @@ func (s *sim) checkKeyRole(r *simRole, role *model.RoleEntry, stats emulator.Sta
 	if creds != nil && !crashed {
 		resp, err := s.request(logical.ReadOperation, "creds/"+r.name, nil)
 		if err != nil || resp == nil || resp.IsError() {
-			s.Fail("invariant 14: reading creds/%s: %s", r.name, outcome(resp, err))
+			s.fail("invariant 14: reading creds/%s: %s", r.name, outcome(resp, err))
 		}
 		d := resp.Data
 		str := func(k string) string { v, _ := d[k].(string); return v }
@@ -695,10 +695,10 @@ func (s *sim) checkKeyRole(r *simRole, role *model.RoleEntry, stats emulator.Sta
 			// Certificate roles: no key id in creds; the certificate is what identifies it.
 			if _, ok := d["client_secret"]; ok || d["version"] != creds.Current.Version || str("private_key") != creds.Current.PrivateKey || str("certificate") != creds.Current.Certificate ||
 				str("thumbprint_sha256") != creds.Current.Thumbprint || str("expires_at") != creds.Current.ExpiresAt.Format(time.RFC3339) {
-				s.Fail("invariant 14: creds/%s served version %v (thumbprint %s), storage holds version %d (thumbprint %s), or a client_secret", r.name, d["version"], str("thumbprint_sha256"), creds.Current.Version, creds.Current.Thumbprint)
+				s.fail("invariant 14: creds/%s served version %v (thumbprint %s), storage holds version %d (thumbprint %s), or a client_secret", r.name, d["version"], str("thumbprint_sha256"), creds.Current.Version, creds.Current.Thumbprint)
 			}
 			if !creds.Current.ExpiresAt.After(now) {
-				s.Fail("invariant 18: creds/%s serves a certificate (version %d) that expired at %s; the role's due time %s, pending %+v, overlap %+v, failure %+v, next rotation %s",
+				s.fail("invariant 18: creds/%s serves a certificate (version %d) that expired at %s; the role's due time %s, pending %+v, overlap %+v, failure %+v, next rotation %s",
 					r.name, creds.Current.Version, creds.Current.ExpiresAt.Format(time.RFC3339), engine.DueTime(role, now).Format(time.RFC3339Nano), pk, role.Overlap, role.LastFailure, role.NextVaultRotation)
 			}
 			d["key_id"] = creds.Current.KeyID
@@ -706,22 +706,22 @@ func (s *sim) checkKeyRole(r *simRole, role *model.RoleEntry, stats emulator.Sta
 				d["previous_key_id"] = creds.Previous.KeyID
 			}
 		} else if _, ok := d["client_secret"]; ok || d["version"] != creds.Current.Version || str("private_key") != creds.Current.PrivateKey || str("key_id") != creds.Current.KeyID || str("kid") != creds.Current.KID || str("algorithm") != creds.Current.Algorithm {
-			s.Fail("invariant 14: creds/%s served version %v (key %s), storage holds version %d (key %s), or a client_secret", r.name, d["version"], str("key_id"), creds.Current.Version, creds.Current.KeyID)
+			s.fail("invariant 14: creds/%s served version %v (key %s), storage holds version %d (key %s), or a client_secret", r.name, d["version"], str("key_id"), creds.Current.Version, creds.Current.KeyID)
 		}
 		current = r.learnKey(str("key_id"), str("private_key"), str("kid"), str("algorithm"), str("certificate"), creds.Current.Version)
 		if p := str("previous_private_key"); p != "" {
 			if creds.Previous == nil || str("previous_key_id") != creds.Previous.KeyID || str("previous_certificate") != creds.Previous.Certificate {
-				s.Fail("invariant 14: creds/%s served previous key %s, storage holds %s", r.name, str("previous_key_id"), redactKey(creds.Previous))
+				s.fail("invariant 14: creds/%s served previous key %s, storage holds %s", r.name, str("previous_key_id"), redactKey(creds.Previous))
 			}
 			previous = r.learnKey(str("previous_key_id"), p, str("previous_kid"), str("algorithm"), str("previous_certificate"), creds.Previous.Version)
 		} else if creds.Previous != nil {
-			s.Fail("invariant 14: creds/%s serves no previous key, storage holds %s", r.name, redactKey(creds.Previous))
+			s.fail("invariant 14: creds/%s serves no previous key, storage holds %s", r.name, redactKey(creds.Previous))
 		}
 	}
 	if current != nil && cur > 0 {
 		// Also while a new key is pending: the current one stays attached next to it.
 		if !s.keyLogsInCached(app, current, attached) {
-			s.Fail("invariant 14: the key creds/%s serves (version %d, credential %s) does not log in; pending key %+v; attached %v; versions %s", r.name, current.version, current.id, pk, attached, describeVersions(role))
+			s.fail("invariant 14: the key creds/%s serves (version %d, credential %s) does not log in; pending key %+v; attached %v; versions %s", r.name, current.version, current.id, pk, attached, describeVersions(role))
 		}
 		s.counts["key check current"]++
 	}
@@ -731,7 +731,7 @@ func (s *sim) checkKeyRole(r *simRole, role *model.RoleEntry, stats emulator.Sta
 		at, ok := s.attachedAt[current.id]
 		s.mu.Unlock()
 		if served := creds.Current.CreatedTime; !ok || served.Before(at.Add(s.propagationWait)) {
-			s.Fail("invariant 14: creds/%s serves key %s (version %d) from %s, but Auth0 attached it at %s (seen: %v), less than propagation_wait %s before",
+			s.fail("invariant 14: creds/%s serves key %s (version %d) from %s, but Auth0 attached it at %s (seen: %v), less than propagation_wait %s before",
 				r.name, current.id, current.version, served.Format(time.RFC3339Nano), at.Format(time.RFC3339Nano), ok, s.propagationWait)
 		}
 		current.published = true
@@ -743,7 +743,7 @@ func (s *sim) checkKeyRole(r *simRole, role *model.RoleEntry, stats emulator.Sta
 		// Also past overlap_until and after end_overlap=true: the engine stops serving the
 		// previous key before it asks Auth0 to detach it.
 		if !s.keyLogsInCached(app, previous, attached) {
-			s.Fail("invariant 14: the previous key creds/%s serves (version %d, credential %s, overlap until %s, end_overlap asked %v) does not log in; attached %v; overlap %+v",
+			s.fail("invariant 14: the previous key creds/%s serves (version %d, credential %s, overlap until %s, end_overlap asked %v) does not log in; attached %v; overlap %+v",
 				r.name, previous.version, previous.id, creds.OverlapUntil.Format(time.RFC3339Nano), previous.ended, attached, role.Overlap)
 		}
 		s.counts["key check previous"]++
@@ -778,10 +778,10 @@ func (s *sim) checkKeyRole(r *simRole, role *model.RoleEntry, stats emulator.Sta
 			}
 			switch {
 			case !pre.Scheduled() && renewal.IsZero():
-				s.Fail("invariant 17: role %s has no schedule (rotation_period %s, rotation_schedule %q), yet a key rotation (version %d) started at %s without a manual rotate; overlap before it: %+v",
+				s.fail("invariant 17: role %s has no schedule (rotation_period %s, rotation_schedule %q), yet a key rotation (version %d) started at %s without a manual rotate; overlap before it: %+v",
 					r.name, pre.RotationPeriod, pre.RotationSchedule, pre.CurrentVersion()+1, started.Format(time.RFC3339Nano), pre.Overlap)
 			case started.Before(due):
-				s.Fail("invariant 17: role %s started a scheduled key rotation (version %d) at %s, before its stored due time %s (next_vault_rotation %s, next_attempt %s, overlap %+v)",
+				s.fail("invariant 17: role %s started a scheduled key rotation (version %d) at %s, before its stored due time %s (next_vault_rotation %s, next_attempt %s, overlap %+v)",
 					r.name, pre.CurrentVersion()+1, started.Format(time.RFC3339Nano), due.Format(time.RFC3339Nano), pre.NextVaultRotation.Format(time.RFC3339Nano), pre.NextAttempt.Format(time.RFC3339Nano), pre.Overlap)
 			}
 			s.counts["key rotation scheduled"]++
@@ -800,7 +800,7 @@ func (s *sim) checkKeyRole(r *simRole, role *model.RoleEntry, stats emulator.Sta
 		case !now.Before(until):
 			// Over already (overlap_period 0, or a late check).
 		case ov == nil || !slices.Contains(ov.CredentialIDs, r.k.curKeyID) || !ov.Until.Equal(until):
-			s.Fail("invariant 15: role %s rotated to version %d at %s, but its overlap %+v does not hold the key it replaced (%s) until %s",
+			s.fail("invariant 15: role %s rotated to version %d at %s, but its overlap %+v does not hold the key it replaced (%s) until %s",
 				r.name, cur, c.CreatedTime.Format(time.RFC3339Nano), ov, r.k.curKeyID, until.Format(time.RFC3339Nano))
 		}
 	}
@@ -815,14 +815,14 @@ func (s *sim) checkKeyRole(r *simRole, role *model.RoleEntry, stats emulator.Sta
 		isAttached := slices.Contains(attached, k.id)
 		switch {
 		case k.dead && isAttached:
-			s.Fail("invariant 15: role %s's key %s (version %d), detached before, is back at Auth0 (attached %v)", r.name, k.id, k.version, attached)
+			s.fail("invariant 15: role %s's key %s (version %d), detached before, is back at Auth0 (attached %v)", r.name, k.id, k.version, attached)
 		case k.dead:
 		case !k.ended && now.Before(k.until) && (!isAttached || !s.keyLogsInCached(app, k, attached)):
-			s.Fail("invariant 15: role %s's key %s (version %d) must log in until its overlap ends at %s, but it is %s (attached %v)",
+			s.fail("invariant 15: role %s's key %s (version %d) must log in until its overlap ends at %s, but it is %s (attached %v)",
 				r.name, k.id, k.version, k.until.Format(time.RFC3339Nano), map[bool]string{true: "refused", false: "detached"}[isAttached], attached)
 		case !isAttached:
 			if s.credentialLogsIn(app, k) {
-				s.Fail("invariant 15: role %s's key %s (version %d) is detached at Auth0, yet it still logs in", r.name, k.id, k.version)
+				s.fail("invariant 15: role %s's key %s (version %d) is detached at Auth0, yet it still logs in", r.name, k.id, k.version)
 			}
 			k.dead = true
 			s.counts["key detached"]++
@@ -846,14 +846,14 @@ func (s *sim) checkAssertion(r *simRole, current *simKey, attached []string) {
 	r.k.assertionFP = fp
 	resp, err := s.request(logical.ReadOperation, "assertion/"+r.name, nil)
 	if err != nil || resp == nil || resp.IsError() {
-		s.Fail("invariant 14: reading assertion/%s: %s", r.name, outcome(resp, err))
+		s.fail("invariant 14: reading assertion/%s: %s", r.name, outcome(resp, err))
 	}
 	if leak := s.keyLeakIn(responseText(resp, err)); leak != "" {
-		s.Fail("invariant 16: assertion/%s answers private key material (%s)", r.name, leak)
+		s.fail("invariant 16: assertion/%s answers private key material (%s)", r.name, leak)
 	}
 	assertion, _ := resp.Data["client_assertion"].(string)
 	if resp.Data["client_id"] != r.clientID || resp.Data["client_assertion_type"] != auth0api.ClientAssertionType || !s.assertionLogsIn(r.clientID, assertion) {
-		s.Fail("invariant 14: the client assertion assertion/%s signs (with the key of version %d, credential %s, creds serves) does not log in; attached %v", r.name, current.version, current.id, attached)
+		s.fail("invariant 14: the client assertion assertion/%s signs (with the key of version %d, credential %s, creds serves) does not log in; attached %v", r.name, current.version, current.id, attached)
 	}
 	s.counts["key check assertion/"]++
 }
@@ -906,13 +906,13 @@ func (s *sim) finalKeyCheck(r *simRole) {
 	stored, attached, _ := s.emu.Credentials(r.clientID)
 	if role.CurrentVersion() == 0 {
 		if len(stored) > 0 || s.onMethod(r) || !s.authenticates(r.clientID, r.k.secret) {
-			s.Fail("invariant 5: role %s has no key, yet its application has credentials %s or lost its secret", r.name, describeCredentials(stored))
+			s.fail("invariant 5: role %s has no key, yet its application has credentials %s or lost its secret", r.name, describeCredentials(stored))
 		}
 		return
 	}
 	resp, err := s.request(logical.ReadOperation, "creds/"+r.name, nil)
 	if err != nil || resp == nil || resp.IsError() {
-		s.Fail("invariant 5: reading creds/%s: %s", r.name, outcome(resp, err))
+		s.fail("invariant 5: reading creds/%s: %s", r.name, outcome(resp, err))
 	}
 	d := resp.Data
 	str := func(k string) string { v, _ := d[k].(string); return v }
@@ -924,10 +924,10 @@ func (s *sim) finalKeyCheck(r *simRole) {
 	}
 	cur := &simKey{pem: str("private_key"), kid: str("kid"), alg: str("algorithm"), cert: str("certificate")}
 	if str("key_id") != role.Current().KeyID || !slices.Contains(attached, str("key_id")) || !s.credentialLogsIn(r.clientID, cur) {
-		s.Fail("invariant 5: the key creds/%s serves (%s) is not the role's current one (%s), or does not log in (attached %v)", r.name, str("key_id"), role.Current().KeyID, attached)
+		s.fail("invariant 5: the key creds/%s serves (%s) is not the role's current one (%s), or does not log in (attached %v)", r.name, str("key_id"), role.Current().KeyID, attached)
 	}
 	if p := str("previous_private_key"); p != "" && !s.credentialLogsIn(r.clientID, &simKey{pem: p, kid: str("previous_kid"), alg: str("algorithm"), cert: str("previous_certificate")}) {
-		s.Fail("invariant 5: the previous key creds/%s serves (%s, overlap until %v) does not log in", r.name, str("previous_key_id"), d["overlap_until"])
+		s.fail("invariant 5: the previous key creds/%s serves (%s, overlap until %v) does not log in", r.name, str("previous_key_id"), d["overlap_until"])
 	}
 }
 

@@ -570,7 +570,7 @@ func (s *sim) replayCommand() string {
 }
 
 // fail stops the run with the seed, the command that replays it and the last steps.
-func (s *sim) Fail(format string, args ...interface{}) {
+func (s *sim) fail(format string, args ...interface{}) {
 	s.t.Helper()
 	s.t.Fatalf("seed=%d: step %d at %s: %s\nreplay: %s (add -sim.trace -v to log every step)\nlast steps:\n%s", s.seed, s.step,
 		s.clock.Now().Format(time.RFC3339Nano), fmt.Sprintf(format, args...), s.replayCommand(), strings.Join(s.history, "\n"))
@@ -590,7 +590,7 @@ func (s *sim) run() {
 	for s.clock.Now().Before(end) {
 		s.step++
 		if s.step > 200*24*s.days+1000 {
-			s.Fail("the run does not advance its clock")
+			s.fail("the run does not advance its clock")
 		}
 		desc := s.randomStep()
 		s.record(desc)
@@ -731,7 +731,7 @@ func (s *sim) stepAdvanceToDue() string {
 func (s *sim) runDue() int {
 	sch := s.b.Sched.Load()
 	if sch == nil {
-		s.Fail("no scheduler running")
+		s.fail("no scheduler running")
 	}
 	<-sch.Loaded
 	s.noteDueJobs(s.clock.Now())
@@ -804,15 +804,15 @@ func (s *sim) stepRotate(r *simRole, options bool) string {
 		if !s.store.isCrashed() {
 			role := s.storedRole(r.name)
 			if role.CurrentVersion() != version {
-				s.Fail("rotate/%s answered version %d, but the role's current version is %d", name, version, role.CurrentVersion())
+				s.fail("rotate/%s answered version %d, but the role's current version is %d", name, version, role.CurrentVersion())
 			}
 			switch {
 			case staged && (role.Staged == nil || role.Staged.Version != next):
-				s.Fail("rotate/%s answered next_version %d, but the role stores staged %+v", name, next, role.Staged)
+				s.fail("rotate/%s answered next_version %d, but the role stores staged %+v", name, next, role.Staged)
 			case !staged && role.Staged != nil && opt != "cancel_staged":
-				s.Fail("rotate/%s answered no next_version, but the role stores staged version %d", name, role.Staged.Version)
+				s.fail("rotate/%s answered no next_version, but the role stores staged version %d", name, role.Staged.Version)
 			case opt == "cancel_staged" && role.Staged != nil:
-				s.Fail("rotate/%s succeeded, but the role still stores staged version %d", name, role.Staged.Version)
+				s.fail("rotate/%s succeeded, but the role still stores staged version %d", name, role.Staged.Version)
 			}
 		}
 		s.counts["rotate ok"]++
@@ -1156,7 +1156,7 @@ func (s *sim) mustOK(path string, data map[string]interface{}) {
 	s.t.Helper()
 	resp, err := s.request(logical.UpdateOperation, path, data)
 	if err != nil || resp != nil && resp.IsError() {
-		s.Fail("write %s: %s", path, outcome(resp, err))
+		s.fail("write %s: %s", path, outcome(resp, err))
 	}
 }
 
@@ -1264,7 +1264,7 @@ func (s *sim) hook(p emulator.Phase, r *http.Request, clientID string) *emulator
 func (s *sim) storedRole(name string) *model.RoleEntry {
 	role, err := model.LoadRole(s.ctx, s.base, name)
 	if err != nil || role == nil {
-		s.Fail("role %s: %v, %v", name, role, err)
+		s.fail("role %s: %v, %v", name, role, err)
 	}
 	return role
 }
@@ -1273,28 +1273,28 @@ func (s *sim) storedRole(name string) *model.RoleEntry {
 func (s *sim) pendingByRole() map[string][]engine.PendingRotation {
 	ids, err := framework.ListWAL(s.ctx, s.base)
 	if err != nil {
-		s.Fail("listing write-ahead entries: %v", err)
+		s.fail("listing write-ahead entries: %v", err)
 	}
 	out := map[string][]engine.PendingRotation{}
 	for _, id := range ids {
 		entry, err := framework.GetWAL(s.ctx, s.base, id)
 		if err != nil || entry == nil {
-			s.Fail("write-ahead entry %s: %v, %v", id, entry, err)
+			s.fail("write-ahead entry %s: %v, %v", id, entry, err)
 		}
-		if entry.Kind == engine.WalKindRoleWrite {
+		if entry.Kind == engine.WALKindRoleWrite {
 			continue // a role write whose storage failed twice; the next start repairs it
 		}
-		if entry.Kind != engine.WalKindRotation {
-			s.Fail("write-ahead entry %s of kind %q", id, entry.Kind)
+		if entry.Kind != engine.WALKindRotation {
+			s.fail("write-ahead entry %s of kind %q", id, entry.Kind)
 		}
 		w, err := engine.DecodeRotationWAL(entry.Data)
 		if err != nil {
-			s.Fail("write-ahead entry %s: %v", id, err)
+			s.fail("write-ahead entry %s: %v", id, err)
 		}
 		if s.byName[w.Role] == nil {
-			s.Fail("write-ahead entry %s for role %q, which does not exist", id, w.Role)
+			s.fail("write-ahead entry %s for role %q, which does not exist", id, w.Role)
 		}
-		out[w.Role] = append(out[w.Role], engine.PendingRotation{Id: id, Wal: w})
+		out[w.Role] = append(out[w.Role], engine.PendingRotation{ID: id, WAL: w})
 	}
 	return out
 }
@@ -1312,45 +1312,45 @@ func (s *sim) check() {
 	}
 	s.mu.Unlock()
 	if len(problems) > 0 {
-		s.Fail("%s", strings.Join(problems, "; "))
+		s.fail("%s", strings.Join(problems, "; "))
 	}
 	if leak := s.logs.leak(); leak != "" {
-		s.Fail("invariant 4: the log contains a secret the emulator issued: ...%s...", leak)
+		s.fail("invariant 4: the log contains a secret the emulator issued: ...%s...", leak)
 	}
 	if leak := s.logs.keyLeak(); leak != "" {
-		s.Fail("invariant 16: the log contains private key material: %s", leak)
+		s.fail("invariant 16: the log contains private key material: %s", leak)
 	}
 
 	// 2. Schedule, and the part of 1 about whose application rotates.
 	for _, ev := range events {
 		r := s.byClient[ev.client]
 		if r == nil {
-			s.Fail("invariant 1: Auth0 rotated %s, which no role manages", ev.client)
+			s.fail("invariant 1: Auth0 rotated %s, which no role manages", ev.client)
 		}
 		if r.staged {
-			s.Fail("invariant 6: Auth0 rotated (rotate-secret) the application of staged role %s at %s", r.name, ev.at.Format(time.RFC3339Nano))
+			s.fail("invariant 6: Auth0 rotated (rotate-secret) the application of staged role %s at %s", r.name, ev.at.Format(time.RFC3339Nano))
 		}
 		if r.keys {
-			s.Fail("invariant 13: Auth0 rotated (rotate-secret) the application of private_key_jwt role %s at %s", r.name, ev.at.Format(time.RFC3339Nano))
+			s.fail("invariant 13: Auth0 rotated (rotate-secret) the application of private_key_jwt role %s at %s", r.name, ev.at.Format(time.RFC3339Nano))
 		}
 		if ev.manual != "" {
 			if ev.manual != ev.client {
-				s.Fail("invariant 1: a manual rotate of %s's application also rotated %s (role %s)", s.byClient[ev.manual].name, ev.client, r.name)
+				s.fail("invariant 1: a manual rotate of %s's application also rotated %s (role %s)", s.byClient[ev.manual].name, ev.client, r.name)
 			}
 			r.last, r.failedSince = ev.at, false
 			continue
 		}
 		pre := r.pre
 		if !pre.Scheduled() {
-			s.Fail("invariant 2: role %s has no schedule, yet its application was rotated at %s without a manual rotate", r.name, ev.at.Format(time.RFC3339Nano))
+			s.fail("invariant 2: role %s has no schedule, yet its application was rotated at %s without a manual rotate", r.name, ev.at.Format(time.RFC3339Nano))
 		}
 		if due := model.Later(pre.NextVaultRotation, pre.NextAttempt); ev.at.Before(due) {
-			s.Fail("invariant 2: role %s rotated at %s, before its stored due time %s (next_vault_rotation %s, next_attempt %s)",
+			s.fail("invariant 2: role %s rotated at %s, before its stored due time %s (next_vault_rotation %s, next_attempt %s)",
 				r.name, ev.at.Format(time.RFC3339Nano), due.Format(time.RFC3339Nano), pre.NextVaultRotation.Format(time.RFC3339Nano), pre.NextAttempt.Format(time.RFC3339Nano))
 		}
 		if gate := pre.NextRotation(r.last); ev.at.Before(gate) {
 			if !r.failedSince {
-				s.Fail("invariant 2: role %s rotated at %s, but its schedule (period %s, schedule %q) allows the next rotation after the one at %s only from %s, and no failure was recorded in between",
+				s.fail("invariant 2: role %s rotated at %s, but its schedule (period %s, schedule %q) allows the next rotation after the one at %s only from %s, and no failure was recorded in between",
 					r.name, ev.at.Format(time.RFC3339Nano), pre.RotationPeriod, pre.RotationSchedule, r.last.Format(time.RFC3339Nano), gate.Format(time.RFC3339Nano))
 			}
 			s.exempted++
@@ -1369,15 +1369,15 @@ func (s *sim) check() {
 		var wals []engine.PendingRotation // unresolved: the engine never tried to delete them
 		for _, p := range pending[r.name] {
 			if r.keys {
-				s.Fail("invariant 13: private_key_jwt role %s has a write-ahead entry (for %s from version %d)", r.name, p.Wal.ClientID, p.Wal.BaseVersion)
+				s.fail("invariant 13: private_key_jwt role %s has a write-ahead entry (for %s from version %d)", r.name, p.WAL.ClientID, p.WAL.BaseVersion)
 			}
 			if r.staged {
-				s.Fail("invariant 6: staged role %s has a write-ahead entry (for %s from version %d)", r.name, p.Wal.ClientID, p.Wal.BaseVersion)
+				s.fail("invariant 6: staged role %s has a write-ahead entry (for %s from version %d)", r.name, p.WAL.ClientID, p.WAL.BaseVersion)
 			}
-			if p.Wal.ClientID != r.clientID {
-				s.Fail("invariant 1: role %s has a write-ahead entry for application %s", r.name, p.Wal.ClientID)
+			if p.WAL.ClientID != r.clientID {
+				s.fail("invariant 1: role %s has a write-ahead entry for application %s", r.name, p.WAL.ClientID)
 			}
-			if !s.plan.finished(p.Id) {
+			if !s.plan.finished(p.ID) {
 				wals = append(wals, p)
 			}
 		}
@@ -1410,13 +1410,13 @@ func (s *sim) checkPatch(ev simPatch) {
 	r := s.byClient[ev.client]
 	switch {
 	case r == nil:
-		s.Fail("invariant 6: Auth0 applied a PATCH of the client_secret of %s, which no role manages", ev.client)
+		s.fail("invariant 6: Auth0 applied a PATCH of the client_secret of %s, which no role manages", ev.client)
 	case !r.staged:
-		s.Fail("invariant 6: Auth0 applied a PATCH of the client_secret of %s, whose role %s is not staged", ev.client, r.name)
+		s.fail("invariant 6: Auth0 applied a PATCH of the client_secret of %s, whose role %s is not staged", ev.client, r.name)
 	case ev.manual != "" && ev.manual != ev.client:
-		s.Fail("invariant 6: a manual rotate of %s's application PATCHed %s (role %s)", s.byClient[ev.manual].name, ev.client, r.name)
+		s.fail("invariant 6: a manual rotate of %s's application PATCHed %s (role %s)", s.byClient[ev.manual].name, ev.client, r.name)
 	case ev.err != nil:
-		s.Fail("reading role %s in the fault hook: %v", r.name, ev.err)
+		s.fail("reading role %s in the fault hook: %v", r.name, ev.err)
 	}
 	s.counts["patch"]++
 	role := ev.stored
@@ -1425,17 +1425,17 @@ func (s *sim) checkPatch(ev simPatch) {
 	// 7. Only known secrets.
 	switch {
 	case role == nil || role.Staged == nil:
-		s.Fail("invariant 7: Auth0 took a PATCH of role %s's secret at %s, but the role stores no staged secret (role %+v)", r.name, at, role)
+		s.fail("invariant 7: Auth0 took a PATCH of role %s's secret at %s, but the role stores no staged secret (role %+v)", r.name, at, role)
 	case ev.staged == nil || ev.staged.Secret != ev.secret:
-		s.Fail("invariant 7: Auth0 took a PATCH of role %s's secret at %s that is not the secret entry of its staged version %d (entry %s)", r.name, at, role.Staged.Version, redact(ev.staged))
+		s.fail("invariant 7: Auth0 took a PATCH of role %s's secret at %s that is not the secret entry of its staged version %d (entry %s)", r.name, at, role.Staged.Version, redact(ev.staged))
 	case role.Staged.Version != role.CurrentVersion()+1:
-		s.Fail("invariant 9: role %s PATCHed staged version %d at %s, its current version is %d", r.name, role.Staged.Version, at, role.CurrentVersion())
+		s.fail("invariant 9: role %s PATCHed staged version %d at %s, its current version is %d", r.name, role.Staged.Version, at, role.CurrentVersion())
 	}
 
 	// 10. One secret per switch.
 	cancel := lastCancel(role)
 	if r.lastPatch != "" && ev.secret != r.lastPatch && role.CurrentVersion() <= r.lastPatchCur && cancel == r.lastPatchCancel {
-		s.Fail("invariant 10: role %s PATCHed another secret at %s (staged version %d) than its last PATCH, with no switch committed (current version %d then and now) and no stage cancelled in between",
+		s.fail("invariant 10: role %s PATCHed another secret at %s (staged version %d) than its last PATCH, with no switch committed (current version %d then and now) and no stage cancelled in between",
 			r.name, at, role.Staged.Version, r.lastPatchCur)
 	}
 	if ev.secret != r.lastPatch {
@@ -1445,7 +1445,7 @@ func (s *sim) checkPatch(ev simPatch) {
 
 	// 11. Staged schedule: the switch.
 	if due := model.Later(role.Staged.SwitchTime, role.NextAttempt); ev.manual == "" && ev.at.Before(due) {
-		s.Fail("invariant 11: role %s PATCHed its staged secret at %s without a manual rotate, before its stored due time %s (switch_time %s, next_attempt %s)",
+		s.fail("invariant 11: role %s PATCHed its staged secret at %s without a manual rotate, before its stored due time %s (switch_time %s, next_attempt %s)",
 			r.name, at, due.Format(time.RFC3339Nano), role.Staged.SwitchTime.Format(time.RFC3339Nano), role.NextAttempt.Format(time.RFC3339Nano))
 	}
 }
@@ -1473,7 +1473,7 @@ func (s *sim) checkStaging(r *simRole, pre, role *model.RoleEntry) {
 	}
 	at := st.StagedTime.Format(time.RFC3339Nano)
 	if !role.Scheduled() {
-		s.Fail("invariant 11: role %s has no schedule, yet a secret (version %d) was staged at %s without a manual rotate", r.name, st.Version, at)
+		s.fail("invariant 11: role %s has no schedule, yet a secret (version %d) was staged at %s without a manual rotate", r.name, st.Version, at)
 	}
 	stage := role.StagePeriodOrDefault()
 	due := role.NextVaultRotation.Add(-stage)
@@ -1481,11 +1481,11 @@ func (s *sim) checkStaging(r *simRole, pre, role *model.RoleEntry) {
 		due = model.Later(due, pre.NextAttempt)
 	}
 	if st.StagedTime.Before(due) {
-		s.Fail("invariant 11: role %s staged version %d at %s, before its due time %s (next_vault_rotation %s, stage_period %s, next_attempt stored before %s)",
+		s.fail("invariant 11: role %s staged version %d at %s, before its due time %s (next_vault_rotation %s, stage_period %s, next_attempt stored before %s)",
 			r.name, st.Version, at, due.Format(time.RFC3339Nano), role.NextVaultRotation.Format(time.RFC3339Nano), stage, pre.NextAttempt.Format(time.RFC3339Nano))
 	}
 	if st.SwitchTime.Before(role.NextVaultRotation) || st.SwitchTime.Before(st.StagedTime.Add(stage)) {
-		s.Fail("invariant 11: role %s staged version %d at %s to switch at %s: before next_vault_rotation %s, or less than stage_period %s after publication",
+		s.fail("invariant 11: role %s staged version %d at %s to switch at %s: before next_vault_rotation %s, or less than stage_period %s after publication",
 			r.name, st.Version, at, st.SwitchTime.Format(time.RFC3339Nano), role.NextVaultRotation.Format(time.RFC3339Nano), stage)
 	}
 }
@@ -1497,13 +1497,13 @@ func (s *sim) checkRole(r *simRole, role *model.RoleEntry, wals []engine.Pending
 
 	// 1. Exactly once.
 	if rotations != emuRotations {
-		s.Fail("harness: saw %d rotations of %s, the emulator counts %d", rotations, r.clientID, emuRotations)
+		s.fail("harness: saw %d rotations of %s, the emulator counts %d", rotations, r.clientID, emuRotations)
 	}
 	if role.Warning != "" || role.Blocked != "" {
-		s.Fail("invariant 1: role %s: warning %q, blocked %q", r.name, role.Warning, role.Blocked)
+		s.fail("invariant 1: role %s: warning %q, blocked %q", r.name, role.Warning, role.Blocked)
 	}
 	if role.ClientID != r.clientID {
-		s.Fail("role %s manages %s, want %s", r.name, role.ClientID, r.clientID)
+		s.fail("role %s manages %s, want %s", r.name, role.ClientID, r.clientID)
 	}
 	made := cur
 	if r.imported {
@@ -1514,52 +1514,52 @@ func (s *sim) checkRole(r *simRole, role *model.RoleEntry, wals []engine.Pending
 		// 6 (the write-ahead entries and rotate-secret were checked by the caller), 7, 10.
 	case len(wals) == 0:
 		if rotations != made {
-			s.Fail("invariant 1: role %s: Auth0 rotated its application %d times, but %d versions come from rotations (current version %d, imported %v) and no rotation is in flight; versions %s",
+			s.fail("invariant 1: role %s: Auth0 rotated its application %d times, but %d versions come from rotations (current version %d, imported %v) and no rotation is in flight; versions %s",
 				r.name, rotations, made, cur, r.imported, describeVersions(role))
 		}
 	case len(wals) == 1:
 		if rotations != made && rotations != made+1 {
-			s.Fail("invariant 1: role %s: Auth0 rotated its application %d times, %d versions come from rotations (current version %d, imported %v), one rotation in flight; versions %s",
+			s.fail("invariant 1: role %s: Auth0 rotated its application %d times, %d versions come from rotations (current version %d, imported %v), one rotation in flight; versions %s",
 				r.name, rotations, made, cur, r.imported, describeVersions(role))
 		}
 		w := wals[0]
-		committed := cur == w.Wal.BaseVersion+1 && role.Current().WALID == w.Id
-		if w.Wal.ClientID != r.clientID || (w.Wal.BaseVersion != cur && !committed) {
-			s.Fail("invariant 1: role %s at version %d has a rotation in flight for %s from version %d", r.name, cur, w.Wal.ClientID, w.Wal.BaseVersion)
+		committed := cur == w.WAL.BaseVersion+1 && role.Current().WALID == w.ID
+		if w.WAL.ClientID != r.clientID || (w.WAL.BaseVersion != cur && !committed) {
+			s.fail("invariant 1: role %s at version %d has a rotation in flight for %s from version %d", r.name, cur, w.WAL.ClientID, w.WAL.BaseVersion)
 		}
 	default:
-		s.Fail("invariant 1: role %s has %d rotations in flight, at most one is allowed", r.name, len(wals))
+		s.fail("invariant 1: role %s has %d rotations in flight, at most one is allowed", r.name, len(wals))
 	}
 
 	// 3. Versions.
 	if len(role.Versions) > role.MaxVersions {
-		s.Fail("invariant 3: role %s retains %d versions, max_versions is %d", r.name, len(role.Versions), role.MaxVersions)
+		s.fail("invariant 3: role %s retains %d versions, max_versions is %d", r.name, len(role.Versions), role.MaxVersions)
 	}
 	secrets := map[int]*model.SecretEntry{}
 	for i, v := range role.Versions {
 		if i > 0 && v.Version != role.Versions[i-1].Version+1 {
-			s.Fail("invariant 3: role %s: versions not consecutive: %s", r.name, describeVersions(role))
+			s.fail("invariant 3: role %s: versions not consecutive: %s", r.name, describeVersions(role))
 		}
 		switch v.Source {
 		case model.SourceImport:
 			if v.Version != 1 || !r.imported {
-				s.Fail("invariant 3: role %s: version %d has source import", r.name, v.Version)
+				s.fail("invariant 3: role %s: version %d has source import", r.name, v.Version)
 			}
 		case model.SourceRotate, model.SourceScheduled, model.SourceRecovered:
 			if r.staged {
-				s.Fail("invariant 9: staged role %s: version %d has source %q", r.name, v.Version, v.Source)
+				s.fail("invariant 9: staged role %s: version %d has source %q", r.name, v.Version, v.Source)
 			}
 		case model.SourceStaged:
 			if !r.staged || v.Verified == "" || v.StagedTime.IsZero() || v.WALID != "" {
-				s.Fail("invariant 9: role %s (staged %v): version %d has source staged, verified %q, staged at %s, write-ahead entry %q",
+				s.fail("invariant 9: role %s (staged %v): version %d has source staged, verified %q, staged at %s, write-ahead entry %q",
 					r.name, r.staged, v.Version, v.Verified, v.StagedTime.Format(time.RFC3339Nano), v.WALID)
 			}
 		default:
-			s.Fail("invariant 3: role %s: version %d has source %q", r.name, v.Version, v.Source)
+			s.fail("invariant 3: role %s: version %d has source %q", r.name, v.Version, v.Source)
 		}
 		sec, err := model.LoadSecret(ctx, s.base, r.name, role, v.Version)
 		if err != nil || sec == nil || sec.Version != v.Version || sec.Secret == "" || sec.WALID != v.WALID {
-			s.Fail("invariant 3: role %s: retained version %d (wal %q) has secret entry %+v, %v", r.name, v.Version, v.WALID, redact(sec), err)
+			s.fail("invariant 3: role %s: retained version %d (wal %q) has secret entry %+v, %v", r.name, v.Version, v.WALID, redact(sec), err)
 		}
 		secrets[v.Version] = sec
 	}
@@ -1567,45 +1567,45 @@ func (s *sim) checkRole(r *simRole, role *model.RoleEntry, wals []engine.Pending
 	var staged *model.SecretEntry
 	if st := role.Staged; st != nil {
 		if !r.staged {
-			s.Fail("invariant 9: role %s is not staged, yet it stores staged version %d", r.name, st.Version)
+			s.fail("invariant 9: role %s is not staged, yet it stores staged version %d", r.name, st.Version)
 		}
 		if st.Version != cur+1 {
-			s.Fail("invariant 9: role %s stages version %d, its current version is %d", r.name, st.Version, cur)
+			s.fail("invariant 9: role %s stages version %d, its current version is %d", r.name, st.Version, cur)
 		}
 		var err error
 		staged, err = model.LoadSecret(ctx, s.base, r.name, nil, st.Version)
 		if err != nil || staged == nil || staged.Version != st.Version || staged.Source != model.SourceStaged || staged.Secret == "" {
-			s.Fail("invariant 9: role %s: staged version %d has secret entry %s, %v", r.name, st.Version, redact(staged), err)
+			s.fail("invariant 9: role %s: staged version %d has secret entry %s, %v", r.name, st.Version, redact(staged), err)
 		}
 		s.logs.addSecret(staged.Secret)
 	}
 	creds, err := model.LoadCreds(ctx, s.base, r.name)
 	if err != nil {
-		s.Fail("creds/%s: %v", r.name, err)
+		s.fail("creds/%s: %v", r.name, err)
 	}
 	inFlight := len(wals) > 0
 	switch {
 	case creds == nil:
 		if cur > 0 {
-			s.Fail("invariant 3: role %s has version %d but creds/%s holds nothing", r.name, cur, r.name)
+			s.fail("invariant 3: role %s has version %d but creds/%s holds nothing", r.name, cur, r.name)
 		}
 	case creds.Current.Version == cur && cur > 0:
 		if creds.Current.Secret != secrets[cur].Secret {
-			s.Fail("invariant 3: creds/%s holds version %d with another secret than its secret entry", r.name, cur)
+			s.fail("invariant 3: creds/%s holds version %d with another secret than its secret entry", r.name, cur)
 		}
 		prev := secrets[cur-1]
 		switch {
 		case prev != nil && (creds.Previous == nil || creds.Previous.Version != cur-1 || creds.Previous.Secret != prev.Secret):
-			s.Fail("invariant 3: creds/%s does not hold retained version %d as previous (holds %+v)", r.name, cur-1, redact(creds.Previous))
+			s.fail("invariant 3: creds/%s does not hold retained version %d as previous (holds %+v)", r.name, cur-1, redact(creds.Previous))
 		case prev == nil && creds.Previous != nil:
-			s.Fail("invariant 3: creds/%s holds version %d as previous, which the role does not retain (versions %s)", r.name, creds.Previous.Version, describeVersions(role))
+			s.fail("invariant 3: creds/%s holds version %d as previous, which the role does not retain (versions %s)", r.name, creds.Previous.Version, describeVersions(role))
 		}
 		switch next := creds.Next; {
 		case staged != nil && (next == nil || next.Version != staged.Version || next.Secret != staged.Secret):
-			s.Fail("invariant 9: role %s stages version %d, but creds/%s does not publish it as next (holds %s)", r.name, staged.Version, r.name, redact(next))
+			s.fail("invariant 9: role %s stages version %d, but creds/%s does not publish it as next (holds %s)", r.name, staged.Version, r.name, redact(next))
 		case staged == nil && next != nil:
 			if next.Version != cur+1 || next.Source != model.SourceStaged || !r.staged {
-				s.Fail("invariant 9: role %s stages nothing, and creds/%s publishes as next %s", r.name, r.name, redact(next))
+				s.fail("invariant 9: role %s stages nothing, and creds/%s publishes as next %s", r.name, r.name, redact(next))
 			}
 			s.counts["stale next"]++
 		}
@@ -1613,26 +1613,26 @@ func (s *sim) checkRole(r *simRole, role *model.RoleEntry, wals []engine.Pending
 		// A switch whose commit was cut short between creds and the role: Auth0 took the
 		// staged secret before creds was written (8 checks that it holds it).
 		if creds.Current.Secret != staged.Secret {
-			s.Fail("invariant 3: creds/%s holds version %d ahead of the role (version %d), but not its staged secret", r.name, cur+1, cur)
+			s.fail("invariant 3: creds/%s holds version %d ahead of the role (version %d), but not its staged secret", r.name, cur+1, cur)
 		}
 		s.counts["creds ahead of a switch"]++
 	case inFlight && creds.Current.Version == cur+1:
 		sec, err := model.LoadSecret(ctx, s.base, r.name, nil, cur+1)
-		if err != nil || sec == nil || sec.Secret != creds.Current.Secret || sec.WALID != wals[0].Id {
-			s.Fail("invariant 3: creds/%s holds version %d ahead of the role (version %d), but no secret entry of the rotation in flight matches it", r.name, cur+1, cur)
+		if err != nil || sec == nil || sec.Secret != creds.Current.Secret || sec.WALID != wals[0].ID {
+			s.fail("invariant 3: creds/%s holds version %d ahead of the role (version %d), but no secret entry of the rotation in flight matches it", r.name, cur+1, cur)
 		}
 	default:
-		s.Fail("invariant 3: creds/%s holds version %d, the role's current version is %d (rotation in flight: %v)", r.name, creds.Current.Version, cur, inFlight)
+		s.fail("invariant 3: creds/%s holds version %d, the role's current version is %d (rotation in flight: %v)", r.name, creds.Current.Version, cur, inFlight)
 	}
 	if owner, err := model.LoadOwner(ctx, s.base, r.clientID); err != nil || owner != r.name {
-		s.Fail("invariant 3: %s is owned by %q (%v), want role %s", r.clientID, owner, err, r.name)
+		s.fail("invariant 3: %s is owned by %q (%v), want role %s", r.clientID, owner, err, r.name)
 	}
 
 	// 10. One secret per switch: Auth0's changes of the secret.
 	auth0, _ := s.emu.ClientSecret(r.clientID)
 	holdsStaged := staged != nil && auth0 == staged.Secret
 	if want := made + btoi(holdsStaged); r.staged && emuPatches != want || !r.staged && emuPatches != 0 {
-		s.Fail("invariant 10: Auth0 changed the secret of role %s (staged %v) %d times by PATCH, want %d (current version %d, imported %v, Auth0 holds the staged secret: %v); versions %s",
+		s.fail("invariant 10: Auth0 changed the secret of role %s (staged %v) %d times by PATCH, want %d (current version %d, imported %v, Auth0 holds the staged secret: %v); versions %s",
 			r.name, r.staged, emuPatches, want, cur, r.imported, holdsStaged, describeVersions(role))
 	}
 
@@ -1642,24 +1642,24 @@ func (s *sim) checkRole(r *simRole, role *model.RoleEntry, wals []engine.Pending
 	}
 	resp, err := s.request(logical.ReadOperation, "creds/"+r.name, nil)
 	if err != nil || resp == nil || resp.IsError() {
-		s.Fail("invariant 3: reading creds/%s: %s", r.name, outcome(resp, err))
+		s.fail("invariant 3: reading creds/%s: %s", r.name, outcome(resp, err))
 	}
 	if resp.Data["client_secret"] != creds.Current.Secret || resp.Data["version"] != creds.Current.Version {
-		s.Fail("invariant 3: creds/%s served version %v, storage holds version %d", r.name, resp.Data["version"], creds.Current.Version)
+		s.fail("invariant 3: creds/%s served version %v, storage holds version %d", r.name, resp.Data["version"], creds.Current.Version)
 	}
 	if !r.staged {
 		if !inFlight && auth0 != creds.Current.Secret {
-			s.Fail("invariant 1: no rotation of role %s is in flight, yet creds/%s serves version %d, which is not the secret Auth0 holds; versions %s", r.name, r.name, creds.Current.Version, describeVersions(role))
+			s.fail("invariant 1: no rotation of role %s is in flight, yet creds/%s serves version %d, which is not the secret Auth0 holds; versions %s", r.name, r.name, creds.Current.Version, describeVersions(role))
 		}
 		return
 	}
 
 	// 8. Zero downtime.
 	if next, _ := resp.Data["next_client_secret"].(string); creds.Next != nil && next != creds.Next.Secret || creds.Next == nil && next != "" {
-		s.Fail("invariant 8: creds/%s served another next_client_secret than storage holds", r.name)
+		s.fail("invariant 8: creds/%s served another next_client_secret than storage holds", r.name)
 	}
 	if auth0 != creds.Current.Secret && !holdsStaged {
-		s.Fail("invariant 8: Auth0 holds neither the current secret (version %d) of staged role %s nor its staged one (%+v); versions %s", creds.Current.Version, r.name, role.Staged, describeVersions(role))
+		s.fail("invariant 8: Auth0 holds neither the current secret (version %d) of staged role %s nor its staged one (%+v); versions %s", creds.Current.Version, r.name, role.Staged, describeVersions(role))
 	}
 	found := ""
 	for _, k := range []string{"client_secret", "next_client_secret", "previous_client_secret"} {
@@ -1669,7 +1669,7 @@ func (s *sim) checkRole(r *simRole, role *model.RoleEntry, wals []engine.Pending
 		}
 	}
 	if found == "" {
-		s.Fail("invariant 8: a consumer of creds/%s (version %v, next version %v) finds no secret Auth0 holds; role stages %+v; versions %s",
+		s.fail("invariant 8: a consumer of creds/%s (version %v, next version %v) finds no secret Auth0 holds; role stages %+v; versions %s",
 			r.name, resp.Data["version"], resp.Data["next_version"], role.Staged, describeVersions(role))
 	}
 	s.counts["consumer uses "+found]++
@@ -1724,7 +1724,7 @@ func (s *sim) converge() {
 			return
 		}
 		if round == 200 {
-			s.Fail("invariant 5: with faults cleared, roles %v still have a rotation in flight or a failure after %d rounds", unsettled, round)
+			s.fail("invariant 5: with faults cleared, roles %v still have a rotation in flight or a failure after %d rounds", unsettled, round)
 		}
 		s.step++
 		rollback := s.stepRollback()
@@ -1755,21 +1755,21 @@ func (s *sim) finalCheck() {
 		}
 		resp, err := s.request(logical.ReadOperation, "creds/"+r.name, nil)
 		if err != nil || resp == nil || resp.IsError() {
-			s.Fail("invariant 5: reading creds/%s: %s", r.name, outcome(resp, err))
+			s.fail("invariant 5: reading creds/%s: %s", r.name, outcome(resp, err))
 		}
 		secret, _ := resp.Data["client_secret"].(string)
 		if auth0, _ := s.emu.ClientSecret(r.clientID); secret != auth0 {
-			s.Fail("invariant 5: creds/%s serves version %v, not the secret Auth0 holds", r.name, resp.Data["version"])
+			s.fail("invariant 5: creds/%s serves version %v, not the secret Auth0 holds", r.name, resp.Data["version"])
 		}
 		if !s.authenticates(r.clientID, secret) {
-			s.Fail("invariant 5: the secret creds/%s serves does not obtain a token", r.name)
+			s.fail("invariant 5: the secret creds/%s serves does not obtain a token", r.name)
 		}
 	}
 	if leak := s.logs.leak(); leak != "" {
-		s.Fail("invariant 4: the log contains a secret the emulator issued: ...%s...", leak)
+		s.fail("invariant 4: the log contains a secret the emulator issued: ...%s...", leak)
 	}
 	if leak := s.logs.keyLeak(); leak != "" {
-		s.Fail("invariant 16: the log contains private key material: %s", leak)
+		s.fail("invariant 16: the log contains private key material: %s", leak)
 	}
 }
 
@@ -1780,13 +1780,13 @@ func (s *sim) authenticates(clientID, secret string) bool {
 	}
 	req, err := http.NewRequest(http.MethodPost, s.emuURL+"/oauth/token", strings.NewReader(form.Encode()))
 	if err != nil {
-		s.Fail("token request: %v", err)
+		s.fail("token request: %v", err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set(simProbeHeader, "1")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		s.Fail("token request: %v", err)
+		s.fail("token request: %v", err)
 	}
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK

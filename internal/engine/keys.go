@@ -436,15 +436,15 @@ func (j *roleJob) runAttached(ctx context.Context, a attachment) (*model.Version
 	if conn == nil {
 		var err error
 		if conn, err = b.Connection(ctx, j.s); err != nil {
-			return j.Fail(ctx, nil, err)
+			return j.fail(ctx, nil, err)
 		}
 	}
 	if conn == nil {
-		return j.Fail(ctx, logical.ErrorResponse(errNotConfigured), nil)
+		return j.fail(ctx, logical.ErrorResponse(errNotConfigured), nil)
 	}
 	api, err := keyAPIOf(conn)
 	if err != nil {
-		return j.Fail(ctx, nil, err)
+		return j.fail(ctx, nil, err)
 	}
 	if role.PendingKey != nil {
 		// A rotation under way is finished first; for a manual rotate it is the rotation.
@@ -455,7 +455,7 @@ func (j *roleJob) runAttached(ctx context.Context, a attachment) (*model.Version
 		case !j.now.Before(ov.Until) || j.opts.EndOverlap:
 			if err := j.endOverlap(ctx, api, a); err != nil {
 				resp, rerr := Auth0Failure(fmt.Sprintf("detaching the previous %s of %s (client_id %q)", a.noun(), j.holder().describe(), role.ClientID), err)
-				return j.Fail(ctx, resp, rerr)
+				return j.fail(ctx, resp, rerr)
 			}
 		case j.trigger == TriggerManual:
 			return nil, logical.ErrorResponse("%s: the previous %s (credentials %s) stays attached at Auth0 until %s (overlap_period), and Auth0 allows %d credentials per application; rotate after that, or pass end_overlap=true to detach it now (applications still using it then fail)",
@@ -483,15 +483,15 @@ func (j *roleJob) startAttached(ctx context.Context, conn *connection, api keyAP
 	methods, err := api.AuthMethods(b.ctx, role.ClientID, a.method())
 	if err != nil {
 		resp, rerr := Auth0Failure(what, err)
-		return j.Fail(ctx, resp, rerr)
+		return j.fail(ctx, resp, rerr)
 	}
 	if methods.Switching() && !role.AllowAuthMethodChange {
-		return j.Fail(ctx, logical.ErrorResponse("%s: %s", what, authMethodRefusal(role.ClientID, methods, a.method())), nil)
+		return j.fail(ctx, logical.ErrorResponse("%s: %s", what, authMethodRefusal(role.ClientID, methods, a.method())), nil)
 	}
 	stored, err := api.ListCredentials(b.ctx, role.ClientID)
 	if err != nil {
 		resp, rerr := Auth0Failure(what, err)
-		return j.Fail(ctx, resp, rerr)
+		return j.fail(ctx, resp, rerr)
 	}
 	// Credentials this role registered that are neither attached nor current were left
 	// by an interrupted run; they count against Auth0's limit, and Vault holds no key for
@@ -505,7 +505,7 @@ func (j *roleJob) startAttached(ctx context.Context, conn *connection, api keyAP
 		if b.ownCredential(j.name, cred) && cred.ID != current && !slices.Contains(methods.Attached, cred.ID) {
 			if err := api.DeleteCredential(b.ctx, role.ClientID, cred.ID); err != nil {
 				resp, rerr := Auth0Failure(fmt.Sprintf("%s: deleting credential %s, which an interrupted rotation left behind", what, cred.ID), err)
-				return j.Fail(ctx, resp, rerr)
+				return j.fail(ctx, resp, rerr)
 			}
 			b.logger().Info("deleted a credential an interrupted rotation left behind", "role", j.name, "client_id", role.ClientID, "credential_id", cred.ID)
 			continue
@@ -517,7 +517,7 @@ func (j *roleJob) startAttached(ctx context.Context, conn *connection, api keyAP
 		for _, cred := range kept {
 			names = append(names, fmt.Sprintf("%s (%q)", cred.ID, cred.Name))
 		}
-		return j.Fail(ctx, logical.ErrorResponse("%s: the application already has %d credentials at Auth0 (%s), Auth0's limit; delete the one that is not in use (Auth0 Dashboard > Applications > Credentials) so that Vault can register the next %s",
+		return j.fail(ctx, logical.ErrorResponse("%s: the application already has %d credentials at Auth0 (%s), Auth0's limit; delete the one that is not in use (Auth0 Dashboard > Applications > Credentials) so that Vault can register the next %s",
 			what, len(kept), strings.Join(names, ", "), a.noun()), nil)
 	}
 
@@ -525,15 +525,15 @@ func (j *roleJob) startAttached(ctx context.Context, conn *connection, api keyAP
 	pk := &model.PendingKeyIfAny{Version: v, Name: b.credentialName(j.name, v), Started: j.now.UTC(), Source: j.trigger, Keep: methods.Attached}
 	sec := &model.SecretEntry{Version: v, CreatedTime: j.now.UTC(), Source: j.trigger}
 	if err := a.generate(b, role, sec, j.now); err != nil {
-		return j.Fail(ctx, nil, err)
+		return j.fail(ctx, nil, err)
 	}
 	if err := model.SaveSecret(ctx, j.s, j.name, sec); err != nil {
-		return j.Fail(ctx, nil, err)
+		return j.fail(ctx, nil, err)
 	}
 	next := role.Clone()
 	next.PendingKey = pk
 	if err := j.holder().storeState(ctx, next); err != nil {
-		return j.Fail(ctx, nil, err)
+		return j.fail(ctx, nil, err)
 	}
 	*role = *next
 	return j.finishAttached(ctx, conn, api, a)
@@ -556,12 +556,12 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 	what := fmt.Sprintf("rotating the %s of %s (client_id %q, version %d)", a.noun(), j.holder().describe(), role.ClientID, pk.Version)
 	sec, err := model.LoadSecret(ctx, j.s, j.name, nil, pk.Version)
 	if err != nil {
-		return j.Fail(ctx, nil, err)
+		return j.fail(ctx, nil, err)
 	}
 	stored, err := api.ListCredentials(b.ctx, role.ClientID)
 	if err != nil {
 		resp, rerr := Auth0Failure(what, err)
-		return j.Fail(ctx, resp, rerr)
+		return j.fail(ctx, resp, rerr)
 	}
 	found := findCredential(stored, pk)
 	if sec == nil || sec.PrivateKey == "" {
@@ -570,7 +570,7 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 		if err := j.dropPendingKey(ctx, api, a, found); err != nil {
 			cause = fmt.Errorf("%w (discarding it failed: %w)", cause, err)
 		}
-		return j.Fail(ctx, nil, cause)
+		return j.fail(ctx, nil, cause)
 	}
 	registration, err := a.register(sec, pk.Name)
 	if err != nil {
@@ -578,7 +578,7 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 		if err := j.dropPendingKey(ctx, api, a, found); err != nil {
 			cause = fmt.Errorf("%w (discarding it failed: %w)", cause, err)
 		}
-		return j.Fail(ctx, nil, cause)
+		return j.fail(ctx, nil, cause)
 	}
 	if found == nil {
 		created, err := api.CreateCredential(b.ctx, role.ClientID, registration)
@@ -590,7 +590,7 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 			}
 			if found == nil {
 				resp, rerr := Auth0Failure(what, err)
-				return j.Fail(ctx, resp, rerr) // pending stays: the next attempt looks again
+				return j.fail(ctx, resp, rerr) // pending stays: the next attempt looks again
 			}
 		case err != nil:
 			// Auth0 refused the key (a 4xx): nothing was registered.
@@ -600,7 +600,7 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 					b.logger().Warn("could not discard a credential Auth0 refused; the next attempt registers it again", "role", j.name, "error", derr)
 				}
 			}
-			return j.Fail(ctx, resp, rerr)
+			return j.fail(ctx, resp, rerr)
 		default:
 			found = &created
 		}
@@ -609,7 +609,7 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 		next := role.Clone()
 		next.PendingKey.CredentialID, next.PendingKey.KID = found.ID, found.KID
 		if err := j.holder().storeState(ctx, next); err != nil {
-			return j.Fail(ctx, nil, err)
+			return j.fail(ctx, nil, err)
 		}
 		*role = *next
 		pk = role.PendingKey
@@ -618,7 +618,7 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 	methods, err := api.AuthMethods(b.ctx, role.ClientID, a.method())
 	if err != nil {
 		resp, rerr := Auth0Failure(what, err)
-		return j.Fail(ctx, resp, rerr)
+		return j.fail(ctx, resp, rerr)
 	}
 	// Keep what was attached when the rotation started and still exists, unless it has
 	// expired: Auth0 refuses to enable an expired credential, and nobody logs in with it.
@@ -642,11 +642,11 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 	attach := append(slices.Clone(keep), pk.CredentialID)
 	if !SameSet(methods.Attached, attach) {
 		if methods.Switching() && !role.AllowAuthMethodChange {
-			return j.Fail(ctx, logical.ErrorResponse("%s: %s", what, authMethodRefusal(role.ClientID, methods, a.method())), nil)
+			return j.fail(ctx, logical.ErrorResponse("%s: %s", what, authMethodRefusal(role.ClientID, methods, a.method())), nil)
 		}
 		if err := api.AttachCredentials(b.ctx, role.ClientID, a.method(), attach, methods.Switching()); err != nil {
 			resp, rerr := Auth0Failure(what+": attaching it", err)
-			return j.Fail(ctx, resp, rerr)
+			return j.fail(ctx, resp, rerr)
 		}
 		if methods.Switching() {
 			b.logger().Warn("switched the application's authentication method (allow_auth_method_change)", "role", j.name, "client_id", role.ClientID, "from", methods.Current(), "to", a.method())
@@ -658,7 +658,7 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 		if id != pk.CredentialID && !slices.Contains(keep, id) && slices.ContainsFunc(stored, func(c auth0api.CredentialInfo) bool { return c.ID == id }) {
 			if err := api.DeleteCredential(b.ctx, role.ClientID, id); err != nil {
 				resp, rerr := Auth0Failure(fmt.Sprintf("%s: deleting credential %s, which expired", what, id), err)
-				return j.Fail(ctx, resp, rerr)
+				return j.fail(ctx, resp, rerr)
 			}
 			b.logger().Info("deleted a credential that expired before the rotation replaced it", "role", j.name, "client_id", role.ClientID, "credential_id", id)
 		}
@@ -671,7 +671,7 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 		next.PendingKey.PublishAt = next.PendingKey.AttachedAt.Add(conn.Config.PropagationWaitOrDefault())
 		next.Succeed()
 		if err := j.holder().storeState(ctx, next); err != nil {
-			return j.Fail(ctx, nil, err)
+			return j.fail(ctx, nil, err)
 		}
 		*role = *next
 		pk = role.PendingKey
@@ -682,11 +682,11 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 	}
 	sec.KeyID, sec.KID = pk.CredentialID, pk.KID
 	if err := a.verify(b, conn, role.ClientID, sec); err != nil {
-		return j.Fail(ctx, nil, fmt.Errorf("%s: %w", what, err))
+		return j.fail(ctx, nil, fmt.Errorf("%s: %w", what, err))
 	}
 	version, err := j.commitKey(sec, a, keep, keepUntil, b.Clock.Now())
 	if err != nil {
-		return j.Fail(ctx, nil, fmt.Errorf("%s: Auth0 holds it but storing it failed (%w); it is stored at the next attempt", what, err))
+		return j.fail(ctx, nil, fmt.Errorf("%s: Auth0 holds it but storing it failed (%w); it is stored at the next attempt", what, err))
 	}
 	b.logger().Info("rotated "+a.noun(), "role", j.name, "client_id", role.ClientID, "version", version.Version, "credential_id", version.KeyID, "kid", version.KID, "source", version.Source)
 	if role.Overlap != nil && role.OverlapPeriodOrDefault() == 0 {

@@ -268,7 +268,7 @@ func (o RotateOptions) set() []string {
 // flight, then, unless only reconciling or the resolution stored what was due, rotate.
 func (j *roleJob) resolveThenRotate(ctx context.Context, rotate func(ctx context.Context) (*model.VersionMeta, *logical.Response, error)) (*model.VersionMeta, *logical.Response, error) {
 	if err := j.b.resolveRoleWALs(ctx, j.s, j.name, j.role); err != nil {
-		return j.Fail(ctx, nil, fmt.Errorf("finishing an earlier rotation of role %q that was left in flight (no new rotation starts until it is resolved): %w", j.name, err))
+		return j.fail(ctx, nil, fmt.Errorf("finishing an earlier rotation of role %q that was left in flight (no new rotation starts until it is resolved): %w", j.name, err))
 	}
 	if j.trigger == TriggerReconcile {
 		return nil, nil, nil

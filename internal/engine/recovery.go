@@ -19,13 +19,13 @@ import (
 )
 
 // walKindRotation marks a write-ahead log entry for a rotate-secret call in flight.
-const WalKindRotation = "rotation"
+const WALKindRotation = "rotation"
 
 // walRollbackMinAge is how old an entry must be before Vault's rollback manager (about once
 // a minute, on the active node) hands it to walRollback. A younger one may belong to a
 // rotation still in flight; that is harmless, since reconciling takes the role's lock and
 // then finds the entry gone, but pointless.
-const WalRollbackMinAge = 30 * time.Second
+const WALRollbackMinAge = 30 * time.Second
 
 // rotationWAL is written right before rotate-secret is sent and deleted once the outcome is
 // stored. One left behind means Auth0 may hold a secret Vault does not.
@@ -51,8 +51,8 @@ func secretHash(secret string) string {
 
 // pendingRotation is a rotation log entry found in storage.
 type PendingRotation struct {
-	Id  string
-	Wal RotationWAL
+	ID  string
+	WAL RotationWAL
 }
 
 // recoveryWait bounds how long a creds read waits for its role's reconciliation at start.
@@ -68,7 +68,7 @@ func (b *Engine) resolveRoleWALs(ctx context.Context, s logical.Storage, name st
 		return err
 	}
 	for _, p := range pending {
-		if p.Wal.Role != name {
+		if p.WAL.Role != name {
 			continue
 		}
 		if _, err := b.resolveWALLocked(ctx, s, name, role, p); err != nil {
@@ -87,14 +87,14 @@ func (b *Engine) resolveRoleWALs(ctx context.Context, s logical.Storage, name st
 //     stored the secret, but a crash cut the commit short: the commit is finished;
 //   - otherwise Auth0 may hold a secret Vault never saw: it is read back (recoverLocked).
 func (b *Engine) resolveWALLocked(ctx context.Context, s logical.Storage, name string, role *model.RoleEntry, p PendingRotation) (*model.VersionMeta, error) {
-	w := p.Wal
+	w := p.WAL
 	if role == nil || role.ClientID != w.ClientID {
-		b.deleteWAL(s, p.Id)
+		b.deleteWAL(s, p.ID)
 		return nil, nil
 	}
 	for _, v := range role.Versions {
-		if v.WALID == p.Id {
-			b.deleteWAL(s, p.Id)
+		if v.WALID == p.ID {
+			b.deleteWAL(s, p.ID)
 			return nil, nil
 		}
 	}
@@ -103,12 +103,12 @@ func (b *Engine) resolveWALLocked(ctx context.Context, s logical.Storage, name s
 		if err != nil {
 			return nil, err
 		}
-		if sec != nil && sec.WALID == p.Id {
-			version, err := b.CommitVersion(s, name, role, sec.Secret, sec.Source, p.Id, sec.CreatedTime)
+		if sec != nil && sec.WALID == p.ID {
+			version, err := b.CommitVersion(s, name, role, sec.Secret, sec.Source, p.ID, sec.CreatedTime)
 			if err != nil {
 				return nil, fmt.Errorf("finishing the storage of a rotated secret: %w", err)
 			}
-			b.deleteWAL(s, p.Id)
+			b.deleteWAL(s, p.ID)
 			b.logger().Info("finished storing a rotation a crash interrupted", "role", name, "version", version.Version)
 			return version, nil
 		}
@@ -120,11 +120,11 @@ func (b *Engine) resolveWALLocked(ctx context.Context, s logical.Storage, name s
 	if conn == nil {
 		return nil, errors.New(errNotConfigured)
 	}
-	version, err := b.recoverLocked(ctx, s, name, role, conn, p.Id, w.PriorSecretHash)
+	version, err := b.recoverLocked(ctx, s, name, role, conn, p.ID, w.PriorSecretHash)
 	if err != nil {
 		return nil, err
 	}
-	b.deleteWAL(s, p.Id)
+	b.deleteWAL(s, p.ID)
 	return version, nil
 }
 
@@ -180,13 +180,13 @@ func lacksReadClientKeys(err error) bool {
 // nil lets the framework delete the entry. It resolves the entry's role through the role's
 // job, like every other path that may change Auth0.
 func (b *Engine) RollbackWAL(ctx context.Context, req *logical.Request, kind string, data interface{}) error {
-	if kind != WalKindRotation && kind != WalKindRoleWrite {
+	if kind != WALKindRotation && kind != WALKindRoleWrite {
 		return nil
 	}
 	if !b.host.WriteSafeReplicationState() {
 		return errors.New("rotations and role writes left in flight are resolved where storage is writable (the active node of the primary cluster)")
 	}
-	if kind == WalKindRoleWrite {
+	if kind == WALKindRoleWrite {
 		w, err := decodeRoleWriteWAL(data)
 		if err != nil {
 			return err
@@ -211,13 +211,13 @@ func (b *Engine) RollbackWAL(ctx context.Context, req *logical.Request, kind str
 // error (the caller retries); one that cannot be decoded is reported and skipped.
 func (b *Engine) PendingRotations(ctx context.Context, s logical.Storage) ([]PendingRotation, error) {
 	var pending []PendingRotation
-	err := b.eachWAL(ctx, s, WalKindRotation, func(id string, data interface{}) {
+	err := b.eachWAL(ctx, s, WALKindRotation, func(id string, data interface{}) {
 		w, err := DecodeRotationWAL(data)
 		if err != nil {
 			b.logger().Error("ignoring an unreadable rotation log entry", "id", id, "error", err)
 			return
 		}
-		pending = append(pending, PendingRotation{Id: id, Wal: w})
+		pending = append(pending, PendingRotation{ID: id, WAL: w})
 	})
 	return pending, err
 }
@@ -245,7 +245,7 @@ func (b *Engine) eachWAL(ctx context.Context, s logical.Storage, kind string, fn
 // already replaced.
 func (b *Engine) holdCreds(pending []PendingRotation) {
 	for _, p := range pending {
-		b.holdRole(p.Wal.Role)
+		b.holdRole(p.WAL.Role)
 	}
 }
 
@@ -287,10 +287,10 @@ func (b *Engine) ReconcilePending(ctx context.Context, s logical.Storage, pendin
 	gone := make(map[string]bool)
 	done := make(map[string]bool)
 	for _, p := range pending {
-		role := p.Wal.Role
+		role := p.WAL.Role
 		switch {
 		case gone[role]:
-			b.deleteWAL(s, p.Id)
+			b.deleteWAL(s, p.ID)
 			continue
 		case done[role]:
 			continue
@@ -300,7 +300,7 @@ func (b *Engine) ReconcilePending(ctx context.Context, s logical.Storage, pendin
 		switch {
 		case errors.Is(err, ErrRoleNotFound):
 			gone[role] = true
-			b.deleteWAL(s, p.Id)
+			b.deleteWAL(s, p.ID)
 		case err != nil:
 			b.logger().Error("could not reconcile a rotation left in flight; will retry", "role", role, "error", err)
 		case resp != nil && resp.IsError():
@@ -343,7 +343,7 @@ func (b *Engine) deleteWAL(s logical.Storage, id string) {
 
 // walKindRoleWrite marks a write-ahead log entry for a role write in flight: creds carry
 // the role's definition to the read path, so a write changes two entries, creds first.
-const WalKindRoleWrite = "role-write"
+const WALKindRoleWrite = "role-write"
 
 // roleWriteWAL is written before a role write stores creds and deleted once the role is
 // stored. One left behind means creds may carry a definition the role does not have.
@@ -358,7 +358,7 @@ type roleWriteWAL struct {
 // or not) and drops the tokens readers may have fetched meanwhile; its entry stays only if
 // that failed too.
 func (b *Engine) StoreRoleWrite(ctx context.Context, s logical.Storage, name string, role *model.RoleEntry) error {
-	id, err := framework.PutWAL(ctx, s, WalKindRoleWrite, &roleWriteWAL{Role: name})
+	id, err := framework.PutWAL(ctx, s, WALKindRoleWrite, &roleWriteWAL{Role: name})
 	if err != nil {
 		return fmt.Errorf("storing the write-ahead entry of the role write: %w", err)
 	}
@@ -376,7 +376,7 @@ func (b *Engine) StoreRoleWrite(ctx context.Context, s logical.Storage, name str
 // pendingRoleWrites lists the roles whose write a crash may have cut, with their entries.
 func (b *Engine) pendingRoleWrites(ctx context.Context, s logical.Storage) (map[string][]string, error) {
 	pending := make(map[string][]string)
-	err := b.eachWAL(ctx, s, WalKindRoleWrite, func(id string, data interface{}) {
+	err := b.eachWAL(ctx, s, WALKindRoleWrite, func(id string, data interface{}) {
 		w, err := decodeRoleWriteWAL(data)
 		if err != nil {
 			b.logger().Error("ignoring an unreadable role write log entry", "id", id, "error", err)
@@ -419,7 +419,7 @@ func (b *Engine) repairRoleWriteLocked(ctx context.Context, s logical.Storage, n
 // left in flight too (reconcilePending lets those go on).
 func (b *Engine) repairRoleWrites(ctx context.Context, s logical.Storage, left inFlight) {
 	release := func(name string) {
-		if !slices.ContainsFunc(left.rotations, func(p PendingRotation) bool { return p.Wal.Role == name }) {
+		if !slices.ContainsFunc(left.rotations, func(p PendingRotation) bool { return p.WAL.Role == name }) {
 			b.releaseCreds(name)
 		}
 	}

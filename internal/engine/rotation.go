@@ -101,7 +101,7 @@ func (j *roleJob) run(ctx context.Context) (*model.VersionMeta, *logical.Respons
 	b, role := j.b, j.role
 	if role.Legacy() {
 		if err := b.UpgradeRoleLocked(ctx, j.s, j.name, role); err != nil {
-			return j.Fail(ctx, nil, fmt.Errorf("moving role %q to the current storage layout: %w", j.name, err))
+			return j.fail(ctx, nil, fmt.Errorf("moving role %q to the current storage layout: %w", j.name, err))
 		}
 	}
 	kind := KindFor(role.KindKey())
@@ -131,14 +131,14 @@ const errNotConfigured = "the engine is not configured yet; write the Management
 func (j *roleJob) checkOwner(ctx context.Context) (*logical.Response, error) {
 	conn, err := j.b.Connection(ctx, j.s)
 	if err != nil {
-		_, resp, err := j.Fail(ctx, nil, err)
+		_, resp, err := j.fail(ctx, nil, err)
 		return resp, err
 	}
 	var msg, owner string
 	if conn != nil && !conn.Config.ClientAllowed(j.role.ClientID) {
 		msg = model.NotAllowedClient(j.role.ClientID)
 	} else if owner, err = j.b.claimApplication(ctx, j.s, j.name, j.role.ClientID); err != nil {
-		_, resp, err := j.Fail(ctx, nil, err)
+		_, resp, err := j.fail(ctx, nil, err)
 		return resp, err
 	} else if owner != "" {
 		msg = OwnerBlocked(j.role.ClientID, owner)
@@ -147,7 +147,7 @@ func (j *roleJob) checkOwner(ctx context.Context) (*logical.Response, error) {
 		if j.role.Blocked != "" && j.role.ScheduleProblem(j.now) == "" {
 			j.role.Blocked = "" // the conflict is gone (the other role was deleted)
 			if err := j.b.StoreRoleState(ctx, j.s, j.name, j.role); err != nil {
-				_, resp, err := j.Fail(ctx, nil, err)
+				_, resp, err := j.fail(ctx, nil, err)
 				return resp, err
 			}
 		}
@@ -174,7 +174,7 @@ func (j *roleJob) skipMissedWindow(ctx context.Context) (*model.VersionMeta, *lo
 	role.NextVaultRotation = role.NextRotation(j.now)
 	role.NextAttempt = time.Time{}
 	if err := j.b.StoreRoleState(ctx, j.s, j.name, role); err != nil {
-		return j.Fail(ctx, nil, err)
+		return j.fail(ctx, nil, err)
 	}
 	j.b.logger().Warn("rotation window missed; waiting for the next scheduled time", "role", j.name, "missed", missed, "next", role.NextVaultRotation)
 	return nil, nil, nil
@@ -183,7 +183,7 @@ func (j *roleJob) skipMissedWindow(ctx context.Context) (*model.VersionMeta, *lo
 // fail records a failed attempt on the role: time, message, consecutive count and the next
 // attempt after backoff. Recording is best effort (storage may be what failed); the
 // backoff holds in memory all the same, since the role is requeued from j.role.
-func (j *roleJob) Fail(ctx context.Context, resp *logical.Response, err error) (*model.VersionMeta, *logical.Response, error) {
+func (j *roleJob) fail(ctx context.Context, resp *logical.Response, err error) (*model.VersionMeta, *logical.Response, error) {
 	msg := failureMessage(resp, err)
 	j.role.Fail(msg, j.b.Clock.Now(), j.b.backoff)
 	if serr := j.holder().storeState(ctx, j.role); serr != nil {

@@ -39,10 +39,10 @@ func (secretKind) run(ctx context.Context, j *roleJob) (*model.VersionMeta, *log
 	return j.resolveThenRotate(ctx, func(context.Context) (*model.VersionMeta, *logical.Response, error) {
 		conn, err := j.b.Connection(ctx, j.s)
 		if err != nil {
-			return j.Fail(ctx, nil, err)
+			return j.fail(ctx, nil, err)
 		}
 		if conn == nil {
-			return j.Fail(ctx, logical.ErrorResponse(errNotConfigured), nil)
+			return j.fail(ctx, logical.ErrorResponse(errNotConfigured), nil)
 		}
 		return j.rotate(conn)
 	})
@@ -142,7 +142,7 @@ func (j *roleJob) rotate(conn *connection) (*model.VersionMeta, *logical.Respons
 			wal.PriorSecretHash = secretHash(info.Secret)
 		case !lacksReadClientKeys(err):
 			resp, rerr := Auth0Failure(fmt.Sprintf("reading the current secret of role %q (client_id %q) before its first rotation", j.name, role.ClientID), err)
-			return j.Fail(b.ctx, resp, rerr)
+			return j.fail(b.ctx, resp, rerr)
 		}
 	}
 	var walID string
@@ -150,7 +150,7 @@ func (j *roleJob) rotate(conn *connection) (*model.VersionMeta, *logical.Respons
 		if walID != "" {
 			return nil // a retry after a refused token: the same rotation
 		}
-		id, err := framework.PutWAL(b.ctx, j.s, WalKindRotation, &wal)
+		id, err := framework.PutWAL(b.ctx, j.s, WALKindRotation, &wal)
 		if err != nil {
 			return fmt.Errorf("recording the rotation before calling Auth0: %w", err)
 		}
@@ -178,34 +178,34 @@ func (j *roleJob) rotate(conn *connection) (*model.VersionMeta, *logical.Respons
 			b.deleteWAL(j.s, walID)
 		}
 		msg := fmt.Sprintf("%s: Auth0 rate limit reached (%v); nothing was changed; try again after %s", what, err, b.Limiter.PausedUntil().UTC().Format(time.RFC3339))
-		return j.Fail(b.ctx, nil, logical.CodedError(http.StatusTooManyRequests, msg))
+		return j.fail(b.ctx, nil, logical.CodedError(http.StatusTooManyRequests, msg))
 	case walID == "":
 		resp, rerr := Auth0Failure(what, err)
-		return j.Fail(b.ctx, resp, rerr)
+		return j.fail(b.ctx, resp, rerr)
 	case errors.Is(err, auth0api.ErrOutcomeUnknown):
 		b.logger().Warn("Auth0's answer to rotate-secret was lost; reading the application's secret back", "role", j.name, "client_id", role.ClientID, "error", err)
-		version, rerr := b.resolveWALLocked(b.ctx, j.s, j.name, role, PendingRotation{Id: walID, Wal: wal})
+		version, rerr := b.resolveWALLocked(b.ctx, j.s, j.name, role, PendingRotation{ID: walID, WAL: wal})
 		if rerr != nil {
 			msg := fmt.Sprintf("%s: %v; reading the secret back from Auth0 failed too (%v); Vault keeps retrying until it holds the secret Auth0 accepts", what, err, rerr)
-			return j.Fail(b.ctx, nil, logical.CodedError(http.StatusBadGateway, msg))
+			return j.fail(b.ctx, nil, logical.CodedError(http.StatusBadGateway, msg))
 		}
 		if version != nil {
 			return version, nil, nil
 		}
 		// Auth0 had not applied it: an ordinary failure.
 		resp, rerr := Auth0Failure(what, err)
-		return j.Fail(b.ctx, resp, rerr)
+		return j.fail(b.ctx, resp, rerr)
 	default:
 		b.deleteWAL(j.s, walID)
 		resp, rerr := Auth0Failure(what, err)
-		return j.Fail(b.ctx, resp, rerr)
+		return j.fail(b.ctx, resp, rerr)
 	}
 
 	version, err := b.CommitVersion(j.s, j.name, role, secret, j.trigger, walID, b.Clock.Now())
 	if err != nil {
 		b.logger().Error("Auth0 rotated the secret but Vault could not store it; it will be read back from Auth0 before the role rotates again",
 			"role", j.name, "client_id", role.ClientID, "error", err)
-		return j.Fail(b.ctx, nil, fmt.Errorf("Auth0 rotated the secret of role %q but storing it failed (%w); Vault will read it back from Auth0 and store it", j.name, err))
+		return j.fail(b.ctx, nil, fmt.Errorf("Auth0 rotated the secret of role %q but storing it failed (%w); Vault will read it back from Auth0 and store it", j.name, err))
 	}
 	b.deleteWAL(j.s, walID)
 	b.logger().Info("rotated client secret", "role", j.name, "client_id", role.ClientID, "version", version.Version, "source", j.trigger)

@@ -178,7 +178,7 @@ func (j *roleJob) runStaged(ctx context.Context) (*model.VersionMeta, *logical.R
 				role.Staged.Version, role.Staged.SwitchTime.Format(time.RFC3339)), nil
 		}
 		if err := b.cancelStagedLocked(ctx, j.s, j.name, role, j.now); err != nil {
-			return j.Fail(ctx, nil, err)
+			return j.fail(ctx, nil, err)
 		}
 		return nil, nil, nil
 	}
@@ -191,7 +191,7 @@ func (j *roleJob) runStaged(ctx context.Context) (*model.VersionMeta, *logical.R
 			switchAt = j.now
 		}
 		if err := b.stageLocked(ctx, j.s, j.name, role, switchAt, j.now); err != nil {
-			return j.Fail(ctx, nil, err)
+			return j.fail(ctx, nil, err)
 		}
 	}
 	early := j.now.Before(role.Staged.SwitchTime)
@@ -209,20 +209,20 @@ func (j *roleJob) runStaged(ctx context.Context) (*model.VersionMeta, *logical.R
 			next.Staged.SwitchTime = j.now.UTC()
 		}
 		if err := b.StoreRoleState(ctx, j.s, j.name, next); err != nil {
-			return j.Fail(ctx, nil, err)
+			return j.fail(ctx, nil, err)
 		}
 		*role = *next
 	}
 	conn, err := b.Connection(ctx, j.s)
 	if err != nil {
-		return j.Fail(ctx, nil, err)
+		return j.fail(ctx, nil, err)
 	}
 	if conn == nil {
-		return j.Fail(ctx, logical.ErrorResponse(errNotConfigured), nil)
+		return j.fail(ctx, logical.ErrorResponse(errNotConfigured), nil)
 	}
 	version, resp, err := b.switchStagedLocked(ctx, j.s, j.name, role, conn)
 	if resp != nil || err != nil {
-		return j.Fail(ctx, resp, err)
+		return j.fail(ctx, resp, err)
 	}
 	return version, nil, nil
 }
