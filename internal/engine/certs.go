@@ -48,7 +48,7 @@ func (certKind) options() []string { return []string{"end_overlap"} }
 func (certKind) method() string    { return auth0api.MethodSelfSignedTLS }
 func (certKind) noun() string      { return "certificate" }
 
-// applyFields validates and applies the certificate settings.
+// ApplyFields validates and applies the certificate settings.
 func (certKind) ApplyFields(role *model.RoleEntry, d *framework.FieldData, creating bool, now time.Time) *logical.Response {
 	if creating && !FieldSet(d, "overlap_period") {
 		role.OverlapPeriod = defaultOverlapPeriod

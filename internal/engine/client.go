@@ -39,7 +39,7 @@ type connection struct {
 	Client auth0API
 }
 
-// connection returns the cached connection, loading config from storage on first use.
+// Connection returns the cached connection, loading config from storage on first use.
 // It returns nil, nil when the engine has no config yet.
 func (b *Engine) Connection(ctx context.Context, s logical.Storage) (*connection, error) {
 	if c := b.Conn.Load(); c != nil {
@@ -70,7 +70,7 @@ func (b *Engine) newClient(ctx context.Context, cfg *model.ConfigEntry) (auth0AP
 	return auth0api.NewManagement(ctx, b.SettingsOf(cfg), b.Limiter, b.Clock)
 }
 
-// settingsOf is what the Auth0 side needs of cfg: its client secret, or once it has one
+// SettingsOf is what the Auth0 side needs of cfg: its client secret, or once it has one
 // its key (rootkey.go), which signs assertions on the engine's clock.
 func (b *Engine) SettingsOf(cfg *model.ConfigEntry) auth0api.Settings {
 	s := auth0api.Settings{
@@ -88,7 +88,7 @@ func (b *Engine) SettingsOf(cfg *model.ConfigEntry) auth0api.Settings {
 	return s
 }
 
-// resetConnection drops the cached connection; the next use rebuilds it from storage.
+// ResetConnection drops the cached connection; the next use rebuilds it from storage.
 // Callers change storage first: a rebuild racing with them then either read the old
 // config and is dropped here, or already reads the new one.
 func (b *Engine) ResetConnection() {
@@ -99,7 +99,7 @@ func (b *Engine) ResetConnection() {
 	}
 }
 
-// requireConnection is connection for handlers that cannot work without config.
+// RequireConnection is connection for handlers that cannot work without config.
 func (b *Engine) RequireConnection(ctx context.Context, s logical.Storage) (*connection, *logical.Response, error) {
 	c, err := b.Connection(ctx, s)
 	if err != nil {
@@ -111,7 +111,7 @@ func (b *Engine) RequireConnection(ctx context.Context, s logical.Storage) (*con
 	return c, nil, nil
 }
 
-// auth0Failure turns an error from Auth0 into what the caller should see: a response that
+// Auth0Failure turns an error from Auth0 into what the caller should see: a response that
 // says what to do where the operator can act (credentials, scopes, unknown application),
 // a 502 where Auth0 or the network failed. what names the operation, e.g. "rotating the
 // secret of client_id \"abc\"". Auth0's messages never contain secrets.
@@ -157,7 +157,7 @@ func publicError(err error) string {
 	return auth0api.DescribeTransportError(err)
 }
 
-// describeTokenError says why a token request failed, from Auth0's answer when there is
+// DescribeTokenError says why a token request failed, from Auth0's answer when there is
 // one. Anything else (no answer, or an answer that is not Auth0's) is described in the same
 // generic words, so that the answer does not tell what listens at an address.
 func DescribeTokenError(err error) string {

@@ -20,7 +20,7 @@ type readAgain struct {
 	At time.Time
 }
 
-// readAgainAt computes, for a read of the current version at now, when the consumer
+// ReadAgainAt computes, for a read of the current version at now, when the consumer
 // should read again and what last_vault_rotation reports.
 //
 // The answer changes at the events the engine stores (a rotation, a publication, a

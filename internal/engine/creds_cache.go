@@ -74,7 +74,7 @@ func (c *credsCache) stripe(name string) *atomic.Uint64 {
 	return &c.gens[maphash.String(c.seed, name)%cacheStripes]
 }
 
-// get returns the cached entry of name; a miss returns the stripe generation to fill with.
+// Get returns the cached entry of name; a miss returns the stripe generation to fill with.
 func (c *credsCache) Get(name string) (*model.CredsEntry, uint64) {
 	if l := c.Lru.Load(); l != nil {
 		if e, ok := l.Peek(name); ok {
@@ -86,7 +86,7 @@ func (c *credsCache) Get(name string) (*model.CredsEntry, uint64) {
 	return nil, c.stripe(name).Load()
 }
 
-// fill caches what a read found, unless an invalidation of its stripe came in between.
+// Fill caches what a read found, unless an invalidation of its stripe came in between.
 func (c *credsCache) Fill(name string, e *model.CredsEntry, gen uint64) {
 	l := c.Lru.Load()
 	if l == nil || e == nil {
@@ -99,7 +99,7 @@ func (c *credsCache) Fill(name string, e *model.CredsEntry, gen uint64) {
 	}
 }
 
-// invalidate drops name after a write or delete of creds/<name>.
+// Invalidate drops name after a write or delete of creds/<name>.
 func (c *credsCache) Invalidate(name string) {
 	c.fillMu.Lock()
 	defer c.fillMu.Unlock()
@@ -124,7 +124,7 @@ func (b *Engine) putCreds(ctx context.Context, s logical.Storage, name string, c
 	return model.SaveCreds(ctx, s, name, c)
 }
 
-// loadCredsCached is loadCreds through the read cache: the read path's way to creds.
+// LoadCredsCached is loadCreds through the read cache: the read path's way to creds.
 func (b *Engine) LoadCredsCached(ctx context.Context, s logical.Storage, name string) (*model.CredsEntry, error) {
 	e, gen := b.CredsCache.Get(name)
 	if e != nil {

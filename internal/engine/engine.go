@@ -31,18 +31,18 @@ type Engine struct {
 	// version is the plugin's version, which the engine sends Auth0 as its user agent.
 	version string
 
-	// clock is the engine's time: real in Vault, virtual in tests.
+	// Clock is the engine's time: real in Vault, virtual in tests.
 	Clock clock.Clock
-	// jitter spreads retries (retryDelay); tests make it deterministic.
+	// Jitter spreads retries (retryDelay); tests make it deterministic.
 	Jitter func(n int64) int64
 
 	// roleLocks serialize everything that changes one role (its jobs, update, delete).
 	// Reads of creds take no lock: they read one entry, which every change writes whole.
 	roleLocks []*locksutil.LockEntry
-	// ownerMu makes checking and claiming an application's ownership one step.
+	// OwnerMu makes checking and claiming an application's ownership one step.
 	OwnerMu sync.Mutex
 
-	// conn caches the parsed config and the Management API client built from it, so that
+	// Conn caches the parsed config and the Management API client built from it, so that
 	// the hot path (creds) reads no config from storage. It is dropped whenever the config
 	// changes, here or, through Invalidate, on another node.
 	Conn   atomic.Pointer[connection]
@@ -53,34 +53,34 @@ type Engine struct {
 	ctx    context.Context
 	Cancel context.CancelFunc
 
-	// configMu serializes config writes, deletes and root rotations.
+	// ConfigMu serializes config writes, deletes and root rotations.
 	ConfigMu sync.Mutex
 	// rootAcceptWait bounds the wait for Auth0 to accept a new root secret.
 	rootAcceptWait time.Duration
-	// rootStepHook, when set (tests only), runs between the steps of a root rotation.
+	// RootStepHook, when set (tests only), runs between the steps of a root rotation.
 	RootStepHook func(step string)
 
-	// limiter paces this mount's Management API calls; it outlives client rebuilds.
+	// Limiter paces this mount's Management API calls; it outlives client rebuilds.
 	Limiter *auth0api.RateLimiter
 
 	// recovering maps a role name to a channel closed once the rotation a crash left in
 	// flight for it is reconciled; creds reads of that role wait for it.
 	recovering sync.Map
 
-	// sched is the running scheduler, nil where this node may not write.
+	// Sched is the running scheduler, nil where this node may not write.
 	Sched atomic.Pointer[Scheduler]
-	// manualDispatch (tests only) starts no dispatcher: tests run due jobs with runDueNow.
+	// ManualDispatch (tests only) starts no dispatcher: tests run due jobs with runDueNow.
 	ManualDispatch bool
 	// retryBase and retryCap bound the delays between retries of failed attempts.
 	retryBase, retryCap time.Duration
 
-	// generateKey makes private_key_jwt key pairs (PKCS #8 and PKIX PEM).
+	// GenerateKey makes private_key_jwt key pairs (PKCS #8 and PKIX PEM).
 	GenerateKey func(bits int) (privatePEM, publicPEM string, err error)
-	// mountTag identifies this mount in the names of the Auth0 credentials it registers.
+	// MountTag identifies this mount in the names of the Auth0 credentials it registers.
 	MountTag string
-	// tokens caches the access tokens token/ minted, in memory only.
+	// Tokens caches the access tokens token/ minted, in memory only.
 	Tokens *tokenCache
-	// credsCache caches decoded creds entries for the read path (creds_cache.go).
+	// CredsCache caches decoded creds entries for the read path (creds_cache.go).
 	CredsCache *credsCache
 	// rotating maps a role name to a channel closed when its running job ends (tokens.go).
 	rotating sync.Map

@@ -20,7 +20,7 @@ type credentialHolder interface {
 	describe() string
 	// storeState stores next as the holder's state: no new version.
 	storeState(ctx context.Context, next *model.RoleEntry) error
-	// commitVersion stores next, whose new current version creds.Current holds, as one
+	// CommitVersion stores next, whose new current version creds.Current holds, as one
 	// commit, and then makes role next.
 	CommitVersion(ctx context.Context, role, next *model.RoleEntry, creds *model.CredsEntry, prune bool) error
 }

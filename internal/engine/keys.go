@@ -60,7 +60,7 @@ func (keyKind) ownFields() []string {
 }
 func (keyKind) options() []string { return []string{"end_overlap"} }
 
-// applyFields validates and applies the key settings.
+// ApplyFields validates and applies the key settings.
 func (keyKind) ApplyFields(role *model.RoleEntry, d *framework.FieldData, creating bool, now time.Time) *logical.Response {
 	if creating && !FieldSet(d, "overlap_period") {
 		role.OverlapPeriod = defaultOverlapPeriod
@@ -852,7 +852,7 @@ func (j *roleJob) commitKey(sec *model.SecretEntry, a attachment, keep []string,
 	return meta, nil
 }
 
-// sameSet reports whether a and b hold the same ids.
+// SameSet reports whether a and b hold the same ids.
 func SameSet(a, b []string) bool {
 	if len(a) != len(b) {
 		return false

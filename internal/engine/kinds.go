@@ -17,12 +17,14 @@ import (
 
 // A credential kind is what a role rotates, and how: an immediate client secret, a staged
 // one, a private_key_jwt key pair. Everything that differs between kinds is a method of
-// credentialKind, and every part of the engine that depends on the kind (the role write
+// CredentialKind, and every part of the engine that depends on the kind (the role write
 // and read, the job path, recovery, the creds answer, token/) dispatches on it once,
-// through roleEntry.kind or credsEntry.kind. Each kind lives in its own file with its own
-// settings; adding one is that file and a line in credentialKinds.
+// through KindFor(role.KindKey()) or KindFor(creds.KindKey()). Each kind lives in its own
+// file with its own settings (its stored state, if any, in internal/model); adding one is
+// that file and a line in credentialKinds. The exported methods are those the path
+// handlers call.
 type CredentialKind interface {
-	// credentialType is the role's credential_type; strategy its rotation_strategy, ""
+	// CredentialType is the role's credential_type; Strategy its rotation_strategy, ""
 	// for a kind that has none of its own (it rotates with an overlap).
 	CredentialType() string
 	Strategy() string
@@ -33,12 +35,12 @@ type CredentialKind interface {
 	// ownFields are the role fields only this kind (and the kinds that share them) takes:
 	// a write that sets one for a role of another kind is refused.
 	ownFields() []string
-	// applyFields validates and applies the kind's fields, after the common ones.
+	// ApplyFields validates and applies the kind's fields, after the common ones.
 	ApplyFields(role *model.RoleEntry, d *framework.FieldData, creating bool, now time.Time) *logical.Response
-	// checkApplication is called when a role is created: whether the kind can take over
+	// CheckApplication is called when a role is created: whether the kind can take over
 	// the application as Auth0 has it now.
 	CheckApplication(ctx context.Context, conn *connection, role *model.RoleEntry) (*logical.Response, error)
-	// readFields adds the kind's settings and state to a role read.
+	// ReadFields adds the kind's settings and state to a role read.
 	ReadFields(role *model.RoleEntry, data map[string]interface{})
 
 	// options are the options of rotate/<name> the kind takes (switch_now, ...).
@@ -47,7 +49,7 @@ type CredentialKind interface {
 	// the application's ownership is checked: it resolves what a crash left in flight,
 	// then rotates if the trigger asks for it.
 	run(ctx context.Context, j *roleJob) (*model.VersionMeta, *logical.Response, error)
-	// dueTime is when the scheduler must next look at the role (roleEntry.dueTime).
+	// dueTime is when the scheduler must next look at the role (DueTime).
 	dueTime(r *model.RoleEntry, now time.Time) time.Time
 	// consumerLead is how long consumers have between seeing a new credential and Auth0
 	// requiring it; 0 when Auth0 requires it at once.
@@ -58,9 +60,9 @@ type CredentialKind interface {
 	servesPrevious(r *model.RoleEntry, prev int) bool
 	// credsMeta copies the kind's role state into what creds serves.
 	credsMeta(r *model.RoleEntry, c *model.CredsEntry)
-	// nextChange is the next change a consumer of creds must see (credsEntry.nextChange).
+	// nextChange is the next change a consumer of creds must see (NextChange).
 	nextChange(c *model.CredsEntry) time.Time
-	// credsFields adds the served credential to a creds answer; a read of the current
+	// CredsFields adds the served credential to a creds answer; a read of the current
 	// version answers every field of the kind, empty when it does not apply.
 	CredsFields(c *model.CredsEntry, served, previous *model.SecretEntry, current bool, data map[string]interface{})
 	// schemas are the kind's fields in the API.
@@ -70,7 +72,7 @@ type CredentialKind interface {
 	authenticate(b *Engine, cfg *model.ConfigEntry, c *model.CredsEntry, req *auth0api.TokenRequest) error
 }
 
-// kindSchemas are the fields a kind adds to the API (OpenAPI, docs/API.md, path-help):
+// KindSchemas are the fields a kind adds to the API (OpenAPI, docs/API.md, path-help):
 // its role settings, what a role read shows of it, and its fields in a creds answer.
 type KindSchemas struct {
 	Role, Read, Creds map[string]*framework.FieldSchema
@@ -80,7 +82,7 @@ type KindSchemas struct {
 	About, RoleHelp, CredsHelp string
 }
 
-// kindHelp joins the kinds' paragraphs picked by of, in their order.
+// KindHelp joins the kinds' paragraphs picked by of, in their order.
 func KindHelp(of func(KindSchemas) string) string {
 	var b strings.Builder
 	for _, k := range credentialKinds {
@@ -89,7 +91,7 @@ func KindHelp(of func(KindSchemas) string) string {
 	return b.String()
 }
 
-// credentialTypeHelp is the description of a role's credential_type.
+// CredentialTypeHelp is the description of a role's credential_type.
 func CredentialTypeHelp() string {
 	var about []string
 	for _, k := range credentialKinds {
@@ -100,7 +102,7 @@ func CredentialTypeHelp() string {
 	return "What the role rotates: " + strings.Join(about, "; ") + ". Set on create; it cannot change once the role has a version."
 }
 
-// withKindFields adds to fields those of every kind picked by of; a field shared by
+// WithKindFields adds to fields those of every kind picked by of; a field shared by
 // several kinds is described once, by the first.
 func WithKindFields(fields map[string]*framework.FieldSchema, of func(KindSchemas) map[string]*framework.FieldSchema) map[string]*framework.FieldSchema {
 	for _, k := range credentialKinds {
@@ -136,7 +138,7 @@ func kindOf(ct, strategy string) CredentialKind {
 	return nil
 }
 
-// kindFor is the kind of credential type ct and rotation strategy strategy, as a role or
+// KindFor is the kind of credential type ct and rotation strategy strategy, as a role or
 // its creds entry stores them (kindKey).
 func KindFor(ct, strategy string) CredentialKind {
 	if k := kindOf(ct, strategy); k != nil {
@@ -178,7 +180,7 @@ func typesTaking(f string, of func(CredentialKind) []string) string {
 // kindFields is every field some kind owns.
 func kindFields() []string { return kindStrings(CredentialKind.ownFields) }
 
-// selectKind applies credential_type and rotation_strategy to role and answers its kind,
+// SelectKind applies credential_type and rotation_strategy to role and answers its kind,
 // or an error response when the pair names none or the role can no longer change kind.
 func SelectKind(role *model.RoleEntry, d *framework.FieldData) (CredentialKind, *logical.Response) {
 	ct, strategy := role.CredentialType, role.RotationStrategy
@@ -279,7 +281,7 @@ func (j *roleJob) resolveThenRotate(ctx context.Context, rotate func(ctx context
 	return rotate(ctx)
 }
 
-// timeOrEmpty is t in RFC 3339, or "" when t is zero.
+// TimeOrEmpty is t in RFC 3339, or "" when t is zero.
 func TimeOrEmpty(t time.Time) string {
 	if t.IsZero() {
 		return ""
@@ -307,7 +309,7 @@ func defaultNote(set time.Duration) string {
 	return ""
 }
 
-// addTime sets data[key] to t in RFC 3339, unless t is zero.
+// AddTime sets data[key] to t in RFC 3339, unless t is zero.
 func AddTime(data map[string]interface{}, key string, t time.Time) {
 	if !t.IsZero() {
 		data[key] = t.UTC().Format(time.RFC3339)

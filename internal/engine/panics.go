@@ -11,7 +11,7 @@ import (
 // 500, the job is retried at its next due time, and the log says where, with a stack but
 // never the panic's value, which may hold request data.
 
-// panicMessage is what a recovered panic becomes.
+// PanicMessage is what a recovered panic becomes.
 const PanicMessage = "internal error in the Auth0 secrets engine (a bug: it is logged at Error with a stack trace; please report it)"
 
 var errPanic = errors.New(PanicMessage)

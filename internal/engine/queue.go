@@ -28,7 +28,7 @@ func NewRotationQueue() *rotationQueue {
 	return &rotationQueue{byName: make(map[string]*queueItem)}
 }
 
-// schedule sets name to fall due at due, adding or moving it.
+// Schedule sets name to fall due at due, adding or moving it.
 func (q *rotationQueue) Schedule(name string, due time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -42,7 +42,7 @@ func (q *rotationQueue) Schedule(name string, due time.Time) {
 	heap.Push(&q.items, it)
 }
 
-// remove drops name from the queue, if present.
+// Remove drops name from the queue, if present.
 func (q *rotationQueue) Remove(name string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -52,7 +52,7 @@ func (q *rotationQueue) Remove(name string) {
 	}
 }
 
-// popDue removes and returns the earliest role if it is due at now.
+// PopDue removes and returns the earliest role if it is due at now.
 func (q *rotationQueue) PopDue(now time.Time) (string, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -64,7 +64,7 @@ func (q *rotationQueue) PopDue(now time.Time) (string, bool) {
 	return it.name, true
 }
 
-// peek returns when the earliest role falls due, if any is queued.
+// Peek returns when the earliest role falls due, if any is queued.
 func (q *rotationQueue) Peek() (time.Time, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -74,7 +74,7 @@ func (q *rotationQueue) Peek() (time.Time, bool) {
 	return time.Unix(0, q.items[0].due), true
 }
 
-// due returns when name is due, if it is queued.
+// Due returns when name is due, if it is queued.
 func (q *rotationQueue) Due(name string) (time.Time, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()

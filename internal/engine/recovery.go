@@ -27,7 +27,7 @@ const WALKindRotation = "rotation"
 // then finds the entry gone, but pointless.
 const WALRollbackMinAge = 30 * time.Second
 
-// rotationWAL is written right before rotate-secret is sent and deleted once the outcome is
+// RotationWAL is written right before rotate-secret is sent and deleted once the outcome is
 // stored. One left behind means Auth0 may hold a secret Vault does not.
 type RotationWAL struct {
 	Role     string `json:"role"`
@@ -49,7 +49,7 @@ func secretHash(secret string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// pendingRotation is a rotation log entry found in storage.
+// PendingRotation is a rotation log entry found in storage.
 type PendingRotation struct {
 	ID  string
 	WAL RotationWAL
@@ -207,7 +207,7 @@ func (b *Engine) RollbackWAL(ctx context.Context, req *logical.Request, kind str
 	return err
 }
 
-// pendingRotations lists the rotations left in flight. An entry that cannot be read is an
+// PendingRotations lists the rotations left in flight. An entry that cannot be read is an
 // error (the caller retries); one that cannot be decoded is reported and skipped.
 func (b *Engine) PendingRotations(ctx context.Context, s logical.Storage) ([]PendingRotation, error) {
 	var pending []PendingRotation
@@ -261,7 +261,7 @@ func (b *Engine) releaseCreds(role string) {
 	}
 }
 
-// awaitRecovery waits, for at most recoveryWait, while role has a rotation left in flight
+// AwaitRecovery waits, for at most recoveryWait, while role has a rotation left in flight
 // by a crash that the start of this mount has not reconciled yet. For every other role it
 // is a single lookup in an empty map.
 func (b *Engine) AwaitRecovery(ctx context.Context, role string) {
@@ -280,7 +280,7 @@ func (b *Engine) AwaitRecovery(ctx context.Context, role string) {
 	}
 }
 
-// reconcilePending resolves the roles of the given rotations left in flight, each through
+// ReconcilePending resolves the roles of the given rotations left in flight, each through
 // its role's job, and releases the creds reads that wait for them whatever the outcome: a
 // failure is recorded on the role, and its next job resolves the entry first.
 func (b *Engine) ReconcilePending(ctx context.Context, s logical.Storage, pending []PendingRotation) {
@@ -351,7 +351,7 @@ type roleWriteWAL struct {
 	Role string `json:"role"`
 }
 
-// storeRoleWrite stores the role a role write changed, and creds to match, as one step: a
+// StoreRoleWrite stores the role a role write changed, and creds to match, as one step: a
 // crash between the two leaves a write-ahead entry, and the next start (or Vault's rollback
 // manager) writes creds again from the role that is stored, which undoes the cut write. A
 // write that fails writes creds again from the role stored (whether the failed write landed

@@ -15,9 +15,9 @@ import (
 )
 
 const (
-	// rootQueueKey is the scheduler's key for the root rotation; role names cannot contain '/'.
+	// RootQueueKey is the scheduler's key for the root rotation; role names cannot contain '/'.
 	RootQueueKey = "config/rotate-root"
-	// rootSecretLength and rootSecretAlphabet match what Auth0 generates for client secrets.
+	// RootSecretLength and rootSecretAlphabet match what Auth0 generates for client secrets.
 	RootSecretLength   = 64
 	RootSecretAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 	// rootAcceptWait is how long a new root secret may take to be accepted: Auth0 documents
@@ -32,7 +32,7 @@ const (
 	RootStepVerified      = "verified"
 )
 
-// generateClientSecret returns a new random secret. The alphabet has 64 symbols, so the
+// GenerateClientSecret returns a new random secret. The alphabet has 64 symbols, so the
 // low six bits of each random byte pick one uniformly.
 func GenerateClientSecret() (string, error) {
 	buf := make([]byte, RootSecretLength)
@@ -45,7 +45,7 @@ func GenerateClientSecret() (string, error) {
 	return string(buf), nil
 }
 
-// runRootJob is the one path every rotation of the root credentials takes, manual,
+// RunRootJob is the one path every rotation of the root credentials takes, manual,
 // scheduled or reconciling, as runRoleJob is for roles: under configMu it resolves a root
 // rotation left unfinished, rotates when asked or due, records a failure (time, message,
 // count) on the config with the next attempt after backoff, and requeues the root job.
@@ -53,7 +53,7 @@ func (b *Engine) RunRootJob(ctx context.Context, s logical.Storage, trigger stri
 	return b.RunRootJobWith(ctx, s, trigger, RotateOptions{})
 }
 
-// runRootJobWith is runRootJob with a manual rotate-root's options.
+// RunRootJobWith is runRootJob with a manual rotate-root's options.
 func (b *Engine) RunRootJobWith(ctx context.Context, s logical.Storage, trigger string, opts RotateOptions) (*model.ConfigEntry, *logical.Response, error) {
 	b.ConfigMu.Lock()
 	defer b.ConfigMu.Unlock()
@@ -278,7 +278,7 @@ func (b *Engine) rootStep(step string) {
 	}
 }
 
-// scheduleRoot queues the root job at the time the config says, or takes it out.
+// ScheduleRoot queues the root job at the time the config says, or takes it out.
 func (b *Engine) ScheduleRoot(cfg *model.ConfigEntry) {
 	sch := b.Sched.Load()
 	if sch == nil {

@@ -19,7 +19,7 @@ import (
 // private_key_jwt method. The key is rotated like a key role's (runAttached, keys.go): the
 // new key is stored as pending, registered, attached next to the current one, proven by
 // a Management API token signed with it, and committed; the previous one stays attached
-// for root_overlap_period, then is detached and deleted. Its state is a roleEntry inside
+// for root_overlap_period, then is detached and deleted. Its state is a RoleEntry inside
 // the config (RootKey), its private keys secret entries under secrets/@config/, and the
 // holder below keeps both in the config entry.
 //
@@ -29,7 +29,7 @@ import (
 // and the config forgets it at the commit.
 
 const (
-	// rootKeyName names the root key's secret entries (secrets/@config/<n>); no role can
+	// RootKeyName names the root key's secret entries (secrets/@config/<n>); no role can
 	// have it, as role names do not contain "@".
 	RootKeyName = "@config"
 )
@@ -54,7 +54,7 @@ func (h *rootKeyHolder) storeState(ctx context.Context, next *model.RoleEntry) e
 	return nil
 }
 
-// commitVersion stores the new key's secret entry, then the config that authenticates
+// CommitVersion stores the new key's secret entry, then the config that authenticates
 // with it (the commit point), retried whole on a storage error; the old secret goes.
 func (h *rootKeyHolder) CommitVersion(ctx context.Context, role, next *model.RoleEntry, creds *model.CredsEntry, prune bool) error {
 	cp := *h.cfg
@@ -81,7 +81,7 @@ func (h *rootKeyHolder) CommitVersion(ctx context.Context, role, next *model.Rol
 	return nil
 }
 
-// runRootKeyLocked is the root job of a mount on private_key_jwt (runRootJob): the key
+// RunRootKeyLocked is the root job of a mount on private_key_jwt (runRootJob): the key
 // rotation of runAttached on the config's key state. The caller holds configMu.
 func (b *Engine) RunRootKeyLocked(ctx context.Context, s logical.Storage, cfg *model.ConfigEntry, trigger string, opts RotateOptions) (*logical.Response, error) {
 	conn, err := b.rootKeyConnection(ctx, s, cfg)
@@ -129,7 +129,7 @@ func (b *Engine) rootKeyConnection(ctx context.Context, s logical.Storage, cfg *
 	return &connection{Config: use, Client: client}, nil
 }
 
-// applyRootKeyFields applies credential_type, root_overlap_period, private_key and key_id
+// ApplyRootKeyFields applies credential_type, root_overlap_period, private_key and key_id
 // to the config being written, and answers an error response for what cannot be.
 func (b *Engine) ApplyRootKeyFields(ctx context.Context, s logical.Storage, cfg *model.ConfigEntry, d *framework.FieldData) *logical.Response {
 	_, secretGiven := d.GetOk("client_secret")
@@ -214,7 +214,7 @@ func (b *Engine) ApplyRootKeyFields(ctx context.Context, s logical.Storage, cfg 
 	return logical.ErrorResponse("Auth0 accepts the key, but the application has no credential %s; give the key_id Auth0 lists for it", keyID)
 }
 
-// rootKeyFields adds what a config read shows of the mount's key.
+// RootKeyFields adds what a config read shows of the mount's key.
 func RootKeyFields(c *model.ConfigEntry, data map[string]interface{}) {
 	data["credential_type"] = CredentialTypeName(c.CredentialType)
 	if !c.UsesKey() {

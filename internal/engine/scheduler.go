@@ -27,12 +27,12 @@ const (
 	// Retry delays after failed attempts: exponential from retryBase, capped.
 	DefaultRetryBase = 10 * time.Second
 	DefaultRetryCap  = time.Hour
-	// stopWait bounds how long Clean waits for workers: their Auth0 calls are cancelled,
+	// StopWait bounds how long Clean waits for workers: their Auth0 calls are cancelled,
 	// and a commit in progress takes at most commitTimeout.
 	StopWait = 3 * time.Second
 )
 
-// scheduler runs jobs when they fall due. It runs only where the mount may write (the
+// Scheduler runs jobs when they fall due. It runs only where the mount may write (the
 // active node of a primary cluster, or a local mount), starting in Initialize, which Vault
 // calls again on a new active node after a leadership change, and stopping in Clean.
 type Scheduler struct {
@@ -45,7 +45,7 @@ type Scheduler struct {
 	Loaded  chan struct{} // closed once every stored role has been queued
 
 	mu sync.Mutex
-	// unreadable counts consecutive failures to read a due role, for its backoff.
+	// Unreadable counts consecutive failures to read a due role, for its backoff.
 	Unreadable map[string]int
 
 	// index mirrors the due index in storage (due_index.go): role name to its key.
@@ -205,7 +205,7 @@ func (b *Engine) runDue(ctx context.Context, sch *Scheduler, name string) {
 	}
 }
 
-// runDueNow runs, one after the other on the caller's goroutine, every job due at the
+// RunDueNow runs, one after the other on the caller's goroutine, every job due at the
 // clock's current time, and returns how many ran. Tests drive a scheduler with
 // manualDispatch this way, deterministically.
 func (b *Engine) RunDueNow(ctx context.Context) int {
@@ -224,7 +224,7 @@ func (b *Engine) RunDueNow(ctx context.Context) int {
 	}
 }
 
-// stopScheduler stops dispatching and waits, at most stopWait, for the workers: Clean
+// StopScheduler stops dispatching and waits, at most stopWait, for the workers: Clean
 // cancels their Auth0 calls first, so a request not yet sent is abandoned and one already
 // sent leaves its write-ahead entry for reconciliation.
 func (b *Engine) StopScheduler() {
@@ -261,7 +261,7 @@ func (b *Engine) retryUntil(ctx context.Context, what string, fn func() error) e
 	}
 }
 
-// loadQueue queues every role of the due index (due_index.go) at its indexed time, and
+// LoadQueue queues every role of the due index (due_index.go) at its indexed time, and
 // the root rotation: one LIST and one read, however many roles. verifyQueue corrects it.
 func (b *Engine) LoadQueue(ctx context.Context, sch *Scheduler) {
 	start := time.Now()
@@ -292,7 +292,7 @@ func (b *Engine) LoadQueue(ctx context.Context, sch *Scheduler) {
 	b.logger().Info("rotation queue loaded", "source", "due index", "roles", len(due), "queued", sch.Queue.Len(), "duration", time.Since(start).String())
 }
 
-// verifyQueue reads every stored role and queues it at the due time its entry says,
+// VerifyQueue reads every stored role and queues it at the due time its entry says,
 // correcting what the due index got wrong (and the index with it). Listing is retried with
 // backoff until it succeeds. A role that cannot be read is queued for a retry with
 // backoff instead, like a due role whose read fails: one unreadable entry (a storage
@@ -459,7 +459,7 @@ func (b *Engine) dispatch(ctx context.Context, sch *Scheduler) {
 	}
 }
 
-// schedule (re)queues a role after a change to it; callers hold the role's lock so that
+// Schedule (re)queues a role after a change to it; callers hold the role's lock so that
 // the queue always follows the latest stored state.
 func (b *Engine) Schedule(name string, role *model.RoleEntry) {
 	sch := b.Sched.Load()

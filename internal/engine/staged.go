@@ -25,7 +25,7 @@ import (
 // PATCH is idempotent, and any failure or crash between storing and committing is resolved
 // by PATCHing the same secret again. No write-ahead entry and no read-back are needed.
 
-// rotateOptions are a manual rotate's requests for a staged role.
+// RotateOptions are a manual rotate's requests for a staged role.
 type RotateOptions struct {
 	SwitchNow    bool // stage if needed, and switch now
 	CancelStaged bool // discard the staged secret
@@ -41,7 +41,7 @@ func (stagedKind) rotates() string        { return "with a staged secret" }
 func (stagedKind) ownFields() []string    { return []string{"stage_period", "password_policy"} }
 func (stagedKind) options() []string      { return []string{"switch_now", "cancel_staged"} }
 
-// applyFields validates and applies stage_period and password_policy (whose policy the
+// ApplyFields validates and applies stage_period and password_policy (whose policy the
 // role write checks exists).
 func (stagedKind) ApplyFields(role *model.RoleEntry, d *framework.FieldData, _ bool, now time.Time) *logical.Response {
 	if raw, ok := d.GetOk("stage_period"); ok {
@@ -366,7 +366,7 @@ func (b *Engine) cancelStagedLocked(ctx context.Context, s logical.Storage, name
 	return nil
 }
 
-// generateSecret makes a new client secret: from the role's Vault password policy if it
+// GenerateSecret makes a new client secret: from the role's Vault password policy if it
 // names one, else 64 characters of Auth0's own alphabet from crypto/rand.
 func (b *Engine) GenerateSecret(ctx context.Context, policy string) (string, error) {
 	if policy == "" {

@@ -45,7 +45,7 @@ type cachedToken struct {
 	RefreshAt   time.Time
 }
 
-// tokenKey identifies a cache entry; audience "" is the role's default.
+// TokenKey identifies a cache entry; audience "" is the role's default.
 type TokenKey struct{ Role, AudienceOrDefault string }
 
 // tokenStats counts, per role on this node, what token/ cost Auth0.
@@ -54,10 +54,10 @@ type tokenStats struct {
 }
 
 const (
-	// maxTokenPause caps the wait after a 429 at /oauth/token: whatever Auth0's headers
+	// MaxTokenPause caps the wait after a 429 at /oauth/token: whatever Auth0's headers
 	// say, one request goes out again after this long.
 	MaxTokenPause = 5 * time.Minute
-	// tokenRefusalMemory is how long a refusal of a role's token request (403, 400, a
+	// TokenRefusalMemory is how long a refusal of a role's token request (403, 400, a
 	// credential refused after the propagation window) is answered from memory, so that
 	// readers of a role Auth0 refuses do not each send a request.
 	TokenRefusalMemory = 15 * time.Second
@@ -164,7 +164,7 @@ func (c *tokenCache) refuse(k TokenKey, gen uint64, err error, until time.Time) 
 	}
 }
 
-// dropRole forgets the role's tokens and refusals: after a rotation, a role change, or an
+// DropRole forgets the role's tokens and refusals: after a rotation, a role change, or an
 // invalidation from another node.
 func (c *tokenCache) DropRole(role string) {
 	c.Mu.Lock()
@@ -174,7 +174,7 @@ func (c *tokenCache) DropRole(role string) {
 	c.dropEntriesLocked(role)
 }
 
-// forgetRole is dropRole for a deleted role: nothing of it stays in memory.
+// ForgetRole is dropRole for a deleted role: nothing of it stays in memory.
 func (c *tokenCache) ForgetRole(role string) {
 	c.Mu.Lock()
 	defer c.Mu.Unlock()
@@ -198,7 +198,7 @@ func (c *tokenCache) dropEntriesLocked(role string) {
 	}
 }
 
-// dropAll forgets every token, refusal and pause: the config changed, so the tenant, the
+// DropAll forgets every token, refusal and pause: the config changed, so the tenant, the
 // endpoint or the refresh fraction they were obtained under may have.
 func (c *tokenCache) DropAll() {
 	c.Mu.Lock()
@@ -238,7 +238,7 @@ func (c *tokenCache) pausedFor(clientID string, now time.Time) time.Time {
 	return until
 }
 
-// paused is the latest pause in force, for status.
+// Paused is the latest pause in force, for status.
 func (c *tokenCache) Paused() time.Time {
 	c.Mu.Lock()
 	defer c.Mu.Unlock()
@@ -249,7 +249,7 @@ func (c *tokenCache) Paused() time.Time {
 	return until
 }
 
-// token answers a token read for requested, the audience the caller asked for ("" for the
+// Token answers a token read for requested, the audience the caller asked for ("" for the
 // default of creds, the role as the caller loaded and checked it). gen is the role's token
 // generation, read before the caller loaded creds: the fetch checks the role again on what
 // it loads, and stores its token only if the role did not change since.
@@ -476,7 +476,7 @@ const (
 	MinAssertionTTL     = 10 * time.Second
 )
 
-// tokenAllowed says why token/ refuses a request for audience, nil when it may proceed.
+// TokenAllowed says why token/ refuses a request for audience, nil when it may proceed.
 func TokenAllowed(name string, creds *model.CredsEntry, audience string) *logical.Response {
 	switch {
 	case creds == nil:

@@ -8,7 +8,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// upgradeRoleLocked moves a role written by v0.1.0 (layout 0: every secret inside the role
+// UpgradeRoleLocked moves a role written by v0.1.0 (layout 0: every secret inside the role
 // entry) to the current layout: each secret into its own entry, what creds serves into
 // creds/<name>, the application claimed for the role; then the role entry is rewritten
 // without secrets, which is the commit point. A crash before it leaves the old entry, and

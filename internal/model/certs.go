@@ -4,25 +4,25 @@ import (
 	"time"
 )
 
-// The state of certificate roles (certs.go), a part of roleEntry, versionMeta and
-// secretEntry.
+// The state of certificate roles (certs.go), a part of RoleEntry, VersionMeta and
+// SecretEntry.
 
 const DefaultCertificateTTL = 365 * 24 * time.Hour
 
-// certSettings are the settings only certificate roles have (a part of roleEntry).
+// certSettings are the settings only certificate roles have (a part of RoleEntry).
 type certSettings struct {
 	// CertificateTTL is how long each certificate is valid (0: the default).
 	CertificateTTL time.Duration `json:"certificate_ttl,omitempty"`
 }
 
-// certVersion describes a certificate version (a part of versionMeta and secretEntry).
+// CertVersion describes a certificate version (a part of VersionMeta and SecretEntry).
 type CertVersion struct {
 	Thumbprint string    `json:"thumbprint_sha256,omitempty"`
 	ExpiresAt  time.Time `json:"expires_at,omitempty"`
 }
 
 // certSecret is a certificate version's material beyond its private key (a part of
-// secretEntry).
+// SecretEntry).
 type certSecret struct {
 	Certificate string `json:"certificate,omitempty"`
 	CertVersion

@@ -24,19 +24,19 @@ const (
 	tenantStoragePath     = "tenant"
 	DefaultRequestTimeout = 30 * time.Second
 
-	// defaultTokenRefreshFraction is how far into a cached access token's life token/
+	// DefaultTokenRefreshFraction is how far into a cached access token's life token/
 	// asks Auth0 for a new one.
 	DefaultTokenRefreshFraction = 0.67
-	// defaultPropagationWait is how long after attaching a key it is served: Auth0
+	// DefaultPropagationWait is how long after attaching a key it is served: Auth0
 	// documents up to 30 seconds for a credential change to apply everywhere.
 	DefaultPropagationWait = 30 * time.Second
-	// defaultCredsCacheSize is how many roles' creds the read path keeps decoded.
+	// DefaultCredsCacheSize is how many roles' creds the read path keeps decoded.
 	DefaultCredsCacheSize = 10000
-	// defaultRootOverlapPeriod is how long the mount's previous key stays attached.
+	// DefaultRootOverlapPeriod is how long the mount's previous key stays attached.
 	DefaultRootOverlapPeriod = time.Hour
 )
 
-// configEntry is the Management API connection, stored seal-wrapped at "config".
+// ConfigEntry is the Management API connection, stored seal-wrapped at "config".
 type ConfigEntry struct {
 	// Scheme is "https", or "http" for a loopback host (a local emulator).
 	Scheme         string        `json:"scheme"`
@@ -80,7 +80,7 @@ type ConfigEntry struct {
 	RootOverlapPeriod *time.Duration `json:"root_overlap_period,omitempty"`
 }
 
-// withSecret is a copy of the config that authenticates with secret.
+// WithSecret is a copy of the config that authenticates with secret.
 func (c *ConfigEntry) WithSecret(secret string) *ConfigEntry {
 	cp := *c
 	cp.ClientSecret = secret
@@ -99,7 +99,7 @@ func StoreConfig(ctx context.Context, s logical.Storage, cfg *ConfigEntry) error
 	return nil
 }
 
-// clientAllowed reports whether roles of this mount may bind and rotate clientID.
+// ClientAllowed reports whether roles of this mount may bind and rotate clientID.
 func (c *ConfigEntry) ClientAllowed(clientID string) bool {
 	if len(c.AllowedClientIDs) == 0 {
 		return true
@@ -107,12 +107,12 @@ func (c *ConfigEntry) ClientAllowed(clientID string) bool {
 	return strutil.StrListContainsGlob(c.AllowedClientIDs, clientID)
 }
 
-// notAllowedClient says why a role's application is refused by allowed_client_ids.
+// NotAllowedClient says why a role's application is refused by allowed_client_ids.
 func NotAllowedClient(clientID string) string {
 	return fmt.Sprintf("client_id %q is not in this mount's allowed_client_ids; an operator who may write <mount>/config can add it (or bind the role on the mount meant for it)", clientID)
 }
 
-// validateAllowedClientIDs checks allowed_client_ids entries: client IDs, where "*"
+// ValidateAllowedClientIDs checks allowed_client_ids entries: client IDs, where "*"
 // matches any run of characters.
 func ValidateAllowedClientIDs(ids []string) error {
 	for _, id := range ids {
@@ -123,13 +123,13 @@ func ValidateAllowedClientIDs(ids []string) error {
 	return nil
 }
 
-// tenantEntry is the domain the mount's roles are bound under.
+// TenantEntry is the domain the mount's roles are bound under.
 type TenantEntry struct {
 	Scheme string `json:"scheme"`
 	Host   string `json:"host"`
 }
 
-// tenantMove says from which domain cfg would move a mount that has roles ("" if it moves
+// TenantMove says from which domain cfg would move a mount that has roles ("" if it moves
 // none: same domain, no roles, or no domain known yet). The domain is the tenant entry's,
 // or for a mount configured before there was one, prev's (the config being replaced).
 func TenantMove(ctx context.Context, s logical.Storage, prev TenantEntry, cfg *ConfigEntry) (string, error) {
@@ -161,7 +161,7 @@ func StoreTenant(ctx context.Context, s logical.Storage, cfg *ConfigEntry) error
 	return s.Put(ctx, entry)
 }
 
-// audience is the configured audience or Auth0's default for the domain.
+// AudienceOrDefault is the configured audience or Auth0's default for the domain.
 func (c *ConfigEntry) AudienceOrDefault() string {
 	if c.Audience != "" {
 		return c.Audience
@@ -169,12 +169,12 @@ func (c *ConfigEntry) AudienceOrDefault() string {
 	return "https://" + c.Host + "/api/v2/"
 }
 
-// assertionAudience is the aud of client assertions: Auth0 takes "https://<domain>/".
+// AssertionAudience is the aud of client assertions: Auth0 takes "https://<domain>/".
 func (c *ConfigEntry) AssertionAudience() string {
 	return "https://" + c.Host + "/"
 }
 
-// domain is the domain as users give it: the bare host, with the scheme only for http.
+// Domain is the domain as users give it: the bare host, with the scheme only for http.
 func (c *ConfigEntry) Domain() string {
 	if c.Scheme == "http" {
 		return "http://" + c.Host
@@ -210,7 +210,7 @@ func (c *ConfigEntry) TokenRefreshFractionOrDefault() float64 {
 	return DefaultTokenRefreshFraction
 }
 
-// tokenURL is the tenant's token endpoint.
+// TokenURL is the tenant's token endpoint.
 func (c *ConfigEntry) TokenURL() string {
 	return c.Scheme + "://" + c.Host + "/oauth/token"
 }
@@ -241,7 +241,7 @@ func LoadConfig(ctx context.Context, s logical.Storage) (*ConfigEntry, error) {
 // inner hyphens.
 var dnsName = regexp.MustCompile(`^(?i)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
 
-// parseDomain validates a domain as API.md defines it and returns the scheme and the host
+// ParseDomain validates a domain as API.md defines it and returns the scheme and the host
 // (with port, if any). A leading "https://" is stripped; "http://" is allowed only for
 // loopback hosts; paths, queries, fragments, user info and other schemes are rejected.
 func ParseDomain(raw string) (scheme, host string, err error) {
@@ -303,10 +303,10 @@ func ValidateAudience(audience string) error {
 	return nil
 }
 
-// usesKey reports whether the mount authenticates to the Management API with a key.
+// UsesKey reports whether the mount authenticates to the Management API with a key.
 func (c *ConfigEntry) UsesKey() bool { return c.CredentialType == CredentialPrivateKeyJWT }
 
-// hasKey reports whether it has one in use already: before its first key is committed, a
+// HasKey reports whether it has one in use already: before its first key is committed, a
 // mount switching to private_key_jwt still authenticates with its client secret.
 func (c *ConfigEntry) HasKey() bool {
 	return c.UsesKey() && c.PrivateKey != "" && c.RootKey != nil && c.RootKey.Current() != nil
@@ -319,7 +319,7 @@ func (c *ConfigEntry) RootOverlapPeriodOrDefault() time.Duration {
 	return DefaultRootOverlapPeriod
 }
 
-// rootKeyState is the config's key state, with the config's settings in it.
+// RootKeyState is the config's key state, with the config's settings in it.
 func (c *ConfigEntry) RootKeyState() *RoleEntry {
 	r := c.RootKey
 	if r == nil {

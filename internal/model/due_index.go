@@ -42,7 +42,7 @@ func parseDueIndexKey(key string) (string, time.Time, bool) {
 	return key[:i], time.Unix(secs, 0).UTC(), true
 }
 
-// loadDueIndex lists the index and returns the due time of every role in it; where a crash
+// LoadDueIndex lists the index and returns the due time of every role in it; where a crash
 // left two entries for one role, the earlier wins (an early job only finds the role not
 // due) and the others are returned as stale keys to delete.
 func LoadDueIndex(ctx context.Context, s logical.Storage) (map[string]time.Time, map[string]string, []string, error) {

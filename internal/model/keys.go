@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// The state of private_key_jwt rotations (keys.go), a part of roleEntry.
+// The state of private_key_jwt rotations (keys.go), a part of RoleEntry.
 
 const DefaultKeyBits = 2048
 
@@ -29,7 +29,7 @@ type PendingKeyIfAny struct {
 	PublishAt  time.Time `json:"publish_at,omitempty"`
 }
 
-// keyOverlap is the key generation a rotation replaced, still attached until Until.
+// KeyOverlap is the key generation a rotation replaced, still attached until Until.
 type KeyOverlap struct {
 	// Version is the role's version of the previous key; 0 when the keys were not Vault's
 	// (an application already on private_key_jwt when the role took it over).
@@ -55,7 +55,7 @@ func (r *RoleEntry) KeyAlgorithm() string {
 	return auth0api.AlgRS256
 }
 
-// overlapPeriod is how long the previous key stays attached; a role write sets the default
+// OverlapPeriodOrDefault is how long the previous key stays attached; a role write sets the default
 // explicitly, so that 0 (detach at once) stays expressible.
 func (r *RoleEntry) OverlapPeriodOrDefault() time.Duration { return r.OverlapPeriod }
 

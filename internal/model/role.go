@@ -19,9 +19,9 @@ import (
 
 // A role's storage, modelled on KV v2: metadata apart from secret material.
 //
-//	roles/<name>            roleEntry: definition, rotation state, version metadata; no secret
-//	creds/<name>            credsEntry: exactly what creds/<name> serves (one read, seal-wrapped)
-//	secrets/<name>/<n>      secretEntry: the secret of retained version n (seal-wrapped)
+//	roles/<name>            RoleEntry: definition, rotation state, version metadata; no secret
+//	creds/<name>            CredsEntry: exactly what creds/<name> serves (one read, seal-wrapped)
+//	secrets/<name>/<n>      SecretEntry: the secret of retained version n (seal-wrapped)
 //	owners/<client_id>      ownerEntry: which role owns an Auth0 application
 //
 // Role reads, versions/<name>, lists and the queue rebuild read roles/ only; creds reads
@@ -35,7 +35,7 @@ const (
 	OwnerStoragePrefix  = "owners/"
 )
 
-// roleLayout is the storage layout roles are written in. Layout 0 is v0.1.0's, which kept
+// RoleLayout is the storage layout roles are written in. Layout 0 is v0.1.0's, which kept
 // every secret inside the role entry; such roles are moved to this layout on the active
 // node at start (upgradeRole), and read as they are until then.
 const RoleLayout = 2
@@ -51,15 +51,15 @@ const (
 
 // Rotation strategies (rotation_strategy).
 const (
-	// strategyImmediate: Auth0's rotate-secret; the old secret dies at once.
+	// StrategyImmediate: Auth0's rotate-secret; the old secret dies at once.
 	StrategyImmediate = "immediate"
-	// strategyStaged: Vault generates the next secret, publishes it as next_client_secret
+	// StrategyStaged: Vault generates the next secret, publishes it as next_client_secret
 	// for stage_period, then sets it on Auth0 with PATCH (zero downtime for consumers that
 	// fall back to it).
 	StrategyStaged = "staged"
 
 	DefaultStagePeriod = 24 * time.Hour
-	// maxCancelledStages bounds the cancelled staged secrets a role remembers.
+	// MaxCancelledStages bounds the cancelled staged secrets a role remembers.
 	MaxCancelledStages = 10
 )
 
@@ -74,7 +74,7 @@ const (
 	DefaultMaxVersions = 10
 	MaxMaxVersions     = 100
 
-	// minRotationPeriod is short enough to watch a scheduled rotation in a test; in
+	// MinRotationPeriod is short enough to watch a scheduled rotation in a test; in
 	// production use hours or days (see README).
 	MinRotationPeriod = 5 * time.Second
 	MinRotationWindow = time.Minute
@@ -83,7 +83,7 @@ const (
 	scheduleHorizon = 5 * 366 * 24 * time.Hour
 )
 
-// roleEntry binds a Vault name to one Auth0 application: its definition, its rotation
+// RoleEntry binds a Vault name to one Auth0 application: its definition, its rotation
 // state and the metadata of its retained versions. It holds no secret.
 type RoleEntry struct {
 	Layout int `json:"layout,omitempty"`
@@ -147,7 +147,7 @@ type RoleEntry struct {
 // where it would otherwise serve an empty secret. The metadata is under "version_meta".
 const downgradeGuard = "moved to version_meta by vault-plugin-auth0 v0.2.0: this entry cannot be read by v0.1.0; upgrade the plugin"
 
-// roleEntryFields is roleEntry without its JSON methods.
+// roleEntryFields is RoleEntry without its JSON methods.
 type roleEntryFields RoleEntry
 
 // MarshalJSON stores the version metadata under "version_meta" and the downgrade guard
@@ -178,7 +178,7 @@ func (r *RoleEntry) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
-// versionMeta describes one retained version; its secret is in secrets/<name>/<n>.
+// VersionMeta describes one retained version; its secret is in secrets/<name>/<n>.
 type VersionMeta struct {
 	Version     int       `json:"version"`
 	CreatedTime time.Time `json:"created_time"`
@@ -198,7 +198,7 @@ type VersionMeta struct {
 	CertVersion
 }
 
-// stagedSecret is a role's published next secret.
+// StagedSecret is a role's published next secret.
 type StagedSecret struct {
 	Version    int       `json:"version"`
 	StagedTime time.Time `json:"staged_time"`
@@ -208,14 +208,14 @@ type StagedSecret struct {
 	Switching bool `json:"switching,omitempty"`
 }
 
-// cancelledStage records a staged secret discarded before it reached Auth0.
+// CancelledStage records a staged secret discarded before it reached Auth0.
 type CancelledStage struct {
 	Version       int       `json:"version"`
 	StagedTime    time.Time `json:"staged_time"`
 	CancelledTime time.Time `json:"cancelled_time"`
 }
 
-// secretEntry is one version's secret material.
+// SecretEntry is one version's secret material.
 type SecretEntry struct {
 	Version     int       `json:"version"`
 	Secret      string    `json:"secret"`
@@ -232,7 +232,7 @@ type SecretEntry struct {
 	certSecret
 }
 
-// credsEntry is what creds/<name> serves, kept whole in one entry so that the hot path
+// CredsEntry is what creds/<name> serves, kept whole in one entry so that the hot path
 // is one storage read whatever the history: the current and previous secrets, and the
 // role's schedule state as creds reports it.
 type CredsEntry struct {
@@ -270,7 +270,7 @@ type ownerEntry struct {
 	Role string `json:"role"`
 }
 
-// rotationFailure records why the last rotation attempt failed; cleared by a success.
+// RotationFailure records why the last rotation attempt failed; cleared by a success.
 type RotationFailure struct {
 	Time                time.Time `json:"time"`
 	Message             string    `json:"message"`
@@ -279,14 +279,14 @@ type RotationFailure struct {
 	Since time.Time `json:"since,omitempty"`
 }
 
-// failureState is what a rotation target (a role, or the root credentials) records about
+// FailureState is what a rotation target (a role, or the root credentials) records about
 // failed attempts: the last failure and when the next attempt is due.
 type FailureState struct {
 	LastFailure *RotationFailure `json:"last_failure,omitempty"`
 	NextAttempt time.Time        `json:"next_attempt,omitempty"`
 }
 
-// fail records a failure at now and sets the next attempt after the backoff delay.
+// Fail records a failure at now and sets the next attempt after the backoff delay.
 func (f *FailureState) Fail(msg string, now time.Time, backoff func(failures int) time.Duration) {
 	failures, since := 1, now.UTC()
 	if last := f.LastFailure; last != nil {
@@ -304,7 +304,7 @@ func (f *FailureState) Succeed() {
 	f.NextAttempt = time.Time{}
 }
 
-// retryDelay is the wait before retry number failures (1, 2, …): base doubled per failure,
+// RetryDelay is the wait before retry number failures (1, 2, …): base doubled per failure,
 // capped, with jitter (jitter(n) returns a number in [0, n)) so that roles failing together
 // do not retry together. The result lies in [d/2, d], d being the capped exponential delay.
 func RetryDelay(failures int, base, limit time.Duration, jitter func(int64) int64) time.Duration {
@@ -319,7 +319,7 @@ func RetryDelay(failures int, base, limit time.Duration, jitter func(int64) int6
 	return half + time.Duration(jitter(int64(half)+1))
 }
 
-// randomJitter is retryDelay's jitter outside tests.
+// RandomJitter is retryDelay's jitter outside tests.
 func RandomJitter(n int64) int64 { return rand.Int64N(n) }
 
 func (r *RoleEntry) Current() *VersionMeta {
@@ -329,7 +329,7 @@ func (r *RoleEntry) Current() *VersionMeta {
 	return r.Versions[len(r.Versions)-1]
 }
 
-// currentVersion is the number of the current version, 0 before the first one.
+// CurrentVersion is the number of the current version, 0 before the first one.
 func (r *RoleEntry) CurrentVersion() int {
 	if v := r.Current(); v != nil {
 		return v.Version
@@ -337,7 +337,7 @@ func (r *RoleEntry) CurrentVersion() int {
 	return 0
 }
 
-// version returns retained version n, or nil.
+// Version returns retained version n, or nil.
 func (r *RoleEntry) Version(n int) *VersionMeta {
 	for _, v := range r.Versions {
 		if v.Version == n {
@@ -347,7 +347,7 @@ func (r *RoleEntry) Version(n int) *VersionMeta {
 	return nil
 }
 
-// clone copies the role so that a change can be prepared and dropped if storing it fails.
+// Clone copies the role so that a change can be prepared and dropped if storing it fails.
 // Version metadata is never changed once written, so the copy shares it.
 func (r *RoleEntry) Clone() *RoleEntry {
 	cp := *r
@@ -375,7 +375,7 @@ func (r *RoleEntry) Clone() *RoleEntry {
 	return &cp
 }
 
-// addVersion appends the next version's metadata and returns it and the versions that
+// AddVersion appends the next version's metadata and returns it and the versions that
 // max_versions now drops, oldest first. Numbers continue from the current one and are
 // never reused.
 func (r *RoleEntry) AddVersion(info VersionMeta, now time.Time) (*VersionMeta, []*VersionMeta) {
@@ -385,7 +385,7 @@ func (r *RoleEntry) AddVersion(info VersionMeta, now time.Time) (*VersionMeta, [
 	return v, r.TrimVersions()
 }
 
-// trimVersions enforces max_versions, oldest first, and returns what it dropped.
+// TrimVersions enforces max_versions, oldest first, and returns what it dropped.
 func (r *RoleEntry) TrimVersions() []*VersionMeta {
 	excess := len(r.Versions) - r.MaxVersions
 	if excess <= 0 {
@@ -396,10 +396,10 @@ func (r *RoleEntry) TrimVersions() []*VersionMeta {
 	return dropped
 }
 
-// legacy reports whether the role is still in layout 0, secrets inside.
+// Legacy reports whether the role is still in layout 0, secrets inside.
 func (r *RoleEntry) Legacy() bool { return r.Layout < RoleLayout }
 
-// lastEvent is when the engine last acted on the role's credential: a rotation, the
+// LastEvent is when the engine last acted on the role's credential: a rotation, the
 // publication of a staged secret, its switch or cancellation, the start of a key
 // rotation or the attachment of its key, or an attempt that failed. Each moves what creds answers, or when it will
 // change; creds reports it as last_vault_rotation (creds_answer.go).
@@ -434,12 +434,12 @@ func Later(a, b time.Time) time.Time {
 	return a
 }
 
-// scheduled reports whether the role rotates by itself.
+// Scheduled reports whether the role rotates by itself.
 func (r *RoleEntry) Scheduled() bool {
 	return r.RotationPeriod > 0 || r.RotationSchedule != ""
 }
 
-// shortestScheduleGap is the shortest interval between the role's rotation_schedule times
+// ShortestScheduleGap is the shortest interval between the role's rotation_schedule times
 // over the next year (at most 400 of them), 0 when it has fewer than two.
 func (r *RoleEntry) ShortestScheduleGap(now time.Time) time.Duration {
 	var gap time.Duration
@@ -457,7 +457,7 @@ func (r *RoleEntry) ShortestScheduleGap(now time.Time) time.Duration {
 	return gap
 }
 
-// scheduleProblem says why the role's schedule cannot be queued, "" when it can: a
+// ScheduleProblem says why the role's schedule cannot be queued, "" when it can: a
 // rotation_schedule that never fires, or a stored due time no schedule can produce (both
 // possible only in entries written by older builds).
 func (r *RoleEntry) ScheduleProblem(now time.Time) string {
@@ -472,13 +472,13 @@ func (r *RoleEntry) ScheduleProblem(now time.Time) string {
 	return ""
 }
 
-// plausibleDue rejects due times no schedule can produce: zero, or outside the years in
+// PlausibleDue rejects due times no schedule can produce: zero, or outside the years in
 // which this engine can have run or a schedule can reach.
 func PlausibleDue(t, now time.Time) bool {
 	return !t.IsZero() && t.Year() >= 2020 && t.Before(now.Add(2*scheduleHorizon))
 }
 
-// nextRotation is when the role is next due after a rotation (or creation) at from.
+// NextRotation is when the role is next due after a rotation (or creation) at from.
 // Zero when the role has no schedule, or its schedule never fires.
 func (r *RoleEntry) NextRotation(from time.Time) time.Time {
 	switch {
@@ -498,7 +498,7 @@ func (r *RoleEntry) NextRotation(from time.Time) time.Time {
 	return time.Time{}
 }
 
-// missedWindow reports whether a schedule's rotation window has passed for the due time.
+// MissedWindow reports whether a schedule's rotation window has passed for the due time.
 func (r *RoleEntry) MissedWindow(now time.Time) bool {
 	return r.RotationSchedule != "" && r.RotationWindow > 0 && now.After(r.NextVaultRotation.Add(r.RotationWindow))
 }
@@ -507,7 +507,7 @@ func (r *RoleEntry) MissedWindow(now time.Time) bool {
 // day-of-week); no seconds, no descriptors such as @daily, no time zone prefix.
 var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow)
 
-// parsedSchedules caches parsed schedules by spec: creds reads compute the next times of a
+// ParsedSchedules caches parsed schedules by spec: creds reads compute the next times of a
 // schedule on the hot path. It is bounded: it holds what writes asked for, refused ones
 // included, and is shared by every mount of the process.
 var ParsedSchedules = func() *lru.Cache[string, cron.Schedule] {
@@ -518,7 +518,7 @@ var ParsedSchedules = func() *lru.Cache[string, cron.Schedule] {
 	return c
 }()
 
-// maxParsedSchedules bounds parsedSchedules; roles share few distinct schedules.
+// MaxParsedSchedules bounds parsedSchedules; roles share few distinct schedules.
 const MaxParsedSchedules = 1024
 
 // parseSchedule parses a rotation_schedule. Schedules are always evaluated in UTC.
@@ -544,7 +544,7 @@ func parseSchedule(spec string) (cron.Schedule, error) {
 	return sched, nil
 }
 
-// validateSchedule parses spec and checks that it fires within scheduleHorizon of now.
+// ValidateSchedule parses spec and checks that it fires within scheduleHorizon of now.
 func ValidateSchedule(spec string, now time.Time) error {
 	if _, err := parseSchedule(spec); err != nil {
 		return err
@@ -599,7 +599,7 @@ func DeleteKey(ctx context.Context, s logical.Storage, key string) error {
 	return nil
 }
 
-// loadRole reads a role's metadata; nil when there is no such role.
+// LoadRole reads a role's metadata; nil when there is no such role.
 func LoadRole(ctx context.Context, s logical.Storage, name string) (*RoleEntry, error) {
 	role := new(RoleEntry)
 	found, err := getJSON(ctx, s, RoleKey(name), role)
@@ -613,7 +613,7 @@ func SaveRole(ctx context.Context, s logical.Storage, name string, role *RoleEnt
 	return putJSON(ctx, s, RoleKey(name), role)
 }
 
-// loadCreds reads what creds/<name> serves; nil when the role has no secret (or is not
+// LoadCreds reads what creds/<name> serves; nil when the role has no secret (or is not
 // upgraded yet).
 func LoadCreds(ctx context.Context, s logical.Storage, name string) (*CredsEntry, error) {
 	c := new(CredsEntry)
@@ -628,7 +628,7 @@ func SaveCreds(ctx context.Context, s logical.Storage, name string, c *CredsEntr
 	return putJSON(ctx, s, CredsKey(name), c)
 }
 
-// loadSecret reads the secret of version n of a role, also from a role not yet upgraded
+// LoadSecret reads the secret of version n of a role, also from a role not yet upgraded
 // (role may be nil when the caller has not read it).
 func LoadSecret(ctx context.Context, s logical.Storage, name string, role *RoleEntry, n int) (*SecretEntry, error) {
 	if role != nil && role.Legacy() {
@@ -648,7 +648,7 @@ func SaveSecret(ctx context.Context, s logical.Storage, name string, sec *Secret
 	return putJSON(ctx, s, SecretKey(name, sec.Version), sec)
 }
 
-// roleGone reports whether role name no longer exists.
+// RoleGone reports whether role name no longer exists.
 func RoleGone(ctx context.Context, s logical.Storage, name string) (bool, error) {
 	role, err := LoadRole(ctx, s, name)
 	return role == nil && err == nil, err
@@ -675,14 +675,14 @@ const (
 )
 
 const (
-	// defaultMaxTTL bounds the ttl creds answers when the role sets no max_ttl.
+	// DefaultMaxTTL bounds the ttl creds answers when the role sets no max_ttl.
 	DefaultMaxTTL = 5 * time.Minute
-	// minMaxTTL keeps ttl well above the 2 seconds under which Vault Secrets Operator
+	// MinMaxTTL keeps ttl well above the 2 seconds under which Vault Secrets Operator
 	// treats an answer as "about to rotate" and reads again.
 	MinMaxTTL = 10 * time.Second
 )
 
-// maxTTL is the largest ttl creds answers for the role.
+// MaxTTLOrDefault is the largest ttl creds answers for the role.
 func (c *CredsEntry) MaxTTLOrDefault() time.Duration {
 	if c.MaxTTL > 0 {
 		return c.MaxTTL
@@ -690,7 +690,7 @@ func (c *CredsEntry) MaxTTLOrDefault() time.Duration {
 	return DefaultMaxTTL
 }
 
-// scheduledDue is the due time of a role with nothing under way: its next rotation, lead
+// ScheduledDue is the due time of a role with nothing under way: its next rotation, lead
 // before it, or the next attempt after a failure if that is later; zero without a
 // schedule or with a due time no schedule produces.
 func (r *RoleEntry) ScheduledDue(now time.Time, lead time.Duration) time.Time {
@@ -700,7 +700,7 @@ func (r *RoleEntry) ScheduledDue(now time.Time, lead time.Duration) time.Time {
 	return Later(r.NextVaultRotation.Add(-lead), r.NextAttempt)
 }
 
-// kindKey is the credential type and rotation strategy of the role's kind (kindFor). A
+// KindKey is the credential type and rotation strategy of the role's kind (kindFor). A
 // role with a staged secret stays staged until it is finished, whatever its settings say.
 func (r *RoleEntry) KindKey() (credentialType, strategy string) {
 	if r.Staged != nil {
@@ -709,7 +709,7 @@ func (r *RoleEntry) KindKey() (credentialType, strategy string) {
 	return r.CredentialType, r.RotationStrategy
 }
 
-// kindKey is the credential type and rotation strategy of the kind of the role whose creds
+// KindKey is the credential type and rotation strategy of the kind of the role whose creds
 // these are.
 func (c *CredsEntry) KindKey() (credentialType, strategy string) {
 	if c.Next != nil {
