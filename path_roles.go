@@ -267,7 +267,7 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 			return resp, err
 		}
 		if conn.Config.ClientID == role.ClientID {
-			return logical.ErrorResponse(engine.OwnerConflict(role.ClientID, engine.OwnerConfig)), nil
+			return logical.ErrorResponse(model.OwnerConflict(role.ClientID, model.OwnerConfig)), nil
 		}
 		importSecret := d.Get("import_current_secret").(bool)
 		info, err := conn.Client.ReadClient(ctx, role.ClientID, importSecret)
@@ -291,9 +291,9 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	role.Blocked = ""
 	if owner != "" {
 		if creating {
-			return logical.ErrorResponse(engine.OwnerConflict(role.ClientID, owner)), nil
+			return logical.ErrorResponse(model.OwnerConflict(role.ClientID, owner)), nil
 		}
-		role.Blocked = engine.OwnerBlocked(role.ClientID, owner)
+		role.Blocked = model.OwnerBlocked(role.ClientID, owner)
 	}
 
 	if creating || role.RotationSchedule != oldSchedule || role.RotationPeriod != oldPeriod || role.ScheduleProblem(now) != "" {

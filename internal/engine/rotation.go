@@ -17,7 +17,7 @@ import (
 const (
 	TriggerManual    = model.SourceRotate    // auth0/rotate/:name
 	triggerScheduled = model.SourceScheduled // the role fell due in the queue
-	// triggerReconcile finishes rotations left in flight and changes nothing else.
+	// TriggerReconcile finishes rotations left in flight and changes nothing else.
 	TriggerReconcile = "reconcile"
 )
 
@@ -29,11 +29,11 @@ const (
 	maxRateLimitedTries = 3
 )
 
-// errRoleNotFound is returned by a role job for a role that does not exist (any more).
+// ErrRoleNotFound is returned by a role job for a role that does not exist (any more).
 var ErrRoleNotFound = errors.New("role not found")
 
 const (
-	// storeAttempts bounds how often a rotated secret's write is retried: once Auth0 has
+	// StoreAttempts bounds how often a rotated secret's write is retried: once Auth0 has
 	// applied a rotation the new secret exists nowhere else, so a transient storage error
 	// must not lose it.
 	StoreAttempts = 5
@@ -58,7 +58,7 @@ func (b *Engine) runRoleJob(ctx context.Context, s logical.Storage, name, trigge
 	return b.RunRoleJobWith(ctx, s, name, trigger, RotateOptions{})
 }
 
-// runRoleJobWith is runRoleJob with a manual rotate's options.
+// RunRoleJobWith is runRoleJob with a manual rotate's options.
 func (b *Engine) RunRoleJobWith(ctx context.Context, s logical.Storage, name, trigger string, opts RotateOptions) (*model.RoleEntry, *model.VersionMeta, *logical.Response, error) {
 	lock := b.RoleLock(name)
 	lock.Lock()
@@ -141,7 +141,7 @@ func (j *roleJob) checkOwner(ctx context.Context) (*logical.Response, error) {
 		_, resp, err := j.fail(ctx, nil, err)
 		return resp, err
 	} else if owner != "" {
-		msg = OwnerBlocked(j.role.ClientID, owner)
+		msg = model.OwnerBlocked(j.role.ClientID, owner)
 	}
 	if msg == "" {
 		if j.role.Blocked != "" && j.role.ScheduleProblem(j.now) == "" {
@@ -199,7 +199,7 @@ func (b *Engine) backoff(failures int) time.Duration {
 	return model.RetryDelay(failures, b.retryBase, b.retryCap, b.Jitter)
 }
 
-// commitVersion stores secret as the role's next version: the secret entry first (the
+// CommitVersion stores secret as the role's next version: the secret entry first (the
 // durable record of what Auth0 answered, tied to the rotation's write-ahead entry walID),
 // then what creds serves, then the role entry, which is the commit point. Every step is
 // idempotent, so the sequence is retried whole on a storage error; on success role is
@@ -269,7 +269,7 @@ func (b *Engine) retryStore(ctx context.Context, write func() error) error {
 	return err
 }
 
-// pruneSecrets deletes the secret entries of a role that it no longer retains: those
+// PruneSecrets deletes the secret entries of a role that it no longer retains: those
 // max_versions dropped, including any an earlier prune failed to delete. Best effort, after
 // the role entry that drops them is stored: a left-over entry is never served.
 func (b *Engine) PruneSecrets(ctx context.Context, s logical.Storage, name string, role *model.RoleEntry) {
@@ -307,7 +307,7 @@ func (b *Engine) writeVersion(ctx context.Context, s logical.Storage, name strin
 	return model.SaveRole(ctx, s, name, next)
 }
 
-// storeRoleState stores a change to the role's definition or state (not a new version),
+// StoreRoleState stores a change to the role's definition or state (not a new version),
 // and keeps what creds serves in step with it.
 // What creds serves is written first and the role entry last, as in a commit: a failure
 // in between leaves the old role, never a creds entry behind it (serving a previous
@@ -356,7 +356,7 @@ func (b *Engine) claimApplication(ctx context.Context, s logical.Storage, name, 
 	return ClaimApplicationLocked(ctx, s, name, clientID)
 }
 
-// claimApplicationLocked is claimApplication for a caller that holds ownerMu, as a role
+// ClaimApplicationLocked is claimApplication for a caller that holds ownerMu, as a role
 // write does until the role is stored: a claim counts only while its role exists, so the
 // claim and the new role must appear as one step.
 func ClaimApplicationLocked(ctx context.Context, s logical.Storage, name, clientID string) (string, error) {
@@ -365,7 +365,7 @@ func ClaimApplicationLocked(ctx context.Context, s logical.Storage, name, client
 		return "", err
 	}
 	if cfg != nil && cfg.ClientID == clientID {
-		return OwnerConfig, nil
+		return model.OwnerConfig, nil
 	}
 	owner, err := LiveOwner(ctx, s, clientID)
 	switch {
@@ -377,7 +377,7 @@ func ClaimApplicationLocked(ctx context.Context, s logical.Storage, name, client
 	return "", model.SaveOwner(ctx, s, clientID, name)
 }
 
-// liveOwner is the role that owns clientID, "" if none does: a claim whose role is gone or
+// LiveOwner is the role that owns clientID, "" if none does: a claim whose role is gone or
 // now manages another application (a delete cut short) does not count. The caller holds
 // ownerMu.
 func LiveOwner(ctx context.Context, s logical.Storage, clientID string) (string, error) {
@@ -392,7 +392,7 @@ func LiveOwner(ctx context.Context, s logical.Storage, clientID string) (string,
 	return owner, nil
 }
 
-// releaseApplication drops role name's claim on clientID, if it holds it.
+// ReleaseApplication drops role name's claim on clientID, if it holds it.
 func (b *Engine) ReleaseApplication(ctx context.Context, s logical.Storage, name, clientID string) error {
 	b.OwnerMu.Lock()
 	defer b.OwnerMu.Unlock()
@@ -401,22 +401,6 @@ func (b *Engine) ReleaseApplication(ctx context.Context, s logical.Storage, name
 		return err
 	}
 	return model.DeleteKey(ctx, s, model.OwnerKey(clientID))
-}
-
-// ownerConfig is claimApplication's answer for the mount's own Management API application.
-const OwnerConfig = "config"
-
-// ownerBlocked is why a role whose application has another owner is not rotated.
-func OwnerBlocked(clientID, owner string) string {
-	return OwnerConflict(clientID, owner) + "; the engine does not rotate this role (client_id cannot change): delete it, and create a role for the other application if one is needed"
-}
-
-// ownerConflict says who owns clientID.
-func OwnerConflict(clientID, owner string) string {
-	if owner == OwnerConfig {
-		return fmt.Sprintf("client_id %q is the mount's own Management API application (config); rotating it would cut the engine off from Auth0 (use config/rotate-root for it)", clientID)
-	}
-	return fmt.Sprintf("client_id %q is already managed by role %q; one Auth0 application belongs to at most one role per mount", clientID, owner)
 }
 
 // failureMessage is the text of whichever of resp and err describes a failure.
@@ -432,7 +416,7 @@ func failureMessage(resp *logical.Response, err error) string {
 	return "unknown error"
 }
 
-// credsMeta copies into c the role's state that creds reports.
+// CredsMeta copies into c the role's state that creds reports.
 func CredsMeta(r *model.RoleEntry, c *model.CredsEntry) {
 	c.ClientID = r.ClientID
 	c.RotationPeriod = r.RotationPeriod
@@ -459,7 +443,7 @@ func nextChange(c *model.CredsEntry) time.Time {
 	return KindFor(c.KindKey()).nextChange(c)
 }
 
-// dueTime is when the scheduler should next look at the role: its next rotation, or after
+// DueTime is when the scheduler should next look at the role: its next rotation, or after
 // a failure the next attempt if that is later, or what its kind has under way. Zero when
 // it must not be queued: no schedule, blocked, or a due time that is missing or absurd
 // (left by an older build).
@@ -470,7 +454,7 @@ func DueTime(r *model.RoleEntry, now time.Time) time.Time {
 	return KindFor(r.KindKey()).dueTime(r, now)
 }
 
-// buildCreds assembles what creds serves from the role and its secret entries: used where
+// BuildCreds assembles what creds serves from the role and its secret entries: used where
 // creds/<name> is missing (a role not yet upgraded) and to write it anew.
 func BuildCreds(ctx context.Context, s logical.Storage, name string, role *model.RoleEntry) (*model.CredsEntry, error) {
 	cur := role.Current()
@@ -499,7 +483,7 @@ func BuildCreds(ctx context.Context, s logical.Storage, name string, role *model
 	return c, nil
 }
 
-// deleteRoleData removes everything stored for a role name except its metadata and
+// DeleteRoleData removes everything stored for a role name except its metadata and
 // ownership claim: what creds serves, then every version's secret.
 func (b *Engine) DeleteRoleData(ctx context.Context, s logical.Storage, name string) error {
 	err := model.DeleteKey(ctx, s, model.CredsKey(name))
@@ -543,7 +527,7 @@ func RoleMaxTTL(r *model.RoleEntry) time.Duration {
 	return d
 }
 
-// consumerLead is how long consumers have between seeing a new credential and Auth0
+// ConsumerLead is how long consumers have between seeing a new credential and Auth0
 // requiring it: stage_period for a staged role, overlap_period for a key role (while
 // either key works), none for an immediate rotation.
 func ConsumerLead(r *model.RoleEntry) time.Duration { return KindFor(r.KindKey()).consumerLead(r) }

@@ -265,11 +265,6 @@ type CredsEntry struct {
 	Halted bool `json:"halted,omitempty"`
 }
 
-// ownerEntry records which role owns an Auth0 application on this mount.
-type ownerEntry struct {
-	Role string `json:"role"`
-}
-
 // RotationFailure records why the last rotation attempt failed; cleared by a success.
 type RotationFailure struct {
 	Time                time.Time `json:"time"`
@@ -652,19 +647,6 @@ func SaveSecret(ctx context.Context, s logical.Storage, name string, sec *Secret
 func RoleGone(ctx context.Context, s logical.Storage, name string) (bool, error) {
 	role, err := LoadRole(ctx, s, name)
 	return role == nil && err == nil, err
-}
-
-func LoadOwner(ctx context.Context, s logical.Storage, clientID string) (string, error) {
-	var o ownerEntry
-	found, err := getJSON(ctx, s, OwnerKey(clientID), &o)
-	if !found || err != nil {
-		return "", err
-	}
-	return o.Role, nil
-}
-
-func SaveOwner(ctx context.Context, s logical.Storage, clientID, role string) error {
-	return putJSON(ctx, s, OwnerKey(clientID), &ownerEntry{Role: role})
 }
 
 // Credential types (credential_type).
