@@ -81,6 +81,33 @@ func TestRootKeyFromOneTimeSecret(t *testing.T) {
 	}
 }
 
+// While the mount's first key waits out propagation_wait after the switch (Auth0 already
+// refuses the client secret), the mount keeps working: the engine authenticates with the
+// pending key, and goes on with the key once it is committed. (Found by TestSimulation's
+// root rotations: every Management API call failed until the key was published.)
+func TestRootKeySwitchWorksBeforePublication(t *testing.T) {
+	for _, wait := range []string{"30s", "2m"} {
+		t.Run(wait, func(t *testing.T) {
+			e, secret := newRootKeyEnv(t, map[string]interface{}{"propagation_wait": wait})
+			cfg := e.storedConfig()
+			if cfg.HasKey() || cfg.RootKey.PendingKey == nil || e.mgmtAuthenticates(secret) {
+				t.Fatalf("after the switch: key in use %v, pending %v, secret still accepted %v", cfg.HasKey(), cfg.RootKey.PendingKey != nil, e.mgmtAuthenticates(secret))
+			}
+			e.ok(logical.UpdateOperation, "roles/other", map[string]interface{}{"client_id": testApp2ID})
+			e.ok(logical.UpdateOperation, "rotate/app", nil)
+			d, _ := time.ParseDuration(wait)
+			e.advance(d)
+			if cfg := e.storedConfig(); !cfg.HasKey() || cfg.RootKey.PendingKey != nil {
+				t.Fatalf("%s after the switch the key is still pending (%+v)", wait, cfg.RootKey.PendingKey)
+			}
+			e.ok(logical.UpdateOperation, "rotate/app", nil)
+			if n := e.emu.Stats().Rotations[testAppID]; n != 2 {
+				t.Fatalf("%d rotations of the role's application, want 2", n)
+			}
+		})
+	}
+}
+
 // rotate-root of a mount on private_key_jwt rotates its key with an overlap: both keys
 // work until root_overlap_period has passed, then only the new one, and Auth0 keeps only
 // it.

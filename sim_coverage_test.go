@@ -186,7 +186,7 @@ const (
 	covScenarios   = "scenarios hit"
 )
 
-var covSections = []string{covStates, covConfigs, covFaults, covFaultStates, covStorage, covCrashes, covScenarios}
+var covSections = []string{covStates, covConfigs, covFaults, covFaultStates, covStorage, covCrashes, covScenarios, covRoot}
 
 func (c simCoverage) add(section, class string) { c.addN(section, class, 1) }
 
@@ -276,6 +276,14 @@ func (s *sim) simRequired() map[string][]string {
 		"during a manual rotate", "during a scheduled job", "during a rollback",
 		"at a put under wal/", "at a put under secrets/", "at a put under creds/", "at a put under roles/",
 		"the interrupted write reached storage", "the interrupted write was lost",
+		"during " + actionRoot,
+	}
+	for _, c := range []string{"rotate-root answered OK", "committed by the scheduler, or at a start", "a fault served"} {
+		req[covRoot] = append(req[covRoot], s.rootMode+": "+c)
+	}
+	if s.rootMode == rootModeSecret || s.propagationWait == 0 {
+		// A key waits out propagation_wait before it is committed: by a later job.
+		req[covRoot] = append(req[covRoot], s.rootMode+": committed during rotate-root")
 	}
 	for _, sc := range s.scenarios {
 		if sc.kind != kindKey || s.keyRolesWanted() {

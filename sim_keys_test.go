@@ -162,6 +162,16 @@ var keyFaults = []simFaultSpec{
 	{"token", emulator.AfterApply, emulator.Fault{Drop: true}, 3},
 }
 
+// credentialExpiry is when Auth0 says credential id of clientID expires; zero if never, or
+// if Auth0 no longer stores it.
+func (s *sim) credentialExpiry(clientID, id string) time.Time {
+	stored, _, _ := s.emu.Credentials(clientID)
+	if i := slices.IndexFunc(stored, func(c emulator.CredentialInfo) bool { return c.ID == id }); i >= 0 {
+		return stored[i].ExpiresAt
+	}
+	return time.Time{}
+}
+
 // keyRequestKind classifies a Management API request about a private_key_jwt role's
 // application for the fault hook.
 func keyRequestKind(r *http.Request) string {
@@ -402,12 +412,16 @@ func (s *sim) keyLogsIn(clientID, privatePEM, kid, alg string) bool {
 // assertion. The hook leaves these logins alone.
 func (s *sim) assertionLogsIn(clientID, assertion string) bool {
 	s.t.Helper()
+	audience := testAPI
+	if clientID == testMgmtID {
+		audience = s.emuURL + "/api/v2/" // the mount's own key, for the Management API
+	}
 	form := url.Values{
 		"grant_type":            {"client_credentials"},
 		"client_id":             {clientID},
 		"client_assertion_type": {auth0api.ClientAssertionType},
 		"client_assertion":      {assertion},
-		"audience":              {testAPI},
+		"audience":              {audience},
 	}
 	req, err := http.NewRequest(http.MethodPost, s.emuURL+"/oauth/token", strings.NewReader(form.Encode()))
 	if err != nil {
@@ -792,8 +806,18 @@ func (s *sim) checkKeyRole(r *simRole, role *model.RoleEntry, stats emulator.Sta
 	// overlap_period after the new version.
 	if c := role.Current(); c != nil && pk == nil && cur == r.k.cur+1 && r.k.curKeyID != "" {
 		until := c.CreatedTime.Add(role.OverlapPeriodOrDefault())
-		if prev := role.Version(cur - 1); r.k.cert && prev != nil && prev.ExpiresAt.Before(until) {
-			until = prev.ExpiresAt // a certificate's overlap ends when it expires
+		if r.k.cert {
+			// A certificate's overlap ends when it expires: the version's record says when,
+			// or, once max_versions dropped the version, Auth0's.
+			var exp time.Time
+			if prev := role.Version(cur - 1); prev != nil {
+				exp = prev.ExpiresAt
+			} else {
+				exp = s.credentialExpiry(r.clientID, r.k.curKeyID)
+			}
+			if !exp.IsZero() && exp.Before(until) {
+				until = exp
+			}
 		}
 		ov := role.Overlap
 		switch {

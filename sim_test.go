@@ -66,7 +66,12 @@ var (
 // secrets/, wal/, any) fail; crash at the Nth storage operation of a manual rotate, a
 // scheduler run or a rollback (every later operation fails; the crashing write may or may
 // not have reached storage) and start a new backend on the same storage and clock; a clean
-// restart; Vault's rollback manager (walRollback); a config write (rate_limit); a role
+// restart; Vault's rollback manager (walRollback); config/rotate-root with a fault armed
+// for the Management API application's requests (its PATCH of client_secret or, for a
+// mount on its own key, its credentials' creation, attachment, listing and deletion, and
+// its logins), every third one crashing at a storage operation (sim_root_test.go: a third
+// of the runs first move the mount to private_key_jwt, every run has a
+// root_rotation_period); a config write (rate_limit); a role
 // write (max_versions, schedule, a staged role's stage_period or a key role's
 // overlap_period); or a scenario (sim_coverage_test.go). A scenario takes a role of one
 // kind in one state (no secret yet, imported, rotated, in flight, failing; publishing or
@@ -224,6 +229,17 @@ var (
 //
 //  18. Certificates in date. creds/<name> never serves a certificate that has expired.
 //
+// And of the mount's own credentials (sim_root_test.go):
+//
+//  19. The mount never loses its credentials. With a client secret: the secret Auth0
+//     holds for the Management API application is config's client_secret or its pending
+//     one, and both count as secrets for 4. With a key: every credential attached to the
+//     application is one config knows (its key, the previous ones during the overlap, its
+//     pending key), its key is attached, and no more than 2 are. Once faults are cleared
+//     and the run settles: nothing pending or failed, config's credential is the one
+//     Auth0 holds and logs in, and Auth0 keeps no credential of the application that
+//     config does not know.
+//
 // Run a soak with: go test -run TestSimulation -sim.days=30 -v .
 func TestSimulation(t *testing.T) {
 	seed := *simSeed
@@ -329,6 +345,15 @@ type sim struct {
 	inScenario bool
 	// forceOption, if set, is the option the next manual rotate takes ("" none).
 	forceOption *string
+
+	// The root credentials (sim_root_test.go): the run's mode, the last root rotation
+	// seen, the root steps taken, whether one ran since the last check, and how often
+	// each root fault was armed.
+	rootMode       string
+	rootLast       time.Time
+	rootSteps      int
+	rootStepRan    bool
+	rootFaultTries map[string]int
 }
 
 type simRole struct {
@@ -409,6 +434,8 @@ func newSim(t *testing.T, seed uint64, days, roles int) *sim {
 		digest:        fnv.New64a(),
 		counts:        map[string]int{},
 		loginCache:    map[uint64]bool{},
+
+		rootFaultTries: map[string]int{},
 	}
 	s.logs = &simLog{secrets: map[string]bool{}}
 	// A fixed start (not the wall clock), so that cron schedules replay.
@@ -435,6 +462,7 @@ func newSim(t *testing.T, seed uint64, days, roles int) *sim {
 		"domain": s.emuURL, "client_id": testMgmtID, "client_secret": mgmt.ClientSecret,
 		"rate_limit": 1000, "request_timeout": "1s", "propagation_wait": wait,
 	})
+	s.setupRoot()
 	// The roles' kinds, schedules and imports are spread evenly (the seed picks which role
 	// gets what): a quarter private_key_jwt (-sim.keyroles), a third of the others staged,
 	// half of those two imported, and each kind's roles cycling through the schedule
@@ -597,6 +625,7 @@ func (s *sim) run() {
 		s.check()
 	}
 	s.completeCoverage()
+	s.completeRootCoverage()
 	s.converge()
 	s.finalCheck()
 	s.mu.Lock()
@@ -673,8 +702,10 @@ func (s *sim) summary() string {
 // crashes where they matter; the random steps keep mixing them with everything else.
 func (s *sim) randomStep() string {
 	switch w := s.rng.IntN(100); {
-	case w < 52:
+	case w < 48:
 		return s.stepAdvance()
+	case w < 52:
+		return s.stepRootRotate()
 	case w < 59:
 		return s.stepRotate(s.roles[s.rng.IntN(len(s.roles))], true)
 	case w < 71:
@@ -875,7 +906,11 @@ var simFaultKinds = map[string]string{
 	"rotate": "rotate-secret", "read": "read of a client", "patch": "PATCH client_secret",
 	"verify": "staged switch's verification read", "create": "POST credentials", "list": "GET credentials",
 	"methods": "read of a key application", "attach": "PATCH attached keys", "delete": "DELETE credential",
-	"token": "key login (client assertion)",
+	"token":      "key login (client assertion)",
+	"root patch": "root: PATCH client_secret", "root token": "root: Management API login",
+	"root create": "root: POST credentials", "root attach": "root: PATCH attached keys",
+	"root list": "root: GET credentials", "root methods": "root: read of the application",
+	"root delete": "root: DELETE credential",
 }
 
 // class names the fault the way the coverage counts it: 500 and 503 alike.
@@ -1183,6 +1218,8 @@ func (s *sim) hook(p emulator.Phase, r *http.Request, clientID string) *emulator
 	defer s.mu.Unlock()
 	kind := "other"
 	switch {
+	case clientID == testMgmtID && (strings.HasPrefix(r.URL.Path, "/api/v2/") || r.URL.Path == "/oauth/token"):
+		kind = s.rootRequestKind(r)
 	case !strings.HasPrefix(r.URL.Path, "/api/v2/"):
 		if r.URL.Path != "/oauth/token" || s.keyApps[clientID] == "" {
 			return nil // token requests, but a key role's proof of a new key
@@ -1401,6 +1438,7 @@ func (s *sim) check() {
 		fmt.Fprintf(s.digest, "%s:%d/%d/%d/%d/%v/%v;", r.name, role.CurrentVersion(), len(wals), rotations[r.clientID], stats.SecretPatches[r.clientID], role.LastFailure != nil, role.Staged != nil)
 	}
 	clear(s.rotated)
+	s.checkRoot()
 }
 
 // checkPatch checks a PATCH of a client_secret that Auth0 applied, against storage as it
@@ -1720,6 +1758,9 @@ func (s *sim) converge() {
 				unsettled = append(unsettled, r.name)
 			}
 		}
+		if why := s.rootUnsettled(); why != "" {
+			unsettled = append(unsettled, "config ("+why+")")
+		}
 		if len(unsettled) == 0 {
 			return
 		}
@@ -1744,6 +1785,7 @@ func (s *sim) converge() {
 // finalCheck: every role with a version serves the secret Auth0 holds, and it obtains a
 // token (invariant 5).
 func (s *sim) finalCheck() {
+	s.finalRootCheck()
 	for _, r := range s.roles {
 		if r.keys {
 			s.finalKeyCheck(r)
@@ -1774,9 +1816,14 @@ func (s *sim) finalCheck() {
 }
 
 func (s *sim) authenticates(clientID, secret string) bool {
+	return s.authenticatesTo(clientID, secret, testAPI)
+}
+
+// authenticatesTo reports whether clientID obtains a token for audience with secret.
+func (s *sim) authenticatesTo(clientID, secret, audience string) bool {
 	form := url.Values{
 		"grant_type": {"client_credentials"}, "client_id": {clientID},
-		"client_secret": {secret}, "audience": {testAPI},
+		"client_secret": {secret}, "audience": {audience},
 	}
 	req, err := http.NewRequest(http.MethodPost, s.emuURL+"/oauth/token", strings.NewReader(form.Encode()))
 	if err != nil {

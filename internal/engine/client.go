@@ -56,11 +56,19 @@ func (b *Engine) Connection(ctx context.Context, s logical.Storage) (*connection
 	}
 	b.Limiter.SetRate(cfg.RateLimitOrDefault())
 	b.CredsCache.resize(cfg.CredsCacheSizeOrDefault())
-	client, err := b.newClient(b.ctx, cfg)
+	var c *connection
+	if cfg.UsesKey() {
+		// While its first key waits out propagation_wait, a mount switched to
+		// private_key_jwt has a client secret Auth0 refuses already: the pending key works.
+		c, err = b.rootKeyConnection(ctx, s, cfg)
+	} else {
+		var client auth0API
+		client, err = b.newClient(b.ctx, cfg)
+		c = &connection{Config: cfg, Client: client}
+	}
 	if err != nil {
 		return nil, err
 	}
-	c := &connection{Config: cfg, Client: client}
 	b.Conn.Store(c)
 	return c, nil
 }

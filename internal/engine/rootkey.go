@@ -51,6 +51,9 @@ func (h *rootKeyHolder) storeState(ctx context.Context, next *model.RoleEntry) e
 		return err
 	}
 	*h.cfg = cp
+	// The state may have moved the application to private_key_jwt (the first key's
+	// attachment): the cached client's secret would be refused from now on.
+	h.b.ResetConnection()
 	return nil
 }
 
