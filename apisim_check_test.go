@@ -252,7 +252,7 @@ func (a *apiSim) checkTokensOf(ctx context.Context, n *apiNode, of func(role str
 	for k, aud := range cached {
 		creds, err := model.LoadCreds(ctx, a.base, k.Role)
 		listed := creds != nil && len(creds.TokenAudiences) > 0 &&
-			(k.AudienceOrDefault == "" && aud == creds.TokenAudiences[0] || k.AudienceOrDefault != "" && slices.Contains(creds.TokenAudiences, k.AudienceOrDefault))
+			(k.Audience == "" && aud == creds.TokenAudiences[0] || k.Audience != "" && slices.Contains(creds.TokenAudiences, k.Audience))
 		a.mu.Lock()
 		failed := a.failedWrite[k.Role]
 		a.mu.Unlock()
@@ -262,9 +262,9 @@ func (a *apiSim) checkTokensOf(ctx context.Context, n *apiNode, of func(role str
 		case !listed && failed && apiAllowed("failed-write-token"):
 			a.count("allowed: token cached by a failed role write")
 		case creds == nil || len(creds.TokenAudiences) == 0:
-			return fmt.Sprintf("node %d caches a token of role %s for audience %q, and the role lists none (or has no credential)", n.id, k.Role, k.AudienceOrDefault)
-		case k.AudienceOrDefault != "" && !slices.Contains(creds.TokenAudiences, k.AudienceOrDefault):
-			return fmt.Sprintf("node %d caches a token of role %s for audience %q, which the role does not list (it lists %v)", n.id, k.Role, k.AudienceOrDefault, creds.TokenAudiences)
+			return fmt.Sprintf("node %d caches a token of role %s for audience %q, and the role lists none (or has no credential)", n.id, k.Role, k.Audience)
+		case k.Audience != "" && !slices.Contains(creds.TokenAudiences, k.Audience):
+			return fmt.Sprintf("node %d caches a token of role %s for audience %q, which the role does not list (it lists %v)", n.id, k.Role, k.Audience, creds.TokenAudiences)
 		case !listed:
 			return fmt.Sprintf("node %d caches, as role %s's default, a token for audience %q; the role's default is %q", n.id, k.Role, aud, creds.TokenAudiences[0])
 		}

@@ -97,7 +97,7 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 }
 
 // firstKeyPending answers a creds read of a key role whose first key rotation is under way.
-func firstKeyPending(name string, pk *model.PendingKeyIfAny, now time.Time) *logical.Response {
+func firstKeyPending(name string, pk *model.PendingKey, now time.Time) *logical.Response {
 	if pk.PublishAt.IsZero() {
 		return logical.ErrorResponse("role %q has no key yet: its first key is being registered at Auth0; read again in a few seconds", name)
 	}

@@ -522,7 +522,7 @@ func (j *roleJob) startAttached(ctx context.Context, conn *connection, api keyAP
 	}
 
 	v := role.CurrentVersion() + 1
-	pk := &model.PendingKeyIfAny{Version: v, Name: b.credentialName(j.name, v), Started: j.now.UTC(), Source: j.trigger, Keep: methods.Attached}
+	pk := &model.PendingKey{Version: v, Name: b.credentialName(j.name, v), Started: j.now.UTC(), Source: j.trigger, Keep: methods.Attached}
 	sec := &model.SecretEntry{Version: v, CreatedTime: j.now.UTC(), Source: j.trigger}
 	if err := a.generate(b, role, sec, j.now); err != nil {
 		return j.fail(ctx, nil, err)
@@ -698,7 +698,7 @@ func (j *roleJob) finishAttached(ctx context.Context, conn *connection, api keyA
 }
 
 // findCredential is the credential of the pending key among stored, or nil.
-func findCredential(stored []auth0api.CredentialInfo, pk *model.PendingKeyIfAny) *auth0api.CredentialInfo {
+func findCredential(stored []auth0api.CredentialInfo, pk *model.PendingKey) *auth0api.CredentialInfo {
 	for i := range stored {
 		if pk.CredentialID != "" && stored[i].ID == pk.CredentialID || pk.CredentialID == "" && stored[i].Name == pk.Name {
 			return &stored[i]

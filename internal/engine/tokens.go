@@ -46,7 +46,7 @@ type cachedToken struct {
 }
 
 // TokenKey identifies a cache entry; audience "" is the role's default.
-type TokenKey struct{ Role, AudienceOrDefault string }
+type TokenKey struct{ Role, Audience string }
 
 // tokenStats counts, per role on this node, what token/ cost Auth0.
 type tokenStats struct {

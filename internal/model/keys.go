@@ -9,8 +9,8 @@ import (
 
 const DefaultKeyBits = 2048
 
-// pendingKey is a key rotation under way; its private key is in secrets/<name>/<Version>.
-type PendingKeyIfAny struct {
+// PendingKey is a key rotation under way; its private key is in secrets/<name>/<Version>.
+type PendingKey struct {
 	Version int `json:"version"`
 	// Name is the credential's name at Auth0 (credentialName): how a credential whose
 	// creation answer was lost is found.
@@ -59,8 +59,8 @@ func (r *RoleEntry) KeyAlgorithm() string {
 // explicitly, so that 0 (detach at once) stays expressible.
 func (r *RoleEntry) OverlapPeriodOrDefault() time.Duration { return r.OverlapPeriod }
 
-// pendingKey is r's pending key, nil for a nil r.
-func (r *RoleEntry) PendingKeyIfAny() *PendingKeyIfAny {
+// PendingKeyIfAny is r's pending key, nil for a nil r.
+func (r *RoleEntry) PendingKeyIfAny() *PendingKey {
 	if r == nil {
 		return nil
 	}

@@ -123,7 +123,7 @@ type RoleEntry struct {
 	AllowAuthMethodChange bool          `json:"allow_auth_method_change,omitempty"`
 	// PendingKey is a key rotation under way: its private key is stored, Auth0 may or may
 	// not hold its public key yet.
-	PendingKey *PendingKeyIfAny `json:"pending_key,omitempty"`
+	PendingKey *PendingKey `json:"pending_key,omitempty"`
 	// Overlap is the previous key generation, still attached at Auth0 until Until.
 	Overlap *KeyOverlap `json:"overlap,omitempty"`
 
