@@ -22,6 +22,10 @@ bin=$root/bin
 tools=$root/tools/vulncheck
 mkdir -p "$bin"
 
+if [[ ! -f $bin/.vulncheck-tools ]]; then
+  echo "vulncheck: first run on this machine: the go command fetches $GOTOOLCHAIN (the Go that builds releases, ~76 MB),"
+  echo "vulncheck: then govulncheck and its offline database are built into bin/ (about 3 minutes here; later runs take ~15 s)"
+fi
 go_version=$(go env GOVERSION)
 
 tools_key="$go_version $(cat "$tools/go.mod" "$tools/go.sum" | sha256sum | cut -d' ' -f1)"
