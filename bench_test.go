@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/engine"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/metrics"
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 	"io"
 	"math/rand/v2"
@@ -443,6 +444,36 @@ func BenchmarkCredsRead(b *testing.B) {
 			b.ReportMetric(float64(s.gets.Load()-gets)/float64(b.N), "reads/op")
 		})
 	}
+}
+
+// BenchmarkCredsMetric measures what the metrics add to a creds read: the count of
+// Metrics.CredsRead, without role labels (the default) and with them, against the
+// reference of one atomic add in the same run.
+func BenchmarkCredsMetric(b *testing.B) {
+	var ref atomic.Int64
+	m := metrics.New(func() metrics.Health { return metrics.Health{} })
+	b.Run("atomic-add", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				ref.Add(1)
+			}
+		})
+	})
+	b.Run("creds-metric", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				m.CredsRead("app")
+			}
+		})
+	})
+	m.SetRoleLabels(true)
+	b.Run("creds-metric-role-labels", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				m.CredsRead("app")
+			}
+		})
+	})
 }
 
 // benchStoreVersions stores role name holding n versions of random secrets, through the

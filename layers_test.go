@@ -16,6 +16,7 @@ var packageLayers = map[string]int{
 	// build on: the Auth0 emulator, a real Vault's harness, consumer models, the OpenAPI
 	// document writer, the no-op plugin of the benchmarks.
 	"internal/clock":      0,
+	"internal/metrics":    0,
 	"emulator":            0,
 	"internal/vaulttest":  0,
 	"internal/consumers":  0,

@@ -32,7 +32,7 @@ func TestOpenAPIDocsCurrent(t *testing.T) {
 // and request fields it takes, and the response fields users rely on. The document may
 // offer more, never less.
 var contract = map[string]apidoc.Endpoint{
-	"create/update auth0/config":      {Params: []string{"domain", "client_id", "client_secret", "audience", "verify_connection", "request_timeout", "rate_limit", "root_rotation_period"}},
+	"create/update auth0/config":      {Params: []string{"domain", "client_id", "client_secret", "audience", "verify_connection", "request_timeout", "rate_limit", "root_rotation_period", "metrics_role_labels"}},
 	"read auth0/config":               {Response: []string{"domain", "client_id", "audience", "request_timeout", "rate_limit", "root_rotation_period", "last_root_rotation", "next_root_rotation"}},
 	"delete auth0/config":             {},
 	"update auth0/config/rotate-root": {Response: []string{"last_root_rotation"}},
@@ -52,6 +52,7 @@ var contract = map[string]apidoc.Endpoint{
 	"read auth0/token/:name":     {Params: []string{"name", "audience"}, Response: []string{"access_token", "token_type", "expires_in", "expires_at", "scope", "audience", "ttl"}},
 	"read auth0/assertion/:name": {Params: []string{"name"}, Response: []string{"client_assertion", "client_assertion_type", "expires_at"}},
 	"read auth0/status":          {Response: []string{"roles_failing", "rotations_overdue", "rotations_in_flight", "management_api_pause", "last_auth0_success"}},
+	"read auth0/metrics":         {},
 }
 
 // Every path, operation, parameter and field of the document is described, and the

@@ -65,6 +65,11 @@ func pathConfig(b *backend) []*framework.Path {
 					Description: fmt.Sprintf("How many roles' creds entries each Vault node keeps decoded in memory, so creds/ reads need no storage round trip (least recently filled evicted first). Default %d; 0 disables the cache; at most %d.", model.DefaultCredsCacheSize, engine.MaxCredsCacheSize),
 					Default:     model.DefaultCredsCacheSize,
 				},
+				"metrics_role_labels": {
+					Type:        framework.TypeBool,
+					Description: "Label auth0/metrics' per-role series (rotations, creds reads) with role names. Off by default: a series per role costs Prometheus storage, and role names can say more than an operator wants in a monitoring system.",
+					Default:     false,
+				},
 				"token_refresh_fraction": {
 					Type:        framework.TypeFloat,
 					Description: "token/<name>: the part of an access token's lifetime after which Vault asks Auth0 for a new one instead of serving the cached one; between 0.1 and 1, default 0.67 (refresh after two thirds).",
@@ -146,6 +151,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		"token_refresh_fraction": cfg.TokenRefreshFractionOrDefault(),
 		"creds_cache_size":       cfg.CredsCacheSizeOrDefault(),
 		"propagation_wait":       int64(cfg.PropagationWaitOrDefault().Seconds()),
+		"metrics_role_labels":    cfg.MetricsRoleLabels,
 	}
 	engine.AddTime(data, "last_root_rotation", cfg.LastRootRotation)
 	if cfg.RootRotationPeriod > 0 {
@@ -256,6 +262,10 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		cfg.CredsCacheSize = &n
 	}
 
+	if raw, ok := d.GetOk("metrics_role_labels"); ok {
+		cfg.MetricsRoleLabels = raw.(bool)
+	}
+
 	if raw, ok := d.GetOk("token_refresh_fraction"); ok {
 		f := raw.(float64)
 		if !(f >= 0.1 && f <= 1) {
@@ -333,6 +343,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		return logical.ErrorResponse("the mount has roles bound under domain %s; their secrets and keys are sent only there, so changing domain to %s is refused (nothing was stored). If %s is the same tenant under another name (e.g. its custom domain), write again with allow_domain_change=true; otherwise mount the engine anew for the other tenant", moved, cfg.Domain(), cfg.Domain()), nil
 	}
 	b.Tokens.DropAll()
+	b.Metrics.SetRoleLabels(cfg.MetricsRoleLabels)
 	b.ResetConnection()
 	if cfg.UsesKey() && !cfg.HasKey() {
 		// The first key, now: made with the client secret, which Auth0 refuses after it.
@@ -376,6 +387,7 @@ var configReadResponses = map[int][]framework.Response{http.StatusOK: {{
 		"token_refresh_fraction":     {Type: framework.TypeFloat, Description: "Part of an access token's lifetime after which token/<name> refreshes it."},
 		"creds_cache_size":           {Type: framework.TypeInt, Description: "Roles whose creds entries each node caches; 0: no cache."},
 		"propagation_wait":           {Type: framework.TypeInt64, Description: "Seconds a new private_key_jwt key is attached at Auth0 before creds serve it."},
+		"metrics_role_labels":        {Type: framework.TypeBool, Description: "Whether auth0/metrics labels per-role series with role names."},
 		"last_root_rotation":         {Type: framework.TypeTime, Description: "When the Management API secret was last rotated by Vault (RFC 3339); absent if never."},
 		"next_root_rotation":         {Type: framework.TypeTime, Description: "When the next scheduled root rotation is due; only with root_rotation_period."},
 		"last_root_rotation_failure": {Type: framework.TypeMap, Description: "While root rotations fail: time and message of the last failure, since (first failure of the run), consecutive_failures and next_attempt."},

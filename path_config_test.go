@@ -101,6 +101,7 @@ func TestConfigWriteAndRead(t *testing.T) {
 		"creds_cache_size":       model.DefaultCredsCacheSize,
 		"propagation_wait":       int64(30),
 		"credential_type":        "client_secret",
+		"metrics_role_labels":    false,
 	}
 	if len(got) != len(want) {
 		t.Fatalf("config read = %v, want exactly %v", got, want)

@@ -86,6 +86,7 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 			return logical.ErrorResponse("role %q has no secret yet; rotate it (vault write -f <mount>/rotate/%s) or recreate it with import_current_secret=true", name, name), nil
 		}
 	}
+	b.Metrics.CredsRead(name) // counted once the role is known to exist: names are labels
 	served, previous := creds.Current, creds.Previous
 	if raw, ok := d.GetOk("version"); ok && raw.(int) != served.Version {
 		var resp *logical.Response

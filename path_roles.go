@@ -493,6 +493,7 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 	}
 	b.Schedule(name, nil)
 	b.Tokens.ForgetRole(name)
+	b.Metrics.ForgetRole(name)
 	if err := b.ReleaseApplication(ctx, req.Storage, name, role.ClientID); err != nil {
 		return nil, err
 	}

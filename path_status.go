@@ -12,10 +12,6 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// overdueGrace is how late a due role may be before auth0/status calls it overdue: the
-// dispatcher, the rate limiter and the workers take a moment.
-const overdueGrace = time.Minute
-
 func pathStatus(b *backend) []*framework.Path {
 	return []*framework.Path{{
 		Pattern: "status$",
@@ -68,7 +64,7 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *f
 		if role.Blocked != "" {
 			blocked = append(blocked, map[string]interface{}{"role": name, "reason": role.Blocked})
 		}
-		if due := engine.DueTime(role, now); !due.IsZero() && now.Sub(due) > overdueGrace {
+		if due := engine.DueTime(role, now); !due.IsZero() && now.Sub(due) > engine.OverdueGrace {
 			overdue = append(overdue, map[string]interface{}{
 				"role": name, "due": due.UTC().Format(time.RFC3339), "overdue_seconds": int64(now.Sub(due).Seconds()),
 			})

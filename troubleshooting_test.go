@@ -138,7 +138,7 @@ type messageScanner struct {
 
 // enginePackages are the directories of the plugin's own packages, whose messages reach
 // operators.
-var enginePackages = []string{".", "internal/engine", "internal/model", "internal/clock", "internal/auth0api"}
+var enginePackages = []string{".", "internal/engine", "internal/model", "internal/metrics", "internal/clock", "internal/auth0api"}
 
 func scanPackage(t *testing.T) *messageScanner {
 	t.Helper()

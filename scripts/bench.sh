@@ -61,7 +61,7 @@ run go test -run '^$' -bench '^Benchmark(QueueRebuild|QueueMemory)$' -benchmem \
 # The creds read cache's memory at 100,000 roles, unbounded and at the default bound.
 run go test -run '^$' -bench '^BenchmarkCredsCacheMemory$' -benchtime 1x -count "$count" -timeout 30m .
 # Idle tick and the creds hot path in-process: nanoseconds to microseconds, time-based.
-run go test -run '^$' -bench '^Benchmark(IdleTick|CredsRead)$' -benchmem \
+run go test -run '^$' -bench '^Benchmark(IdleTick|CredsRead|CredsMetric)$' -benchmem \
   -benchtime 1s -count "$count" -timeout 30m .
 # 1,000 roles falling due at once at 10 requests/s: once, ~100 s.
 if [[ $skip_burst != 1 ]]; then

@@ -34,6 +34,9 @@ type Settings struct {
 	PrivateKey, KID, Algorithm string
 	AssertionAudience          string
 	Now                        func() time.Time
+	// Observer, if set, is told of the requests of the clients built from these settings
+	// that no RateLimiter reports (the token endpoint's for roles and for proofs).
+	Observer Observer
 }
 
 // UsesKey reports whether s authenticates with a private key.

@@ -36,6 +36,30 @@ type RateLimiter struct {
 	// lastSuccess is when Auth0 last answered the mount's client without an error (unix
 	// nanoseconds; 0: never since the mount started), for auth0/status.
 	lastSuccess atomic.Int64
+
+	// observer, if set (SetObserver), is told of every request and every pause.
+	observer atomic.Pointer[Observer]
+}
+
+// Observer is told what the mount's requests to Auth0 do: each request's endpoint (its
+// method and path template, as EndpointOf names it), the HTTP status of its answer (0
+// when none came) and its latency; each wait after a 429; each answer without an error.
+type Observer interface {
+	ObserveRequest(endpoint string, status int, d time.Duration)
+	ObservePause(d time.Duration)
+	ObserveSuccess(at time.Time)
+}
+
+// SetObserver has o told of the requests of every client built with this limiter, and of
+// its pauses.
+func (l *RateLimiter) SetObserver(o Observer) { l.observer.Store(&o) }
+
+// observe is the limiter's observer, nil if none.
+func (l *RateLimiter) observe() Observer {
+	if o := l.observer.Load(); o != nil {
+		return *o
+	}
+	return nil
 }
 
 func NewRateLimiter(perSecond float64, clk clock.Clock) *RateLimiter {
@@ -51,6 +75,9 @@ func (l *RateLimiter) Wait(ctx context.Context) error {
 	l.mu.Lock()
 	pause := l.blockedUntil.Sub(l.clock.Now())
 	l.mu.Unlock()
+	if o := l.observe(); o != nil && pause > 0 {
+		o.ObservePause(pause)
+	}
 	if err := clock.Sleep(ctx, l.clock, pause); err != nil {
 		return err
 	}
@@ -117,13 +144,56 @@ func (t *ObservingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	if st, ok := req.Context().Value(sendTrackerKey{}).(*SendTracker); ok && strings.HasPrefix(req.URL.Path, "/api/v2/") {
 		st.sent.Store(true)
 	}
+	start := time.Now() // latency, on the wall clock
 	resp, err := t.Base.RoundTrip(req)
+	status := 0
 	if err == nil {
+		status = resp.StatusCode
 		t.Limiter.Observe(resp, t.Clock.Now())
 		if resp.StatusCode < 400 {
-			t.Limiter.lastSuccess.Store(t.Clock.Now().UnixNano())
+			now := t.Clock.Now()
+			t.Limiter.lastSuccess.Store(now.UnixNano())
+			if o := t.Limiter.observe(); o != nil {
+				o.ObserveSuccess(now)
+			}
 		}
 	}
+	if o := t.Limiter.observe(); o != nil {
+		o.ObserveRequest(EndpointOf(req), status, time.Since(start))
+	}
+	return resp, err
+}
+
+// EndpointOf names req's endpoint for metrics: its method and path, with the identifiers
+// in the path replaced by {id} (POST /api/v2/clients/{id}/rotate-secret), so that the
+// names are few whatever the tenant holds.
+func EndpointOf(req *http.Request) string {
+	p := strings.Trim(req.URL.Path, "/")
+	if rest, ok := strings.CutPrefix(p, "api/v2/"); ok {
+		segs := strings.Split(rest, "/")
+		for i := 1; i < len(segs); i += 2 {
+			segs[i] = "{id}"
+		}
+		p = "api/v2/" + strings.Join(segs, "/")
+	}
+	return req.Method + " /" + p
+}
+
+// observedTransport reports each request of a client that is not the Management API's
+// (the token endpoint's, for roles) to an Observer.
+type observedTransport struct {
+	base     http.RoundTripper
+	observer Observer
+}
+
+func (t *observedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := t.base.RoundTrip(req)
+	status := 0
+	if err == nil {
+		status = resp.StatusCode
+	}
+	t.observer.ObserveRequest(EndpointOf(req), status, time.Since(start))
 	return resp, err
 }
 

@@ -51,6 +51,9 @@ func RequestToken(ctx context.Context, s Settings, r TokenRequest) (*Token, erro
 	}
 	httpClient, closeIdle := NewEgressClient(s.Host, s.Timeout)
 	defer closeIdle()
+	if s.Observer != nil {
+		httpClient.Transport = &observedTransport{base: httpClient.Transport, observer: s.Observer}
+	}
 	tok, err := cc.Token(context.WithValue(ctx, oauth2.HTTPClient, httpClient))
 	if err != nil {
 		return nil, err

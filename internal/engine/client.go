@@ -56,6 +56,7 @@ func (b *Engine) Connection(ctx context.Context, s logical.Storage) (*connection
 	}
 	b.Limiter.SetRate(cfg.RateLimitOrDefault())
 	b.CredsCache.resize(cfg.CredsCacheSizeOrDefault())
+	b.Metrics.SetRoleLabels(cfg.MetricsRoleLabels)
 	var c *connection
 	if cfg.UsesKey() {
 		// While its first key waits out propagation_wait, a mount switched to
@@ -85,6 +86,7 @@ func (b *Engine) SettingsOf(cfg *model.ConfigEntry) auth0api.Settings {
 		Host: cfg.Host, Scheme: cfg.Scheme, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
 		Audience: cfg.AudienceOrDefault(), TokenURL: cfg.TokenURL(), Timeout: cfg.RequestTimeoutOrDefault(),
 		UserAgent: "vault-plugin-auth0/" + b.version, AssertionAudience: cfg.AssertionAudience(), Now: b.Clock.Now,
+		Observer: b.Metrics,
 	}
 	if cfg.HasKey() {
 		cur := cfg.RootKey.Current()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/clock"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/metrics"
 )
 
 // Host is what the engine takes from the Vault backend it runs in: its logger, once Vault
@@ -84,11 +85,16 @@ type Engine struct {
 	CredsCache *credsCache
 	// rotating maps a role name to a channel closed when its running job ends (tokens.go).
 	rotating sync.Map
+
+	// Metrics are the mount's Prometheus metrics (auth0/metrics); roleHealth what their
+	// gauges report of the roles.
+	Metrics    *metrics.Metrics
+	roleHealth *roleHealth
 }
 
 func NewEngine(clk clock.Clock, host Host, version string) *Engine {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Engine{
+	b := &Engine{
 		host:      host,
 		version:   version,
 		Clock:     clk,
@@ -104,7 +110,11 @@ func NewEngine(clk clock.Clock, host Host, version string) *Engine {
 		GenerateKey:    auth0api.GenerateRSAKey,
 		Tokens:         newTokenCache(),
 		CredsCache:     NewCredsCache(model.DefaultCredsCacheSize),
+		roleHealth:     newRoleHealth(),
 	}
+	b.Metrics = metrics.New(b.health)
+	b.Limiter.SetObserver(b.Metrics)
+	return b
 }
 
 // logger is the mount's logger.

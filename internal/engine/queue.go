@@ -113,3 +113,16 @@ func (h *queueItems) Pop() any {
 	*h = old[:len(old)-1]
 	return it
 }
+
+// CountDueBefore is how many queued roles fall due before t: O(n), for metrics only.
+func (q *rotationQueue) CountDueBefore(t time.Time) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n, at := 0, t.UnixNano()
+	for _, it := range q.items {
+		if it.due < at {
+			n++
+		}
+	}
+	return n
+}

@@ -54,7 +54,7 @@ func (b *Engine) RunRootJob(ctx context.Context, s logical.Storage, trigger stri
 }
 
 // RunRootJobWith is runRootJob with a manual rotate-root's options.
-func (b *Engine) RunRootJobWith(ctx context.Context, s logical.Storage, trigger string, opts RotateOptions) (*model.ConfigEntry, *logical.Response, error) {
+func (b *Engine) RunRootJobWith(ctx context.Context, s logical.Storage, trigger string, opts RotateOptions) (_ *model.ConfigEntry, resp *logical.Response, err error) {
 	b.ConfigMu.Lock()
 	defer b.ConfigMu.Unlock()
 
@@ -70,6 +70,14 @@ func (b *Engine) RunRootJobWith(ctx context.Context, s logical.Storage, trigger 
 		return nil, logical.ErrorResponse(errNotConfigured), nil
 	}
 	defer func() { b.ScheduleRoot(cfg) }()
+	last, start := cfg.LastRootRotation, time.Now()
+	defer func() {
+		kind := "mount/" + model.CredentialClientSecret
+		if cfg.UsesKey() {
+			kind = "mount/" + model.CredentialPrivateKeyJWT
+		}
+		b.Metrics.Job(kind, trigger, "", jobOutcome(!cfg.LastRootRotation.Equal(last), resp, err), time.Since(start))
+	}()
 	now := b.Clock.Now()
 	if opts.EndOverlap && !cfg.UsesKey() {
 		return cfg, logical.ErrorResponse("end_overlap applies only to a mount with credential_type=private_key_jwt"), nil

@@ -77,7 +77,9 @@ func (b *Engine) RunRoleJobWith(ctx context.Context, s logical.Storage, name, tr
 		return nil, nil, nil, ErrRoleNotFound
 	}
 	j := &roleJob{b: b, s: s, name: name, role: role, trigger: trigger, opts: opts, now: b.Clock.Now()}
+	start := time.Now() // the job's duration, on the wall clock
 	version, resp, err := j.run(ctx)
+	b.Metrics.Job(kindLabel(KindFor(role.KindKey())), trigger, name, jobOutcome(version != nil, resp, err), time.Since(start))
 	b.Schedule(name, j.role)
 	return j.role, version, resp, err
 }

@@ -284,6 +284,7 @@ func (b *Engine) LoadQueue(ctx context.Context, sch *Scheduler) {
 		cfg, err := model.LoadConfig(ctx, sch.Storage)
 		if err == nil {
 			b.ScheduleRoot(cfg)
+			b.Metrics.SetRoleLabels(cfg != nil && cfg.MetricsRoleLabels)
 		}
 		return err
 	}); err != nil {
@@ -415,6 +416,7 @@ func (b *Engine) queueRole(ctx context.Context, sch *Scheduler, name string, upg
 		}
 	}
 	due := DueTime(role, b.Clock.Now())
+	b.roleHealth.note(name, role)
 	sch.enqueue(name, due)
 	b.indexDue(sch, name, due)
 	return nil
@@ -471,6 +473,7 @@ func (b *Engine) Schedule(name string, role *model.RoleEntry) {
 		due = DueTime(role, b.Clock.Now())
 		sch.clearUnreadable(name)
 	}
+	b.roleHealth.note(name, role)
 	sch.enqueue(name, due)
 	b.indexDue(sch, name, due)
 }

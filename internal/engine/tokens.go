@@ -271,9 +271,11 @@ func (b *Engine) Token(ctx context.Context, s logical.Storage, name, requested s
 	}
 	if cached != nil && now.Before(cached.RefreshAt) {
 		st.Hits.Add(1)
+		b.Metrics.TokenRead(true)
 		return cached, nil, nil
 	}
 	st.Misses.Add(1)
+	b.Metrics.TokenRead(false)
 	err := b.Tokens.refusal(key, now)
 	if err == nil {
 		// The generation is part of the flight: a read that comes after a rotation dropped
@@ -385,6 +387,7 @@ func (b *Engine) fetchToken(s logical.Storage, name, audience string, key TokenK
 			return nil, logical.CodedError(http.StatusTooManyRequests, fmt.Sprintf("Auth0's /oauth/token answered 429 (rate limit); Vault asks again after %s", until.UTC().Format(time.RFC3339)))
 		}
 		st.Requests.Add(1)
+		b.Metrics.TokenFetch()
 		tok, err := b.requestToken(ctx, conn.Config, creds, audience)
 		if err == nil {
 			return tok, nil

@@ -57,6 +57,8 @@ type ConfigEntry struct {
 	// CredsCacheSize bounds the creds read cache (creds_cache.go); nil means the default,
 	// 0 disables it.
 	CredsCacheSize *int `json:"creds_cache_size,omitempty"`
+	// MetricsRoleLabels allows role names as labels of auth0/metrics' per-role series.
+	MetricsRoleLabels bool `json:"metrics_role_labels,omitempty"`
 
 	// AllowedClientIDs limits the applications roles of this mount may bind and rotate:
 	// exact client IDs, and globs in which "*" matches any run of characters. Empty: any.
