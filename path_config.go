@@ -442,7 +442,7 @@ credential_type=private_key_jwt makes the mount hold no shared secret at all: Va
 generates a key, registers and attaches it to the Management API application (in the
 same PATCH that switches the application off its client secret: one way, Auth0 refuses
 the secret after it), signs its token requests with it, and config/rotate-root rotates it
-with an overlap of root_overlap_period (default 1h). The first key is made with the
+with an overlap of root_overlap_period (default 24h). The first key is made with the
 client_secret given in the same write, or with the one stored (migrating a mount is this
 one write); a cut-short switch is finished by the next root job. Or give private_key and
 key_id of a key you registered and attached yourself. It needs, besides the scopes above,

@@ -33,7 +33,7 @@ const (
 	// DefaultCredsCacheSize is how many roles' creds the read path keeps decoded.
 	DefaultCredsCacheSize = 10000
 	// DefaultRootOverlapPeriod is how long the mount's previous key stays attached.
-	DefaultRootOverlapPeriod = time.Hour
+	DefaultRootOverlapPeriod = 24 * time.Hour
 )
 
 // ConfigEntry is the Management API connection, stored seal-wrapped at "config".
