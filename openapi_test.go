@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/helper/testhelpers/schema"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -32,14 +33,14 @@ func TestOpenAPIDocsCurrent(t *testing.T) {
 // and request fields it takes, and the response fields users rely on. The document may
 // offer more, never less.
 var contract = map[string]apidoc.Endpoint{
-	"create/update auth0/config":      {Params: []string{"domain", "client_id", "client_secret", "audience", "verify_connection", "request_timeout", "rate_limit", "root_rotation_period", "metrics_role_labels"}},
+	"create/update auth0/config":      {Params: []string{"domain", "client_id", "client_secret", "audience", "verify_connection", "request_timeout", "rate_limit", "root_rotation_period", "metrics_role_labels", "drift_check_period"}},
 	"read auth0/config":               {Response: []string{"domain", "client_id", "audience", "request_timeout", "rate_limit", "root_rotation_period", "last_root_rotation", "next_root_rotation"}},
 	"delete auth0/config":             {},
 	"update auth0/config/rotate-root": {Response: []string{"last_root_rotation"}},
 	"create/update auth0/roles/:name": {Params: []string{"name", "client_id", "rotation_period", "rotation_schedule", "rotation_window", "max_versions", "import_current_secret",
 		"rotation_strategy", "stage_period", "password_policy", "credential_type", "key_bits", "algorithm", "overlap_period", "allow_auth_method_change",
-		"token_audiences", "token_scopes", "allow_assertions", "assertion_ttl"}},
-	"read auth0/roles/:name":   {Params: []string{"name"}, Response: []string{"client_id", "current_version", "last_vault_rotation", "next_vault_rotation", "last_rotation_failure"}},
+		"token_audiences", "token_scopes", "allow_assertions", "assertion_ttl", "drift_action"}},
+	"read auth0/roles/:name":   {Params: []string{"name"}, Response: []string{"client_id", "current_version", "last_vault_rotation", "next_vault_rotation", "last_rotation_failure", "drift_action", "drift_detected"}},
 	"delete auth0/roles/:name": {Params: []string{"name"}},
 	"list auth0/roles/":        {Response: []string{"keys", "key_info"}},
 	"update auth0/rotate/:name": {Params: []string{"name", "switch_now", "cancel_staged"},
@@ -51,7 +52,7 @@ var contract = map[string]apidoc.Endpoint{
 	"read auth0/versions/:name":  {Params: []string{"name"}, Response: []string{"current_version", "oldest_version", "versions"}},
 	"read auth0/token/:name":     {Params: []string{"name", "audience"}, Response: []string{"access_token", "token_type", "expires_in", "expires_at", "scope", "audience", "ttl"}},
 	"read auth0/assertion/:name": {Params: []string{"name"}, Response: []string{"client_assertion", "client_assertion_type", "expires_at"}},
-	"read auth0/status":          {Response: []string{"roles_failing", "rotations_overdue", "rotations_in_flight", "management_api_pause", "last_auth0_success"}},
+	"read auth0/status":          {Response: []string{"roles_failing", "rotations_overdue", "rotations_in_flight", "management_api_pause", "last_auth0_success", "roles_drifted"}},
 	"read auth0/metrics":         {},
 }
 
@@ -173,6 +174,17 @@ func TestOpenAPIResponses(t *testing.T) {
 		e.ok(logical.UpdateOperation, "config", map[string]interface{}{"propagation_wait": "30s"})
 		check(e, logical.UpdateOperation, "config/rotate-root", map[string]interface{}{"end_overlap": true})
 		reads(e, "config")
+	})
+	t.Run("drift", func(t *testing.T) {
+		e := newTestEnv(t)
+		e.configureWithRole(nil)
+		e.ok(logical.UpdateOperation, "config", map[string]interface{}{"drift_check_period": "1h"})
+		e.ok(logical.UpdateOperation, "rotate/app", nil)
+		if _, err := e.emu.RotateSecretOutside(testAppID); err != nil {
+			t.Fatal(err)
+		}
+		e.advance(time.Hour)
+		reads(e, "roles/app", "status")
 	})
 	t.Run("token", func(t *testing.T) {
 		e := newTokenEnv(t, nil)

@@ -15,6 +15,10 @@ import (
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 )
 
+// minDriftCheckPeriod bounds drift_check_period from below: every role is checked once a
+// period, one Management API call each.
+const minDriftCheckPeriod = time.Minute
+
 func pathConfig(b *backend) []*framework.Path {
 	return []*framework.Path{
 		{
@@ -64,6 +68,11 @@ func pathConfig(b *backend) []*framework.Path {
 					Type:        framework.TypeInt,
 					Description: fmt.Sprintf("How many roles' creds entries each Vault node keeps decoded in memory, so creds/ reads need no storage round trip (least recently filled evicted first). Default %d; 0 disables the cache; at most %d.", model.DefaultCredsCacheSize, engine.MaxCredsCacheSize),
 					Default:     model.DefaultCredsCacheSize,
+				},
+				"drift_check_period": {
+					Type:        framework.TypeDurationSecond,
+					Description: fmt.Sprintf("How often each role's credential is checked against what Auth0 holds (the secret, by hash, which needs read:client_keys; the attached keys and certificates, by id), each role at its own moment of the period so that the checks spread out, paced by rate_limit. Default %s; 0 turns drift checks off; at least %s.", model.DefaultDriftCheckPeriod, minDriftCheckPeriod),
+					Default:     int(model.DefaultDriftCheckPeriod.Seconds()),
 				},
 				"metrics_role_labels": {
 					Type:        framework.TypeBool,
@@ -152,6 +161,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		"creds_cache_size":       cfg.CredsCacheSizeOrDefault(),
 		"propagation_wait":       int64(cfg.PropagationWaitOrDefault().Seconds()),
 		"metrics_role_labels":    cfg.MetricsRoleLabels,
+		"drift_check_period":     int64(cfg.DriftCheckPeriodOrDefault().Seconds()),
 	}
 	engine.AddTime(data, "last_root_rotation", cfg.LastRootRotation)
 	if cfg.RootRotationPeriod > 0 {
@@ -262,6 +272,14 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		cfg.CredsCacheSize = &n
 	}
 
+	if raw, ok := d.GetOk("drift_check_period"); ok {
+		period := time.Duration(raw.(int)) * time.Second
+		if period != 0 && period < minDriftCheckPeriod {
+			return logical.ErrorResponse("drift_check_period must be 0 (no drift checks) or at least %s, got %s", minDriftCheckPeriod, period), nil
+		}
+		cfg.DriftCheckPeriod = &period
+	}
+
 	if raw, ok := d.GetOk("metrics_role_labels"); ok {
 		cfg.MetricsRoleLabels = raw.(bool)
 	}
@@ -343,6 +361,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		return logical.ErrorResponse("the mount has roles bound under domain %s; their secrets and keys are sent only there, so changing domain to %s is refused (nothing was stored). If %s is the same tenant under another name (e.g. its custom domain), write again with allow_domain_change=true; otherwise mount the engine anew for the other tenant", moved, cfg.Domain(), cfg.Domain()), nil
 	}
 	b.Tokens.DropAll()
+	b.ScheduleDriftSweep(cfg)
 	b.Metrics.SetRoleLabels(cfg.MetricsRoleLabels)
 	b.ResetConnection()
 	if cfg.UsesKey() && !cfg.HasKey() {
@@ -367,6 +386,7 @@ func (b *backend) pathConfigDelete(ctx context.Context, req *logical.Request, _ 
 		return nil, fmt.Errorf("deleting config: %w", err)
 	}
 	b.Tokens.DropAll()
+	b.ScheduleDriftSweep(nil)
 	b.ResetConnection()
 	b.ScheduleRoot(nil)
 	return nil, nil
@@ -388,6 +408,7 @@ var configReadResponses = map[int][]framework.Response{http.StatusOK: {{
 		"creds_cache_size":           {Type: framework.TypeInt, Description: "Roles whose creds entries each node caches; 0: no cache."},
 		"propagation_wait":           {Type: framework.TypeInt64, Description: "Seconds a new private_key_jwt key is attached at Auth0 before creds serve it."},
 		"metrics_role_labels":        {Type: framework.TypeBool, Description: "Whether auth0/metrics labels per-role series with role names."},
+		"drift_check_period":         {Type: framework.TypeInt64, Description: "Seconds between two drift checks of a role's credential against Auth0; 0: none."},
 		"last_root_rotation":         {Type: framework.TypeTime, Description: "When the Management API secret was last rotated by Vault (RFC 3339); absent if never."},
 		"next_root_rotation":         {Type: framework.TypeTime, Description: "When the next scheduled root rotation is due; only with root_rotation_period."},
 		"last_root_rotation_failure": {Type: framework.TypeMap, Description: "While root rotations fail: time and message of the last failure, since (first failure of the run), consecutive_failures and next_attempt."},

@@ -102,6 +102,7 @@ func TestConfigWriteAndRead(t *testing.T) {
 		"propagation_wait":       int64(30),
 		"credential_type":        "client_secret",
 		"metrics_role_labels":    false,
+		"drift_check_period":     int64(86400),
 	}
 	if len(got) != len(want) {
 		t.Fatalf("config read = %v, want exactly %v", got, want)

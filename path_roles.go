@@ -77,6 +77,10 @@ func pathRoles(b *backend) []*framework.Path {
 					Type:        framework.TypeDurationSecond,
 					Description: fmt.Sprintf("The largest ttl creds/<name> answers: consumers that re-read at ttl (Vault Agent, Vault Secrets Operator) read at least this often, so a manual rotation reaches them within it, and those of a role without a schedule keep reading at all. Default %s, or a quarter of stage_period (staged roles) or overlap_period (private_key_jwt and self_signed_tls_client_auth roles) when that is shorter; at least %s, and shorter than stage_period or overlap_period. 0 restores the default.", model.DefaultMaxTTL, model.MinMaxTTL),
 				},
+				"drift_action": {
+					Type:        framework.TypeString,
+					Description: `What a drift check (config's drift_check_period) does when Auth0 no longer holds the role's credential (rotated in the Auth0 Dashboard, a key detached): "report" (default) records it (drift_detected), logs it at Error and counts it in auth0/status and the metrics; "rotate" also rotates at once, through the normal job path, to take the credential back.`,
+				},
 				"import_current_secret": {
 					Type:        framework.TypeBool,
 					Description: "Only on create: store the application's current Auth0 secret as version 1 instead of waiting for the first rotation (needs the read:client_keys scope).",
@@ -207,6 +211,10 @@ func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *fra
 	}
 	if f := role.LastFailure; f != nil {
 		data["last_rotation_failure"] = failureData(f, role.NextAttempt)
+	}
+	data["drift_action"] = driftAction(role)
+	if dr := role.DriftDetected; dr != nil {
+		data["drift_detected"] = map[string]interface{}{"time": dr.Time.UTC().Format(time.RFC3339), "what": dr.What}
 	}
 	return &logical.Response{Data: data}, nil
 }
@@ -382,6 +390,16 @@ func applyRoleFields(role *model.RoleEntry, d *framework.FieldData, creating boo
 		return nil, logical.ErrorResponse("rotation_window is only valid with rotation_schedule")
 	}
 
+	if raw, ok := d.GetOk("drift_action"); ok {
+		switch a := strings.ToLower(strings.TrimSpace(raw.(string))); a {
+		case "", model.DriftActionReport:
+			role.DriftAction = ""
+		case model.DriftActionRotate:
+			role.DriftAction = a
+		default:
+			return nil, logical.ErrorResponse("drift_action must be %q or %q, got %q", model.DriftActionReport, model.DriftActionRotate, raw)
+		}
+	}
 	if raw, ok := d.GetOk("max_ttl"); ok {
 		ttl := time.Duration(raw.(int)) * time.Second
 		if ttl != 0 && ttl < model.MinMaxTTL {
@@ -541,6 +559,8 @@ var roleReadResponses = map[int][]framework.Response{http.StatusOK: {{
 		"token_cache":           {Type: framework.TypeMap, Description: "With token_audiences, on this node: hits, misses, auth0_token_requests and auth0_token_failures of token/<name>."},
 		"allow_assertions":      {Type: framework.TypeBool, Description: "private_key_jwt roles: whether assertion/<name> signs client assertions."},
 		"assertion_ttl":         {Type: framework.TypeInt64, Description: "With allow_assertions: lifetime of the signed assertions, in seconds."},
+		"drift_action":          {Type: framework.TypeString, Description: "report or rotate: what a drift check does when Auth0 no longer holds the role's credential."},
+		"drift_detected":        {Type: framework.TypeMap, Description: "While the last drift check found Auth0 no longer holds the role's credential: when (time) and what differs (what). A check that finds no difference, or a new version, clears it."},
 		"last_rotation_failure": {Type: framework.TypeMap, Description: "While rotations fail: time and message of the last failure, since (first failure of the run), consecutive_failures and next_attempt."},
 	}, func(s engine.KindSchemas) map[string]*framework.FieldSchema { return s.Read }),
 }}}

@@ -43,6 +43,7 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *f
 	}
 	sort.Strings(names)
 	failing := []interface{}{}
+	drifted := []interface{}{}
 	overdue := []interface{}{}
 	blocked := []interface{}{}
 	inFlight := []interface{}{}
@@ -60,6 +61,9 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *f
 			entry := failureData(f, role.NextAttempt)
 			entry["role"] = name
 			failing = append(failing, entry)
+		}
+		if dr := role.DriftDetected; dr != nil {
+			drifted = append(drifted, map[string]interface{}{"role": name, "since": dr.Time.UTC().Format(time.RFC3339), "what": dr.What, "drift_action": driftAction(role)})
 		}
 		if role.Blocked != "" {
 			blocked = append(blocked, map[string]interface{}{"role": name, "reason": role.Blocked})
@@ -86,6 +90,7 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *f
 	data := map[string]interface{}{
 		"roles":                len(names),
 		"roles_failing":        failing,
+		"roles_drifted":        drifted,
 		"rotations_overdue":    overdue,
 		"roles_blocked":        blocked,
 		"rotations_in_flight":  inFlight,
@@ -115,6 +120,7 @@ var statusResponses = map[int][]framework.Response{http.StatusOK: {{
 	Description: "OK",
 	Fields: map[string]*framework.FieldSchema{
 		"roles":                       {Type: framework.TypeInt, Description: "How many roles the mount has."},
+		"roles_drifted":               {Type: framework.TypeSlice, Description: "Roles whose credential the last drift check found Auth0 no longer holds: role, since, what differs, drift_action."},
 		"roles_failing":               {Type: framework.TypeSlice, Description: "Roles whose last rotation attempt failed: role, since (first failure of the run), time and message of the last one, consecutive_failures, next_attempt."},
 		"rotations_overdue":           {Type: framework.TypeSlice, Description: "Roles due more than a minute ago: role, due, overdue_seconds."},
 		"roles_blocked":               {Type: framework.TypeSlice, Description: "Roles the engine will not rotate until an operator acts: role, reason."},
@@ -142,6 +148,9 @@ per request. It answers:
   rotations_overdue            roles due more than a minute ago (their rotation has not
                                run: the scheduler is stopped or backed off)
   roles_blocked                roles the engine will not rotate until an operator acts
+  roles_drifted                roles whose credential the last drift check found Auth0
+                               no longer holds (drift_check_period on config): since,
+                               what differs, drift_action
   rotations_in_flight          rotations left unresolved (write-ahead entries), staged
                                secrets switching, private_key_jwt keys not yet published
   scheduler_running, queued    whether this node runs the scheduler (the active node of a
@@ -152,7 +161,16 @@ per request. It answers:
   last_auth0_success           when Auth0 last answered this node's engine without error
 
 Alert on a non-empty roles_failing (with since older than your tolerance),
-rotations_overdue or roles_blocked, and on a last_auth0_success much older than the
-shortest rotation interval. The log lines worth alerting on are "rotation failed",
-"scheduled rotation failed", "role not rotated", and "could not read stored state".
+rotations_overdue, roles_blocked or roles_drifted, and on a last_auth0_success much older
+than the shortest rotation interval. The log lines worth alerting on are "rotation
+failed", "scheduled rotation failed", "role not rotated", "could not read stored state"
+and "credential drift".
 `
+
+// driftAction is a role's drift_action as reads show it.
+func driftAction(role *model.RoleEntry) string {
+	if role.DriftAction == "" {
+		return model.DriftActionReport
+	}
+	return role.DriftAction
+}

@@ -490,3 +490,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
+
+// RotateSecretOutside rotates clientID's secret as someone clicking "Rotate" in the Auth0
+// Dashboard does: behind the back of whatever holds the old one (a drift for Vault). It
+// is not counted in Stats().Rotations, which counts the Management API's rotate-secret,
+// and answers the new secret.
+func (s *Server) RotateSecretOutside(clientID string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.clients[clientID]
+	if !ok {
+		return "", fmt.Errorf("emulator: no client %q", clientID)
+	}
+	if rec.auth.method != "" {
+		return "", fmt.Errorf("emulator: client %q authenticates with %s, not a secret", clientID, rec.auth.method)
+	}
+	secret := randomSecret()
+	s.replaceSecretLocked(rec, secret)
+	return secret, nil
+}

@@ -250,3 +250,7 @@ certificate works until overlap_until.
 		},
 	})
 }
+
+func (k certKind) driftOf(ctx context.Context, b *Engine, conn *connection, role *model.RoleEntry, _ *model.CredsEntry) (string, error) {
+	return attachedDrift(ctx, b, conn, role, k)
+}

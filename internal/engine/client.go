@@ -104,6 +104,7 @@ func (b *Engine) SettingsOf(cfg *model.ConfigEntry) auth0api.Settings {
 func (b *Engine) ResetConnection() {
 	b.connMu.Lock()
 	defer b.connMu.Unlock()
+	b.drift.noScope.Store(false) // the config changed: its scopes may have too
 	if c := b.Conn.Swap(nil); c != nil {
 		c.Client.Close()
 	}

@@ -90,6 +90,8 @@ type Engine struct {
 	// gauges report of the roles.
 	Metrics    *metrics.Metrics
 	roleHealth *roleHealth
+	// drift is the drift sweep's memory (drift.go).
+	drift driftState
 }
 
 func NewEngine(clk clock.Clock, host Host, version string) *Engine {

@@ -864,3 +864,7 @@ func SameSet(a, b []string) bool {
 	}
 	return true
 }
+
+func (k keyKind) driftOf(ctx context.Context, b *Engine, conn *connection, role *model.RoleEntry, _ *model.CredsEntry) (string, error) {
+	return attachedDrift(ctx, b, conn, role, k)
+}

@@ -67,6 +67,9 @@ type CredentialKind interface {
 	CredsFields(c *model.CredsEntry, served, previous *model.SecretEntry, current bool, data map[string]interface{})
 	// schemas are the kind's fields in the API.
 	schemas() KindSchemas
+	// driftOf compares the role's current credential (creds) with what Auth0 holds, and
+	// says what differs, "" if nothing does (drift.go).
+	driftOf(ctx context.Context, b *Engine, conn *connection, role *model.RoleEntry, creds *model.CredsEntry) (string, error)
 	// authenticate sets how a token request of token/ authenticates with the served
 	// credential.
 	authenticate(b *Engine, cfg *model.ConfigEntry, c *model.CredsEntry, req *auth0api.TokenRequest) error

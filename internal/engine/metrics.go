@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"sort"
 	"sync"
 	"time"
 
@@ -21,11 +22,24 @@ type roleHealth struct {
 	mu      sync.Mutex
 	failing map[string]bool
 	blocked map[string]bool
+	drifted map[string]bool
 	known   map[string]bool
 }
 
 func newRoleHealth() *roleHealth {
-	return &roleHealth{failing: map[string]bool{}, blocked: map[string]bool{}, known: map[string]bool{}}
+	return &roleHealth{failing: map[string]bool{}, blocked: map[string]bool{}, drifted: map[string]bool{}, known: map[string]bool{}}
+}
+
+// names are the roles known, for the drift sweep.
+func (h *roleHealth) names() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	names := make([]string, 0, len(h.known))
+	for name := range h.known {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // note records role's state; a nil role is one that is gone.
@@ -36,11 +50,13 @@ func (h *roleHealth) note(name string, role *model.RoleEntry) {
 		delete(h.known, name)
 		delete(h.failing, name)
 		delete(h.blocked, name)
+		delete(h.drifted, name)
 		return
 	}
 	h.known[name] = true
 	setFlag(h.failing, name, role.LastFailure != nil)
 	setFlag(h.blocked, name, role.Blocked != "")
+	setFlag(h.drifted, name, role.DriftDetected != nil)
 }
 
 func setFlag(m map[string]bool, name string, on bool) {
@@ -55,7 +71,7 @@ func setFlag(m map[string]bool, name string, on bool) {
 func (b *Engine) health() metrics.Health {
 	var h metrics.Health
 	b.roleHealth.mu.Lock()
-	h.Roles, h.Failing, h.Halted = len(b.roleHealth.known), len(b.roleHealth.failing), len(b.roleHealth.blocked)
+	h.Roles, h.Failing, h.Halted, h.Drifted = len(b.roleHealth.known), len(b.roleHealth.failing), len(b.roleHealth.blocked), len(b.roleHealth.drifted)
 	b.roleHealth.mu.Unlock()
 	if sch := b.Sched.Load(); sch != nil {
 		h.Queued = sch.Queue.Len()

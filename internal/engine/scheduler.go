@@ -193,6 +193,10 @@ func (b *Engine) startup(ctx context.Context, sch *Scheduler, pending inFlight, 
 // runDue runs the job of a key the queue says is due.
 func (b *Engine) runDue(ctx context.Context, sch *Scheduler, name string) {
 	defer b.recoverJob()
+	if name == DriftQueueKey {
+		b.runDriftSweep(ctx, sch)
+		return
+	}
 	if name == RootQueueKey {
 		if _, resp, err := b.RunRootJob(ctx, sch.Storage, triggerScheduled); err != nil || resp != nil {
 			b.logger().Warn("scheduled root rotation failed", "error", failureMessage(resp, err))
@@ -220,7 +224,9 @@ func (b *Engine) RunDueNow(ctx context.Context) int {
 			return n
 		}
 		b.runDue(ctx, sch, name)
-		n++
+		if name != DriftQueueKey { // a sweep is no job of its own: it runs checks, or rotations counted apart
+			n++
+		}
 	}
 }
 
@@ -284,6 +290,7 @@ func (b *Engine) LoadQueue(ctx context.Context, sch *Scheduler) {
 		cfg, err := model.LoadConfig(ctx, sch.Storage)
 		if err == nil {
 			b.ScheduleRoot(cfg)
+			b.ScheduleDriftSweep(cfg)
 			b.Metrics.SetRoleLabels(cfg != nil && cfg.MetricsRoleLabels)
 		}
 		return err
@@ -332,6 +339,10 @@ func (b *Engine) VerifyQueue(ctx context.Context, sch *Scheduler) {
 		b.dropIfGone(ctx, sch, name)
 	}
 	b.logger().Info("rotation queue verified against every role", "roles", len(names), "queued", sch.Queue.Len(), "unreadable", len(failed), "duration", time.Since(start).String())
+	// Every role is known now: the drift sweep goes to the first one's check.
+	if cfg, err := model.LoadConfig(ctx, sch.Storage); err == nil {
+		b.queueDriftSweep(sch, driftPeriod(cfg))
+	}
 }
 
 // roleReadFailure is a role queueRoles could not read, with why.

@@ -211,3 +211,7 @@ func (j *roleJob) rotate(conn *connection) (*model.VersionMeta, *logical.Respons
 	b.logger().Info("rotated client secret", "role", j.name, "client_id", role.ClientID, "version", version.Version, "source", j.trigger)
 	return version, nil, nil
 }
+
+func (secretKind) driftOf(ctx context.Context, b *Engine, conn *connection, role *model.RoleEntry, creds *model.CredsEntry) (string, error) {
+	return secretDrift(ctx, b, conn, role, creds)
+}

@@ -378,3 +378,7 @@ func (b *Engine) GenerateSecret(ctx context.Context, policy string) (string, err
 	}
 	return secret, nil
 }
+
+func (stagedKind) driftOf(ctx context.Context, b *Engine, conn *connection, role *model.RoleEntry, creds *model.CredsEntry) (string, error) {
+	return secretDrift(ctx, b, conn, role, creds)
+}

@@ -22,8 +22,9 @@ const ContentType = "text/plain; version=0.0.4; charset=utf-8"
 type Health struct {
 	// Roles are the roles known; Queued those with a due time; Overdue those whose due
 	// time passed more than a minute ago; Failing those whose last attempt failed;
-	// Halted those not rotated until their operator acts.
-	Roles, Queued, Overdue, Failing, Halted int
+	// Halted those not rotated until their operator acts; Drifted those whose credential
+	// the last drift check found Auth0 no longer holds.
+	Roles, Queued, Overdue, Failing, Halted, Drifted int
 }
 
 // Metrics are one mount's metrics. The zero value is not usable: use New.
@@ -202,6 +203,7 @@ var healthDescs = []struct {
 	{prometheus.NewDesc(namespace+"_queue_size", "Roles with a due time in the rotation queue.", nil, nil), func(h Health) int { return h.Queued }},
 	{prometheus.NewDesc(namespace+"_roles_overdue", "Roles whose due time passed more than a minute ago: the scheduler is behind, or held back by Auth0's rate limit.", nil, nil), func(h Health) int { return h.Overdue }},
 	{prometheus.NewDesc(namespace+"_roles_failing", "Roles whose last rotation attempt failed (retried with backoff).", nil, nil), func(h Health) int { return h.Failing }},
+	{prometheus.NewDesc(namespace+"_roles_drifted", "Roles whose credential the last drift check found Auth0 no longer holds (rotated or detached outside Vault).", nil, nil), func(h Health) int { return h.Drifted }},
 	{prometheus.NewDesc(namespace+"_roles_blocked", "Roles not rotated until their operator acts (auth0/status says why).", nil, nil), func(h Health) int { return h.Halted }},
 }
 

@@ -34,6 +34,8 @@ const (
 	DefaultCredsCacheSize = 10000
 	// DefaultRootOverlapPeriod is how long the mount's previous key stays attached.
 	DefaultRootOverlapPeriod = 24 * time.Hour
+	// DefaultDriftCheckPeriod is how often each role's credential is checked against Auth0.
+	DefaultDriftCheckPeriod = 24 * time.Hour
 )
 
 // ConfigEntry is the Management API connection, stored seal-wrapped at "config".
@@ -59,6 +61,9 @@ type ConfigEntry struct {
 	CredsCacheSize *int `json:"creds_cache_size,omitempty"`
 	// MetricsRoleLabels allows role names as labels of auth0/metrics' per-role series.
 	MetricsRoleLabels bool `json:"metrics_role_labels,omitempty"`
+	// DriftCheckPeriod is how often each role's credential is checked against Auth0 (nil:
+	// DefaultDriftCheckPeriod; 0: never).
+	DriftCheckPeriod *time.Duration `json:"drift_check_period,omitempty"`
 
 	// AllowedClientIDs limits the applications roles of this mount may bind and rotate:
 	// exact client IDs, and globs in which "*" matches any run of characters. Empty: any.
@@ -334,4 +339,12 @@ func (c *ConfigEntry) RootKeyState() *RoleEntry {
 	r.OverlapPeriod = c.RootOverlapPeriodOrDefault()
 	r.RotationPeriod, r.NextVaultRotation = c.RootRotationPeriod, c.NextRootRotation
 	return r
+}
+
+// DriftCheckPeriodOrDefault is drift_check_period: 0 turns drift checks off.
+func (c *ConfigEntry) DriftCheckPeriodOrDefault() time.Duration {
+	if c.DriftCheckPeriod != nil {
+		return *c.DriftCheckPeriod
+	}
+	return DefaultDriftCheckPeriod
 }

@@ -114,6 +114,13 @@ type RoleEntry struct {
 	// schedule that never fires, an application another role owns); empty otherwise.
 	Blocked string `json:"blocked,omitempty"`
 
+	// DriftAction is what a drift check does on finding that Auth0 no longer holds the
+	// role's credential: DriftActionReport ("" too) or DriftActionRotate.
+	DriftAction string `json:"drift_action,omitempty"`
+	// DriftDetected is the difference the last drift check found, until a check finds
+	// none or a new version replaces the credential.
+	DriftDetected *Drift `json:"drift_detected,omitempty"`
+
 	// CredentialType is what the role rotates: "" (client_secret) or private_key_jwt, whose
 	// settings and rotation state follow (keys.go).
 	CredentialType        string        `json:"credential_type,omitempty"`
@@ -377,6 +384,7 @@ func (r *RoleEntry) AddVersion(info VersionMeta, now time.Time) (*VersionMeta, [
 	v := &info
 	v.Version, v.CreatedTime = r.CurrentVersion()+1, now.UTC()
 	r.Versions = append(r.Versions, v)
+	r.DriftDetected = nil // the new version is what Auth0 holds now
 	return v, r.TrimVersions()
 }
 
@@ -698,4 +706,18 @@ func (c *CredsEntry) KindKey() (credentialType, strategy string) {
 		return c.CredentialType, StrategyStaged
 	}
 	return c.CredentialType, c.Strategy
+}
+
+// Drift actions (drift_action).
+const (
+	DriftActionReport = "report"
+	DriftActionRotate = "rotate"
+)
+
+// Drift is a difference a drift check found between the credential Vault serves for a
+// role and what Auth0 holds: someone rotated the secret or detached the key behind
+// Vault's back.
+type Drift struct {
+	Time time.Time `json:"time"`
+	What string    `json:"what"`
 }
