@@ -79,6 +79,7 @@ func newBackendWithClock(clk clock.Clock) *backend {
 			pathVersions(b),
 			pathToken(b),
 			pathStatus(b),
+			pathCheck(b),
 		),
 		InitializeFunc:    b.InitializeMount,
 		WALRollback:       b.RollbackWAL,

@@ -104,7 +104,9 @@ func (l *RateLimiter) Observe(resp *http.Response, now time.Time) {
 }
 
 // ObservingTransport sits under the Management API client: it feeds Auth0's 429s to the
-// mount's RateLimiter and records when a request actually leaves the process. Waiting for
+// mount's RateLimiter, records when a request actually leaves the process, and, for a
+// request whose context asks for it (Management.Observe), what the answer said of the
+// tenant. Waiting for
 // the limiter happens before the request is built (managementClient.call), so that the wait
 // does not count against the HTTP timeout.
 type ObservingTransport struct {
@@ -114,14 +116,19 @@ type ObservingTransport struct {
 }
 
 func (t *ObservingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if st, ok := req.Context().Value(sendTrackerKey{}).(*SendTracker); ok && strings.HasPrefix(req.URL.Path, "/api/v2/") {
+	api := strings.HasPrefix(req.URL.Path, "/api/v2/")
+	if st, ok := req.Context().Value(sendTrackerKey{}).(*SendTracker); ok && api {
 		st.sent.Store(true)
 	}
+	sent := t.Clock.Now()
 	resp, err := t.Base.RoundTrip(req)
 	if err == nil {
 		t.Limiter.Observe(resp, t.Clock.Now())
 		if resp.StatusCode < 400 {
 			t.Limiter.lastSuccess.Store(t.Clock.Now().UnixNano())
+		}
+		if rec, ok := req.Context().Value(answerRecorderKey{}).(*answerRecorder); ok && api {
+			rec.record(resp, sent, t.Clock.Now())
 		}
 	}
 	return resp, err
