@@ -80,6 +80,7 @@ func newBackendWithClock(clk clock.Clock) *backend {
 			pathToken(b),
 			pathStatus(b),
 			pathMetrics(b),
+			pathCheck(b),
 		),
 		InitializeFunc:    b.InitializeMount,
 		WALRollback:       b.RollbackWAL,

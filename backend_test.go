@@ -50,13 +50,24 @@ type testEnv struct {
 // applications, and a backend logging at trace level into env.logs.
 func newTestEnv(t *testing.T, scopes ...string) *testEnv {
 	t.Helper()
+	return newTestEnvWith(t, nil, scopes...)
+}
+
+// newTestEnvWith is newTestEnv with the emulator's options adjusted by adjust, which
+// gets the engine's virtual clock (the emulator's by default).
+func newTestEnvWith(t *testing.T, adjust func(opts *emulator.Options, clk *fakeClock), scopes ...string) *testEnv {
+	t.Helper()
 	if scopes == nil {
 		scopes = allScopes
 	}
 	// The emulator keeps the engine's virtual time for its rate limits and propagation.
 	clk := newFakeClock(time.Now().UTC().Truncate(time.Second))
 	clk.autoAdvance = true
-	emu := emulator.New(emulator.Options{Now: clk.Now, Seed: 1, CNAMEAPIKey: testCNAMEKey})
+	opts := emulator.Options{Now: clk.Now, Seed: 1, CNAMEAPIKey: testCNAMEKey}
+	if adjust != nil {
+		adjust(&opts, clk)
+	}
+	emu := emulator.New(opts)
 	srv := httptest.NewServer(emu)
 	t.Cleanup(srv.Close)
 	emu.AddClient(emulator.Client{ClientID: testMgmtID, Name: "Vault", Grants: map[string][]string{"management": scopes}})

@@ -54,6 +54,7 @@ var contract = map[string]apidoc.Endpoint{
 	"read auth0/assertion/:name": {Params: []string{"name"}, Response: []string{"client_assertion", "client_assertion_type", "expires_at"}},
 	"read auth0/status":          {Response: []string{"roles_failing", "rotations_overdue", "rotations_in_flight", "management_api_pause", "last_auth0_success", "roles_drifted"}},
 	"read auth0/metrics":         {},
+	"read auth0/config/check":    {Params: []string{"roles"}, Response: []string{"ok", "scopes", "rate_limit", "clock_skew_seconds", "audience", "roles"}},
 }
 
 // Every path, operation, parameter and field of the document is described, and the
@@ -139,7 +140,7 @@ func TestOpenAPIResponses(t *testing.T) {
 		check(e, logical.UpdateOperation, "config/rotate-root", nil)
 		check(e, logical.ListOperation, "roles/", nil)
 		check(e, logical.ReadOperation, "creds/app", map[string]interface{}{"version": 1})
-		reads(e, "config", "roles/app", "creds/app", "versions/app", "status")
+		reads(e, "config", "roles/app", "creds/app", "versions/app", "status", "config/check")
 		e.ok(logical.UpdateOperation, "roles/app", map[string]interface{}{"rotation_period": 0, "rotation_schedule": "0 3 * * SUN", "rotation_window": "1h"})
 		reads(e, "roles/app", "creds/app")
 	})

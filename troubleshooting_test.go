@@ -36,7 +36,9 @@ import (
 //     assigned to it, a call of a package function to each value it returns, and a
 //     concatenation to its literal parts, other operands becoming placeholders;
 //   - the argument given to a package function's parameter named "what": the operation
-//     auth0Failure and rootFailure put in front of their messages.
+//     auth0Failure and rootFailure put in front of their messages; and to a parameter
+//     named "problem" of a package function or method: a message it hands on to an
+//     operator (config/check's problems).
 //
 // A format's argument that is a package-level string or integer constant is written into
 // the message (the doc shows "immediate", not a placeholder, and goes stale when the
@@ -317,16 +319,26 @@ func (sc *messageScanner) call(call *ast.CallExpr, fn ast.Node, inDescription []
 			sc.sink(call.Args[0], fn, call)
 			return
 		}
-		// Arguments for a package function's parameter named "what".
-		id, ok := call.Fun.(*ast.Ident)
-		if !ok {
+		// Arguments for a package function's parameter named "what", and for a package
+		// function's or method's parameter named "problem".
+		var callee string
+		method := false
+		switch f := call.Fun.(type) {
+		case *ast.Ident:
+			callee = f.Name
+		case *ast.SelectorExpr:
+			callee, method = f.Sel.Name, true
+		default:
 			return
 		}
-		for _, decl := range sc.funcs[id.Name] {
+		for _, decl := range sc.funcs[callee] {
+			if method != (decl.Recv != nil) {
+				continue
+			}
 			i := 0
 			for _, field := range decl.Type.Params.List {
 				for _, name := range field.Names {
-					if name.Name == "what" && i < len(call.Args) {
+					if (name.Name == "what" && !method || name.Name == "problem") && i < len(call.Args) {
 						sc.sink(call.Args[i], fn, call)
 					}
 					i++

@@ -57,6 +57,7 @@
 //     with a PATCH that changes the credentials attached to private_key_jwt
 //     or self_signed_tls_client_auth (or switches between the methods): the
 //     previous or the new configuration.
+//   - A Date header on every answer, from the emulator's clock (Options.Now).
 //   - Rate limits: a token bucket per tenant for /api/v2 (Options.RateLimit,
 //     RatePerSecond/Burst or a Plan preset), with x-ratelimit-limit,
 //     x-ratelimit-remaining and x-ratelimit-reset on every /api/v2 response
@@ -124,8 +125,9 @@ type Options struct {
 	// Seed seeds the randomness of PropagationDelay; 0 means a random seed.
 	Seed uint64
 	// Now is the clock of the rate limiters, of PropagationDelay, of
-	// credential expiry and timestamps, of client assertion checks and of
-	// the validity period of client certificates; nil
+	// credential expiry and timestamps, of client assertion checks, of
+	// the validity period of client certificates and of the Date header
+	// of every answer; nil
 	// means time.Now. (Access-token expiry and fault delays use real time.)
 	Now func() time.Time
 	// TokenLifetime is the lifetime of issued access tokens; 0 means 24h.
@@ -298,6 +300,9 @@ func (s *Server) now() time.Time {
 // ServeHTTP dispatches to the token endpoint or the Management API; anything
 // else is answered with a JSON 404.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Auth0 dates every answer; the emulator on its own clock (Options.Now), so that a
+	// client comparing clocks sees the tenant's time, not the test machine's.
+	w.Header().Set("Date", s.now().UTC().Format(http.TimeFormat))
 	switch p := r.URL.Path; {
 	case p == "/oauth/token":
 		s.serveToken(w, r)
@@ -333,6 +338,17 @@ func (s *Server) AddClient(c Client) Client {
 	s.mu.Unlock()
 	c.Grants = copyGrants(c.Grants)
 	return c
+}
+
+// RemoveClient deletes a client, as deleting the application in the dashboard does: the
+// Management API then answers 404 for it and the token endpoint refuses its credentials.
+// It reports whether the client existed.
+func (s *Server) RemoveClient(clientID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.clients[clientID]
+	delete(s.clients, clientID)
+	return ok
 }
 
 // SetGrant replaces the scopes clientID is granted for audience ("management" for the

@@ -204,6 +204,14 @@ func recipePoliciesCheck(t *testing.T, f *fixture) {
 		{policy: monitor, method: get, path: "status", allowed: true},
 		{policy: monitor, method: get, path: "roles/myapp"},
 		{policy: monitor, method: get, path: "creds/myapp"},
+		// the preflight check
+		{policy: operator, method: get, path: "config/check", allowed: true, check: func(t *testing.T, d map[string]any) {
+			noSecretField(t, d)
+			if _, ok := d["ok"].(bool); !ok || d["scopes"] == nil || d["roles"] == nil {
+				t.Errorf("config/check answered %v", keys(d))
+			}
+		}},
+		{policy: monitor, method: get, path: "config/check"},
 	}
 	// Every claim is shown both ways: what a policy is refused, another policy (or root,
 	// for what no recipe policy grants) is allowed, and the other way round.

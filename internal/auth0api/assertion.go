@@ -19,6 +19,20 @@ import (
 
 const ClientAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
+// ManagementAssertionTTL is the lifetime of the assertions the mount signs for its own
+// Management API tokens (credential_type=private_key_jwt).
+const ManagementAssertionTTL = time.Minute
+
+// AssertionClockSkew is the clock skew Auth0 allows a client assertion's iat and nbf ("a
+// clock skew of up to 10 seconds"): an assertion signed on a clock further ahead of
+// Auth0's is refused, and one signed on a clock behind expires that much earlier at Auth0.
+const AssertionClockSkew = 10 * time.Second
+
+// ClockSkewWarning is the skew between Vault's clock and Auth0's that config/check warns
+// of: half of AssertionClockSkew, so that a drifting clock is fixed before Auth0 refuses
+// assertions, with room for the check's own one-second resolution.
+const ClockSkewWarning = AssertionClockSkew / 2
+
 // Signing algorithms Auth0 accepts for private_key_jwt credentials.
 const (
 	AlgRS256 = "RS256"

@@ -72,6 +72,19 @@ func TokenForbidden(err error) (forbidden bool, code string) {
 	return ok && status == http.StatusForbidden, code
 }
 
+// AudienceRefused reports whether the token endpoint refused the audience asked for (403
+// access_denied): Auth0 knows no API by that identifier ("Service not enabled within
+// domain", as for a custom domain's name in place of the canonical one), or the
+// application is not authorized for it.
+func AudienceRefused(err error) bool {
+	forbidden, code := TokenForbidden(err)
+	return forbidden && code == "access_denied"
+}
+
+// ClientNotFound reports whether the Management API answered 404: no application has the
+// client_id asked about.
+func ClientNotFound(err error) bool { return ManagementStatus(err) == http.StatusNotFound }
+
 // CredentialsRejected tells Auth0 refusing the credentials (401, or 400 invalid_client)
 // from everything else: not reaching Auth0, its limits (429, or a 500 "Global limit has
 // been reached"), or a missing grant (403), none of which says the secret is wrong.

@@ -50,7 +50,7 @@ func (s Settings) tokenRequest() (TokenRequest, error) {
 		if s.Now != nil {
 			now = s.Now
 		}
-		assertion, err := SignAssertion(s.PrivateKey, s.Algorithm, s.KID, s.ClientID, s.AssertionAudience, now(), time.Minute)
+		assertion, err := SignAssertion(s.PrivateKey, s.Algorithm, s.KID, s.ClientID, s.AssertionAudience, now(), ManagementAssertionTTL)
 		if err != nil {
 			return r, err
 		}

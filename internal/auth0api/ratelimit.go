@@ -131,7 +131,9 @@ func (l *RateLimiter) Observe(resp *http.Response, now time.Time) {
 }
 
 // ObservingTransport sits under the Management API client: it feeds Auth0's 429s to the
-// mount's RateLimiter and records when a request actually leaves the process. Waiting for
+// mount's RateLimiter, records when a request actually leaves the process, and, for a
+// request whose context asks for it (Management.Observe), what the answer said of the
+// tenant. Waiting for
 // the limiter happens before the request is built (managementClient.call), so that the wait
 // does not count against the HTTP timeout.
 type ObservingTransport struct {
@@ -141,10 +143,12 @@ type ObservingTransport struct {
 }
 
 func (t *ObservingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if st, ok := req.Context().Value(sendTrackerKey{}).(*SendTracker); ok && strings.HasPrefix(req.URL.Path, "/api/v2/") {
+	api := strings.HasPrefix(req.URL.Path, "/api/v2/")
+	if st, ok := req.Context().Value(sendTrackerKey{}).(*SendTracker); ok && api {
 		st.sent.Store(true)
 	}
 	start := time.Now() // latency, on the wall clock
+	sent := t.Clock.Now()
 	resp, err := t.Base.RoundTrip(req)
 	status := 0
 	if err == nil {
@@ -156,6 +160,9 @@ func (t *ObservingTransport) RoundTrip(req *http.Request) (*http.Response, error
 			if o := t.Limiter.observe(); o != nil {
 				o.ObserveSuccess(now)
 			}
+		}
+		if rec, ok := req.Context().Value(answerRecorderKey{}).(*answerRecorder); ok && api {
+			rec.record(resp, sent, t.Clock.Now())
 		}
 	}
 	if o := t.Limiter.observe(); o != nil {

@@ -70,11 +70,7 @@ func RequestToken(ctx context.Context, s Settings, r TokenRequest) (*Token, erro
 // VerifyCredentials obtains a Management API token with s's credentials, proving that
 // Auth0 accepts them before anything is stored.
 func VerifyCredentials(ctx context.Context, s Settings) error {
-	req, err := s.tokenRequest()
-	if err != nil {
-		return err
-	}
-	_, err = RequestToken(ctx, s, req)
+	_, err := ManagementToken(ctx, s)
 	return err
 }
 

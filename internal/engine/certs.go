@@ -69,14 +69,34 @@ func (certKind) ApplyFields(role *model.RoleEntry, d *framework.FieldData, creat
 	if resp := applyOverlapFields(role, d, now); resp != nil {
 		return resp
 	}
-	if need := role.RotationPeriod + role.OverlapPeriodOrDefault(); role.RotationPeriod > 0 && role.CertificateTTLOrDefault() <= need {
-		return logical.ErrorResponse("certificate_ttl (%s) must be longer than rotation_period plus overlap_period (%s): a certificate must outlive its overlap", role.CertificateTTLOrDefault(), need)
+	if problem := certLifetimeProblem(role); problem != "" {
+		return logical.ErrorResponse("%s", problem)
 	}
 	return nil
 }
 
+// certLifetimeProblem says why certificate_ttl is too short for the role's rotation and
+// overlap, "" when it is not.
+func certLifetimeProblem(role *model.RoleEntry) string {
+	if need := role.RotationPeriod + role.OverlapPeriodOrDefault(); role.RotationPeriod > 0 && role.CertificateTTLOrDefault() <= need {
+		return fmt.Sprintf("certificate_ttl (%s) must be longer than rotation_period plus overlap_period (%s): a certificate must outlive its overlap", role.CertificateTTLOrDefault(), need)
+	}
+	return ""
+}
+
+func (certKind) scheduleProblem(role *model.RoleEntry, now time.Time) string {
+	if problem := overlapProblem(role, now); problem != "" {
+		return problem
+	}
+	return certLifetimeProblem(role)
+}
+
 func (k certKind) CheckApplication(ctx context.Context, conn *connection, role *model.RoleEntry) (*logical.Response, error) {
 	return checkAuthMethod(ctx, conn, role, k.method())
+}
+
+func (k certKind) applicationProblem(role *model.RoleEntry, methods *auth0api.AuthMethods) string {
+	return attachedMethodProblem(role, methods, k.method())
 }
 
 func (certKind) ReadFields(role *model.RoleEntry, data map[string]interface{}) {

@@ -27,6 +27,9 @@ type auth0API interface {
 	// SetClientSecret sets clientID's secret to secret (PATCH, idempotent). Like
 	// RotateSecret it reports a lost answer as auth0api.ErrOutcomeUnknown.
 	SetClientSecret(ctx context.Context, clientID, secret string) error
+	// Observe reads the Management API application's own client (clientID) for what
+	// Auth0's answer says of the tenant: its rate limit and its clock (config/check).
+	Observe(ctx context.Context, clientID string) (*auth0api.Answer, error)
 	// Close releases idle connections once the client is replaced.
 	Close()
 }

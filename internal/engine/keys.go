@@ -91,20 +91,38 @@ func applyOverlapFields(role *model.RoleEntry, d *framework.FieldData, now time.
 	if raw, ok := d.GetOk("allow_auth_method_change"); ok {
 		role.AllowAuthMethodChange = raw.(bool)
 	}
-	overlap := role.OverlapPeriodOrDefault()
-	if role.RotationPeriod > 0 && overlap >= role.RotationPeriod {
-		return logical.ErrorResponse("overlap_period (%s) must be shorter than rotation_period (%s): Auth0 keeps two credentials per application, so the next one is made only once the previous one is detached", overlap, role.RotationPeriod)
-	}
-	if role.RotationSchedule != "" {
-		if gap := role.ShortestScheduleGap(now); gap > 0 && overlap >= gap {
-			return logical.ErrorResponse("overlap_period (%s) must be shorter than the shortest interval between rotation_schedule's times (%s)", overlap, gap)
-		}
+	if problem := overlapProblem(role, now); problem != "" {
+		return logical.ErrorResponse("%s", problem)
 	}
 	return nil
 }
 
+// overlapProblem says why overlap_period does not fit the role's schedule, "" when it
+// does: Auth0 keeps two credentials per application, so the next one is made only once
+// the previous one is detached.
+func overlapProblem(role *model.RoleEntry, now time.Time) string {
+	overlap := role.OverlapPeriodOrDefault()
+	if role.RotationPeriod > 0 && overlap >= role.RotationPeriod {
+		return fmt.Sprintf("overlap_period (%s) must be shorter than rotation_period (%s): Auth0 keeps two credentials per application, so the next one is made only once the previous one is detached", overlap, role.RotationPeriod)
+	}
+	if role.RotationSchedule != "" {
+		if gap := role.ShortestScheduleGap(now); gap > 0 && overlap >= gap {
+			return fmt.Sprintf("overlap_period (%s) must be shorter than the shortest interval between rotation_schedule's times (%s)", overlap, gap)
+		}
+	}
+	return ""
+}
+
+func (keyKind) scheduleProblem(role *model.RoleEntry, now time.Time) string {
+	return overlapProblem(role, now)
+}
+
 func (k keyKind) CheckApplication(ctx context.Context, conn *connection, role *model.RoleEntry) (*logical.Response, error) {
-	return checkAuthMethod(ctx, conn, role, k.CredentialType())
+	return checkAuthMethod(ctx, conn, role, k.method())
+}
+
+func (k keyKind) applicationProblem(role *model.RoleEntry, methods *auth0api.AuthMethods) string {
+	return attachedMethodProblem(role, methods, k.method())
 }
 
 // checkAuthMethod refuses to take over an application that authenticates with a client
@@ -122,10 +140,20 @@ func checkAuthMethod(ctx context.Context, conn *connection, role *model.RoleEntr
 	if err != nil {
 		return Auth0Failure(fmt.Sprintf("checking how client_id %q authenticates", role.ClientID), err)
 	}
-	if methods.Switching() {
-		return logical.ErrorResponse(authMethodRefusal(role.ClientID, methods, method)), nil
+	if problem := attachedMethodProblem(role, methods, method); problem != "" {
+		return logical.ErrorResponse("%s", problem), nil
 	}
 	return nil, nil
+}
+
+// attachedMethodProblem says why a role attaching credentials to method cannot take over
+// the application as Auth0 has it (methods), "" when it can: switching an application
+// off its client secret, or off another credential method, needs the role's consent.
+func attachedMethodProblem(role *model.RoleEntry, methods *auth0api.AuthMethods, method string) string {
+	if role.AllowAuthMethodChange || !methods.Switching() {
+		return ""
+	}
+	return authMethodRefusal(role.ClientID, methods, method)
 }
 
 func (keyKind) ReadFields(role *model.RoleEntry, data map[string]interface{}) {

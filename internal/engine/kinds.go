@@ -40,6 +40,13 @@ type CredentialKind interface {
 	// CheckApplication is called when a role is created: whether the kind can take over
 	// the application as Auth0 has it now.
 	CheckApplication(ctx context.Context, conn *connection, role *model.RoleEntry) (*logical.Response, error)
+	// applicationProblem says why the kind cannot rotate the application as Auth0 has it
+	// (how it authenticates: methods), "" when it can; config/check asks it of every role.
+	applicationProblem(role *model.RoleEntry, methods *auth0api.AuthMethods) string
+	// scheduleProblem says why the role's schedule does not fit the kind's own periods
+	// (stage_period, overlap_period, certificate_ttl), "" when it does; the role write
+	// refuses such settings, and config/check reports roles that have them anyway.
+	scheduleProblem(role *model.RoleEntry, now time.Time) string
 	// ReadFields adds the kind's settings and state to a role read.
 	ReadFields(role *model.RoleEntry, data map[string]interface{})
 

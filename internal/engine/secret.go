@@ -35,6 +35,34 @@ func (secretKind) CheckApplication(context.Context, *connection, *model.RoleEntr
 
 func (secretKind) ReadFields(*model.RoleEntry, map[string]interface{}) {}
 
+// scheduleProblem: an immediate secret fits any schedule.
+func (secretKind) scheduleProblem(*model.RoleEntry, time.Time) string { return "" }
+
+func (secretKind) applicationProblem(role *model.RoleEntry, methods *auth0api.AuthMethods) string {
+	return secretMethodProblem(role.ClientID, methods)
+}
+
+// secretMethodProblem says why rotating clientID's client secret would change nothing it
+// authenticates with (methods, as Auth0 has them), "" when it authenticates with its
+// secret (client_secret_post or client_secret_basic).
+func secretMethodProblem(clientID string, methods *auth0api.AuthMethods) string {
+	switch {
+	case methods.UsesSecret():
+		return ""
+	case methods.SecretMethod == "none":
+		return fmt.Sprintf("application %q is a public application (token_endpoint_auth_method \"none\"): it authenticates with no client secret, so rotating one protects nothing; delete the role, or set the application's authentication method to client_secret_post or client_secret_basic in Auth0 (Applications > the application > Credentials)", clientID)
+	}
+	return fmt.Sprintf("application %q authenticates with %s, not with a client secret: Auth0 refuses to rotate its secret; delete the role and bind the application with a role of credential_type=private_key_jwt or self_signed_tls_client_auth (whichever it uses), or switch it back to client_secret_post in Auth0 (Applications > the application > Credentials)", clientID, methodName(methods))
+}
+
+// methodName names how an application authenticates, for messages.
+func methodName(methods *auth0api.AuthMethods) string {
+	if m := methods.Current(); m != "" {
+		return m
+	}
+	return "no method Auth0 reports"
+}
+
 func (secretKind) run(ctx context.Context, j *roleJob) (*model.VersionMeta, *logical.Response, error) {
 	return j.resolveThenRotate(ctx, func(context.Context) (*model.VersionMeta, *logical.Response, error) {
 		conn, err := j.b.Connection(ctx, j.s)

@@ -54,18 +54,32 @@ func (stagedKind) ApplyFields(role *model.RoleEntry, d *framework.FieldData, _ b
 	if raw, ok := d.GetOk("password_policy"); ok {
 		role.PasswordPolicy = strings.TrimSpace(raw.(string))
 	}
+	if problem := (stagedKind{}).scheduleProblem(role, now); problem != "" {
+		return logical.ErrorResponse("%s", problem)
+	}
+	return nil
+}
+
+// scheduleProblem: the next secret is published stage_period before each rotation, so
+// stage_period must be shorter than the time between rotations.
+func (stagedKind) scheduleProblem(role *model.RoleEntry, now time.Time) string {
 	stage := role.StagePeriodOrDefault()
 	if role.RotationPeriod > 0 && stage >= role.RotationPeriod {
-		return logical.ErrorResponse("stage_period (%s%s) must be shorter than rotation_period (%s): the next secret is published stage_period before each rotation; set a shorter stage_period",
+		return fmt.Sprintf("stage_period (%s%s) must be shorter than rotation_period (%s): the next secret is published stage_period before each rotation; set a shorter stage_period",
 			stage, defaultNote(role.StagePeriod), role.RotationPeriod)
 	}
 	if role.RotationSchedule != "" {
 		if gap := role.ShortestScheduleGap(now); gap > 0 && stage >= gap {
-			return logical.ErrorResponse("stage_period (%s%s) must be shorter than the shortest interval between rotation_schedule's times (%s); set a shorter stage_period",
+			return fmt.Sprintf("stage_period (%s%s) must be shorter than the shortest interval between rotation_schedule's times (%s); set a shorter stage_period",
 				stage, defaultNote(role.StagePeriod), gap)
 		}
 	}
-	return nil
+	return ""
+}
+
+// applicationProblem: a staged secret is a client secret.
+func (stagedKind) applicationProblem(role *model.RoleEntry, methods *auth0api.AuthMethods) string {
+	return secretMethodProblem(role.ClientID, methods)
 }
 
 func (stagedKind) CheckApplication(context.Context, *connection, *model.RoleEntry) (*logical.Response, error) {

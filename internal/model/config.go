@@ -176,6 +176,46 @@ func (c *ConfigEntry) AudienceOrDefault() string {
 	return "https://" + c.Host + "/api/v2/"
 }
 
+// managementAPIPath is the path of the Management API's identifier (its audience).
+const managementAPIPath = "/api/v2/"
+
+// CanonicalDomain reports whether the domain is one of Auth0's own tenant domains
+// (<tenant>.auth0.com, <tenant>.<region>.auth0.com) rather than a custom domain.
+func (c *ConfigEntry) CanonicalDomain() bool {
+	return strings.HasSuffix(hostOnly(c.Host), ".auth0.com")
+}
+
+// hostOnly is host without its port.
+func hostOnly(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		return h
+	}
+	return host
+}
+
+// AudienceProblem says what is wrong with the Management API audience whatever Auth0
+// answers, "" when nothing is: the Management API's identifier is
+// https://<canonical tenant domain>/api/v2/, trailing slash included.
+func (c *ConfigEntry) AudienceProblem() string {
+	audience := c.AudienceOrDefault()
+	if u, err := url.Parse(audience); err != nil || u.Path != managementAPIPath {
+		return fmt.Sprintf("audience %q is not a Management API identifier, which ends in %s (trailing slash included); set audience to the Identifier shown at Applications > APIs > Auth0 Management API (vault write <mount>/config audience=https://<tenant>.<region>.auth0.com/api/v2/), or audience=\"\" for the default", audience, managementAPIPath)
+	}
+	return ""
+}
+
+// CustomDomainProblem says, from the names alone, that a custom domain goes with the
+// default audience, which names the custom domain where Auth0's Management API identifier
+// names the canonical tenant domain; "" otherwise. A loopback domain (a local emulator) is
+// a tenant of its own.
+func (c *ConfigEntry) CustomDomainProblem() string {
+	host := hostOnly(c.Host)
+	if c.Audience != "" || c.CanonicalDomain() || c.Scheme == "http" || isLoopback(host, net.ParseIP(host)) {
+		return ""
+	}
+	return fmt.Sprintf("domain %q is not an Auth0 tenant domain (<tenant>.<region>.auth0.com): if it is the tenant's custom domain, the Management API's identifier still names the canonical domain, and the default audience (%s) names the custom one; set audience to the Identifier shown at Applications > APIs > Auth0 Management API (vault write <mount>/config audience=https://<tenant>.<region>.auth0.com/api/v2/)", c.Host, c.AudienceOrDefault())
+}
+
 // AssertionAudience is the aud of client assertions: Auth0 takes "https://<domain>/".
 func (c *ConfigEntry) AssertionAudience() string {
 	return "https://" + c.Host + "/"
