@@ -151,7 +151,10 @@ what to do:
                         root                 update:client_keys, or the keys' scopes for a
                                              mount on private_key_jwt (required with
                                              root_rotation_period or such a mount)
-                        drift                read:client_keys, read:client_credentials
+                        drift                read:client_keys for client_secret roles,
+                                             read:client_credentials for the others
+                                             (required with drift_check_period on and a
+                                             role to check)
                       Auth0 lets read:client_keys stand for read:clients, update:client_keys
                       for update:clients, and read:client_credentials read secrets too.
   rate_limit          the tenant's Management API bucket as Auth0's answer reports it

@@ -180,9 +180,26 @@ func TestConfigCheckRequiredFeatures(t *testing.T) {
 		e.ok(logical.UpdateOperation, "roles/keys", map[string]interface{}{"client_id": testAppID, "credential_type": "private_key_jwt", "allow_auth_method_change": true})
 		data, warnings = e.check(nil)
 		f = features(t, data)
-		if data["ok"] != false || f["keys"]["required"] != true || f["rotate"]["required"] != false || len(warnings) != 1 ||
-			!strings.HasPrefix(warnings[0], "keys (") || !strings.Contains(warnings[0], strings.Join(credentialScopes, " and ")) {
-			t.Fatalf("with a private_key_jwt role: ok %v, keys %v, rotate %v, warnings %q; want keys required, naming %v", data["ok"], f["keys"], f["rotate"], warnings, credentialScopes)
+		// drift checks of a key role list its credentials: required too while checks are on.
+		if data["ok"] != false || f["keys"]["required"] != true || f["rotate"]["required"] != false || len(warnings) != 2 ||
+			!strings.HasPrefix(warnings[0], "keys (") || !strings.Contains(warnings[0], strings.Join(credentialScopes, " and ")) ||
+			!strings.HasPrefix(warnings[1], "drift (") || !strings.Contains(warnings[1], "needs read:client_credentials,") {
+			t.Fatalf("with a private_key_jwt role: ok %v, keys %v, rotate %v, warnings %q; want keys required, naming %v, and drift naming read:client_credentials", data["ok"], f["keys"], f["rotate"], warnings, credentialScopes)
+		}
+	})
+	t.Run("drift checks of secret roles", func(t *testing.T) {
+		e := newTestEnv(t, "read:clients", "update:client_keys")
+		e.configureWithRole(nil)
+		data, warnings := e.check(nil)
+		f := features(t, data)
+		if data["ok"] != false || f["drift"]["required"] != true || !slices.Equal(f["drift"]["missing"].([]string), []string{"read:client_keys"}) ||
+			len(warnings) != 1 || !strings.HasPrefix(warnings[0], "drift (") {
+			t.Fatalf("secret role without read:client_keys: ok %v, drift %v, warnings %q; want drift required, missing read:client_keys", data["ok"], f["drift"], warnings)
+		}
+		e.ok(logical.UpdateOperation, "config", map[string]interface{}{"drift_check_period": 0})
+		data, warnings = e.check(nil)
+		if f := features(t, data); data["ok"] != true || len(warnings) != 0 || f["drift"]["required"] != false {
+			t.Fatalf("drift checks off: ok %v, drift %v, warnings %q; want ok, drift not required", data["ok"], f["drift"], warnings)
 		}
 	})
 	t.Run("mount on its own key", func(t *testing.T) {

@@ -67,8 +67,9 @@ func TestConfigCheck(t *testing.T) {
 	if len(cases) != len(checkScopes)+1 {
 		t.Fatalf("%d cases for %d scopes", len(cases), len(checkScopes))
 	}
-	// The mount uses rotate (myapp) and keys (mykeys); root is not set to rotate.
-	required := map[string]bool{"rotate": true, "keys": true}
+	// The mount uses rotate (myapp), keys (mykeys) and drift (drift_check_period's
+	// default); root is not set to rotate.
+	required := map[string]bool{"rotate": true, "keys": true, "drift": true}
 	for i, tc := range cases {
 		if i > 0 && tc.dropped != checkScopes[i-1] {
 			t.Fatalf("case %d drops %s, want %s", i, tc.dropped, checkScopes[i-1])

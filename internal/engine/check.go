@@ -112,14 +112,14 @@ type checkFeature struct {
 	name string
 	// what names the feature in messages.
 	what     string
-	needs    func(cfg *model.ConfigEntry) []auth0api.Need
+	needs    func(cfg *model.ConfigEntry, u mountUse) []auth0api.Need
 	required func(u mountUse) bool
 }
 
 // mountUse is what the mount's config and roles use.
 type mountUse struct {
 	roles, secretRoles, attachingRoles int
-	rootRotation                       bool
+	rootRotation, drift                bool
 }
 
 // attachingNeeds are the needs of the kinds that attach credentials (runAttached): read
@@ -127,15 +127,30 @@ type mountUse struct {
 var attachingNeeds = []auth0api.Need{auth0api.NeedReadClient, auth0api.NeedUpdateClient, auth0api.NeedCreateCredential,
 	auth0api.NeedReadCredentials, auth0api.NeedAttachCredentials, auth0api.NeedDeleteCredential}
 
-func needs(n ...auth0api.Need) func(*model.ConfigEntry) []auth0api.Need {
-	return func(*model.ConfigEntry) []auth0api.Need { return n }
+func needs(n ...auth0api.Need) func(*model.ConfigEntry, mountUse) []auth0api.Need {
+	return func(*model.ConfigEntry, mountUse) []auth0api.Need { return n }
+}
+
+// driftNeeds are what the drift checks of the mount's roles read: secrets for the secret
+// kinds, the attached credentials for the others; both while there is no role yet.
+func driftNeeds(_ *model.ConfigEntry, u mountUse) []auth0api.Need {
+	n := []auth0api.Need{auth0api.NeedReadClient}
+	if u.secretRoles > 0 || u.roles == 0 {
+		n = append(n, auth0api.NeedReadSecret)
+	}
+	if u.attachingRoles > 0 || u.roles == 0 {
+		n = append(n, auth0api.NeedReadCredentials)
+	}
+	return n
 }
 
 func never(mountUse) bool { return false }
 
-// checkFeatures are the features config/check reports, in its order. import, recovery,
-// staged_verification and drift are never required: without them the engine works
-// (recovery rotates again, a staged switch is verified with a token).
+// checkFeatures are the features config/check reports, in its order. import, recovery
+// and staged_verification are never required: without them the engine works (recovery
+// rotates again, a staged switch is verified with a token). drift is required while
+// drift_check_period is on and there are roles to check: without its scopes the checks
+// are skipped (secrets) or fail (credentials), and the operator should know before.
 var checkFeatures = []checkFeature{
 	{name: "rotate", what: "binding roles and rotating client secrets (rotate-secret, and the staged switch's PATCH)",
 		needs: needs(auth0api.NeedReadClient, auth0api.NeedChangeSecret), required: func(u mountUse) bool { return u.roles == 0 || u.secretRoles > 0 }},
@@ -148,7 +163,7 @@ var checkFeatures = []checkFeature{
 	{name: "keys", what: "private_key_jwt and self_signed_tls_client_auth roles",
 		needs: needs(attachingNeeds...), required: func(u mountUse) bool { return u.attachingRoles > 0 }},
 	{name: "root", what: "config/rotate-root and root_rotation_period",
-		needs: func(cfg *model.ConfigEntry) []auth0api.Need {
+		needs: func(cfg *model.ConfigEntry, _ mountUse) []auth0api.Need {
 			if cfg.UsesKey() {
 				return attachingNeeds // the mount's own key rotates as a key role's does
 			}
@@ -156,7 +171,7 @@ var checkFeatures = []checkFeature{
 		},
 		required: func(u mountUse) bool { return u.rootRotation }},
 	{name: "drift", what: "drift detection (reading secrets and credentials back)",
-		needs: needs(auth0api.NeedReadClient, auth0api.NeedReadSecret, auth0api.NeedReadCredentials), required: never},
+		needs: driftNeeds, required: func(u mountUse) bool { return u.drift && u.roles > 0 }},
 }
 
 // CheckFeatureNames are the features config/check reports, in its order.
@@ -232,7 +247,7 @@ func (s auth0Skip) reason() string {
 
 // loadRolesForCheck reads every role, and what the mount uses.
 func loadRolesForCheck(ctx context.Context, s logical.Storage, cfg *model.ConfigEntry) (map[string]*model.RoleEntry, mountUse, error) {
-	use := mountUse{rootRotation: cfg.RootRotationPeriod > 0 || cfg.UsesKey()}
+	use := mountUse{rootRotation: cfg.RootRotationPeriod > 0 || cfg.UsesKey(), drift: cfg.DriftCheckPeriodOrDefault() > 0}
 	names, err := s.List(ctx, model.RoleStoragePrefix)
 	if err != nil {
 		return nil, use, err
@@ -283,11 +298,11 @@ func (c *Check) checkScopes(cfg *model.ConfigEntry, use mountUse, claims *auth0a
 	var used []string
 	for _, f := range checkFeatures {
 		var all []string
-		for _, n := range f.needs(cfg) {
+		for _, n := range f.needs(cfg, use) {
 			all = append(all, n...)
 		}
 		used = append(used, all...)
-		missing := auth0api.ScopesToGrant(granted, f.needs(cfg))
+		missing := auth0api.ScopesToGrant(granted, f.needs(cfg, use))
 		fc := FeatureCheck{OK: len(missing) == 0, Missing: missing, Required: f.required(use)}
 		if fc.Missing == nil {
 			fc.Missing = []string{}
