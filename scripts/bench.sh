@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark of vault-plugin-auth0 (`make bench`) and prints a summary with the
 # ratios BENCHMARKS.md reports. The whole output goes to bench-results/bench-<UTC time>.txt
-# (not committed). Takes about 5 minutes; the 1,000-role burst alone takes ~110 s.
+# (not committed). Takes about 8.5 minutes on a 2-core VM; the 1,000-role burst alone ~110 s.
 # At the end, tools/benchcharts (its own module: gonum/plot stays out of the plugin's
 # go.mod) draws the run's charts into docs/bench/*.svg, each titled with the run's date and
 # commit, and prints the run's tables in Markdown for BENCHMARKS.md; a chart whose

@@ -57,7 +57,7 @@ func writeTables(w io.Writer, run *Run, source, chartDir string) {
 	if t := run.TokenRequests(); t.OK {
 		fmt.Fprintf(w, "\n#### Auth0 token requests, with and without token/\n\n")
 		fmt.Fprintf(w, "| reads of an access token | readers | each reader asks Auth0 | through auth0/token/ | ratio |\n|---|---|---|---|---|\n")
-		fmt.Fprintf(w, "| %s | %s | %.0f | %.0f | %s |\n", fmtNum(t.Reads), fmtNum(t.Readers), t.Direct, t.ViaVault, ratio(t.ViaVault, t.Direct))
+		fmt.Fprintf(w, "| %s | %s | %.0f | %.0f | %s |\n", count(t.Reads), count(t.Readers), t.Direct, t.ViaVault, ratio(t.ViaVault, t.Direct))
 		link("Auth0 token requests", chartTokens)
 	}
 
@@ -99,6 +99,14 @@ func orNA(s string) string {
 		return "n/a"
 	}
 	return s
+}
+
+// count writes a whole number, or "n/a".
+func count(v float64) string {
+	if math.IsNaN(v) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.0f", v)
 }
 
 // times writes a ratio as "x0.987", or "n/a".
