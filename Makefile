@@ -78,8 +78,17 @@ vulncheck: ## Fail on known vulnerabilities reachable from the plugin and emulat
 	./scripts/vulncheck.sh
 
 .PHONY: bench
-bench: vault bench-plugins ## Run the benchmarks (Go benchmarks and a load run against a real Vault)
+bench: vault bench-plugins ## Run the benchmarks (Go benchmarks and a load run against a real Vault); draws the run's charts into docs/bench/*.svg (tools/benchcharts)
 	./scripts/bench.sh
+
+# The newest raw output of make bench, unless BENCH_RESULTS names one.
+BENCH_RESULTS ?= $(lastword $(sort $(wildcard bench-results/bench-*.txt)))
+
+.PHONY: bench-charts
+bench-charts: ## Draw docs/bench/*.svg again from a make bench run's raw output (BENCH_RESULTS=bench-results/bench-<time>.txt, default the newest) and print its tables
+	@test -n "$(BENCH_RESULTS)" || { echo "bench-charts: no bench-results/bench-*.txt; run make bench first" >&2; exit 1; }
+	cd tools/benchcharts && go build -o $(BIN)/benchcharts .
+	$(BIN)/benchcharts -o docs/bench -links docs/bench $(BENCH_RESULTS)
 
 .PHONY: bench-plugins
 bench-plugins: $(BIN)/bench-plugins/vault-plugin-secrets-kv ## Build the benchmarks' reference plugins (HashiCorp KV v0.25.0, external) into bin/bench-plugins/

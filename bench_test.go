@@ -7,7 +7,7 @@ package auth0
 // them with `make bench`, or one by one, e.g.:
 //
 //	go test -run '^$' -bench '^BenchmarkQueueRebuild$' -benchtime 5x .
-//	go test -run '^$' -bench '^BenchmarkDueBurst$' -benchtime 1x .   # ~100 s
+//	go test -run '^$' -bench '^BenchmarkDueBurst$' -benchtime 1x .   # ~110 s
 //
 // Identifiers here start with "bench" so that they cannot collide with the helpers of the
 // package's other test files.
@@ -23,7 +23,9 @@ import (
 	"math/rand/v2"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -36,8 +38,13 @@ import (
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/emulator"
 )
 
-// benchRoleCounts are the mount sizes the scheduler benchmarks run at.
-var benchRoleCounts = []int{10_000, 100_000}
+// benchRoleCounts are the mount sizes the scheduler benchmarks run at, and
+// benchRebuildCounts those of the queue rebuild, about evenly spaced on a log scale so that
+// its growth with the mount's size can be drawn.
+var (
+	benchRoleCounts    = []int{10_000, 100_000}
+	benchRebuildCounts = []int{1_000, 3_000, 10_000, 30_000, 100_000}
+)
 
 const (
 	benchRotationPeriod = 720 * time.Hour // a monthly rotation
@@ -124,7 +131,7 @@ func benchStorage(b *testing.B, n int) *benchStored {
 // the n schedule calls without storage (rotationQueue-schedule); and the same n pushes into
 // sdk/queue (sdkqueue-push) as the reference for the queue.
 func BenchmarkQueueRebuild(b *testing.B) {
-	for _, n := range benchRoleCounts {
+	for _, n := range benchRebuildCounts {
 		b.Run("roles="+strconv.Itoa(n), func(b *testing.B) {
 			st := benchStorage(b, n)
 			ctx := context.Background()
@@ -448,10 +455,39 @@ func BenchmarkCredsRead(b *testing.B) {
 
 // BenchmarkCredsMetric measures what the metrics add to a creds read: the count of
 // Metrics.CredsRead, without role labels (the default) and with them, against the
-// reference of one atomic add in the same run.
+// reference of one atomic add, and against what it is part of, a whole creds read through
+// HandleRequest (creds-read: the counter included, as served), with role labels off and on
+// (config's metrics_role_labels). Everything runs in parallel on every CPU, as Vault serves
+// reads, so that the counter's contention between cores is counted. The counter's share of
+// a read is creds-metric / creds-read; the role labels' cost creds-read-role-labels /
+// creds-read. (A read without the counter cannot be measured without changing the handler.)
 func BenchmarkCredsMetric(b *testing.B) {
 	var ref atomic.Int64
 	m := metrics.New(func() metrics.Health { return metrics.Health{} })
+	s := &logical.InmemStorage{}
+	be := benchBackend(b, s)
+	benchRequest(b, be, s, logical.UpdateOperation, "config", map[string]interface{}{
+		"domain": "http://127.0.0.1:9", "client_id": "vault-mgmt", "client_secret": "not-used",
+		"verify_connection": false,
+	})
+	secret := benchStoreVersions(b, be, s, "app", benchVersions, model.DefaultMaxVersions, rand.New(rand.NewPCG(5, 5)))
+	credsRead := func(b *testing.B) {
+		if got := benchRequest(b, be, s, logical.ReadOperation, "creds/app", nil).Data["client_secret"]; got != secret { // warm: cache filled
+			b.Fatalf("creds served %v", got)
+		}
+		ctx := context.Background()
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				resp, err := be.HandleRequest(ctx, &logical.Request{Operation: logical.ReadOperation, Path: "creds/app", Storage: s})
+				if err != nil || resp == nil || resp.IsError() {
+					b.Errorf("read creds/app: %v %v", resp, err)
+					return
+				}
+			}
+		})
+	}
 	b.Run("atomic-add", func(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
@@ -466,6 +502,7 @@ func BenchmarkCredsMetric(b *testing.B) {
 			}
 		})
 	})
+	b.Run("creds-read", credsRead)
 	m.SetRoleLabels(true)
 	b.Run("creds-metric-role-labels", func(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {
@@ -474,6 +511,11 @@ func BenchmarkCredsMetric(b *testing.B) {
 			}
 		})
 	})
+	benchRequest(b, be, s, logical.UpdateOperation, "config", map[string]interface{}{"metrics_role_labels": true, "verify_connection": false})
+	b.Run("creds-read-role-labels", credsRead)
+	if text, err := be.Metrics.Text(); err != nil || !strings.Contains(string(text), `role_creds_reads_total{role="app"}`) {
+		b.Errorf("with metrics_role_labels=true the metrics hold no creds series of role app (%v):\n%s", err, text)
+	}
 }
 
 // benchStoreVersions stores role name holding n versions of random secrets, through the
@@ -496,13 +538,109 @@ const (
 	benchBurstRateLimit = 10 // per second, at the emulator and in the mount's config
 	// benchBurstTimeout bounds the wait; the ideal is benchBurstRoles/benchBurstRateLimit.
 	benchBurstTimeout = 10 * time.Minute
+
+	// benchBurstReaders goroutines read creds/<a burst role> once every
+	// benchBurstReadInterval each (an open loop: 4,000 reads/s in all, whatever the
+	// answers' latency), through the warm-up, the idle stretch and the burst.
+	benchBurstReaders      = 4
+	benchBurstReadInterval = time.Millisecond
+	benchBurstWarmup       = time.Second      // reads not recorded: the creds cache fills
+	benchBurstIdle         = 10 * time.Second // reads recorded at idle, before the burst
 )
+
+// The phases of BenchmarkDueBurst's reads.
+const (
+	benchPhaseWarmup = iota // not recorded
+	benchPhaseIdle          // nothing due
+	benchPhaseBurst         // from the burst falling due until every role is rotated and stored
+	benchPhases
+)
+
+// benchReads are the creds reads of BenchmarkDueBurst's readers, by phase.
+type benchReads struct {
+	phase atomic.Int32 // a benchPhase*; the readers record each read in the phase it started in
+	done  chan struct{}
+	wg    sync.WaitGroup
+
+	mu     sync.Mutex
+	lat    [benchPhases][]time.Duration
+	errors [benchPhases]int
+	first  error
+}
+
+// benchStartReaders starts benchBurstReaders goroutines reading creds/<one of names, at
+// random> through HandleRequest, in the warm-up phase; stop ends them.
+func benchStartReaders(be *backend, s logical.Storage, names []string) *benchReads {
+	rd := &benchReads{done: make(chan struct{})}
+	for r := 0; r < benchBurstReaders; r++ {
+		rd.wg.Add(1)
+		go func() {
+			defer rd.wg.Done()
+			ctx := context.Background()
+			rng := rand.New(rand.NewPCG(uint64(r), 7))
+			var lat [benchPhases][]time.Duration
+			var errs [benchPhases]int
+			var first error
+			tick := time.NewTicker(benchBurstReadInterval)
+			defer tick.Stop()
+			for {
+				select {
+				case <-rd.done:
+					rd.mu.Lock()
+					for ph := range lat {
+						rd.lat[ph] = append(rd.lat[ph], lat[ph]...)
+						rd.errors[ph] += errs[ph]
+					}
+					if rd.first == nil {
+						rd.first = first
+					}
+					rd.mu.Unlock()
+					return
+				case <-tick.C:
+				}
+				ph := rd.phase.Load()
+				path := "creds/" + names[rng.IntN(len(names))]
+				t0 := time.Now()
+				resp, err := be.HandleRequest(ctx, &logical.Request{Operation: logical.ReadOperation, Path: path, Storage: s})
+				d := time.Since(t0)
+				lat[ph] = append(lat[ph], d)
+				if err == nil && (resp == nil || resp.IsError()) {
+					err = fmt.Errorf("%s answered %v", path, resp)
+				}
+				if err != nil {
+					errs[ph]++
+					if first == nil {
+						first = err
+					}
+				}
+			}
+		}()
+	}
+	return rd
+}
+
+func (rd *benchReads) stop() {
+	close(rd.done)
+	rd.wg.Wait()
+}
+
+// benchPercentile is the p-th percentile (0 < p <= 100) of sorted latencies, nearest rank.
+func benchPercentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted))*p/100+0.999999) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
 
 // BenchmarkDueBurst makes 1,000 roles fall due at once on a mount whose config says
 // rate_limit=10, against an emulator that allows 10 Management API requests per second, and
 // measures the time until every role is rotated (the ideal is 100 s), the 429s Auth0
-// answered and the Management API requests made. It runs the burst once whatever b.N is
-// (use -benchtime 1x): about 100 s.
+// answered and the Management API requests made. Meanwhile readers read the same roles'
+// creds at a steady 4,000 reads/s: their latency percentiles during the burst are reported
+// against those of the same reads at idle, measured just before in the same run. The roles
+// hold one version each before the burst, as roles that fall due do. It runs the burst once
+// whatever b.N is (use -benchtime 1x): about 100 s, plus 11 s of reads at idle.
 func BenchmarkDueBurst(b *testing.B) {
 	ctx := context.Background()
 	emu := emulator.New(emulator.Options{RateLimit: benchBurstRateLimit})
@@ -523,22 +661,47 @@ func BenchmarkDueBurst(b *testing.B) {
 		"rate_limit": float64(benchBurstRateLimit),
 	})
 
-	// The roles are stored directly: creating them through roles/ would check each
-	// client_id at Auth0, another 100 s at this rate limit.
-	start := time.Now()
+	// The roles are stored directly, each with a first version committed by the engine and
+	// not scheduled yet: creating them through roles/ would check each client_id at Auth0,
+	// another 100 s at this rate limit.
+	r := rand.New(rand.NewPCG(6, 6))
+	names := make([]string, benchBurstRoles)
+	roles := make([]*model.RoleEntry, benchBurstRoles)
 	for i, id := range ids {
-		name := fmt.Sprintf("burst-%04d", i)
-		role := &model.RoleEntry{Layout: model.RoleLayout, ClientID: id, RotationPeriod: benchRotationPeriod, MaxVersions: model.DefaultMaxVersions, NextVaultRotation: start}
+		names[i] = fmt.Sprintf("burst-%04d", i)
+		roles[i] = &model.RoleEntry{Layout: model.RoleLayout, ClientID: id, RotationPeriod: benchRotationPeriod, MaxVersions: model.DefaultMaxVersions}
+		if _, err := be.CommitVersion(s, names[i], roles[i], benchRandString(r, 64), model.SourceScheduled, "", time.Now()); err != nil {
+			b.Fatal(err)
+		}
+	}
+
+	// Reads at idle: nothing is due.
+	reads := benchStartReaders(be, s, names)
+	readersStopped := false
+	defer func() {
+		if !readersStopped {
+			reads.stop()
+		}
+	}()
+	time.Sleep(benchBurstWarmup)
+	reads.phase.Store(benchPhaseIdle)
+	time.Sleep(benchBurstIdle)
+
+	// The burst: every role falls due now.
+	b.ResetTimer()
+	reads.phase.Store(benchPhaseBurst)
+	start := time.Now()
+	for i, name := range names {
 		lock := be.RoleLock(name)
 		lock.Lock()
-		if err := model.SaveRole(ctx, s, name, role); err != nil {
+		roles[i].NextVaultRotation = start
+		if err := model.SaveRole(ctx, s, name, roles[i]); err != nil {
 			lock.Unlock()
 			b.Fatal(err)
 		}
-		be.Schedule(name, role)
+		be.Schedule(name, roles[i])
 		lock.Unlock()
 	}
-	b.ResetTimer()
 
 	rotatedCount := func() (distinct, total int) {
 		for _, n := range emu.Stats().Rotations {
@@ -551,9 +714,9 @@ func BenchmarkDueBurst(b *testing.B) {
 	}
 	storedCount := func() int {
 		stored := 0
-		for i := range ids {
-			role, err := model.LoadRole(ctx, s, fmt.Sprintf("burst-%04d", i))
-			if err == nil && role != nil && role.Current() != nil {
+		for _, name := range names {
+			role, err := model.LoadRole(ctx, s, name)
+			if err == nil && role != nil && role.CurrentVersion() >= 2 {
 				stored++
 			}
 		}
@@ -579,7 +742,10 @@ func BenchmarkDueBurst(b *testing.B) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	elapsed := time.Since(start)
+	reads.phase.Store(benchPhaseWarmup) // reads after the burst are not recorded
 	b.StopTimer()
+	reads.stop()
+	readersStopped = true
 	stored = storedCount()
 
 	st := emu.Stats()
@@ -589,11 +755,37 @@ func BenchmarkDueBurst(b *testing.B) {
 	b.ReportMetric(float64(st.RateLimited), "429s")
 	b.ReportMetric(float64(st.Requests), "api-requests")
 	b.ReportMetric(float64(distinct), "roles-rotated")
+
+	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+	pct := map[string]float64{"p50": 50, "p90": 90, "p99": 99, "p999": 99.9, "max": 100}
+	var summary []string
+	for _, ph := range []struct {
+		name  string
+		phase int
+	}{{"idle", benchPhaseIdle}, {"burst", benchPhaseBurst}} {
+		lat := reads.lat[ph.phase]
+		slices.Sort(lat)
+		b.ReportMetric(float64(len(lat)), "creds-"+ph.name+"-reads")
+		line := fmt.Sprintf("%s: %d reads", ph.name, len(lat))
+		for _, p := range []string{"p50", "p90", "p99", "p999", "max"} {
+			d := benchPercentile(lat, pct[p])
+			b.ReportMetric(us(d), "creds-"+ph.name+"-"+p+"-us")
+			line += fmt.Sprintf(" %s %v", p, d.Round(time.Microsecond))
+		}
+		summary = append(summary, line)
+	}
+	readErrors := reads.errors[benchPhaseIdle] + reads.errors[benchPhaseBurst]
+	b.ReportMetric(float64(readErrors), "creds-read-errors")
+
 	b.Logf("%d roles due at once, rate_limit=%d/s at the mount and at the emulator: %d rotated at Auth0 (%d rotate-secret applied, %d stored) in %.1fs (ideal %.0fs, x%.3f); first after %.2fs, half after %.1fs; %d Management API requests, %d answered 429",
 		benchBurstRoles, benchBurstRateLimit, distinct, total, stored, elapsed.Seconds(), ideal.Seconds(), elapsed.Seconds()/ideal.Seconds(),
 		firstDone.Seconds(), halfDone.Seconds(), st.Requests, st.RateLimited)
+	b.Logf("creds reads of the burst's roles, %d readers, one read per %v each, in process (HandleRequest): %s", benchBurstReaders, benchBurstReadInterval, strings.Join(summary, "; "))
 	if distinct < benchBurstRoles || stored < benchBurstRoles {
 		b.Errorf("within %v only %d of %d roles were rotated at Auth0 and %d stored", benchBurstTimeout, distinct, benchBurstRoles, stored)
+	}
+	if readErrors > 0 {
+		b.Errorf("%d creds reads failed (idle %d, burst %d); first: %v", readErrors, reads.errors[benchPhaseIdle], reads.errors[benchPhaseBurst], reads.first)
 	}
 }
 

@@ -135,9 +135,13 @@ func benchRunLoad(client *http.Client, addr, token, path string, d time.Duration
 //     v0.25.0, tools/kv), holding the same fields;
 //   - kv: Vault's built-in KV v2 (secret/ in dev mode), the same fields;
 //   - roles: auth0/roles/<role>, the same plugin reading one storage entry per request;
-//   - creds100: creds of a role retaining 100 versions.
+//   - creds100: creds of a role retaining 100 versions;
+//   - token: auth0/token/<role>, an access token answered from the token cache (a hit:
+//     the first read, in the warm-up, asks the emulator once).
 //
-// It runs the load once whatever b.N is (use -benchtime 1x): about 70 s, plus setting up.
+// Each path reports its throughput and its latency percentiles (p50, p90, p99, p99.9) and
+// maximum. It runs the load once whatever b.N is (use -benchtime 1x): about 80 s, plus
+// setting up.
 func BenchmarkVaultReadLoad(b *testing.B) {
 	root, err := vaulttest.FindRepoRoot()
 	if err != nil {
@@ -178,7 +182,7 @@ func BenchmarkVaultReadLoad(b *testing.B) {
 	emu.AddClient(emulator.Client{ClientID: benchAppClientID + "-100", Name: "Bench App 100", Grants: map[string][]string{apiAudience: {}}})
 	v.MustCLI(b, v.RootToken, "write", mount+"/config",
 		"domain="+emuURL, "client_id="+mgmt.ClientID, "client_secret="+mgmt.ClientSecret, "rate_limit=1000")
-	v.MustCLI(b, v.RootToken, "write", mount+"/roles/"+benchRoleName, "client_id="+benchAppClientID, "rotation_period=720h")
+	v.MustCLI(b, v.RootToken, "write", mount+"/roles/"+benchRoleName, "client_id="+benchAppClientID, "rotation_period=720h", "token_audiences="+apiAudience)
 	v.MustCLI(b, v.RootToken, "write", "-f", mount+"/rotate/"+benchRoleName)
 	v.MustCLI(b, v.RootToken, "write", "-f", mount+"/rotate/"+benchRoleName) // previous_client_secret too
 	v.MustCLI(b, v.RootToken, "write", mount+"/roles/"+benchRoleName+"100", "client_id="+benchAppClientID+"-100", "rotation_period=720h", "max_versions=100")
@@ -217,6 +221,7 @@ func BenchmarkVaultReadLoad(b *testing.B) {
 		{"roles", mount + "/roles/" + benchRoleName},
 		{"creds", credsPath},
 		{"creds100", mount + "/creds/" + benchRoleName + "100"},
+		{"token", mount + "/token/" + benchRoleName},
 	}
 	results := map[string]*benchLoadResult{}
 	bodies := map[string]int{}
@@ -247,22 +252,27 @@ func BenchmarkVaultReadLoad(b *testing.B) {
 		res := results[tg.name]
 		b.ReportMetric(res.perSecond(), tg.name+"-req/s")
 		b.ReportMetric(us(res.percentile(50)), tg.name+"-p50-us")
+		b.ReportMetric(us(res.percentile(90)), tg.name+"-p90-us")
 		b.ReportMetric(us(res.percentile(99)), tg.name+"-p99-us")
+		b.ReportMetric(us(res.percentile(99.9)), tg.name+"-p999-us")
+		b.ReportMetric(us(res.percentile(100)), tg.name+"-max-us")
 	}
 	c := results["creds"]
 	b.ReportMetric(c.perSecond()/results["noop"].perSecond(), "creds/noop-req/s")
 	b.ReportMetric(results["creds100"].perSecond()/c.perSecond(), "creds100/creds-req/s")
+	b.ReportMetric(results["token"].perSecond()/results["noop"].perSecond(), "token/noop-req/s")
 
 	b.Logf("%d workers, closed loop, 2 rounds of %v per path (order %s), root token, Vault at %s",
 		benchLoadWorkers, benchLoadRound, strings.Join(names, " "), v.Addr)
-	b.Logf("%-9s %9s %9s %10s %10s %10s   body", "path", "requests", "req/s", "p50", "p99", "max")
+	b.Logf("%-9s %9s %9s %10s %10s %10s %10s %10s   body", "path", "requests", "req/s", "p50", "p90", "p99", "p99.9", "max")
 	for _, tg := range targets {
 		res := results[tg.name]
-		b.Logf("%-9s %9d %9.0f %10v %10v %10v   %d B", tg.name, res.requests, res.perSecond(),
-			res.percentile(50).Round(time.Microsecond), res.percentile(99).Round(time.Microsecond),
+		b.Logf("%-9s %9d %9.0f %10v %10v %10v %10v %10v   %d B", tg.name, res.requests, res.perSecond(),
+			res.percentile(50).Round(time.Microsecond), res.percentile(90).Round(time.Microsecond),
+			res.percentile(99).Round(time.Microsecond), res.percentile(99.9).Round(time.Microsecond),
 			res.percentile(100).Round(time.Microsecond), bodies[tg.name])
 	}
-	for _, pair := range [][2]string{{"creds", "noop"}, {"creds", "kvext"}, {"creds", "kv"}, {"creds", "roles"}, {"creds100", "creds"}} {
+	for _, pair := range [][2]string{{"creds", "noop"}, {"creds", "kvext"}, {"creds", "kv"}, {"creds", "roles"}, {"creds100", "creds"}, {"token", "noop"}, {"token", "creds"}} {
 		x, ref := results[pair[0]], results[pair[1]]
 		b.Logf("ratio %s/%s: throughput x%.3f, p50 x%.3f, p99 x%.3f", pair[0], pair[1],
 			x.perSecond()/ref.perSecond(),
@@ -405,6 +415,7 @@ func BenchmarkVaultQueueRebuild(b *testing.B) {
 	if vd == 0 {
 		b.Fatalf("no %q line with a duration within %v of the reload", "rotation queue verified", benchRebuildTimeout)
 	}
+	b.ReportMetric(benchRebuildRoles, "roles")
 	b.ReportMetric(d.Seconds()*1e3, "ms-loadQueue")
 	b.ReportMetric(float64(d.Microseconds())/benchRebuildRoles, "us/role")
 	b.ReportMetric(sinceReload.Seconds()*1e3, "ms-reload-to-loaded")

@@ -118,12 +118,18 @@ func BenchmarkVaultTokenLoad(b *testing.B) {
 		b.Errorf("failures: direct %d, via Vault %d, token load %d, creds load %d", directFailed, viaFailed, results["token"].errors, results["creds"].errors)
 	}
 	tk, cr := results["token"], results["creds"]
+	b.ReportMetric(benchTokenReads, "reads")
+	b.ReportMetric(benchTokenReaders, "readers")
 	b.ReportMetric(float64(direct), "auth0-token-requests-direct")
 	b.ReportMetric(float64(via), "auth0-token-requests-via-vault")
 	b.ReportMetric(tk.perSecond(), "token-req/s")
 	b.ReportMetric(cr.perSecond(), "creds-req/s")
 	b.ReportMetric(float64(tk.percentile(50))/float64(time.Microsecond), "token-p50-us")
 	b.ReportMetric(float64(cr.percentile(50))/float64(time.Microsecond), "creds-p50-us")
+	b.ReportMetric(float64(tk.percentile(99))/float64(time.Microsecond), "token-p99-us")
+	b.ReportMetric(float64(cr.percentile(99))/float64(time.Microsecond), "creds-p99-us")
+	b.ReportMetric(directTime.Seconds(), "s-direct")
+	b.ReportMetric(viaTime.Seconds(), "s-via-vault")
 	b.Logf("%d token reads by %d readers: asking Auth0 directly cost %d /oauth/token requests (%v); reading token/%s from Vault cost %d (%v)",
 		benchTokenReads, benchTokenReaders, direct, directTime.Round(time.Millisecond), benchRoleName, via, viaTime.Round(time.Millisecond))
 	b.Logf("%d clients, 2 rounds of %v each (token creds creds token): token/ %.0f req/s p50 %v p99 %v; creds/ %.0f req/s p50 %v p99 %v; token/creds throughput x%.3f, p50 x%.3f",
