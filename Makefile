@@ -54,13 +54,14 @@ dev: build $(VAULT_DEP) ## Start Vault dev server + Auth0 emulator (AUTH0_PLAN=f
 	VERSION=$(VERSION) VAULT_BIN=$(VAULT) ./scripts/dev.sh
 
 .PHONY: test
-test: $(VAULT_DEP) ## Run every test: go vet, make vulncheck, unit tests (fuzz corpus included), integration tests against a real Vault, the API simulation under -race, and the Kubernetes recipes against their consumers' CRD schemas (tools/crds) (VAULT_BIN=installed vault to skip the build)
+test: $(VAULT_DEP) ## Run every test: go vet, make vulncheck, unit tests (fuzz corpus included), integration tests against a real Vault, the API simulation under -race, the Kubernetes recipes against their consumers' CRD schemas (tools/crds), and the benchmark charts' parser (tools/benchcharts) (VAULT_BIN=installed vault to skip the build)
 	@$(VAULT) version
 	go vet ./...
 	./scripts/vulncheck.sh
 	go test -count=1 -timeout 40m -skip 'TestAPISimulation$$' ./...
 	go test -count=1 -race -run 'TestAPISimulation$$' .
 	cd tools/crds && go vet ./... && go test -count=1 ./...
+	cd tools/benchcharts && go vet ./... && go test -count=1 ./...
 
 .PHONY: planted
 planted: ## Show that the simulations catch planted defects: each patch of testdata/planted (TestSimulation) and testdata/planted-api (TestAPISimulation, -race) applied to a copy
