@@ -12,6 +12,7 @@ import (
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/emulator"
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/engine"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 )
 
 // driftFound is the role read's drift_detected "what", "" when none is recorded.
@@ -211,5 +212,49 @@ func TestDriftChecksOncePerPeriod(t *testing.T) {
 		if checks != 3 {
 			t.Fatalf("seed=%d: %s with period %s checked %d times in 3 periods", seed, name, period, checks)
 		}
+	}
+}
+
+// A rotation whose outcome Vault could not store (Auth0 applied rotate-secret, then the
+// storage of the new secret and of the failure both failed) leaves Auth0 holding a
+// secret creds do not serve yet, with a write-ahead entry for the rollback manager: not
+// a drift. A check must leave the role to its resolution rather than report "rotated
+// outside Vault" and, with drift_action=rotate, rotate once more. (Found by
+// TestSimulation -sim.seed=3 when drift became one of its faults.)
+func TestDriftIgnoresARotationInFlight(t *testing.T) {
+	for _, action := range []string{"report", "rotate"} {
+		t.Run(action, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.configureWithRole(map[string]interface{}{"drift_action": action})
+			e.ok(logical.UpdateOperation, "config", map[string]interface{}{"drift_check_period": "10m"})
+			e.ok(logical.UpdateOperation, "rotate/app", nil)
+			e.storage.failPutsUnder(model.CredsStoragePrefix, 1<<30)
+			if _, err := e.request(logical.UpdateOperation, "rotate/app", nil); err == nil {
+				t.Fatal("a rotation whose outcome could not be stored succeeded")
+			}
+			e.storage.failPuts.Store(0)
+			if n, role := e.emu.Stats().Rotations[testAppID], e.storedRole("app"); n != 2 || walCount(t, e.storage) != 1 || role.CurrentVersion() != 1 || role.LastFailure != nil {
+				t.Fatalf("setup: %d Auth0 rotations (want 2), %d write-ahead entries (want 1), version %d (want 1), failure %v (want none recorded)",
+					n, walCount(t, e.storage), role.CurrentVersion(), role.LastFailure)
+			}
+			for i := 0; i < 30; i++ { // three periods
+				e.advance(time.Minute)
+			}
+			if what := e.driftFound("app"); what != "" || strings.Contains(e.logs.String(), "credential drift") {
+				t.Fatalf("a rotation in flight was reported as drift: %q", what)
+			}
+			if n := e.emu.Stats().Rotations[testAppID]; n != 2 {
+				t.Fatalf("%d Auth0 rotations, want 2: a drift check rotated a role whose rotation was in flight", n)
+			}
+			// The rollback manager resolves it: creds serve what Auth0 holds.
+			if _, err := e.b.HandleRequest(t.Context(), &logical.Request{
+				Operation: logical.RollbackOperation, Storage: e.storage, Data: map[string]interface{}{"immediate": true},
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if served := e.ok(logical.ReadOperation, "creds/app", nil)["client_secret"]; served != e.appSecret(testAppID) {
+				t.Fatal("after the rollback manager, creds do not serve the secret Auth0 holds")
+			}
+		})
 	}
 }
