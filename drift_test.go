@@ -265,8 +265,9 @@ func TestDriftIgnoresARotationInFlight(t *testing.T) {
 // The rotation drift_action=rotate sets going fails (Auth0 answers 429): it is retried at
 // its next_attempt, with backoff, like a failed scheduled rotation, rather than at the
 // role's next scheduled time (hours away) or, for a role without a schedule, never, with
-// the role failing and its drift no longer checked. (Found by TestSimulation with drift
-// as one of its faults: seeds 1, 4, 6 and 8 of the work-in-progress version.)
+// the role failing and its drift no longer checked; also after a role write that changed
+// the schedule (and so reset next_attempt). (Found by TestSimulation with drift as one of
+// its faults: seeds 1, 4, 6, 8 and 174 of the work-in-progress version.)
 func TestDriftRotationRetriedAtNextAttempt(t *testing.T) {
 	for _, c := range []struct {
 		name  string
@@ -275,12 +276,17 @@ func TestDriftRotationRetriedAtNextAttempt(t *testing.T) {
 		{"no schedule", nil},
 		{"rotation_period", map[string]interface{}{"rotation_period": "12h"}},
 		{"staged", map[string]interface{}{"rotation_period": "12h", "rotation_strategy": "staged", "stage_period": "1h"}},
+		// A role write that changes the schedule resets next_attempt: the retry comes at
+		// once, not at the new schedule's first time.
+		{"schedule written after the failure", map[string]interface{}{"write": "rotation_period"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e := newTestEnv(t)
 			extra := map[string]interface{}{"drift_action": "rotate"}
 			for k, v := range c.extra {
-				extra[k] = v
+				if k != "write" {
+					extra[k] = v
+				}
 			}
 			e.configureWithRole(extra)
 			e.ok(logical.UpdateOperation, "config", map[string]interface{}{"drift_check_period": "1h"})
@@ -302,6 +308,9 @@ func TestDriftRotationRetriedAtNextAttempt(t *testing.T) {
 			role := e.storedRole("app")
 			if role.LastFailure == nil || role.DriftDetected == nil {
 				t.Fatalf("setup: the drift check's rotation did not fail (failure %v, drift %v)", role.LastFailure, role.DriftDetected)
+			}
+			if c.extra["write"] != nil {
+				e.ok(logical.UpdateOperation, "roles/app", map[string]interface{}{"rotation_period": "12h"})
 			}
 			refuse.Store(false)
 			for i := 0; i < 10; i++ { // the first retries back off from 10s

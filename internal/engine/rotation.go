@@ -113,7 +113,7 @@ func (j *roleJob) run(ctx context.Context) (*model.VersionMeta, *logical.Respons
 	}
 	if j.trigger == triggerScheduled {
 		due := DueTime(role, j.now)
-		drift := retryingDrift(role) && !role.NextAttempt.After(j.now)
+		drift := retryingDrift(role) && !driftRetryTime(role).After(j.now)
 		switch {
 		case due.IsZero() || due.After(j.now):
 			return nil, nil, nil
@@ -461,10 +461,18 @@ func DueTime(r *model.RoleEntry, now time.Time) time.Time {
 		return time.Time{}
 	}
 	due := KindFor(r.KindKey()).dueTime(r, now)
-	if retryingDrift(r) && (due.IsZero() || r.NextAttempt.Before(due)) {
-		due = r.NextAttempt
+	if retryingDrift(r) {
+		if retry := driftRetryTime(r); due.IsZero() || retry.Before(due) {
+			due = retry
+		}
 	}
 	return due
+}
+
+// driftRetryTime is when the failed rotation that takes back a drift is retried: at
+// next_attempt, or at once when a role write that changed the schedule reset it.
+func driftRetryTime(r *model.RoleEntry) time.Time {
+	return model.Later(r.LastFailure.Time, r.NextAttempt)
 }
 
 // retryingDrift reports whether the role's last rotation failed while drift is recorded
@@ -474,7 +482,7 @@ func DueTime(r *model.RoleEntry, now time.Time) time.Time {
 // refuses. The role stays failing until then, so no drift check sets it going again. A
 // pending key or an overlap has its own due time, the retries included.
 func retryingDrift(r *model.RoleEntry) bool {
-	return r.DriftAction == model.DriftActionRotate && r.DriftDetected != nil && r.LastFailure != nil && !r.NextAttempt.IsZero() &&
+	return r.DriftAction == model.DriftActionRotate && r.DriftDetected != nil && r.LastFailure != nil &&
 		r.PendingKey == nil && r.Overlap == nil
 }
 
