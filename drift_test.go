@@ -3,7 +3,10 @@ package auth0
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/emulator"
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/auth0api"
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/engine"
+	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
 )
 
 // driftFound is the role read's drift_detected "what", "" when none is recorded.
@@ -211,5 +215,154 @@ func TestDriftChecksOncePerPeriod(t *testing.T) {
 		if checks != 3 {
 			t.Fatalf("seed=%d: %s with period %s checked %d times in 3 periods", seed, name, period, checks)
 		}
+	}
+}
+
+// A rotation whose outcome Vault could not store (Auth0 applied rotate-secret, then the
+// storage of the new secret and of the failure both failed) leaves Auth0 holding a
+// secret creds do not serve yet, with a write-ahead entry for the rollback manager: not
+// a drift. A check must leave the role to its resolution rather than report "rotated
+// outside Vault" and, with drift_action=rotate, rotate once more. (Found by
+// TestSimulation -sim.seed=3 when drift became one of its faults.)
+func TestDriftIgnoresARotationInFlight(t *testing.T) {
+	for _, action := range []string{"report", "rotate"} {
+		t.Run(action, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.configureWithRole(map[string]interface{}{"drift_action": action})
+			e.ok(logical.UpdateOperation, "config", map[string]interface{}{"drift_check_period": "10m"})
+			e.ok(logical.UpdateOperation, "rotate/app", nil)
+			e.storage.failPutsUnder(model.CredsStoragePrefix, 1<<30)
+			if _, err := e.request(logical.UpdateOperation, "rotate/app", nil); err == nil {
+				t.Fatal("a rotation whose outcome could not be stored succeeded")
+			}
+			e.storage.failPuts.Store(0)
+			if n, role := e.emu.Stats().Rotations[testAppID], e.storedRole("app"); n != 2 || walCount(t, e.storage) != 1 || role.CurrentVersion() != 1 || role.LastFailure != nil {
+				t.Fatalf("setup: %d Auth0 rotations (want 2), %d write-ahead entries (want 1), version %d (want 1), failure %v (want none recorded)",
+					n, walCount(t, e.storage), role.CurrentVersion(), role.LastFailure)
+			}
+			for i := 0; i < 30; i++ { // three periods
+				e.advance(time.Minute)
+			}
+			if what := e.driftFound("app"); what != "" || strings.Contains(e.logs.String(), "credential drift") {
+				t.Fatalf("a rotation in flight was reported as drift: %q", what)
+			}
+			if n := e.emu.Stats().Rotations[testAppID]; n != 2 {
+				t.Fatalf("%d Auth0 rotations, want 2: a drift check rotated a role whose rotation was in flight", n)
+			}
+			// The rollback manager resolves it: creds serve what Auth0 holds.
+			if _, err := e.b.HandleRequest(t.Context(), &logical.Request{
+				Operation: logical.RollbackOperation, Storage: e.storage, Data: map[string]interface{}{"immediate": true},
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if served := e.ok(logical.ReadOperation, "creds/app", nil)["client_secret"]; served != e.appSecret(testAppID) {
+				t.Fatal("after the rollback manager, creds do not serve the secret Auth0 holds")
+			}
+		})
+	}
+}
+
+// The rotation drift_action=rotate sets going fails (Auth0 answers 429): it is retried at
+// its next_attempt, with backoff, like a failed scheduled rotation, rather than at the
+// role's next scheduled time (hours away) or, for a role without a schedule, never, with
+// the role failing and its drift no longer checked; also after a role write that changed
+// the schedule (and so reset next_attempt). (Found by TestSimulation with drift as one of
+// its faults: seeds 1, 4, 6, 8 and 174 of the work-in-progress version.)
+func TestDriftRotationRetriedAtNextAttempt(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		extra map[string]interface{}
+	}{
+		{"no schedule", nil},
+		{"rotation_period", map[string]interface{}{"rotation_period": "12h"}},
+		{"staged", map[string]interface{}{"rotation_period": "12h", "rotation_strategy": "staged", "stage_period": "1h"}},
+		// A role write that changes the schedule resets next_attempt: the retry comes at
+		// once, not at the new schedule's first time.
+		{"schedule written after the failure", map[string]interface{}{"write": "rotation_period"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			extra := map[string]interface{}{"drift_action": "rotate"}
+			for k, v := range c.extra {
+				if k != "write" {
+					extra[k] = v
+				}
+			}
+			e.configureWithRole(extra)
+			e.ok(logical.UpdateOperation, "config", map[string]interface{}{"drift_check_period": "1h"})
+			e.ok(logical.UpdateOperation, "rotate/app", map[string]interface{}{"switch_now": c.extra["rotation_strategy"] != nil})
+			var refuse atomic.Bool
+			refuse.Store(true)
+			e.emu.SetFaults(func(p emulator.Phase, r *http.Request, id string) *emulator.Fault {
+				if p == emulator.BeforeApply && id == testAppID && refuse.Load() && (strings.HasSuffix(r.URL.Path, "/rotate-secret") || r.Method == http.MethodPatch) {
+					return &emulator.Fault{Status: http.StatusTooManyRequests, RetryAfter: 5}
+				}
+				return nil
+			})
+			if _, err := e.emu.RotateSecretOutside(testAppID); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 60 && e.storedRole("app").LastFailure == nil; i++ {
+				e.advance(time.Minute)
+			}
+			role := e.storedRole("app")
+			if role.LastFailure == nil || role.DriftDetected == nil {
+				t.Fatalf("setup: the drift check's rotation did not fail (failure %v, drift %v)", role.LastFailure, role.DriftDetected)
+			}
+			if c.extra["write"] != nil {
+				e.ok(logical.UpdateOperation, "roles/app", map[string]interface{}{"rotation_period": "12h"})
+			}
+			refuse.Store(false)
+			for i := 0; i < 10; i++ { // the first retries back off from 10s
+				e.advance(time.Minute)
+			}
+			role = e.storedRole("app")
+			served, _ := e.ok(logical.ReadOperation, "creds/app", nil)["client_secret"].(string)
+			if role.LastFailure != nil || role.DriftDetected != nil || !e.authenticates(testAppID, served) {
+				t.Fatalf("10 minutes after the failed rotation that takes back a drift: failure %v, drift %v, serves a secret Auth0 accepts: %v",
+					role.LastFailure, role.DriftDetected, e.authenticates(testAppID, served))
+			}
+		})
+	}
+}
+
+// A key Vault did not register attached instead of the role's: the rotation
+// drift_action=rotate sets going fails at Auth0's credential limit (the documented
+// refusal: Vault never deletes what it did not register), and once the operator removed
+// that key (and attached Vault's again), its retry at next_attempt makes a new key.
+func TestDriftOfAForeignKeyTakenBackOnceRemoved(t *testing.T) {
+	e := newKeyEnv(t, map[string]interface{}{"drift_action": "rotate", "overlap_period": 0})
+	e.ok(logical.UpdateOperation, "config", map[string]interface{}{"drift_check_period": "1h"})
+	e.ok(logical.UpdateOperation, "rotate/app", nil)
+	cur := e.storedRole("app").Current().KeyID
+	_, public, err := auth0api.GenerateRSAKey(2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := e.emu.AddCredential(testAppID, emulator.CredentialSpec{Name: "added by hand", PEM: public})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.emu.AttachCredentials(testAppID, foreign.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.advance(time.Hour)
+	role := e.storedRole("app")
+	if role.DriftDetected == nil || role.LastFailure == nil || !strings.Contains(role.LastFailure.Message, "Auth0's limit") {
+		t.Fatalf("after a period: drift %v, failure %v; want drift found and the rotation refused at Auth0's limit", role.DriftDetected, role.LastFailure)
+	}
+	if err := e.emu.AttachCredentials(testAppID, cur); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.emu.RemoveCredential(testAppID, foreign.ID); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		e.advance(time.Minute)
+	}
+	role = e.storedRole("app")
+	_, attached, _ := e.emu.Credentials(testAppID)
+	if role.CurrentVersion() != 2 || role.LastFailure != nil || role.DriftDetected != nil || !slices.Equal(attached, []string{role.Current().KeyID}) {
+		t.Fatalf("10 minutes after the foreign key was removed: version %d (want 2), failure %v, drift %v, attached %v", role.CurrentVersion(), role.LastFailure, role.DriftDetected, attached)
 	}
 }

@@ -895,3 +895,30 @@ func (s *Server) deleteCredential(w http.ResponseWriter, r *http.Request, scopes
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(http.StatusNoContent)
 }
+
+// RemoveCredential detaches a client's credential if it is attached and deletes it, as
+// someone does by hand in the Auth0 Dashboard (Applications > Credentials), without a
+// request: for tests of what Vault finds changed behind its back. The credentials left
+// attached stay as they are, expired or not; detaching the last one is refused (the
+// client would fall back to its secret). It is not counted in Stats.
+func (s *Server) RemoveCredential(clientID, credentialID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.clients[clientID]
+	if !ok {
+		return fmt.Errorf("emulator: unknown client %q", clientID)
+	}
+	c := rec.findCredential(credentialID)
+	if c == nil {
+		return fmt.Errorf("emulator: client %q has no credential %q", clientID, credentialID)
+	}
+	if slices.Contains(rec.auth.creds, credentialID) {
+		rest := slices.DeleteFunc(slices.Clone(rec.auth.creds), func(id string) bool { return id == credentialID })
+		if len(rest) == 0 {
+			return fmt.Errorf("emulator: credential %q is the only one attached to client %q", credentialID, clientID)
+		}
+		s.setAuthLocked(rec, authState{method: rec.auth.method, creds: rest}, false)
+	}
+	rec.creds = slices.DeleteFunc(rec.creds, func(x *credential) bool { return x == c })
+	return nil
+}

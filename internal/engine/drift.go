@@ -136,7 +136,8 @@ func (b *Engine) runDriftSweep(ctx context.Context, sch *Scheduler) {
 
 // CheckDrift compares role name's current credential with what Auth0 holds, records what
 // it finds, and with drift_action=rotate rotates a drifted role. A role with something in
-// flight (a failure being retried, a staged switch, a pending key) is left to its job.
+// flight (a failure being retried, a staged switch, a pending key, a rotation whose
+// outcome is not stored yet) is left to its job.
 func (b *Engine) CheckDrift(ctx context.Context, s logical.Storage, name string) {
 	lock := b.RoleLock(name)
 	lock.Lock()
@@ -162,6 +163,9 @@ func (b *Engine) checkDriftLocked(ctx context.Context, s logical.Storage, name s
 	role, err := model.LoadRole(ctx, s, name)
 	if err != nil || role == nil || role.Legacy() || role.CurrentVersion() == 0 || role.Blocked != "" ||
 		role.LastFailure != nil || role.PendingKey != nil || role.Staged != nil && role.Staged.Switching {
+		return role, false, err
+	}
+	if inFlight, err := b.rotationInFlight(ctx, s, name, role); err != nil || inFlight {
 		return role, false, err
 	}
 	creds, err := model.LoadCreds(ctx, s, name)
@@ -198,6 +202,22 @@ func (b *Engine) checkDriftLocked(ctx context.Context, s logical.Storage, name s
 		b.roleHealth.note(name, role)
 	}
 	return role, what != "", nil
+}
+
+// rotationInFlight reports whether role name has a rotation whose outcome is not stored
+// yet: a write-ahead entry from its current version. Auth0 may hold the rotation's secret
+// already, while creds serve the previous one until the entry is resolved (by the role's
+// next job or the rollback manager); that is no drift. (The failure that would keep the
+// check away is not recorded when its storage failed too.) An entry from an earlier
+// version is a resolved one whose delete was lost.
+func (b *Engine) rotationInFlight(ctx context.Context, s logical.Storage, name string, role *model.RoleEntry) (bool, error) {
+	pending, err := b.PendingRotations(ctx, s)
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(pending, func(p PendingRotation) bool {
+		return p.WAL.Role == name && p.WAL.BaseVersion >= role.CurrentVersion()
+	}), nil
 }
 
 // driftActionName is drift_action as a role read shows it.

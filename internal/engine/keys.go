@@ -497,7 +497,7 @@ func (j *roleJob) runAttached(ctx context.Context, a attachment) (*model.Version
 		return nil, nil, nil
 	case j.trigger == triggerScheduled && (due.IsZero() || due.After(j.now)):
 		return nil, nil, nil // the job ended an overlap; no rotation is due (or ever, unscheduled)
-	case j.trigger == triggerScheduled && role.MissedWindow(j.now):
+	case j.trigger == triggerScheduled && role.MissedWindow(j.now) && !retryingDrift(role):
 		return j.skipMissedWindow(ctx)
 	}
 	return j.startAttached(ctx, conn, api, a)

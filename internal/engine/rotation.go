@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/vault-plugin-auth0/vault-plugin-auth0/internal/model"
+	"slices"
 	"strconv"
 	"time"
 
@@ -112,9 +113,15 @@ func (j *roleJob) run(ctx context.Context) (*model.VersionMeta, *logical.Respons
 	}
 	if j.trigger == triggerScheduled {
 		due := DueTime(role, j.now)
+		drift := retryingDrift(role) && !driftRetryTime(role).After(j.now)
 		switch {
 		case due.IsZero() || due.After(j.now):
 			return nil, nil, nil
+		case drift:
+			// The retry of the rotation that takes back a drift: at once, whatever the
+			// schedule or its window says, and a staged secret switches at once, as at the
+			// check (CheckDrift).
+			j.opts.SwitchNow = slices.Contains(kind.options(), "switch_now")
 		case role.Staged == nil && role.PendingKey == nil && role.Overlap == nil && role.MissedWindow(j.now): // a published secret switches late rather than never
 			return j.skipMissedWindow(ctx)
 		}
@@ -453,7 +460,30 @@ func DueTime(r *model.RoleEntry, now time.Time) time.Time {
 	if r.Blocked != "" {
 		return time.Time{}
 	}
-	return KindFor(r.KindKey()).dueTime(r, now)
+	due := KindFor(r.KindKey()).dueTime(r, now)
+	if retryingDrift(r) {
+		if retry := driftRetryTime(r); due.IsZero() || retry.Before(due) {
+			due = retry
+		}
+	}
+	return due
+}
+
+// driftRetryTime is when the failed rotation that takes back a drift is retried: at
+// next_attempt, or at once when a role write that changed the schedule reset it.
+func driftRetryTime(r *model.RoleEntry) time.Time {
+	return model.Later(r.LastFailure.Time, r.NextAttempt)
+}
+
+// retryingDrift reports whether the role's last rotation failed while drift is recorded
+// on it with drift_action=rotate: the rotation that takes the credential back is retried
+// at next_attempt, with backoff, as a failed scheduled rotation is, not at the next
+// scheduled time (never, without a schedule) while applications hold a credential Auth0
+// refuses. The role stays failing until then, so no drift check sets it going again. A
+// pending key or an overlap has its own due time, the retries included.
+func retryingDrift(r *model.RoleEntry) bool {
+	return r.DriftAction == model.DriftActionRotate && r.DriftDetected != nil && r.LastFailure != nil &&
+		r.PendingKey == nil && r.Overlap == nil
 }
 
 // BuildCreds assembles what creds serves from the role and its secret entries: used where
