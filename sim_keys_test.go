@@ -54,6 +54,10 @@ type simKeyRole struct {
 	// granted: the application may obtain a Management API token (no scope), so the
 	// login proving a new key is answered with a token rather than a 403.
 	granted bool
+	// stalled: a certificate role's version whose certificate expired, or expires before a
+	// renewal can be published, because the scheduler did not run while the role was due
+	// (an advance runs the jobs due during it only at its end, as after Vault was down).
+	stalled int
 }
 
 // simKey is one key pair creds/<name> served.
@@ -719,7 +723,7 @@ func (s *sim) checkKeyRole(r *simRole, role *model.RoleEntry, stats emulator.Sta
 				str("thumbprint_sha256") != creds.Current.Thumbprint || str("expires_at") != creds.Current.ExpiresAt.Format(time.RFC3339) {
 				s.fail("invariant 14: creds/%s served version %v (thumbprint %s), storage holds version %d (thumbprint %s), or a client_secret", r.name, d["version"], str("thumbprint_sha256"), creds.Current.Version, creds.Current.Thumbprint)
 			}
-			if !creds.Current.ExpiresAt.After(now) && !r.limitExempt(role) {
+			if !creds.Current.ExpiresAt.After(now) && !r.limitExempt(role) && r.k.stalled != creds.Current.Version {
 				s.fail("invariant 18: creds/%s serves a certificate (version %d) that expired at %s; the role's due time %s, pending %+v, overlap %+v, failure %+v, next rotation %s",
 					r.name, creds.Current.Version, creds.Current.ExpiresAt.Format(time.RFC3339), engine.DueTime(role, now).Format(time.RFC3339Nano), pk, role.Overlap, role.LastFailure, role.NextVaultRotation)
 			}
@@ -736,13 +740,14 @@ func (s *sim) checkKeyRole(r *simRole, role *model.RoleEntry, stats emulator.Sta
 				s.fail("invariant 14: creds/%s served previous key %s, storage holds %s", r.name, str("previous_key_id"), redactKey(creds.Previous))
 			}
 			previous = r.learnKey(str("previous_key_id"), p, str("previous_kid"), str("algorithm"), str("previous_certificate"), creds.Previous.Version)
-		} else if creds.Previous != nil {
+		} else if creds.Previous != nil && (creds.Previous.ExpiresAt.IsZero() || creds.Previous.ExpiresAt.After(now)) {
+			// (An expired previous certificate is not served while its detachment waits.)
 			s.fail("invariant 14: creds/%s serves no previous key, storage holds %s", r.name, redactKey(creds.Previous))
 		}
 	}
 	// A drift that detached the current key, or a certificate that expired while a
 	// credential added outside Vault took the slot its renewal needs: no login expected.
-	outage := s.driftDetaching(r) || r.k.cert && r.limitExempt(role) && creds != nil && !creds.Current.ExpiresAt.After(now)
+	outage := s.driftDetaching(r) || r.k.cert && creds != nil && (r.limitExempt(role) || r.k.stalled == creds.Current.Version) && !creds.Current.ExpiresAt.After(now)
 	if current != nil && cur > 0 && !outage {
 		// Also while a new key is pending: the current one stays attached next to it.
 		if !s.keyLogsInCached(app, current, attached) {
@@ -998,3 +1003,33 @@ func certificateExpiry(k *simKey) time.Time {
 	}
 	return cert.NotAfter
 }
+
+// noteStalls marks the certificate roles whose current certificate a stalled scheduler
+// let expire: the role fell due after the last run of the scheduler (at s.lastRunDue) and
+// before now, when the jobs run, and its certificate expires after that due time but
+// before a renewal started now can be published (propagation_wait, and some retries).
+// Invariants 14 and 18 hold them to nothing until a new version is current.
+func (s *sim) noteStalls(sch *engine.Scheduler, now time.Time) {
+	for _, r := range s.roles {
+		if r.k == nil || !r.k.cert {
+			continue
+		}
+		due, ok := sch.Queue.Due(r.name)
+		if !ok || !due.After(s.lastRunDue) || !due.Before(now) {
+			continue
+		}
+		role, err := model.LoadRole(s.ctx, s.base, r.name)
+		if err != nil || role == nil || role.Current() == nil {
+			continue
+		}
+		if exp := role.Current().ExpiresAt; exp.After(due) && !exp.After(now.Add(s.propagationWait+simStallMargin)) {
+			r.k.stalled = role.CurrentVersion()
+			s.counts["certificate expired while the scheduler stalled"]++
+		}
+	}
+}
+
+// simStallMargin is how long after a stall the engine may take, beyond propagation_wait,
+// to publish the renewal of a certificate that expired during it: retries of faults met
+// on the way.
+const simStallMargin = 30 * time.Minute

@@ -213,7 +213,8 @@ var (
 //     a current version, private_key logs in, also while a new key is pending (stronger
 //     than "no rotation in flight": the current key stays attached next to it), unless a
 //     drift detached it or the certificate expired while a credential added outside Vault
-//     held up its renewal. A previous_private_key it serves logs in too, also past overlap_until or after
+//     or a stalled scheduler held up its renewal (18). A previous_private_key it serves
+//     logs in too (a previous certificate past its expiry is not served), also past overlap_until or after
 //     end_overlap=true was asked: the engine stops serving the previous key before it asks
 //     Auth0 to detach it (overlap "ending"). A key is served from no earlier than propagation_wait after
 //     Auth0 first had it attached (seen in the fault hook); a manual rotate that answers a
@@ -251,7 +252,12 @@ var (
 // the longest step, and:
 //
 //  18. Certificates in date. creds/<name> never serves a certificate that has expired,
-//     unless a credential added outside Vault held up its renewal.
+//     as current or as previous (also while the overlap's end is retried), unless a
+//     credential added outside Vault held up its renewal, or the scheduler did not run
+//     while the role was due: an advance runs the jobs that fell due during it only at its
+//     end, as after Vault was down, and a certificate that expires between the role's due
+//     time and propagation_wait (and 30 minutes of retries) after that end is let be until
+//     its renewal is current (noteStalls).
 //
 // And of the mount's own credentials (sim_root_test.go):
 //
@@ -887,6 +893,7 @@ func (s *sim) runDue() int {
 	}
 	<-sch.Loaded
 	now := s.clock.Now()
+	s.noteStalls(sch, now)
 	s.noteDueJobs(now)
 	// A sweep due now runs among the jobs, and checks every role whose check fell due
 	// since the last one (invariant 21).
