@@ -303,3 +303,35 @@ func TestCertOverlapEndsWhenPreviousExpires(t *testing.T) {
 		t.Fatalf("Auth0 still stores %v", stored)
 	}
 }
+
+// A previous certificate is not served past its expiry, also when the overlap's end could
+// not store what creds serve (found by TestSimulation -sim.seed=640 once drift became one
+// of its faults): creds hand out no certificate Auth0 refuses.
+func TestCertExpiredPreviousNotServedWhileDetachFails(t *testing.T) {
+	e := newCertEnv(t, map[string]interface{}{"certificate_ttl": "3h", "overlap_period": "2h"})
+	e.ok(logical.UpdateOperation, "rotate/app", nil)
+	first := e.storedRole("app").Current()
+	e.advance(2*time.Hour + time.Minute) // renewed two thirds in; the overlap ends at the expiry
+	if _, prev, _ := e.servedCerts(); prev == nil {
+		t.Fatal("no previous certificate served during the overlap")
+	}
+	e.storage.failPutsUnder(model.CredsStoragePrefix, 1<<30) // the overlap's end cannot store what creds serve
+	e.advance(time.Hour)
+	role := e.storedRole("app")
+	if role.Overlap == nil || role.Overlap.Ending {
+		t.Fatalf("the overlap's end did not fail: overlap %+v", role.Overlap)
+	}
+	if e.clock.Now().Before(first.ExpiresAt) {
+		t.Fatalf("the clock (%s) is not past the previous certificate's expiry (%s)", e.clock.Now(), first.ExpiresAt)
+	}
+	if _, prev, data := e.servedCerts(); prev != nil || data["overlap_until"] != "" {
+		t.Fatalf("creds serve the previous certificate (expired at %s) until %v", first.ExpiresAt, data["overlap_until"])
+	}
+	e.storage.failPuts.Store(0)
+	for i := 0; i < 10 && e.storedRole("app").Overlap != nil; i++ {
+		e.advance(10 * time.Minute)
+	}
+	if stored, _ := e.credentialIDs(testAppID); len(stored) != 1 {
+		t.Fatalf("Auth0 still stores %v after the faults", stored)
+	}
+}

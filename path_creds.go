@@ -159,6 +159,12 @@ func (b *backend) credsResponse(ctx context.Context, s logical.Storage, creds *m
 		return resp, err
 	}
 	current := served.Version == creds.Current.Version
+	now := b.Clock.Now()
+	if current && previous != nil && !previous.ExpiresAt.IsZero() && !previous.ExpiresAt.After(now) {
+		// A certificate past its expiry, still stored as the previous one while the
+		// overlap's end is retried: Auth0 refuses it, so it is not handed out.
+		previous = nil
+	}
 	data := map[string]interface{}{
 		"client_id":           creds.ClientID,
 		"domain":              conn.Config.Domain(),
@@ -169,7 +175,6 @@ func (b *backend) credsResponse(ctx context.Context, s logical.Storage, creds *m
 	if !current {
 		return &logical.Response{Data: data}, nil
 	}
-	now := b.Clock.Now()
 	again := engine.ReadAgainAt(creds, now)
 	data["last_vault_rotation"] = again.Since.UTC().Format(time.RFC3339)
 	data["ttl"] = secondsUntil(again.At, now)

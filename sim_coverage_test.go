@@ -33,8 +33,12 @@ import (
 //
 // Every run ends with a coverage table: the role states and configurations jobs acted
 // on, the Auth0 faults served by class, the storage failures served, the crashes by
-// action and by the write they interrupted, and the scenarios hit. The run fails if a
-// class the generator is meant to cover (simRequired) got no hit.
+// action and by the write they interrupted, the scenarios hit, the root rotations, and
+// the drifts (sim_drift_test.go: by kind, how they were found and taken back). The run
+// fails if a class the generator is meant to cover (simRequired) got no hit; of drift, a
+// client secret drift found, a key or certificate drift found (in runs with key roles),
+// one taken back by drift_action=rotate and one by the operator, which the run's end
+// (completeDriftCoverage) forces when its random steps left them out.
 
 // Role kinds.
 const (
@@ -186,7 +190,7 @@ const (
 	covScenarios   = "scenarios hit"
 )
 
-var covSections = []string{covStates, covConfigs, covFaults, covFaultStates, covStorage, covCrashes, covScenarios, covRoot}
+var covSections = []string{covStates, covConfigs, covFaults, covFaultStates, covStorage, covCrashes, covScenarios, covRoot, covDrift}
 
 func (c simCoverage) add(section, class string) { c.addN(section, class, 1) }
 
@@ -290,6 +294,7 @@ func (s *sim) simRequired() map[string][]string {
 			req[covScenarios] = append(req[covScenarios], sc.name)
 		}
 	}
+	req[covDrift] = s.driftRequired()
 	return req
 }
 
@@ -747,9 +752,9 @@ func (s *sim) runMove(sc *simScenario, r *simRole, m simMove) (string, []int, bo
 			desc, ok = fmt.Sprintf("%s not queued", r.name), false
 		default:
 			d := max(due.Sub(now), 0)
-			s.clock.Advance(d)
+			n := s.approach(d)
 			labels = s.states(r, s.clock.Now())
-			n := s.runDue()
+			n += s.runDue()
 			s.counts["advance"]++
 			desc = fmt.Sprintf("advance %s to %s's due time, %d jobs", d, r.name, n)
 		}
@@ -1007,10 +1012,29 @@ func (s *sim) advanceToRole(r *simRole) {
 		return
 	}
 	d := max(due.Sub(s.clock.Now()), 0)
-	s.clock.Advance(d)
-	n := s.runDue()
+	n := s.approach(d)
+	n += s.runDue()
 	s.counts["advance"]++
 	s.sub(fmt.Sprintf("advance: %s to %s's due time, %d jobs", d, r.name, n))
+}
+
+// simLongestStep bounds how far the clock moves before the scheduler runs: a third of
+// every certificate's life is longer (certificateTTL), so that certificates are renewed
+// before they expire.
+const simLongestStep = 5 * time.Hour
+
+// approach moves the clock by d, running what falls due every simLongestStep on the way
+// (a scenario's wait for a role's due time, up to an overlap of 8 hours, must not skip
+// the renewal of another role's certificate), but not at the end: the caller runs it.
+// It returns the jobs that ran on the way.
+func (s *sim) approach(d time.Duration) int {
+	n := 0
+	for ; d > simLongestStep; d -= simLongestStep {
+		s.clock.Advance(simLongestStep)
+		n += s.runDue()
+	}
+	s.clock.Advance(d)
+	return n
 }
 
 // rotateWith rotates r by hand with one option ("" none), as stepRotate does, and
@@ -1053,8 +1077,15 @@ func (s *sim) completeCoverage() {
 			if r == nil {
 				continue
 			}
-			data := s.scheduleFor(kind, class, slices.Index(s.roles, r))
-			resp, err := s.request(logical.UpdateOperation, "roles/"+r.name, data)
+			// A schedule the role refuses (a certificate_ttl shorter than a 24h period plus
+			// the overlap) is drawn again.
+			var data map[string]interface{}
+			var resp *logical.Response
+			var err error
+			for try := 0; try < 4 && (try == 0 || err == nil && resp != nil && resp.IsError()); try++ {
+				data = s.scheduleFor(kind, class, slices.Index(s.roles, r))
+				resp, err = s.request(logical.UpdateOperation, "roles/"+r.name, data)
+			}
 			s.counts["role write"]++
 			s.step++
 			s.sub(fmt.Sprintf("role write: %s %v -> %s", r.name, data, outcome(resp, err)))

@@ -54,6 +54,10 @@ type simKeyRole struct {
 	// granted: the application may obtain a Management API token (no scope), so the
 	// login proving a new key is answered with a token rather than a 403.
 	granted bool
+	// stalled: a certificate role's version whose certificate expired, or expires before a
+	// renewal can be published, because the scheduler did not run while the role was due
+	// (an advance runs the jobs due during it only at its end, as after Vault was down).
+	stalled int
 }
 
 // simKey is one key pair creds/<name> served.
@@ -234,6 +238,11 @@ func (s *sim) afterKeyRotate(r *simRole, opt string, resp *logical.Response, err
 	pre := r.pre
 	if err == nil && resp != nil && resp.IsError() {
 		msg := resp.Error().Error()
+		if (strings.Contains(msg, "Auth0's limit") || strings.Contains(msg, "maximum of")) && (r.foreign != "" || r.blockedUntil > 0) {
+			// A credential added in the Dashboard takes the slot: the documented refusal.
+			s.counts["key rotate refused (a credential added outside Vault)"]++
+			return
+		}
 		if strings.Contains(msg, "Auth0's limit") || strings.Contains(msg, "maximum of") {
 			s.fail("invariant 12: rotate/%s hit Auth0's credential limit: %s", name, msg)
 		}
@@ -554,7 +563,7 @@ func (s *sim) checkKeyRole(r *simRole, role *model.RoleEntry, stats emulator.Sta
 	if len(stored) > emulator.MaxCredentials || len(attached) > emulator.MaxCredentials {
 		s.fail("invariant 12: Auth0 stores %d credentials (%s) for %s of role %s, %d attached", len(stored), describeCredentials(stored), app, r.name, len(attached))
 	}
-	if f := role.LastFailure; f != nil && (strings.Contains(f.Message, "Auth0's limit") || strings.Contains(f.Message, "maximum of")) {
+	if f := role.LastFailure; f != nil && (strings.Contains(f.Message, "Auth0's limit") || strings.Contains(f.Message, "maximum of")) && !r.limitExempt(role) {
 		s.fail("invariant 12: role %s records hitting Auth0's credential limit: %s", r.name, f.Message)
 	}
 
@@ -572,8 +581,11 @@ func (s *sim) checkKeyRole(r *simRole, role *model.RoleEntry, stats emulator.Sta
 		s.fail("invariant 13: Auth0 rotated the secret of private_key_jwt role %s's application %d times, PATCHed it %d times", r.name, n, m)
 	}
 	created := stats.CredentialsCreated[app]
-	if created-stats.CredentialsDeleted[app] != len(stored) {
-		s.fail("harness: %s: %d credentials created, %d deleted, %d stored", app, created, stats.CredentialsDeleted[app], len(stored))
+	// A credential added in the Dashboard (drift) is neither created nor deleted through
+	// the Management API: Vault deleting it would show here.
+	own := len(stored) - btoi(r.foreign != "" && slices.ContainsFunc(stored, func(c emulator.CredentialInfo) bool { return c.ID == r.foreign }))
+	if created-stats.CredentialsDeleted[app] != own {
+		s.fail("harness: %s: %d credentials created, %d deleted, %d stored (%s; added outside Vault: %q)", app, created, stats.CredentialsDeleted[app], len(stored), describeCredentials(stored), r.foreign)
 	}
 	if created != cur && (pk == nil || created != cur+1) {
 		s.fail("invariant 13: Auth0 created %d credentials for role %s, which is at version %d (pending key: %+v): a key registered twice, or one lost", created, r.name, cur, pk)
@@ -590,26 +602,26 @@ func (s *sim) checkKeyRole(r *simRole, role *model.RoleEntry, stats emulator.Sta
 	switch {
 	case pk == nil:
 		for _, c := range stored {
-			if !held[c.ID] {
+			if !held[c.ID] && c.ID != r.foreign {
 				s.fail("invariant 13: role %s has no key pending (failure recorded: %v), yet Auth0 stores credential %s (%q), neither its current key (version %d) nor in its overlap %+v; stored: %s",
 					r.name, role.LastFailure != nil, c.ID, c.Name, cur, role.Overlap, describeCredentials(stored))
 			}
 		}
 		for _, id := range attached {
-			if !held[id] {
+			if !held[id] && id != r.foreign {
 				s.fail("invariant 13: role %s has no key pending, yet Auth0 has credential %s attached, neither its current key nor in its overlap %+v", r.name, id, role.Overlap)
 			}
 		}
 		s.counts["key check no pending"]++
 	case pk != nil:
 		for _, c := range stored {
-			if !held[c.ID] && c.ID != pk.CredentialID && c.Name != pk.Name {
+			if !held[c.ID] && c.ID != pk.CredentialID && c.Name != pk.Name && c.ID != r.foreign {
 				s.fail("invariant 13: role %s (pending version %d, %q) lets Auth0 store credential %s (%q), neither current, in its overlap nor pending; stored: %s",
 					r.name, pk.Version, pk.Name, c.ID, c.Name, describeCredentials(stored))
 			}
 		}
 	}
-	if c := role.Current(); c != nil && pk == nil && !slices.Contains(attached, c.KeyID) {
+	if c := role.Current(); c != nil && pk == nil && !slices.Contains(attached, c.KeyID) && !s.driftDetaching(r) {
 		s.fail("invariant 13: role %s's current key %s (version %d) is not attached at Auth0 (attached %v)", r.name, c.KeyID, cur, attached)
 	}
 	onKeys := s.onMethod(r)
@@ -711,7 +723,7 @@ func (s *sim) checkKeyRole(r *simRole, role *model.RoleEntry, stats emulator.Sta
 				str("thumbprint_sha256") != creds.Current.Thumbprint || str("expires_at") != creds.Current.ExpiresAt.Format(time.RFC3339) {
 				s.fail("invariant 14: creds/%s served version %v (thumbprint %s), storage holds version %d (thumbprint %s), or a client_secret", r.name, d["version"], str("thumbprint_sha256"), creds.Current.Version, creds.Current.Thumbprint)
 			}
-			if !creds.Current.ExpiresAt.After(now) {
+			if !creds.Current.ExpiresAt.After(now) && !r.limitExempt(role) && r.k.stalled != creds.Current.Version {
 				s.fail("invariant 18: creds/%s serves a certificate (version %d) that expired at %s; the role's due time %s, pending %+v, overlap %+v, failure %+v, next rotation %s",
 					r.name, creds.Current.Version, creds.Current.ExpiresAt.Format(time.RFC3339), engine.DueTime(role, now).Format(time.RFC3339Nano), pk, role.Overlap, role.LastFailure, role.NextVaultRotation)
 			}
@@ -728,11 +740,15 @@ func (s *sim) checkKeyRole(r *simRole, role *model.RoleEntry, stats emulator.Sta
 				s.fail("invariant 14: creds/%s served previous key %s, storage holds %s", r.name, str("previous_key_id"), redactKey(creds.Previous))
 			}
 			previous = r.learnKey(str("previous_key_id"), p, str("previous_kid"), str("algorithm"), str("previous_certificate"), creds.Previous.Version)
-		} else if creds.Previous != nil {
+		} else if creds.Previous != nil && (creds.Previous.ExpiresAt.IsZero() || creds.Previous.ExpiresAt.After(now)) {
+			// (An expired previous certificate is not served while its detachment waits.)
 			s.fail("invariant 14: creds/%s serves no previous key, storage holds %s", r.name, redactKey(creds.Previous))
 		}
 	}
-	if current != nil && cur > 0 {
+	// A drift that detached the current key, or a certificate that expired while a
+	// credential added outside Vault took the slot its renewal needs: no login expected.
+	outage := s.driftDetaching(r) || r.k.cert && creds != nil && (r.limitExempt(role) || r.k.stalled == creds.Current.Version) && !creds.Current.ExpiresAt.After(now)
+	if current != nil && cur > 0 && !outage {
 		// Also while a new key is pending: the current one stays attached next to it.
 		if !s.keyLogsInCached(app, current, attached) {
 			s.fail("invariant 14: the key creds/%s serves (version %d, credential %s) does not log in; pending key %+v; attached %v; versions %s", r.name, current.version, current.id, pk, attached, describeVersions(role))
@@ -750,7 +766,7 @@ func (s *sim) checkKeyRole(r *simRole, role *model.RoleEntry, stats emulator.Sta
 		}
 		current.published = true
 	}
-	if r.k.assertions && current != nil && cur > 0 && !crashed {
+	if r.k.assertions && current != nil && cur > 0 && !crashed && !outage {
 		s.checkAssertion(r, current, attached)
 	}
 	if previous != nil {
@@ -778,7 +794,9 @@ func (s *sim) checkKeyRole(r *simRole, role *model.RoleEntry, stats emulator.Sta
 				started, source = role.Current().CreatedTime, role.Current().Source
 			}
 		}
-		if source == model.SourceScheduled {
+		if source == model.SourceScheduled && r.driftRotating() {
+			s.counts["drift rotation"]++ // the retry of the rotation that takes back a drift (22)
+		} else if source == model.SourceScheduled {
 			due := model.Later(pre.NextVaultRotation, pre.NextAttempt)
 			renewal := time.Time{} // a certificate's: two thirds into its lifetime
 			if c := pre.Current(); r.k.cert && c != nil {
@@ -812,8 +830,10 @@ func (s *sim) checkKeyRole(r *simRole, role *model.RoleEntry, stats emulator.Sta
 			var exp time.Time
 			if prev := role.Version(cur - 1); prev != nil {
 				exp = prev.ExpiresAt
-			} else {
-				exp = s.credentialExpiry(r.clientID, r.k.curKeyID)
+			} else if exp = s.credentialExpiry(r.clientID, r.k.curKeyID); exp.IsZero() {
+				// Deleted at Auth0 too: it expired before it was replaced (a credential
+				// added outside Vault held up its renewal), as the certificate served says.
+				exp = certificateExpiry(r.k.keys[r.k.curKeyID])
 			}
 			if !exp.IsZero() && exp.Before(until) {
 				until = exp
@@ -838,6 +858,8 @@ func (s *sim) checkKeyRole(r *simRole, role *model.RoleEntry, stats emulator.Sta
 	for _, k := range sortedKeys(r.k.keys) {
 		isAttached := slices.Contains(attached, k.id)
 		switch {
+		case k.dead && isAttached && r.driftKeys[k.id]:
+			k.dead = false // detached behind Vault's back, and Vault took it back
 		case k.dead && isAttached:
 			s.fail("invariant 15: role %s's key %s (version %d), detached before, is back at Auth0 (attached %v)", r.name, k.id, k.version, attached)
 		case k.dead:
@@ -964,3 +986,50 @@ func usesKeys(r *model.RoleEntry) bool {
 func isStaged(r *model.RoleEntry) bool {
 	return engine.KindFor(r.KindKey()).Strategy() == model.StrategyStaged
 }
+
+// certificateExpiry is when the certificate of k (creds served it) expires; zero if k is
+// not a certificate the simulation saw.
+func certificateExpiry(k *simKey) time.Time {
+	if k == nil || k.cert == "" {
+		return time.Time{}
+	}
+	block, _ := pem.Decode([]byte(k.cert))
+	if block == nil {
+		return time.Time{}
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return time.Time{}
+	}
+	return cert.NotAfter
+}
+
+// noteStalls marks the certificate roles whose current certificate a stalled scheduler
+// let expire: the role fell due after the last run of the scheduler (at s.lastRunDue) and
+// before now, when the jobs run, and its certificate expires after that due time but
+// before a renewal started now can be published (propagation_wait, and some retries).
+// Invariants 14 and 18 hold them to nothing until a new version is current.
+func (s *sim) noteStalls(sch *engine.Scheduler, now time.Time) {
+	for _, r := range s.roles {
+		if r.k == nil || !r.k.cert {
+			continue
+		}
+		due, ok := sch.Queue.Due(r.name)
+		if !ok || !due.After(s.lastRunDue) || !due.Before(now) {
+			continue
+		}
+		role, err := model.LoadRole(s.ctx, s.base, r.name)
+		if err != nil || role == nil || role.Current() == nil {
+			continue
+		}
+		if exp := role.Current().ExpiresAt; exp.After(due) && !exp.After(now.Add(s.propagationWait+simStallMargin)) {
+			r.k.stalled = role.CurrentVersion()
+			s.counts["certificate expired while the scheduler stalled"]++
+		}
+	}
+}
+
+// simStallMargin is how long after a stall the engine may take, beyond propagation_wait,
+// to publish the renewal of a certificate that expired during it: retries of faults met
+// on the way.
+const simStallMargin = 30 * time.Minute

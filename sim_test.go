@@ -71,7 +71,16 @@ var (
 // mount on its own key, its credentials' creation, attachment, listing and deletion, and
 // its logins), every third one crashing at a storage operation (sim_root_test.go: a third
 // of the runs first move the mount to private_key_jwt, every run has a
-// root_rotation_period); a config write (rate_limit); a role
+// root_rotation_period); drift behind Vault's back (sim_drift_test.go: the run has a
+// drift_check_period of 2h, 4h, 6h, 12h or the default 24h, and each role a drift_action,
+// the default, report or rotate): a role's secret rotated in the Auth0 Dashboard (a
+// staged role's while it publishes a secret or not), a key or certificate role's current
+// credential detached during an overlap, or a credential Vault did not register attached
+// next to it or (keys) instead of it; or, up to 4 hours after a drift was found (or
+// reported as a failure at Auth0's credential limit), the operator taking it back: the
+// credential added outside Vault removed, and with drift_action=report a manual rotate
+// (switch_now=true for a staged role, end_overlap=true during an overlap); a config
+// write (rate_limit); a role
 // write (max_versions, schedule, a staged role's stage_period or a key role's
 // overlap_period); or a scenario (sim_coverage_test.go). A scenario takes a role of one
 // kind in one state (no secret yet, imported, rotated, in flight, failing; publishing or
@@ -102,8 +111,10 @@ var (
 //     it starts from the role's current version, or from the one before if the current
 //     version records its ID. With no unresolved entry for the role, the Auth0 rotations
 //     of its application equal the versions rotation created (current_version, less 1 if
-//     the secret was imported; a "recovered" version is the outcome of one rotation);
-//     with one, they equal that number or one more. The emulator's own count agrees.
+//     the secret was imported; a "recovered" version is the outcome of one rotation, but
+//     one that read back a secret set outside Vault (a drift), which no rotation of
+//     Vault's made: at most one per such secret, at least those still retained); with
+//     one, they equal that number or one more. The emulator's own count agrees.
 //     Auth0 never rotates an application no role manages, nor another role's application
 //     during a manual rotate. The role never carries the warning that recovery had to
 //     rotate again (the simulation grants read:client_keys), is never blocked, and owns
@@ -114,7 +125,9 @@ var (
 //     later of next_vault_rotation and next_attempt), and no earlier than its schedule
 //     allows after the previous Auth0 rotation of the application (or the role's
 //     creation), unless a failure was recorded on the role in between. (Staged roles'
-//     PATCHes are no rotate-secret; 11 checks their schedule.)
+//     PATCHes are no rotate-secret; 11 checks their schedule. For 2, 11 and 17 the
+//     rotation that takes back a drift, or its retry, counts as a manual rotate: one of a
+//     drift_action=rotate role during a drift or with drift recorded; 22 checks it.)
 //  3. Versions. Version numbers are consecutive, at most max_versions are retained, only
 //     version 1 may be imported, and every retained version has its secret entry (same
 //     number and write-ahead ID). creds/<name> holds nothing before the first version;
@@ -124,14 +137,18 @@ var (
 //     rotation (for a staged role: while its staged secret is switching, that staged
 //     version, a commit cut short between creds and the role). A creds read through the
 //     backend, as an application reads it, serves what creds/<name> holds; with no
-//     unresolved rotation (and for an immediate role) that is the secret Auth0 holds.
+//     unresolved rotation (and for an immediate role) that is the secret Auth0 holds,
+//     unless a drift is under way (20 to 23 instead).
 //  4. No secret in the logs: the engine's log (trace level) never contains a secret the
 //     emulator issued (the management application's or any application's, ever) or that
 //     Vault generated for a staged role.
 //  5. At the end, with faults cleared, the clock is run forward (with rollbacks, and
-//     manual rotates of unscheduled roles left failing) until no write-ahead entry is left,
-//     no role records a failure, no staged secret is past its switch time, no key is
-//     pending and no overlap is past its end; then 1 to 4 and 6 to 17 hold, and every role
+//     manual rotates of unscheduled roles left failing, but of a drift_action=rotate role
+//     whose drift was found: it takes its credential back alone) until no write-ahead
+//     entry is left, no role records a failure, no staged secret is past its switch time,
+//     no key is pending, no overlap is past its end, no drift is under way or recorded and
+//     no credential added outside Vault is left (the operator acts at once on a drift
+//     found that needs it); then 1 to 4 and 6 to 23 hold, and every role
 //     with a version serves, at creds/<name>, the secret Auth0 holds, which obtains a token
 //     at the emulator (a key role: its current key, attached, which logs in with a client
 //     assertion, as its previous key does if served; a key role without a version left its
@@ -147,7 +164,7 @@ var (
 //  8. Zero downtime (c). While creds/<name> serves a secret, Auth0 holds its current
 //     secret or the role's staged one, and a consumer that reads creds/<name> through the
 //     backend and tries client_secret, else next_client_secret, else
-//     previous_client_secret finds the secret Auth0 holds.
+//     previous_client_secret finds the secret Auth0 holds; unless a drift is under way.
 //  9. Staged versions (d). Versions stay consecutive; a staged version's number is the
 //     current one plus 1, its secret entry (source "staged") exists, and creds/<name>
 //     publishes it as next; a version made by a switch has source "staged", a staged time
@@ -170,28 +187,34 @@ var (
 // credential, kid and algorithm and its private key in its secret entry) and ownership,
 // and by the following. Their logins are client assertions signed as an application signs
 // them (with the emulator's signer); an outcome is remembered per set of credentials
-// attached, on which alone the emulator's answer depends.
+// attached, on which alone the emulator's answer depends. A drift under way makes room in
+// 12 to 15 and 18 as each says, for its role alone.
 //
 //  12. At most two credentials (a). After every step, Auth0 stores at most 2 credentials
 //     for the application and attaches at most 2, and neither a failure the role records
-//     nor an answer to a manual rotate says Auth0's credential limit was reached.
+//     nor an answer to a manual rotate says Auth0's credential limit was reached, unless
+//     a credential added outside Vault takes the second one (from its addition to the
+//     first version after its removal: the documented refusal).
 //  13. Only Vault's keys, each once (b). Auth0 never rotates the application's secret nor
 //     PATCHes it, and the role has no write-ahead entry. Auth0 created exactly as many
 //     credentials for the application as the role has made versions (one more while a key
-//     is pending): no key is registered twice, none is lost. Whenever no key is pending
+//     is pending): no key is registered twice, none is lost, and Vault never deletes a
+//     credential added outside it (which counts in neither). Whenever no key is pending
 //     (with or without a failure recorded: stronger than "once caught up"), every
 //     credential Auth0 stores or attaches is the role's current key or in its overlap
-//     (current().KeyID, Overlap.CredentialIDs): no orphan, no key Vault does not hold;
-//     while one is pending, also the credential named after it. The current key is
-//     attached. Once the role has a version its application is on private_key_jwt and its
+//     (current().KeyID, Overlap.CredentialIDs), or one added outside Vault: no orphan, no
+//     key Vault does not hold; while one is pending, also the credential named after it.
+//     The current key is attached, unless a drift detached it. Once the role has a version its application is on private_key_jwt and its
 //     old client secret obtains no token; before, it has no credential.
 //  14. Creds log in (c). creds/<name> holds the role's current version (its credential and
 //     kid), or while a key is pending, that key (a commit cut short between creds and the
 //     role); a previous key only while the role's overlap lists it. Read through the
 //     backend it serves that (private_key, key_id, kid, algorithm; no client_secret); with
 //     a current version, private_key logs in, also while a new key is pending (stronger
-//     than "no rotation in flight": the current key stays attached next to it). A
-//     previous_private_key it serves logs in too, also past overlap_until or after
+//     than "no rotation in flight": the current key stays attached next to it), unless a
+//     drift detached it or the certificate expired while a credential added outside Vault
+//     or a stalled scheduler held up its renewal (18). A previous_private_key it serves
+//     logs in too (a previous certificate past its expiry is not served), also past overlap_until or after
 //     end_overlap=true was asked: the engine stops serving the previous key before it asks
 //     Auth0 to detach it (overlap "ending"). A key is served from no earlier than propagation_wait after
 //     Auth0 first had it attached (seen in the fault hook); a manual rotate that answers a
@@ -203,7 +226,8 @@ var (
 //     overlap_period after the new version. A key creds served keeps logging in until the
 //     end of the latest overlap seen listing it, unless an end_overlap=true rotate was
 //     asked while it was listed; once Auth0 no longer has it attached it fails to log in,
-//     and it is never attached again. A manual rotate answers success, an error (the
+//     and it is never attached again (but one a drift detached behind Vault's back: Vault
+//     takes it back). A manual rotate answers success, an error (the
 //     faults injected are errors, not refusals), or the documented refusal, and that only
 //     while an overlap stored before it runs, without end_overlap and no key pending; one
 //     with end_overlap=true that succeeds leaves no credential of the ended overlap at
@@ -227,7 +251,13 @@ var (
 // forwards it. Their certificate_ttl leaves a third of a certificate's life longer than
 // the longest step, and:
 //
-//  18. Certificates in date. creds/<name> never serves a certificate that has expired.
+//  18. Certificates in date. creds/<name> never serves a certificate that has expired,
+//     as current or as previous (also while the overlap's end is retried), unless a
+//     credential added outside Vault held up its renewal, or the scheduler did not run
+//     while the role was due: an advance runs the jobs that fell due during it only at its
+//     end, as after Vault was down, and a certificate that expires between the role's due
+//     time and propagation_wait (and 30 minutes of retries) after that end is let be until
+//     its renewal is current (noteStalls).
 //
 // And of the mount's own credentials (sim_root_test.go):
 //
@@ -239,6 +269,49 @@ var (
 //     and the run settles: nothing pending or failed, config's credential is the one
 //     Auth0 holds and logs in, and Auth0 keeps no credential of the application that
 //     config does not know.
+//
+// And of drift, Auth0 changed behind Vault's back (sim_drift_test.go). A drift lasts from
+// the step that makes it until Vault takes the credential back: Auth0 no longer holds the
+// secret set outside Vault (or creds serve it: a recovery read it back), the role's
+// current credential is attached again, the credential added outside Vault detached. A
+// role is eligible for a drift check when it has a version, no failure recorded, no key
+// pending, no staged switch under way, no rotation write-ahead entry from its current
+// version, and is not blocked. A role's checks fall at the moments its name gives in each
+// drift_check_period (engine.DriftDue); a sweep checks the roles whose moment passed
+// since the last one.
+//
+//  20. No false drift. drift_detected is recorded (or "credential drift" logged) only for a
+//     role whose drift was under way when the step began: never for one whose credential
+//     Auth0 holds as Vault left it (a check racing a rotation, a staged secret published
+//     or switching, a key's overlap or a pending key, a rotation whose outcome a crash or
+//     a storage failure kept from storage), and none is left on a role once its drift is
+//     over.
+//  21. Found in time. Let from be the later of: the drift; the end of the last step before
+//     or after which the role was not eligible; the last step that served a fault a check
+//     may meet (an Auth0 fault for a read of the role's application or for the Management
+//     API login, a storage failure), started a backend or wrote config (the sweeps start
+//     again then). The first sweep that runs at or after the role's first check moment
+//     after from, and at the latest the scheduler's run a drift_check_period after that
+//     moment, finds the drift: drift_detected is recorded, its what naming it (another
+//     secret than the version creds serve; the current credential, by id, no longer
+//     attached; the credential Vault did not register, by id, attached), and it stays
+//     while the drift lasts. A check that a fault made fail waits for the next period:
+//     the faults in from stand for that.
+//  22. drift_action=rotate takes it back. After every step at whose end such a role whose
+//     drift lasts records drift_detected, a rotation of it is in flight (a write-ahead
+//     entry), or the role is queued no later than the latest of: now, its failure's retry
+//     (next_attempt; at once if a schedule change reset it), a pending key's publication,
+//     its overlap's end (a manual rotate is refused during it; its end attaches the
+//     current credential again), a staged switch. (After a step that served a storage
+//     failure an idle role may have lost its failure record: the next check rotates
+//     again; a later failure than the one stored: queued within the longest backoff.) A
+//     credential added outside Vault makes that rotation fail at Auth0's limit, retried
+//     until the operator removes it. At the end (5) such a role gets no manual rotate.
+//  23. The record goes with the drift. Once Vault took the credential back, drift_detected
+//     is cleared by the version that did (none is left after a version made since), or,
+//     without one (the current credential attached again at an overlap's end, a
+//     credential added outside Vault removed), by the role's first check after the taking
+//     back (from as in 21).
 //
 // Run a soak with: go test -run TestSimulation -sim.days=30 -v .
 func TestSimulation(t *testing.T) {
@@ -354,6 +427,21 @@ type sim struct {
 	rootSteps      int
 	rootStepRan    bool
 	rootFaultTries map[string]int
+
+	// Drift (sim_drift_test.go): config's drift_check_period for the run; when the last
+	// drift sweep and the last due jobs ran; what the step did that may make a drift
+	// check fail or restart the sweeps (checkFaulted: the applications whose reads took an
+	// Auth0 fault, "*" for the Management API login; sweepReset: a start or a config
+	// write); the storage failures served by the last check; how far the log was read;
+	// the key of the certificates "added in the Dashboard".
+	driftPeriod  time.Duration
+	lastSweep    time.Time
+	lastRunDue   time.Time
+	checkFaulted map[string]bool // under mu
+	sweepReset   bool
+	storageSeen  int
+	logRead      int
+	foreignCert  *simForeignCert
 }
 
 type simRole struct {
@@ -376,6 +464,25 @@ type simRole struct {
 	// version and last cancelled stage as stored when it went out (invariant 10).
 	lastPatch, lastPatchCancel string
 	lastPatchCur               int
+
+	// Drift (sim_drift_test.go): the role's drift_action; the drift Auth0 holds behind
+	// Vault's back, until Vault took it back and the record of it is cleared; the secrets
+	// ever set outside Vault; the credentials a drift detached; a credential added in the
+	// Dashboard while Auth0 stores it; and, after it was removed, the version until which
+	// Auth0's credential limit it caused may still be what the role's failure says.
+	driftAction  string
+	drift        *simDrift
+	outside      map[string]bool
+	driftKeys    map[string]bool
+	foreign      string
+	blockedUntil int
+	// adopted: the versions seen holding a secret set outside Vault; driftWas: a drift
+	// was under way when the step began.
+	adopted  map[int]bool
+	driftWas bool
+	// walHeld: after the last step the role had a rotation write-ahead entry from its
+	// current version (resolved or not), which keeps drift checks away.
+	walHeld bool
 }
 
 type simRotation struct {
@@ -436,6 +543,7 @@ func newSim(t *testing.T, seed uint64, days, roles int) *sim {
 		loginCache:    map[uint64]bool{},
 
 		rootFaultTries: map[string]int{},
+		checkFaulted:   map[string]bool{},
 	}
 	s.logs = &simLog{secrets: map[string]bool{}}
 	// A fixed start (not the wall clock), so that cron schedules replay.
@@ -458,10 +566,12 @@ func newSim(t *testing.T, seed uint64, days, roles int) *sim {
 
 	wait := []string{"0s", "30s", "30s", "2m"}[s.rng.IntN(4)]
 	s.propagationWait, _ = time.ParseDuration(wait)
-	s.mustOK("config", map[string]interface{}{
+	cfg := map[string]interface{}{
 		"domain": s.emuURL, "client_id": testMgmtID, "client_secret": mgmt.ClientSecret,
 		"rate_limit": 1000, "request_timeout": "1s", "propagation_wait": wait,
-	})
+	}
+	s.setupDrift(cfg)
+	s.mustOK("config", cfg)
 	s.setupRoot()
 	// The roles' kinds, schedules and imports are spread evenly (the seed picks which role
 	// gets what): a quarter private_key_jwt (-sim.keyroles), a third of the others staged,
@@ -508,7 +618,7 @@ const simMaxCreated = 8
 func (s *sim) addRole(kind string, imported bool, class string) *simRole {
 	s.t.Helper()
 	i := len(s.roles)
-	r := &simRole{name: fmt.Sprintf("r%02d", i), clientID: fmt.Sprintf("sim-app-%02d", s.appSeq)}
+	r := &simRole{name: fmt.Sprintf("r%02d", i), clientID: fmt.Sprintf("sim-app-%02d", s.appSeq), outside: map[string]bool{}, driftKeys: map[string]bool{}, adopted: map[int]bool{}}
 	s.appSeq++
 	grants := map[string][]string{testAPI: {}}
 	granted := false
@@ -551,6 +661,7 @@ func (s *sim) addRole(kind string, imported bool, class string) *simRole {
 	if s.rng.IntN(2) == 0 {
 		data["max_versions"] = 1 + s.rng.IntN(5)
 	}
+	s.driftActionFor(r, data)
 	r.last = s.clock.Now()
 	restore := s.plan.suspend()
 	s.mustOK("roles/"+r.name, data)
@@ -626,6 +737,7 @@ func (s *sim) run() {
 	}
 	s.completeCoverage()
 	s.completeRootCoverage()
+	s.completeDriftCoverage()
 	s.converge()
 	s.finalCheck()
 	s.mu.Lock()
@@ -702,8 +814,10 @@ func (s *sim) summary() string {
 // crashes where they matter; the random steps keep mixing them with everything else.
 func (s *sim) randomStep() string {
 	switch w := s.rng.IntN(100); {
-	case w < 48:
+	case w < 45:
 		return s.stepAdvance()
+	case w < 48:
+		return s.stepDrift()
 	case w < 52:
 		return s.stepRootRotate()
 	case w < 59:
@@ -747,10 +861,11 @@ func (s *sim) stepAdvance() string {
 	return fmt.Sprintf("advance: %s, %d jobs", d, n)
 }
 
-// stepAdvanceToDue moves the clock exactly to when the first queued role falls due.
+// stepAdvanceToDue moves the clock exactly to when the first queued role (or the root
+// rotation) falls due; not to a drift sweep, which the queue holds too.
 func (s *sim) stepAdvanceToDue() string {
 	d := time.Duration(0)
-	if due, ok := s.b.Sched.Load().Queue.Peek(); ok && due.After(s.clock.Now()) {
+	if due, ok := s.nextDue(); ok && due.After(s.clock.Now()) {
 		d = due.Sub(s.clock.Now())
 	}
 	s.clock.Advance(d)
@@ -759,13 +874,33 @@ func (s *sim) stepAdvanceToDue() string {
 	return fmt.Sprintf("advance: to the next due role (%s), %d jobs", d, n)
 }
 
+// nextDue is the earliest time a role or the root rotation is queued for.
+func (s *sim) nextDue() (time.Time, bool) {
+	q := s.b.Sched.Load().Queue
+	next, found := q.Due(engine.RootQueueKey)
+	for _, r := range s.roles {
+		if due, ok := q.Due(r.name); ok && (!found || due.Before(next)) {
+			next, found = due, true
+		}
+	}
+	return next, found
+}
+
 func (s *sim) runDue() int {
 	sch := s.b.Sched.Load()
 	if sch == nil {
 		s.fail("no scheduler running")
 	}
 	<-sch.Loaded
-	s.noteDueJobs(s.clock.Now())
+	now := s.clock.Now()
+	s.noteStalls(sch, now)
+	s.noteDueJobs(now)
+	// A sweep due now runs among the jobs, and checks every role whose check fell due
+	// since the last one (invariant 21).
+	if due, ok := sch.Queue.Due(engine.DriftQueueKey); ok && !due.After(now) {
+		s.lastSweep = now
+	}
+	s.lastRunDue = now
 	return s.b.RunDueNow(s.ctx)
 }
 
@@ -809,6 +944,9 @@ func (s *sim) stepRotate(r *simRole, options bool) string {
 	}
 	s.snapshotStates(s.clock.Now())
 	s.noteAct(r, s.clock.Now())
+	if s.driftActive(r) {
+		r.drift.operated = true // a manual rotate during a drift is the operator's
+	}
 	if r.keys {
 		s.beforeKeyRotate(r, opt)
 	}
@@ -1089,6 +1227,7 @@ func (s *sim) disarmCrash(action string) (bool, string) {
 // Vault does when the plugin process is restarted.
 func (s *sim) restart() {
 	s.noteReconciled()
+	s.sweepReset = true // the new backend sweeps from its start
 	s.b.Cleanup(s.ctx)
 	s.store = &simStorage{inner: s.base, plan: s.plan}
 	s.b = startBackendWithClock(s.t, s.store, logical.TestSystemView(), hclog.Trace, s.logs, s.clock)
@@ -1111,6 +1250,7 @@ func (s *sim) stepConfig() string {
 	rate := []float64{1000, 1000, 100, 10}[s.rng.IntN(4)]
 	resp, err := s.request(logical.UpdateOperation, "config", map[string]interface{}{"rate_limit": rate, "request_timeout": "1s"})
 	s.counts["config"]++
+	s.sweepReset = true // a config write restarts the drift sweeps from its time
 	return fmt.Sprintf("config: rate_limit %g -> %s", rate, outcome(resp, err))
 }
 
@@ -1282,6 +1422,7 @@ func (s *sim) hook(p emulator.Phase, r *http.Request, clientID string) *emulator
 				continue
 			}
 			s.planned = append(s.planned[:i:i], s.planned[i+1:]...)
+			s.noteCheckFault(kind, clientID)
 			s.served[f.kind]++
 			s.servedIDs[f.id] = true
 			s.faultCov[f.class]++
@@ -1357,6 +1498,7 @@ func (s *sim) check() {
 	if leak := s.logs.keyLeak(); leak != "" {
 		s.fail("invariant 16: the log contains private key material: %s", leak)
 	}
+	drift := s.driftStep()
 
 	// 2. Schedule, and the part of 1 about whose application rotates.
 	for _, ev := range events {
@@ -1374,6 +1516,13 @@ func (s *sim) check() {
 			if ev.manual != ev.client {
 				s.fail("invariant 1: a manual rotate of %s's application also rotated %s (role %s)", s.byClient[ev.manual].name, ev.client, r.name)
 			}
+			r.last, r.failedSince = ev.at, false
+			continue
+		}
+		if r.driftRotating() {
+			// The rotation that takes back a drift (drift_action=rotate), or its retry:
+			// as a manual rotate would (invariant 22 checks it).
+			s.counts["drift rotation"]++
 			r.last, r.failedSince = ev.at, false
 			continue
 		}
@@ -1418,12 +1567,14 @@ func (s *sim) check() {
 				wals = append(wals, p)
 			}
 		}
+		s.driftBefore(r, role, pending[r.name], drift)
 		if r.keys {
 			s.checkKeyRole(r, role, stats, crashed)
 		} else {
 			s.checkRole(r, role, wals, rotations[r.clientID], stats.Rotations[r.clientID], stats.SecretPatches[r.clientID], crashed)
 		}
 		s.checkStaging(r, r.pre, role)
+		s.driftAfter(r, role, len(wals) > 0, drift)
 		if r.pre != nil {
 			for _, v := range role.Versions {
 				if v.Version > r.pre.CurrentVersion() && v.Source == model.SourceStaged {
@@ -1438,6 +1589,7 @@ func (s *sim) check() {
 		fmt.Fprintf(s.digest, "%s:%d/%d/%d/%d/%v/%v;", r.name, role.CurrentVersion(), len(wals), rotations[r.clientID], stats.SecretPatches[r.clientID], role.LastFailure != nil, role.Staged != nil)
 	}
 	clear(s.rotated)
+	s.driftStepDone()
 	s.checkRoot()
 }
 
@@ -1482,7 +1634,7 @@ func (s *sim) checkPatch(ev simPatch) {
 	r.lastPatch, r.lastPatchCur, r.lastPatchCancel = ev.secret, role.CurrentVersion(), cancel
 
 	// 11. Staged schedule: the switch.
-	if due := model.Later(role.Staged.SwitchTime, role.NextAttempt); ev.manual == "" && ev.at.Before(due) {
+	if due := model.Later(role.Staged.SwitchTime, role.NextAttempt); ev.manual == "" && ev.at.Before(due) && !r.driftRotating() {
 		s.fail("invariant 11: role %s PATCHed its staged secret at %s without a manual rotate, before its stored due time %s (switch_time %s, next_attempt %s)",
 			r.name, at, due.Format(time.RFC3339Nano), role.Staged.SwitchTime.Format(time.RFC3339Nano), role.NextAttempt.Format(time.RFC3339Nano))
 	}
@@ -1506,8 +1658,8 @@ func (s *sim) checkStaging(r *simRole, pre, role *model.RoleEntry) {
 		return
 	}
 	s.counts["stage"]++
-	if s.rotated[r.name] {
-		return // a manual rotate stages at once
+	if s.rotated[r.name] || r.driftRotating() {
+		return // a manual rotate stages at once, and so does the one that takes back a drift
 	}
 	at := st.StagedTime.Format(time.RFC3339Nano)
 	if !role.Scheduled() {
@@ -1547,6 +1699,9 @@ func (s *sim) checkRole(r *simRole, role *model.RoleEntry, wals []engine.Pending
 	if r.imported {
 		made--
 	}
+	// A secret set outside Vault (drift) that a rotation whose outcome was unknown read
+	// back is a "recovered" version no rotation of Vault's made (sim_drift_test.go).
+	made -= s.adopted(r, role, made, rotations, len(wals))
 	switch {
 	case r.staged:
 		// 6 (the write-ahead entries and rotate-secret were checked by the caller), 7, 10.
@@ -1685,8 +1840,11 @@ func (s *sim) checkRole(r *simRole, role *model.RoleEntry, wals []engine.Pending
 	if resp.Data["client_secret"] != creds.Current.Secret || resp.Data["version"] != creds.Current.Version {
 		s.fail("invariant 3: creds/%s served version %v, storage holds version %d", r.name, resp.Data["version"], creds.Current.Version)
 	}
+	// While Auth0 holds a secret set outside Vault (a drift, until Vault takes it back),
+	// creds serve one it refuses: invariants 20 to 23 check that instead.
+	drifted := s.driftActive(r)
 	if !r.staged {
-		if !inFlight && auth0 != creds.Current.Secret {
+		if !inFlight && auth0 != creds.Current.Secret && !drifted {
 			s.fail("invariant 1: no rotation of role %s is in flight, yet creds/%s serves version %d, which is not the secret Auth0 holds; versions %s", r.name, r.name, creds.Current.Version, describeVersions(role))
 		}
 		return
@@ -1695,6 +1853,9 @@ func (s *sim) checkRole(r *simRole, role *model.RoleEntry, wals []engine.Pending
 	// 8. Zero downtime.
 	if next, _ := resp.Data["next_client_secret"].(string); creds.Next != nil && next != creds.Next.Secret || creds.Next == nil && next != "" {
 		s.fail("invariant 8: creds/%s served another next_client_secret than storage holds", r.name)
+	}
+	if drifted {
+		return
 	}
 	if auth0 != creds.Current.Secret && !holdsStaged {
 		s.fail("invariant 8: Auth0 holds neither the current secret (version %d) of staged role %s nor its staged one (%+v); versions %s", creds.Current.Version, r.name, role.Staged, describeVersions(role))
@@ -1754,7 +1915,7 @@ func (s *sim) converge() {
 		var unsettled []string
 		for _, r := range s.roles {
 			switching := r.pre.Staged != nil && !s.clock.Now().Before(r.pre.Staged.SwitchTime)
-			if len(pending[r.name]) > 0 || r.pre.LastFailure != nil || switching || r.keys && keyUnsettled(r.pre, s.clock.Now()) {
+			if len(pending[r.name]) > 0 || r.pre.LastFailure != nil || switching || r.keys && keyUnsettled(r.pre, s.clock.Now()) || s.driftUnsettled(r) {
 				unsettled = append(unsettled, r.name)
 			}
 		}
@@ -1768,9 +1929,18 @@ func (s *sim) converge() {
 			s.fail("invariant 5: with faults cleared, roles %v still have a rotation in flight or a failure after %d rounds", unsettled, round)
 		}
 		s.step++
+		if ops := s.settleDrift(); len(ops) > 0 {
+			// A step of its own: the schedule checks (2, 17) know the due times before it.
+			s.record("settle: " + strings.Join(ops, "; "))
+			s.check()
+			s.step++
+		}
 		rollback := s.stepRollback()
 		var rotated []string
 		for _, r := range s.roles {
+			if s.driftActive(r) && r.drift.detected && r.driftAction == model.DriftActionRotate {
+				continue // found: drift_action=rotate takes it back alone (invariant 22)
+			}
 			if !r.pre.Scheduled() && (r.pre.LastFailure != nil || len(pending[r.name]) > 0) {
 				rotated = append(rotated, s.stepRotate(r, false))
 			}

@@ -243,7 +243,8 @@ engine renews a certificate two thirds into its lifetime whatever the schedule.
 self-signed), private_key (its key, PEM, PKCS #8), key_id (the Auth0 credential id),
 thumbprint_sha256 and expires_at; while the previous certificate is still attached at
 Auth0, previous_certificate, previous_private_key, previous_key_id,
-previous_thumbprint_sha256, previous_expires_at and overlap_until.
+previous_thumbprint_sha256, previous_expires_at and overlap_until (never past the
+previous certificate's expiry).
 The application presents the certificate in the TLS handshake with the tenant's mTLS
 edge (mtls.<custom domain>/oauth/token, client_id in the body, no secret); either
 certificate works until overlap_until.
