@@ -33,7 +33,8 @@ out=bench-results/bench-$(date -u +%Y%m%dT%H%M%SZ).txt
 cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//')
 mem=$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo 2>/dev/null)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD 2>/dev/null || commit="$commit + uncommitted changes"
+# The charts this script draws (docs/bench/) are its output, not a change to what it measures.
+git diff --quiet HEAD -- . ':(exclude)docs/bench' 2>/dev/null || commit="$commit + uncommitted changes"
 {
   echo "# vault-plugin-auth0 benchmarks"
   echo "date:    $(date -u +%Y-%m-%dT%H:%M:%SZ)"
