@@ -1131,7 +1131,8 @@ func (w *apiWorker) crash() string {
 
 // converge clears every fault and runs the clock forward, rotating roles left failing and
 // running Vault's rollback, until nothing is in flight, no role records a failure, no
-// staged secret is past its switch time and no key is pending (the engine simulation's
+// staged secret is past its switch time or switching (by this node's clock, which may lag
+// the node that started the switch) and no key is pending (the engine simulation's
 // invariant 5), checking after each round.
 func (a *apiSim) converge() {
 	a.mu.Lock()
@@ -1151,7 +1152,7 @@ func (a *apiSim) converge() {
 				return
 			}
 			now := a.node.Load().clock.Now()
-			if role != nil && (wals[r.name] > 0 || role.LastFailure != nil || role.Staged != nil && !now.Before(role.Staged.SwitchTime) || keyUnsettled(role, now)) {
+			if role != nil && (wals[r.name] > 0 || role.LastFailure != nil || role.Staged != nil && (role.Staged.Switching || !now.Before(role.Staged.SwitchTime)) || keyUnsettled(role, now)) {
 				unsettled = append(unsettled, r)
 			}
 		}

@@ -601,3 +601,59 @@ func (e *testEnv) walIDs(kind string) []string {
 	}
 	return out
 }
+
+// A switch cut short after its PATCH reached Auth0 (switching stored, then the process
+// died before the switch was) is finished by the next node at once, also by a manual
+// rotate and also where that node's clock lags the time the switch started: before, that
+// node saw the switch time ahead, left it "published" and served the old secret, which
+// Auth0 no longer accepts, until its clock caught up (TestAPISimulation
+// -apisim.seed=5020: a failover to a node 34s behind).
+func TestStartedSwitchFinishedOnLaggingNode(t *testing.T) {
+	for _, how := range []string{"scheduler", "rotate"} {
+		t.Run(how, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.configureStaged(nil)
+			e.advance(50 * time.Minute) // published, switches at 60m
+			e.emu.SetFaults(func(p emulator.Phase, r *http.Request, id string) *emulator.Fault {
+				if p == emulator.AfterApply && r.Method == http.MethodPatch && id == testAppID {
+					e.storage.failPutsUnder("", 1<<30) // the process is gone: nothing more is stored
+				}
+				return nil
+			})
+			if _, err := e.request(logical.UpdateOperation, "rotate/app", map[string]interface{}{"switch_now": true}); err == nil {
+				t.Fatal("a switch that could not be stored succeeded")
+			}
+			e.emu.SetFaults(nil)
+			e.storage.failPuts.Store(0)
+			role := e.storedRole("app")
+			staged, _ := e.ok(logical.ReadOperation, "creds/app", nil)["next_client_secret"].(string)
+			if role.Staged == nil || !role.Staged.Switching || role.LastFailure != nil || staged == "" || e.appSecret(testAppID) != staged {
+				t.Fatalf("setup: staged %+v, failure %+v; Auth0 should hold the staged secret, Vault still stage it", role.Staged, role.LastFailure)
+			}
+
+			lagging := newFakeClock(e.clock.Now().Add(-34 * time.Second))
+			lagging.setAutoAdvance(true) // the switch's checks wait on it, as on the first node's
+			other := startBackendWithClock(t, e.storage, logical.TestSystemView(), hclog.Trace, e.logs, lagging)
+			switch how {
+			case "scheduler":
+				sch := other.Sched.Load()
+				<-sch.Loaded
+				other.RunDueNow(t.Context())
+			case "rotate":
+				resp, err := other.HandleRequest(t.Context(), &logical.Request{Operation: logical.UpdateOperation, Path: "rotate/app", Storage: e.storage})
+				if err != nil || resp.IsError() {
+					t.Fatalf("rotate on the lagging node: %v %v", resp, err)
+				}
+			}
+			after := e.storedRole("app")
+			resp, err := other.HandleRequest(t.Context(), &logical.Request{Operation: logical.ReadOperation, Path: "creds/app", Storage: e.storage})
+			if err != nil || resp.IsError() {
+				t.Fatalf("creds on the lagging node: %v %v", resp, err)
+			}
+			if after.Staged != nil || after.CurrentVersion() != role.Staged.Version || resp.Data["client_secret"] != staged {
+				t.Fatalf("the started switch was not finished on a node %s behind: staged %+v, version %d, creds serve the secret Auth0 holds: %v",
+					34*time.Second, after.Staged, after.CurrentVersion(), resp.Data["client_secret"] == staged)
+			}
+		})
+	}
+}

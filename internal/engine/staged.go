@@ -101,6 +101,11 @@ func (stagedKind) run(ctx context.Context, j *roleJob) (*model.VersionMeta, *log
 
 func (stagedKind) dueTime(r *model.RoleEntry, now time.Time) time.Time {
 	if r.Staged != nil {
+		if r.Staged.Switching {
+			// A switch that started (Auth0 may hold the secret already) is finished at once,
+			// also on a node whose clock is behind the one that started it.
+			return model.Later(earliest(r.Staged.SwitchTime, now), r.NextAttempt)
+		}
 		// A staged secret switches at its time, scheduled role or not.
 		return model.Later(r.Staged.SwitchTime, r.NextAttempt)
 	}
@@ -208,7 +213,8 @@ func (j *roleJob) runStaged(ctx context.Context) (*model.VersionMeta, *logical.R
 			return j.fail(ctx, nil, err)
 		}
 	}
-	early := j.now.Before(role.Staged.SwitchTime)
+	// A switch that started is finished whatever this node's clock says of its time.
+	early := j.now.Before(role.Staged.SwitchTime) && !role.Staged.Switching
 	if early && !j.opts.SwitchNow {
 		return nil, nil, nil // published; it switches at its time
 	}
