@@ -437,18 +437,16 @@ func TestCredsVersionPrunedWhileRead(t *testing.T) {
 
 // Found by the API simulation: a create with import_current_secret cut between its creds
 // write and its role write left creds/<name> serving a secret of no role, which a delete
-// (finding no role) did not remove.
+// (finding no role) did not remove. The state is made here as a crash leaves it when the
+// next start could not repair it either: creds, secrets and claim stored, no role entry.
 func TestDeleteRemovesLeftoversOfACutCreate(t *testing.T) {
 	e := newTestEnv(t)
 	e.configure()
-	e.storage.failPutsUnder(model.RoleStoragePrefix, 1000)
-	if _, err := e.request(logical.UpdateOperation, "roles/app", map[string]interface{}{"client_id": testAppID, "import_current_secret": true}); err == nil {
-		t.Fatal("the create succeeded although its role write failed")
+	e.ok(logical.UpdateOperation, "roles/app", map[string]interface{}{"client_id": testAppID, "import_current_secret": true})
+	if err := model.DeleteKey(t.Context(), e.storage, model.RoleKey("app")); err != nil {
+		t.Fatal(err)
 	}
-	e.storage.failPuts.Store(0)
-	if creds, _ := model.LoadCreds(t.Context(), e.storage, "app"); creds == nil {
-		t.Fatal("no creds left: the test does not reach the state")
-	}
+	e.b.CredsCache.Invalidate("app")
 	e.ok(logical.DeleteOperation, "roles/app", nil)
 	if creds, _ := model.LoadCreds(t.Context(), e.storage, "app"); creds != nil {
 		t.Fatal("the delete left creds/app")
@@ -457,6 +455,35 @@ func TestDeleteRemovesLeftoversOfACutCreate(t *testing.T) {
 		t.Fatalf("the delete left the claim of %q", owner)
 	}
 	wantContains(t, e.userError(logical.ReadOperation, "creds/app", nil), `role "app" does not exist`)
+}
+
+// A create whose role entry could not be stored leaves nothing: creds and token/ of the
+// role that does not exist answer that it does not exist, no secret of the import stays,
+// and the application is free. Before, creds and token/ served the imported secret and
+// tokens of no role until someone deleted it (TestAPISimulation -apisim.seed=5019: a token
+// cached for a role that does not exist).
+func TestFailedCreateLeavesNothing(t *testing.T) {
+	e := newTestEnv(t)
+	e.configure()
+	e.storage.failPutsUnder(model.RoleStoragePrefix, 1000)
+	if _, err := e.request(logical.UpdateOperation, "roles/app", map[string]interface{}{"client_id": testAppID, "import_current_secret": true, "token_audiences": testAPI}); err == nil {
+		t.Fatal("the create succeeded although its role write failed")
+	}
+	e.storage.failPuts.Store(0)
+	wantContains(t, e.userError(logical.ReadOperation, "creds/app", nil), `role "app" does not exist`)
+	if resp, err := e.request(logical.ReadOperation, "token/app", nil); err == nil && (resp == nil || !resp.IsError()) {
+		t.Fatal("token/ of a role whose create failed minted a token")
+	}
+	if creds, _ := model.LoadCreds(t.Context(), e.storage, "app"); creds != nil {
+		t.Fatal("the failed create left creds/app")
+	}
+	if keys, _ := e.storage.List(t.Context(), model.SecretsDir("app")); len(keys) != 0 {
+		t.Fatalf("the failed create left secrets %v", keys)
+	}
+	if owner, _ := model.LoadOwner(t.Context(), e.storage, testAppID); owner != "" {
+		t.Fatalf("the failed create left the claim of %q", owner)
+	}
+	e.ok(logical.UpdateOperation, "roles/other", map[string]interface{}{"client_id": testAppID, "import_current_secret": true})
 }
 
 // Found by the API simulation: a creds read between a delete's removal of the secrets and

@@ -321,10 +321,12 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	}
 	if imported != "" {
 		if _, err := b.CommitVersion(req.Storage, name, role, imported, model.SourceImport, "", now); err != nil {
+			b.UndoFailedCreate(ctx, req.Storage, name, role.ClientID)
 			return nil, err
 		}
 	} else if creating {
 		if err := b.StoreRoleState(ctx, req.Storage, name, role); err != nil {
+			b.UndoFailedCreate(ctx, req.Storage, name, role.ClientID)
 			return nil, err
 		}
 	} else if err := b.StoreRoleWrite(ctx, req.Storage, name, role); err != nil {

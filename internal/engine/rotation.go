@@ -405,6 +405,33 @@ func LiveOwner(ctx context.Context, s logical.Storage, clientID string) (string,
 func (b *Engine) ReleaseApplication(ctx context.Context, s logical.Storage, name, clientID string) error {
 	b.OwnerMu.Lock()
 	defer b.OwnerMu.Unlock()
+	return releaseApplicationLocked(ctx, s, name, clientID)
+}
+
+// UndoFailedCreate is called by a create whose storage writes failed, holding the role's
+// lock and OwnerMu: unless its role entry was stored after all, what it stored for creds
+// (an import's secret too) goes with its claim on the application, so that creds and
+// token/ serve nothing of a role that does not exist. If that fails too, a delete of the
+// role removes the leftovers.
+func (b *Engine) UndoFailedCreate(ctx context.Context, s logical.Storage, name, clientID string) {
+	b.Tokens.ForgetRole(name)
+	err := func() error {
+		role, err := model.LoadRole(ctx, s, name)
+		if err != nil || role != nil {
+			return err
+		}
+		if err := b.DeleteRoleData(ctx, s, name); err != nil {
+			return err
+		}
+		return releaseApplicationLocked(ctx, s, name, clientID)
+	}()
+	if err != nil {
+		b.logger().Warn("could not remove what a failed create stored; deleting the role removes it", "role", name, "error", err)
+	}
+}
+
+// releaseApplicationLocked is ReleaseApplication for a caller that holds OwnerMu.
+func releaseApplicationLocked(ctx context.Context, s logical.Storage, name, clientID string) error {
 	owner, err := model.LoadOwner(ctx, s, clientID)
 	if err != nil || owner != name {
 		return err
